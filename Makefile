@@ -1,0 +1,65 @@
+# diffbench: `make demo` (set-up, build, run the main job) and `make test` (set-up, build, all tests).
+# LibTorch comes from PyPI's torch wheel in a per-user virtualenv keyed by the pinned versions, so a
+# fresh clone reuses it; LIBTORCH=DIR uses a LibTorch of your own instead (DIR holds share/cmake/Torch).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+DEB_PACKAGES := cmake ninja-build g++ pkg-config python3-venv nlohmann-json3-dev libtomlplusplus-dev \
+                libcli11-dev libpng-dev libutf8proc-dev libgtest-dev libgmock-dev
+
+VENV_KEY := $(shell cat tools/requirements-torch.txt <($(PYTHON) -c 'import sys;print(sys.version_info[:2])') | sha1sum | cut -c1-12)
+VENV ?= $(HOME)/.cache/diffbench/venv-$(VENV_KEY)
+
+ifdef LIBTORCH
+TORCH_PREFIX := $(LIBTORCH)
+TORCH_DEP :=
+else
+TORCH_PREFIX = $(shell $(VENV)/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
+TORCH_DEP := $(VENV)/.ready
+endif
+
+GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
+
+.PHONY: all deps venv configure build test demo clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing Debian packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.ready: tools/requirements-torch.txt
+	@echo "creating $(VENV) (torch wheel, a few GB, once per machine)"
+	@mkdir -p $(dir $(VENV))
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r tools/requirements-torch.txt
+	@touch $@
+
+venv: $(TORCH_DEP)
+
+configure: deps venv
+	cmake -S . -B $(BUILD_DIR) $(GENERATOR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_PREFIX_PATH="$(TORCH_PREFIX)" $(CMAKE_ARGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
+
+demo: build
+	./tools/demo.sh $(BUILD_DIR)/bin/diffbench
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,50 @@
+// Helpers shared by the test binaries: where the reference fixtures are, tensor comparison.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace diffbench::test {
+
+// ../shared beside the project root, or $DIFFBENCH_SHARED when set.
+inline std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("DIFFBENCH_SHARED"); env && *env) return env;
+  return std::filesystem::path(DIFFBENCH_SOURCE_DIR).parent_path() / "shared";
+}
+
+inline std::filesystem::path fixture(const std::string& rel) { return shared_dir() / "fixtures" / rel; }
+inline std::filesystem::path shared_data(const std::string& rel) { return shared_dir() / "data" / rel; }
+
+inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+// A fresh empty temporary directory, removed by the caller when wanted.
+inline std::filesystem::path temp_dir(const std::string& tag) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("diffbench-test-" + tag + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace diffbench::test
+
+// Skips the current test, naming the missing fixture, when `path` does not exist.
+#define DIFFBENCH_REQUIRE_FIXTURE(path)                                                   \
+  do {                                                                                    \
+    if (!std::filesystem::exists(path))                                                   \
+      GTEST_SKIP() << "fixture missing: " << (path).string() << " (see ../shared/README.md)"; \
+  } while (0)
+
+// Asserts max |a-b| <= tol and prints the difference when it fails.
+#define EXPECT_TENSOR_NEAR(a, b, tol)                                                    \
+  do {                                                                                    \
+    ASSERT_EQ((a).sizes(), (b).sizes());                                                  \
+    const double diffbench_mad_ = ::diffbench::test::max_abs_diff((a), (b));           \
+    EXPECT_LE(diffbench_mad_, (tol)) << "max abs diff " << diffbench_mad_ << " > " << (tol); \
+  } while (0)
