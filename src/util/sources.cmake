@@ -1,0 +1,4 @@
+list(APPEND DIFFBENCH_SOURCES
+  src/util/error.cpp
+  src/util/log.cpp
+)

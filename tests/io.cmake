@@ -1,0 +1,1 @@
+diffbench_test(test_io unit io/test_safetensors.cpp)

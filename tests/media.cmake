@@ -1,0 +1,1 @@
+# diffbench_test(test_media LABEL sources...)

@@ -1,0 +1,1 @@
+# diffbench_test(test_metrics LABEL sources...)

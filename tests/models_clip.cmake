@@ -1,0 +1,1 @@
+# diffbench_test(test_models_clip LABEL sources...)

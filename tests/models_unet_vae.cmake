@@ -1,0 +1,1 @@
+# diffbench_test(test_models_unet_vae LABEL sources...)

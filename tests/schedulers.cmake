@@ -1,0 +1,1 @@
+# diffbench_test(test_schedulers LABEL sources...)
