@@ -1,0 +1,102 @@
+#include "diffbench/models/clip_text.hpp"
+
+#include <ATen/ATen.h>
+
+#include "diffbench/error.hpp"
+
+namespace diffbench {
+
+ClipTextConfig ClipTextConfig::from_json(const JsonConfig& j) {
+  ClipTextConfig c;
+  c.vocab_size = j.get<int64_t>("vocab_size", c.vocab_size);
+  c.hidden_size = j.get<int64_t>("hidden_size", c.hidden_size);
+  c.intermediate_size = j.get<int64_t>("intermediate_size", c.intermediate_size);
+  c.projection_dim = j.get<int64_t>("projection_dim", c.projection_dim);
+  c.num_hidden_layers = j.get<int64_t>("num_hidden_layers", c.num_hidden_layers);
+  c.num_attention_heads = j.get<int64_t>("num_attention_heads", c.num_attention_heads);
+  c.max_position_embeddings = j.get<int64_t>("max_position_embeddings", c.max_position_embeddings);
+  c.hidden_act = j.get<std::string>("hidden_act", c.hidden_act);
+  c.layer_norm_eps = j.get<double>("layer_norm_eps", c.layer_norm_eps);
+  c.pad_token_id = j.get<int64_t>("pad_token_id", c.pad_token_id);
+  c.bos_token_id = j.get<int64_t>("bos_token_id", c.bos_token_id);
+  c.eos_token_id = j.get<int64_t>("eos_token_id", c.eos_token_id);
+  c.encoder(j.source());  // validates hidden_act and the head split early, naming the file
+  return c;
+}
+
+ClipEncoderConfig ClipTextConfig::encoder(const std::string& where) const {
+  if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
+    throw InputError("hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
+                         std::to_string(num_attention_heads),
+                     where);
+  ClipEncoderConfig e;
+  e.hidden_size = hidden_size;
+  e.intermediate_size = intermediate_size;
+  e.num_hidden_layers = num_hidden_layers;
+  e.num_attention_heads = num_attention_heads;
+  e.layer_norm_eps = layer_norm_eps;
+  e.hidden_act = parse_clip_activation(hidden_act, where);
+  return e;
+}
+
+LoadOptions clip_text_load_options() {
+  LoadOptions o;
+  o.strip_prefix = "text_model.";
+  o.ignore_unexpected = {"embeddings.position_ids"};
+  return o;
+}
+
+ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const ClipTextConfig& c) {
+  token_embedding = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  position_embedding =
+      register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+}
+
+at::Tensor ClipTextEmbeddingsImpl::forward(const at::Tensor& input_ids) {
+  const int64_t length = input_ids.size(1);
+  const int64_t max_positions = position_embedding->weight.size(0);
+  if (length > max_positions)
+    throw UsageError("text of " + std::to_string(length) + " tokens is longer than the encoder's " +
+                     std::to_string(max_positions) + " positions");
+  auto positions = at::arange(length, input_ids.options().dtype(at::kLong));  // [L]
+  return token_embedding(input_ids) + position_embedding(positions);         // [B, L, D]
+}
+
+ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(config) {
+  embeddings = register_module("embeddings", ClipTextEmbeddings(config));
+  encoder = register_module("encoder", ClipEncoder(config.encoder()));
+  final_layer_norm = register_module(
+      "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps)));
+}
+
+ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                          int64_t clip_skip) {
+  if (input_ids.dim() != 2) throw UsageError("input_ids must be [batch, length]", "ClipTextModel");
+  if (clip_skip < 0 || clip_skip >= encoder->num_layers())
+    throw UsageError("clip_skip must be in [0, " + std::to_string(encoder->num_layers()) + ")", "ClipTextModel");
+  const auto ids = input_ids.to(at::kLong);
+  const int64_t batch = ids.size(0), length = ids.size(1);
+
+  auto x = embeddings(ids);  // [B, L, D]
+  auto mask = causal_attention_mask(length, x.options(), attention_mask);  // [1 or B, 1, L, L]
+  at::Tensor kept;
+  x = encoder->forward_keep(x, mask, encoder->num_layers() - clip_skip, kept);  // [B, L, D]
+  auto last = final_layer_norm(x);                                           // [B, L, D]
+
+  // transformers: eos_token_id == 2 is the legacy config (pool at the highest id); otherwise
+  // pool at the first position holding eos_token_id (the pad token may equal it).
+  at::Tensor eos_index;  // [B]
+  if (config_.eos_token_id == 2)
+    eos_index = ids.to(at::kInt).argmax(-1);
+  else
+    eos_index = ids.eq(config_.eos_token_id).to(at::kInt).argmax(-1);
+  auto rows = at::arange(batch, eos_index.options().dtype(at::kLong));
+  auto pooled = last.index({rows, eos_index.to(at::kLong)});  // [B, D]
+
+  ClipTextOutput out;
+  out.last_hidden_state = clip_skip == 0 ? last : final_layer_norm(kept);
+  out.pooled = pooled;
+  return out;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,96 @@
+#include "diffbench/models/clip_vision.hpp"
+
+#include <ATen/ATen.h>
+
+#include "diffbench/error.hpp"
+
+namespace diffbench {
+
+namespace {
+
+// image_size / patch_size may be an int or a square [h, w] pair.
+int64_t square_size(const JsonConfig& j, const std::string& key, int64_t fallback) {
+  if (!j.has(key)) return fallback;
+  const auto& v = j.raw().at(key);
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[0] == v[1]) return v[0].get<int64_t>();
+  throw InputError("'" + key + "' must be an integer or a square [n, n] pair", j.source());
+}
+
+}  // namespace
+
+ClipVisionConfig ClipVisionConfig::from_json(const JsonConfig& j) {
+  ClipVisionConfig c;
+  c.hidden_size = j.get<int64_t>("hidden_size", c.hidden_size);
+  c.intermediate_size = j.get<int64_t>("intermediate_size", c.intermediate_size);
+  c.projection_dim = j.get<int64_t>("projection_dim", c.projection_dim);
+  c.num_hidden_layers = j.get<int64_t>("num_hidden_layers", c.num_hidden_layers);
+  c.num_attention_heads = j.get<int64_t>("num_attention_heads", c.num_attention_heads);
+  c.num_channels = j.get<int64_t>("num_channels", c.num_channels);
+  c.image_size = square_size(j, "image_size", c.image_size);
+  c.patch_size = square_size(j, "patch_size", c.patch_size);
+  c.hidden_act = j.get<std::string>("hidden_act", c.hidden_act);
+  c.layer_norm_eps = j.get<double>("layer_norm_eps", c.layer_norm_eps);
+  if (c.patch_size <= 0 || c.image_size % c.patch_size != 0)
+    throw InputError("image_size " + std::to_string(c.image_size) + " is not a multiple of patch_size " +
+                         std::to_string(c.patch_size),
+                     j.source());
+  c.encoder(j.source());
+  return c;
+}
+
+ClipEncoderConfig ClipVisionConfig::encoder(const std::string& where) const {
+  if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
+    throw InputError("hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
+                         std::to_string(num_attention_heads),
+                     where);
+  ClipEncoderConfig e;
+  e.hidden_size = hidden_size;
+  e.intermediate_size = intermediate_size;
+  e.num_hidden_layers = num_hidden_layers;
+  e.num_attention_heads = num_attention_heads;
+  e.layer_norm_eps = layer_norm_eps;
+  e.hidden_act = parse_clip_activation(hidden_act, where);
+  return e;
+}
+
+ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionConfig& c) : image_size_(c.image_size) {
+  const int64_t grid = c.image_size / c.patch_size;
+  class_embedding = register_parameter("class_embedding", at::zeros({c.hidden_size}));
+  patch_embedding = register_module(
+      "patch_embedding",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size).stride(c.patch_size).bias(false)));
+  position_embedding = register_module("position_embedding", torch::nn::Embedding(grid * grid + 1, c.hidden_size));
+}
+
+at::Tensor ClipVisionEmbeddingsImpl::forward(const at::Tensor& pixel_values) {
+  if (pixel_values.dim() != 4 || pixel_values.size(2) != image_size_ || pixel_values.size(3) != image_size_)
+    throw UsageError("pixel_values must be [batch, channels, " + std::to_string(image_size_) + ", " +
+                         std::to_string(image_size_) + "]",
+                     "ClipVisionModel");
+  const int64_t batch = pixel_values.size(0);
+  auto patches = patch_embedding(pixel_values.to(patch_embedding->weight.scalar_type()));  // [B, D, g, g]
+  patches = patches.flatten(2).transpose(1, 2);                                             // [B, g*g, D]
+  auto cls = class_embedding.expand({batch, 1, -1});                                        // [B, 1, D]
+  auto x = at::cat({cls, patches}, 1);                                                      // [B, 1+g*g, D]
+  return x + position_embedding->weight.unsqueeze(0);                                       // [B, 1+g*g, D]
+}
+
+ClipVisionModelImpl::ClipVisionModelImpl(const ClipVisionConfig& config) : config_(config) {
+  auto ln = torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps);
+  embeddings = register_module("embeddings", ClipVisionEmbeddings(config));
+  pre_layrnorm = register_module("pre_layrnorm", torch::nn::LayerNorm(ln));
+  encoder = register_module("encoder", ClipEncoder(config.encoder()));
+  post_layernorm = register_module("post_layernorm", torch::nn::LayerNorm(ln));
+}
+
+ClipVisionOutput ClipVisionModelImpl::forward(const at::Tensor& pixel_values) {
+  auto x = pre_layrnorm(embeddings(pixel_values));  // [B, T, D]
+  x = encoder(x);                                   // [B, T, D]
+  ClipVisionOutput out;
+  out.last_hidden_state = x;
+  out.pooled = post_layernorm(x.select(1, 0));  // [B, D]
+  return out;
+}
+
+}  // namespace diffbench
