@@ -163,3 +163,25 @@ TEST(ClipScorer, PickleOnlyFoldersAreRefusedWithAHint) {
   EXPECT_THROW(load_clip_scorer(dir / "missing"), InputError);
   fs::remove_all(dir);
 }
+
+TEST(ClipScorer, AcceptsOlderTransformersCheckpointsWithPositionIds) {
+  // transformers < 4.31 also saved the position_ids buffers of both towers.
+  const auto dir = test::fixture("tiny-clip");
+  DIFFBENCH_REQUIRE_FIXTURE(dir);
+  auto copy = test::temp_dir("clip-position-ids");
+  fs::copy_file(dir / "config.json", copy / "config.json");
+  auto weights = load_safetensors(dir / "model.safetensors");
+  weights["text_model.embeddings.position_ids"] = at::arange(77, at::kLong).unsqueeze(0);
+  weights["vision_model.embeddings.position_ids"] = at::arange(50, at::kLong).unsqueeze(0);
+  save_safetensors(copy / "model.safetensors", weights);
+  auto scorer = load_clip_scorer(copy);
+  auto spec = scorer->image_spec();  // no processor config: OpenAI defaults and the tower's size
+  EXPECT_EQ(spec.size, 224);
+  EXPECT_EQ(spec.mean, kOpenAiClipMean);
+  c10::InferenceMode guard;
+  auto reference = load_clip_scorer(dir);
+  auto ids = at::full({1, 77}, 49407, at::kLong);
+  ids.select(1, 0).fill_(49406);
+  EXPECT_TRUE(at::equal(scorer->text_features(ids), reference->text_features(ids)));
+  fs::remove_all(copy);
+}
