@@ -1,1 +1,1 @@
-# diffbench_test(test_models_unet_vae LABEL sources...)
+diffbench_test(test_models_unet_vae parity models/test_unet_vae.cpp)

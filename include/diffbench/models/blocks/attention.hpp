@@ -1,0 +1,45 @@
+// diffusers' `Attention` with the scaled-dot-product processor (AttnProcessor2_0): to_q, to_k,
+// to_v, to_out.0; optional GroupNorm on the input and a residual connection (the VAE mid-block
+// attention, which works on [B, C, H, W] maps).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+namespace diffbench {
+
+struct AttentionOptions {
+  int64_t query_dim = 0;
+  int64_t cross_attention_dim = 0;  // 0: self-attention (keys/values from query_dim)
+  int64_t heads = 8;
+  int64_t dim_head = 64;
+  bool bias = false;       // on to_q / to_k / to_v
+  bool out_bias = true;    // on to_out.0
+  int64_t norm_num_groups = 0;  // > 0: a `group_norm` on the input (channels = query_dim)
+  double eps = 1e-5;            // of that group_norm
+  bool residual_connection = false;
+  double rescale_output_factor = 1.0;
+};
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const AttentionOptions& options);
+  // hidden: [B, N, query_dim] or [B, C, H, W]; context: [B, M, cross_attention_dim] or undefined
+  // for self-attention. Returns the same shape as `hidden`.
+  at::Tensor forward(const at::Tensor& hidden, const at::Tensor& context = {});
+
+  const AttentionOptions& options() const { return options_; }
+
+ private:
+  AttentionOptions options_;
+  torch::nn::GroupNorm group_norm{nullptr};
+  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+  torch::nn::ModuleList to_out{nullptr};  // 0: Linear, 1: Dropout
+  torch::nn::Linear to_out_proj{nullptr};  // the same module as to_out[0], typed
+};
+TORCH_MODULE(Attention);
+
+}  // namespace diffbench

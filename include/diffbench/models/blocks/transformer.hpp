@@ -1,0 +1,92 @@
+// diffusers' Transformer2DModel for continuous inputs (GroupNorm, proj_in, BasicTransformerBlocks,
+// proj_out, residual) and BasicTransformerBlock (self-attention, cross-attention, GEGLU feed-forward,
+// each behind a LayerNorm).
+#pragma once
+
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "diffbench/models/blocks/attention.hpp"
+
+namespace diffbench {
+
+// GEGLU: proj to 2*inner, then value * gelu(gate) (exact GELU).
+class GEGLUImpl : public torch::nn::Module {
+ public:
+  GEGLUImpl(int64_t dim_in, int64_t dim_out);
+  at::Tensor forward(const at::Tensor& x);  // [.., dim_in] -> [.., dim_out]
+
+ private:
+  torch::nn::Linear proj{nullptr};
+};
+TORCH_MODULE(GEGLU);
+
+// FeedForward with GEGLU: net.0 = GEGLU, net.1 = Dropout, net.2 = Linear.
+class FeedForwardImpl : public torch::nn::Module {
+ public:
+  FeedForwardImpl(int64_t dim, int64_t mult = 4);
+  at::Tensor forward(const at::Tensor& x);  // [B, N, dim] -> [B, N, dim]
+
+ private:
+  torch::nn::ModuleList net{nullptr};
+  GEGLU act{nullptr};
+  torch::nn::Linear out{nullptr};
+};
+TORCH_MODULE(FeedForward);
+
+struct TransformerBlockOptions {
+  int64_t dim = 0;
+  int64_t heads = 8;
+  int64_t dim_head = 64;
+  int64_t cross_attention_dim = 0;
+  double norm_eps = 1e-5;
+};
+
+class BasicTransformerBlockImpl : public torch::nn::Module {
+ public:
+  explicit BasicTransformerBlockImpl(const TransformerBlockOptions& options);
+  // x: [B, N, dim]; context: [B, M, cross_attention_dim].
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context);
+
+ private:
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
+  Attention attn1{nullptr}, attn2{nullptr};
+  FeedForward ff{nullptr};
+};
+TORCH_MODULE(BasicTransformerBlock);
+
+struct Transformer2DOptions {
+  int64_t num_attention_heads = 16;
+  int64_t attention_head_dim = 88;
+  int64_t in_channels = 0;
+  int64_t num_layers = 1;
+  int64_t cross_attention_dim = 0;
+  int64_t norm_num_groups = 32;
+  bool use_linear_projection = false;
+};
+
+class Transformer2DModelImpl : public torch::nn::Module {
+ public:
+  explicit Transformer2DModelImpl(const Transformer2DOptions& options);
+  // x: [B, C, H, W]; context: [B, M, cross_attention_dim]. Returns [B, C, H, W].
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context);
+
+  const std::vector<BasicTransformerBlock>& blocks() const { return blocks_; }
+
+ private:
+  Transformer2DOptions options_;
+  torch::nn::GroupNorm norm{nullptr};
+  torch::nn::Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};
+  torch::nn::Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};
+  torch::nn::ModuleList transformer_blocks{nullptr};
+  std::vector<BasicTransformerBlock> blocks_;
+};
+TORCH_MODULE(Transformer2DModel);
+
+}  // namespace diffbench

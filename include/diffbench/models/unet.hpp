@@ -1,0 +1,104 @@
+// diffusers' UNet2DConditionModel for the SD1.x/SD2.x topology, built from its config.json.
+// Parameter names equal the diffusers checkpoint keys (down_blocks.1.attentions.0. ...).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "diffbench/io/json_config.hpp"
+#include "diffbench/models/blocks/embeddings.hpp"
+#include "diffbench/models/unet_blocks.hpp"
+
+namespace diffbench {
+
+// The keys of unet/config.json that matter for SD1.x/2.x, with diffusers' defaults. Per-block
+// lists are expanded to one entry per down block (in down-block order).
+struct UNetConfig {
+  std::string source;                // the config file, for error messages
+  int64_t sample_size = 0;           // latent side; 0 when the config has none (diffusers' None)
+  int64_t in_channels = 4;
+  int64_t out_channels = 4;
+  bool center_input_sample = false;
+  bool flip_sin_to_cos = true;
+  double freq_shift = 0.0;
+  std::vector<std::string> down_block_types = {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                               "CrossAttnDownBlock2D", "DownBlock2D"};
+  std::string mid_block_type = "UNetMidBlock2DCrossAttn";  // empty: no mid block (diffusers' None)
+  std::vector<std::string> up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                             "CrossAttnUpBlock2D"};
+  std::vector<int64_t> block_out_channels = {320, 640, 1280, 1280};
+  std::vector<int64_t> layers_per_block;              // default 2 per block
+  int64_t downsample_padding = 1;
+  double mid_block_scale_factor = 1.0;
+  int64_t norm_num_groups = 32;
+  double norm_eps = 1e-5;
+  std::vector<int64_t> cross_attention_dim;           // default 1280 per block
+  std::vector<int64_t> transformer_layers_per_block;  // default 1 per block
+  // Heads per block: num_attention_heads, or attention_head_dim when that is null (diffusers keeps
+  // the old misnomer: SD1.x's "attention_head_dim": 8 means 8 heads).
+  std::vector<int64_t> num_attention_heads;           // default 8 per block
+  bool use_linear_projection = false;
+  bool upcast_attention = false;  // no effect with scaled-dot-product attention, as in diffusers
+  double resnet_out_scale_factor = 1.0;
+  int64_t conv_in_kernel = 3;
+  int64_t conv_out_kernel = 3;
+  std::optional<int64_t> time_embedding_dim;  // default 4 * block_out_channels[0]
+
+  static UNetConfig from_json(const JsonConfig& config);
+  int64_t time_embed_dim() const { return time_embedding_dim.value_or(block_out_channels.at(0) * 4); }
+};
+
+class UNet2DConditionModelImpl : public torch::nn::Module {
+ public:
+  explicit UNet2DConditionModelImpl(const UNetConfig& config);
+
+  // sample: [B, in_channels, H, W]; timestep: 0-d or [B]; encoder_hidden_states: [B, 77, D].
+  // Returns the noise prediction [B, out_channels, H, W].
+  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states);
+
+  // ---- the stages forward() runs, in order (hook points for acceleration methods) ----
+  // Sinusoidal projection + time_embedding MLP: [B, time_embed_dim] in sample's dtype.
+  at::Tensor forward_time_embedding(const at::Tensor& timestep, const at::Tensor& sample);
+  at::Tensor forward_conv_in(const at::Tensor& sample);  // [B, block_out_channels[0], H, W]
+  DownBlockOutput forward_down_block(size_t i, const at::Tensor& h, const at::Tensor& temb,
+                                     const at::Tensor& context);
+  at::Tensor forward_mid_block(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context);
+  at::Tensor forward_up_block(size_t i, const at::Tensor& h, const std::vector<at::Tensor>& skips,
+                              const at::Tensor& temb, const at::Tensor& context,
+                              const std::optional<std::vector<int64_t>>& upsample_size);
+  at::Tensor forward_conv_out(const at::Tensor& h);  // norm, SiLU, conv: [B, out_channels, H, W]
+
+  // Whether upsamplers must be given the skips' sizes (latent sides not multiples of
+  // upsample_factor()), as diffusers' forward_upsample_size.
+  bool needs_upsample_size(const at::Tensor& sample) const;
+  int64_t upsample_factor() const { return int64_t(1) << num_upsamplers_; }
+
+  const UNetConfig& config() const { return config_; }
+  size_t num_down_blocks() const { return down_blocks_.size(); }
+  size_t num_up_blocks() const { return up_blocks_.size(); }
+  UNetDownBlock& down_block(size_t i) { return down_blocks_.at(i); }
+  UNetUpBlock& up_block(size_t i) { return up_blocks_.at(i); }
+  bool has_mid_block() const { return !mid_block.is_empty(); }
+
+ private:
+  UNetConfig config_;
+  int64_t num_upsamplers_ = 0;
+  TimestepEmbedding time_embedding{nullptr};
+  torch::nn::Conv2d conv_in{nullptr};
+  torch::nn::ModuleList down_blocks{nullptr}, up_blocks{nullptr};
+  std::vector<UNetDownBlock> down_blocks_;
+  UNetMidBlock mid_block{nullptr};
+  std::vector<UNetUpBlock> up_blocks_;
+  torch::nn::GroupNorm conv_norm_out{nullptr};
+  torch::nn::Conv2d conv_out{nullptr};
+};
+TORCH_MODULE(UNet2DConditionModel);
+
+}  // namespace diffbench

@@ -1,0 +1,48 @@
+#include "diffbench/models/blocks/attention.hpp"
+
+#include <torch/nn/modules/dropout.h>
+
+namespace diffbench {
+
+namespace nn = torch::nn;
+
+AttentionImpl::AttentionImpl(const AttentionOptions& options) : options_(options) {
+  const int64_t inner = options_.heads * options_.dim_head;
+  const int64_t kv_dim = options_.cross_attention_dim > 0 ? options_.cross_attention_dim : options_.query_dim;
+  if (options_.norm_num_groups > 0)
+    group_norm = register_module(
+        "group_norm", nn::GroupNorm(nn::GroupNormOptions(options_.norm_num_groups, options_.query_dim).eps(options_.eps)));
+  to_q = register_module("to_q", nn::Linear(nn::LinearOptions(options_.query_dim, inner).bias(options_.bias)));
+  to_k = register_module("to_k", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(options_.bias)));
+  to_v = register_module("to_v", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(options_.bias)));
+  to_out_proj = nn::Linear(nn::LinearOptions(inner, options_.query_dim).bias(options_.out_bias));
+  to_out = register_module("to_out", nn::ModuleList(to_out_proj, nn::Dropout(0.0)));
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& context) {
+  const bool spatial = hidden.dim() == 4;
+  const int64_t B = hidden.size(0);
+  at::Tensor x = hidden;
+  int64_t C = 0, H = 0, W = 0;
+  if (spatial) {
+    C = hidden.size(1), H = hidden.size(2), W = hidden.size(3);
+    x = hidden.view({B, C, H * W}).transpose(1, 2);  // [B, HW, C]
+  }
+  if (group_norm) x = group_norm(x.transpose(1, 2)).transpose(1, 2);  // normalised over channels
+  const at::Tensor& kv = context.defined() ? context : x;
+
+  const int64_t heads = options_.heads, dh = options_.dim_head;
+  at::Tensor q = to_q(x).view({B, -1, heads, dh}).transpose(1, 2);   // [B, heads, N, dh]
+  at::Tensor k = to_k(kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
+  at::Tensor v = to_v(kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
+  at::Tensor o = at::scaled_dot_product_attention(q, k, v);          // [B, heads, N, dh]
+  o = o.transpose(1, 2).reshape({B, -1, heads * dh});                // [B, N, inner]
+  o = to_out_proj(o);                                                // [B, N, query_dim]; to_out.1 is dropout
+
+  if (spatial) o = o.transpose(-1, -2).reshape({B, C, H, W});  // [B, C, H, W]
+  if (options_.residual_connection) o = o + hidden;
+  if (options_.rescale_output_factor != 1.0) o = o / options_.rescale_output_factor;
+  return o;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,34 @@
+#include "diffbench/models/blocks/resnet.hpp"
+
+#include <torch/nn/functional/activation.h>
+
+namespace diffbench {
+
+namespace nn = torch::nn;
+
+ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& options) : options_(options) {
+  if (options_.out_channels == 0) options_.out_channels = options_.in_channels;
+  const int64_t cin = options_.in_channels, cout = options_.out_channels;
+  norm1 = register_module("norm1", nn::GroupNorm(nn::GroupNormOptions(options_.groups, cin).eps(options_.eps)));
+  conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(cin, cout, 3).stride(1).padding(1)));
+  if (options_.temb_channels > 0)
+    time_emb_proj = register_module("time_emb_proj", nn::Linear(options_.temb_channels, cout));
+  norm2 = register_module("norm2", nn::GroupNorm(nn::GroupNormOptions(options_.groups, cout).eps(options_.eps)));
+  conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(cout, cout, 3).stride(1).padding(1)));
+  if (cin != cout) conv_shortcut = register_module("conv_shortcut", nn::Conv2d(nn::Conv2dOptions(cin, cout, 1)));
+}
+
+at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) {
+  at::Tensor h = conv1(at::silu(norm1(x)));  // [B, Cout, H, W]
+  if (time_emb_proj && temb.defined()) {
+    at::Tensor t = time_emb_proj(at::silu(temb));  // [B, Cout]
+    h = h + t.unsqueeze(-1).unsqueeze(-1);          // broadcast over H, W
+  }
+  h = conv2(at::silu(norm2(h)));  // dropout is the identity at inference
+  at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;
+  at::Tensor out = shortcut + h;
+  if (options_.output_scale_factor != 1.0) out = out / options_.output_scale_factor;
+  return out;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,98 @@
+#include "diffbench/models/blocks/transformer.hpp"
+
+#include <torch/nn/modules/dropout.h>
+
+namespace diffbench {
+
+namespace nn = torch::nn;
+
+GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
+  proj = register_module("proj", nn::Linear(dim_in, dim_out * 2));
+}
+
+at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
+  auto parts = proj(x).chunk(2, -1);  // value, gate: [.., dim_out] each
+  return parts[0] * at::gelu(parts[1]);
+}
+
+FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
+  const int64_t inner = dim * mult;
+  act = GEGLU(dim, inner);
+  out = nn::Linear(inner, dim);
+  net = register_module("net", nn::ModuleList(act, nn::Dropout(0.0), out));
+}
+
+at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return out(act(x)); }
+
+BasicTransformerBlockImpl::BasicTransformerBlockImpl(const TransformerBlockOptions& o) {
+  auto layer_norm = [&] { return nn::LayerNorm(nn::LayerNormOptions({o.dim}).eps(o.norm_eps)); };
+  AttentionOptions self_attn;
+  self_attn.query_dim = o.dim;
+  self_attn.heads = o.heads;
+  self_attn.dim_head = o.dim_head;
+  AttentionOptions cross_attn = self_attn;
+  cross_attn.cross_attention_dim = o.cross_attention_dim;
+
+  norm1 = register_module("norm1", layer_norm());
+  attn1 = register_module("attn1", Attention(self_attn));
+  norm2 = register_module("norm2", layer_norm());
+  attn2 = register_module("attn2", Attention(cross_attn));
+  norm3 = register_module("norm3", layer_norm());
+  ff = register_module("ff", FeedForward(o.dim));
+}
+
+at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+  at::Tensor h = attn1(norm1(x)) + x;        // [B, N, dim] self-attention
+  h = attn2(norm2(h), context) + h;          // cross-attention to the text
+  h = ff(norm3(h)) + h;                      // GEGLU feed-forward
+  return h;
+}
+
+Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& options) : options_(options) {
+  const int64_t C = options_.in_channels;
+  const int64_t inner = options_.num_attention_heads * options_.attention_head_dim;
+  norm = register_module("norm", nn::GroupNorm(nn::GroupNormOptions(options_.norm_num_groups, C).eps(1e-6)));
+  if (options_.use_linear_projection)
+    proj_in_linear = register_module("proj_in", nn::Linear(C, inner));
+  else
+    proj_in_conv = register_module("proj_in", nn::Conv2d(nn::Conv2dOptions(C, inner, 1)));
+
+  TransformerBlockOptions block;
+  block.dim = inner;
+  block.heads = options_.num_attention_heads;
+  block.dim_head = options_.attention_head_dim;
+  block.cross_attention_dim = options_.cross_attention_dim;
+  transformer_blocks = register_module("transformer_blocks", nn::ModuleList());
+  for (int64_t i = 0; i < options_.num_layers; ++i) {
+    blocks_.emplace_back(block);
+    transformer_blocks->push_back(blocks_.back());
+  }
+
+  if (options_.use_linear_projection)
+    proj_out_linear = register_module("proj_out", nn::Linear(inner, C));
+  else
+    proj_out_conv = register_module("proj_out", nn::Conv2d(nn::Conv2dOptions(inner, C, 1)));
+}
+
+at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor h = norm(x);
+  if (proj_in_conv) {
+    h = proj_in_conv(h);                                           // [B, inner, H, W]
+    h = h.permute({0, 2, 3, 1}).reshape({B, H * W, h.size(1)});    // [B, HW, inner]
+  } else {
+    h = h.permute({0, 2, 3, 1}).reshape({B, H * W, C});            // [B, HW, C]
+    h = proj_in_linear(h);                                         // [B, HW, inner]
+  }
+  for (auto& block : blocks_) h = block(h, context);              // [B, HW, inner]
+  if (proj_out_conv) {
+    h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous();  // [B, inner, H, W]
+    h = proj_out_conv(h);                                              // [B, C, H, W]
+  } else {
+    h = proj_out_linear(h);                                            // [B, HW, C]
+    h = h.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous();    // [B, C, H, W]
+  }
+  return h + x;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,149 @@
+#include "diffbench/models/unet_blocks.hpp"
+
+#include "diffbench/error.hpp"
+
+namespace diffbench {
+
+namespace nn = torch::nn;
+
+namespace {
+
+ResnetBlock2D make_resnet(const UNetBlockOptions& o, int64_t in, int64_t out) {
+  ResnetBlock2DOptions r;
+  r.in_channels = in;
+  r.out_channels = out;
+  r.temb_channels = o.temb_channels;
+  r.groups = o.resnet_groups;
+  r.eps = o.resnet_eps;
+  r.output_scale_factor = o.output_scale_factor;
+  return ResnetBlock2D(r);
+}
+
+Transformer2DModel make_transformer(const UNetBlockOptions& o, int64_t channels) {
+  Transformer2DOptions t;
+  t.num_attention_heads = o.num_attention_heads;
+  t.attention_head_dim = channels / o.num_attention_heads;
+  t.in_channels = channels;
+  t.num_layers = o.transformer_layers;
+  t.cross_attention_dim = o.cross_attention_dim;
+  t.norm_num_groups = o.resnet_groups;
+  t.use_linear_projection = o.use_linear_projection;
+  return Transformer2DModel(t);
+}
+
+}  // namespace
+
+// ---- down ----
+
+UNetDownBlockImpl::UNetDownBlockImpl(const UNetBlockOptions& o) {
+  resnets = register_module("resnets", nn::ModuleList());
+  if (o.cross_attention) attentions = register_module("attentions", nn::ModuleList());
+  for (int64_t i = 0; i < o.num_layers; ++i) {
+    resnets_.push_back(make_resnet(o, i == 0 ? o.in_channels : o.out_channels, o.out_channels));
+    resnets->push_back(resnets_.back());
+    if (o.cross_attention) {
+      attentions_.push_back(make_transformer(o, o.out_channels));
+      attentions->push_back(attentions_.back());
+    }
+  }
+  if (o.add_sampler) {
+    downsamplers = register_module("downsamplers", nn::ModuleList());
+    downsamplers_.emplace_back(o.out_channels, o.out_channels, o.downsample_padding);
+    downsamplers->push_back(downsamplers_.back());
+  }
+}
+
+at::Tensor UNetDownBlockImpl::layer(size_t i, const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context) {
+  at::Tensor out = resnets_.at(i)(h, temb);              // [B, Cout, H, W]
+  if (!attentions_.empty()) out = attentions_[i](out, context);
+  return out;
+}
+
+at::Tensor UNetDownBlockImpl::downsample(const at::Tensor& h) {
+  return downsamplers_.empty() ? h : downsamplers_[0](h);  // [B, Cout, ceil(H/2), ceil(W/2)]
+}
+
+DownBlockOutput UNetDownBlockImpl::forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context) {
+  DownBlockOutput out{h, {}};
+  for (size_t i = 0; i < num_layers(); ++i) {
+    out.hidden = layer(i, out.hidden, temb, context);
+    out.residuals.push_back(out.hidden);
+  }
+  if (has_downsampler()) {
+    out.hidden = downsample(out.hidden);
+    out.residuals.push_back(out.hidden);
+  }
+  return out;
+}
+
+// ---- mid ----
+
+UNetMidBlockImpl::UNetMidBlockImpl(const UNetBlockOptions& o) {
+  const int64_t c = o.in_channels;
+  attentions = register_module("attentions", nn::ModuleList());
+  resnets = register_module("resnets", nn::ModuleList());
+  resnets_.push_back(make_resnet(o, c, c));
+  resnets->push_back(resnets_.back());
+  for (int64_t i = 0; i < o.num_layers; ++i) {
+    attentions_.push_back(make_transformer(o, c));
+    attentions->push_back(attentions_.back());
+    resnets_.push_back(make_resnet(o, c, c));
+    resnets->push_back(resnets_.back());
+  }
+}
+
+at::Tensor UNetMidBlockImpl::forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context) {
+  at::Tensor x = resnets_[0](h, temb);  // [B, C, H, W]
+  for (size_t i = 0; i < attentions_.size(); ++i) {
+    x = attentions_[i](x, context);
+    x = resnets_[i + 1](x, temb);
+  }
+  return x;
+}
+
+// ---- up ----
+
+UNetUpBlockImpl::UNetUpBlockImpl(const UNetBlockOptions& o) {
+  resnets = register_module("resnets", nn::ModuleList());
+  if (o.cross_attention) attentions = register_module("attentions", nn::ModuleList());
+  for (int64_t i = 0; i < o.num_layers; ++i) {
+    const int64_t skip_channels = i == o.num_layers - 1 ? o.in_channels : o.out_channels;
+    const int64_t resnet_in = i == 0 ? o.prev_output_channel : o.out_channels;
+    resnets_.push_back(make_resnet(o, resnet_in + skip_channels, o.out_channels));
+    resnets->push_back(resnets_.back());
+    if (o.cross_attention) {
+      attentions_.push_back(make_transformer(o, o.out_channels));
+      attentions->push_back(attentions_.back());
+    }
+  }
+  if (o.add_sampler) {
+    upsamplers = register_module("upsamplers", nn::ModuleList());
+    upsamplers_.emplace_back(o.out_channels, o.out_channels);
+    upsamplers->push_back(upsamplers_.back());
+  }
+}
+
+at::Tensor UNetUpBlockImpl::layer(size_t i, const at::Tensor& h, const at::Tensor& skip, const at::Tensor& temb,
+                                  const at::Tensor& context) {
+  at::Tensor x = at::cat({h, skip}, 1);  // [B, C + Cskip, H, W]
+  x = resnets_.at(i)(x, temb);          // [B, Cout, H, W]
+  if (!attentions_.empty()) x = attentions_[i](x, context);
+  return x;
+}
+
+at::Tensor UNetUpBlockImpl::upsample(const at::Tensor& h, const std::optional<std::vector<int64_t>>& size) {
+  return upsamplers_.empty() ? h : upsamplers_[0](h, size);
+}
+
+at::Tensor UNetUpBlockImpl::forward(const at::Tensor& h, const std::vector<at::Tensor>& skips, const at::Tensor& temb,
+                                    const at::Tensor& context,
+                                    const std::optional<std::vector<int64_t>>& upsample_size) {
+  if (skips.size() != num_layers())
+    throw RuntimeFailure("up block needs " + std::to_string(num_layers()) + " skip tensors, got " +
+                         std::to_string(skips.size()));
+  at::Tensor x = h;
+  for (size_t i = 0; i < num_layers(); ++i) x = layer(i, x, skips[num_layers() - 1 - i], temb, context);
+  return upsample(x, upsample_size);
+}
+
+}  // namespace diffbench

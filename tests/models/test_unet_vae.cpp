@@ -1,0 +1,210 @@
+// UNet2DConditionModel and AutoencoderKL against the tiny-sd fixtures (diffusers, float32, CPU),
+// plus an optional live comparison with diffusers on other configs (DIFFBENCH_PYREF=python).
+#include <cstdlib>
+#include <fstream>
+
+#include "diffbench/error.hpp"
+#include "diffbench/io/json_config.hpp"
+#include "diffbench/io/safetensors.hpp"
+#include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/unet.hpp"
+#include "diffbench/models/vae.hpp"
+#include "test_support.hpp"
+
+using namespace diffbench;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> sorted_keys(const StateDict& sd) {
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : sd) keys.push_back(k);
+  return keys;  // std::map: already sorted
+}
+
+// Names in `a` but not in `b`, for a readable failure.
+std::vector<std::string> minus(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  std::vector<std::string> out;
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < 10; ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+
+void expect_same_names(const torch::nn::Module& module, const StateDict& weights) {
+  const auto model = state_names(module);
+  const auto ckpt = sorted_keys(weights);
+  EXPECT_EQ(model.size(), ckpt.size());
+  EXPECT_TRUE(minus(model, ckpt).empty()) << "only in the model: " << joined(minus(model, ckpt));
+  EXPECT_TRUE(minus(ckpt, model).empty()) << "only in the checkpoint: " << joined(minus(ckpt, model));
+}
+
+JsonConfig with_changes(const JsonConfig& base, const nlohmann::json& changes, const std::string& source) {
+  nlohmann::json j = base.raw();
+  for (const auto& [k, v] : changes.items()) j[k] = v;
+  return JsonConfig(j, source);
+}
+
+fs::path unet_dir() { return test::fixture("tiny-sd/unet"); }
+fs::path vae_dir() { return test::fixture("tiny-sd/vae"); }
+fs::path reference() { return test::fixture("tiny-sd-reference.safetensors"); }
+
+UNet2DConditionModel load_unet(const fs::path& dir) {
+  UNet2DConditionModel unet(UNetConfig::from_json(JsonConfig::load(dir / "config.json")));
+  const auto weights_path = dir / "diffusion_pytorch_model.safetensors";
+  load_into(*unet, load_safetensors(weights_path), weights_path.string());
+  unet->eval();
+  return unet;
+}
+
+AutoencoderKL load_vae(const fs::path& dir) {
+  AutoencoderKL vae(VaeConfig::from_json(JsonConfig::load(dir / "config.json")));
+  const auto weights_path = dir / "diffusion_pytorch_model.safetensors";
+  load_into(*vae, load_safetensors(weights_path), weights_path.string());
+  vae->eval();
+  return vae;
+}
+
+}  // namespace
+
+TEST(UNet, ParameterNamesEqualCheckpointKeys) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  UNet2DConditionModel unet(UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json")));
+  expect_same_names(*unet, load_safetensors(unet_dir() / "diffusion_pytorch_model.safetensors"));
+}
+
+TEST(Vae, ParameterNamesEqualCheckpointKeys) {
+  DIFFBENCH_REQUIRE_FIXTURE(vae_dir());
+  AutoencoderKL vae(VaeConfig::from_json(JsonConfig::load(vae_dir() / "config.json")));
+  expect_same_names(*vae, load_safetensors(vae_dir() / "diffusion_pytorch_model.safetensors"));
+}
+
+TEST(UNet, ConfigReadsTinySd) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  const auto c = UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json"));
+  EXPECT_EQ(c.sample_size, 16);
+  EXPECT_EQ(c.block_out_channels, std::vector<int64_t>({32, 64, 64, 64}));
+  EXPECT_EQ(c.num_attention_heads, std::vector<int64_t>({2, 2, 2, 2}));  // from attention_head_dim
+  EXPECT_EQ(c.cross_attention_dim, std::vector<int64_t>({32, 32, 32, 32}));
+  EXPECT_EQ(c.time_embed_dim(), 128);
+  const auto v = VaeConfig::from_json(JsonConfig::load(vae_dir() / "config.json"));
+  EXPECT_EQ(v.scale_factor(), 8);
+  EXPECT_DOUBLE_EQ(v.scaling_factor, 0.18215);
+  EXPECT_FALSE(v.shift_factor.has_value());
+}
+
+TEST(UNet, MatchesDiffusersOnTinySd) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  DIFFBENCH_REQUIRE_FIXTURE(reference());
+  c10::InferenceMode guard;
+  auto unet = load_unet(unet_dir());
+  auto ref = load_safetensors(reference());
+  // PNDM: init_noise_sigma 1 and scale_model_input is the identity, so the first UNet input is the noise.
+  const at::Tensor noise = ref.at("init_noise.seed42.shape_4x4x16x16");
+  const at::Tensor expected = ref.at("unet.call.t981.out");
+  at::Tensor out = unet(noise, torch::tensor(981, torch::kLong), ref.at("prompt.embeds"));
+  std::cout << "unet.call.t981.out max abs diff: " << test::max_abs_diff(out, expected) << "\n";
+  EXPECT_TENSOR_NEAR(out, expected, 1e-4);
+  // A per-sample timestep vector gives the same result.
+  at::Tensor out_vec = unet(noise, torch::full({4}, 981, torch::kLong), ref.at("prompt.embeds"));
+  EXPECT_TENSOR_NEAR(out_vec, out, 0.0);
+}
+
+TEST(Vae, DecodeMatchesDiffusersOnTinySd) {
+  DIFFBENCH_REQUIRE_FIXTURE(vae_dir());
+  DIFFBENCH_REQUIRE_FIXTURE(reference());
+  c10::InferenceMode guard;
+  auto vae = load_vae(vae_dir());
+  auto ref = load_safetensors(reference());
+  const at::Tensor z = ref.at("init_noise.seed42.shape_4x4x16x16") / vae->config().scaling_factor;
+  const at::Tensor expected = ref.at("vae.decode.out");
+  at::Tensor out = vae->decode(z);
+  std::cout << "vae.decode.out max abs diff: " << test::max_abs_diff(out, expected) << "\n";
+  EXPECT_TENSOR_NEAR(out, expected, 1e-4);
+}
+
+TEST(Vae, EncodeShapes) {
+  DIFFBENCH_REQUIRE_FIXTURE(vae_dir());
+  c10::InferenceMode guard;
+  auto vae = load_vae(vae_dir());
+  auto [mean, logvar] = vae->encode(torch::rand({2, 3, 40, 24}) * 2 - 1);
+  EXPECT_EQ(mean.sizes(), torch::IntArrayRef({2, 4, 5, 3}));
+  EXPECT_EQ(logvar.sizes(), torch::IntArrayRef({2, 4, 5, 3}));
+  EXPECT_TRUE(torch::isfinite(mean).all().item<bool>());
+  EXPECT_LE(logvar.max().item<double>(), 20.0);
+}
+
+// Linear projections, per-block head counts, two transformer layers and an odd, non-square
+// latent: the upsamplers must be given the skips' sizes.
+TEST(UNet, RunsOtherConfigOnOddNonSquareLatent) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  c10::InferenceMode guard;
+  const auto base = JsonConfig::load(unet_dir() / "config.json");
+  const auto config = UNetConfig::from_json(with_changes(
+      base,
+      {{"use_linear_projection", true}, {"attention_head_dim", {1, 2, 4, 4}}, {"transformer_layers_per_block", 2}},
+      "modified-config.json"));
+  EXPECT_EQ(config.num_attention_heads, std::vector<int64_t>({1, 2, 4, 4}));
+  torch::manual_seed(0);
+  UNet2DConditionModel unet(config);
+  unet->eval();
+  at::Tensor out = unet(torch::randn({2, 4, 9, 13}), torch::tensor(500.0), torch::randn({2, 77, 32}));
+  EXPECT_EQ(out.sizes(), torch::IntArrayRef({2, 4, 9, 13}));
+  EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
+}
+
+TEST(UNet, UnknownBlockTypeIsModelErrorNamingIt) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  const auto base = JsonConfig::load(unet_dir() / "config.json");
+  const auto bad = with_changes(
+      base, {{"down_block_types", {"CrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                   "DownBlock2D"}}},
+      "bad/unet/config.json");
+  try {
+    UNetConfig::from_json(bad);
+    ADD_FAILURE() << "no error";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("SimpleCrossAttnDownBlock2D"), std::string::npos) << e.what();
+    EXPECT_EQ(e.where(), "bad/unet/config.json");
+  }
+  EXPECT_THROW(UNetConfig::from_json(with_changes(base, {{"mid_block_type", "UNetMidBlock2DSimpleCrossAttn"}}, "x")),
+               ModelError);
+}
+
+TEST(UNet, UnsupportedFeaturesAreModelErrors) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  const auto base = JsonConfig::load(unet_dir() / "config.json");
+  const std::vector<nlohmann::json> cases = {
+      {{"class_embed_type", "timestep"}}, {{"addition_embed_type", "text_time"}}, {{"time_cond_proj_dim", 256}},
+      {{"only_cross_attention", true}},   {{"resnet_time_scale_shift", "scale_shift"}},
+      {{"act_fn", "gelu"}}};
+  for (const auto& change : cases) {
+    try {
+      UNetConfig::from_json(with_changes(base, change, "f.json"));
+      ADD_FAILURE() << change.dump() << ": no error";
+    } catch (const ModelError& e) {
+      EXPECT_NE(std::string(e.what()).find(change.begin().key()), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(UNetConfig::from_json(with_changes(base, {{"attention_head_dim", {2, 2}}}, "f.json")), ModelError);
+}
+
+TEST(UNet, WrongTensorShapeIsModelErrorNamingTensor) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  UNet2DConditionModel unet(UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json")));
+  auto weights = load_safetensors(unet_dir() / "diffusion_pytorch_model.safetensors");
+  const std::string name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight";
+  ASSERT_TRUE(weights.count(name));
+  weights[name] = torch::zeros({64, 33});
+  try {
+    load_into(*unet, weights, "unet.safetensors");
+    ADD_FAILURE() << "no error";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    EXPECT_EQ(e.where(), "unet.safetensors");
+  }
+}
