@@ -1,1 +1,3 @@
-# diffbench_test(test_media LABEL sources...)
+diffbench_test(test_media unit io/test_media.cpp)
+# The tests write PNGs of every colour type straight through libpng.
+target_link_libraries(test_media PRIVATE PNG::PNG)
