@@ -149,7 +149,6 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
     o.num_layers = c.layers_per_block[i];
     o.in_channels = i == 0 ? ch[0] : ch[i - 1];
     o.out_channels = ch[i];
-    o.output_scale_factor = c.resnet_out_scale_factor;
     o.cross_attention = is_cross_attn_down(c.down_block_types[i]);
     o.num_attention_heads = c.num_attention_heads[i];
     o.cross_attention_dim = c.cross_attention_dim[i];
@@ -184,7 +183,6 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
     o.num_layers = c.layers_per_block[r] + 1;
     o.in_channels = ch[r == 0 ? 0 : r - 1];
     o.out_channels = output_channel;
-    o.output_scale_factor = c.resnet_out_scale_factor;
     o.cross_attention = is_cross_attn_up(c.up_block_types[i]);
     o.num_attention_heads = c.num_attention_heads[r];
     o.cross_attention_dim = c.cross_attention_dim[r];

@@ -46,6 +46,8 @@ struct UNetConfig {
   std::vector<int64_t> num_attention_heads;           // default 8 per block
   bool use_linear_projection = false;
   bool upcast_attention = false;  // no effect with scaled-dot-product attention, as in diffusers
+  // diffusers passes this only to ResnetDownsampleBlock2D / SimpleCrossAttn blocks, so it does not
+  // change the blocks supported here; kept for completeness.
   double resnet_out_scale_factor = 1.0;
   int64_t conv_in_kernel = 3;
   int64_t conv_out_kernel = 3;
