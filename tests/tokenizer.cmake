@@ -1,1 +1,1 @@
-# diffbench_test(test_tokenizer LABEL sources...)
+diffbench_test(test_tokenizer unit tokenizer/test_clip_tokenizer.cpp tokenizer/test_text.cpp)

@@ -1,0 +1,341 @@
+#include "diffbench/tokenizer/clip_tokenizer.hpp"
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "diffbench/error.hpp"
+#include "tokenizer/text.hpp"
+#include "tokenizer/tokenizer_files.hpp"
+
+namespace fs = std::filesystem;
+
+namespace diffbench {
+
+using namespace tokenizer_detail;
+
+namespace {
+
+constexpr const char* kEndOfWord = "</w>";
+constexpr size_t kMaxCachedWords = 100000;
+
+// GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the others to U+0100 onwards.
+std::array<char32_t, 256> byte_to_unicode() {
+  std::array<char32_t, 256> table{};
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    table[b] = printable ? static_cast<char32_t>(b) : next++;
+  }
+  return table;
+}
+
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+
+// The GPT-2 byte-level pre-tokenizer's split of a special literal such as "<|endoftext|>" that the
+// CLIP split regex kept whole: runs of letters and runs of other characters ("<|", "endoftext", "|>").
+std::vector<std::u32string_view> letter_runs(std::u32string_view text) {
+  std::vector<std::u32string_view> runs;
+  size_t begin = 0;
+  for (size_t i = 1; i <= text.size(); ++i) {
+    if (i == text.size() || is_letter(text[i]) != is_letter(text[begin])) {
+      runs.push_back(text.substr(begin, i - begin));
+      begin = i;
+    }
+  }
+  return runs;
+}
+
+}  // namespace
+
+struct ClipTokenizer::Impl {
+  bool open_clip = false;
+  int max_length = 77;
+  int64_t bos = 0, eos = 0, pad = 0, unk = 0, vocab_size = 0;
+
+  std::array<int32_t, 256> byte_id{};      // id of a byte's symbol, -1 when not in the vocabulary
+  std::array<int32_t, 256> byte_end_id{};  // the same with "</w>" appended
+  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (left, right) -> (rank, merged id)
+
+  // Hugging Face: tokens split out of the raw text before normalisation, longest first.
+  std::vector<std::pair<std::u32string, int64_t>> added;
+  // Literals of the split regex and what they become (open_clip: an id; HF: -1, split further).
+  std::vector<std::u32string> split_literals;
+  std::vector<int64_t> literal_ids;
+
+  mutable std::mutex cache_mutex;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+
+  // BPE over the bytes of one pre-tokenized word; "</w>" goes on the last symbol.
+  std::vector<int32_t> bpe(const std::string& word) const {
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex);
+      auto it = cache.find(word);
+      if (it != cache.end()) return it->second;
+    }
+    std::vector<int32_t> symbols(word.size());
+    for (size_t i = 0; i < word.size(); ++i) {
+      const auto b = static_cast<unsigned char>(word[i]);
+      symbols[i] = i + 1 == word.size() ? byte_end_id[b] : byte_id[b];
+    }
+    while (symbols.size() > 1) {
+      int32_t best_rank = INT32_MAX, merged = -1;
+      size_t best = 0;
+      for (size_t i = 0; i + 1 < symbols.size(); ++i) {
+        auto it = merges.find(pair_key(symbols[i], symbols[i + 1]));
+        if (it != merges.end() && it->second.first < best_rank) {
+          best_rank = it->second.first;
+          merged = it->second.second;
+          best = i;
+        }
+      }
+      if (merged < 0) break;
+      symbols[best] = merged;
+      symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+    }
+    for (auto& s : symbols)
+      if (s < 0) s = static_cast<int32_t>(unk);
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    if (cache.size() >= kMaxCachedWords) cache.clear();
+    cache.emplace(word, symbols);
+    return symbols;
+  }
+
+  void append_word(std::vector<int64_t>& ids, std::u32string_view word) const {
+    for (int32_t id : bpe(encode_utf8(word))) ids.push_back(id);
+  }
+
+  // Normalised text -> split -> BPE.
+  void append_pieces(std::vector<int64_t>& ids, const std::u32string& text) const {
+    const auto space = open_clip ? &is_python_space : &is_white_space;
+    for (const Piece& p : clip_split(text, split_literals, space)) {
+      const std::u32string_view piece = std::u32string_view(text).substr(p.begin, p.end - p.begin);
+      if (p.special >= 0 && literal_ids[p.special] >= 0) {
+        ids.push_back(literal_ids[p.special]);
+      } else if (p.special >= 0) {
+        for (auto run : letter_runs(piece)) append_word(ids, run);
+      } else {
+        append_word(ids, piece);
+      }
+    }
+  }
+
+  std::vector<int64_t> tokenize(const std::string& text) const {
+    const std::u32string chars = decode_utf8(text, "prompt");
+    std::vector<int64_t> ids;
+    if (open_clip) {
+      // basic_clean (ftfy, html.unescape twice, strip), whitespace_clean, str.lower
+      std::u32string cleaned = html_unescape(html_unescape(ftfy_lite(chars)));
+      append_pieces(ids, lower_python(python_split_join(cleaned)));
+      return ids;
+    }
+    // Special tokens come out of the raw text first; the rest is normalised segment by segment.
+    auto append_segment = [&](size_t begin, size_t end) {
+      if (begin == end) return;
+      const std::u32string_view segment = std::u32string_view(chars).substr(begin, end - begin);
+      append_pieces(ids, lower_per_char(collapse_white_space(nfc(segment))));
+    };
+    size_t start = 0;
+    for (size_t i = 0; i < chars.size();) {
+      const std::pair<std::u32string, int64_t>* match = nullptr;
+      for (const auto& token : added) {
+        if (chars.compare(i, token.first.size(), token.first) == 0) {
+          match = &token;
+          break;
+        }
+      }
+      if (!match) {
+        ++i;
+        continue;
+      }
+      append_segment(start, i);
+      ids.push_back(match->second);
+      i += match->first.size();
+      start = i;
+    }
+    append_segment(start, chars.size());
+    return ids;
+  }
+};
+
+namespace {
+
+std::shared_ptr<ClipTokenizer::Impl> build(const TokenizerFiles& files, const TokenizerOptions& options,
+                                           bool open_clip) {
+  if (options.max_length < 2)
+    throw UsageError("max_length must be at least 2 (BOS and EOS), got " + std::to_string(options.max_length),
+                     "max_length");
+  auto impl = std::make_shared<ClipTokenizer::Impl>();
+  impl->open_clip = open_clip;
+  impl->max_length = options.max_length;
+
+  std::unordered_map<std::string, int64_t> vocab(files.vocab.begin(), files.vocab.end());
+  std::unordered_map<std::string, int64_t> added(files.added_tokens.begin(), files.added_tokens.end());
+  for (const auto& [token, id] : files.vocab) impl->vocab_size = std::max(impl->vocab_size, id + 1);
+  for (const auto& [token, id] : files.added_tokens) impl->vocab_size = std::max(impl->vocab_size, id + 1);
+  if (impl->vocab_size > INT32_MAX) throw InputError("vocabulary ids beyond 2^31", files.vocab_source);
+
+  auto find = [&](const std::string& token) -> int64_t {
+    if (auto it = added.find(token); it != added.end()) return it->second;
+    if (auto it = vocab.find(token); it != vocab.end()) return it->second;
+    return -1;
+  };
+  auto resolve = [&](const std::string& token, const std::string& role) -> int64_t {
+    const int64_t id = find(token);
+    if (id < 0)
+      throw InputError(role + " '" + token + "' is not in the vocabulary",
+                       files.config_source.empty() ? files.vocab_source : files.config_source);
+    return id;
+  };
+
+  const auto unicode = byte_to_unicode();
+  for (int b = 0; b < 256; ++b) {
+    std::string symbol;
+    append_utf8(symbol, unicode[b]);
+    impl->byte_id[b] = static_cast<int32_t>(find(symbol));
+    impl->byte_end_id[b] = static_cast<int32_t>(find(symbol + kEndOfWord));
+  }
+  impl->merges.reserve(files.merges.size());
+  for (size_t rank = 0; rank < files.merges.size(); ++rank) {
+    const auto& [left, right] = files.merges[rank];
+    const int64_t a = find(left), b = find(right), merged = find(left + right);
+    if (a < 0 || b < 0 || merged < 0)
+      throw InputError("merge '" + left + " " + right + "' (rank " + std::to_string(rank) +
+                           ") uses a token missing from the vocabulary",
+                       files.merges_source);
+    // A repeated pair takes its last rank, as the reference implementations' dictionaries do.
+    impl->merges.insert_or_assign(pair_key(static_cast<int32_t>(a), static_cast<int32_t>(b)),
+                         std::make_pair(static_cast<int32_t>(rank), static_cast<int32_t>(merged)));
+  }
+
+  if (open_clip) {
+    // open_clip's vocabulary ends with <start_of_text>, <end_of_text>; Hugging Face files call them
+    // <|startoftext|>, <|endoftext|>.
+    auto special = [&](const char* hf, const char* oc) {
+      const int64_t id = find(hf);
+      return id >= 0 ? id : resolve(oc, "open_clip special token");
+    };
+    impl->bos = special("<|startoftext|>", "<start_of_text>");
+    impl->eos = special("<|endoftext|>", "<end_of_text>");
+    impl->unk = impl->eos;
+    impl->pad = options.pad_token ? resolve(*options.pad_token, "pad token") : 0;
+    impl->split_literals = {U"<start_of_text>", U"<end_of_text>"};
+    impl->literal_ids = {impl->bos, impl->eos};
+    return impl;
+  }
+
+  const std::string bos = files.bos.value_or("<|startoftext|>");
+  const std::string eos = files.eos.value_or("<|endoftext|>");
+  const std::string unk = files.unk.value_or("<|endoftext|>");
+  const std::string pad = options.pad_token.value_or(files.pad.value_or("<|endoftext|>"));
+  impl->bos = resolve(bos, "bos_token");
+  impl->eos = resolve(eos, "eos_token");
+  impl->unk = resolve(unk, "unk_token");
+  impl->pad = resolve(pad, "pad_token");
+
+  // Every special and added token is matched in the raw text, longest first.
+  std::unordered_set<std::string> seen;
+  auto add = [&](const std::string& content, int64_t id) {
+    if (content.empty() || !seen.insert(content).second) return;
+    impl->added.emplace_back(decode_utf8(content, "special token"), id);
+  };
+  for (const auto& [content, id] : files.added_tokens) add(content, id);
+  add(bos, impl->bos);
+  add(eos, impl->eos);
+  add(unk, impl->unk);
+  add(pad, impl->pad);
+  for (const auto& content : files.extra_specials) add(content, resolve(content, "special token"));
+  std::stable_sort(impl->added.begin(), impl->added.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  impl->split_literals = {U"<|startoftext|>", U"<|endoftext|>"};
+  impl->literal_ids = {-1, -1};
+  return impl;
+}
+
+}  // namespace
+
+ClipTokenizer::ClipTokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ClipTokenizer::~ClipTokenizer() = default;
+ClipTokenizer::ClipTokenizer(const ClipTokenizer&) = default;
+ClipTokenizer& ClipTokenizer::operator=(const ClipTokenizer&) = default;
+ClipTokenizer::ClipTokenizer(ClipTokenizer&&) noexcept = default;
+ClipTokenizer& ClipTokenizer::operator=(ClipTokenizer&&) noexcept = default;
+
+ClipTokenizer ClipTokenizer::from_dir(const fs::path& dir, const TokenizerOptions& options) {
+  if (!fs::is_directory(dir)) throw InputError("not a tokenizer directory", dir.string());
+  TokenizerFiles files;
+  const bool has_vocab = fs::exists(dir / "vocab.json"), has_merges = fs::exists(dir / "merges.txt");
+  if (has_vocab && has_merges) {
+    read_vocab_json(dir / "vocab.json", files);
+    read_merges_txt(dir / "merges.txt", files);
+  } else if (fs::exists(dir / "tokenizer.json")) {
+    read_tokenizer_json(dir / "tokenizer.json", files);
+  } else {
+    const fs::path missing = dir / (has_vocab ? "merges.txt" : "vocab.json");
+    throw InputError("missing (and no tokenizer.json either)", missing.string());
+  }
+  read_special_token_configs(dir, files);
+  return ClipTokenizer(build(files, options, false));
+}
+
+ClipTokenizer ClipTokenizer::from_tokenizer_json(const fs::path& file, const TokenizerOptions& options) {
+  TokenizerFiles files;
+  read_tokenizer_json(file, files);
+  return ClipTokenizer(build(files, options, false));
+}
+
+ClipTokenizer ClipTokenizer::open_clip(const fs::path& dir, const TokenizerOptions& options) {
+  TokenizerFiles files;
+  read_vocab_json(dir / "vocab.json", files);
+  read_merges_txt(dir / "merges.txt", files);
+  return ClipTokenizer(build(files, options, true));
+}
+
+std::vector<int64_t> ClipTokenizer::tokenize(const std::string& text) const { return impl_->tokenize(text); }
+
+std::vector<int64_t> ClipTokenizer::encode(const std::string& text) const {
+  const std::vector<int64_t> tokens = impl_->tokenize(text);
+  const size_t length = static_cast<size_t>(impl_->max_length);
+  std::vector<int64_t> ids;
+  ids.reserve(length);
+  ids.push_back(impl_->bos);
+  ids.insert(ids.end(), tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(std::min(tokens.size(), length - 2)));
+  ids.push_back(impl_->eos);
+  ids.resize(length, impl_->pad);
+  return ids;
+}
+
+at::Tensor ClipTokenizer::encode_batch(const std::vector<std::string>& texts) const {
+  at::Tensor out = at::empty({static_cast<int64_t>(texts.size()), impl_->max_length}, at::kLong);
+  int64_t* data = out.data_ptr<int64_t>();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const auto ids = encode(texts[i]);
+    std::copy(ids.begin(), ids.end(), data + i * ids.size());
+  }
+  return out;
+}
+
+std::vector<int64_t> ClipTokenizer::attention_mask(const std::vector<int64_t>& ids) const {
+  std::vector<int64_t> mask(ids.size(), 1);
+  for (size_t i = 1; i < ids.size(); ++i) {
+    if (ids[i] == impl_->eos) {
+      std::fill(mask.begin() + static_cast<std::ptrdiff_t>(i) + 1, mask.end(), 0);
+      break;
+    }
+  }
+  return mask;
+}
+
+int64_t ClipTokenizer::bos_id() const { return impl_->bos; }
+int64_t ClipTokenizer::eos_id() const { return impl_->eos; }
+int64_t ClipTokenizer::pad_id() const { return impl_->pad; }
+int ClipTokenizer::max_length() const { return impl_->max_length; }
+int64_t ClipTokenizer::vocab_size() const { return impl_->vocab_size; }
+bool ClipTokenizer::is_open_clip() const { return impl_->open_clip; }
+
+}  // namespace diffbench

@@ -1,0 +1,149 @@
+#include "tokenizer/tokenizer_files.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "diffbench/error.hpp"
+#include "diffbench/io/json_config.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace diffbench::tokenizer_detail {
+namespace {
+
+void read_vocab_object(const json& vocab, const std::string& source, TokenizerFiles& out) {
+  if (!vocab.is_object()) throw InputError("the vocabulary is not a JSON object of token -> id", source);
+  out.vocab.clear();
+  out.vocab.reserve(vocab.size());
+  for (const auto& [token, id] : vocab.items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0)
+      throw InputError("vocabulary entry '" + token + "' has no non-negative integer id", source);
+    out.vocab.emplace_back(token, id.get<int64_t>());
+  }
+  if (out.vocab.empty()) throw InputError("the vocabulary is empty", source);
+  out.vocab_source = source;
+}
+
+// A special token given as a string or as an AddedToken object {"content": ...}.
+std::optional<std::string> token_content(const json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_object() && value.contains("content") && value["content"].is_string())
+    return value["content"].get<std::string>();
+  return std::nullopt;
+}
+
+// Fills the special tokens that `config` names and `out` does not have yet.
+void take_specials(const json& config, const std::string& source, TokenizerFiles& out) {
+  if (!config.is_object()) throw InputError("expected a JSON object at the top level", source);
+  bool used = false;
+  auto take = [&](const char* key, std::optional<std::string>& slot) {
+    if (slot || !config.contains(key)) return;
+    if (auto content = token_content(config[key])) {
+      slot = content;
+      used = true;
+    }
+  };
+  take("bos_token", out.bos);
+  take("eos_token", out.eos);
+  take("unk_token", out.unk);
+  take("pad_token", out.pad);
+  if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array())
+    for (const auto& t : config["additional_special_tokens"])
+      if (auto content = token_content(t)) out.extra_specials.push_back(*content);
+  if (config.contains("added_tokens_decoder") && config["added_tokens_decoder"].is_object())
+    for (const auto& [id, t] : config["added_tokens_decoder"].items())
+      if (auto content = token_content(t)) out.extra_specials.push_back(*content);
+  if (used && out.config_source.empty()) out.config_source = source;
+}
+
+}  // namespace
+
+void read_vocab_json(const fs::path& file, TokenizerFiles& out) {
+  read_vocab_object(read_json_file(file), file.string(), out);
+}
+
+void read_merges_txt(const fs::path& file, TokenizerFiles& out) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError("cannot open file", file.string());
+  out.merges.clear();
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
+        line.find(' ', space + 1) != std::string::npos)
+      throw InputError("line " + std::to_string(line_no) + " is not a merge 'a b': '" + line + "'", file.string());
+    out.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+  }
+  out.merges_source = file.string();
+}
+
+void read_tokenizer_json(const fs::path& file, TokenizerFiles& out) {
+  const std::string source = file.string();
+  const json root = read_json_file(file);
+  if (!root.is_object() || !root.contains("model") || !root["model"].is_object())
+    throw InputError("no 'model' object", source);
+  const json& model = root["model"];
+  if (model.contains("type") && model["type"] != "BPE")
+    throw InputError("model.type is " + model["type"].dump() + ", expected \"BPE\"", source);
+  if (!model.contains("vocab")) throw InputError("no model.vocab", source);
+  read_vocab_object(model["vocab"], source + " (model.vocab)", out);
+  if (!model.contains("merges") || !model["merges"].is_array()) throw InputError("no model.merges array", source);
+  out.merges.clear();
+  out.merges.reserve(model["merges"].size());
+  for (const auto& m : model["merges"]) {
+    if (m.is_string()) {  // "a b"
+      const auto s = m.get<std::string>();
+      const size_t space = s.find(' ');
+      if (space == std::string::npos || space == 0 || space + 1 == s.size() ||
+          s.find(' ', space + 1) != std::string::npos)
+        throw InputError("model.merges entry '" + s + "' is not 'a b'", source);
+      out.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["a", "b"]
+      out.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    } else {
+      throw InputError("model.merges entry " + m.dump() + " is neither 'a b' nor [a, b]", source);
+    }
+  }
+  out.merges_source = source + " (model.merges)";
+  if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
+    for (const auto& t : root["added_tokens"]) {
+      if (!t.is_object() || !t.contains("id") || !t.contains("content") || !t["id"].is_number_integer() ||
+          !t["content"].is_string())
+        throw InputError("added_tokens entry " + t.dump() + " lacks an integer id or a content", source);
+      out.added_tokens.emplace_back(t["content"].get<std::string>(), t["id"].get<int64_t>());
+    }
+  }
+  if (!out.unk && model.contains("unk_token") && model["unk_token"].is_string())
+    out.unk = model["unk_token"].get<std::string>();
+  if (!out.pad && root.contains("padding") && root["padding"].is_object() &&
+      root["padding"].contains("pad_token") && root["padding"]["pad_token"].is_string())
+    out.pad = root["padding"]["pad_token"].get<std::string>();
+}
+
+void read_special_token_configs(const fs::path& dir, TokenizerFiles& out) {
+  // tokenizer_config.json first: its values win over special_tokens_map.json's and tokenizer.json's.
+  TokenizerFiles from_configs;
+  for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
+    const fs::path file = dir / name;
+    if (fs::exists(file)) take_specials(read_json_file(file), file.string(), from_configs);
+  }
+  auto merge = [](std::optional<std::string>& dst, const std::optional<std::string>& src) {
+    if (src) dst = src;
+  };
+  merge(out.bos, from_configs.bos);
+  merge(out.eos, from_configs.eos);
+  merge(out.unk, from_configs.unk);
+  merge(out.pad, from_configs.pad);
+  out.extra_specials.insert(out.extra_specials.end(), from_configs.extra_specials.begin(),
+                            from_configs.extra_specials.end());
+  if (!from_configs.config_source.empty()) out.config_source = from_configs.config_source;
+}
+
+}  // namespace diffbench::tokenizer_detail
