@@ -1,1 +1,1 @@
-# diffbench_test(test_metrics LABEL sources...)
+diffbench_test(test_metrics unit metrics/test_preprocess.cpp)

@@ -1,2 +1,3 @@
 list(APPEND DIFFBENCH_SOURCES
+  src/metrics/preprocess.cpp
 )
