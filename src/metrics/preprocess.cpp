@@ -148,7 +148,8 @@ at::Tensor resize_bicubic_pil(const at::Tensor& img_u8, int out_h, int out_w) {
   return src.data_ptr() == img_u8.data_ptr() ? src.clone() : src;
 }
 
-at::Tensor clip_preprocess(const at::Tensor& img_u8, int size, std::array<double, 3> mean, std::array<double, 3> std) {
+at::Tensor clip_preprocess(const at::Tensor& img_u8, int size, std::array<double, 3> mean, std::array<double, 3> std,
+                           CenterCrop crop_rule) {
   check_rgb_u8(img_u8, "clip_preprocess");
   if (size <= 0) throw UsageError("clip_preprocess: size must be positive, got " + std::to_string(size));
   const int64_t h = img_u8.size(1), w = img_u8.size(2);
@@ -159,8 +160,11 @@ at::Tensor clip_preprocess(const at::Tensor& img_u8, int size, std::array<double
   const int64_t new_w = w <= h ? size : new_long;
   at::Tensor resized = resize_bicubic_pil(img_u8, int(new_h), int(new_w));  // [3,new_h,new_w]
 
-  // torchvision's CenterCrop: int(round((h - size) / 2.0)), Python's round (ties to even).
-  auto offset = [](int64_t extra) { return static_cast<int64_t>(std::nearbyint(double(extra) / 2.0)); };
+  // torchvision: int(round(d / 2.0)) with Python's round (ties to even); transformers: d // 2.
+  auto offset = [crop_rule](int64_t extra) {
+    return crop_rule == CenterCrop::Torchvision ? static_cast<int64_t>(std::nearbyint(double(extra) / 2.0))
+                                                : extra / 2;
+  };
   const int64_t top = offset(new_h - size), left = offset(new_w - size);
   at::Tensor crop = resized.narrow(1, top, size).narrow(2, left, size);  // [3,size,size]
 

@@ -1,3 +1,4 @@
 list(APPEND DIFFBENCH_SOURCES
   src/metrics/preprocess.cpp
+  src/metrics/stats.cpp
 )

@@ -41,7 +41,8 @@ TEST(ClipPreprocess, MatchesTransformersPilBackend) {
   ASSERT_EQ(expected.size(0), int64_t(images.size()));
   for (size_t i = 0; i < images.size(); ++i) {
     SCOPED_TRACE("image " + std::to_string(i) + " " + c10::str(images[i].sizes()));
-    auto got = clip_preprocess(images[i], size, json3(cfg["image_mean"]), json3(cfg["image_std"]));
+    auto got = clip_preprocess(images[i], size, json3(cfg["image_mean"]), json3(cfg["image_std"]),
+                               CenterCrop::Transformers);
     EXPECT_TENSOR_NEAR(got, expected[int64_t(i)], 1e-6);
   }
 }
@@ -93,8 +94,9 @@ TEST(ResizeBicubicPil, PassOrderFollowsPillow13) {
   EXPECT_TRUE(torch::equal(both2, resize_bicubic_pil(resize_bicubic_pil(img2, 260, 50), 60, 50)));
 }
 
-TEST(ClipPreprocess, CentreCropRoundsHalfToEven) {
-  // 3 x 227 x 224: no resize is needed; torchvision's top = int(round(3 / 2.0)) = 2.
+TEST(ClipPreprocess, CentreCropOffsets) {
+  // 3 x 227 x 224: no resize is needed; torchvision's top = int(round(3 / 2.0)) = 2,
+  // transformers' top = 3 // 2 = 1.
   torch::manual_seed(5);
   const int size = 224;
   auto img = torch::randint(0, 256, {3, size + 3, size}, torch::kByte);
@@ -103,6 +105,9 @@ TEST(ClipPreprocess, CentreCropRoundsHalfToEven) {
   auto std = torch::tensor({float(kOpenAiClipStd[0]), float(kOpenAiClipStd[1]), float(kOpenAiClipStd[2])});
   auto expect = (img.narrow(1, 2, size).to(torch::kFloat) / 255.0f - mean.view({3, 1, 1})) / std.view({3, 1, 1});
   EXPECT_TENSOR_NEAR(got, expect, 0.0);
+  auto expect_tf = (img.narrow(1, 1, size).to(torch::kFloat) / 255.0f - mean.view({3, 1, 1})) / std.view({3, 1, 1});
+  EXPECT_TENSOR_NEAR(clip_preprocess(img, size, kOpenAiClipMean, kOpenAiClipStd, CenterCrop::Transformers), expect_tf,
+                     0.0);
   // 1 extra row: round(0.5) = 0.
   auto img1 = img.narrow(1, 0, size + 1);
   EXPECT_TENSOR_NEAR(clip_preprocess(img1, size, kOpenAiClipMean, kOpenAiClipStd),

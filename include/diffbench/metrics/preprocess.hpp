@@ -25,16 +25,20 @@ namespace diffbench {
 // is 8-bit too. An axis whose size does not change is not resampled.
 at::Tensor resize_bicubic_pil(const at::Tensor& img_u8, int out_h, int out_w);
 
+// Where a centre crop starts when the extra length d = (side - size) is odd.
+enum class CenterCrop {
+  Torchvision,   // int(round(d / 2.0)), Python's round (ties to even): torchvision's CenterCrop, open_clip
+  Transformers,  // d // 2: transformers' image_transforms.center_crop (CLIPImageProcessor, PIL backend)
+};  // the two differ by one pixel when d ≡ 3 (mod 4), e.g. a 640x427 COCO image (d = 111)
+
 // CLIP image preprocessing of one uint8 RGB image [3,H,W] -> float32 [3,size,size]:
 //  1. resize so the shorter side is `size`, the longer one int(size · long / short) (truncated),
 //     with resize_bicubic_pil; transformers' get_resize_output_image_size(default_to_square=False)
 //     and torchvision's Resize (open_clip's 'shortest' mode) compute the same sizes;
-//  2. centre crop size×size at top = int(round((h - size) / 2.0)) (Python's round, ties to even),
-//     likewise left — torchvision's CenterCrop, used by open_clip. transformers' PIL backend uses
-//     (h - size) // 2 instead; the two differ by one pixel when h - size ≡ 3 (mod 4);
+//  2. centre crop size×size, offsets per `crop` (see CenterCrop);
 //  3. x / 255 in float32, then (x - mean[c]) / std[c] in float32.
 at::Tensor clip_preprocess(const at::Tensor& img_u8, int size, std::array<double, 3> mean,
-                           std::array<double, 3> std);
+                           std::array<double, 3> std, CenterCrop crop = CenterCrop::Torchvision);
 
 // OpenAI CLIP's normalisation constants (transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD).
 constexpr std::array<double, 3> kOpenAiClipMean = {0.48145466, 0.4578275, 0.40821073};

@@ -1,0 +1,39 @@
+// Summary statistics and the paired bootstrap used to compare two methods on the same prompts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace diffbench {
+
+struct PairedStats {
+  double mean_diff = 0;  // mean of a_i - b_i
+  double ci_low = 0;     // 95% percentile-bootstrap interval of that mean
+  double ci_high = 0;
+  size_t n = 0;          // number of pairs
+};
+
+// Paired bootstrap of the mean difference d_i = a_i - b_i (a and b scored on the same items):
+//  - mean_diff = mean(d) (sequential sum in double, divided by n);
+//  - `resamples` times, draw n indices uniformly with replacement and take the mean of those d_i;
+//  - ci_low / ci_high = the 2.5th / 97.5th percentiles (linear interpolation, see percentile())
+//    of the resampled means.
+// Deterministic for a seed on every platform: one std::mt19937_64 seeded with `seed` drives all
+// draws, in order; an index is rng() mod n after rejecting the rng() values at or above the
+// largest multiple of n (no std::uniform_int_distribution, whose algorithm is library-defined).
+// Throws UsageError when a and b differ in length, are empty, or resamples is 0.
+PairedStats paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, size_t resamples = 10000,
+                             uint64_t seed = 0);
+
+// Arithmetic mean (sequential sum). Throws UsageError on an empty sample.
+double mean(const std::vector<double>& v);
+
+// Median: the middle value, or the mean of the two middle values (numpy.median).
+double median(const std::vector<double>& v);
+
+// The p-th percentile, p in [0, 100], as numpy.percentile's default 'linear' method: sort, take the
+// virtual index (n - 1)·p/100 and interpolate between its neighbours (numpy's lerp formula).
+double percentile(const std::vector<double>& v, double p);
+
+}  // namespace diffbench
