@@ -51,6 +51,11 @@ std::vector<std::u32string_view> letter_runs(std::u32string_view text) {
   return runs;
 }
 
+// Characters that open_clip's split regex (Python `regex`, IGNORECASE) matches by no alternative:
+// whitespace, and U+0345, which case-folds to a letter yet is none, so neither [\p{L}] nor its
+// complement takes it.
+bool open_clip_unmatched(char32_t c) { return c == 0x345 || is_python_space(c); }
+
 }  // namespace
 
 struct ClipTokenizer::Impl {
@@ -112,7 +117,7 @@ struct ClipTokenizer::Impl {
 
   // Normalised text -> split -> BPE.
   void append_pieces(std::vector<int64_t>& ids, const std::u32string& text) const {
-    const auto space = open_clip ? &is_python_space : &is_white_space;
+    const auto space = open_clip ? &open_clip_unmatched : &is_white_space;
     for (const Piece& p : clip_split(text, split_literals, space)) {
       const std::u32string_view piece = std::u32string_view(text).substr(p.begin, p.end - p.begin);
       if (p.special >= 0 && literal_ids[p.special] >= 0) {
@@ -178,6 +183,10 @@ std::shared_ptr<ClipTokenizer::Impl> build(const TokenizerFiles& files, const To
   std::unordered_map<std::string, int64_t> added(files.added_tokens.begin(), files.added_tokens.end());
   for (const auto& [token, id] : files.vocab) impl->vocab_size = std::max(impl->vocab_size, id + 1);
   for (const auto& [token, id] : files.added_tokens) impl->vocab_size = std::max(impl->vocab_size, id + 1);
+  for (const auto& [token, id] : files.extra_specials) {
+    impl->vocab_size = std::max(impl->vocab_size, id + 1);
+    if (id >= 0) added.emplace(token, id);
+  }
   if (impl->vocab_size > INT32_MAX) throw InputError("vocabulary ids beyond 2^31", files.vocab_source);
 
   auto find = [&](const std::string& token) -> int64_t {
@@ -249,7 +258,7 @@ std::shared_ptr<ClipTokenizer::Impl> build(const TokenizerFiles& files, const To
   add(eos, impl->eos);
   add(unk, impl->unk);
   add(pad, impl->pad);
-  for (const auto& content : files.extra_specials) add(content, resolve(content, "special token"));
+  for (const auto& [content, id] : files.extra_specials) add(content, id >= 0 ? id : resolve(content, "special token"));
   std::stable_sort(impl->added.begin(), impl->added.end(),
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   impl->split_literals = {U"<|startoftext|>", U"<|endoftext|>"};

@@ -92,12 +92,22 @@ std::u32string utf8proc_transform(std::u32string_view text, int options) {
 
 utf8proc_category_t category(char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)); }
 
-// Python's Cased property, approximated by the letter case categories and the case mappings.
+// Unicode's Cased property (Python's str.lower uses it for the final sigma): Lu, Ll, Lt, characters
+// with a case mapping, and the Other_Lowercase / Other_Uppercase code points that have none.
 bool is_cased(char32_t c) {
+  static const std::pair<char32_t, char32_t> kOtherCased[] = {
+      {0xAA, 0xAA},         {0xBA, 0xBA},         {0x2B0, 0x2B8},       {0x2C0, 0x2C1},       {0x2E0, 0x2E4},
+      {0x37A, 0x37A},       {0x1D2C, 0x1D6A},     {0x1D78, 0x1D78},     {0x1D9B, 0x1DBF},     {0x2071, 0x2071},
+      {0x207F, 0x207F},     {0x2090, 0x209C},     {0x2C7C, 0x2C7D},     {0xA69C, 0xA69D},     {0xA770, 0xA770},
+      {0xA7F8, 0xA7F9},     {0xAB5C, 0xAB5F},     {0x10780, 0x10780},   {0x10783, 0x10785},   {0x10787, 0x107B0},
+      {0x107B2, 0x107BA},   {0x1F130, 0x1F149},   {0x1F150, 0x1F169},   {0x1F170, 0x1F189}};
   const auto cat = category(c);
   if (cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT) return true;
   const auto cp = static_cast<utf8proc_int32_t>(c);
-  return utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp;
+  if (utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp) return true;
+  for (const auto& [lo, hi] : kOtherCased)
+    if (c >= lo && c <= hi) return true;
+  return false;
 }
 
 // Unicode Case_Ignorable: Mn, Me, Cf, Lm, Sk, and the Word_Break MidLetter / MidNumLet / Single_Quote set.

@@ -52,10 +52,21 @@ void take_specials(const json& config, const std::string& source, TokenizerFiles
   take("pad_token", out.pad);
   if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array())
     for (const auto& t : config["additional_special_tokens"])
-      if (auto content = token_content(t)) out.extra_specials.push_back(*content);
-  if (config.contains("added_tokens_decoder") && config["added_tokens_decoder"].is_object())
-    for (const auto& [id, t] : config["added_tokens_decoder"].items())
-      if (auto content = token_content(t)) out.extra_specials.push_back(*content);
+      if (auto content = token_content(t)) out.extra_specials.emplace_back(*content, -1);
+  if (config.contains("added_tokens_decoder") && config["added_tokens_decoder"].is_object()) {
+    for (const auto& [key, t] : config["added_tokens_decoder"].items()) {
+      auto content = token_content(t);
+      int64_t id = -1;
+      try {
+        size_t used_chars = 0;
+        id = std::stoll(key, &used_chars);
+        if (used_chars != key.size() || id < 0) id = -1;
+      } catch (const std::exception&) {
+      }
+      if (!content || id < 0) throw InputError("added_tokens_decoder entry '" + key + "' is malformed", source);
+      out.extra_specials.emplace_back(*content, id);
+    }
+  }
   if (used && out.config_source.empty()) out.config_source = source;
 }
 

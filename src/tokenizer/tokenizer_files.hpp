@@ -19,7 +19,8 @@ struct TokenizerFiles {
   std::vector<std::pair<std::string, int64_t>> added_tokens;   // tokenizer.json added_tokens
   // Special token strings from the configs (unset when no file names them).
   std::optional<std::string> bos, eos, unk, pad;
-  std::vector<std::string> extra_specials;  // additional_special_tokens, added_tokens_decoder
+  // additional_special_tokens (id -1: looked up) and added_tokens_decoder (with their ids)
+  std::vector<std::pair<std::string, int64_t>> extra_specials;
   std::string config_source;                // the config file that named them, for errors
 };
 

@@ -155,6 +155,7 @@ TEST(ClipTokenizer, OpenClipTruncationAndPadding) {
   EXPECT_EQ(head("&amp;amp; html &lt;b&gt;", 10), std::vector<int64_t>({49406, 261, 18231, 283, 321, 285, 49407, 0, 0, 0}));
   EXPECT_EQ(head("\u039f\u0394\u039f\u03a3 don\u2019t \ufb01ne", 12),
             std::vector<int64_t>({49406, 138, 123, 138, 112, 138, 123, 139, 480, 847, 713, 3797}));
+  EXPECT_EQ(head("x\u0345b", 5), std::vector<int64_t>({49406, 343, 321, 49407, 0}));  // U+0345 matches nothing
 }
 
 TEST(ClipTokenizer, PadTokenFromConfig) {
@@ -183,6 +184,23 @@ TEST(ClipTokenizer, PadTokenFromConfig) {
   const auto overridden = ClipTokenizer::from_dir(dir, opts);
   EXPECT_EQ(overridden.pad_id(), 49407);
   EXPECT_EQ(overridden.encode("a").size(), 10u);
+  fs::remove_all(dir);
+}
+
+TEST(ClipTokenizer, AddedTokensFromConfig) {
+  const auto src = test::fixture("clip-tokenizer");
+  DIFFBENCH_REQUIRE_FIXTURE(src);
+  const auto dir = test::temp_dir("tok-added");
+  fs::copy_file(src / "vocab.json", dir / "vocab.json");
+  fs::copy_file(src / "merges.txt", dir / "merges.txt");
+  write_file(dir / "tokenizer_config.json",
+             R"({"added_tokens_decoder": {"49406": {"content": "<|startoftext|>", "special": true},)"
+             R"( "49407": {"content": "<|endoftext|>", "special": true},)"
+             R"( "49408": {"content": "<sks-dog>", "special": true, "normalized": false}}})");
+  const auto tok = ClipTokenizer::from_dir(dir);
+  EXPECT_EQ(tok.vocab_size(), 49409);
+  // transformers 5 CLIPTokenizer.from_pretrained(dir)("a photo of<sks-dog>Dog").input_ids
+  EXPECT_EQ(tok.tokenize("a photo of<sks-dog>Dog"), std::vector<int64_t>({320, 1125, 539, 49408, 1929}));
   fs::remove_all(dir);
 }
 

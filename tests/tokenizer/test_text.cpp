@@ -39,6 +39,8 @@ TEST(TokenizerText, LowerCasing) {
   // Python str.lower: full mapping and the final-sigma rule.
   EXPECT_EQ(u8(lower_python(u32("\u03a3\u0391\u03a3 \u039f\u0394\u039f\u03a3. \u0391\u03a3'\u03a3 \u03a3"))),
             "\u03c3\u03b1\u03c2 \u03bf\u03b4\u03bf\u03c2. \u03b1\u03c3'\u03c2 \u03c3");
+  EXPECT_EQ(u8(lower_python(u32("\u039f\u0394\u039f\u03a3\u00aa \u00ba\u03a3"))),  // ª and º are cased
+            "\u03bf\u03b4\u03bf\u03c3\u00aa \u00ba\u03c2");
   EXPECT_EQ(u8(lower_python(u32("\u0130STANBUL"))), "i\u0307stanbul");
   EXPECT_EQ(u8(lower_python(u32("\u01c5"))), "\u01c6");
   // tokenizers' Lowercase: per character, no final sigma.
