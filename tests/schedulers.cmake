@@ -1,1 +1,3 @@
-# diffbench_test(test_schedulers LABEL sources...)
+diffbench_test(test_schedulers unit
+  schedulers/test_parity.cpp
+)
