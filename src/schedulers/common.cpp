@@ -38,13 +38,13 @@ std::string ConfigReader::choice(const std::string& key, const std::string& fall
   return value;
 }
 
-std::optional<double> ConfigReader::optional_double(const std::string& key) {
+std::optional<double> ConfigReader::optional_double(const std::string& key, std::optional<double> fallback) {
   known_.insert(key);
   auto it = base_.find(key);
   if (it == base_.end()) defaulted_.push_back(key);
   if (it == base_.end() || it->is_null()) {
-    resolved_[key] = nullptr;
-    return std::nullopt;
+    resolved_[key] = fallback ? nlohmann::json(*fallback) : nlohmann::json(nullptr);
+    return fallback;
   }
   if (it->is_string()) {  // Python's json writes -Infinity / Infinity / NaN as bare words
     auto s = it->get<std::string>();

@@ -47,7 +47,9 @@ class ConfigReader {
   // A string that must be one of `allowed`.
   std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& allowed);
   // Keys whose diffusers default is None: present-and-null stays None (and is not "defaulted").
-  std::optional<double> optional_double(const std::string& key);
+  // optional_double also reads Python's -Infinity / Infinity (as strings) and takes a fallback
+  // for absent or null keys.
+  std::optional<double> optional_double(const std::string& key, std::optional<double> fallback = std::nullopt);
   std::optional<std::string> optional_string(const std::string& key);
   std::optional<std::vector<double>> optional_double_list(const std::string& key);
 

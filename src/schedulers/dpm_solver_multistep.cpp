@@ -207,7 +207,7 @@ std::unique_ptr<Scheduler> make_dpm_solver_multistep(const nlohmann::json& base,
     if (cfg.get<bool>(key, false)) cfg.fail(key, "= true is not supported");
   cfg.get<double>("flow_shift", 1.0);
   s.final_sigma_min = cfg.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}) == "sigma_min";
-  s.lambda_min_clipped = cfg.optional_double("lambda_min_clipped").value_or(-INFINITY);
+  s.lambda_min_clipped = *cfg.optional_double("lambda_min_clipped", -INFINITY);
   auto variance_type = cfg.optional_string("variance_type");
   if (variance_type && *variance_type != "learned" && *variance_type != "learned_range")
     cfg.fail("variance_type", "has the unsupported value '" + *variance_type + "' (supported: null, learned, learned_range)");
