@@ -214,4 +214,8 @@ TEST(SchedulerConfig, StepUsageErrors) {
     s->step(x, 0, x, noise);
     EXPECT_THROW(s->step(x, 0, x, noise), UsageError);  // repeated
   }
+  // "leading" with steps_offset 1 and 1000 steps reaches timestep 1000, past the schedule
+  // (diffusers fails in step(); this fails in set_timesteps()).
+  for (const char* name : {"pndm", "ddim"})
+    EXPECT_THROW(make_scheduler(name, sd15_config(), "t")->set_timesteps(1000), UsageError) << name;
 }
