@@ -38,13 +38,13 @@ std::string ConfigReader::choice(const std::string& key, const std::string& fall
   return value;
 }
 
-std::optional<double> ConfigReader::optional_double(const std::string& key) {
+std::optional<double> ConfigReader::optional_double(const std::string& key, std::optional<double> fallback) {
   known_.insert(key);
   auto it = base_.find(key);
   if (it == base_.end()) defaulted_.push_back(key);
   if (it == base_.end() || it->is_null()) {
-    resolved_[key] = nullptr;
-    return std::nullopt;
+    resolved_[key] = fallback ? nlohmann::json(*fallback) : nlohmann::json(nullptr);
+    return fallback;
   }
   if (it->is_string()) {  // Python's json writes -Infinity / Infinity / NaN as bare words
     auto s = it->get<std::string>();
@@ -172,6 +172,11 @@ at::Tensor TrainSchedule::betas() const {
 }
 
 at::Tensor TrainSchedule::alphas_cumprod() const { return at::cumprod(1.0 - betas(), 0); }
+
+Prediction read_prediction(ConfigReader& cfg, const std::vector<std::string>& allowed) {
+  auto p = cfg.choice("prediction_type", "epsilon", allowed);
+  return p == "epsilon" ? Prediction::Epsilon : p == "v_prediction" ? Prediction::V : Prediction::Sample;
+}
 
 Spacing read_spacing(ConfigReader& cfg, const std::string& fallback) {
   auto s = cfg.choice("timestep_spacing", fallback, {"linspace", "leading", "trailing"});
@@ -311,8 +316,9 @@ float py_at(const std::vector<float>& v, int64_t idx, const char* what) {
   const auto n = static_cast<int64_t>(v.size());
   const int64_t j = idx < 0 ? idx + n : idx;
   if (j < 0 || j >= n)
-    throw RuntimeFailure("index " + std::to_string(idx) + " out of range for " + std::to_string(n) + " entries",
-                         what);
+    throw UsageError("timestep " + std::to_string(idx) + " is outside the " + std::to_string(n) +
+                         " training timesteps (too many inference steps for this spacing and steps_offset)",
+                     what);
   return v[static_cast<size_t>(j)];
 }
 

@@ -47,9 +47,14 @@ class ConfigReader {
   // A string that must be one of `allowed`.
   std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& allowed);
   // Keys whose diffusers default is None: present-and-null stays None (and is not "defaulted").
-  std::optional<double> optional_double(const std::string& key);
+  // optional_double also reads Python's -Infinity / Infinity (as strings) and takes a fallback
+  // for absent or null keys.
+  std::optional<double> optional_double(const std::string& key, std::optional<double> fallback = std::nullopt);
   std::optional<std::string> optional_string(const std::string& key);
   std::optional<std::vector<double>> optional_double_list(const std::string& key);
+
+  // Replaces a resolved value (diffusers' register_to_config after a mapping, e.g. "deis").
+  void set_resolved(const std::string& key, const nlohmann::json& value) { resolved_[key] = value; }
 
   // InputError "<key> <message>" with where() = source.
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
@@ -87,6 +92,10 @@ struct TrainSchedule {
 };
 
 enum class Spacing { Linspace, Leading, Trailing };
+enum class Prediction { Epsilon, Sample, V };
+
+// prediction_type, one of `allowed` ("epsilon", "sample", "original_sample", "v_prediction").
+Prediction read_prediction(ConfigReader& cfg, const std::vector<std::string>& allowed);
 Spacing read_spacing(ConfigReader& cfg, const std::string& fallback);
 
 // The Euler schedulers' timesteps (float32 values, fractional for "linspace"), descending.
@@ -125,7 +134,8 @@ EulerCoeffs euler_coeffs(float sigma, float sigma_next, bool ancestral);
 float euler_init_noise_sigma(const std::vector<float>& sigmas, Spacing spacing);
 
 // v[idx] with Python's negative indexing (diffusers indexes alphas_cumprod with a timestep that
-// can be -1 for some "trailing" step counts). RuntimeFailure when out of range.
+// can be -1 for some "trailing" step counts). UsageError when out of range (e.g. "leading" with
+// steps_offset 1 and as many steps as training timesteps).
 float py_at(const std::vector<float>& v, int64_t idx, const char* what);
 
 // Common state and checks: the resolved config, timesteps, and the step-order check.

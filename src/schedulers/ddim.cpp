@@ -12,7 +12,7 @@ struct DdimSettings {
   bool clip_sample = true;
   bool set_alpha_to_one = true;
   int64_t steps_offset = 0;
-  std::string prediction_type = "epsilon";
+  Prediction prediction = Prediction::Epsilon;
   double clip_sample_range = 1.0;
   Spacing spacing = Spacing::Leading;
 };
@@ -72,10 +72,10 @@ class DdimScheduler final : public SchedulerBase {
 
     // predicted x_0 and epsilon
     at::Tensor x0, eps;
-    if (s_.prediction_type == "epsilon") {
+    if (s_.prediction == Prediction::Epsilon) {
       x0 = (sample - model_output * sqrt_b) / sqrt_a;
       eps = model_output;
-    } else if (s_.prediction_type == "sample") {
+    } else if (s_.prediction == Prediction::Sample) {
       x0 = model_output;
       eps = (sample - x0 * sqrt_a) / sqrt_b;
     } else {  // v_prediction
@@ -141,7 +141,7 @@ std::unique_ptr<Scheduler> make_ddim(const nlohmann::json& base, const std::stri
   s.clip_sample = cfg.get<bool>("clip_sample", true);
   s.set_alpha_to_one = cfg.get<bool>("set_alpha_to_one", true);
   s.steps_offset = cfg.get<int64_t>("steps_offset", 0);
-  s.prediction_type = cfg.choice("prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
+  s.prediction = read_prediction(cfg, {"epsilon", "sample", "v_prediction"});
   if (cfg.get<bool>("thresholding", false)) cfg.fail("thresholding", "= true (dynamic thresholding) is not supported");
   cfg.get<double>("dynamic_thresholding_ratio", 0.995);
   s.clip_sample_range = cfg.get<double>("clip_sample_range", 1.0);

@@ -12,7 +12,7 @@ namespace {
 struct DpmSettings {
   TrainSchedule train;
   int64_t solver_order = 2;
-  std::string prediction_type = "epsilon";
+  Prediction prediction = Prediction::Epsilon;
   bool heun = false;  // solver_type "heun" (else "midpoint")
   bool lower_order_final = true;
   bool euler_at_final = false;
@@ -96,10 +96,10 @@ class DpmSolverMultistepScheduler final : public SchedulerBase {
     const StepCoeffs& c = coeffs_[i];
     // convert_model_output: the data prediction x0
     at::Tensor x0;
-    if (s_.prediction_type == "epsilon") {
+    if (s_.prediction == Prediction::Epsilon) {
       const auto eps = s_.learned_variance ? model_output.slice(1, 0, 3) : model_output;
       x0 = (sample_in - eps * double(c.conv_sigma)) / double(c.conv_alpha);
-    } else if (s_.prediction_type == "sample") {
+    } else if (s_.prediction == Prediction::Sample) {
       x0 = model_output;
     } else {  // v_prediction
       x0 = sample_in * double(c.conv_alpha) - model_output * double(c.conv_sigma);
@@ -193,13 +193,16 @@ std::unique_ptr<Scheduler> make_dpm_solver_multistep(const nlohmann::json& base,
   s.train = TrainSchedule::read(cfg);
   s.solver_order = cfg.get<int64_t>("solver_order", 2);
   if (s.solver_order < 1 || s.solver_order > 3) cfg.fail("solver_order", "must be 1, 2 or 3");
-  s.prediction_type = cfg.choice("prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
+  s.prediction = read_prediction(cfg, {"epsilon", "sample", "v_prediction"});
   if (cfg.get<bool>("thresholding", false)) cfg.fail("thresholding", "= true (dynamic thresholding) is not supported");
   cfg.get<double>("dynamic_thresholding_ratio", 0.995);
   cfg.get<double>("sample_max_value", 1.0);
   // diffusers maps "deis" to dpmsolver++ and logrho / bh1 / bh2 to midpoint
-  cfg.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "deis"});
-  s.heun = cfg.choice("solver_type", "midpoint", {"midpoint", "heun", "logrho", "bh1", "bh2"}) == "heun";
+  if (cfg.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "deis"}) == "deis")
+    cfg.set_resolved("algorithm_type", "dpmsolver++");
+  const auto solver_type = cfg.choice("solver_type", "midpoint", {"midpoint", "heun", "logrho", "bh1", "bh2"});
+  if (solver_type != "midpoint" && solver_type != "heun") cfg.set_resolved("solver_type", "midpoint");
+  s.heun = solver_type == "heun";
   s.lower_order_final = cfg.get<bool>("lower_order_final", true);
   s.euler_at_final = cfg.get<bool>("euler_at_final", false);
   for (const char* key : {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas",
@@ -207,10 +210,11 @@ std::unique_ptr<Scheduler> make_dpm_solver_multistep(const nlohmann::json& base,
     if (cfg.get<bool>(key, false)) cfg.fail(key, "= true is not supported");
   cfg.get<double>("flow_shift", 1.0);
   s.final_sigma_min = cfg.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}) == "sigma_min";
-  s.lambda_min_clipped = cfg.optional_double("lambda_min_clipped").value_or(-INFINITY);
+  s.lambda_min_clipped = *cfg.optional_double("lambda_min_clipped", -INFINITY);
   auto variance_type = cfg.optional_string("variance_type");
   if (variance_type && *variance_type != "learned" && *variance_type != "learned_range")
-    cfg.fail("variance_type", "has the unsupported value '" + *variance_type + "' (supported: null, learned, learned_range)");
+    cfg.fail("variance_type",
+             "has the unsupported value '" + *variance_type + "' (supported: null, learned, learned_range)");
   s.learned_variance = variance_type.has_value();
   s.spacing = read_spacing(cfg, "linspace");
   s.steps_offset = cfg.get<int64_t>("steps_offset", 0);

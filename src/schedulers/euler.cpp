@@ -9,7 +9,7 @@ namespace {
 
 struct EulerSettings {
   TrainSchedule train;
-  std::string prediction_type = "epsilon";
+  Prediction prediction = Prediction::Epsilon;
   bool use_karras_sigmas = false;
   std::optional<double> sigma_min, sigma_max;
   Spacing spacing = Spacing::Linspace;
@@ -107,9 +107,9 @@ class EulerScheduler final : public SchedulerBase {
     const auto sample = sample_in.to(at::kFloat);
     const double sigma_hat = c.sigma;  // s_churn = 0: gamma = 0, sigma_hat = sigma
     at::Tensor x0;
-    if (s_.prediction_type == "epsilon") {
+    if (s_.prediction == Prediction::Epsilon) {
       x0 = sample - model_output * sigma_hat;
-    } else if (s_.prediction_type == "v_prediction") {
+    } else if (s_.prediction == Prediction::V) {
       x0 = model_output * double(c.v_out) + sample / double(c.v_div);
     } else {  // sample / original_sample
       x0 = model_output;
@@ -137,7 +137,7 @@ std::unique_ptr<Scheduler> make_euler(const nlohmann::json& base, const std::str
   ConfigReader cfg(base, "EulerDiscreteScheduler", source);
   EulerSettings s;
   s.train = TrainSchedule::read(cfg);
-  s.prediction_type = cfg.choice("prediction_type", "epsilon", {"epsilon", "v_prediction", "sample", "original_sample"});
+  s.prediction = read_prediction(cfg, {"epsilon", "v_prediction", "sample", "original_sample"});
   cfg.choice("interpolation_type", "linear", {"linear"});
   s.use_karras_sigmas = cfg.get<bool>("use_karras_sigmas", false);
   if (cfg.get<bool>("use_exponential_sigmas", false)) cfg.fail("use_exponential_sigmas", "= true is not supported");
@@ -146,7 +146,7 @@ std::unique_ptr<Scheduler> make_euler(const nlohmann::json& base, const std::str
   s.sigma_max = cfg.optional_double("sigma_max");
   s.spacing = read_spacing(cfg, "linspace");
   auto timestep_type = cfg.choice("timestep_type", "discrete", {"discrete", "continuous"});
-  if (timestep_type == "continuous" && s.prediction_type == "v_prediction")
+  if (timestep_type == "continuous" && s.prediction == Prediction::V)
     cfg.fail("timestep_type", "= continuous with v_prediction is not supported");
   s.steps_offset = cfg.get<int64_t>("steps_offset", 0);
   s.train.rescale_betas_zero_snr = cfg.get<bool>("rescale_betas_zero_snr", false);

@@ -53,7 +53,8 @@ class EulerAncestralScheduler final : public SchedulerBase {
     return sample / double(coeffs_[i].in_scale);
   }
 
-  at::Tensor step(const at::Tensor& model_output, size_t i, const at::Tensor& sample_in, const NoiseFn& noise) override {
+  at::Tensor step(const at::Tensor& model_output, size_t i, const at::Tensor& sample_in,
+                  const NoiseFn& noise) override {
     begin_step(i);
     if (!noise) throw UsageError("euler_a needs a noise source", "euler_a scheduler");
     const EulerCoeffs& c = coeffs_[i];
@@ -89,8 +90,7 @@ std::unique_ptr<Scheduler> make_euler_ancestral(const nlohmann::json& base, cons
   ConfigReader cfg(base, "EulerAncestralDiscreteScheduler", source);
   EulerAncestralSettings s;
   s.train = TrainSchedule::read(cfg);
-  auto prediction_type = cfg.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"});
-  s.v_prediction = prediction_type == "v_prediction";
+  s.v_prediction = read_prediction(cfg, {"epsilon", "v_prediction"}) == Prediction::V;
   s.spacing = read_spacing(cfg, "linspace");
   s.steps_offset = cfg.get<int64_t>("steps_offset", 0);
   s.train.rescale_betas_zero_snr = cfg.get<bool>("rescale_betas_zero_snr", false);

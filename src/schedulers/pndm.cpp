@@ -222,7 +222,7 @@ std::unique_ptr<Scheduler> make_pndm(const nlohmann::json& base, const std::stri
   s.train = TrainSchedule::read(cfg);
   s.skip_prk_steps = cfg.get<bool>("skip_prk_steps", false);
   s.set_alpha_to_one = cfg.get<bool>("set_alpha_to_one", false);
-  s.v_prediction = cfg.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"}) == "v_prediction";
+  s.v_prediction = read_prediction(cfg, {"epsilon", "v_prediction"}) == Prediction::V;
   s.spacing = read_spacing(cfg, "leading");
   s.steps_offset = cfg.get<int64_t>("steps_offset", 0);
   return std::make_unique<PndmScheduler>(std::move(s), cfg.resolved(), source);

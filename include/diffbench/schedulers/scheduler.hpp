@@ -24,6 +24,8 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "diffbench/error.hpp"
+
 namespace diffbench {
 
 // Returns standard-normal noise shaped like `like`, already on like's device and dtype (drawn by
