@@ -1,1 +1,1 @@
-# diffbench_test(test_cli LABEL sources...)
+diffbench_test(test_cli unit cli/test_cli.cpp)

@@ -1,1 +1,1 @@
-# diffbench_test(test_pipeline LABEL sources...)
+diffbench_test(test_pipeline parity pipeline/test_txt2img.cpp)

@@ -1,18 +1,275 @@
-// The diffbench command: parses options and calls the library.
+// The diffbench command: parses options and calls the library. One catch maps error kinds to exit
+// codes (0 ok, 1 thresholds failed, 2 usage/input error, 3 internal failure).
+#include <unistd.h>
+
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/evaluator.hpp"
+#include "diffbench/io/image.hpp"
+#include "diffbench/metrics/clip_score.hpp"
+#include "diffbench/report/report.hpp"
+#include "diffbench/io/prompts.hpp"
+#include "diffbench/log.hpp"
+#include "diffbench/pipeline/init_random.hpp"
+#include "diffbench/pipeline/outputs.hpp"
+#include "diffbench/pipeline/txt2img.hpp"
+
+namespace {
+
+using namespace diffbench;
+
+struct GenerateArgs {
+  std::string model;
+  std::vector<std::string> prompt;
+  std::string prompts;
+  size_t num_samples = 0;
+  std::string scheduler;
+  int steps = 50;
+  double guidance = 7.5;
+  uint64_t seed = 42;
+  int height = 0, width = 0, batch_size = 1;
+  std::string noise = "per-prompt", dtype = "fp32", device = "cpu", out;
+  bool force = false, quiet = false;
+};
+
+struct InitRandomArgs {
+  std::string arch = "tiny", out, tokenizer, weights_dtype = "fp32", prediction_type = "epsilon";
+  uint64_t seed = 0;
+};
+
+struct EvalArgs {
+  std::string candidate, baseline, prompts, noise = "per-prompt", clip, clip_score = "per-sample-clamp", out;
+  size_t num_samples = 32;
+  int batch_size = 4, warmup = 1;
+  uint64_t seed = 42;
+  double max_quality_loss = 5.0;
+  std::optional<double> min_speedup, max_latency;
+  bool json = false, quiet = false, force = false, allow_model_mismatch = false;
+};
+
+struct ScoreArgs {
+  std::string images, prompts, clip, clip_score = "per-sample-clamp";
+  size_t num_samples = 0;
+  bool json = false;
+};
+
+void add_eval(CLI::App& app, EvalArgs& a) {
+  auto* c = app.add_subcommand("eval", "Compare a candidate pipeline spec with its unaccelerated baseline");
+  c->add_option("candidate", a.candidate, "candidate spec (TOML)")->required();
+  c->add_option("--baseline", a.baseline, "baseline spec (default: the candidate without [[accelerate]])");
+  c->add_option("--prompts", a.prompts, "coco:FILE, parti:FILE, geneval:FILE, FILE.txt or FILE.jsonl")->required();
+  c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str();
+  c->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
+  c->add_option("--seed", a.seed, "seed")->capture_default_str();
+  c->add_option("--warmup", a.warmup, "untimed warm-up batches per pipeline")->capture_default_str()->check(CLI::Range(0, 100));
+  c->add_option("--noise", a.noise, "per-prompt or diffusers")->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
+  c->add_option("--clip", a.clip, "CLIP scorer folder (transformers CLIPModel or open_clip layout)")->required();
+  c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
+      ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
+  c->add_option("--max-quality-loss", a.max_quality_loss, "fail above this quality loss (percent)")->capture_default_str();
+  c->add_option("--min-speedup", a.min_speedup, "fail below this speedup");
+  c->add_option("--max-latency", a.max_latency, "fail above this candidate latency (seconds per image)");
+  c->add_flag("--allow-model-mismatch", a.allow_model_mismatch, "compare pipelines whose weights differ");
+  c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>)");
+  c->add_flag("--force", a.force, "replace a non-empty report folder");
+  c->add_flag("--json", a.json, "print report.json to stdout, nothing else");
+  c->add_flag("--quiet", a.quiet, "print nothing but the summary and errors");
+}
+
+void add_score(CLI::App& app, ScoreArgs& a) {
+  auto* c = app.add_subcommand("score", "CLIP-score existing images (PNG files in name order) against prompts");
+  c->add_option("--images", a.images, "folder of PNG images")->required();
+  c->add_option("--prompts", a.prompts, "prompt source, one prompt per image")->required();
+  c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)");
+  c->add_option("--clip", a.clip, "CLIP scorer folder")->required();
+  c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
+      ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
+  c->add_flag("--json", a.json, "print JSON");
+}
+
+void add_generate(CLI::App& app, GenerateArgs& a) {
+  auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
+  c->add_option("--model", a.model, "diffusers pipeline folder")->required();
+  auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
+  auto* f = c->add_option("--prompts", a.prompts,
+                          "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE");
+  p->excludes(f);
+  c->add_option("--num-samples", a.num_samples, "take the first N prompts of --prompts (0 = all)")->capture_default_str();
+  c->add_option("--scheduler", a.scheduler, "pndm|ddim|euler|euler_a|dpmpp_2m (default: the checkpoint's own)");
+  c->add_option("--steps", a.steps, "denoising steps")->capture_default_str()->check(CLI::Range(1, 10000));
+  c->add_option("--guidance", a.guidance, "classifier-free guidance scale (off when <= 1)")->capture_default_str();
+  c->add_option("--seed", a.seed, "random seed")->capture_default_str();
+  c->add_option("--height", a.height, "image height (default: model sample size × VAE factor)");
+  c->add_option("--width", a.width, "image width (default: model sample size × VAE factor)");
+  c->add_option("--batch-size", a.batch_size, "prompts per batch")->capture_default_str()->check(CLI::Range(1, 4096));
+  c->add_option("--noise", a.noise, "per-prompt (seed+i per prompt) or diffusers (one generator per run)")
+      ->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
+  c->add_option("--dtype", a.dtype, "fp32|fp16|bf16")->capture_default_str()->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  c->add_option("--device", a.device, "cpu|cuda|cuda:N")->capture_default_str();
+  c->add_option("--out", a.out, "output folder: NNNNNN.png and run.json")->required();
+  c->add_flag("--force", a.force, "replace a non-empty output folder");
+  c->add_flag("--quiet", a.quiet, "print nothing but errors");
+}
+
+void add_init_random(CLI::App& app, InitRandomArgs& a) {
+  auto* c = app.add_subcommand("init-random", "Write a diffusers folder with random weights (for speed tests)");
+  c->add_option("--arch", a.arch, "sd15 (SD 1.5 topology, full size) or tiny")
+      ->capture_default_str()->check(CLI::IsMember({"sd15", "tiny"}));
+  c->add_option("--out", a.out, "folder to create")->required();
+  c->add_option("--tokenizer", a.tokenizer, "CLIP tokenizer folder (vocab.json + merges.txt) to copy in")->required();
+  c->add_option("--seed", a.seed, "weights seed")->capture_default_str();
+  c->add_option("--weights-dtype", a.weights_dtype, "fp32 or fp16 weights on disk")
+      ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16"}));
+  c->add_option("--prediction-type", a.prediction_type, "epsilon or v_prediction")
+      ->capture_default_str()->check(CLI::IsMember({"epsilon", "v_prediction"}));
+}
+
+int run_generate(const GenerateArgs& a) {
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
+  std::vector<std::string> prompts = a.prompt;
+  std::string prompt_source = "command line";
+  if (!a.prompts.empty()) {
+    auto set = load_prompts(a.prompts, a.num_samples);
+    prompts = set.prompts;
+    prompt_source = set.source;
+  }
+  if (prompts.empty()) throw UsageError("give --prompt TEXT or --prompts FILE", "generate");
+  ModelOptions mo;
+  mo.dir = a.model;
+  mo.device = parse_device(a.device);
+  mo.dtype = parse_dtype(a.dtype, mo.device);
+  GenerateOptions go;
+  go.scheduler = a.scheduler;
+  go.steps = a.steps;
+  go.guidance = a.guidance;
+  go.seed = a.seed;
+  go.height = a.height;
+  go.width = a.width;
+  go.batch_size = a.batch_size;
+  go.noise = parse_noise_mode(a.noise);
+
+  auto pipe = Txt2ImgPipeline::load(mo, log);
+  auto result = pipe->generate(prompts, go, {}, log);
+  nlohmann::json settings = {{"model", a.model},       {"scheduler", result.scheduler}, {"steps", go.steps},
+                             {"guidance", go.guidance}, {"seed", go.seed},              {"height", result.height},
+                             {"width", result.width},   {"batch_size", go.batch_size},  {"noise", a.noise},
+                             {"dtype", a.dtype},        {"device", mo.device.str()},    {"prompt_source", prompt_source},
+                             {"load_s", pipe->load_report()}, {"environment", environment_info(mo.device)}};
+  save_generation(a.out, a.force, result, prompts, settings);
+  log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
+           std::to_string(result.times.total / prompts.size()) + " s per image)");
+  return 0;
+}
+
+int run_eval_command(const EvalArgs& a) {
+  const bool quiet = a.quiet || a.json;
+  const Logger log(quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !quiet && ::isatty(2));
+  EvalOptions o;
+  o.candidate = load_spec(a.candidate);
+  if (!a.baseline.empty()) o.baseline = load_spec(a.baseline);
+  o.prompts = a.prompts;
+  o.num_samples = a.num_samples;
+  o.batch_size = a.batch_size;
+  o.seed = a.seed;
+  o.warmup = a.warmup;
+  o.noise = parse_noise_mode(a.noise);
+  o.clip = a.clip;
+  o.clip_score = parse_clip_score_mode(a.clip_score);
+  o.max_quality_loss = a.max_quality_loss;
+  o.min_speedup = a.min_speedup;
+  o.max_latency = a.max_latency;
+  o.allow_model_mismatch = a.allow_model_mismatch;
+  o.out = a.out;
+  o.force = a.force;
+  const EvalResult r = run_eval(o, log);
+  if (a.json)
+    std::cout << r.report.dump(2) << "\n";
+  else
+    std::cout << render_summary(r.report) << "report: " << (r.out / "report.md").string() << "\n";
+  return r.passed ? 0 : 1;
+}
+
+int run_score(const ScoreArgs& a) {
+  const auto files = list_pngs(a.images);
+  if (files.empty()) throw InputError("no PNG images", a.images);
+  const size_t n = a.num_samples ? a.num_samples : files.size();
+  if (n > files.size()) throw UsageError("asked for " + std::to_string(n) + " images but the folder has " + std::to_string(files.size()), "--num-samples");
+  const auto prompts = load_prompts(a.prompts, n).prompts;
+  std::vector<at::Tensor> images;
+  for (size_t i = 0; i < n; ++i) images.push_back(read_png(files[i]));
+  for (const auto& img : images)
+    if (img.sizes() != images[0].sizes()) throw InputError("images differ in size", a.images);
+  auto scorer = ClipScorer::load(a.clip);
+  const auto mode = parse_clip_score_mode(a.clip_score);
+  const auto per_sample = scorer->score(at::stack(images), prompts);
+  const double score = ClipScorer::aggregate(per_sample, mode);
+  if (a.json) {
+    nlohmann::json j = {{"clip_score", score}, {"per_sample", per_sample}, {"clip", a.clip}, {"mode", a.clip_score}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "CLIP score (" << a.clip_score << "): " << score << " over " << n << " images\n";
+  }
+  return 0;
+}
+
+int run_init_random(const InitRandomArgs& a) {
+  RandomPipelineOptions o;
+  o.arch = a.arch;
+  o.seed = a.seed;
+  o.tokenizer = a.tokenizer;
+  o.weights_dtype = a.weights_dtype == "fp16" ? at::kHalf : at::kFloat;
+  o.prediction_type = a.prediction_type;
+  write_random_pipeline(a.out, o);
+  std::cerr << "wrote a random-weight " << a.arch << " pipeline to " << a.out << "\n";
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"diffbench: measure what a training-free diffusion acceleration buys and costs"};
+  CLI::App app{"diffbench: measure what a training-free diffusion acceleration buys and what it costs"};
   app.set_version_flag("--version", std::string("diffbench ") + DIFFBENCH_VERSION);
   app.require_subcommand(1);
+  GenerateArgs gen;
+  InitRandomArgs init;
+  EvalArgs eval;
+  ScoreArgs score;
+  add_generate(app, gen);
+  add_init_random(app, init);
+  add_eval(app, eval);
+  add_score(app, score);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
   }
-  return 0;
+  try {
+    if (app.got_subcommand("generate")) return run_generate(gen);
+    if (app.got_subcommand("init-random")) return run_init_random(init);
+    if (app.got_subcommand("eval")) return run_eval_command(eval);
+    if (app.got_subcommand("score")) return run_score(score);
+  } catch (const diffbench::Error& e) {
+    std::cerr << "diffbench: " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const c10::OutOfMemoryError& e) {
+    std::cerr << "diffbench: out of memory: " << e.what_without_backtrace()
+              << "\nhint: lower --batch-size or the image size\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "diffbench: internal error: " << e.what_without_backtrace() << "\n";
+    return 3;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "diffbench: out of host memory; lower --batch-size or the image size\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "diffbench: internal error: " << e.what() << "\n";
+    return 3;
+  }
+  return 2;
 }

@@ -1,2 +1,5 @@
 list(APPEND DIFFBENCH_SOURCES
+  src/pipeline/txt2img.cpp
+  src/pipeline/init_random.cpp
+  src/pipeline/outputs.cpp
 )

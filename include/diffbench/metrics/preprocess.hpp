@@ -6,6 +6,8 @@
 
 #include <ATen/ATen.h>
 
+#include "diffbench/models/clip_scorer.hpp"  // kOpenAiClipMean / kOpenAiClipStd
+
 namespace diffbench {
 
 // Pillow's Image.resize((out_w, out_h), Image.BICUBIC) on an RGB uint8 image [3,H,W] (reducing_gap
@@ -40,8 +42,5 @@ enum class CenterCrop {
 at::Tensor clip_preprocess(const at::Tensor& img_u8, int size, std::array<double, 3> mean,
                            std::array<double, 3> std, CenterCrop crop = CenterCrop::Torchvision);
 
-// OpenAI CLIP's normalisation constants (transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD).
-constexpr std::array<double, 3> kOpenAiClipMean = {0.48145466, 0.4578275, 0.40821073};
-constexpr std::array<double, 3> kOpenAiClipStd = {0.26862954, 0.26130258, 0.27577711};
 
 }  // namespace diffbench

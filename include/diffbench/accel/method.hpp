@@ -1,0 +1,93 @@
+// Acceleration methods: created from a spec's [[accelerate]] table through one registry that
+// built-ins and shared-library plugins fill alike, acting only through PipelineHooks.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "diffbench/pipeline/step_hooks.hpp"
+
+namespace diffbench {
+
+// One [[accelerate]] table of a pipeline spec.
+struct AccelEntry {
+  std::string method;
+  std::filesystem::path plugin;                       // empty for built-in methods
+  nlohmann::json params = nlohmann::json::object();   // every other key, typed as in the file
+  std::map<std::string, int> lines;                   // key -> line in the spec, for error messages
+  int line = 0;                                       // line of the [[accelerate]] table
+};
+
+// A typed parameter with its default and allowed range or values.
+struct ParamSpec {
+  enum class Type { Int, Float, Bool, String };
+  std::string name;
+  Type type = Type::Int;
+  nlohmann::json default_value;
+  std::optional<double> min, max;     // numbers: inclusive range
+  std::vector<std::string> choices;   // strings: allowed values (empty = any)
+  std::string help;
+};
+
+// Validated parameters: every declared parameter present (defaults filled in), typed.
+class MethodParams {
+ public:
+  MethodParams() = default;
+  explicit MethodParams(nlohmann::json values) : values_(std::move(values)) {}
+  int64_t get_int(const std::string& name) const { return values_.at(name).get<int64_t>(); }
+  double get_float(const std::string& name) const { return values_.at(name).get<double>(); }
+  bool get_bool(const std::string& name) const { return values_.at(name).get<bool>(); }
+  std::string get_string(const std::string& name) const { return values_.at(name).get<std::string>(); }
+  const nlohmann::json& json() const { return values_; }
+
+ private:
+  nlohmann::json values_ = nlohmann::json::object();
+};
+
+class Method : public PipelineHooks {
+ public:
+  virtual std::string name() const = 0;
+  // Resolved parameters, for the report.
+  virtual nlohmann::json params() const = 0;
+  // Counters for the report (e.g. skipped modules); free-form.
+  virtual nlohmann::json stats() const { return nlohmann::json::object(); }
+};
+
+struct MethodInfo {
+  std::string name;
+  std::string description;
+  std::vector<ParamSpec> params;
+  // Names of methods this one cannot be stacked with (checked in both directions).
+  std::vector<std::string> incompatible;
+  std::function<std::unique_ptr<Method>(const MethodParams&)> create;
+};
+
+class MethodRegistry {
+ public:
+  // A registry holding the built-in methods.
+  static MethodRegistry with_builtins();
+
+  // Registers a method; a second method of the same name is an error.
+  void add(MethodInfo info);
+  const MethodInfo* find(const std::string& name) const;
+  std::vector<std::string> names() const;
+
+  // Validates `entry` (unknown method, unknown parameter, wrong type, out of range: InputError
+  // naming spec file, line and key), loading `entry.plugin` first when set.
+  std::unique_ptr<Method> create(const AccelEntry& entry, const std::string& spec_file);
+  // Creates every method of a spec in order, checking that the stack is compatible.
+  std::vector<std::unique_ptr<Method>> create_all(const std::vector<AccelEntry>& entries, const std::string& spec_file);
+
+ private:
+  std::map<std::string, MethodInfo> methods_;
+  std::vector<std::shared_ptr<void>> plugins_;  // keeps loaded shared libraries open
+};
+
+}  // namespace diffbench

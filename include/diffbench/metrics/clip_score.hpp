@@ -1,0 +1,42 @@
+// CLIP score: 100 · cos(image features, text features), with a scorer in the transformers CLIPModel
+// layout or the open_clip layout, preprocessing as the reference libraries do it.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace diffbench {
+
+enum class ClipScoreMode {
+  PerSampleClamp,  // mean(max(score_i, 0)): the seed protocol's torch.max(score, 0) then mean
+  MeanClamp,       // max(mean(score_i), 0): torchmetrics' CLIPScore
+};
+ClipScoreMode parse_clip_score_mode(const std::string& name);  // "per-sample-clamp" | "mean-clamp"
+std::string to_string(ClipScoreMode mode);
+
+class ClipScorer {
+ public:
+  // Detects the layout of `dir` and loads model and tokenizer onto `device` (float32).
+  static std::unique_ptr<ClipScorer> load(const std::filesystem::path& dir, const at::Device& device = at::kCPU);
+  ~ClipScorer();
+
+  // Per-image scores (unclamped 100·cos) of uint8 [N,3,H,W] images against their prompts.
+  std::vector<double> score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
+                            int batch_size = 16) const;
+  // The aggregate of per-image scores in `mode`.
+  static double aggregate(const std::vector<double>& scores, ClipScoreMode mode);
+
+  const std::filesystem::path& path() const;
+  std::string layout() const;  // "transformers" | "open_clip"
+
+ private:
+  struct Impl;
+  explicit ClipScorer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace diffbench

@@ -1,0 +1,31 @@
+// Saving a generation: NNNNNN.png in prompt order and run.json, all or nothing.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "diffbench/pipeline/txt2img.hpp"
+
+namespace diffbench {
+
+// Parses "cpu", "cuda", "cuda:N"; CUDA when LibTorch sees no GPU is a UsageError.
+at::Device parse_device(const std::string& name);
+// "fp32" | "fp16" | "bf16" (float16 and bfloat16 need a CUDA device).
+at::ScalarType parse_dtype(const std::string& name, const at::Device& device);
+std::string dtype_name(at::ScalarType t);
+
+// Versions and device description for reports.
+nlohmann::json environment_info(const at::Device& device);
+
+// Per-stage timings as JSON (seconds).
+nlohmann::json to_json(const StageTimes& t);
+
+// Writes `out`/NNNNNN.png for every image, and `out`/run.json holding `settings`, the prompts,
+// per-batch and per-stage timings and the environment; the folder appears only when complete.
+void save_generation(const std::filesystem::path& out, bool replace, const GenerationResult& result,
+                     const std::vector<std::string>& prompts, const nlohmann::json& settings);
+
+}  // namespace diffbench

@@ -1,0 +1,47 @@
+// Step-level hook points of the txt2img pipeline, and the combined hooks object an acceleration
+// method implements (UNet hooks + step hooks). Every hook does nothing by default.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "diffbench/models/unet_hooks.hpp"
+
+namespace diffbench {
+
+// Given at the start of every batch's denoising loop: methods reset their per-generation state
+// here (cached tensors never leak from one generation call into the next).
+struct GenerationInfo {
+  uint64_t seed = 0;           // the run's seed
+  size_t batch_index = 0;      // which batch of the run
+  int64_t images = 0;          // images in this batch
+  std::vector<double> timesteps;  // one per UNet call
+  int64_t latent_h = 0;
+  int64_t latent_w = 0;
+  bool guidance = false;       // classifier-free guidance is on
+  at::Device device = at::kCPU;
+};
+
+struct StepInfo {
+  size_t step = 0;         // index into timesteps
+  size_t total_steps = 0;
+  double timestep = 0;
+};
+
+class StepHooks {
+ public:
+  virtual ~StepHooks() = default;
+  virtual void begin_generation(const GenerationInfo& info) {}
+  virtual void before_step(const StepInfo& step) {}
+  virtual void after_step(const StepInfo& step, const at::Tensor& latents) {}
+  // True: from this step on the UNet runs only the conditional half and guidance is skipped.
+  virtual bool drop_unconditional(const StepInfo& step) { return false; }
+  virtual void end_generation() {}
+};
+
+// What an acceleration method implements.
+class PipelineHooks : public UNetHooks, public StepHooks {};
+
+}  // namespace diffbench

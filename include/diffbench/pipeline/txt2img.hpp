@@ -1,0 +1,97 @@
+// Stable Diffusion 1.x text-to-image, step for step as diffusers' StableDiffusionPipeline.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "diffbench/log.hpp"
+
+namespace diffbench {
+
+enum class NoiseMode {
+  PerPrompt,  // prompt i draws from a CPU generator seeded seed+i: images do not depend on batch size
+  Diffusers,  // one CPU generator seeded once, consumed batch after batch in prompt order
+};
+NoiseMode parse_noise_mode(const std::string& name);  // "per-prompt" | "diffusers"
+std::string to_string(NoiseMode mode);
+
+struct ModelOptions {
+  std::filesystem::path dir;           // diffusers folder
+  at::ScalarType dtype = at::kFloat;   // weights and activations
+  at::Device device = at::kCPU;
+  std::string variant;                 // weights variant to prefer, e.g. "fp16"
+};
+
+struct GenerateOptions {
+  std::string scheduler;   // "" = the checkpoint's own scheduler
+  int steps = 50;
+  double guidance = 7.5;   // classifier-free guidance runs when > 1
+  uint64_t seed = 42;
+  int height = 0;          // 0 = unet sample_size × VAE scale factor
+  int width = 0;
+  int batch_size = 1;
+  NoiseMode noise = NoiseMode::PerPrompt;
+};
+
+// Seconds spent in each stage; each bracketed by a device synchronisation.
+struct StageTimes {
+  double text_encoder = 0;
+  double denoise = 0;
+  double vae_decode = 0;
+  double total = 0;
+  StageTimes& operator+=(const StageTimes& o);
+};
+
+struct BatchRecord {
+  size_t first = 0;   // index of the batch's first prompt
+  size_t count = 0;
+  StageTimes times;
+  int64_t unet_calls = 0;  // UNet forward calls for this batch (one call covers both CFG halves)
+};
+
+struct GenerationResult {
+  at::Tensor images;  // [N,3,H,W] float32 on the CPU, in [0,1]
+  std::vector<BatchRecord> batches;
+  StageTimes times;   // sums over batches
+  int height = 0;
+  int width = 0;
+  std::string scheduler;       // resolved scheduler name
+  nlohmann::json scheduler_config;
+};
+
+// Called after every scheduler step with the batch's latents (for tests and progress).
+using StepCallback = std::function<void(size_t batch, size_t step, size_t total_steps, const at::Tensor& latents)>;
+
+class Txt2ImgPipeline {
+ public:
+  // Loads every component once; weights stay on the device for all later generate() calls.
+  static std::unique_ptr<Txt2ImgPipeline> load(const ModelOptions& options, const Logger& log = Logger::silent());
+  ~Txt2ImgPipeline();
+
+  GenerationResult generate(const std::vector<std::string>& prompts, const GenerateOptions& options,
+                            const StepCallback& on_step = {}, const Logger& log = Logger::silent());
+
+  const ModelOptions& options() const;
+  int default_height() const;
+  int default_width() const;
+  int vae_scale_factor() const;
+  // Seconds each component took to load (for run.json).
+  const nlohmann::json& load_report() const;
+
+  // Exposed for tests and the evaluator.
+  at::Tensor encode_prompts(const std::vector<std::string>& prompts);  // [B,77,D]
+
+ private:
+  struct Impl;
+  explicit Txt2ImgPipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace diffbench

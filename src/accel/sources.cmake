@@ -1,0 +1,4 @@
+list(APPEND DIFFBENCH_SOURCES
+  src/accel/registry.cpp
+  src/accel/plugin.cpp
+)

@@ -1,0 +1,219 @@
+#include "diffbench/eval/evaluator.hpp"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <ctime>
+#include <iomanip>
+#include <sstream>
+
+#include <torch/cuda.h>
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define DIFFBENCH_HAVE_CUDA_ALLOCATOR 1
+#endif
+
+#include "diffbench/error.hpp"
+#include "diffbench/io/image.hpp"
+#include "diffbench/io/prompts.hpp"
+#include "diffbench/io/staging_dir.hpp"
+#include "diffbench/metrics/stats.hpp"
+#include "diffbench/pipeline/outputs.hpp"
+#include "diffbench/report/report.hpp"
+
+namespace diffbench {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void reset_peak(const at::Device& device) {
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#endif
+}
+
+std::pair<int64_t, std::string> peak_memory(const at::Device& device) {
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return {stats.allocated_bytes[0].peak, "cuda"};
+  }
+#endif
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return {static_cast<int64_t>(ru.ru_maxrss) * 1024, "host-rss"};
+}
+
+void check_methods(const PipelineSpec& spec) {
+  // Acceleration methods arrive with the methods issue; until then every method is unknown.
+  for (const auto& a : spec.accelerate)
+    throw InputError("unknown acceleration method '" + a.method + "'", spec.file.string() + ":" + std::to_string(a.line));
+}
+
+fs::path default_out(const PipelineSpec& candidate) {
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  std::ostringstream o;
+  o << "runs/" << candidate.name << "-" << std::put_time(&tm, "%Y%m%d-%H%M%S");
+  return o.str();
+}
+
+// Loads one pipeline, warms it up, runs the timed generation; the pipeline is freed on return.
+std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const std::vector<std::string>& prompts,
+                                                const EvalOptions& o, const std::string& label, const Logger& log) {
+  ModelOptions mo;
+  mo.dir = spec.model;
+  mo.device = parse_device(spec.device);
+  mo.dtype = parse_dtype(spec.dtype, mo.device);
+  GenerateOptions go;
+  go.scheduler = spec.scheduler;
+  go.steps = spec.steps;
+  go.guidance = spec.guidance;
+  go.seed = o.seed;
+  go.height = spec.height;
+  go.width = spec.width;
+  go.batch_size = o.batch_size;
+  go.noise = o.noise;
+
+  log.info(label + ": loading " + spec.model.string());
+  auto pipe = Txt2ImgPipeline::load(mo, log);
+  const std::vector<std::string> warm(prompts.begin(),
+                                      prompts.begin() + std::min(prompts.size(), static_cast<size_t>(o.batch_size)));
+  for (int i = 0; i < o.warmup; ++i) {
+    log.info(label + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(o.warmup));
+    pipe->generate(warm, go, {}, Logger::silent());
+  }
+  reset_peak(mo.device);
+  log.info(label + ": generating " + std::to_string(prompts.size()) + " images");
+  auto result = pipe->generate(prompts, go, {}, log);
+
+  PipelineRun run;
+  run.spec = spec;
+  int64_t calls = 0;
+  double sum = 0;
+  for (const auto& b : result.batches) {
+    run.batch_seconds.push_back(b.times.total);
+    sum += b.times.total;
+    calls += b.unet_calls * static_cast<int64_t>(b.count);
+  }
+  run.seconds_per_image = sum / static_cast<double>(prompts.size());
+  run.stages = result.times;
+  run.unet_calls_per_image = static_cast<double>(calls) / static_cast<double>(prompts.size());
+  std::tie(run.peak_memory_bytes, run.peak_memory_kind) = peak_memory(mo.device);
+  for (const auto& a : spec.accelerate) run.methods.push_back({{"method", a.method}, {"params", a.params}});
+  return {run, to_uint8(result.images)};
+}
+
+nlohmann::json run_json(const PipelineRun& r) {
+  nlohmann::json stages = to_json(r.stages);
+  return {{"spec", r.spec.to_json()},
+          {"methods", r.methods},
+          {"seconds_per_image", r.seconds_per_image},
+          {"batch_seconds", r.batch_seconds},
+          {"batch_seconds_summary",
+           {{"min", *std::min_element(r.batch_seconds.begin(), r.batch_seconds.end())},
+            {"median", median(r.batch_seconds)},
+            {"max", *std::max_element(r.batch_seconds.begin(), r.batch_seconds.end())}}},
+          {"stages", stages},
+          {"unet_calls_per_image", r.unet_calls_per_image},
+          {"peak_memory_bytes", r.peak_memory_bytes},
+          {"peak_memory_kind", r.peak_memory_kind},
+          {"clip_score", r.clip_score},
+          {"per_sample_clip", r.per_sample_clip}};
+}
+
+void save_images(const fs::path& dir, const at::Tensor& u8) {
+  fs::create_directories(dir);
+  for (int64_t i = 0; i < u8.size(0); ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
+    write_png(dir / name, u8[i]);
+  }
+}
+
+}  // namespace
+
+EvalResult run_eval(const EvalOptions& o, const Logger& log) {
+  const PipelineSpec candidate = o.candidate;
+  const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
+  if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
+  if (o.warmup < 0) throw UsageError("warm-up must be >= 0", "--warmup");
+  if (o.clip.empty()) throw UsageError("a CLIP scorer folder is needed: --clip DIR", "--clip");
+  check_methods(baseline);
+  check_methods(candidate);
+
+  // Everything that can fail on input is checked before any generation.
+  nlohmann::json consistency = check_consistency(baseline, candidate, o.allow_model_mismatch);
+  const PromptSet prompt_set = load_prompts(o.prompts, o.num_samples);
+  const auto& prompts = prompt_set.prompts;
+  const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
+  StagingDir staging(out, o.force);
+  auto scorer = ClipScorer::load(o.clip);
+
+  auto [base_run, base_images] = run_pipeline(baseline, prompts, o, "baseline", log);
+  auto [cand_run, cand_images] = run_pipeline(candidate, prompts, o, "candidate", log);
+
+  log.info("scoring with CLIP (" + scorer->layout() + ")");
+  base_run.per_sample_clip = scorer->score(base_images, prompts);
+  cand_run.per_sample_clip = scorer->score(cand_images, prompts);
+  base_run.clip_score = ClipScorer::aggregate(base_run.per_sample_clip, o.clip_score);
+  cand_run.clip_score = ClipScorer::aggregate(cand_run.per_sample_clip, o.clip_score);
+
+  const double speedup = base_run.seconds_per_image / cand_run.seconds_per_image;
+  const double loss = base_run.clip_score != 0
+                          ? (base_run.clip_score - cand_run.clip_score) / base_run.clip_score * 100.0
+                          : 0.0;
+  const PairedStats paired = paired_bootstrap(base_run.per_sample_clip, cand_run.per_sample_clip, 10000, o.seed);
+
+  EvalResult res;
+  nlohmann::json thresholds = {{"max_quality_loss_pct", o.max_quality_loss}};
+  if (loss > o.max_quality_loss)
+    res.failures.push_back("quality loss " + std::to_string(loss) + " % exceeds --max-quality-loss " +
+                           std::to_string(o.max_quality_loss) + " %");
+  if (o.min_speedup) {
+    thresholds["min_speedup"] = *o.min_speedup;
+    if (speedup < *o.min_speedup)
+      res.failures.push_back("speedup " + std::to_string(speedup) + "x is below --min-speedup " +
+                             std::to_string(*o.min_speedup) + "x");
+  }
+  if (o.max_latency) {
+    thresholds["max_latency_s"] = *o.max_latency;
+    if (cand_run.seconds_per_image > *o.max_latency)
+      res.failures.push_back("candidate latency " + std::to_string(cand_run.seconds_per_image) +
+                             " s/image exceeds --max-latency " + std::to_string(*o.max_latency) + " s");
+  }
+  res.passed = res.failures.empty();
+
+  nlohmann::json r;
+  r["schema"] = "diffbench.eval/1";
+  r["protocol"] = {{"prompts_source", prompt_set.source}, {"prompts", prompts},      {"num_samples", prompts.size()},
+                   {"batch_size", o.batch_size},           {"seed", o.seed},          {"warmup", o.warmup},
+                   {"noise", to_string(o.noise)},          {"clip", o.clip.string()}, {"clip_layout", scorer->layout()},
+                   {"clip_score", to_string(o.clip_score)}};
+  r["baseline"] = run_json(base_run);
+  r["candidate"] = run_json(cand_run);
+  r["speedup"] = speedup;
+  r["quality_loss_pct"] = loss;
+  r["paired"] = {{"diff", "baseline - candidate, per prompt"},
+                 {"mean_diff", paired.mean_diff},
+                 {"ci95", {paired.ci_low, paired.ci_high}},
+                 {"resamples", 10000}};
+  r["consistency"] = consistency;
+  r["thresholds"] = thresholds;
+  r["passed"] = res.passed;
+  r["failures"] = res.failures;
+  r["environment"] = environment_info(parse_device(candidate.device));
+
+  save_images(staging.path() / "baseline", base_images);
+  save_images(staging.path() / "candidate", cand_images);
+  write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
+  write_file_atomic(staging.path() / "report.md", render_markdown(r));
+  staging.commit();
+  res.report = std::move(r);
+  res.out = out;
+  return res;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,169 @@
+#include "diffbench/eval/spec.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "diffbench/error.hpp"
+
+namespace diffbench {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string at_line(const fs::path& file, const toml::node& node) {
+  return file.string() + ":" + std::to_string(node.source().begin.line);
+}
+
+template <typename T>
+T expect(const toml::node& node, const fs::path& file, const std::string& key, const char* type_name) {
+  if constexpr (std::is_same_v<T, double>) {
+    if (auto v = node.value<double>()) return *v;  // integers are accepted for floats
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    if (node.is_integer()) return node.as_integer()->get();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (node.is_string()) return node.as_string()->get();
+  }
+  std::ostringstream got;
+  got << node.type();
+  throw InputError("key '" + key + "' must be " + type_name + " (got " + got.str() + ")", at_line(file, node));
+}
+
+nlohmann::json to_json_value(const toml::node& node, const fs::path& file, const std::string& key) {
+  if (node.is_boolean()) return node.as_boolean()->get();
+  if (node.is_integer()) return node.as_integer()->get();
+  if (node.is_floating_point()) return node.as_floating_point()->get();
+  if (node.is_string()) return node.as_string()->get();
+  throw InputError("method parameter '" + key + "' must be a boolean, number or string", at_line(file, node));
+}
+
+void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& spec) {
+  for (const auto& [k, node] : t) {
+    const std::string key(k.str());
+    if (key == "model") {
+      fs::path p = expect<std::string>(node, file, key, "a string");
+      if (p.is_relative() && p.string() != "demo") p = file.parent_path() / p;
+      spec.model = p;
+    } else if (key == "scheduler") {
+      spec.scheduler = expect<std::string>(node, file, key, "a string");
+    } else if (key == "steps" || key == "height" || key == "width") {
+      const auto v = expect<int64_t>(node, file, key, "an integer");
+      if (v < (key == "steps" ? 1 : 8) || v > 100000)
+        throw InputError("key '" + key + "' is out of range (" + std::to_string(v) + ")", at_line(file, node));
+      (key == "steps" ? spec.steps : key == "height" ? spec.height : spec.width) = static_cast<int>(v);
+    } else if (key == "guidance") {
+      spec.guidance = expect<double>(node, file, key, "a number");
+    } else if (key == "dtype") {
+      spec.dtype = expect<std::string>(node, file, key, "a string");
+      if (spec.dtype != "fp32" && spec.dtype != "fp16" && spec.dtype != "bf16")
+        throw InputError("key 'dtype' must be fp32, fp16 or bf16 (got '" + spec.dtype + "')", at_line(file, node));
+    } else if (key == "device") {
+      spec.device = expect<std::string>(node, file, key, "a string");
+    } else {
+      throw InputError("unknown key '" + key + "' in [pipeline]", at_line(file, node));
+    }
+  }
+  if (spec.model.empty())
+    throw InputError("[pipeline] needs 'model' (a diffusers folder)", file.string() + ":" + std::to_string(t.source().begin.line));
+}
+
+AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
+  AccelEntry e;
+  e.line = static_cast<int>(t.source().begin.line);
+  for (const auto& [k, node] : t) {
+    const std::string key(k.str());
+    if (key == "method") {
+      e.method = expect<std::string>(node, file, key, "a string");
+    } else if (key == "plugin") {
+      fs::path p = expect<std::string>(node, file, key, "a string");
+      e.plugin = p.is_relative() ? file.parent_path() / p : p;
+    } else {
+      e.params[key] = to_json_value(node, file, key);
+      e.lines[key] = static_cast<int>(node.source().begin.line);
+    }
+  }
+  if (e.method.empty()) throw InputError("[[accelerate]] needs 'method'", file.string() + ":" + std::to_string(e.line));
+  return e;
+}
+
+}  // namespace
+
+PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file.string());
+  } catch (const toml::parse_error& e) {
+    throw InputError("invalid TOML: " + std::string(e.description()),
+                     file.string() + ":" + std::to_string(e.source().begin.line));
+  }
+  PipelineSpec spec;
+  spec.file = file;
+  spec.name = file.stem().string();
+  bool have_pipeline = false;
+  for (const auto& [k, node] : root) {
+    const std::string key(k.str());
+    if (key == "pipeline") {
+      if (!node.is_table()) throw InputError("'pipeline' must be a table: [pipeline]", at_line(file, node));
+      parse_pipeline(*node.as_table(), file, spec);
+      have_pipeline = true;
+    } else if (key == "accelerate") {
+      if (!node.is_array_of_tables()) throw InputError("'accelerate' must be an array of tables: [[accelerate]]", at_line(file, node));
+      for (const auto& item : *node.as_array()) spec.accelerate.push_back(parse_accel(*item.as_table(), file));
+    } else {
+      throw InputError("unknown key '" + key + "' (expected [pipeline] and [[accelerate]])", at_line(file, node));
+    }
+  }
+  if (!have_pipeline) throw InputError("missing the [pipeline] table", file.string());
+  return spec;
+}
+
+PipelineSpec load_spec(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError("cannot open spec", file.string());
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_spec(buf.str(), file);
+}
+
+PipelineSpec PipelineSpec::baseline() const {
+  PipelineSpec b = *this;
+  b.accelerate.clear();
+  b.name = name + "-baseline";
+  return b;
+}
+
+nlohmann::json PipelineSpec::to_json() const {
+  nlohmann::json methods = nlohmann::json::array();
+  for (const auto& a : accelerate) {
+    nlohmann::json m = {{"method", a.method}, {"params", a.params}};
+    if (!a.plugin.empty()) m["plugin"] = a.plugin.string();
+    methods.push_back(m);
+  }
+  return {{"file", file.string()}, {"name", name},         {"model", model.string()}, {"scheduler", scheduler.empty() ? "default" : scheduler},
+          {"steps", steps},        {"guidance", guidance}, {"height", height},        {"width", width},
+          {"dtype", dtype},        {"device", device},     {"accelerate", methods}};
+}
+
+std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineSpec& b) {
+  std::vector<std::string> out;
+  auto diff = [&](const std::string& what, const auto& x, const auto& y) {
+    if (x != y) {
+      std::ostringstream o;
+      o << what << ": " << x << " vs " << y;
+      out.push_back(o.str());
+    }
+  };
+  diff("scheduler", a.scheduler.empty() ? std::string("default") : a.scheduler, b.scheduler.empty() ? std::string("default") : b.scheduler);
+  diff("steps", a.steps, b.steps);
+  diff("guidance", a.guidance, b.guidance);
+  diff("height", a.height, b.height);
+  diff("width", a.width, b.width);
+  diff("dtype", a.dtype, b.dtype);
+  diff("device", a.device, b.device);
+  diff("accelerate methods", a.accelerate.size(), b.accelerate.size());
+  return out;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,262 @@
+#include "diffbench/pipeline/txt2img.hpp"
+
+#include <chrono>
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include "diffbench/error.hpp"
+#include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/io/json_config.hpp"
+#include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/clip_text.hpp"
+#include "diffbench/models/unet.hpp"
+#include "diffbench/models/vae.hpp"
+#include "diffbench/schedulers/scheduler.hpp"
+#include "diffbench/tokenizer/clip_tokenizer.hpp"
+
+namespace diffbench {
+
+namespace fs = std::filesystem;
+
+NoiseMode parse_noise_mode(const std::string& name) {
+  if (name == "per-prompt") return NoiseMode::PerPrompt;
+  if (name == "diffusers") return NoiseMode::Diffusers;
+  throw UsageError("unknown noise mode '" + name + "' (use per-prompt or diffusers)", "--noise");
+}
+
+std::string to_string(NoiseMode mode) { return mode == NoiseMode::PerPrompt ? "per-prompt" : "diffusers"; }
+
+StageTimes& StageTimes::operator+=(const StageTimes& o) {
+  text_encoder += o.text_encoder;
+  denoise += o.denoise;
+  vae_decode += o.vae_decode;
+  total += o.total;
+  return *this;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void sync(const at::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+template <typename Module>
+void load_component(Module& module, const fs::path& weights, const ModelOptions& opt, const LoadOptions& lo = {}) {
+  auto sd = load_safetensors(weights);
+  load_into(*module, sd, weights.string(), lo);
+  module->to(opt.device, opt.dtype);
+  module->eval();
+}
+
+// Draws the initial latents and the schedulers' per-step noise, in one of the two noise modes.
+class NoiseSource {
+ public:
+  NoiseSource(NoiseMode mode, uint64_t seed) : mode_(mode), seed_(seed) {
+    if (mode_ == NoiseMode::Diffusers) shared_ = at::make_generator<at::CPUGeneratorImpl>(seed);
+  }
+  // Selects the prompts [first, first+count) of the next batch.
+  void begin_batch(size_t first, size_t count) {
+    if (mode_ == NoiseMode::PerPrompt) {
+      per_prompt_.clear();
+      for (size_t i = 0; i < count; ++i)
+        per_prompt_.push_back(at::make_generator<at::CPUGeneratorImpl>(seed_ + first + i));
+    }
+    count_ = count;
+  }
+  // Standard normal noise of `shape` (leading dim = batch), drawn on the CPU in `dtype` as
+  // diffusers' randn_tensor does for a CPU generator, then moved to `device`.
+  at::Tensor draw(std::vector<int64_t> shape, at::ScalarType dtype, const at::Device& device) {
+    auto opts = at::TensorOptions().dtype(dtype);
+    at::Tensor out;
+    if (mode_ == NoiseMode::Diffusers) {
+      out = at::randn(shape, shared_, opts);
+    } else {
+      std::vector<at::Tensor> parts;
+      shape[0] = 1;
+      for (auto& g : per_prompt_) parts.push_back(at::randn(shape, g, opts));
+      out = at::cat(parts, 0);
+    }
+    return out.to(device);
+  }
+
+ private:
+  NoiseMode mode_;
+  uint64_t seed_;
+  at::Generator shared_;
+  std::vector<at::Generator> per_prompt_;
+  size_t count_ = 0;
+};
+
+}  // namespace
+
+struct Txt2ImgPipeline::Impl {
+  ModelOptions options;
+  ClipTokenizer tokenizer;
+  ClipTextModel text_encoder{nullptr};
+  UNet2DConditionModel unet{nullptr};
+  AutoencoderKL vae{nullptr};
+  VaeConfig vae_config;
+  nlohmann::json scheduler_config;
+  std::string scheduler_source;
+  nlohmann::json load_report = nlohmann::json::object();
+
+  Impl(ModelOptions o, ClipTokenizer t) : options(std::move(o)), tokenizer(std::move(t)) {}
+};
+
+Txt2ImgPipeline::Txt2ImgPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Txt2ImgPipeline::~Txt2ImgPipeline() = default;
+
+std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& options, const Logger& log) {
+  const auto folder =
+      DiffusersFolder::open(options.dir, {"text_encoder", "tokenizer", "unet", "vae", "scheduler"}, log);
+  if (!folder.pipeline_class().empty() && folder.pipeline_class() != "StableDiffusionPipeline")
+    log.warn("model_index.json names " + folder.pipeline_class() + "; running it as a StableDiffusionPipeline");
+  c10::InferenceMode guard;
+  auto t0 = Clock::now();
+  auto impl = std::make_unique<Impl>(options, ClipTokenizer::from_dir(folder.component("tokenizer").dir));
+  impl->load_report["tokenizer_s"] = seconds_since(t0);
+
+  t0 = Clock::now();
+  impl->text_encoder = ClipTextModel(ClipTextConfig::from_json(JsonConfig::load(folder.config_file("text_encoder"))));
+  LoadOptions text_lo;
+  text_lo.strip_prefix = "text_model.";
+  text_lo.ignore_unexpected = {"embeddings.position_ids"};
+  load_component(impl->text_encoder, folder.weights_file("text_encoder", options.variant), options, text_lo);
+  impl->load_report["text_encoder_s"] = seconds_since(t0);
+
+  t0 = Clock::now();
+  impl->unet = UNet2DConditionModel(UNetConfig::from_json(JsonConfig::load(folder.config_file("unet"))));
+  load_component(impl->unet, folder.weights_file("unet", options.variant), options);
+  impl->load_report["unet_s"] = seconds_since(t0);
+
+  t0 = Clock::now();
+  impl->vae_config = VaeConfig::from_json(JsonConfig::load(folder.config_file("vae")));
+  impl->vae = AutoencoderKL(impl->vae_config);
+  load_component(impl->vae, folder.weights_file("vae", options.variant), options);
+  impl->load_report["vae_s"] = seconds_since(t0);
+
+  const auto sched_file = folder.config_file("scheduler");
+  impl->scheduler_config = read_json_file(sched_file);
+  impl->scheduler_source = sched_file.string();
+  // Fail early on a scheduler config the class cannot use.
+  make_scheduler("", impl->scheduler_config, impl->scheduler_source);
+  sync(options.device);
+  return std::unique_ptr<Txt2ImgPipeline>(new Txt2ImgPipeline(std::move(impl)));
+}
+
+const ModelOptions& Txt2ImgPipeline::options() const { return impl_->options; }
+int Txt2ImgPipeline::vae_scale_factor() const { return impl_->vae_config.scale_factor(); }
+int Txt2ImgPipeline::default_height() const { return impl_->unet->config().sample_size * vae_scale_factor(); }
+int Txt2ImgPipeline::default_width() const { return default_height(); }
+const nlohmann::json& Txt2ImgPipeline::load_report() const { return impl_->load_report; }
+
+at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& prompts) {
+  c10::InferenceMode guard;
+  auto ids = impl_->tokenizer.encode_batch(prompts).to(impl_->options.device);  // [B,77]
+  return impl_->text_encoder->forward(ids).last_hidden_state;                    // [B,77,D]
+}
+
+GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& opt,
+                                           const StepCallback& on_step, const Logger& log) {
+  if (prompts.empty()) throw UsageError("no prompts to generate", "prompts");
+  if (opt.steps < 1) throw UsageError("steps must be at least 1", "--steps");
+  if (opt.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
+  const int scale = vae_scale_factor();
+  const int height = opt.height > 0 ? opt.height : default_height();
+  const int width = opt.width > 0 ? opt.width : default_width();
+  if (height % scale != 0 || width % scale != 0)
+    throw UsageError("height and width must be multiples of " + std::to_string(scale) + " (got " +
+                         std::to_string(height) + "x" + std::to_string(width) + ")",
+                     "--height/--width");
+
+  c10::InferenceMode guard;
+  Impl& m = *impl_;
+  const auto& dev = m.options.device;
+  const auto dtype = m.options.dtype;
+  auto scheduler = make_scheduler(opt.scheduler, m.scheduler_config, m.scheduler_source);
+  const bool cfg = opt.guidance > 1.0;
+  const int64_t latent_c = m.unet->config().in_channels;
+  const int64_t lh = height / scale, lw = width / scale;
+
+  GenerationResult result;
+  result.height = height;
+  result.width = width;
+  result.scheduler = scheduler->name();
+  result.scheduler_config = scheduler->config();
+  NoiseSource noise(opt.noise, opt.seed);
+  std::vector<at::Tensor> images;
+  at::Tensor negative;  // empty-prompt embeddings, computed once per batch size
+
+  for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(opt.batch_size)) {
+    const size_t count = std::min(prompts.size() - first, static_cast<size_t>(opt.batch_size));
+    const std::vector<std::string> batch(prompts.begin() + first, prompts.begin() + first + count);
+    BatchRecord rec;
+    rec.first = first;
+    rec.count = count;
+    sync(dev);
+    const auto t_batch = Clock::now();
+
+    // 1. Text encoding: the prompts and, for guidance, the empty negative prompt.
+    auto t0 = Clock::now();
+    at::Tensor cond = encode_prompts(batch);  // [B,77,D]
+    at::Tensor context = cond;
+    if (cfg) {
+      if (!negative.defined() || negative.size(0) != static_cast<int64_t>(count))
+        negative = encode_prompts(std::vector<std::string>(count, ""));
+      context = at::cat({negative, cond}, 0);  // [2B,77,D]: unconditional half first
+    }
+    sync(dev);
+    rec.times.text_encoder = seconds_since(t0);
+
+    // 2. Denoising loop.
+    t0 = Clock::now();
+    scheduler->set_timesteps(opt.steps);
+    noise.begin_batch(first, count);
+    at::Tensor latents = noise.draw({static_cast<int64_t>(count), latent_c, lh, lw}, dtype, dev);  // [B,4,h,w]
+    latents = latents * scheduler->init_noise_sigma();
+    const NoiseFn step_noise = [&](const at::Tensor& like) {
+      return noise.draw(like.sizes().vec(), like.scalar_type(), like.device());
+    };
+    const auto& timesteps = scheduler->model_timesteps();  // exact values the UNet sees
+    for (size_t i = 0; i < timesteps.size(); ++i) {
+      at::Tensor model_in = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
+      model_in = scheduler->scale_model_input(model_in, i);
+      const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(dev));
+      at::Tensor eps = m.unet->forward(model_in, t, context);
+      ++rec.unet_calls;
+      if (cfg) {
+        auto halves = eps.chunk(2, 0);
+        eps = halves[0] + opt.guidance * (halves[1] - halves[0]);
+      }
+      latents = scheduler->step(eps, i, latents, step_noise);
+      if (on_step) on_step(result.batches.size(), i, timesteps.size(), latents);
+      log.progress("batch " + std::to_string(result.batches.size() + 1), static_cast<long>(i + 1),
+                   static_cast<long>(timesteps.size()));
+    }
+    sync(dev);
+    rec.times.denoise = seconds_since(t0);
+
+    // 3. VAE decode and post-processing to [0,1].
+    t0 = Clock::now();
+    at::Tensor z = latents / m.vae_config.scaling_factor;
+    if (m.vae_config.shift_factor) z = z + *m.vae_config.shift_factor;
+    at::Tensor image = m.vae->decode(z);                 // [B,3,H,W] in about [-1,1]
+    image = (image / 2 + 0.5).clamp(0, 1).to(at::kFloat).cpu();
+    sync(dev);
+    rec.times.vae_decode = seconds_since(t0);
+    rec.times.total = seconds_since(t_batch);
+
+    images.push_back(image);
+    result.times += rec.times;
+    result.batches.push_back(rec);
+  }
+  result.images = at::cat(images, 0);
+  return result;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,3 @@
+list(APPEND DIFFBENCH_SOURCES
+  src/report/report.cpp
+)
