@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/bench.hpp"
 #include "diffbench/eval/evaluator.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/metrics/clip_score.hpp"
@@ -34,7 +35,7 @@ struct GenerateArgs {
   uint64_t seed = 42;
   int height = 0, width = 0, batch_size = 1;
   std::string noise = "per-prompt", dtype = "fp32", device = "cpu", out;
-  bool force = false, quiet = false;
+  bool force = false, quiet = false, no_cuda_graphs = false, no_channels_last = false;
 };
 
 struct InitRandomArgs {
@@ -92,6 +93,26 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_flag("--json", a.json, "print JSON");
 }
 
+struct BenchArgs {
+  std::string spec, prompt = "A man is in a kitchen making pizzas.", profile;
+  int batch_size = 1, runs = 5, warmup = 1;
+  bool json = false, no_cuda_graphs = false, no_channels_last = false;
+};
+
+void add_bench(CLI::App& app, BenchArgs& a) {
+  auto* c = app.add_subcommand("bench", "Time whole generations of one pipeline spec (after warm-up, device-synced)");
+  c->add_option("spec", a.spec, "pipeline spec (TOML)")->required();
+  c->add_option("--batch-size", a.batch_size, "images per generation")->capture_default_str()->check(CLI::Range(1, 4096));
+  c->add_option("--runs", a.runs, "timed generations")->capture_default_str()->check(CLI::Range(1, 100000));
+  c->add_option("--warmup", a.warmup, "untimed generations first (the first is reported as first-generation latency)")
+      ->capture_default_str()->check(CLI::Range(0, 1000));
+  c->add_option("--prompt", a.prompt, "prompt used for every image")->capture_default_str();
+  c->add_flag("--json", a.json, "print JSON only");
+  c->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "CUDA: run the UNet eagerly instead of replaying a captured graph");
+  c->add_flag("--no-channels-last", a.no_channels_last, "CUDA: keep NCHW convolutions");
+  c->add_option("--profile", a.profile, "profile one more generation: Chrome trace to FILE, kernel summary in the JSON");
+}
+
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
   c->add_option("--model", a.model, "diffusers pipeline folder")->required();
@@ -114,6 +135,8 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
   c->add_option("--out", a.out, "output folder: NNNNNN.png and run.json")->required();
   c->add_flag("--force", a.force, "replace a non-empty output folder");
   c->add_flag("--quiet", a.quiet, "print nothing but errors");
+  c->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "CUDA: run the UNet eagerly instead of replaying a captured graph");
+  c->add_flag("--no-channels-last", a.no_channels_last, "CUDA: keep NCHW convolutions");
 }
 
 void add_init_random(CLI::App& app, InitRandomArgs& a) {
@@ -143,6 +166,8 @@ int run_generate(const GenerateArgs& a) {
   mo.dir = a.model;
   mo.device = parse_device(a.device);
   mo.dtype = parse_dtype(a.dtype, mo.device);
+  mo.cuda_graphs = !a.no_cuda_graphs;
+  mo.channels_last = !a.no_channels_last;
   GenerateOptions go;
   go.scheduler = a.scheduler;
   go.steps = a.steps;
@@ -217,6 +242,22 @@ int run_score(const ScoreArgs& a) {
   return 0;
 }
 
+int run_bench_command(const BenchArgs& a) {
+  const Logger log(a.json ? LogLevel::Error : LogLevel::Info, std::cerr, !a.json && ::isatty(2));
+  BenchOptions o;
+  o.spec = load_spec(a.spec);
+  o.batch_size = a.batch_size;
+  o.runs = a.runs;
+  o.warmup = a.warmup;
+  o.prompt = a.prompt;
+  o.cuda_graphs = !a.no_cuda_graphs;
+  o.channels_last = !a.no_channels_last;
+  o.profile = a.profile;
+  const auto j = run_bench(o, log);
+  std::cout << (a.json ? j.dump(2) + "\n" : render_bench(j));
+  return 0;
+}
+
 int run_init_random(const InitRandomArgs& a) {
   RandomPipelineOptions o;
   o.arch = a.arch;
@@ -243,6 +284,8 @@ int main(int argc, char** argv) {
   add_init_random(app, init);
   add_eval(app, eval);
   add_score(app, score);
+  BenchArgs bench;
+  add_bench(app, bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -254,6 +297,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("init-random")) return run_init_random(init);
     if (app.got_subcommand("eval")) return run_eval_command(eval);
     if (app.got_subcommand("score")) return run_score(score);
+    if (app.got_subcommand("bench")) return run_bench_command(bench);
   } catch (const diffbench::Error& e) {
     std::cerr << "diffbench: " << e.what() << "\n";
     return e.exit_code();

@@ -1,17 +1,10 @@
 #include "diffbench/eval/evaluator.hpp"
 
-#include <sys/resource.h>
-
 #include <chrono>
 #include <ctime>
 #include <iomanip>
 #include <sstream>
 
-#include <torch/cuda.h>
-#if __has_include(<c10/cuda/CUDACachingAllocator.h>)
-#include <c10/cuda/CUDACachingAllocator.h>
-#define DIFFBENCH_HAVE_CUDA_ALLOCATOR 1
-#endif
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/image.hpp"
@@ -26,24 +19,6 @@ namespace diffbench {
 namespace fs = std::filesystem;
 
 namespace {
-
-void reset_peak(const at::Device& device) {
-#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-#endif
-}
-
-std::pair<int64_t, std::string> peak_memory(const at::Device& device) {
-#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return {stats.allocated_bytes[0].peak, "cuda"};
-  }
-#endif
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return {static_cast<int64_t>(ru.ru_maxrss) * 1024, "host-rss"};
-}
 
 void check_methods(const PipelineSpec& spec) {
   // Acceleration methods arrive with the methods issue; until then every method is unknown.
@@ -85,7 +60,7 @@ std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const 
     log.info(label + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(o.warmup));
     pipe->generate(warm, go, {}, Logger::silent());
   }
-  reset_peak(mo.device);
+  reset_peak_memory(mo.device);
   log.info(label + ": generating " + std::to_string(prompts.size()) + " images");
   auto result = pipe->generate(prompts, go, {}, log);
 

@@ -2,4 +2,5 @@ list(APPEND DIFFBENCH_SOURCES
   src/eval/spec.cpp
   src/eval/consistency.cpp
   src/eval/evaluator.cpp
+  src/eval/bench.cpp
 )

@@ -7,6 +7,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/pipeline/device.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/state_dict.hpp"
 #include "diffbench/models/clip_text.hpp"
@@ -14,6 +15,7 @@
 #include "diffbench/models/vae.hpp"
 #include "diffbench/schedulers/scheduler.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
+#include "unet_runner.hpp"
 
 namespace diffbench {
 
@@ -39,9 +41,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void sync(const at::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index());
-}
+void sync(const at::Device& device) { device_synchronize(device); }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -68,10 +68,14 @@ class NoiseSource {
     }
     count_ = count;
   }
-  // Standard normal noise of `shape` (leading dim = batch), drawn on the CPU in `dtype` as
-  // diffusers' randn_tensor does for a CPU generator, then moved to `device`.
+  // Standard normal noise of `shape` (leading dim = batch), drawn on the CPU in float32 like
+  // diffusers' randn_tensor with a CPU generator, then cast to `dtype` and moved to `device`.
+  // diffusers draws in the pipeline's dtype instead, and torch's float16/bfloat16 normal sampler
+  // yields different numbers from its float32 one, so a half-precision diffusers run starts from
+  // other noise than its float32 run. Drawing in float32 keeps fp16/bf16 images comparable to
+  // (and, for fp32, identical with) diffusers' float32 images.
   at::Tensor draw(std::vector<int64_t> shape, at::ScalarType dtype, const at::Device& device) {
-    auto opts = at::TensorOptions().dtype(dtype);
+    auto opts = at::TensorOptions().dtype(at::kFloat);
     at::Tensor out;
     if (mode_ == NoiseMode::Diffusers) {
       out = at::randn(shape, shared_, opts);
@@ -81,7 +85,7 @@ class NoiseSource {
       for (auto& g : per_prompt_) parts.push_back(at::randn(shape, g, opts));
       out = at::cat(parts, 0);
     }
-    return out.to(device);
+    return out.to(device, dtype);
   }
 
  private:
@@ -99,6 +103,7 @@ struct Txt2ImgPipeline::Impl {
   ClipTokenizer tokenizer;
   ClipTextModel text_encoder{nullptr};
   UNet2DConditionModel unet{nullptr};
+  std::unique_ptr<UNetRunner> unet_runner;
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
   nlohmann::json scheduler_config;
@@ -132,6 +137,9 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   t0 = Clock::now();
   impl->unet = UNet2DConditionModel(UNetConfig::from_json(JsonConfig::load(folder.config_file("unet"))));
   load_component(impl->unet, folder.weights_file("unet", options.variant), options);
+  if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);  // pick conv algorithms per shape
+  impl->unet_runner = std::make_unique<UNetRunner>(impl->unet, options.device,
+                                                   UNetRunnerOptions{options.cuda_graphs, options.channels_last});
   impl->load_report["unet_s"] = seconds_since(t0);
 
   t0 = Clock::now();
@@ -227,7 +235,7 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
       at::Tensor model_in = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
       model_in = scheduler->scale_model_input(model_in, i);
       const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(dev));
-      at::Tensor eps = m.unet->forward(model_in, t, context);
+      at::Tensor eps = (*m.unet_runner)(model_in, t, context);
       ++rec.unet_calls;
       if (cfg) {
         auto halves = eps.chunk(2, 0);

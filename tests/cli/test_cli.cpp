@@ -188,3 +188,50 @@ TEST(Cli, InitRandomWritesALoadableFolder) {
   EXPECT_NE(r.output.find("--tokenizer"), std::string::npos) << r.output;
   fs::remove_all(dir);
 }
+
+TEST(Cli, BenchSmokeOnCpu) {
+  DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd/model_index.json"));
+  auto dir = test::temp_dir("bench");
+  std::ofstream(dir / "spec.toml") << "[pipeline]\nmodel = \"" << test::fixture("tiny-sd").string()
+                                    << "\"\nsteps = 3\nguidance = 7.5\n";
+  auto r = run_diffbench("bench " + shell_quote((dir / "spec.toml").string()) + " --runs 2 --warmup 1 --batch-size 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["schema"], "diffbench.bench/1");
+  EXPECT_EQ(j["unet_calls_per_image"], 4);  // PNDM: steps + 1
+  EXPECT_EQ(j["seconds_per_image"]["all"].size(), 2u);
+  const auto& s = j["stages_mean_s"];
+  EXPECT_GT(s["denoise_s"].get<double>(), 0.0);
+  EXPECT_LE(s["text_encoder_s"].get<double>() + s["denoise_s"].get<double>() + s["vae_decode_s"].get<double>(),
+            s["total_s"].get<double>() + 1e-6);
+  EXPECT_GT(j["unet_steps_per_second"].get<double>(), 0.0);
+  EXPECT_EQ(j["peak_memory_kind"], "host-rss");
+  r = run_diffbench("bench " + shell_quote((dir / "spec.toml").string()) + " --runs 0");
+  EXPECT_EQ(r.exit_code, 2);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cli, VPredictionCheckpointRunsWithEveryScheduler) {
+  DIFFBENCH_REQUIRE_FIXTURE(test::fixture("clip-tokenizer/vocab.json"));
+  auto dir = test::temp_dir("vpred");
+  auto r = run_diffbench("init-random --arch tiny --seed 5 --prediction-type v_prediction --tokenizer " +
+                         shell_quote(test::fixture("clip-tokenizer").string()) + " --out " + shell_quote((dir / "m").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* s : {"pndm", "ddim", "euler", "euler_a", "dpmpp_2m"}) {
+    const auto out = dir / (std::string("out-") + s);
+    r = run_diffbench("generate --model " + shell_quote((dir / "m").string()) + " --prompt 'a red circle' --steps 4 --quiet" +
+                      " --scheduler " + s + " --out " + shell_quote(out.string()));
+    ASSERT_EQ(r.exit_code, 0) << s << ": " << r.output;
+    auto run = read_json_file(out / "run.json");
+    EXPECT_EQ(run["scheduler"]["name"], s);
+    EXPECT_EQ(run["scheduler"]["config"]["prediction_type"], "v_prediction") << s;
+    const auto img = read_png(out / "000000.png");
+    EXPECT_EQ(img.sizes(), at::IntArrayRef({3, 128, 128}));
+  }
+  r = run_diffbench("generate --model " + shell_quote((dir / "m").string()) +
+                    " --prompt x --steps 2 --scheduler lms --quiet --out " + shell_quote((dir / "bad").string()));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("lms"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
+  std::filesystem::remove_all(dir);
+}

@@ -7,18 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffbench/pipeline/device.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
 
 namespace diffbench {
-
-// Parses "cpu", "cuda", "cuda:N"; CUDA when LibTorch sees no GPU is a UsageError.
-at::Device parse_device(const std::string& name);
-// "fp32" | "fp16" | "bf16" (float16 and bfloat16 need a CUDA device).
-at::ScalarType parse_dtype(const std::string& name, const at::Device& device);
-std::string dtype_name(at::ScalarType t);
-
-// Versions and device description for reports.
-nlohmann::json environment_info(const at::Device& device);
 
 // Per-stage timings as JSON (seconds).
 nlohmann::json to_json(const StageTimes& t);

@@ -27,6 +27,8 @@ struct ModelOptions {
   at::ScalarType dtype = at::kFloat;   // weights and activations
   at::Device device = at::kCPU;
   std::string variant;                 // weights variant to prefer, e.g. "fp16"
+  bool cuda_graphs = true;             // CUDA: replay the UNet call from a captured CUDA graph
+  bool channels_last = true;           // CUDA: NHWC memory format for the UNet's convolutions
 };
 
 struct GenerateOptions {

@@ -1,5 +1,7 @@
 #include "diffbench/models/blocks/resnet.hpp"
 
+#include "diffbench/models/blocks/norm.hpp"
+
 #include <torch/nn/functional/activation.h>
 
 namespace diffbench {
@@ -19,12 +21,12 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& options) : opti
 }
 
 at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) {
-  at::Tensor h = conv1(at::silu(norm1(x)));  // [B, Cout, H, W]
+  at::Tensor h = conv1(group_norm_act(x, norm1, /*silu=*/true));  // [B, Cout, H, W]
   if (time_emb_proj && temb.defined()) {
     at::Tensor t = time_emb_proj(at::silu(temb));  // [B, Cout]
     h = h + t.unsqueeze(-1).unsqueeze(-1);          // broadcast over H, W
   }
-  h = conv2(at::silu(norm2(h)));  // dropout is the identity at inference
+  h = conv2(group_norm_act(h, norm2, /*silu=*/true));  // dropout is the identity at inference
   at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;
   at::Tensor out = shortcut + h;
   if (options_.output_scale_factor != 1.0) out = out / options_.output_scale_factor;

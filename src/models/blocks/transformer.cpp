@@ -1,5 +1,9 @@
 #include "diffbench/models/blocks/transformer.hpp"
 
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+#include "kernels/geglu.hpp"
+#endif
+
 #include <torch/nn/modules/dropout.h>
 
 namespace diffbench {
@@ -11,7 +15,11 @@ GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
 }
 
 at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
-  auto parts = proj(x).chunk(2, -1);  // value, gate: [.., dim_out] each
+  at::Tensor y = proj(x);  // [.., 2·dim_out]: value, gate
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (y.is_cuda()) return kernels::geglu(y);  // fused; falls back itself for unsupported inputs
+#endif
+  auto parts = y.chunk(2, -1);
   return parts[0] * at::gelu(parts[1]);
 }
 
@@ -86,11 +94,11 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
   }
   for (auto& block : blocks_) h = block(h, context);              // [B, HW, inner]
   if (proj_out_conv) {
-    h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous();  // [B, inner, H, W]
+    h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, inner, H, W]
     h = proj_out_conv(h);                                              // [B, C, H, W]
   } else {
     h = proj_out_linear(h);                                            // [B, HW, C]
-    h = h.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous();    // [B, C, H, W]
+    h = h.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, C, H, W]
   }
   return h + x;
 }

@@ -1,0 +1,30 @@
+// Devices, dtypes, synchronisation and memory statistics.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+namespace diffbench {
+
+// Parses "cpu", "cuda", "cuda:N"; CUDA when LibTorch sees no GPU is a UsageError.
+at::Device parse_device(const std::string& name);
+// "fp32" | "fp16" | "bf16" (float16 and bfloat16 need a CUDA device).
+at::ScalarType parse_dtype(const std::string& name, const at::Device& device);
+std::string dtype_name(at::ScalarType t);
+
+// Waits for all queued work on `device` (no-op on the CPU).
+void device_synchronize(const at::Device& device);
+
+// Peak memory since the last reset: the CUDA caching allocator's peak of allocated bytes on
+// CUDA ("cuda"), the process's peak resident set on the CPU ("host-rss", never reset).
+void reset_peak_memory(const at::Device& device);
+std::pair<int64_t, std::string> peak_memory(const at::Device& device);
+
+// Versions and device description for reports (GPU name when on CUDA).
+nlohmann::json environment_info(const at::Device& device);
+
+}  // namespace diffbench

@@ -1,0 +1,93 @@
+#include "diffbench/pipeline/device.hpp"
+
+#include <sys/resource.h>
+
+#include <torch/cuda.h>
+#include <torch/version.h>
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#define DIFFBENCH_HAVE_CUDA_ALLOCATOR 1
+#endif
+
+#include "diffbench/error.hpp"
+
+namespace diffbench {
+
+at::Device parse_device(const std::string& name) {
+  if (name == "cpu") return at::kCPU;
+  if (name.rfind("cuda", 0) == 0) {
+    int index = 0;
+    if (name.size() > 4) {
+      if (name[4] != ':' || name.size() == 5) throw UsageError("device must be cpu, cuda or cuda:N", "--device");
+      try {
+        index = std::stoi(name.substr(5));
+      } catch (const std::exception&) {
+        throw UsageError("device must be cpu, cuda or cuda:N", "--device");
+      }
+    }
+    if (!torch::cuda::is_available()) throw UsageError("CUDA device requested but LibTorch sees no GPU", "--device");
+    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count()))
+      throw UsageError("no CUDA device " + std::to_string(index), "--device");
+    return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(index));
+  }
+  throw UsageError("unknown device '" + name + "' (cpu, cuda or cuda:N)", "--device");
+}
+
+at::ScalarType parse_dtype(const std::string& name, const at::Device& device) {
+  at::ScalarType t;
+  if (name == "fp32") t = at::kFloat;
+  else if (name == "fp16") t = at::kHalf;
+  else if (name == "bf16") t = at::kBFloat16;
+  else throw UsageError("unknown dtype '" + name + "' (fp32, fp16 or bf16)", "--dtype");
+  if (t != at::kFloat && !device.is_cuda())
+    throw UsageError(name + " runs on CUDA only; use --dtype fp32 on the CPU", "--dtype");
+  return t;
+}
+
+std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "fp32";
+    case at::kHalf: return "fp16";
+    case at::kBFloat16: return "bf16";
+    default: return c10::toString(t);
+  }
+}
+
+void device_synchronize(const at::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+void reset_peak_memory(const at::Device& device) {
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#else
+  (void)device;
+#endif
+}
+
+std::pair<int64_t, std::string> peak_memory(const at::Device& device) {
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return {stats.allocated_bytes[0].peak, "cuda"};
+  }
+#endif
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return {static_cast<int64_t>(ru.ru_maxrss) * 1024, "host-rss"};
+}
+
+nlohmann::json environment_info(const at::Device& device) {
+  nlohmann::json env = {{"diffbench", DIFFBENCH_VERSION}, {"libtorch", TORCH_VERSION}, {"device", device.str()}};
+  env["threads"] = at::get_num_threads();
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  if (device.is_cuda()) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, device.index() < 0 ? 0 : device.index()) == cudaSuccess) env["gpu"] = prop.name;
+  }
+#endif
+  return env;
+}
+
+}  // namespace diffbench

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds diffbench (release, no tests) on a machine that has LibTorch in python3's torch and the
+# CUDA toolkit but none of the Debian -dev packages: unpacks .deb files found in DEPS_DIR
+# (default .deps/, fetched elsewhere with `apt-get download ...`) into a private prefix.
+# Usage: tools/gpu-build.sh [BUILD_DIR]   -> BUILD_DIR/bin/diffbench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+deps=${DEPS_DIR:-.deps}
+prefix=$PWD/$build/deps-root
+mkdir -p "$prefix"
+for f in "$deps"/*.deb; do [ -e "$f" ] && dpkg -x "$f" "$prefix"; done
+# A -dev package's libX.so may point at a runtime library that only the system has: relink it to
+# the system's copy and drop the static archive, so nothing links statically into a shared library.
+for link in "$prefix"/usr/lib/x86_64-linux-gnu/*.so; do
+  [ -L "$link" ] && [ ! -e "$link" ] || continue
+  name=$(basename "$link")
+  sys=$(ls /usr/lib/x86_64-linux-gnu/"$name".* /lib/x86_64-linux-gnu/"$name".* 2>/dev/null | head -1 || true)
+  [ -n "$sys" ] && ln -sf "$sys" "$link"
+  rm -f "${link%.so}.a"
+done
+torch_prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDIFFBENCH_BUILD_TESTS=OFF \
+  -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" -DDIFFBENCH_CUDA_KERNELS=ON \
+  -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr" >"$build.configure.log" 2>&1 || { tail -40 "$build.configure.log"; exit 1; }
+cmake --build "$build" -j "$(nproc)"
