@@ -4,4 +4,5 @@ list(APPEND DIFFBENCH_SOURCES
   src/pipeline/outputs.cpp
   src/pipeline/device.cpp
   src/pipeline/unet_runner.cpp
+  src/pipeline/composite_hooks.cpp
 )

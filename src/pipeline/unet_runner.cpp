@@ -39,10 +39,11 @@ UNetRunner::~UNetRunner() = default;
 void UNetRunner::clear() { graphs_.clear(); }
 bool UNetRunner::graphs_active() const { return options_.cuda_graphs; }
 
-at::Tensor UNetRunner::operator()(const at::Tensor& sample_in, const at::Tensor& timestep, const at::Tensor& context) {
+at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timestep, const at::Tensor& context,
+                           UNetHooks* hooks) {
   const at::Tensor sample =
       options_.channels_last ? sample_in.contiguous(at::MemoryFormat::ChannelsLast) : sample_in;
-  if (!options_.cuda_graphs) return unet_->forward(sample, timestep, context);
+  if (!options_.cuda_graphs || hooks) return unet_->forward(sample, timestep, context, hooks);
 #ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
   const auto key = std::make_tuple(sample.size(0), sample.size(1), sample.size(2), sample.size(3), context.size(1));
   auto it = graphs_.find(key);

@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include "diffbench/models/unet.hpp"
+#include "diffbench/models/unet_hooks.hpp"
 
 namespace diffbench {
 
@@ -24,7 +25,9 @@ class UNetRunner {
  public:
   UNetRunner(UNet2DConditionModel unet, const at::Device& device, UNetRunnerOptions options);
   ~UNetRunner();
-  at::Tensor operator()(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context);
+  // A UNet call: replayed from a CUDA graph when possible; eagerly (with `hooks`) otherwise.
+  at::Tensor run(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
+                 UNetHooks* hooks = nullptr);
   // Frees captured graphs (e.g. when shapes will not recur).
   void clear();
   bool graphs_active() const;
