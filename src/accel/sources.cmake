@@ -2,3 +2,8 @@ list(APPEND DIFFBENCH_SOURCES
   src/accel/registry.cpp
   src/accel/plugin.cpp
 )
+# ToMe (tomesd)
+list(APPEND DIFFBENCH_SOURCES
+  src/accel/tome.cpp
+  src/accel/tome_merge.cpp
+)
