@@ -1,0 +1,3 @@
+diffbench_test(test_accel parity
+  accel/test_hooks.cpp
+)
