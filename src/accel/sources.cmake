@@ -1,6 +1,8 @@
 list(APPEND DIFFBENCH_SOURCES
   src/accel/registry.cpp
   src/accel/plugin.cpp
+  src/accel/builtins.cpp
+  src/accel/deepcache.cpp
 )
 # ToMe (tomesd)
 list(APPEND DIFFBENCH_SOURCES
