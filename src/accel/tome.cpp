@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 
+#include "diffbench/accel/builtins.hpp"
 #include "diffbench/accel/tome.hpp"
 #include "diffbench/error.hpp"
 
@@ -72,6 +73,12 @@ class TomeMethod final : public Method {
     return {{"merging_block_calls", merging_calls_},
             {"tokens_in", tokens_in_},
             {"tokens_removed", tokens_removed_}};
+  }
+
+  void reset_stats() override {
+    merging_calls_ = 0;
+    tokens_in_ = 0;
+    tokens_removed_ = 0;
   }
 
   void begin_generation(const GenerationInfo& info) override {

@@ -78,10 +78,8 @@ std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& met
                                                            int64_t sy, int64_t r, bool no_rand,
                                                            std::optional<at::Generator> generator = std::nullopt);
 
-// The "tome" acceleration method.
+// The "tome" acceleration method (registered as "tome" by register_tome in accel/builtins.hpp).
+// Options out of range are InputErrors naming the parameter.
 std::unique_ptr<Method> make_tome(const TomeOptions& options);
-
-// Registers "tome" with its parameters (names and defaults as tomesd.apply_patch).
-void register_tome(MethodRegistry& registry);
 
 }  // namespace diffbench
