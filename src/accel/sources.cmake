@@ -4,3 +4,8 @@ list(APPEND DIFFBENCH_SOURCES
   src/accel/builtins.cpp
   src/accel/deepcache.cpp
 )
+# ToMe (tomesd)
+list(APPEND DIFFBENCH_SOURCES
+  src/accel/tome.cpp
+  src/accel/tome_merge.cpp
+)

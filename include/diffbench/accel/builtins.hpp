@@ -9,8 +9,11 @@ namespace diffbench {
 // DeepCache (src/accel/deepcache.cpp): cache_interval, cache_branch_id, skip_mode, center, pow.
 void register_deepcache(MethodRegistry& registry);
 
+// ToMe (src/accel/tome.cpp, tomesd.apply_patch): ratio, max_downsample, sx, sy, use_rand,
+// merge_attn, merge_crossattn, merge_mlp.
+void register_tome(MethodRegistry& registry);
+
 // Further built-ins declare their register function here, one per method:
-// void register_tome(MethodRegistry& registry);
 // void register_tgate(MethodRegistry& registry);
 
 }  // namespace diffbench

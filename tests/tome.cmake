@@ -1,0 +1,1 @@
+diffbench_test(test_tome parity accel/test_tome.cpp)
