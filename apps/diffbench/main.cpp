@@ -8,6 +8,7 @@
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
+#include "diffbench/demo/train.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/evaluator.hpp"
 #include "diffbench/io/image.hpp"
@@ -129,6 +130,47 @@ void add_init_random(CLI::App& app, InitRandomArgs& a) {
       ->capture_default_str()->check(CLI::IsMember({"epsilon", "v_prediction"}));
 }
 
+struct TrainDemoArgs {
+  demo::TrainOptions o;
+  std::string out, device = "cpu", arch = "standard", weights_dtype = "fp16";
+  bool no_eval = false, quiet = false;
+};
+
+void add_train_demo(CLI::App& app, TrainDemoArgs& a) {
+  auto* c = app.add_subcommand("train-demo", "Train the bundled demo models (text-to-image pipeline and CLIP scorer) "
+                                             "from procedurally drawn pictures");
+  c->add_option("--out", a.out, "folder to create: sd/ (diffusers), clip/ (CLIPModel), prompts.txt, train.json")->required();
+  c->add_option("--device", a.device, "cpu|cuda|cuda:N")->capture_default_str();
+  c->add_option("--seed", a.o.seed, "seed of weights, batches and noise")->capture_default_str();
+  c->add_option("--data-seed", a.o.data_seed, "seed of the training pictures")->capture_default_str();
+  c->add_option("--train-size", a.o.train_size, "pictures in the training pool")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(10000000)));
+  c->add_option("--arch", a.arch, "standard or tiny (for quick tests)")->capture_default_str()->check(CLI::IsMember({"standard", "tiny"}));
+  for (auto [name, p] : {std::pair{"vae", &a.o.vae}, std::pair{"clip", &a.o.clip}, std::pair{"unet", &a.o.unet}}) {
+    const std::string n = name;
+    c->add_option("--" + n + "-steps", p->steps, n + " training steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--" + n + "-batch-size", p->batch_size, n + " batch size")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--" + n + "-lr", p->lr, n + " peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  }
+  c->add_option("--weights-dtype", a.weights_dtype, "fp16 or fp32 weights on disk")->capture_default_str()->check(CLI::IsMember({"fp16", "fp32"}));
+  c->add_option("--eval-guidance", a.o.eval_guidance, "guidance of the final pipeline check")->capture_default_str();
+  c->add_option("--log-every", a.o.log_every, "steps between progress lines")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_flag("--no-eval", a.no_eval, "skip the retrieval checks at the end");
+  c->add_flag("--quiet", a.quiet, "print nothing but errors");
+}
+
+int run_train_demo(TrainDemoArgs a, const std::string& command) {
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr);
+  if (a.arch == "tiny") a.o.arch = demo::DemoArch::tiny();
+  a.o.out = a.out;
+  a.o.device = parse_device(a.device);
+  a.o.weights_dtype = a.weights_dtype == "fp16" ? at::kHalf : at::kFloat;
+  a.o.evaluate = !a.no_eval;
+  a.o.command = command;
+  const auto report = demo::train_demo(a.o, log);
+  std::cout << "wrote " << a.out << " (" << report["seconds"].get<double>() << " s); see " << a.out << "/train.json\n";
+  return 0;
+}
+
 int run_generate(const GenerateArgs& a) {
   const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
   std::vector<std::string> prompts = a.prompt;
@@ -239,10 +281,12 @@ int main(int argc, char** argv) {
   InitRandomArgs init;
   EvalArgs eval;
   ScoreArgs score;
+  TrainDemoArgs train_demo;
   add_generate(app, gen);
   add_init_random(app, init);
   add_eval(app, eval);
   add_score(app, score);
+  add_train_demo(app, train_demo);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -254,6 +298,11 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("init-random")) return run_init_random(init);
     if (app.got_subcommand("eval")) return run_eval_command(eval);
     if (app.got_subcommand("score")) return run_score(score);
+    if (app.got_subcommand("train-demo")) {
+      std::string command = "diffbench";
+      for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+      return run_train_demo(train_demo, command);
+    }
   } catch (const diffbench::Error& e) {
     std::cerr << "diffbench: " << e.what() << "\n";
     return e.exit_code();
