@@ -154,6 +154,7 @@ json train_demo(const TrainOptions& o, const Logger& log) {
             {"scaling_factor", scaling_factor},
             {"kl_weight", o.kl_weight},
             {"caption_dropout", o.caption_dropout},
+            {"noise_offset", o.noise_offset},
             {"ema_decay", o.ema_decay},
             {"weights_dtype", o.weights_dtype == at::kHalf ? "fp16" : "fp32"},
             {"arch",

@@ -248,7 +248,8 @@ PhaseResult train_unet(UNet2DConditionModel& unet, UNet2DConditionModel& ema, Cl
       context = text->forward(ids).last_hidden_state;  // [B, 77, D], as the pipeline encodes prompts
     }
     const at::Tensor t = at::randint(1000, {b}, at::TensorOptions().dtype(at::kLong).device(device));
-    const at::Tensor noise = at::randn_like(latents);
+    at::Tensor noise = at::randn_like(latents);
+    if (o.noise_offset > 0) noise = noise + o.noise_offset * at::randn({b, latents.size(1), 1, 1}, latents.options());
     const at::Tensor ac = alphas_cumprod.index_select(0, t).view({b, 1, 1, 1});
     const at::Tensor noisy = ac.sqrt() * latents + (1 - ac).sqrt() * noise;
     const at::Tensor pred = unet->forward(noisy, t, context);

@@ -24,7 +24,7 @@ struct DemoArch {
   int64_t text_hidden = 128, text_layers = 4, text_heads = 4, text_intermediate = 512;
   int64_t vision_hidden = 128, vision_layers = 4, vision_heads = 4, vision_intermediate = 512, patch_size = 8;
   int64_t projection_dim = 128;
-  std::vector<int64_t> vae_channels = {32, 64, 128, 128};
+  std::vector<int64_t> vae_channels = {32, 64, 64, 128};
   int64_t vae_layers_per_block = 1;
   int64_t vae_norm_groups = 16;
   std::vector<int64_t> unet_channels = {64, 128, 128, 128};

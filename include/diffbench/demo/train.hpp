@@ -5,7 +5,8 @@
 //     pictures are shown through the VAE (reconstructions), so the scorer also judges decoded images;
 //  3. UNet (UNet2DConditionModel): epsilon prediction on scaled VAE latents, conditioned on the
 //     frozen CLIP text tower's last hidden state (as the pipeline computes it), 10 % of captions
-//     replaced by the empty prompt (for classifier-free guidance), an EMA of the weights saved.
+//     replaced by the empty prompt (for classifier-free guidance), "offset noise" (a per-channel
+//     constant in the noise, so plain backgrounds of any colour come out), an EMA of the weights saved.
 // Then DIR/sd (diffusers folder), DIR/clip (CLIPModel folder), DIR/prompts.txt (the demo prompt
 // set) and DIR/train.json (settings, seeds, losses, seconds, acceptance checks).
 #pragma once
@@ -36,11 +37,13 @@ struct TrainOptions {
   uint64_t data_seed = 0;             // data-set seed of the training pool (held-out prompts use 0)
   DemoArch arch = DemoArch::standard();
   int64_t train_size = 100000;        // pictures rendered once into the training pool
-  PhaseOptions vae{4000, 64, 5e-4, 200};
+  PhaseOptions vae{5000, 64, 5e-4, 200};
   PhaseOptions clip{3000, 512, 5e-4, 200};
   PhaseOptions unet{10000, 256, 4e-4, 500};
   double kl_weight = 1e-4;            // per latent element, against the per-pixel L1
   double caption_dropout = 0.1;
+  double noise_offset = 0.1;          // std of a per-channel constant added to the UNet's training noise, so
+                                      // that it can move whole-picture colour (plain backgrounds)
   double ema_decay = 0.999;
   at::ScalarType weights_dtype = at::kHalf;  // on disk
   bool evaluate = true;               // scorer and pipeline retrieval on the demo prompts at the end
