@@ -63,13 +63,13 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   auto* c = app.add_subcommand("eval", "Compare a candidate pipeline spec with its unaccelerated baseline");
   c->add_option("candidate", a.candidate, "candidate spec (TOML)")->required();
   c->add_option("--baseline", a.baseline, "baseline spec (default: the candidate without [[accelerate]])");
-  c->add_option("--prompts", a.prompts, "coco:FILE, parti:FILE, geneval:FILE, FILE.txt or FILE.jsonl")->required();
+  c->add_option("--prompts", a.prompts, "coco:FILE, parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")->required();
   c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str();
   c->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--seed", a.seed, "seed")->capture_default_str();
   c->add_option("--warmup", a.warmup, "untimed warm-up batches per pipeline")->capture_default_str()->check(CLI::Range(0, 100));
   c->add_option("--noise", a.noise, "per-prompt or diffusers")->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
-  c->add_option("--clip", a.clip, "CLIP scorer folder (transformers CLIPModel or open_clip layout)")->required();
+  c->add_option("--clip", a.clip, "CLIP scorer folder (transformers CLIPModel or open_clip layout), or demo")->required();
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_option("--max-quality-loss", a.max_quality_loss, "fail above this quality loss (percent)")->capture_default_str();
@@ -87,7 +87,7 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_option("--images", a.images, "folder of PNG images")->required();
   c->add_option("--prompts", a.prompts, "prompt source, one prompt per image")->required();
   c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)");
-  c->add_option("--clip", a.clip, "CLIP scorer folder")->required();
+  c->add_option("--clip", a.clip, "CLIP scorer folder, or demo")->required();
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_flag("--json", a.json, "print JSON");
@@ -95,10 +95,10 @@ void add_score(CLI::App& app, ScoreArgs& a) {
 
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
-  c->add_option("--model", a.model, "diffusers pipeline folder")->required();
+  c->add_option("--model", a.model, "diffusers pipeline folder, or demo (the bundled demo model)")->required();
   auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
   auto* f = c->add_option("--prompts", a.prompts,
-                          "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE");
+                          "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE, demo");
   p->excludes(f);
   c->add_option("--num-samples", a.num_samples, "take the first N prompts of --prompts (0 = all)")->capture_default_str();
   c->add_option("--scheduler", a.scheduler, "pndm|ddim|euler|euler_a|dpmpp_2m (default: the checkpoint's own)");
