@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 
 #include "diffbench/accel/method.hpp"
+#include "diffbench/demo/train.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/bench.hpp"
 #include "diffbench/eval/evaluator.hpp"
@@ -66,13 +67,13 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   auto* c = app.add_subcommand("eval", "Compare a candidate pipeline spec with its unaccelerated baseline");
   c->add_option("candidate", a.candidate, "candidate spec (TOML)")->required();
   c->add_option("--baseline", a.baseline, "baseline spec (default: the candidate without [[accelerate]])");
-  c->add_option("--prompts", a.prompts, "coco:FILE, parti:FILE, geneval:FILE, FILE.txt or FILE.jsonl")->required();
+  c->add_option("--prompts", a.prompts, "coco:FILE, parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")->required();
   c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str();
   c->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--seed", a.seed, "seed")->capture_default_str();
   c->add_option("--warmup", a.warmup, "untimed warm-up batches per pipeline")->capture_default_str()->check(CLI::Range(0, 100));
   c->add_option("--noise", a.noise, "per-prompt or diffusers")->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
-  c->add_option("--clip", a.clip, "CLIP scorer folder (transformers CLIPModel or open_clip layout)")->required();
+  c->add_option("--clip", a.clip, "CLIP scorer folder (transformers CLIPModel or open_clip layout), or demo")->required();
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_option("--max-quality-loss", a.max_quality_loss, "fail above this quality loss (percent)")->capture_default_str();
@@ -90,7 +91,7 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_option("--images", a.images, "folder of PNG images")->required();
   c->add_option("--prompts", a.prompts, "prompt source, one prompt per image")->required();
   c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)");
-  c->add_option("--clip", a.clip, "CLIP scorer folder")->required();
+  c->add_option("--clip", a.clip, "CLIP scorer folder, or demo")->required();
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_flag("--json", a.json, "print JSON");
@@ -119,10 +120,10 @@ void add_bench(CLI::App& app, BenchArgs& a) {
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
   c->add_option("--spec", a.spec, "pipeline spec (TOML, as for eval); the flags below override its fields");
-  c->add_option("--model", a.model, "diffusers pipeline folder (required without --spec)");
+  c->add_option("--model", a.model, "diffusers pipeline folder, or demo (the bundled demo model); required without --spec");
   auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
   auto* f = c->add_option("--prompts", a.prompts,
-                          "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE");
+                          "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE, demo");
   p->excludes(f);
   c->add_option("--num-samples", a.num_samples, "take the first N prompts of --prompts (0 = all)")->capture_default_str();
   c->add_option("--scheduler", a.scheduler, "pndm|ddim|euler|euler_a|dpmpp_2m (default: the checkpoint's own)");
@@ -157,6 +158,47 @@ void add_init_random(CLI::App& app, InitRandomArgs& a) {
       ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16"}));
   c->add_option("--prediction-type", a.prediction_type, "epsilon or v_prediction")
       ->capture_default_str()->check(CLI::IsMember({"epsilon", "v_prediction"}));
+}
+
+struct TrainDemoArgs {
+  demo::TrainOptions o;
+  std::string out, device = "cpu", arch = "standard", weights_dtype = "fp16";
+  bool no_eval = false, quiet = false;
+};
+
+void add_train_demo(CLI::App& app, TrainDemoArgs& a) {
+  auto* c = app.add_subcommand("train-demo", "Train the bundled demo models (text-to-image pipeline and CLIP scorer) "
+                                             "from procedurally drawn pictures");
+  c->add_option("--out", a.out, "folder to create: sd/ (diffusers), clip/ (CLIPModel), prompts.txt, train.json")->required();
+  c->add_option("--device", a.device, "cpu|cuda|cuda:N")->capture_default_str();
+  c->add_option("--seed", a.o.seed, "seed of weights, batches and noise")->capture_default_str();
+  c->add_option("--data-seed", a.o.data_seed, "seed of the training pictures")->capture_default_str();
+  c->add_option("--train-size", a.o.train_size, "pictures in the training pool")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(10000000)));
+  c->add_option("--arch", a.arch, "standard or tiny (for quick tests)")->capture_default_str()->check(CLI::IsMember({"standard", "tiny"}));
+  for (auto [name, p] : {std::pair{"vae", &a.o.vae}, std::pair{"clip", &a.o.clip}, std::pair{"unet", &a.o.unet}}) {
+    const std::string n = name;
+    c->add_option("--" + n + "-steps", p->steps, n + " training steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--" + n + "-batch-size", p->batch_size, n + " batch size")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--" + n + "-lr", p->lr, n + " peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  }
+  c->add_option("--weights-dtype", a.weights_dtype, "fp16 or fp32 weights on disk")->capture_default_str()->check(CLI::IsMember({"fp16", "fp32"}));
+  c->add_option("--eval-guidance", a.o.eval_guidance, "guidance of the final pipeline check")->capture_default_str();
+  c->add_option("--log-every", a.o.log_every, "steps between progress lines")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_flag("--no-eval", a.no_eval, "skip the retrieval checks at the end");
+  c->add_flag("--quiet", a.quiet, "print nothing but errors");
+}
+
+int run_train_demo(TrainDemoArgs a, const std::string& command) {
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr);
+  if (a.arch == "tiny") a.o.arch = demo::DemoArch::tiny();
+  a.o.out = a.out;
+  a.o.device = parse_device(a.device);
+  a.o.weights_dtype = a.weights_dtype == "fp16" ? at::kHalf : at::kFloat;
+  a.o.evaluate = !a.no_eval;
+  a.o.command = command;
+  const auto report = demo::train_demo(a.o, log);
+  std::cout << "wrote " << a.out << " (" << report["seconds"].get<double>() << " s); see " << a.out << "/train.json\n";
+  return 0;
 }
 
 // generate's settings: the spec's fields (when given) under the flags the user set.
@@ -330,12 +372,14 @@ int main(int argc, char** argv) {
   InitRandomArgs init;
   EvalArgs eval;
   ScoreArgs score;
+  TrainDemoArgs train_demo;
   add_generate(app, gen);
   add_init_random(app, init);
   add_eval(app, eval);
   add_score(app, score);
   BenchArgs bench;
   add_bench(app, bench);
+  add_train_demo(app, train_demo);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -348,6 +392,11 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("eval")) return run_eval_command(eval);
     if (app.got_subcommand("score")) return run_score(score);
     if (app.got_subcommand("bench")) return run_bench_command(bench);
+    if (app.got_subcommand("train-demo")) {
+      std::string command = "diffbench";
+      for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+      return run_train_demo(train_demo, command);
+    }
   } catch (const diffbench::Error& e) {
     std::cerr << "diffbench: " << e.what() << "\n";
     return e.exit_code();

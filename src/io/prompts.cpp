@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
 
 namespace diffbench {
 
@@ -207,6 +208,7 @@ PromptSet load_prompts(const std::string& spec, size_t num_samples) {
 
   // "kind:FILE" when the part before the first ':' is a known kind.
   std::string kind, file = spec;
+  if (spec == "demo") file = resolve_demo_alias(spec, "prompts.txt").string();  // the bundled demo prompts
   if (const size_t colon = spec.find(':'); colon != std::string::npos) {
     const std::string prefix = spec.substr(0, colon);
     if (prefix == "coco" || prefix == "parti" || prefix == "geneval") {

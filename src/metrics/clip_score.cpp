@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
 #include "diffbench/metrics/preprocess.hpp"
 #include "diffbench/models/clip_scorer.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
@@ -33,54 +34,93 @@ ClipScorer::~ClipScorer() = default;
 
 std::unique_ptr<ClipScorer> ClipScorer::load(const fs::path& dir, const at::Device& device) {
   auto impl = std::make_unique<Impl>();
-  impl->dir = dir;
+  impl->dir = resolve_demo_alias(dir, "clip");
   impl->device = device;
-  impl->model = load_clip_scorer(dir);
+  impl->model = load_clip_scorer(impl->dir);
   impl->model->to(device, at::kFloat);
   impl->model->module().eval();
   TokenizerOptions topt;
   topt.max_length = static_cast<int>(impl->model->context_length());
   if (impl->model->layout() == "open_clip")
-    impl->tokenizer.emplace(ClipTokenizer::open_clip(dir, topt));
+    impl->tokenizer.emplace(ClipTokenizer::open_clip(impl->dir, topt));
   else
-    impl->tokenizer.emplace(ClipTokenizer::from_dir(dir, topt));
+    impl->tokenizer.emplace(ClipTokenizer::from_dir(impl->dir, topt));
   return std::unique_ptr<ClipScorer>(new ClipScorer(std::move(impl)));
 }
 
 const fs::path& ClipScorer::path() const { return impl_->dir; }
 std::string ClipScorer::layout() const { return impl_->model->layout(); }
 
-std::vector<double> ClipScorer::score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
-                                      int batch_size) const {
+namespace {
+
+void check_images(const at::Tensor& images_u8) {
   if (images_u8.dim() != 4 || images_u8.size(1) != 3 || images_u8.scalar_type() != at::kByte)
     throw InputError("CLIP scoring needs uint8 images [N,3,H,W]", "images");
-  if (images_u8.size(0) != static_cast<int64_t>(prompts.size()))
-    throw InputError(std::to_string(images_u8.size(0)) + " images but " + std::to_string(prompts.size()) + " prompts",
-                     "images");
+}
+
+}  // namespace
+
+at::Tensor ClipScorer::image_embeddings(const at::Tensor& images_u8, int batch_size) const {
   c10::InferenceMode guard;
   const ClipImageSpec spec = impl_->model->image_spec();
   // Each layout crops as its reference library does (they differ by a pixel for some sizes).
   const CenterCrop crop = impl_->model->layout() == "open_clip" ? CenterCrop::Torchvision : CenterCrop::Transformers;
+  std::vector<at::Tensor> out;
+  for (int64_t first = 0; first < images_u8.size(0); first += batch_size) {
+    const int64_t n = std::min<int64_t>(images_u8.size(0) - first, batch_size);
+    std::vector<at::Tensor> pixels;
+    for (int64_t i = 0; i < n; ++i)
+      pixels.push_back(clip_preprocess(images_u8[first + i], spec.size, spec.mean, spec.std, crop));
+    at::Tensor img = impl_->model->image_features(at::stack(pixels).to(impl_->device));
+    out.push_back(img / img.norm(2, -1, true));
+  }
+  return at::cat(out);
+}
+
+at::Tensor ClipScorer::text_embeddings(const std::vector<std::string>& prompts, int batch_size) const {
+  c10::InferenceMode guard;
   const int64_t eos = impl_->tokenizer->eos_id();
-  std::vector<double> scores;
+  std::vector<at::Tensor> out;
   for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(batch_size)) {
     const size_t n = std::min(prompts.size() - first, static_cast<size_t>(batch_size));
-    std::vector<at::Tensor> pixels;
-    for (size_t i = 0; i < n; ++i)
-      pixels.push_back(clip_preprocess(images_u8[static_cast<int64_t>(first + i)], spec.size, spec.mean, spec.std, crop));
     const std::vector<std::string> texts(prompts.begin() + first, prompts.begin() + first + n);
     at::Tensor ids = impl_->tokenizer->encode_batch(texts);  // [n, L]
     // Attention: 1 up to and including the first end-of-text token.
     at::Tensor is_eos = ids.eq(eos).to(at::kLong);
     at::Tensor mask = (is_eos.cumsum(1) - is_eos).eq(0).to(at::kLong);
-    at::Tensor img = impl_->model->image_features(at::stack(pixels).to(impl_->device));
     at::Tensor txt = impl_->model->text_features(ids.to(impl_->device), mask.to(impl_->device));
-    img = img / img.norm(2, -1, true);
-    txt = txt / txt.norm(2, -1, true);
+    out.push_back(txt / txt.norm(2, -1, true));
+  }
+  return at::cat(out);
+}
+
+std::vector<double> ClipScorer::score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
+                                      int batch_size) const {
+  check_images(images_u8);
+  if (images_u8.size(0) != static_cast<int64_t>(prompts.size()))
+    throw InputError(std::to_string(images_u8.size(0)) + " images but " + std::to_string(prompts.size()) + " prompts",
+                     "images");
+  c10::InferenceMode guard;
+  std::vector<double> scores;
+  for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(batch_size)) {
+    const int64_t n = static_cast<int64_t>(std::min(prompts.size() - first, static_cast<size_t>(batch_size)));
+    const std::vector<std::string> texts(prompts.begin() + first, prompts.begin() + first + n);
+    at::Tensor img = image_embeddings(images_u8.narrow(0, static_cast<int64_t>(first), n), batch_size);
+    at::Tensor txt = text_embeddings(texts, batch_size);
     at::Tensor s = (100.0 * (img * txt).sum(-1)).to(at::kDouble).cpu();
     for (int64_t i = 0; i < s.size(0); ++i) scores.push_back(s[i].item<double>());
   }
   return scores;
+}
+
+at::Tensor ClipScorer::similarity(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
+                                  int batch_size) const {
+  check_images(images_u8);
+  if (prompts.empty()) throw InputError("no prompts to compare the images with", "prompts");
+  c10::InferenceMode guard;
+  at::Tensor img = image_embeddings(images_u8, batch_size);
+  at::Tensor txt = text_embeddings(prompts, batch_size);
+  return (100.0 * img.matmul(txt.t())).to(at::kDouble).cpu();
 }
 
 double ClipScorer::aggregate(const std::vector<double>& scores, ClipScoreMode mode) {

@@ -1,6 +1,7 @@
 #include "diffbench/models/clip_scorer.hpp"
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
@@ -130,7 +131,8 @@ class OpenClipScorer : public ClipScorerModel {
 
 }  // namespace
 
-std::unique_ptr<ClipScorerModel> load_clip_scorer(const fs::path& dir) {
+std::unique_ptr<ClipScorerModel> load_clip_scorer(const fs::path& given) {
+  const fs::path dir = resolve_demo_alias(given, "clip");  // "demo": the bundled demo scorer
   if (!fs::is_directory(dir)) throw InputError("not a directory (expected a CLIP model folder)", dir.string());
 
   if (fs::exists(dir / "open_clip_config.json") && fs::exists(dir / "open_clip_model.safetensors")) {

@@ -50,7 +50,7 @@ class ClipScorerModel {
 // and reads the preprocessing constants (processor_config.json / preprocessor_config.json for
 // transformers, preprocess_cfg for open_clip; OpenAI defaults otherwise). A folder holding only
 // pickle weights (pytorch_model.bin, open_clip_pytorch_model.bin) is an InputError saying how to
-// convert them; pickles are never loaded.
+// convert them; pickles are never loaded. The folder "demo" is the bundled demo scorer (io/assets.hpp).
 std::unique_ptr<ClipScorerModel> load_clip_scorer(const std::filesystem::path& dir);
 
 }  // namespace diffbench
