@@ -1,4 +1,6 @@
 list(APPEND DIFFBENCH_SOURCES
   src/accel/registry.cpp
   src/accel/plugin.cpp
+  # T-GATE
+  src/accel/tgate.cpp
 )
