@@ -16,7 +16,9 @@ std::shared_ptr<void> load_plugin(const std::filesystem::path& file, MethodRegis
     const char* err = ::dlerror();
     throw InputError(std::string("cannot load plugin: ") + (err ? err : "unknown error"), where);
   }
-  std::shared_ptr<void> lib(handle, [](void* h) { ::dlclose(h); });
+  // Plugins stay loaded until the process ends: methods they created may outlive the registry
+  // that loaded them (and unloading code that LibTorch may still reference is unsafe).
+  std::shared_ptr<void> lib(handle, [](void*) {});
   using VersionFn = int (*)();
   using RegisterFn = void (*)(MethodRegistry*);
   auto version = reinterpret_cast<VersionFn>(::dlsym(handle, "diffbench_plugin_abi_version"));

@@ -1,3 +1,6 @@
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "diffbench/accel/method.hpp"
@@ -11,7 +14,14 @@ namespace {
 std::string where_of(const std::string& file, const AccelEntry& e, const std::string& key = {}) {
   auto it = e.lines.find(key);
   const int line = it != e.lines.end() ? it->second : e.line;
-  return file + ":" + std::to_string(line);
+  return line > 0 ? file + ":" + std::to_string(line) : file;  // 0: not from a file (--accel)
+}
+
+std::string number(double x) {
+  std::ostringstream o;
+  if (x == std::floor(x) && std::abs(x) < 1e15) o << static_cast<int64_t>(x);
+  else o << x;
+  return o.str();
 }
 
 const char* type_name(ParamSpec::Type t) {
@@ -54,10 +64,10 @@ nlohmann::json check_value(const ParamSpec& p, const nlohmann::json& v, const st
   }
   if (out.is_number()) {
     const double x = out.get<double>();
-    if ((p.min && x < *p.min) || (p.max && x > *p.max)) {
+    if ((p.min && (x < *p.min || (p.min_exclusive && x == *p.min))) || (p.max && x > *p.max)) {
       std::ostringstream range;
-      range << "[" << (p.min ? std::to_string(*p.min) : std::string("-inf")) << ", "
-            << (p.max ? std::to_string(*p.max) : std::string("inf")) << "]";
+      range << (p.min_exclusive ? "(" : "[") << (p.min ? number(*p.min) : std::string("-inf")) << ", "
+            << (p.max ? number(*p.max) : std::string("inf")) << "]";
       throw InputError(what + " = " + v.dump() + " is outside " + range.str(), where);
     }
   }
@@ -65,6 +75,53 @@ nlohmann::json check_value(const ParamSpec& p, const nlohmann::json& v, const st
 }
 
 }  // namespace
+
+AccelEntry parse_accel_arg(const std::string& text, const std::string& option) {
+  const std::string where = option + " " + text;
+  auto bad = [&](const std::string& why) {
+    return UsageError(why + " (expected METHOD[:key=value,...], e.g. deepcache:cache_interval=3)", where);
+  };
+  AccelEntry e;
+  const auto colon = text.find(':');
+  e.method = text.substr(0, colon);
+  if (e.method.empty()) throw bad("no method name");
+  if (e.method.find_first_of("=, ") != std::string::npos) throw bad("bad method name '" + e.method + "'");
+  if (colon == std::string::npos) return e;
+  const std::string rest = text.substr(colon + 1);
+  if (rest.empty()) throw bad("nothing after ':'");
+  size_t pos = 0;
+  while (pos <= rest.size()) {
+    const size_t comma = std::min(rest.find(',', pos), rest.size());
+    const std::string item = rest.substr(pos, comma - pos);
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) throw bad("'" + item + "' is not key=value");
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (value.empty()) throw bad("no value for '" + key + "'");
+    if (e.params.contains(key) || (key == "plugin" && !e.plugin.empty())) throw bad("'" + key + "' given twice");
+    if (key == "plugin") {
+      e.plugin = value;
+    } else if (value == "true" || value == "false") {
+      e.params[key] = value == "true";
+    } else {
+      char* end = nullptr;
+      errno = 0;
+      const long long i = std::strtoll(value.c_str(), &end, 10);
+      if (*end == '\0' && errno == 0) {
+        e.params[key] = static_cast<int64_t>(i);
+      } else {
+        errno = 0;
+        const double d = std::strtod(value.c_str(), &end);
+        if (*end == '\0' && errno == 0 && std::isfinite(d) && value.find_first_of("0123456789") != std::string::npos)
+          e.params[key] = d;
+        else
+          e.params[key] = value;
+      }
+    }
+    e.lines[key] = 0;
+    pos = comma + 1;
+  }
+  return e;
+}
 
 void MethodRegistry::add(MethodInfo info) {
   if (info.name.empty() || !info.create) throw InputError("a method needs a name and a factory", "method registry");
@@ -84,7 +141,14 @@ std::vector<std::string> MethodRegistry::names() const {
 }
 
 std::unique_ptr<Method> MethodRegistry::create(const AccelEntry& e, const std::string& file) {
-  if (!e.plugin.empty() && !find(e.method)) plugins_.push_back(load_plugin(e.plugin, *this));
+  if (!e.plugin.empty() && !find(e.method)) {
+    try {
+      plugins_.push_back(load_plugin(e.plugin, *this));
+    } catch (const InputError& err) {
+      throw InputError(err.message() + " (plugin " + err.where() + " for method '" + e.method + "')",
+                       where_of(file, e, "plugin"));
+    }
+  }
   const MethodInfo* info = find(e.method);
   if (!info) {
     std::string known;

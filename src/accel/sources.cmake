@@ -1,6 +1,8 @@
 list(APPEND DIFFBENCH_SOURCES
   src/accel/registry.cpp
   src/accel/plugin.cpp
+  src/accel/builtins.cpp
+  src/accel/deepcache.cpp
   # T-GATE
   src/accel/tgate.cpp
 )

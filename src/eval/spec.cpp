@@ -76,8 +76,10 @@ AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
     const std::string key(k.str());
     if (key == "method") {
       e.method = expect<std::string>(node, file, key, "a string");
+      e.lines[key] = static_cast<int>(node.source().begin.line);
     } else if (key == "plugin") {
       fs::path p = expect<std::string>(node, file, key, "a string");
+      e.lines[key] = static_cast<int>(node.source().begin.line);
       e.plugin = p.is_relative() ? file.parent_path() / p : p;
     } else {
       e.params[key] = to_json_value(node, file, key);

@@ -215,21 +215,56 @@ at::Tensor UNet2DConditionModelImpl::forward_time_embedding(const at::Tensor& ti
 
 at::Tensor UNet2DConditionModelImpl::forward_conv_in(const at::Tensor& sample) { return conv_in(sample); }
 
+namespace {
+
+ModuleId block_id(UNetSection section, size_t i, size_t num_blocks, size_t num_layers) {
+  ModuleId id;
+  id.section = section;
+  id.kind = ModuleKind::Block;
+  id.block = static_cast<int>(i);
+  id.num_blocks = static_cast<int>(num_blocks);
+  id.num_layers = static_cast<int>(num_layers);
+  id.name = section == UNetSection::Mid ? std::string("mid_block")
+                                        : (section == UNetSection::Down ? "down_blocks." : "up_blocks.") + std::to_string(i);
+  return id;
+}
+
+}  // namespace
+
 DownBlockOutput UNet2DConditionModelImpl::forward_down_block(size_t i, const at::Tensor& h, const at::Tensor& temb,
-                                                             const at::Tensor& context) {
-  return down_blocks_.at(i)(h, temb, context);
+                                                             const at::Tensor& context, UNetHooks* hooks) {
+  UNetDownBlock& block = down_blocks_.at(i);
+  if (!hooks) return block(h, temb, context);
+  const BlockHooks bh{hooks, block_id(UNetSection::Down, i, down_blocks_.size(), block->num_layers())};
+  if (auto out = hooks->before_module(bh.block)) return {out->hidden, out->residuals};
+  DownBlockOutput out = block(h, temb, context, &bh);
+  hooks->after_module(bh.block, ModuleOutput{out.hidden, out.residuals});
+  return out;
 }
 
 at::Tensor UNet2DConditionModelImpl::forward_mid_block(const at::Tensor& h, const at::Tensor& temb,
-                                                       const at::Tensor& context) {
-  return mid_block ? mid_block(h, temb, context) : h;
+                                                       const at::Tensor& context, UNetHooks* hooks) {
+  if (!mid_block) return h;
+  if (!hooks) return mid_block(h, temb, context);
+  const BlockHooks bh{hooks, block_id(UNetSection::Mid, 0, 1, mid_block->num_resnets())};
+  if (auto out = hooks->before_module(bh.block)) return out->hidden;
+  at::Tensor out = mid_block(h, temb, context, &bh);
+  hooks->after_module(bh.block, ModuleOutput{out, {}});
+  return out;
 }
 
 at::Tensor UNet2DConditionModelImpl::forward_up_block(size_t i, const at::Tensor& h,
                                                       const std::vector<at::Tensor>& skips, const at::Tensor& temb,
                                                       const at::Tensor& context,
-                                                      const std::optional<std::vector<int64_t>>& upsample_size) {
-  return up_blocks_.at(i)(h, skips, temb, context, upsample_size);
+                                                      const std::optional<std::vector<int64_t>>& upsample_size,
+                                                      UNetHooks* hooks) {
+  UNetUpBlock& block = up_blocks_.at(i);
+  if (!hooks) return block(h, skips, temb, context, upsample_size);
+  const BlockHooks bh{hooks, block_id(UNetSection::Up, i, up_blocks_.size(), block->num_layers())};
+  if (auto out = hooks->before_module(bh.block)) return out->hidden;
+  at::Tensor out = block(h, skips, temb, context, upsample_size, &bh);
+  hooks->after_module(bh.block, ModuleOutput{out, {}});
+  return out;
 }
 
 at::Tensor UNet2DConditionModelImpl::forward_conv_out(const at::Tensor& h) {
@@ -237,7 +272,7 @@ at::Tensor UNet2DConditionModelImpl::forward_conv_out(const at::Tensor& h) {
 }
 
 at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at::Tensor& timestep,
-                                             const at::Tensor& encoder_hidden_states) {
+                                             const at::Tensor& encoder_hidden_states, UNetHooks* hooks) {
   const bool pass_sizes = needs_upsample_size(sample);
   const at::Tensor x = config_.center_input_sample ? sample * 2.0 - 1.0 : sample;  // [B, Cin, H, W]
   const at::Tensor temb = forward_time_embedding(timestep, x);                      // [B, T]
@@ -245,12 +280,12 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at:
 
   std::vector<at::Tensor> skips{h};
   for (size_t i = 0; i < down_blocks_.size(); ++i) {
-    DownBlockOutput out = forward_down_block(i, h, temb, encoder_hidden_states);
+    DownBlockOutput out = forward_down_block(i, h, temb, encoder_hidden_states, hooks);
     h = out.hidden;  // [B, Ci, H/2^i', W/2^i']
     skips.insert(skips.end(), out.residuals.begin(), out.residuals.end());
   }
 
-  h = forward_mid_block(h, temb, encoder_hidden_states);  // [B, Clast, h, w]
+  h = forward_mid_block(h, temb, encoder_hidden_states, hooks);  // [B, Clast, h, w]
 
   for (size_t i = 0; i < up_blocks_.size(); ++i) {
     const size_t take = up_blocks_[i]->num_layers();
@@ -258,7 +293,7 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at:
     skips.resize(skips.size() - take);
     std::optional<std::vector<int64_t>> upsample_size;
     if (pass_sizes && i + 1 < up_blocks_.size()) upsample_size = skips.back().sizes().slice(2).vec();
-    h = forward_up_block(i, h, block_skips, temb, encoder_hidden_states, upsample_size);
+    h = forward_up_block(i, h, block_skips, temb, encoder_hidden_states, upsample_size, hooks);
   }
   return forward_conv_out(h);  // [B, Cout, H, W]
 }

@@ -31,6 +31,23 @@ Transformer2DModel make_transformer(const UNetBlockOptions& o, int64_t channels)
   return Transformer2DModel(t);
 }
 
+// Runs one layer behind the hooks: before_module may supply its output (the layer is skipped),
+// after_module sees what it computed. Without hooks it is just run().
+template <typename Run>
+at::Tensor hooked(const BlockHooks* bh, ModuleKind kind, size_t index, const char* list, Run&& run) {
+  if (!bh || !bh->hooks) return run(nullptr);
+  ModuleId id = bh->block;
+  id.kind = kind;
+  id.layer = static_cast<int>(index);
+  id.name = bh->block.name + "." + list + "." + std::to_string(index);
+  if (auto out = bh->hooks->before_module(id)) return out->hidden;
+  at::Tensor out = run(&id);
+  bh->hooks->after_module(id, ModuleOutput{out, {}});
+  return out;
+}
+
+UNetHooks* hooks_of(const BlockHooks* bh) { return bh ? bh->hooks : nullptr; }
+
 }  // namespace
 
 // ---- down ----
@@ -53,24 +70,31 @@ UNetDownBlockImpl::UNetDownBlockImpl(const UNetBlockOptions& o) {
   }
 }
 
-at::Tensor UNetDownBlockImpl::layer(size_t i, const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context) {
-  at::Tensor out = resnets_.at(i)(h, temb);              // [B, Cout, H, W]
-  if (!attentions_.empty()) out = attentions_[i](out, context);
+at::Tensor UNetDownBlockImpl::layer(size_t i, const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+                                    const BlockHooks* bh) {
+  at::Tensor out = hooked(bh, ModuleKind::Resnet, i, "resnets",
+                          [&](const ModuleId*) { return resnets_.at(i)(h, temb); });  // [B, Cout, H, W]
+  if (!attentions_.empty())
+    out = hooked(bh, ModuleKind::Attention, i, "attentions",
+                 [&](const ModuleId* id) { return attentions_[i](out, context, hooks_of(bh), id); });
   return out;
 }
 
-at::Tensor UNetDownBlockImpl::downsample(const at::Tensor& h) {
-  return downsamplers_.empty() ? h : downsamplers_[0](h);  // [B, Cout, ceil(H/2), ceil(W/2)]
+at::Tensor UNetDownBlockImpl::downsample(const at::Tensor& h, const BlockHooks* bh) {
+  if (downsamplers_.empty()) return h;
+  return hooked(bh, ModuleKind::Downsampler, 0, "downsamplers",
+                [&](const ModuleId*) { return downsamplers_[0](h); });  // [B, Cout, ceil(H/2), ceil(W/2)]
 }
 
-DownBlockOutput UNetDownBlockImpl::forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context) {
+DownBlockOutput UNetDownBlockImpl::forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+                                           const BlockHooks* bh) {
   DownBlockOutput out{h, {}};
   for (size_t i = 0; i < num_layers(); ++i) {
-    out.hidden = layer(i, out.hidden, temb, context);
+    out.hidden = layer(i, out.hidden, temb, context, bh);
     out.residuals.push_back(out.hidden);
   }
   if (has_downsampler()) {
-    out.hidden = downsample(out.hidden);
+    out.hidden = downsample(out.hidden, bh);
     out.residuals.push_back(out.hidden);
   }
   return out;
@@ -92,11 +116,14 @@ UNetMidBlockImpl::UNetMidBlockImpl(const UNetBlockOptions& o) {
   }
 }
 
-at::Tensor UNetMidBlockImpl::forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context) {
-  at::Tensor x = resnets_[0](h, temb);  // [B, C, H, W]
+at::Tensor UNetMidBlockImpl::forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+                                     const BlockHooks* bh) {
+  at::Tensor x = hooked(bh, ModuleKind::Resnet, 0, "resnets",
+                        [&](const ModuleId*) { return resnets_[0](h, temb); });  // [B, C, H, W]
   for (size_t i = 0; i < attentions_.size(); ++i) {
-    x = attentions_[i](x, context);
-    x = resnets_[i + 1](x, temb);
+    x = hooked(bh, ModuleKind::Attention, i, "attentions",
+               [&](const ModuleId* id) { return attentions_[i](x, context, hooks_of(bh), id); });
+    x = hooked(bh, ModuleKind::Resnet, i + 1, "resnets", [&](const ModuleId*) { return resnets_[i + 1](x, temb); });
   }
   return x;
 }
@@ -124,26 +151,32 @@ UNetUpBlockImpl::UNetUpBlockImpl(const UNetBlockOptions& o) {
 }
 
 at::Tensor UNetUpBlockImpl::layer(size_t i, const at::Tensor& h, const at::Tensor& skip, const at::Tensor& temb,
-                                  const at::Tensor& context) {
-  at::Tensor x = at::cat({h, skip}, 1);  // [B, C + Cskip, H, W]
-  x = resnets_.at(i)(x, temb);          // [B, Cout, H, W]
-  if (!attentions_.empty()) x = attentions_[i](x, context);
+                                  const at::Tensor& context, const BlockHooks* bh) {
+  at::Tensor x = hooked(bh, ModuleKind::Resnet, i, "resnets", [&](const ModuleId*) {
+    return resnets_.at(i)(at::cat({h, skip}, 1), temb);  // [B, C + Cskip, H, W] -> [B, Cout, H, W]
+  });
+  if (!attentions_.empty())
+    x = hooked(bh, ModuleKind::Attention, i, "attentions",
+               [&](const ModuleId* id) { return attentions_[i](x, context, hooks_of(bh), id); });
   return x;
 }
 
-at::Tensor UNetUpBlockImpl::upsample(const at::Tensor& h, const std::optional<std::vector<int64_t>>& size) {
-  return upsamplers_.empty() ? h : upsamplers_[0](h, size);
+at::Tensor UNetUpBlockImpl::upsample(const at::Tensor& h, const std::optional<std::vector<int64_t>>& size,
+                                     const BlockHooks* bh) {
+  if (upsamplers_.empty()) return h;
+  return hooked(bh, ModuleKind::Upsampler, 0, "upsamplers", [&](const ModuleId*) { return upsamplers_[0](h, size); });
 }
 
 at::Tensor UNetUpBlockImpl::forward(const at::Tensor& h, const std::vector<at::Tensor>& skips, const at::Tensor& temb,
                                     const at::Tensor& context,
-                                    const std::optional<std::vector<int64_t>>& upsample_size) {
+                                    const std::optional<std::vector<int64_t>>& upsample_size,
+                                    const BlockHooks* bh) {
   if (skips.size() != num_layers())
     throw RuntimeFailure("up block needs " + std::to_string(num_layers()) + " skip tensors, got " +
                          std::to_string(skips.size()));
   at::Tensor x = h;
-  for (size_t i = 0; i < num_layers(); ++i) x = layer(i, x, skips[num_layers() - 1 - i], temb, context);
-  return upsample(x, upsample_size);
+  for (size_t i = 0; i < num_layers(); ++i) x = layer(i, x, skips[num_layers() - 1 - i], temb, context, bh);
+  return upsample(x, upsample_size, bh);
 }
 
 }  // namespace diffbench

@@ -80,17 +80,21 @@ void save_generation(const fs::path& out, bool replace, const GenerationResult& 
   run["height"] = result.height;
   run["width"] = result.width;
   run["scheduler"] = {{"name", result.scheduler}, {"config", result.scheduler_config}};
-  int64_t calls = 0;
   nlohmann::json batches = nlohmann::json::array();
-  for (const auto& b : result.batches) {
-    calls += b.unet_calls * static_cast<int64_t>(b.count);
-    batches.push_back({{"first", b.first}, {"count", b.count}, {"unet_calls", b.unet_calls}, {"times", to_json(b.times)}});
-  }
+  for (const auto& b : result.batches)
+    batches.push_back({{"first", b.first},
+                       {"count", b.count},
+                       {"unet_calls", b.unet_calls},
+                       {"guided_unet_calls", b.guided_calls},
+                       {"module_hooks", b.module_calls},
+                       {"skipped_modules", b.module_skips},
+                       {"times", to_json(b.times)}});
   run["batches"] = batches;
   run["times"] = to_json(result.times);
   run["images"] = prompts.size();
   run["seconds_per_image"] = result.times.total / static_cast<double>(prompts.size());
-  run["unet_calls_per_image"] = static_cast<double>(calls) / static_cast<double>(prompts.size());
+  run["unet_calls_per_image"] = result.unet_calls_per_image();
+  run["skipped_module_fraction"] = result.skipped_module_fraction();
   write_file_atomic(staging.path() / "run.json", run.dump(2) + "\n");
   staging.commit();
 }

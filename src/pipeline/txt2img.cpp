@@ -12,6 +12,7 @@
 #include "diffbench/models/clip_text.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
+#include "diffbench/pipeline/composite_hooks.hpp"
 #include "diffbench/schedulers/scheduler.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
 
@@ -33,6 +34,24 @@ StageTimes& StageTimes::operator+=(const StageTimes& o) {
   vae_decode += o.vae_decode;
   total += o.total;
   return *this;
+}
+
+double GenerationResult::unet_calls_per_image() const {
+  int64_t calls = 0, images = 0;
+  for (const auto& b : batches) {
+    calls += b.unet_calls * static_cast<int64_t>(b.count);
+    images += static_cast<int64_t>(b.count);
+  }
+  return images ? static_cast<double>(calls) / static_cast<double>(images) : 0.0;
+}
+
+double GenerationResult::skipped_module_fraction() const {
+  int64_t calls = 0, skips = 0;
+  for (const auto& b : batches) {
+    calls += b.module_calls;
+    skips += b.module_skips;
+  }
+  return calls ? static_cast<double>(skips) / static_cast<double>(calls) : 0.0;
 }
 
 namespace {
@@ -189,6 +208,8 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
   result.scheduler = scheduler->name();
   result.scheduler_config = scheduler->config();
   NoiseSource noise(opt.noise, opt.seed);
+  std::unique_ptr<CompositeHooks> hooks;
+  if (!opt.hooks.empty()) hooks = std::make_unique<CompositeHooks>(opt.hooks);
   std::vector<at::Tensor> images;
   at::Tensor negative;  // empty-prompt embeddings, computed once per batch size
 
@@ -223,20 +244,57 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
       return noise.draw(like.sizes().vec(), like.scalar_type(), like.device());
     };
     const auto& timesteps = scheduler->model_timesteps();  // exact values the UNet sees
+    if (hooks) {
+      GenerationInfo info;
+      info.seed = opt.seed;
+      info.batch_index = result.batches.size();
+      info.images = static_cast<int64_t>(count);
+      info.timesteps = timesteps;
+      info.steps = opt.steps;
+      info.latent_h = lh;
+      info.latent_w = lw;
+      info.guidance = cfg;
+      info.device = dev;
+      hooks->reset_counts();
+      hooks->begin_generation(info);
+    }
+    bool guided = cfg;  // until a method drops the unconditional half
     for (size_t i = 0; i < timesteps.size(); ++i) {
-      at::Tensor model_in = cfg ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
+      const StepInfo step{i, timesteps.size(), timesteps[i]};
+      if (hooks) {
+        hooks->before_step(step);
+        if (guided && hooks->drop_unconditional(step)) guided = false;
+      }
+      at::Tensor model_in = guided ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
       model_in = scheduler->scale_model_input(model_in, i);
       const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(dev));
-      at::Tensor eps = m.unet->forward(model_in, t, context);
+      if (hooks) {
+        UNetCallInfo call;
+        call.step = i;
+        call.total_steps = timesteps.size();
+        call.timestep = timesteps[i];
+        call.batch = model_in.size(0);
+        call.latent_h = lh;
+        call.latent_w = lw;
+        hooks->begin_call(call);
+      }
+      at::Tensor eps = m.unet->forward(model_in, t, guided ? context : cond, hooks.get());
       ++rec.unet_calls;
-      if (cfg) {
+      if (guided) {
+        ++rec.guided_calls;
         auto halves = eps.chunk(2, 0);
         eps = halves[0] + opt.guidance * (halves[1] - halves[0]);
       }
       latents = scheduler->step(eps, i, latents, step_noise);
+      if (hooks) hooks->after_step(step, latents);
       if (on_step) on_step(result.batches.size(), i, timesteps.size(), latents);
       log.progress("batch " + std::to_string(result.batches.size() + 1), static_cast<long>(i + 1),
                    static_cast<long>(timesteps.size()));
+    }
+    if (hooks) {
+      hooks->end_generation();
+      rec.module_calls = hooks->module_calls();
+      rec.module_skips = hooks->module_skips();
     }
     sync(dev);
     rec.times.denoise = seconds_since(t0);

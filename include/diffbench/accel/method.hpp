@@ -32,6 +32,7 @@ struct ParamSpec {
   Type type = Type::Int;
   nlohmann::json default_value;
   std::optional<double> min, max;     // numbers: inclusive range
+  bool min_exclusive = false;         // min itself is not allowed (e.g. pow > 1)
   std::vector<std::string> choices;   // strings: allowed values (empty = any)
   std::string help;
 };
@@ -58,6 +59,8 @@ class Method : public PipelineHooks {
   virtual nlohmann::json params() const = 0;
   // Counters for the report (e.g. skipped modules); free-form.
   virtual nlohmann::json stats() const { return nlohmann::json::object(); }
+  // Zeroes the counters (the evaluator calls it after warm-up, before the timed run).
+  virtual void reset_stats() {}
 };
 
 struct MethodInfo {
@@ -68,6 +71,11 @@ struct MethodInfo {
   std::vector<std::string> incompatible;
   std::function<std::unique_ptr<Method>(const MethodParams&)> create;
 };
+
+// Parses a method given on the command line, "METHOD[:key=value,...]": values true/false are
+// booleans, integers and numbers are numbers, anything else a string; key `plugin` sets the plugin
+// path. Params' lines are 0. A malformed argument is a UsageError naming `option` and the text.
+AccelEntry parse_accel_arg(const std::string& text, const std::string& option = "--accel");
 
 class MethodRegistry {
  public:

@@ -24,7 +24,8 @@ namespace diffbench {
 
 // Loads `file`, checks its ABI version and lets it register its methods into `registry`. Errors
 // (missing file, not a shared library, missing symbol, wrong version) are InputErrors naming the
-// file. The returned handle keeps the library loaded.
+// file. The library stays loaded until the process ends (never dlclose'd), so methods it created
+// stay valid whatever happens to the registry.
 std::shared_ptr<void> load_plugin(const std::filesystem::path& file, MethodRegistry& registry);
 
 }  // namespace diffbench

@@ -15,6 +15,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/models/blocks/embeddings.hpp"
 #include "diffbench/models/unet_blocks.hpp"
+#include "diffbench/models/unet_hooks.hpp"
 
 namespace diffbench {
 
@@ -62,19 +63,25 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   explicit UNet2DConditionModelImpl(const UNetConfig& config);
 
   // sample: [B, in_channels, H, W]; timestep: 0-d or [B]; encoder_hidden_states: [B, 77, D].
-  // Returns the noise prediction [B, out_channels, H, W].
-  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states);
+  // Returns the noise prediction [B, out_channels, H, W]. `hooks` (optional, not owned) sees every
+  // block and layer (unet_hooks.hpp); without hooks nothing is called and the result is unchanged.
+  // The caller calls hooks->begin_call before each forward.
+  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states,
+                     UNetHooks* hooks = nullptr);
 
   // ---- the stages forward() runs, in order (hook points for acceleration methods) ----
   // Sinusoidal projection + time_embedding MLP: [B, time_embed_dim] in sample's dtype.
   at::Tensor forward_time_embedding(const at::Tensor& timestep, const at::Tensor& sample);
   at::Tensor forward_conv_in(const at::Tensor& sample);  // [B, block_out_channels[0], H, W]
+  // Each block behind before_module / after_module when hooks are given (ids "down_blocks.<i>",
+  // "mid_block", "up_blocks.<i>", numbered as diffusers numbers them).
   DownBlockOutput forward_down_block(size_t i, const at::Tensor& h, const at::Tensor& temb,
-                                     const at::Tensor& context);
-  at::Tensor forward_mid_block(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context);
+                                     const at::Tensor& context, UNetHooks* hooks = nullptr);
+  at::Tensor forward_mid_block(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+                               UNetHooks* hooks = nullptr);
   at::Tensor forward_up_block(size_t i, const at::Tensor& h, const std::vector<at::Tensor>& skips,
                               const at::Tensor& temb, const at::Tensor& context,
-                              const std::optional<std::vector<int64_t>>& upsample_size);
+                              const std::optional<std::vector<int64_t>>& upsample_size, UNetHooks* hooks = nullptr);
   at::Tensor forward_conv_out(const at::Tensor& h);  // norm, SiLU, conv: [B, out_channels, H, W]
 
   // Whether upsamplers must be given the skips' sizes (latent sides not multiples of

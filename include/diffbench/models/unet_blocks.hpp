@@ -3,7 +3,8 @@
 //   UNetMidBlock   = UNetMidBlock2DCrossAttn (resnets.0, then attentions.i + resnets.i+1)
 //   UNetUpBlock    = CrossAttnUpBlock2D or UpBlock2D (skip concat + resnet (+ attention), upsamplers)
 // Each block runs layer by layer through `layer(i, ...)` so that callers (acceleration hooks)
-// can stop, skip or reuse work between layers; forward() is just the loop.
+// can stop, skip or reuse work between layers; forward() is just the loop. Given BlockHooks, every
+// resnet, attention and sampler runs behind UNetHooks::before_module / after_module.
 #pragma once
 
 #include <optional>
@@ -16,8 +17,16 @@
 #include "diffbench/models/blocks/resnet.hpp"
 #include "diffbench/models/blocks/sampling.hpp"
 #include "diffbench/models/blocks/transformer.hpp"
+#include "diffbench/models/unet_hooks.hpp"
 
 namespace diffbench {
+
+// The hooks a block reports to, and the block's own id (its layers' ids derive from it:
+// "<block name>.resnets.<i>", ".attentions.<i>", ".downsamplers.0", ".upsamplers.0").
+struct BlockHooks {
+  UNetHooks* hooks = nullptr;
+  ModuleId block;
+};
 
 struct UNetBlockOptions {
   int64_t num_layers = 1;          // resnets in the block
@@ -47,10 +56,12 @@ class UNetDownBlockImpl : public torch::nn::Module {
  public:
   explicit UNetDownBlockImpl(const UNetBlockOptions& options);
   // h: [B, Cin, H, W]; temb: [B, T]; context: [B, M, D].
-  DownBlockOutput forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context);
+  DownBlockOutput forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+                          const BlockHooks* hooks = nullptr);
   // resnets.i, then attentions.i when present.
-  at::Tensor layer(size_t i, const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context);
-  at::Tensor downsample(const at::Tensor& h);  // identity without a downsampler
+  at::Tensor layer(size_t i, const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+                   const BlockHooks* hooks = nullptr);
+  at::Tensor downsample(const at::Tensor& h, const BlockHooks* hooks = nullptr);  // identity without one
 
   size_t num_layers() const { return resnets_.size(); }
   bool has_cross_attention() const { return !attentions_.empty(); }
@@ -67,7 +78,9 @@ TORCH_MODULE(UNetDownBlock);
 class UNetMidBlockImpl : public torch::nn::Module {
  public:
   explicit UNetMidBlockImpl(const UNetBlockOptions& options);  // num_layers = attention layers
-  at::Tensor forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context);
+  at::Tensor forward(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+                     const BlockHooks* hooks = nullptr);
+  size_t num_resnets() const { return resnets_.size(); }
 
  private:
   torch::nn::ModuleList attentions{nullptr}, resnets{nullptr};
@@ -82,11 +95,13 @@ class UNetUpBlockImpl : public torch::nn::Module {
   // skips: the num_layers() residuals this block consumes, in the order the down path made them
   // (layer i takes skips[num_layers()-1-i]). upsample_size: the upsampler's output {H, W}.
   at::Tensor forward(const at::Tensor& h, const std::vector<at::Tensor>& skips, const at::Tensor& temb,
-                     const at::Tensor& context, const std::optional<std::vector<int64_t>>& upsample_size);
+                     const at::Tensor& context, const std::optional<std::vector<int64_t>>& upsample_size,
+                     const BlockHooks* hooks = nullptr);
   // cat([h, skip], channels) -> resnets.i, then attentions.i when present.
   at::Tensor layer(size_t i, const at::Tensor& h, const at::Tensor& skip, const at::Tensor& temb,
-                   const at::Tensor& context);
-  at::Tensor upsample(const at::Tensor& h, const std::optional<std::vector<int64_t>>& size);
+                   const at::Tensor& context, const BlockHooks* hooks = nullptr);
+  at::Tensor upsample(const at::Tensor& h, const std::optional<std::vector<int64_t>>& size,
+                      const BlockHooks* hooks = nullptr);
 
   size_t num_layers() const { return resnets_.size(); }
   bool has_cross_attention() const { return !attentions_.empty(); }

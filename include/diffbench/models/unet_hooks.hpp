@@ -3,17 +3,26 @@
 // nothing by default, and a null hooks pointer costs nothing.
 //
 // Hook points, in the order a UNet call meets them:
-//   begin_call                     once per UNet call, with the step index and latent size
+//   begin_call                     once per UNet call, with the step index and latent size (called
+//                                  by the pipeline just before UNet2DConditionModel::forward)
 //   before_module / after_module   around every down block, the mid block, every up block, and
 //                                  inside blocks around each resnet, attention (Transformer2DModel),
 //                                  downsampler and upsampler; before_module may return an output,
-//                                  which skips the module (DeepCache)
+//                                  which skips the module (DeepCache); after_module runs only for
+//                                  modules that ran. A block's hooks enclose its layers' hooks:
+//                                  before(block), before(resnets.0), after(resnets.0), ...,
+//                                  after(block); a skipped block's layers see no hooks
 //   tokens                         at the start of every BasicTransformerBlock: a TokenTransform
 //                                  whose merge/unmerge wrap self-attention, cross-attention and the
 //                                  feed-forward (ToMe)
 //   before_attention / after_attention
 //                                  around attn1 / attn2 of every BasicTransformerBlock, output after
-//                                  to_out; before_attention may return the output to use (T-GATE)
+//                                  to_out; before_attention may return the output to use (T-GATE);
+//                                  after_attention runs only for attentions that ran
+// In a transformer block the order is: tokens, then for self-attention
+//   merge(norm1(x)) -> before_attention -> attn1 -> after_attention -> unmerge, + x
+// and the same for cross-attention (norm2, attn2) and the feed-forward (norm3, ff; no attention
+// hooks), exactly as tomesd's ToMeBlock.
 // Step-level hooks (before/after each step, dropping classifier-free guidance) are in
 // pipeline/step_hooks.hpp.
 #pragma once
@@ -39,6 +48,10 @@ struct ModuleId {
   int block = 0;  // index in down_blocks / up_blocks (0 for the mid block)
   int layer = 0;  // index in resnets / attentions (0 for blocks and samplers)
   std::string name;
+  // Sizes, so that a method can renumber (DeepCache counts up blocks and their layers from the
+  // bottom: block' = num_blocks - 1 - block, layer' = num_layers - 1 - layer).
+  int num_blocks = 0;  // blocks in this section (len(down_blocks) / len(up_blocks); 1 for mid)
+  int num_layers = 0;  // resnets in the enclosing block
 };
 
 // A module's output. Down blocks also return their skip residuals, in diffusers' order.

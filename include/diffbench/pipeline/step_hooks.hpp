@@ -18,6 +18,7 @@ struct GenerationInfo {
   size_t batch_index = 0;      // which batch of the run
   int64_t images = 0;          // images in this batch
   std::vector<double> timesteps;  // one per UNet call
+  int steps = 0;               // inference steps asked for (PNDM makes one UNet call more)
   int64_t latent_h = 0;
   int64_t latent_w = 0;
   bool guidance = false;       // classifier-free guidance is on
@@ -30,13 +31,19 @@ struct StepInfo {
   double timestep = 0;
 };
 
+// Per denoising step the pipeline calls, in this order: before_step, drop_unconditional (while
+// guidance still runs), UNetHooks::begin_call, the UNet (with its module hooks), guidance, the
+// scheduler step, after_step. begin_generation comes before the first step of every batch (after
+// the scheduler's timesteps are set), end_generation after its last step.
 class StepHooks {
  public:
   virtual ~StepHooks() = default;
   virtual void begin_generation(const GenerationInfo& info) {}
   virtual void before_step(const StepInfo& step) {}
   virtual void after_step(const StepInfo& step, const at::Tensor& latents) {}
-  // True: from this step on the UNet runs only the conditional half and guidance is skipped.
+  // True: from this step on the UNet runs only the conditional half (the prompts' embeddings) and
+  // its output is used directly, without guidance (as T-GATE does after its gate step). Asked
+  // only while guidance runs; once true it stays so for the rest of the batch.
   virtual bool drop_unconditional(const StepInfo& step) { return false; }
   virtual void end_generation() {}
 };

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffbench/log.hpp"
+#include "diffbench/pipeline/step_hooks.hpp"
 
 namespace diffbench {
 
@@ -38,6 +39,9 @@ struct GenerateOptions {
   int width = 0;
   int batch_size = 1;
   NoiseMode noise = NoiseMode::PerPrompt;
+  // Acceleration methods (not owned), applied in order through one CompositeHooks; empty: the
+  // UNet runs without hooks.
+  std::vector<PipelineHooks*> hooks;
 };
 
 // Seconds spent in each stage; each bracketed by a device synchronisation.
@@ -54,6 +58,9 @@ struct BatchRecord {
   size_t count = 0;
   StageTimes times;
   int64_t unet_calls = 0;  // UNet forward calls for this batch (one call covers both CFG halves)
+  int64_t module_calls = 0;  // before_module hooks asked (0 without hooks)
+  int64_t module_skips = 0;  // of which returned an output (module skipped)
+  int64_t guided_calls = 0;  // UNet calls that ran both guidance halves
 };
 
 struct GenerationResult {
@@ -64,6 +71,10 @@ struct GenerationResult {
   int width = 0;
   std::string scheduler;       // resolved scheduler name
   nlohmann::json scheduler_config;
+
+  // Over all batches: UNet calls per image, and skipped / asked before_module hooks (0 when none).
+  double unet_calls_per_image() const;
+  double skipped_module_fraction() const;
 };
 
 // Called after every scheduler step with the batch's latents (for tests and progress).

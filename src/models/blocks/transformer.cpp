@@ -41,11 +41,43 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(const TransformerBlockOptio
   ff = register_module("ff", FeedForward(o.dim));
 }
 
-at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context) {
-  at::Tensor h = attn1(norm1(x)) + x;        // [B, N, dim] self-attention
-  h = attn2(norm2(h), context) + h;          // cross-attention to the text
-  h = ff(norm3(h)) + h;                      // GEGLU feed-forward
-  return h;
+namespace {
+
+// One attention behind the hooks: before_attention may supply the output, after_attention sees
+// the computed one.
+template <typename Run>
+at::Tensor hooked_attention(UNetHooks& hooks, const TransformerId& id, TransformerPart part, const at::Tensor& x,
+                            Run&& run) {
+  if (auto out = hooks.before_attention(id, part, x)) return *out;
+  at::Tensor out = run(x);
+  hooks.after_attention(id, part, out);
+  return out;
+}
+
+}  // namespace
+
+at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
+                                              const TransformerId* id, int64_t h, int64_t w) {
+  if (!hooks || !id) {
+    at::Tensor y = attn1(norm1(x)) + x;  // [B, N, dim] self-attention
+    y = attn2(norm2(y), context) + y;    // cross-attention to the text
+    y = ff(norm3(y)) + y;                // GEGLU feed-forward
+    return y;
+  }
+  // As tomesd's ToMeBlock: x = u(f(m(norm(x)))) + x for each part, m/u from the block's input.
+  const std::shared_ptr<TokenTransform> tokens = hooks->tokens(*id, x, h, w);
+  auto merge = [&](TransformerPart p, const at::Tensor& t) { return tokens ? tokens->merge(p, t) : t; };
+  auto unmerge = [&](TransformerPart p, const at::Tensor& t) { return tokens ? tokens->unmerge(p, t) : t; };
+  using P = TransformerPart;
+
+  at::Tensor a = hooked_attention(*hooks, *id, P::SelfAttention, merge(P::SelfAttention, norm1(x)),
+                                  [&](const at::Tensor& t) { return attn1(t); });  // [B, N', dim]
+  at::Tensor y = unmerge(P::SelfAttention, a) + x;                                  // [B, N, dim]
+  a = hooked_attention(*hooks, *id, P::CrossAttention, merge(P::CrossAttention, norm2(y)),
+                       [&](const at::Tensor& t) { return attn2(t, context); });
+  y = unmerge(P::CrossAttention, a) + y;
+  y = unmerge(P::FeedForward, ff(merge(P::FeedForward, norm3(y)))) + y;
+  return y;
 }
 
 Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& options) : options_(options) {
@@ -74,7 +106,8 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
     proj_out_conv = register_module("proj_out", nn::Conv2d(nn::Conv2dOptions(inner, C, 1)));
 }
 
-at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
+                                           const ModuleId* id) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   at::Tensor h = norm(x);
   if (proj_in_conv) {
@@ -84,7 +117,17 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, C});            // [B, HW, C]
     h = proj_in_linear(h);                                         // [B, HW, inner]
   }
-  for (auto& block : blocks_) h = block(h, context);              // [B, HW, inner]
+  if (hooks && id) {
+    TransformerId tid;
+    tid.attention = *id;
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      tid.index = static_cast<int>(i);
+      tid.name = id->name + ".transformer_blocks." + std::to_string(i);
+      h = blocks_[i](h, context, hooks, &tid, H, W);             // [B, HW, inner]
+    }
+  } else {
+    for (auto& block : blocks_) h = block(h, context);            // [B, HW, inner]
+  }
   if (proj_out_conv) {
     h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous();  // [B, inner, H, W]
     h = proj_out_conv(h);                                              // [B, C, H, W]

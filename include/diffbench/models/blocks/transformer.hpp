@@ -13,6 +13,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "diffbench/models/blocks/attention.hpp"
+#include "diffbench/models/unet_hooks.hpp"
 
 namespace diffbench {
 
@@ -51,8 +52,10 @@ struct TransformerBlockOptions {
 class BasicTransformerBlockImpl : public torch::nn::Module {
  public:
   explicit BasicTransformerBlockImpl(const TransformerBlockOptions& options);
-  // x: [B, N, dim]; context: [B, M, cross_attention_dim].
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context);
+  // x: [B, N, dim]; context: [B, M, cross_attention_dim]. With hooks: `id` names this block and
+  // h, w are its level's spatial size (N = h·w); see unet_hooks.hpp for the order of the hooks.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks = nullptr,
+                     const TransformerId* id = nullptr, int64_t h = 0, int64_t w = 0);
 
  private:
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
@@ -74,8 +77,11 @@ struct Transformer2DOptions {
 class Transformer2DModelImpl : public torch::nn::Module {
  public:
   explicit Transformer2DModelImpl(const Transformer2DOptions& options);
-  // x: [B, C, H, W]; context: [B, M, cross_attention_dim]. Returns [B, C, H, W].
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context);
+  // x: [B, C, H, W]; context: [B, M, cross_attention_dim]. Returns [B, C, H, W]. With hooks, `id`
+  // is this model's id (e.g. down_blocks.1.attentions.0) and its blocks report as
+  // <name>.transformer_blocks.<i>.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks = nullptr,
+                     const ModuleId* id = nullptr);
 
   const std::vector<BasicTransformerBlock>& blocks() const { return blocks_; }
 

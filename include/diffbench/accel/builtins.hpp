@@ -1,0 +1,16 @@
+// The built-in acceleration methods. Each registers itself through one function;
+// MethodRegistry::with_builtins() calls them all (src/accel/builtins.cpp).
+#pragma once
+
+#include "diffbench/accel/method.hpp"
+
+namespace diffbench {
+
+// DeepCache (src/accel/deepcache.cpp): cache_interval, cache_branch_id, skip_mode, center, pow.
+void register_deepcache(MethodRegistry& registry);
+
+// Further built-ins declare their register function here, one per method:
+// void register_tome(MethodRegistry& registry);
+// void register_tgate(MethodRegistry& registry);
+
+}  // namespace diffbench

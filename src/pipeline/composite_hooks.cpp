@@ -1,0 +1,98 @@
+#include "diffbench/pipeline/composite_hooks.hpp"
+
+#include "diffbench/error.hpp"
+
+namespace diffbench {
+
+namespace {
+
+// Transforms of several methods, applied as nested wrappers: merge 1, merge 2, ... on the way in,
+// ..., unmerge 2, unmerge 1 on the way out.
+class ComposedTransform : public TokenTransform {
+ public:
+  explicit ComposedTransform(std::vector<std::shared_ptr<TokenTransform>> parts) : parts_(std::move(parts)) {}
+  at::Tensor merge(TransformerPart part, const at::Tensor& x) override {
+    at::Tensor y = x;
+    for (auto& p : parts_) y = p->merge(part, y);
+    return y;
+  }
+  at::Tensor unmerge(TransformerPart part, const at::Tensor& x) override {
+    at::Tensor y = x;
+    for (auto it = parts_.rbegin(); it != parts_.rend(); ++it) y = (*it)->unmerge(part, y);
+    return y;
+  }
+
+ private:
+  std::vector<std::shared_ptr<TokenTransform>> parts_;
+};
+
+}  // namespace
+
+CompositeHooks::CompositeHooks(std::vector<PipelineHooks*> methods) : methods_(std::move(methods)) {
+  for (auto* m : methods_)
+    if (!m) throw RuntimeFailure("null hooks in GenerateOptions::hooks");
+}
+
+void CompositeHooks::begin_generation(const GenerationInfo& info) {
+  for (auto* m : methods_) m->begin_generation(info);
+}
+
+void CompositeHooks::before_step(const StepInfo& step) {
+  for (auto* m : methods_) m->before_step(step);
+}
+
+void CompositeHooks::after_step(const StepInfo& step, const at::Tensor& latents) {
+  for (auto* m : methods_) m->after_step(step, latents);
+}
+
+bool CompositeHooks::drop_unconditional(const StepInfo& step) {
+  bool drop = false;
+  for (auto* m : methods_) drop = m->drop_unconditional(step) || drop;
+  return drop;
+}
+
+void CompositeHooks::end_generation() {
+  for (auto* m : methods_) m->end_generation();
+}
+
+void CompositeHooks::begin_call(const UNetCallInfo& info) {
+  for (auto* m : methods_) m->begin_call(info);
+}
+
+std::optional<ModuleOutput> CompositeHooks::before_module(const ModuleId& id) {
+  ++module_calls_;
+  for (auto* m : methods_) {
+    if (auto out = m->before_module(id)) {
+      ++module_skips_;
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
+void CompositeHooks::after_module(const ModuleId& id, const ModuleOutput& output) {
+  for (auto* m : methods_) m->after_module(id, output);
+}
+
+std::shared_ptr<TokenTransform> CompositeHooks::tokens(const TransformerId& id, const at::Tensor& x, int64_t h,
+                                                       int64_t w) {
+  std::vector<std::shared_ptr<TokenTransform>> parts;
+  for (auto* m : methods_)
+    if (auto t = m->tokens(id, x, h, w)) parts.push_back(std::move(t));
+  if (parts.empty()) return nullptr;
+  if (parts.size() == 1) return parts[0];
+  return std::make_shared<ComposedTransform>(std::move(parts));
+}
+
+std::optional<at::Tensor> CompositeHooks::before_attention(const TransformerId& id, TransformerPart part,
+                                                           const at::Tensor& x) {
+  for (auto* m : methods_)
+    if (auto out = m->before_attention(id, part, x)) return out;
+  return std::nullopt;
+}
+
+void CompositeHooks::after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) {
+  for (auto* m : methods_) m->after_attention(id, part, output);
+}
+
+}  // namespace diffbench

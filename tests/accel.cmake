@@ -1,0 +1,4 @@
+diffbench_test(test_accel parity
+  accel/test_hooks.cpp
+  accel/test_deepcache.cpp
+)
