@@ -130,6 +130,17 @@ void DeepCache::begin_generation(const GenerationInfo& info) {
     full_steps_ = deepcache_nonuniform_steps(info.steps, static_cast<int>(o_.cache_interval),
                                              static_cast<int>(o_.center), o_.pow);
   full_ = true;
+  restarted_ = false;
+}
+
+void DeepCache::before_step(const StepInfo& step) {
+  // A method asked for a fresh step (T-GATE at its gate and when guidance is dropped): as
+  // DeepCacheSDHelper.disable(); enable() there, forget the cache and compute this call in full;
+  // the uniform schedule then counts from this call.
+  if (!step.restart) return;
+  cache_.clear();
+  start_.reset();
+  restarted_ = true;
 }
 
 void DeepCache::begin_call(const UNetCallInfo& info) {
@@ -145,6 +156,8 @@ void DeepCache::begin_call(const UNetCallInfo& info) {
     const auto diff = static_cast<int64_t>(cur) - static_cast<int64_t>(*start_);
     full_ = diff % o_.cache_interval == 0;
   }
+  if (restarted_) full_ = true;
+  restarted_ = false;
   ++calls_;
   if (full_) ++full_calls_;
 }

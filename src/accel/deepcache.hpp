@@ -30,6 +30,7 @@ class DeepCache : public Method {
   void reset_stats() override;
 
   void begin_generation(const GenerationInfo& info) override;
+  void before_step(const StepInfo& step) override;  // honours StepInfo::restart
   void begin_call(const UNetCallInfo& info) override;
   std::optional<ModuleOutput> before_module(const ModuleId& id) override;
   void after_module(const ModuleId& id, const ModuleOutput& output) override;
@@ -47,6 +48,7 @@ class DeepCache : public Method {
   std::vector<int> full_steps_;     // non-uniform: UNet call indices computed in full
   std::optional<size_t> start_;     // uniform: index of the generation's first call
   bool full_ = true;
+  bool restarted_ = false;          // StepInfo::restart: the next call is computed in full
   std::map<std::string, ModuleOutput> cache_;
   int64_t calls_ = 0, full_calls_ = 0, skipped_modules_ = 0;
 };

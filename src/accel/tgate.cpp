@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "diffbench/accel/builtins.hpp"
+
 namespace diffbench {
 
 TgatePlan tgate_plan(int64_t cur_step, const TgateParams& p) {
@@ -51,6 +53,8 @@ nlohmann::json TgateMethod::stats() const {
           {"conditional_only_steps", counters_.conditional_only_steps}};
 }
 
+void TgateMethod::reset_stats() { counters_ = Counters{}; }
+
 void TgateMethod::begin_generation(const GenerationInfo& info) {
   guidance_ = info.guidance;
   warmup_calls_ = tgate_warmup_calls(info);
@@ -69,6 +73,13 @@ void TgateMethod::before_step(const StepInfo& step) {
 
 bool TgateMethod::drop_unconditional(const StepInfo& step) {
   return guidance_ && cur_step(step.step) >= p_.gate_step;
+}
+
+bool TgateMethod::restart_caches(const StepInfo& step) {
+  // TgateSDDeepCacheLoader restarts DeepCache when (i - num_warmup_steps) is gate_step - 1 or
+  // gate_step: every attention must run at the gate to be cached, and the batch halves after it.
+  const int64_t c = cur_step(step.step);
+  return c == p_.gate_step - 1 || c == p_.gate_step;
 }
 
 std::map<std::string, at::Tensor>& TgateMethod::cache(TransformerPart part) {
@@ -109,11 +120,20 @@ void register_tgate(MethodRegistry& registry) {
   info.description =
       "T-GATE: caches cross-attention after gate_step and drops classifier-free guidance; "
       "self-attention cached by interval (tgate's TgateSDLoader)";
+  auto int_param = [](std::string name, int64_t def, double min, std::string help) {
+    ParamSpec s;
+    s.name = std::move(name);
+    s.type = ParamSpec::Type::Int;
+    s.default_value = def;
+    s.min = min;
+    s.help = std::move(help);
+    return s;
+  };
   info.params = {
-      {"gate_step", ParamSpec::Type::Int, 10, 0.0, std::nullopt, {}, "steps with cross-attention computed before the gate"},
-      {"sp_interval", ParamSpec::Type::Int, 5, 1.0, std::nullopt, {}, "self-attention cache interval before the gate"},
-      {"fi_interval", ParamSpec::Type::Int, 1, 1.0, std::nullopt, {}, "self-attention cache interval after the gate"},
-      {"warm_up", ParamSpec::Type::Int, 2, 0.0, std::nullopt, {}, "first steps with self-attention never cached"},
+      int_param("gate_step", 10, 0, "steps with cross-attention computed (and guidance) before the gate"),
+      int_param("sp_interval", 5, 1, "self-attention cache interval before the gate"),
+      int_param("fi_interval", 1, 1, "self-attention cache interval after the gate"),
+      int_param("warm_up", 2, 0, "first steps with self-attention always computed, never cached"),
   };
   info.create = [](const MethodParams& mp) -> std::unique_ptr<Method> {
     TgateParams p;

@@ -3,6 +3,7 @@
 // with DeepCache as TgateSDDeepCacheLoader combines them).
 #include "diffbench/accel/tgate.hpp"
 
+#include <iostream>
 #include <sstream>
 
 #include "diffbench/error.hpp"
@@ -215,6 +216,12 @@ class TgateParity : public ::testing::Test {
     DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd-tgate-reference.safetensors"));
     DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd/model_index.json"));
   }
+
+  void check_images(const GenerationResult& result, const std::string& run) {
+    const auto expected = reference().tensors->get(run + ".image");
+    EXPECT_TENSOR_NEAR(result.images, expected, 2.0 / 255);
+    std::cout << "[ " << run << " ] max abs diff " << test::max_abs_diff(result.images, expected) << "\n";
+  }
 };
 
 }  // namespace
@@ -224,7 +231,7 @@ TEST_F(TgateParity, Gate10Sp5Fi1Warmup2) {
   auto tgate = make_builtin("tgate", {{"gate_step", 10}, {"sp_interval", 5}, {"fi_interval", 1}, {"warm_up", 2}});
   c10::InferenceMode guard;
   const auto result = tiny_sd().generate(reference().prompts, reference_options({tgate.get()}));
-  EXPECT_TENSOR_NEAR(result.images, reference().tensors->get("pndm25.tgate_g10_sp5_fi1_w2.image"), 2.0 / 255);
+  check_images(result, "pndm25.tgate_g10_sp5_fi1_w2");
 
   // 26 UNet calls per image; calls 0..10 guided (cur_step = call - 1 < 10), 11..25 conditional only.
   ASSERT_EQ(result.batches.size(), 1u);
@@ -248,7 +255,11 @@ TEST_F(TgateParity, StackedWithDeepCacheAsTgateSDDeepCacheLoader) {
   auto deepcache = make_builtin("deepcache", {{"cache_interval", 3}, {"cache_branch_id", 0}});
   c10::InferenceMode guard;
   const auto result = tiny_sd().generate(reference().prompts, reference_options({tgate.get(), deepcache.get()}));
-  EXPECT_TENSOR_NEAR(result.images, reference().tensors->get("pndm25.tgate_deepcache_g10_i3_b0.image"), 2.0 / 255);
+  check_images(result, "pndm25.tgate_deepcache_g10_i3_b0");
+  ASSERT_EQ(result.batches.size(), 1u);
   EXPECT_EQ(result.batches[0].unet_calls, 26);
   EXPECT_EQ(result.batches[0].guided_calls, 11);
+  // As the reference ran (its mid block counted): full calls 0, 3, 6, 9, then 10 and 11 (the
+  // restarts), 14, 17, 20, 23.
+  EXPECT_EQ(deepcache->stats().at("full_calls"), 10);
 }

@@ -9,8 +9,10 @@ namespace diffbench {
 // DeepCache (src/accel/deepcache.cpp): cache_interval, cache_branch_id, skip_mode, center, pow.
 void register_deepcache(MethodRegistry& registry);
 
+// T-GATE (src/accel/tgate.cpp): gate_step, sp_interval, fi_interval, warm_up.
+void register_tgate(MethodRegistry& registry);
+
 // Further built-ins declare their register function here, one per method:
 // void register_tome(MethodRegistry& registry);
-// void register_tgate(MethodRegistry& registry);
 
 }  // namespace diffbench

@@ -14,9 +14,11 @@
 // num_inference_steps * scheduler.order as in diffusers (1 for PNDM, whose n steps make n + 1
 // UNet calls; 0 for the other schedulers). Before the first counted call no attention is cached.
 //
-// Stacked with `deepcache`, T-GATE restarts DeepCache's cache on the gate step and on the first
-// conditional-only step (TgateSDDeepCacheLoader does this with deepcache.disable()/enable()), so
-// both are full UNet calls and every attention reaches its gate cache; see restart_caches().
+// Stacked with `deepcache` (in either order), T-GATE asks for restart_caches() on the gate step
+// and on the next one, as TgateSDDeepCacheLoader calls deepcache.disable(); enable() there: both
+// are full UNet calls, so every attention reaches its gate cache and no module reuses an output
+// of the guided batch. TgateSDDeepCacheLoader's own T-GATE defaults differ from TgateSDLoader's
+// (sp_interval = 1, warm_up = 0): a spec reproducing it sets them.
 //
 // Differences from the tgate package, where it has no meaningful behaviour:
 // - Without classifier-free guidance (guidance <= 1) there are no halves to average: the gate
@@ -66,10 +68,12 @@ class TgateMethod : public Method {
   std::string name() const override { return "tgate"; }
   nlohmann::json params() const override;
   nlohmann::json stats() const override;
+  void reset_stats() override;
 
   void begin_generation(const GenerationInfo& info) override;
   void before_step(const StepInfo& step) override;
   bool drop_unconditional(const StepInfo& step) override;
+  bool restart_caches(const StepInfo& step) override;
   std::optional<at::Tensor> before_attention(const TransformerId& id, TransformerPart part,
                                              const at::Tensor& x) override;
   void after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) override;
