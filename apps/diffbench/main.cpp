@@ -8,6 +8,7 @@
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
+#include "diffbench/accel/method.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/evaluator.hpp"
 #include "diffbench/io/image.hpp"
@@ -24,6 +25,8 @@ namespace {
 using namespace diffbench;
 
 struct GenerateArgs {
+  std::string spec;
+  std::vector<std::string> accel;
   std::string model;
   std::vector<std::string> prompt;
   std::string prompts;
@@ -94,7 +97,8 @@ void add_score(CLI::App& app, ScoreArgs& a) {
 
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
-  c->add_option("--model", a.model, "diffusers pipeline folder")->required();
+  c->add_option("--spec", a.spec, "pipeline spec (TOML, as for eval); the flags below override its fields");
+  c->add_option("--model", a.model, "diffusers pipeline folder (required without --spec)");
   auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
   auto* f = c->add_option("--prompts", a.prompts,
                           "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE");
@@ -111,6 +115,9 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
       ->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
   c->add_option("--dtype", a.dtype, "fp32|fp16|bf16")->capture_default_str()->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   c->add_option("--device", a.device, "cpu|cuda|cuda:N")->capture_default_str();
+  c->add_option("--accel", a.accel,
+                "acceleration method METHOD[:key=value,...] (repeatable, applied in order; replaces the spec's "
+                "[[accelerate]] list), e.g. deepcache:cache_interval=3,cache_branch_id=0");
   c->add_option("--out", a.out, "output folder: NNNNNN.png and run.json")->required();
   c->add_flag("--force", a.force, "replace a non-empty output folder");
   c->add_flag("--quiet", a.quiet, "print nothing but errors");
@@ -129,8 +136,42 @@ void add_init_random(CLI::App& app, InitRandomArgs& a) {
       ->capture_default_str()->check(CLI::IsMember({"epsilon", "v_prediction"}));
 }
 
-int run_generate(const GenerateArgs& a) {
+// generate's settings: the spec's fields (when given) under the flags the user set.
+PipelineSpec generate_spec(const GenerateArgs& a, const CLI::App& cmd) {
+  PipelineSpec spec;
+  if (!a.spec.empty()) spec = load_spec(a.spec);
+  auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
+  if (given("--model")) spec.model = a.model;
+  if (spec.model.empty()) throw UsageError("give --model DIR or --spec FILE.toml", "generate");
+  if (given("--scheduler")) spec.scheduler = a.scheduler;
+  if (given("--steps") || a.spec.empty()) spec.steps = a.steps;
+  if (given("--guidance") || a.spec.empty()) spec.guidance = a.guidance;
+  if (given("--height")) spec.height = a.height;
+  if (given("--width")) spec.width = a.width;
+  if (given("--dtype") || a.spec.empty()) spec.dtype = a.dtype;
+  if (given("--device") || a.spec.empty()) spec.device = a.device;
+  if (given("--accel")) {
+    spec.accelerate.clear();
+    for (const auto& text : a.accel) spec.accelerate.push_back(parse_accel_arg(text));
+  }
+  return spec;
+}
+
+int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
+  const PipelineSpec spec = generate_spec(a, cmd);
+  // Methods first: a bad method or parameter fails before any model is loaded.
+  MethodRegistry registry = MethodRegistry::with_builtins();
+  std::vector<std::unique_ptr<Method>> methods;
+  if (cmd.count("--accel")) {
+    try {
+      methods = registry.create_all(spec.accelerate, "--accel");
+    } catch (const InputError& e) {
+      throw UsageError(e.message(), e.where());
+    }
+  } else {
+    methods = registry.create_all(spec.accelerate, spec.file.string());
+  }
   std::vector<std::string> prompts = a.prompt;
   std::string prompt_source = "command line";
   if (!a.prompts.empty()) {
@@ -140,26 +181,35 @@ int run_generate(const GenerateArgs& a) {
   }
   if (prompts.empty()) throw UsageError("give --prompt TEXT or --prompts FILE", "generate");
   ModelOptions mo;
-  mo.dir = a.model;
-  mo.device = parse_device(a.device);
-  mo.dtype = parse_dtype(a.dtype, mo.device);
+  mo.dir = spec.model;
+  mo.device = parse_device(spec.device);
+  mo.dtype = parse_dtype(spec.dtype, mo.device);
   GenerateOptions go;
-  go.scheduler = a.scheduler;
-  go.steps = a.steps;
-  go.guidance = a.guidance;
+  go.scheduler = spec.scheduler;
+  go.steps = spec.steps;
+  go.guidance = spec.guidance;
   go.seed = a.seed;
-  go.height = a.height;
-  go.width = a.width;
+  go.height = spec.height;
+  go.width = spec.width;
   go.batch_size = a.batch_size;
   go.noise = parse_noise_mode(a.noise);
+  for (auto& m : methods) go.hooks.push_back(m.get());
 
   auto pipe = Txt2ImgPipeline::load(mo, log);
   auto result = pipe->generate(prompts, go, {}, log);
-  nlohmann::json settings = {{"model", a.model},       {"scheduler", result.scheduler}, {"steps", go.steps},
+  nlohmann::json accelerate = nlohmann::json::array();
+  for (size_t i = 0; i < methods.size(); ++i) {
+    nlohmann::json m = {{"method", methods[i]->name()}, {"params", methods[i]->params()}, {"stats", methods[i]->stats()}};
+    if (!spec.accelerate[i].plugin.empty()) m["plugin"] = spec.accelerate[i].plugin.string();
+    accelerate.push_back(m);
+  }
+  nlohmann::json settings = {{"model", spec.model.string()}, {"scheduler", result.scheduler}, {"steps", go.steps},
                              {"guidance", go.guidance}, {"seed", go.seed},              {"height", result.height},
                              {"width", result.width},   {"batch_size", go.batch_size},  {"noise", a.noise},
-                             {"dtype", a.dtype},        {"device", mo.device.str()},    {"prompt_source", prompt_source},
+                             {"dtype", spec.dtype},     {"device", mo.device.str()},    {"prompt_source", prompt_source},
+                             {"accelerate", accelerate},
                              {"load_s", pipe->load_report()}, {"environment", environment_info(mo.device)}};
+  if (!a.spec.empty()) settings["spec"] = a.spec;
   save_generation(a.out, a.force, result, prompts, settings);
   log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
            std::to_string(result.times.total / prompts.size()) + " s per image)");
@@ -250,7 +300,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    if (app.got_subcommand("generate")) return run_generate(gen);
+    if (app.got_subcommand("generate")) return run_generate(gen, *app.get_subcommand("generate"));
     if (app.got_subcommand("init-random")) return run_init_random(init);
     if (app.got_subcommand("eval")) return run_eval_command(eval);
     if (app.got_subcommand("score")) return run_score(score);

@@ -120,30 +120,34 @@ nlohmann::json DeepCache::stats() const {
 
 void DeepCache::reset_stats() { calls_ = full_calls_ = skipped_modules_ = 0; }
 
-void DeepCache::begin_generation(const GenerationInfo& info) {
-  // Unlike DeepCacheSDHelper, nothing survives from the previous generation.
+void DeepCache::restart() {
   cache_.clear();
   start_.reset();
+  restart_ = true;
+}
+
+void DeepCache::begin_generation(const GenerationInfo& info) {
+  // Unlike DeepCacheSDHelper, nothing survives from the previous generation.
+  restart();
+  last_batch_ = 0;
   timesteps_ = info.timesteps;
   full_steps_.clear();
   if (o_.skip_mode == "non-uniform")
     full_steps_ = deepcache_nonuniform_steps(info.steps, static_cast<int>(o_.cache_interval),
                                              static_cast<int>(o_.center), o_.pow);
   full_ = true;
-  restarted_ = false;
 }
 
 void DeepCache::before_step(const StepInfo& step) {
   // A method asked for a fresh step (T-GATE at its gate and when guidance is dropped): as
   // DeepCacheSDHelper.disable(); enable() there, forget the cache and compute this call in full;
   // the uniform schedule then counts from this call.
-  if (!step.restart) return;
-  cache_.clear();
-  start_.reset();
-  restarted_ = true;
+  if (step.restart) restart();
 }
 
 void DeepCache::begin_call(const UNetCallInfo& info) {
+  if (last_batch_ != 0 && info.batch != last_batch_) restart();  // cached tensors no longer fit
+  last_batch_ = info.batch;
   if (o_.skip_mode == "non-uniform") {
     // DeepCache's SD pipeline: loop index i in the schedule.
     full_ = std::binary_search(full_steps_.begin(), full_steps_.end(), static_cast<int>(info.step));
@@ -156,8 +160,8 @@ void DeepCache::begin_call(const UNetCallInfo& info) {
     const auto diff = static_cast<int64_t>(cur) - static_cast<int64_t>(*start_);
     full_ = diff % o_.cache_interval == 0;
   }
-  if (restarted_) full_ = true;
-  restarted_ = false;
+  if (restart_) full_ = true;
+  restart_ = false;
   ++calls_;
   if (full_) ++full_calls_;
 }

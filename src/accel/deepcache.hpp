@@ -38,6 +38,12 @@ class DeepCache : public Method {
   // Whether the current call is fully computed (for tests).
   bool full_call() const { return full_; }
 
+  // Forgets the cache and starts the schedule again at the next call, which is computed in full
+  // (DeepCacheSDHelper's disable() + enable()). Happens by itself when the UNet batch changes,
+  // e.g. when a method stacked before this one drops classifier-free guidance's unconditional half,
+  // and at a step whose StepInfo::restart is set (a method's restart_caches(), e.g. T-GATE's gate).
+  void restart();
+
  private:
   // Skipped on a partial call? (DeepCacheSDHelper.is_skip_step without the step test.)
   bool deeper_than_branch(const ModuleId& id) const;
@@ -48,7 +54,8 @@ class DeepCache : public Method {
   std::vector<int> full_steps_;     // non-uniform: UNet call indices computed in full
   std::optional<size_t> start_;     // uniform: index of the generation's first call
   bool full_ = true;
-  bool restarted_ = false;          // StepInfo::restart: the next call is computed in full
+  bool restart_ = false;
+  int64_t last_batch_ = 0;
   std::map<std::string, ModuleOutput> cache_;
   int64_t calls_ = 0, full_calls_ = 0, skipped_modules_ = 0;
 };

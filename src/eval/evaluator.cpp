@@ -45,10 +45,11 @@ std::pair<int64_t, std::string> peak_memory(const at::Device& device) {
   return {static_cast<int64_t>(ru.ru_maxrss) * 1024, "host-rss"};
 }
 
-void check_methods(const PipelineSpec& spec) {
-  // Acceleration methods arrive with the methods issue; until then every method is unknown.
-  for (const auto& a : spec.accelerate)
-    throw InputError("unknown acceleration method '" + a.method + "'", spec.file.string() + ":" + std::to_string(a.line));
+using Methods = std::vector<std::unique_ptr<Method>>;
+
+// The spec's [[accelerate]] methods, validated (InputError naming spec:line and key).
+Methods create_methods(const PipelineSpec& spec) {
+  return MethodRegistry::with_builtins().create_all(spec.accelerate, spec.file.string());
 }
 
 fs::path default_out(const PipelineSpec& candidate) {
@@ -61,8 +62,9 @@ fs::path default_out(const PipelineSpec& candidate) {
 }
 
 // Loads one pipeline, warms it up, runs the timed generation; the pipeline is freed on return.
-std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const std::vector<std::string>& prompts,
-                                                const EvalOptions& o, const std::string& label, const Logger& log) {
+std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const Methods& methods,
+                                                const std::vector<std::string>& prompts, const EvalOptions& o,
+                                                const std::string& label, const Logger& log) {
   ModelOptions mo;
   mo.dir = spec.model;
   mo.device = parse_device(spec.device);
@@ -76,6 +78,7 @@ std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const 
   go.width = spec.width;
   go.batch_size = o.batch_size;
   go.noise = o.noise;
+  for (const auto& m : methods) go.hooks.push_back(m.get());
 
   log.info(label + ": loading " + spec.model.string());
   auto pipe = Txt2ImgPipeline::load(mo, log);
@@ -85,24 +88,28 @@ std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const 
     log.info(label + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(o.warmup));
     pipe->generate(warm, go, {}, Logger::silent());
   }
+  for (const auto& m : methods) m->reset_stats();  // count the timed run only
   reset_peak(mo.device);
   log.info(label + ": generating " + std::to_string(prompts.size()) + " images");
   auto result = pipe->generate(prompts, go, {}, log);
 
   PipelineRun run;
   run.spec = spec;
-  int64_t calls = 0;
   double sum = 0;
   for (const auto& b : result.batches) {
     run.batch_seconds.push_back(b.times.total);
     sum += b.times.total;
-    calls += b.unet_calls * static_cast<int64_t>(b.count);
   }
   run.seconds_per_image = sum / static_cast<double>(prompts.size());
   run.stages = result.times;
-  run.unet_calls_per_image = static_cast<double>(calls) / static_cast<double>(prompts.size());
+  run.unet_calls_per_image = result.unet_calls_per_image();
+  run.skipped_module_fraction = result.skipped_module_fraction();
   std::tie(run.peak_memory_bytes, run.peak_memory_kind) = peak_memory(mo.device);
-  for (const auto& a : spec.accelerate) run.methods.push_back({{"method", a.method}, {"params", a.params}});
+  for (size_t i = 0; i < methods.size(); ++i) {
+    nlohmann::json m = {{"method", methods[i]->name()}, {"params", methods[i]->params()}, {"stats", methods[i]->stats()}};
+    if (!spec.accelerate[i].plugin.empty()) m["plugin"] = spec.accelerate[i].plugin.string();
+    run.methods.push_back(m);
+  }
   return {run, to_uint8(result.images)};
 }
 
@@ -118,6 +125,7 @@ nlohmann::json run_json(const PipelineRun& r) {
             {"max", *std::max_element(r.batch_seconds.begin(), r.batch_seconds.end())}}},
           {"stages", stages},
           {"unet_calls_per_image", r.unet_calls_per_image},
+          {"skipped_module_fraction", r.skipped_module_fraction},
           {"peak_memory_bytes", r.peak_memory_bytes},
           {"peak_memory_kind", r.peak_memory_kind},
           {"clip_score", r.clip_score},
@@ -141,8 +149,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   if (o.warmup < 0) throw UsageError("warm-up must be >= 0", "--warmup");
   if (o.clip.empty()) throw UsageError("a CLIP scorer folder is needed: --clip DIR", "--clip");
-  check_methods(baseline);
-  check_methods(candidate);
+  // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
+  const Methods base_methods = create_methods(baseline);
+  const Methods cand_methods = create_methods(candidate);
 
   // Everything that can fail on input is checked before any generation.
   nlohmann::json consistency = check_consistency(baseline, candidate, o.allow_model_mismatch);
@@ -152,8 +161,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   StagingDir staging(out, o.force);
   auto scorer = ClipScorer::load(o.clip);
 
-  auto [base_run, base_images] = run_pipeline(baseline, prompts, o, "baseline", log);
-  auto [cand_run, cand_images] = run_pipeline(candidate, prompts, o, "candidate", log);
+  auto [base_run, base_images] = run_pipeline(baseline, base_methods, prompts, o, "baseline", log);
+  auto [cand_run, cand_images] = run_pipeline(candidate, cand_methods, prompts, o, "candidate", log);
 
   log.info("scoring with CLIP (" + scorer->layout() + ")");
   base_run.per_sample_clip = scorer->score(base_images, prompts);

@@ -223,3 +223,24 @@ TEST(Registry, IncompatibleMethodsCannotBeStacked) {
     EXPECT_NE(std::string(e.what()).find("'deepcache' and 'speedy'"), std::string::npos) << e.what();
   }
 }
+
+TEST(DeepCacheStack, RestartsWhenTheUnconditionalHalfIsDropped) {
+  DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd/model_index.json"));
+  // A method before DeepCache drops guidance's unconditional half from step 4 on: the UNet batch
+  // halves, so DeepCache starts its schedule again there (as T-GATE's DeepCache pipeline re-enables
+  // the helper) instead of returning tensors of the old batch.
+  struct Dropper : PipelineHooks {
+    bool drop_unconditional(const StepInfo& s) override { return s.step >= 4; }
+  } dropper;
+  auto method = make_deepcache({{"cache_interval", 3}});
+  GenerateOptions opt;
+  opt.steps = 10;
+  opt.height = opt.width = 64;
+  opt.hooks = {&dropper, method.get()};
+  auto result = tiny_sd().generate({"a red bus"}, opt);
+  EXPECT_EQ(result.batches[0].unet_calls, 11);
+  EXPECT_EQ(result.batches[0].guided_calls, 4);
+  // Step counter 0, 1, 1, 3 | 4, 5, ..., 10: full at 0 and 3, then at 4, 7 and 10.
+  EXPECT_EQ(method->stats()["full_calls"], 5);
+  EXPECT_TRUE(at::isfinite(result.images).all().item<bool>());
+}

@@ -41,6 +41,7 @@ struct PipelineRun {
   double seconds_per_image = 0;
   StageTimes stages;
   double unet_calls_per_image = 0;
+  double skipped_module_fraction = 0;  // skipped / asked before_module hooks (0 without methods)
   int64_t peak_memory_bytes = -1;  // device allocator peak on CUDA, process peak RSS on the CPU
   std::string peak_memory_kind;    // "cuda" | "host-rss"
   std::vector<double> per_sample_clip;
