@@ -124,6 +124,13 @@ TEST(Tgate, CachesTheMeanOfTheHalvesAtTheGateAndReusesIt) {
   };
   using P = TransformerPart;
 
+  // Caches of other methods restart at the gate and at the first conditional-only call.
+  for (size_t i = 0; i < info.timesteps.size(); ++i) {
+    StepInfo s;
+    s.step = i;
+    EXPECT_EQ(tg.restart_caches(s), i == 2 || i == 3) << "call " << i;
+  }
+
   for (size_t i = 0; i < 2; ++i) {  // semantics planning: everything computed
     EXPECT_FALSE(tg.drop_unconditional(step(i)));
     EXPECT_FALSE(tg.before_attention(id, P::SelfAttention, x).has_value());
@@ -250,16 +257,21 @@ TEST_F(TgateParity, Gate10Sp5Fi1Warmup2) {
 
 TEST_F(TgateParity, StackedWithDeepCacheAsTgateSDDeepCacheLoader) {
   // TgateSDDeepCacheLoader(pipe, cache_interval=3, cache_branch_id=0).tgate(prompts, gate_step=10)
-  // with that loader's defaults sp_interval=1, fi_interval=1, warm_up=0.
-  auto tgate = make_builtin("tgate", {{"gate_step", 10}, {"sp_interval", 1}, {"fi_interval", 1}, {"warm_up", 0}});
-  auto deepcache = make_builtin("deepcache", {{"cache_interval", 3}, {"cache_branch_id", 0}});
-  c10::InferenceMode guard;
-  const auto result = tiny_sd().generate(reference().prompts, reference_options({tgate.get(), deepcache.get()}));
-  check_images(result, "pndm25.tgate_deepcache_g10_i3_b0");
-  ASSERT_EQ(result.batches.size(), 1u);
-  EXPECT_EQ(result.batches[0].unet_calls, 26);
-  EXPECT_EQ(result.batches[0].guided_calls, 11);
-  // As the reference ran (its mid block counted): full calls 0, 3, 6, 9, then 10 and 11 (the
-  // restarts), 14, 17, 20, 23.
-  EXPECT_EQ(deepcache->stats().at("full_calls"), 10);
+  // with that loader's defaults sp_interval=1, fi_interval=1, warm_up=0; in either stacking order.
+  for (const bool tgate_first : {true, false}) {
+    SCOPED_TRACE(tgate_first ? "tgate, deepcache" : "deepcache, tgate");
+    auto tgate = make_builtin("tgate", {{"gate_step", 10}, {"sp_interval", 1}, {"fi_interval", 1}, {"warm_up", 0}});
+    auto deepcache = make_builtin("deepcache", {{"cache_interval", 3}, {"cache_branch_id", 0}});
+    std::vector<PipelineHooks*> stack{tgate.get(), deepcache.get()};
+    if (!tgate_first) std::swap(stack[0], stack[1]);
+    c10::InferenceMode guard;
+    const auto result = tiny_sd().generate(reference().prompts, reference_options(stack));
+    check_images(result, "pndm25.tgate_deepcache_g10_i3_b0");
+    ASSERT_EQ(result.batches.size(), 1u);
+    EXPECT_EQ(result.batches[0].unet_calls, 26);
+    EXPECT_EQ(result.batches[0].guided_calls, 11);
+    // As the reference ran (its mid block counted): full calls 0, 3, 6, 9, then 10 and 11 (the
+    // restarts at the gate and at the first conditional-only call), 14, 17, 20, 23.
+    EXPECT_EQ(deepcache->stats().at("full_calls"), 10);
+  }
 }

@@ -22,8 +22,8 @@
 //
 // Differences from the tgate package, where it has no meaningful behaviour:
 // - Without classifier-free guidance (guidance <= 1) there are no halves to average: the gate
-//   caches the attention outputs as they are (tgate fails on a batch of one and mixes images of
-//   larger batches).
+//   caches the attention outputs as they are (tgate averages the batch's two halves of images
+//   instead, which fails unless the batch has two images and then mixes them).
 // - After the gate tgate passes the *unconditional* embeddings to the UNet; they only reach
 //   cross-attentions that have no cache, which happens only for gate_step = 0 (tgate then
 //   generates from the empty prompt). diffbench keeps the prompt's embeddings.
