@@ -6,7 +6,7 @@ MethodRegistry MethodRegistry::with_builtins() {
   MethodRegistry registry;
   register_deepcache(registry);
   register_tome(registry);
-  // register_tgate(registry);
+  register_tgate(registry);
   return registry;
 }
 

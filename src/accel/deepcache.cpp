@@ -138,6 +138,13 @@ void DeepCache::begin_generation(const GenerationInfo& info) {
   full_ = true;
 }
 
+void DeepCache::before_step(const StepInfo& step) {
+  // A method asked for a fresh step (T-GATE at its gate and when guidance is dropped): as
+  // DeepCacheSDHelper.disable(); enable() there, forget the cache and compute this call in full;
+  // the uniform schedule then counts from this call.
+  if (step.restart) restart();
+}
+
 void DeepCache::begin_call(const UNetCallInfo& info) {
   if (last_batch_ != 0 && info.batch != last_batch_) restart();  // cached tensors no longer fit
   last_batch_ = info.batch;

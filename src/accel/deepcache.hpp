@@ -30,6 +30,7 @@ class DeepCache : public Method {
   void reset_stats() override;
 
   void begin_generation(const GenerationInfo& info) override;
+  void before_step(const StepInfo& step) override;  // honours StepInfo::restart
   void begin_call(const UNetCallInfo& info) override;
   std::optional<ModuleOutput> before_module(const ModuleId& id) override;
   void after_module(const ModuleId& id, const ModuleOutput& output) override;
@@ -39,7 +40,8 @@ class DeepCache : public Method {
 
   // Forgets the cache and starts the schedule again at the next call, which is computed in full
   // (DeepCacheSDHelper's disable() + enable()). Happens by itself when the UNet batch changes,
-  // e.g. when a method stacked before this one drops classifier-free guidance's unconditional half.
+  // e.g. when a method stacked before this one drops classifier-free guidance's unconditional half,
+  // and at a step whose StepInfo::restart is set (a method's restart_caches(), e.g. T-GATE's gate).
   void restart();
 
  private:

@@ -3,6 +3,8 @@ list(APPEND DIFFBENCH_SOURCES
   src/accel/plugin.cpp
   src/accel/builtins.cpp
   src/accel/deepcache.cpp
+  # T-GATE
+  src/accel/tgate.cpp
 )
 # ToMe (tomesd)
 list(APPEND DIFFBENCH_SOURCES

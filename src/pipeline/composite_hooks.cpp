@@ -51,6 +51,12 @@ bool CompositeHooks::drop_unconditional(const StepInfo& step) {
   return drop;
 }
 
+bool CompositeHooks::restart_caches(const StepInfo& step) {
+  bool restart = false;
+  for (auto* m : methods_) restart = m->restart_caches(step) || restart;
+  return restart;
+}
+
 void CompositeHooks::end_generation() {
   for (auto* m : methods_) m->end_generation();
 }

@@ -268,8 +268,9 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
     }
     bool guided = cfg;  // until a method drops the unconditional half
     for (size_t i = 0; i < timesteps.size(); ++i) {
-      const StepInfo step{i, timesteps.size(), timesteps[i]};
+      StepInfo step{i, timesteps.size(), timesteps[i]};
       if (hooks) {
+        step.restart = hooks->restart_caches(step);
         hooks->before_step(step);
         if (guided && hooks->drop_unconditional(step)) guided = false;
       }

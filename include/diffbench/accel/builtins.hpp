@@ -13,7 +13,7 @@ void register_deepcache(MethodRegistry& registry);
 // merge_attn, merge_crossattn, merge_mlp.
 void register_tome(MethodRegistry& registry);
 
-// Further built-ins declare their register function here, one per method:
-// void register_tgate(MethodRegistry& registry);
+// T-GATE (src/accel/tgate.cpp): gate_step, sp_interval, fi_interval, warm_up.
+void register_tgate(MethodRegistry& registry);
 
 }  // namespace diffbench

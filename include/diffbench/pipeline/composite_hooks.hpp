@@ -3,7 +3,8 @@
 //
 //   begin_generation, before_step, after_step, end_generation, begin_call,
 //   after_module, after_attention   every method, in order
-//   drop_unconditional              every method is asked; true when any says true
+//   drop_unconditional,
+//   restart_caches                  every method is asked; true when any says true
 //   before_module, before_attention the first method that returns an output wins; later methods
 //                                   are not asked for that module
 //   tokens                          the methods' transforms composed: merges in order, unmerges in
@@ -28,6 +29,7 @@ class CompositeHooks : public PipelineHooks {
   void before_step(const StepInfo& step) override;
   void after_step(const StepInfo& step, const at::Tensor& latents) override;
   bool drop_unconditional(const StepInfo& step) override;
+  bool restart_caches(const StepInfo& step) override;
   void end_generation() override;
 
   void begin_call(const UNetCallInfo& info) override;

@@ -29,9 +29,12 @@ struct StepInfo {
   size_t step = 0;         // index into timesteps
   size_t total_steps = 0;
   double timestep = 0;
+  // Set by the pipeline when any method's restart_caches(step) said true: methods that reuse
+  // outputs across steps (DeepCache) drop them and compute this step in full.
+  bool restart = false;
 };
 
-// Per denoising step the pipeline calls, in this order: before_step, drop_unconditional (while
+// Per denoising step the pipeline calls, in this order: restart_caches, before_step, drop_unconditional (while
 // guidance still runs), UNetHooks::begin_call, the UNet (with its module hooks), guidance, the
 // scheduler step, after_step. begin_generation comes before the first step of every batch (after
 // the scheduler's timesteps are set), end_generation after its last step.
@@ -45,6 +48,11 @@ class StepHooks {
   // its output is used directly, without guidance (as T-GATE does after its gate step). Asked
   // only while guidance runs; once true it stays so for the rest of the batch.
   virtual bool drop_unconditional(const StepInfo& step) { return false; }
+  // True: outputs cached across steps must not be reused at this step; the pipeline passes the
+  // answer (any method's) to every method as StepInfo::restart. T-GATE asks for it at its gate,
+  // where every attention must run to be cached, and when the batch drops to the conditional
+  // half (as TgateSDDeepCacheLoader restarts DeepCache there).
+  virtual bool restart_caches(const StepInfo& step) { return false; }
   virtual void end_generation() {}
 };
 

@@ -1,0 +1,149 @@
+#include "diffbench/accel/tgate.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include "diffbench/accel/builtins.hpp"
+
+namespace diffbench {
+
+TgatePlan tgate_plan(int64_t cur_step, const TgateParams& p) {
+  TgatePlan plan;
+  if (cur_step < p.gate_step - 1) {
+    // Semantics planning: cross-attention computed; self-attention by sp_interval after warm-up.
+    if (cur_step < p.warm_up) {
+      // computed, not cached
+    } else if (cur_step == p.warm_up || cur_step % p.sp_interval == 0) {
+      plan.sa_cache = true;
+    } else {
+      plan.sa_reuse = true;
+    }
+  } else if (cur_step == p.gate_step - 1) {
+    // The gate: cache both attentions as the mean of the guidance halves.
+    plan.ca_cache = plan.sa_cache = true;
+    plan.keep_shape = false;
+  } else {
+    // Fidelity improving: cross-attention reused; self-attention by fi_interval.
+    plan.ca_reuse = true;
+    if (cur_step % p.fi_interval == 0)
+      plan.sa_cache = true;
+    else
+      plan.sa_reuse = true;
+  }
+  return plan;
+}
+
+int64_t tgate_warmup_calls(const GenerationInfo& info) {
+  // len(timesteps) - num_inference_steps * scheduler.order, every diffbench scheduler of order 1.
+  return std::max<int64_t>(0, static_cast<int64_t>(info.timesteps.size()) - info.steps);
+}
+
+TgateMethod::TgateMethod(const TgateParams& params) : p_(params) {}
+
+nlohmann::json TgateMethod::params() const {
+  return {{"gate_step", p_.gate_step}, {"sp_interval", p_.sp_interval}, {"fi_interval", p_.fi_interval},
+          {"warm_up", p_.warm_up}};
+}
+
+nlohmann::json TgateMethod::stats() const {
+  return {{"self_attention_computed", counters_.self_computed},
+          {"self_attention_reused", counters_.self_reused},
+          {"cross_attention_computed", counters_.cross_computed},
+          {"cross_attention_reused", counters_.cross_reused},
+          {"conditional_only_steps", counters_.conditional_only_steps}};
+}
+
+void TgateMethod::reset_stats() { counters_ = Counters{}; }
+
+void TgateMethod::begin_generation(const GenerationInfo& info) {
+  guidance_ = info.guidance;
+  warmup_calls_ = tgate_warmup_calls(info);
+  plan_ = TgatePlan{};  // tgate registers "no cache, no reuse" before the loop
+  self_cache_.clear();
+  cross_cache_.clear();
+}
+
+void TgateMethod::before_step(const StepInfo& step) {
+  // tgate updates its plan only on counted calls: i == last or (i + 1) > num_warmup_steps
+  // (with scheduler order 1); on the others the previous plan stays.
+  const auto i = static_cast<int64_t>(step.step);
+  if (i == static_cast<int64_t>(step.total_steps) - 1 || i + 1 > warmup_calls_) plan_ = tgate_plan(cur_step(step.step), p_);
+  if (guidance_ && cur_step(step.step) >= p_.gate_step) ++counters_.conditional_only_steps;
+}
+
+bool TgateMethod::drop_unconditional(const StepInfo& step) {
+  return guidance_ && cur_step(step.step) >= p_.gate_step;
+}
+
+bool TgateMethod::restart_caches(const StepInfo& step) {
+  // TgateSDDeepCacheLoader restarts DeepCache when (i - num_warmup_steps) is gate_step - 1 or
+  // gate_step: every attention must run at the gate to be cached, and the batch halves after it.
+  const int64_t c = cur_step(step.step);
+  return c == p_.gate_step - 1 || c == p_.gate_step;
+}
+
+std::map<std::string, at::Tensor>& TgateMethod::cache(TransformerPart part) {
+  return part == TransformerPart::SelfAttention ? self_cache_ : cross_cache_;
+}
+
+std::optional<at::Tensor> TgateMethod::before_attention(const TransformerId& id, TransformerPart part,
+                                                        const at::Tensor& x) {
+  if (part == TransformerPart::FeedForward) return std::nullopt;
+  const bool self = part == TransformerPart::SelfAttention;
+  if (self ? plan_.sa_reuse : plan_.ca_reuse) {
+    auto& c = cache(part);
+    auto it = c.find(id.name);
+    if (it != c.end()) {  // tgate computes the attention when nothing is cached yet
+      ++(self ? counters_.self_reused : counters_.cross_reused);
+      return it->second;
+    }
+  }
+  ++(self ? counters_.self_computed : counters_.cross_computed);
+  return std::nullopt;
+}
+
+void TgateMethod::after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) {
+  if (part == TransformerPart::FeedForward) return;
+  const bool self = part == TransformerPart::SelfAttention;
+  if (!(self ? plan_.sa_cache : plan_.ca_cache)) return;
+  at::Tensor kept = output;
+  if (!plan_.keep_shape && guidance_) {
+    auto halves = output.chunk(2, 0);  // [B, N, C] each: unconditional, text
+    kept = (halves[0] + halves[1]) / 2;
+  }
+  cache(part)[id.name] = kept;
+}
+
+void register_tgate(MethodRegistry& registry) {
+  MethodInfo info;
+  info.name = "tgate";
+  info.description =
+      "T-GATE: caches cross-attention after gate_step and drops classifier-free guidance; "
+      "self-attention cached by interval (tgate's TgateSDLoader)";
+  auto int_param = [](std::string name, int64_t def, double min, std::string help) {
+    ParamSpec s;
+    s.name = std::move(name);
+    s.type = ParamSpec::Type::Int;
+    s.default_value = def;
+    s.min = min;
+    s.help = std::move(help);
+    return s;
+  };
+  info.params = {
+      int_param("gate_step", 10, 0, "steps with cross-attention computed (and guidance) before the gate"),
+      int_param("sp_interval", 5, 1, "self-attention cache interval before the gate"),
+      int_param("fi_interval", 1, 1, "self-attention cache interval after the gate"),
+      int_param("warm_up", 2, 0, "first steps with self-attention always computed, never cached"),
+  };
+  info.create = [](const MethodParams& mp) -> std::unique_ptr<Method> {
+    TgateParams p;
+    p.gate_step = mp.get_int("gate_step");
+    p.sp_interval = mp.get_int("sp_interval");
+    p.fi_interval = mp.get_int("fi_interval");
+    p.warm_up = mp.get_int("warm_up");
+    return std::make_unique<TgateMethod>(p);
+  };
+  registry.add(std::move(info));
+}
+
+}  // namespace diffbench

@@ -1,0 +1,1 @@
+diffbench_test(test_tgate parity accel/test_tgate.cpp)
