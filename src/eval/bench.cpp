@@ -10,6 +10,7 @@
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include "diffbench/accel/method.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/pipeline/device.hpp"
@@ -60,9 +61,8 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   if (o.runs < 1) throw UsageError("runs must be at least 1", "--runs");
   if (o.warmup < 0) throw UsageError("warm-up must be >= 0", "--warmup");
-  if (!o.spec.accelerate.empty())
-    throw InputError("unknown acceleration method '" + o.spec.accelerate[0].method + "'",
-                     o.spec.file.string() + ":" + std::to_string(o.spec.accelerate[0].line));
+  // Methods first: a bad method or parameter fails before any model is loaded.
+  const auto methods = MethodRegistry::with_builtins().create_all(o.spec.accelerate, o.spec.file.string());
   ModelOptions mo;
   mo.dir = o.spec.model;
   mo.device = parse_device(o.spec.device);
@@ -77,6 +77,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   go.height = o.spec.height;
   go.width = o.spec.width;
   go.batch_size = o.batch_size;
+  for (const auto& m : methods) go.hooks.push_back(m.get());
   const std::vector<std::string> prompts(static_cast<size_t>(o.batch_size), o.prompt);
 
   auto t0 = Clock::now();
@@ -94,6 +95,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   std::vector<double> per_image, unet_steps_per_s;
   StageTimes stages;
   int64_t unet_calls = 0;
+  double skipped = 0;
   int height = 0, width = 0;
   for (int r = 0; r < o.runs; ++r) {
     auto res = pipe->generate(prompts, go);
@@ -102,6 +104,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
     unet_steps_per_s.push_back(static_cast<double>(b.unet_calls) / b.times.denoise);
     stages += b.times;
     unet_calls = b.unet_calls;
+    skipped = res.skipped_module_fraction();
     height = res.height;
     width = res.width;
     log.progress("bench", r + 1, o.runs);
@@ -130,6 +133,10 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   j["seconds_per_batch_median"] = median(per_image) * o.batch_size;
   j["unet_steps_per_second"] = median(unet_steps_per_s);
   j["unet_calls_per_image"] = unet_calls;
+  j["skipped_module_fraction"] = skipped;
+  nlohmann::json described = nlohmann::json::array();
+  for (const auto& m : methods) described.push_back({{"method", m->name()}, {"params", m->params()}});
+  j["methods"] = described;
   j["stages_mean_s"] = {{"text_encoder_s", stages.text_encoder / n}, {"denoise_s", stages.denoise / n},
                         {"vae_decode_s", stages.vae_decode / n}, {"total_s", stages.total / n}};
   j["peak_memory_bytes"] = peak;
