@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on the bundled default. Until the bundled demo model lands (issue 7),
-# this generates the first COCO val captions with the random-weight tiny-sd fixture from ../shared.
+# `make demo`: the main job on the default bundled with the project's test data. Until the bundled
+# demo model lands (tools/train-demo.md), it evaluates DeepCache (interval 3, branch 0) against its
+# baseline on the random-weight tiny-sd model and tiny-clip scorer from ../shared, with the default
+# protocol (first caption of the first 32 COCO val images, batch 4, seed 42), on the CPU.
 set -euo pipefail
 bin=${1:-build/bin/diffbench}
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${DIFFBENCH_SHARED:-$root/../shared}
-model=$shared/fixtures/tiny-sd
-captions=$shared/data/captions_val2017.json
-if [ ! -f "$model/model_index.json" ] || [ ! -f "$captions" ]; then
-  echo "demo: needs $model and $captions (see ../shared/README.md)" >&2
-  exit 2
+for need in "$shared/fixtures/tiny-sd/model_index.json" "$shared/fixtures/tiny-clip/config.json" \
+            "$shared/data/captions_val2017.json"; do
+  if [ ! -f "$need" ]; then
+    echo "demo: needs $need (see ../shared/README.md)" >&2
+    exit 2
+  fi
+done
+spec=$root/examples/tiny-sd-deepcache.toml
+if [ -n "${DIFFBENCH_SHARED:-}" ]; then  # point the spec at the given shared folder
+  spec=$(mktemp --suffix=.toml)
+  sed "s|^model = .*|model = \"$shared/fixtures/tiny-sd\"|" "$root/examples/tiny-sd-deepcache.toml" >"$spec"
 fi
-out=$root/runs/demo-generate
-"$bin" generate --model "$model" --prompts "coco:$captions" --num-samples 8 --steps 25 --batch-size 4 --force --out "$out"
-python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('images: %d  s/image: %.3f  UNet calls/image: %.0f  stages (s): %s' % (r['images'], r['seconds_per_image'], r['unet_calls_per_image'], {k: round(v, 3) for k, v in r['times'].items()}))" "$out/run.json"
+"$bin" eval "$spec" --prompts "coco:$shared/data/captions_val2017.json" --num-samples 32 --batch-size 4 \
+  --clip "$shared/fixtures/tiny-clip" --max-quality-loss 100 --force --out "$root/runs/demo"

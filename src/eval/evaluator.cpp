@@ -148,7 +148,16 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const double loss = base_run.clip_score != 0
                           ? (base_run.clip_score - cand_run.clip_score) / base_run.clip_score * 100.0
                           : 0.0;
-  const PairedStats paired = paired_bootstrap(base_run.per_sample_clip, cand_run.per_sample_clip, 10000, o.seed);
+  // The paired differences use the per-sample values the aggregate averages (clamped at 0 in
+  // per-sample-clamp mode), so their mean equals the difference of the two CLIP scores there.
+  auto per_sample = [&](const std::vector<double>& v) {
+    std::vector<double> out(v);
+    if (o.clip_score == ClipScoreMode::PerSampleClamp)
+      for (double& x : out) x = std::max(x, 0.0);
+    return out;
+  };
+  const PairedStats paired =
+      paired_bootstrap(per_sample(base_run.per_sample_clip), per_sample(cand_run.per_sample_clip), 10000, o.seed);
 
   EvalResult res;
   nlohmann::json thresholds = {{"max_quality_loss_pct", o.max_quality_loss}};

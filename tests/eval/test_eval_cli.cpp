@@ -75,6 +75,11 @@ TEST_F(EvalCli, FewerStepsAreFasterAndReportAgreesWithScore) {
   EXPECT_EQ(rep["baseline"]["unet_calls_per_image"].get<double>(), 51.0);
   EXPECT_EQ(rep["candidate"]["unet_calls_per_image"].get<double>(), 26.0);
   EXPECT_GT(rep["speedup"].get<double>(), 1.0);
+  // The paired mean difference is over the same (clamped) per-sample scores as the aggregates.
+  EXPECT_NEAR(rep["paired"]["mean_diff"].get<double>(),
+              rep["baseline"]["clip_score"].get<double>() - rep["candidate"]["clip_score"].get<double>(), 1e-9);
+  EXPECT_LE(rep["paired"]["ci95"][0].get<double>(), rep["paired"]["mean_diff"].get<double>());
+  EXPECT_GE(rep["paired"]["ci95"][1].get<double>(), rep["paired"]["mean_diff"].get<double>());
   const auto differences = rep["consistency"]["differences"].dump();
   EXPECT_NE(differences.find("steps: 50 vs 25"), std::string::npos) << differences;
   // Re-score the PNGs on disk: the same per-sample scores as the report.
