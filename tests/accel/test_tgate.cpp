@@ -10,7 +10,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
-#include "test_support.hpp"
+#include "tiny_sd_support.hpp"
 
 using namespace diffbench;
 
@@ -171,30 +171,8 @@ TEST(Tgate, CachesTheMeanOfTheHalvesAtTheGateAndReusesIt) {
 
 namespace {
 
-struct Reference {
-  std::vector<std::string> prompts;
-  std::shared_ptr<const SafetensorsFile> tensors;
-};
-
-const Reference& reference() {
-  static const Reference ref = [] {
-    Reference r;
-    auto j = read_json_file(test::fixture("tiny-sd-tgate-reference.json"));
-    r.prompts = j.at("prompts").get<std::vector<std::string>>();
-    r.tensors = SafetensorsFile::open(test::fixture("tiny-sd-tgate-reference.safetensors"));
-    return r;
-  }();
-  return ref;
-}
-
-Txt2ImgPipeline& tiny_sd() {
-  static std::unique_ptr<Txt2ImgPipeline> pipe = [] {
-    ModelOptions mo;
-    mo.dir = test::fixture("tiny-sd");
-    return Txt2ImgPipeline::load(mo);
-  }();
-  return *pipe;
-}
+const test::Reference& reference() { return test::reference("tiny-sd-tgate-reference"); }
+using test::tiny_sd;
 
 std::unique_ptr<Method> make_builtin(const std::string& method, nlohmann::json params) {
   AccelEntry e;

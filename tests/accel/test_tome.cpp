@@ -11,7 +11,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
-#include "test_support.hpp"
+#include "tiny_sd_support.hpp"
 
 using namespace diffbench;
 
@@ -258,29 +258,8 @@ TEST(TomeMethod, ParametersAreChecked) {
 
 namespace {
 
-struct Reference {
-  std::vector<std::string> prompts;
-  std::shared_ptr<const SafetensorsFile> tensors;
-};
-
-const Reference& reference() {
-  static const Reference ref = [] {
-    Reference r;
-    r.prompts = read_json_file(test::fixture("tiny-sd-reference.json")).at("prompts").get<std::vector<std::string>>();
-    r.tensors = SafetensorsFile::open(test::fixture("tiny-sd-reference.safetensors"));
-    return r;
-  }();
-  return ref;
-}
-
-Txt2ImgPipeline& tiny_sd() {
-  static std::unique_ptr<Txt2ImgPipeline> pipe = [] {
-    ModelOptions mo;
-    mo.dir = test::fixture("tiny-sd");
-    return Txt2ImgPipeline::load(mo);
-  }();
-  return *pipe;
-}
+using test::reference;
+using test::tiny_sd;
 
 class TomePipeline : public ::testing::Test {
  protected:

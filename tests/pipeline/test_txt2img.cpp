@@ -2,36 +2,14 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
-#include "test_support.hpp"
+#include "tiny_sd_support.hpp"
 
 using namespace diffbench;
 
 namespace {
 
-struct Reference {
-  std::vector<std::string> prompts;
-  std::shared_ptr<const SafetensorsFile> tensors;
-};
-
-const Reference& reference() {
-  static const Reference ref = [] {
-    Reference r;
-    auto j = read_json_file(test::fixture("tiny-sd-reference.json"));
-    r.prompts = j.at("prompts").get<std::vector<std::string>>();
-    r.tensors = SafetensorsFile::open(test::fixture("tiny-sd-reference.safetensors"));
-    return r;
-  }();
-  return ref;
-}
-
-Txt2ImgPipeline& tiny_sd() {
-  static std::unique_ptr<Txt2ImgPipeline> pipe = [] {
-    ModelOptions mo;
-    mo.dir = test::fixture("tiny-sd");
-    return Txt2ImgPipeline::load(mo);
-  }();
-  return *pipe;
-}
+using test::reference;
+using test::tiny_sd;
 
 class Txt2Img : public ::testing::Test {
  protected:
