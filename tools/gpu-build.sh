@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds diffbench (release, no tests) on a machine that has LibTorch in python3's torch and the
 # CUDA toolkit but none of the Debian -dev packages: unpacks .deb files found in DEPS_DIR
-# (default .deps/, fetched elsewhere with `apt-get download ...`) into a private prefix.
+# (default .deps/, fetched elsewhere with `apt-get download ...`) into a private prefix. Fetch them with
+#   mkdir -p .deps && cd .deps && apt-get download nlohmann-json3-dev libtomlplusplus-dev libtomlplusplus3 \
+#     libcli11-dev libutf8proc-dev libutf8proc2 libpng-dev libpng16-16 zlib1g-dev
 # Usage: tools/gpu-build.sh [BUILD_DIR]   -> BUILD_DIR/bin/diffbench
 set -euo pipefail
 cd "$(dirname "$0")/.."
