@@ -55,6 +55,8 @@ std::string render_markdown(const nlohmann::json& r) {
       << fmt(c["stages"][stage].get<double>()) << " |\n";
   o << "| UNet calls per image | " << fmt(b["unet_calls_per_image"].get<double>(), 1) << " | "
     << fmt(c["unet_calls_per_image"].get<double>(), 1) << " |\n";
+  o << "| skipped UNet modules | " << fmt(100.0 * b.value("skipped_module_fraction", 0.0), 1) << " % | "
+    << fmt(100.0 * c.value("skipped_module_fraction", 0.0), 1) << " % |\n";
   o << "| peak memory (" << c["peak_memory_kind"].get<std::string>() << ") | " << mib(b["peak_memory_bytes"].get<int64_t>())
     << " | " << mib(c["peak_memory_bytes"].get<int64_t>()) << " |\n";
   o << "| CLIP score (" << r["protocol"]["clip_score"].get<std::string>() << ") | " << fmt(b["clip_score"].get<double>())

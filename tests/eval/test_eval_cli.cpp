@@ -61,6 +61,10 @@ TEST_F(EvalCli, IdenticalCandidateHasZeroLoss) {
     EXPECT_TRUE(at::equal(read_png(out / "baseline" / name), read_png(out / "candidate" / name))) << name;
   }
   EXPECT_TRUE(fs::exists(out / "report.md"));
+  std::ifstream md_file(out / "report.md");
+  const std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(md.find("PASSED"), std::string::npos) << md;
+  EXPECT_NE(md.find("| skipped UNet modules | 0.0 % | 0.0 % |"), std::string::npos) << md;
 }
 
 TEST_F(EvalCli, FewerStepsAreFasterAndReportAgreesWithScore) {
