@@ -35,10 +35,15 @@ fs::path default_out(const PipelineSpec& candidate) {
   return o.str();
 }
 
-// Loads one pipeline, warms it up, runs the timed generation; the pipeline is freed on return.
+// Components one pipeline hands to the next (text encoder and VAE, when their files match).
+using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
+
+// Loads one pipeline (reusing `*shared` where identical, then leaving this pipeline's components
+// in it), warms it up, runs the timed generation; the pipeline is freed on return.
 std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const Methods& methods,
                                                 const std::vector<std::string>& prompts, const EvalOptions& o,
-                                                const std::string& label, const Logger& log) {
+                                                const std::string& label, const Logger& log,
+                                                Shared* shared) {
   ModelOptions mo;
   mo.dir = spec.model;
   mo.device = parse_device(spec.device);
@@ -55,7 +60,8 @@ std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const 
   for (const auto& m : methods) go.hooks.push_back(m.get());
 
   log.info(label + ": loading " + spec.model.string());
-  auto pipe = Txt2ImgPipeline::load(mo, log);
+  auto pipe = Txt2ImgPipeline::load(mo, log, *shared);
+  *shared = pipe->shared_components();
   const std::vector<std::string> warm(prompts.begin(),
                                       prompts.begin() + std::min(prompts.size(), static_cast<size_t>(o.batch_size)));
   for (int i = 0; i < o.warmup; ++i) {
@@ -68,6 +74,7 @@ std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const 
   auto result = pipe->generate(prompts, go, {}, log);
 
   PipelineRun run;
+  run.reused_components = pipe->load_report().value("reused", nlohmann::json::array());
   run.spec = spec;
   double sum = 0;
   for (const auto& b : result.batches) {
@@ -102,6 +109,7 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"skipped_module_fraction", r.skipped_module_fraction},
           {"peak_memory_bytes", r.peak_memory_bytes},
           {"peak_memory_kind", r.peak_memory_kind},
+          {"reused_components", r.reused_components},
           {"clip_score", r.clip_score},
           {"per_sample_clip", r.per_sample_clip}};
 }
@@ -135,8 +143,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   StagingDir staging(out, o.force);
   auto scorer = ClipScorer::load(o.clip);
 
-  auto [base_run, base_images] = run_pipeline(baseline, base_methods, prompts, o, "baseline", log);
-  auto [cand_run, cand_images] = run_pipeline(candidate, cand_methods, prompts, o, "candidate", log);
+  Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
+  auto [base_run, base_images] = run_pipeline(baseline, base_methods, prompts, o, "baseline", log, &shared);
+  auto [cand_run, cand_images] = run_pipeline(candidate, cand_methods, prompts, o, "candidate", log, &shared);
+  shared.reset();
 
   log.info("scoring with CLIP (" + scorer->layout() + ")");
   base_run.per_sample_clip = scorer->score(base_images, prompts);

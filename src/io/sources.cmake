@@ -4,6 +4,7 @@ list(APPEND DIFFBENCH_SOURCES
   src/io/state_dict.cpp
   src/io/diffusers_folder.cpp
   src/io/staging_dir.cpp
+  src/io/file_identity.cpp
   src/io/assets.cpp
 )
 # The bundled assets (demo models) of this source tree; $DIFFBENCH_ASSETS overrides it at run time.

@@ -7,6 +7,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/io/file_identity.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/state_dict.hpp"
@@ -128,6 +129,7 @@ struct Txt2ImgPipeline::Impl {
   nlohmann::json scheduler_config;
   std::string scheduler_source;
   nlohmann::json load_report = nlohmann::json::object();
+  fs::path text_weights, text_config, vae_weights, vae_config_file;
 
   Impl(ModelOptions o, ClipTokenizer t) : options(std::move(o)), tokenizer(std::move(t)) {}
 };
@@ -135,7 +137,29 @@ struct Txt2ImgPipeline::Impl {
 Txt2ImgPipeline::Txt2ImgPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Txt2ImgPipeline::~Txt2ImgPipeline() = default;
 
+struct Txt2ImgPipeline::SharedComponents {
+  at::ScalarType dtype;
+  at::Device device;
+  fs::path text_weights, text_config, vae_weights, vae_config_file;
+  ClipTextModel text_encoder{nullptr};
+  AutoencoderKL vae{nullptr};
+  VaeConfig vae_config;
+};
+
+namespace {
+// Same weights and the same config (parsed, so formatting does not matter).
+bool same_component(const fs::path& weights_a, const fs::path& config_a, const fs::path& weights_b,
+                    const fs::path& config_b) {
+  return read_json_file(config_a) == read_json_file(config_b) && same_content(weights_a, weights_b);
+}
+}  // namespace
+
 std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& options, const Logger& log) {
+  return load(options, log, nullptr);
+}
+
+std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& options, const Logger& log,
+                                                       const std::shared_ptr<const SharedComponents>& reuse) {
   const auto folder =
       DiffusersFolder::open(options.dir, {"text_encoder", "tokenizer", "unet", "vae", "scheduler"}, log);
   if (!folder.pipeline_class().empty() && folder.pipeline_class() != "StableDiffusionPipeline")
@@ -146,11 +170,20 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->load_report["tokenizer_s"] = seconds_since(t0);
 
   t0 = Clock::now();
-  impl->text_encoder = ClipTextModel(ClipTextConfig::from_json(JsonConfig::load(folder.config_file("text_encoder"))));
-  LoadOptions text_lo;
-  text_lo.strip_prefix = "text_model.";
-  text_lo.ignore_unexpected = {"embeddings.position_ids"};
-  load_component(impl->text_encoder, folder.weights_file("text_encoder", options.variant), options, text_lo);
+  impl->text_weights = folder.weights_file("text_encoder", options.variant);
+  impl->text_config = folder.config_file("text_encoder");
+  const bool same_place = reuse && reuse->dtype == options.dtype && reuse->device == options.device;
+  impl->load_report["reused"] = nlohmann::json::array();
+  if (same_place && same_component(reuse->text_weights, reuse->text_config, impl->text_weights, impl->text_config)) {
+    impl->text_encoder = reuse->text_encoder;
+    impl->load_report["reused"].push_back("text_encoder");
+  } else {
+    impl->text_encoder = ClipTextModel(ClipTextConfig::from_json(JsonConfig::load(impl->text_config)));
+    LoadOptions text_lo;
+    text_lo.strip_prefix = "text_model.";
+    text_lo.ignore_unexpected = {"embeddings.position_ids"};
+    load_component(impl->text_encoder, impl->text_weights, options, text_lo);
+  }
   impl->load_report["text_encoder_s"] = seconds_since(t0);
 
   t0 = Clock::now();
@@ -162,9 +195,17 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->load_report["unet_s"] = seconds_since(t0);
 
   t0 = Clock::now();
-  impl->vae_config = VaeConfig::from_json(JsonConfig::load(folder.config_file("vae")));
-  impl->vae = AutoencoderKL(impl->vae_config);
-  load_component(impl->vae, folder.weights_file("vae", options.variant), options);
+  impl->vae_weights = folder.weights_file("vae", options.variant);
+  impl->vae_config_file = folder.config_file("vae");
+  if (same_place && same_component(reuse->vae_weights, reuse->vae_config_file, impl->vae_weights, impl->vae_config_file)) {
+    impl->vae_config = reuse->vae_config;
+    impl->vae = reuse->vae;
+    impl->load_report["reused"].push_back("vae");
+  } else {
+    impl->vae_config = VaeConfig::from_json(JsonConfig::load(impl->vae_config_file));
+    impl->vae = AutoencoderKL(impl->vae_config);
+    load_component(impl->vae, impl->vae_weights, options);
+  }
   impl->load_report["vae_s"] = seconds_since(t0);
 
   const auto sched_file = folder.config_file("scheduler");
@@ -181,6 +222,14 @@ int Txt2ImgPipeline::vae_scale_factor() const { return impl_->vae_config.scale_f
 int Txt2ImgPipeline::default_height() const { return impl_->unet->config().sample_size * vae_scale_factor(); }
 int Txt2ImgPipeline::default_width() const { return default_height(); }
 const nlohmann::json& Txt2ImgPipeline::load_report() const { return impl_->load_report; }
+
+std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared_components() const {
+  auto s = std::make_shared<SharedComponents>(SharedComponents{impl_->options.dtype, impl_->options.device,
+                                                               impl_->text_weights, impl_->text_config,
+                                                               impl_->vae_weights, impl_->vae_config_file,
+                                                               impl_->text_encoder, impl_->vae, impl_->vae_config});
+  return s;
+}
 
 at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& prompts) {
   c10::InferenceMode guard;

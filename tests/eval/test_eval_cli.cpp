@@ -55,6 +55,9 @@ TEST_F(EvalCli, IdenticalCandidateHasZeroLoss) {
   EXPECT_EQ(rep["protocol"]["prompts"][0], "A man is in a kitchen making pizzas.");
   EXPECT_TRUE(rep["consistency"]["same_model"].get<bool>());
   EXPECT_EQ(rep["paired"]["mean_diff"].get<double>(), 0.0);
+  // Same text encoder and VAE: loaded once, for the baseline.
+  EXPECT_TRUE(rep["baseline"]["reused_components"].empty());
+  EXPECT_EQ(rep["candidate"]["reused_components"], nlohmann::json({"text_encoder", "vae"}));
   for (int i = 0; i < 8; ++i) {
     char name[32];
     std::snprintf(name, sizeof name, "%06d.png", i);

@@ -2,6 +2,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
+#include "diffbench/pipeline/init_random.hpp"
 #include "tiny_sd_support.hpp"
 
 using namespace diffbench;
@@ -125,4 +126,26 @@ TEST_F(Txt2Img, RejectsBadSizes) {
   opt.steps = 1;
   opt.height = 100;  // not a multiple of 8
   EXPECT_THROW(tiny_sd().generate({"x"}, opt), UsageError);
+}
+
+TEST_F(Txt2Img, ReusesTextEncoderAndVaeOnlyWhenTheirFilesMatch) {
+  DIFFBENCH_REQUIRE_FIXTURE(test::fixture("clip-tokenizer/vocab.json"));
+  auto shared = tiny_sd().shared_components();
+  ModelOptions mo;
+  mo.dir = test::fixture("tiny-sd");
+  auto again = Txt2ImgPipeline::load(mo, Logger::silent(), shared);
+  EXPECT_EQ(again->load_report()["reused"], nlohmann::json({"text_encoder", "vae"}));
+  GenerateOptions opt;
+  opt.steps = 2;
+  EXPECT_TRUE(at::equal(again->generate({"a cat"}, opt).images, tiny_sd().generate({"a cat"}, opt).images));
+
+  auto dir = test::temp_dir("reuse");
+  RandomPipelineOptions ro;
+  ro.seed = 9;
+  ro.tokenizer = test::fixture("clip-tokenizer");
+  write_random_pipeline(dir / "other", ro);
+  mo.dir = dir / "other";
+  auto other = Txt2ImgPipeline::load(mo, Logger::silent(), shared);
+  EXPECT_TRUE(other->load_report()["reused"].empty());
+  std::filesystem::remove_all(dir);
 }

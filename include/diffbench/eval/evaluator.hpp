@@ -44,6 +44,7 @@ struct PipelineRun {
   double skipped_module_fraction = 0;  // skipped / asked before_module hooks (0 without methods)
   int64_t peak_memory_bytes = -1;  // device allocator peak on CUDA, process peak RSS on the CPU
   std::string peak_memory_kind;    // "cuda" | "host-rss"
+  nlohmann::json reused_components = nlohmann::json::array();  // taken from the pipeline before
   std::vector<double> per_sample_clip;
   double clip_score = 0;
   nlohmann::json methods = nlohmann::json::array();

@@ -86,6 +86,14 @@ class Txt2ImgPipeline {
  public:
   // Loads every component once; weights stay on the device for all later generate() calls.
   static std::unique_ptr<Txt2ImgPipeline> load(const ModelOptions& options, const Logger& log = Logger::silent());
+
+  // The text encoder and VAE of a loaded pipeline, to be reused by a later load whose files hold
+  // the same weights and config (same dtype and device): the evaluator loads them once for the
+  // baseline and the candidate. Holding this keeps only those two components alive.
+  struct SharedComponents;
+  std::shared_ptr<const SharedComponents> shared_components() const;
+  static std::unique_ptr<Txt2ImgPipeline> load(const ModelOptions& options, const Logger& log,
+                                               const std::shared_ptr<const SharedComponents>& reuse);
   ~Txt2ImgPipeline();
 
   GenerationResult generate(const std::vector<std::string>& prompts, const GenerateOptions& options,
@@ -95,7 +103,8 @@ class Txt2ImgPipeline {
   int default_height() const;
   int default_width() const;
   int vae_scale_factor() const;
-  // Seconds each component took to load (for run.json).
+  // Seconds each component took to load (for run.json); "reused" lists components taken from
+  // SharedComponents.
   const nlohmann::json& load_report() const;
 
   // Exposed for tests and the evaluator.
