@@ -221,6 +221,17 @@ float euler_init_noise_sigma(const std::vector<float>& sigmas, Spacing spacing) 
   return spacing == Spacing::Leading ? torch_sqrt(sq(max_sigma) + 1) : max_sigma;
 }
 
+EulerTrainSigmas euler_train_sigmas(const TrainSchedule& train, Spacing spacing) {
+  auto ac = train.alphas_cumprod();
+  if (train.rescale_betas_zero_snr) ac[-1] = std::pow(2.0, -24);
+  EulerTrainSigmas out;
+  out.sigmas = to_floats(((1 - ac) / ac).pow(0.5));
+  std::vector<float> descending(out.sigmas.rbegin(), out.sigmas.rend());
+  descending.push_back(0.0f);
+  out.init_noise_sigma = euler_init_noise_sigma(descending, spacing);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // numpy
 

@@ -133,6 +133,15 @@ EulerCoeffs euler_coeffs(float sigma, float sigma_next, bool ancestral);
 // diffusers' init_noise_sigma: max(sigmas), or sqrt(max^2 + 1) for "leading" spacing.
 float euler_init_noise_sigma(const std::vector<float>& sigmas, Spacing spacing);
 
+// The Euler schedulers' training sigmas sqrt((1 - ᾱ) / ᾱ) in float32 (ᾱ's last entry 2^-24 with
+// rescale_betas_zero_snr), ascending with t, and the init noise sigma diffusers reports before
+// set_timesteps (from those sigmas descending, then 0).
+struct EulerTrainSigmas {
+  std::vector<float> sigmas;
+  float init_noise_sigma = 1.0f;
+};
+EulerTrainSigmas euler_train_sigmas(const TrainSchedule& train, Spacing spacing);
+
 // v[idx] with Python's negative indexing (diffusers indexes alphas_cumprod with a timestep that
 // can be -1 for some "trailing" step counts). UsageError when out of range (e.g. "leading" with
 // steps_offset 1 and as many steps as training timesteps).

@@ -54,13 +54,9 @@ class EulerScheduler final : public SchedulerBase {
  public:
   EulerScheduler(EulerSettings s, nlohmann::json config, std::string source)
       : SchedulerBase(std::move(config), std::move(source)), s_(std::move(s)) {
-    auto ac = s_.train.alphas_cumprod();
-    if (s_.train.rescale_betas_zero_snr) ac[-1] = std::pow(2.0, -24);
-    train_sigmas_ = to_floats(((1 - ac) / ac).pow(0.5));
-    // before set_timesteps diffusers' sigmas are the training sigmas, descending, then 0
-    std::vector<float> sigmas(train_sigmas_.rbegin(), train_sigmas_.rend());
-    sigmas.push_back(0.0f);
-    init_noise_sigma_ = euler_init_noise_sigma(sigmas, s_.spacing);
+    const auto train = euler_train_sigmas(s_.train, s_.spacing);
+    train_sigmas_ = train.sigmas;
+    init_noise_sigma_ = train.init_noise_sigma;
   }
 
   std::string name() const override { return "euler"; }
