@@ -16,6 +16,24 @@ ClipActivation parse_clip_activation(const std::string& name, const std::string&
                    where);
 }
 
+ClipEncoderConfig ClipEncoderConfig::from_fields(int64_t hidden_size, int64_t intermediate_size,
+                                                 int64_t num_hidden_layers, int64_t num_attention_heads,
+                                                 double layer_norm_eps, const std::string& hidden_act,
+                                                 const std::string& where) {
+  if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
+    throw InputError("hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
+                         std::to_string(num_attention_heads),
+                     where);
+  ClipEncoderConfig e;
+  e.hidden_size = hidden_size;
+  e.intermediate_size = intermediate_size;
+  e.num_hidden_layers = num_hidden_layers;
+  e.num_attention_heads = num_attention_heads;
+  e.layer_norm_eps = layer_norm_eps;
+  e.hidden_act = parse_clip_activation(hidden_act, where);
+  return e;
+}
+
 at::Tensor apply_activation(const at::Tensor& x, ClipActivation act) {
   switch (act) {
     case ClipActivation::QuickGelu:

@@ -40,18 +40,8 @@ ClipVisionConfig ClipVisionConfig::from_json(const JsonConfig& j) {
 }
 
 ClipEncoderConfig ClipVisionConfig::encoder(const std::string& where) const {
-  if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
-    throw InputError("hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
-                         std::to_string(num_attention_heads),
-                     where);
-  ClipEncoderConfig e;
-  e.hidden_size = hidden_size;
-  e.intermediate_size = intermediate_size;
-  e.num_hidden_layers = num_hidden_layers;
-  e.num_attention_heads = num_attention_heads;
-  e.layer_norm_eps = layer_norm_eps;
-  e.hidden_act = parse_clip_activation(hidden_act, where);
-  return e;
+  return ClipEncoderConfig::from_fields(hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+                                        layer_norm_eps, hidden_act, where);
 }
 
 ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionConfig& c) : image_size_(c.image_size) {

@@ -42,6 +42,12 @@ struct ClipEncoderConfig {
   int64_t num_attention_heads = 8;
   double layer_norm_eps = 1e-5;
   ClipActivation hidden_act = ClipActivation::QuickGelu;
+
+  // From a transformers text or vision config's fields; an activation it does not know or a
+  // hidden size the heads do not divide is an InputError naming `where`.
+  static ClipEncoderConfig from_fields(int64_t hidden_size, int64_t intermediate_size, int64_t num_hidden_layers,
+                                       int64_t num_attention_heads, double layer_norm_eps,
+                                       const std::string& hidden_act, const std::string& where);
 };
 
 // CLIPAttention: separate q/k/v projections, head_dim^-0.5 scaling.
