@@ -58,7 +58,8 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
 
-demo: build
+demo: configure  # the command only: the tests are not built
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target diffbench_cli
 	./tools/demo.sh $(BUILD_DIR)/bin/diffbench
 
 clean:

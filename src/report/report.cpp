@@ -81,7 +81,24 @@ std::string render_markdown(const nlohmann::json& r) {
     for (const auto& f : r["failures"]) o << "- " << f.get<std::string>() << "\n";
     o << "\n";
   }
-  o << "Images: `baseline/NNNNNN.png` and `candidate/NNNNNN.png`, in prompt order.\n";
+  o << "Images: `baseline/NNNNNN.png` and `candidate/NNNNNN.png`, in prompt order.\n\n";
+  // Side by side, with each prompt's CLIP scores (paths relative to this file).
+  const auto& prompts = r["protocol"]["prompts"];
+  const auto& bs = b["per_sample_clip"];
+  const auto& cs = c["per_sample_clip"];
+  o << "| # | prompt | baseline | candidate | CLIP baseline / candidate |\n|---|---|---|---|---|\n";
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%06zu.png", i);
+    std::string prompt;  // one table cell: no line breaks, pipes escaped
+    for (char ch : prompts[i].get<std::string>()) {
+      if (ch == '|') prompt += '\\';
+      prompt += (ch == '\n' || ch == '\r') ? ' ' : ch;
+    }
+    o << "| " << i << " | " << prompt << " | ![](baseline/" << name << ") | ![](candidate/" << name << ") | ";
+    if (i < bs.size() && i < cs.size()) o << fmt(bs[i].get<double>(), 2) << " / " << fmt(cs[i].get<double>(), 2);
+    o << " |\n";
+  }
   return o.str();
 }
 

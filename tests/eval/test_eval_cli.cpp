@@ -68,6 +68,13 @@ TEST_F(EvalCli, IdenticalCandidateHasZeroLoss) {
   const std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
   EXPECT_NE(md.find("PASSED"), std::string::npos) << md;
   EXPECT_NE(md.find("| skipped UNet modules | 0.0 % | 0.0 % |"), std::string::npos) << md;
+  // The images side by side, one row per prompt, with both CLIP scores; the linked files exist.
+  char row[160];
+  std::snprintf(row, sizeof row, "| 0 | A man is in a kitchen making pizzas. | ![](baseline/000000.png) | ![](candidate/000000.png) | %.2f / %.2f |",
+                rep["baseline"]["per_sample_clip"][0].get<double>(), rep["candidate"]["per_sample_clip"][0].get<double>());
+  EXPECT_NE(md.find(row), std::string::npos) << md;
+  EXPECT_NE(md.find("| 7 | "), std::string::npos) << md;
+  EXPECT_EQ(md.find("| 8 | "), std::string::npos) << md;
 }
 
 TEST_F(EvalCli, FewerStepsAreFasterAndReportAgreesWithScore) {

@@ -39,7 +39,7 @@ struct TrainOptions {
   int64_t train_size = 100000;        // pictures rendered once into the training pool
   PhaseOptions vae{5000, 64, 5e-4, 200};
   PhaseOptions clip{3000, 512, 5e-4, 200};
-  PhaseOptions unet{10000, 256, 4e-4, 500};
+  PhaseOptions unet{5000, 256, 4e-4, 500};
   double kl_weight = 1e-4;            // per latent element, against the per-pixel L1
   double caption_dropout = 0.1;
   double noise_offset = 0.1;          // std of a per-channel constant added to the UNet's training noise, so
@@ -48,7 +48,7 @@ struct TrainOptions {
   at::ScalarType weights_dtype = at::kHalf;  // on disk
   bool evaluate = true;               // scorer and pipeline retrieval on the demo prompts at the end
   int eval_steps = 50;
-  double eval_guidance = 7.5;
+  double eval_guidance = 3.0;         // what examples/demo-*.toml use
   int64_t log_every = 100;
   std::string command;                // the command line, for train.json and the model card
 };
