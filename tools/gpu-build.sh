@@ -5,6 +5,7 @@
 #   mkdir -p .deps && cd .deps && apt-get download nlohmann-json3-dev libtomlplusplus-dev libtomlplusplus3 \
 #     libcli11-dev libutf8proc-dev libutf8proc2 libpng-dev libpng16-16 zlib1g-dev
 # Usage: tools/gpu-build.sh [BUILD_DIR]   -> BUILD_DIR/bin/diffbench
+#   TESTS=ON (with libgtest-dev in DEPS_DIR) also configures the tests; TARGETS="a b" builds only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
@@ -22,7 +23,8 @@ for link in "$prefix"/usr/lib/x86_64-linux-gnu/*.so; do
   rm -f "${link%.so}.a"
 done
 torch_prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDIFFBENCH_BUILD_TESTS=OFF \
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDIFFBENCH_BUILD_TESTS="${TESTS:-OFF}" \
   -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" -DDIFFBENCH_CUDA_KERNELS=ON \
   -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr" >"$build.configure.log" 2>&1 || { tail -40 "$build.configure.log"; exit 1; }
-cmake --build "$build" -j "$(nproc)"
+# shellcheck disable=SC2086
+cmake --build "$build" -j "$(nproc)" ${TARGETS:+--target $TARGETS}

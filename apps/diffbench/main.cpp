@@ -100,7 +100,7 @@ void add_score(CLI::App& app, ScoreArgs& a) {
 struct BenchArgs {
   std::string spec, prompt = "A man is in a kitchen making pizzas.", profile;
   int batch_size = 1, runs = 5, warmup = 1;
-  bool json = false, no_cuda_graphs = false, no_channels_last = false;
+  bool json = false, no_cuda_graphs = false, no_channels_last = false, cudnn_benchmark = false;
 };
 
 void add_bench(CLI::App& app, BenchArgs& a) {
@@ -114,6 +114,8 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   c->add_flag("--json", a.json, "print JSON only");
   c->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "CUDA: run the UNet eagerly instead of replaying a captured graph");
   c->add_flag("--no-channels-last", a.no_channels_last, "CUDA: keep NCHW convolutions");
+  c->add_flag("--cudnn-benchmark", a.cudnn_benchmark,
+              "CUDA: time cuDNN's convolution algorithms per shape instead of taking its heuristic choice (slower first image)");
   c->add_option("--profile", a.profile, "profile one more generation: Chrome trace to FILE, kernel summary in the JSON");
 }
 
@@ -344,6 +346,7 @@ int run_bench_command(const BenchArgs& a) {
   o.prompt = a.prompt;
   o.cuda_graphs = !a.no_cuda_graphs;
   o.channels_last = !a.no_channels_last;
+  o.cudnn_benchmark = a.cudnn_benchmark;
   o.profile = a.profile;
   const auto j = run_bench(o, log);
   std::cout << (a.json ? j.dump(2) + "\n" : render_bench(j));

@@ -115,10 +115,10 @@ nlohmann::json DeepCache::stats() const {
   return {{"unet_calls", calls_},
           {"full_calls", full_calls_},
           {"partial_calls", calls_ - full_calls_},
-          {"skipped_modules", skipped_modules_}};
+          {"skipped_modules", (calls_ - full_calls_) * static_cast<int64_t>(read_by_partial_.size())}};
 }
 
-void DeepCache::reset_stats() { calls_ = full_calls_ = skipped_modules_ = 0; }
+void DeepCache::reset_stats() { calls_ = full_calls_ = 0; }
 
 void DeepCache::restart() {
   cache_.clear();
@@ -148,6 +148,8 @@ void DeepCache::before_step(const StepInfo& step) {
 void DeepCache::begin_call(const UNetCallInfo& info) {
   if (last_batch_ != 0 && info.batch != last_batch_) restart();  // cached tensors no longer fit
   last_batch_ = info.batch;
+  last_h_ = info.latent_h;
+  last_w_ = info.latent_w;
   if (o_.skip_mode == "non-uniform") {
     // DeepCache's SD pipeline: loop index i in the schedule.
     full_ = std::binary_search(full_steps_.begin(), full_steps_.end(), static_cast<int>(info.step));
@@ -188,15 +190,50 @@ bool DeepCache::deeper_than_branch(const ModuleId& id) const {
 std::optional<ModuleOutput> DeepCache::before_module(const ModuleId& id) {
   if (full_ || !deeper_than_branch(id)) return std::nullopt;
   auto it = cache_.find(id.name);
-  if (it == cache_.end())
-    throw RuntimeFailure("deepcache: no cached output for " + id.name + " (the generation began with a partial step)");
-  ++skipped_modules_;
-  return it->second;
+  if (it == cache_.end()) {
+    // A full call replayed from a graph wrote the fixed buffer and called no hook.
+    auto b = buffers_.find({id.name, last_batch_, last_h_, last_w_});
+    if (b == buffers_.end())
+      throw RuntimeFailure("deepcache: no cached output for " + id.name + " (the generation began with a partial step)");
+    return b->second;
+  }
+  read_by_partial_.insert(id.name);
+  // From now on this output lives in a fixed buffer (copied once here, in place by full calls).
+  return keep(id.name, it->second);
 }
 
 void DeepCache::after_module(const ModuleId& id, const ModuleOutput& output) {
   // Each module keeps its output from its last computed call; only those a partial call can skip.
-  if (deeper_than_branch(id)) cache_[id.name] = output;
+  if (!deeper_than_branch(id)) return;
+  if (read_by_partial_.count(id.name))
+    keep(id.name, output);
+  else
+    cache_[id.name] = output;
+}
+
+const ModuleOutput& DeepCache::keep(const std::string& name, const ModuleOutput& output) {
+  auto [it, fresh] = buffers_.try_emplace({name, last_batch_, last_h_, last_w_});
+  ModuleOutput& buf = it->second;
+  const bool fits = !fresh && buf.hidden.sizes() == output.hidden.sizes() && buf.residuals.size() == output.residuals.size();
+  if (!fits) {
+    buf.hidden = at::empty_like(output.hidden);
+    buf.residuals.clear();
+    for (const auto& r : output.residuals) buf.residuals.push_back(at::empty_like(r));
+  }
+  if (!buf.hidden.is_same(output.hidden)) {
+    buf.hidden.copy_(output.hidden);
+    for (size_t i = 0; i < buf.residuals.size(); ++i) buf.residuals[i].copy_(output.residuals[i]);
+  }
+  cache_[name] = buf;
+  return buf;
+}
+
+std::optional<std::string> DeepCache::graph_variant() {
+  if (read_by_partial_.empty()) return std::nullopt;  // not yet known what partial calls read
+  if (full_) return std::string("deepcache:full");
+  for (const auto& name : read_by_partial_)
+    if (!buffers_.count({name, last_batch_, last_h_, last_w_})) return std::nullopt;
+  return std::string("deepcache:partial");
 }
 
 void register_deepcache(MethodRegistry& registry) {

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "diffbench/accel/method.hpp"
@@ -34,6 +37,9 @@ class DeepCache : public Method {
   void begin_call(const UNetCallInfo& info) override;
   std::optional<ModuleOutput> before_module(const ModuleId& id) override;
   void after_module(const ModuleId& id, const ModuleOutput& output) override;
+  // "full" or "partial" once a partial call has shown which outputs it reads (those are then kept
+  // in fixed buffers, written in place by full calls); before that, none (eager).
+  std::optional<std::string> graph_variant() override;
 
   // Whether the current call is fully computed (for tests).
   bool full_call() const { return full_; }
@@ -57,7 +63,15 @@ class DeepCache : public Method {
   bool restart_ = false;
   int64_t last_batch_ = 0;
   std::map<std::string, ModuleOutput> cache_;
-  int64_t calls_ = 0, full_calls_ = 0, skipped_modules_ = 0;
+  // Outputs partial calls read (learnt from the first one; every partial call skips the same
+  // modules), kept in buffers that stay put, per module
+  // and input shape (a captured graph keeps reading and writing the same memory).
+  std::set<std::string> read_by_partial_;
+  std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, ModuleOutput> buffers_;  // name, batch, h, w
+  int64_t last_h_ = 0, last_w_ = 0;
+  int64_t calls_ = 0, full_calls_ = 0;
+
+  const ModuleOutput& keep(const std::string& name, const ModuleOutput& output);
 };
 
 // DeepCache's non-uniform 1:N schedule (sample_from_quad_center in DeepCache/sd/

@@ -1,6 +1,10 @@
 // The "tome" acceleration method: tomesd's compute_merge at every BasicTransformerBlock, through
 // UNetHooks::tokens. The merge itself is in tome_merge.cpp.
 #include <cmath>
+#include <map>
+#include <set>
+#include <tuple>
+#include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -70,16 +74,12 @@ class TomeMethod final : public Method {
   }
 
   nlohmann::json stats() const override {
-    return {{"merging_block_calls", merging_calls_},
-            {"tokens_in", tokens_in_},
-            {"tokens_removed", tokens_removed_}};
+    return {{"merging_block_calls", total_.merging_calls},
+            {"tokens_in", total_.tokens_in},
+            {"tokens_removed", total_.tokens_removed}};
   }
 
-  void reset_stats() override {
-    merging_calls_ = 0;
-    tokens_in_ = 0;
-    tokens_removed_ = 0;
-  }
+  void reset_stats() override { total_ = Counts{}; }
 
   void begin_generation(const GenerationInfo& info) override {
     seed_ = splitmix64(info.seed ^ splitmix64(info.batch_index));
@@ -88,10 +88,37 @@ class TomeMethod final : public Method {
     latent_w_ = info.latent_w;
   }
 
-  // tomesd's forward pre-hook on the UNet: the latent size at the UNet input.
+  // tomesd's forward pre-hook on the UNet: the latent size at the UNet input. Where an earlier
+  // call of this shape showed which random choices a call draws, they are drawn here, in order,
+  // into that call's buffers (so the hooks below draw nothing and a CUDA graph can replay them).
   void begin_call(const UNetCallInfo& info) override {
+    if (recording_) recorded_.insert(key_);
+    if (current_.merging_calls > 0) last_[key_] = current_;
+    current_ = Counts{};
     latent_h_ = info.latent_h;
     latent_w_ = info.latent_w;
+    key_ = {info.latent_h, info.latent_w, info.batch};
+    next_draw_ = 0;
+    recording_ = !recorded_.count(key_);
+    if (recording_) {
+      draws_[key_].clear();  // no graph reads buffers of an unrecorded shape
+    } else {
+      for (at::Tensor& choice : draws_[key_]) {
+        at::Generator& gen = generator_for(choice.device());
+        at::randint_out(choice, options_.sx * options_.sy, choice.sizes(), gen);
+      }
+    }
+  }
+
+  // Once a call of this shape has run its hooks, the same work every time.
+  std::optional<std::string> graph_variant() override {
+    if (!recorded_.count(key_)) return std::nullopt;
+    return std::string("tome");
+  }
+
+  void replayed() override {
+    const auto it = last_.find(key_);
+    if (it != last_.end()) total_ += it->second;
   }
 
   // tomesd's compute_merge.
@@ -114,29 +141,58 @@ class TomeMethod final : public Method {
     const auto r = static_cast<int64_t>(static_cast<double>(n) * options_.ratio);
     // An odd batch cannot hold matching conditional and unconditional halves: no randomness.
     const bool use_rand = x.size(0) % 2 == 1 ? false : options_.use_rand;
-    std::optional<at::Generator> gen;
-    if (use_rand) {
-      const at::Device where = x.is_cuda() ? x.device() : at::Device(at::kCPU);
-      if (!generator_ || generator_->device() != where) generator_ = generator_on(where, seed_);
-      gen = generator_;
+    at::Tensor choice;
+    if (use_rand && tome_draws_choice(grid_w, grid_h, options_.sx, options_.sy, r)) {
+      auto& draws = draws_[key_];
+      if (recording_) {
+        const at::Device where = x.is_cuda() ? x.device() : at::Device(at::kCPU);
+        choice = at::randint(options_.sx * options_.sy, {grid_h / options_.sy, grid_w / options_.sx, 1}, generator_for(where),
+                             at::TensorOptions().dtype(at::kLong).device(where));
+        draws.push_back(choice);
+      } else {
+        if (next_draw_ >= draws.size())
+          throw RuntimeFailure("tome: this call merges more blocks than the first call of its shape", "tome");
+        choice = draws[next_draw_];
+      }
+      ++next_draw_;
     }
-    auto merge = bipartite_soft_matching_random2d(x, grid_w, grid_h, options_.sx, options_.sy, r, !use_rand, gen);
+    auto merge = bipartite_soft_matching_random2d(x, grid_w, grid_h, options_.sx, options_.sy, r, choice);
     if (!merge) return nullptr;
-    ++merging_calls_;
-    tokens_in_ += n;
-    tokens_removed_ += merge->removed();
+    current_ += Counts{1, n, merge->removed()};
+    total_ += Counts{1, n, merge->removed()};
     return std::make_shared<TomeTransform>(std::move(*merge), options_);
   }
 
  private:
+  struct Counts {
+    int64_t merging_calls = 0, tokens_in = 0, tokens_removed = 0;
+    Counts& operator+=(const Counts& o) {
+      merging_calls += o.merging_calls;
+      tokens_in += o.tokens_in;
+      tokens_removed += o.tokens_removed;
+      return *this;
+    }
+  };
+  using Key = std::tuple<int64_t, int64_t, int64_t>;  // latent h, w, UNet batch
+
+  at::Generator& generator_for(at::Device where) {
+    if (!generator_ || generator_->device() != where) generator_ = generator_on(where, seed_);
+    return *generator_;
+  }
+
   TomeOptions options_;
   uint64_t seed_ = splitmix64(0);
   std::optional<at::Generator> generator_;
   int64_t latent_h_ = 0;
   int64_t latent_w_ = 0;
-  int64_t merging_calls_ = 0;
-  int64_t tokens_in_ = 0;
-  int64_t tokens_removed_ = 0;
+  // Random choices per shape: recorded by the first call of a shape, redrawn in place afterwards.
+  Key key_{0, 0, 0};
+  bool recording_ = true;
+  std::set<Key> recorded_;
+  std::map<Key, std::vector<at::Tensor>> draws_;
+  size_t next_draw_ = 0;
+  Counts total_, current_;
+  std::map<Key, Counts> last_;  // per shape: what its last call with hooks merged
 };
 
 ParamSpec param(std::string name, ParamSpec::Type type, nlohmann::json def, std::optional<double> min,

@@ -89,23 +89,31 @@ at::Tensor TokenMerge::unmerge(const at::Tensor& x) const {
   return x.gather(1, row_of_.unsqueeze(-1).expand({b, n_, c}));  // [B, N, C]
 }
 
+bool tome_draws_choice(int64_t w, int64_t h, int64_t sx, int64_t sy, int64_t r) {
+  const int64_t cells = (h / sy) * (w / sx);
+  return r > 0 && cells < h * w && cells > 0;
+}
+
 std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
-                                                           int64_t sy, int64_t r, bool no_rand,
-                                                           std::optional<at::Generator> generator) {
+                                                           int64_t sy, int64_t r, const at::Tensor& cell_choice) {
   if (r <= 0) return std::nullopt;
   if (metric.dim() != 3 || metric.size(1) != h * w)
     throw UsageError("ToMe: metric of shape " + std::string(c10::str(metric.sizes())) + " is not [B, h*w, C] for h=" +
                          std::to_string(h) + ", w=" + std::to_string(w),
                      "tome");
-  const int64_t hsy = h / sy, wsx = w / sx;
-  if (hsy * wsx >= h * w) return std::nullopt;  // every token is a destination: nothing to merge
+  if ((h / sy) * (w / sx) >= h * w) return std::nullopt;  // every token is a destination: nothing to merge
+  return TokenMerge(tome_partition(h, w, sx, sy, cell_choice, metric.device()), metric, r);
+}
+
+std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
+                                                           int64_t sy, int64_t r, bool no_rand,
+                                                           std::optional<at::Generator> generator) {
   at::Tensor choice;
-  if (!no_rand && hsy * wsx > 0) {
+  if (!no_rand && tome_draws_choice(w, h, sx, sy, r) && metric.dim() == 3 && metric.size(1) == h * w) {
     const at::Device gen_device = generator ? generator->device() : metric.device();
-    choice = at::randint(sy * sx, {hsy, wsx, 1}, generator,
-                         at::TensorOptions().dtype(at::kLong).device(gen_device));
+    choice = at::randint(sy * sx, {h / sy, w / sx, 1}, generator, at::TensorOptions().dtype(at::kLong).device(gen_device));
   }
-  return TokenMerge(tome_partition(h, w, sx, sy, choice, metric.device()), metric, r);
+  return bipartite_soft_matching_random2d(metric, w, h, sx, sy, r, choice);
 }
 
 }  // namespace diffbench

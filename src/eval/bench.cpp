@@ -69,6 +69,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   mo.dtype = parse_dtype(o.spec.dtype, mo.device);
   mo.cuda_graphs = o.cuda_graphs;
   mo.channels_last = o.channels_last;
+  mo.cudnn_benchmark = o.cudnn_benchmark;
   GenerateOptions go;
   go.scheduler = o.spec.scheduler;
   go.steps = o.spec.steps;
@@ -144,6 +145,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   j["environment"] = environment_info(mo.device);
   j["cuda_graphs"] = o.cuda_graphs && mo.device.is_cuda();
   j["channels_last"] = o.channels_last && mo.device.is_cuda();
+  j["cudnn_benchmark"] = o.cudnn_benchmark && mo.device.is_cuda();
   if (!profile.is_null()) j["profile"] = profile;
   return j;
 }

@@ -1,8 +1,10 @@
-// GroupNorm (+SiLU) for channels-last activations. Three kernels:
+// GroupNorm (+SiLU) for channels-last activations, optionally of x + shift[n, c] (a convolution's
+// bias plus the time embedding, which the resnet would otherwise add in two broadcast passes).
+// Three kernels:
 //  1. partial sums: block (chunk of pixels, sample); thread t owns channels t, t+blockDim, ... and
 //     accumulates sum and sum of squares over the chunk's pixels (coalesced: a pixel's channels are
 //     contiguous), then folds them into per-group shared sums and writes one (sum, sumsq) per group;
-//  2. finalise: per (sample, group) add the chunks' partials in double -> mean, 1/std;
+//  2. finalise: per (sample, group) one warp adds the chunks' partials in double -> mean, 1/std;
 //  3. apply: elementwise (x - mean) * rstd * w + b, then SiLU, 8 values per thread when C % 8 == 0.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -26,10 +28,18 @@ template <> __device__ __forceinline__ __half from_float<__half>(float v) { retu
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 template <typename T>
-__global__ void partial_sums(const T* __restrict__ x, float2* __restrict__ partial, int HW, int C, int G, int chunks) {
+__global__ void partial_sums(const T* __restrict__ x, const float* __restrict__ shift, float2* __restrict__ partial,
+                             int HW, int C, int G, int chunks, int ppc) {
   const int chunk = blockIdx.x, n = blockIdx.y;
-  const int p0 = chunk * kPixelsPerChunk, p1 = min(p0 + kPixelsPerChunk, HW);
-  float s[kMaxChannelsPerThread] = {0}, q[kMaxChannelsPerThread] = {0};
+  const int p0 = chunk * ppc, p1 = min(p0 + ppc, HW);
+  float s[kMaxChannelsPerThread] = {0}, q[kMaxChannelsPerThread] = {0}, sh[kMaxChannelsPerThread] = {0};
+  if (shift) {
+#pragma unroll
+    for (int k = 0; k < kMaxChannelsPerThread; ++k) {
+      const int c = threadIdx.x + k * kThreads;
+      if (c < C) sh[k] = shift[static_cast<size_t>(n) * C + c];
+    }
+  }
   const T* base = x + static_cast<size_t>(n) * HW * C;
   for (int p = p0; p < p1; ++p) {
     const T* row = base + static_cast<size_t>(p) * C;
@@ -37,7 +47,7 @@ __global__ void partial_sums(const T* __restrict__ x, float2* __restrict__ parti
     for (int k = 0; k < kMaxChannelsPerThread; ++k) {
       const int c = threadIdx.x + k * kThreads;
       if (c < C) {
-        const float v = to_float(row[c]);
+        const float v = to_float(row[c]) + sh[k];
         s[k] += v;
         q[k] += v * v;
       }
@@ -60,25 +70,34 @@ __global__ void partial_sums(const T* __restrict__ x, float2* __restrict__ parti
     partial[(static_cast<size_t>(n) * chunks + chunk) * G + g] = make_float2(shared[g], shared[G + g]);
 }
 
+// One warp per (sample, group): lanes add strided chunks in double, then a shuffle reduction.
 __global__ void finalise(const float2* __restrict__ partial, float2* __restrict__ stats, int chunks, int G,
                          double count, double eps, int total) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;  // n * G + g
+  const int i = (blockIdx.x * blockDim.x + threadIdx.x) / 32;  // n * G + g
+  const int lane = threadIdx.x % 32;
   if (i >= total) return;
   const int n = i / G, g = i % G;
   double s = 0, q = 0;
-  for (int k = 0; k < chunks; ++k) {
+  for (int k = lane; k < chunks; k += 32) {
     const float2 v = partial[(static_cast<size_t>(n) * chunks + k) * G + g];
     s += v.x;
     q += v.y;
   }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    s += __shfl_down_sync(0xffffffffu, s, off);
+    q += __shfl_down_sync(0xffffffffu, q, off);
+  }
+  if (lane != 0) return;
   const double mean = s / count;
   const double var = fmax(q / count - mean * mean, 0.0);
   stats[i] = make_float2(static_cast<float>(mean), static_cast<float>(rsqrt(var + eps)));
 }
 
 template <typename T, bool Silu>
-__global__ void apply(const T* __restrict__ x, T* __restrict__ y, const float2* __restrict__ stats,
-                      const T* __restrict__ w, const T* __restrict__ b, size_t total, int HW, int C, int G) {
+__global__ void apply(const T* __restrict__ x, const float* __restrict__ shift, T* __restrict__ y,
+                      const float2* __restrict__ stats, const T* __restrict__ w, const T* __restrict__ b, size_t total,
+                      int HW, int C, int G) {
   const int cg = C / G;
   const size_t per_sample = static_cast<size_t>(HW) * C;
   for (size_t i = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8; i < total;
@@ -93,7 +112,8 @@ __global__ void apply(const T* __restrict__ x, T* __restrict__ y, const float2* 
     for (int k = 0; k < 8; ++k) {
       const int c = c0 + k;
       const float2 st = stats[n * G + c / cg];
-      float r = (to_float(v[k]) - st.x) * st.y * to_float(w[c]) + to_float(b[c]);
+      const float xv = to_float(v[k]) + (shift ? shift[static_cast<size_t>(n) * C + c] : 0.f);
+      float r = (xv - st.x) * st.y * to_float(w[c]) + to_float(b[c]);
       if (Silu) r = r / (1.f + __expf(-r));
       o[k] = from_float<T>(r);
     }
@@ -102,19 +122,22 @@ __global__ void apply(const T* __restrict__ x, T* __restrict__ y, const float2* 
 }
 
 template <typename T>
-void launch(const at::Tensor& x, at::Tensor& y, const at::Tensor& w, const at::Tensor& b, int G, double eps, bool silu) {
+void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Tensor& w, const at::Tensor& b, int G,
+            double eps, bool silu) {
   const int N = static_cast<int>(x.size(0)), C = static_cast<int>(x.size(1));
   const int HW = static_cast<int>(x.size(2) * x.size(3));
-  const int chunks = (HW + kPixelsPerChunk - 1) / kPixelsPerChunk;
+  // Small levels get shorter chunks, so that enough blocks run.
+  const int ppc = HW >= 1024 ? kPixelsPerChunk : 4;
+  const int chunks = (HW + ppc - 1) / ppc;
   auto stream = at::cuda::getCurrentCUDAStream();
   auto opts = x.options().dtype(at::kFloat);
   at::Tensor partial = at::empty({N, chunks, G, 2}, opts);
   at::Tensor stats = at::empty({N, G, 2}, opts);
   const T* xp = reinterpret_cast<const T*>(x.data_ptr());
   partial_sums<T><<<dim3(chunks, N), kThreads, 2 * G * sizeof(float), stream>>>(
-      xp, reinterpret_cast<float2*>(partial.data_ptr()), HW, C, G, chunks);
+      xp, shift, reinterpret_cast<float2*>(partial.data_ptr()), HW, C, G, chunks, ppc);
   const int total_groups = N * G;
-  finalise<<<(total_groups + 127) / 128, 128, 0, stream>>>(reinterpret_cast<const float2*>(partial.data_ptr()),
+  finalise<<<(total_groups * 32 + 255) / 256, 256, 0, stream>>>(reinterpret_cast<const float2*>(partial.data_ptr()),
                                                            reinterpret_cast<float2*>(stats.data_ptr()), chunks, G,
                                                            static_cast<double>(HW) * (C / G), eps, total_groups);
   const size_t total = static_cast<size_t>(x.numel());
@@ -124,30 +147,88 @@ void launch(const at::Tensor& x, at::Tensor& y, const at::Tensor& w, const at::T
   auto* bp = reinterpret_cast<const T*>(b.data_ptr());
   auto* sp = reinterpret_cast<const float2*>(stats.data_ptr());
   if (silu)
-    apply<T, true><<<blocks, kThreads, 0, stream>>>(xp, yp, sp, wp, bp, total, HW, C, G);
+    apply<T, true><<<blocks, kThreads, 0, stream>>>(xp, shift, yp, sp, wp, bp, total, HW, C, G);
   else
-    apply<T, false><<<blocks, kThreads, 0, stream>>>(xp, yp, sp, wp, bp, total, HW, C, G);
+    apply<T, false><<<blocks, kThreads, 0, stream>>>(xp, shift, yp, sp, wp, bp, total, HW, C, G);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
 
 at::Tensor group_norm_nhwc(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t groups,
-                           double eps, bool silu) {
+                           double eps, bool silu, const at::Tensor& shift) {
   const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t C = x.size(1);
+  const int64_t N = x.size(0), C = x.size(1);
   // The vectorised apply needs 8 channels per load; fall back to LibTorch otherwise.
   if (C % 8 != 0 || C > kThreads * kMaxChannelsPerThread) {
-    at::Tensor y = at::group_norm(x, groups, weight, bias, eps);
+    const at::Tensor in = shift.defined() ? x + shift.view({N, C, 1, 1}).to(x.scalar_type()) : x;
+    at::Tensor y = at::group_norm(in, groups, weight, bias, eps);
     return silu ? at::silu(y) : y;
   }
   at::Tensor y = at::empty_like(x, at::MemoryFormat::ChannelsLast);
   const at::Tensor w = weight.to(x.scalar_type()).contiguous(), b = bias.to(x.scalar_type()).contiguous();
+  at::Tensor sh;
+  if (shift.defined()) sh = shift.to(at::kFloat).expand({N, C}).contiguous();
+  const float* shp = sh.defined() ? sh.data_ptr<float>() : nullptr;
   if (x.scalar_type() == at::kHalf)
-    launch<__half>(x, y, w, b, static_cast<int>(groups), eps, silu);
+    launch<__half>(x, shp, y, w, b, static_cast<int>(groups), eps, silu);
   else
-    launch<__nv_bfloat16>(x, y, w, b, static_cast<int>(groups), eps, silu);
+    launch<__nv_bfloat16>(x, shp, y, w, b, static_cast<int>(groups), eps, silu);
   return y;
+}
+
+namespace {
+
+// out = (x + bias[c] + residual) * scale, channels-last (c = index mod C), 8 values per thread.
+template <typename T>
+__global__ void bias_residual_kernel(const T* __restrict__ x, const T* __restrict__ bias, const T* __restrict__ res,
+                                     T* __restrict__ out, size_t total, int C, float scale) {
+  for (size_t i = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8; i < total;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x * 8) {
+    const int c0 = static_cast<int>(i % C);
+    uint4 xv = *reinterpret_cast<const uint4*>(x + i);
+    uint4 rv = *reinterpret_cast<const uint4*>(res + i);
+    const T* a = reinterpret_cast<const T*>(&xv);
+    const T* r = reinterpret_cast<const T*>(&rv);
+    uint4 ov;
+    T* o = reinterpret_cast<T*>(&ov);
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+      o[k] = from_float<T>((to_float(a[k]) + to_float(bias[c0 + k]) + to_float(r[k])) * scale);
+    *reinterpret_cast<uint4*>(out + i) = ov;
+  }
+}
+
+}  // namespace
+
+at::Tensor bias_residual_nhwc(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& residual, double scale) {
+  const int64_t C = x.size(1);
+  const bool fits = x.dim() == 4 && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
+                    (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) && C % 8 == 0 &&
+                    x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                    residual.is_contiguous(at::MemoryFormat::ChannelsLast);
+  if (!fits) {
+    at::Tensor out = residual + (x + bias.view({1, C, 1, 1}).to(x.scalar_type()));
+    return scale != 1.0 ? out * scale : out;
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::ChannelsLast);
+  const at::Tensor b = bias.to(x.scalar_type()).contiguous();
+  const size_t total = static_cast<size_t>(x.numel());
+  const int blocks = static_cast<int>(std::min<size_t>((total / 8 + kThreads - 1) / kThreads, 65535));
+  auto stream = at::cuda::getCurrentCUDAStream();
+  if (x.scalar_type() == at::kHalf)
+    bias_residual_kernel<__half><<<blocks, kThreads, 0, stream>>>(
+        reinterpret_cast<const __half*>(x.data_ptr()), reinterpret_cast<const __half*>(b.data_ptr()),
+        reinterpret_cast<const __half*>(residual.data_ptr()), reinterpret_cast<__half*>(out.data_ptr()), total,
+        static_cast<int>(C), static_cast<float>(scale));
+  else
+    bias_residual_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(
+        reinterpret_cast<const __nv_bfloat16*>(x.data_ptr()), reinterpret_cast<const __nv_bfloat16*>(b.data_ptr()),
+        reinterpret_cast<const __nv_bfloat16*>(residual.data_ptr()), reinterpret_cast<__nv_bfloat16*>(out.data_ptr()),
+        total, static_cast<int>(C), static_cast<float>(scale));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
 }
 
 }  // namespace diffbench::kernels

@@ -1,5 +1,7 @@
 #include "diffbench/pipeline/composite_hooks.hpp"
 
+#include <cstdio>
+
 #include "diffbench/error.hpp"
 
 namespace diffbench {
@@ -28,7 +30,8 @@ class ComposedTransform : public TokenTransform {
 
 }  // namespace
 
-CompositeHooks::CompositeHooks(std::vector<PipelineHooks*> methods) : methods_(std::move(methods)) {
+CompositeHooks::CompositeHooks(std::vector<PipelineHooks*> methods, VariantCounts* variant_counts)
+    : methods_(std::move(methods)), variant_counts_(variant_counts ? variant_counts : &own_counts_) {
   for (auto* m : methods_)
     if (!m) throw RuntimeFailure("null hooks in GenerateOptions::hooks");
 }
@@ -62,14 +65,46 @@ void CompositeHooks::end_generation() {
 }
 
 void CompositeHooks::begin_call(const UNetCallInfo& info) {
+  if (variant_ && (call_calls_ > 0 || call_skips_ > 0)) (*variant_counts_)[*variant_] = {call_calls_, call_skips_};
+  variant_.reset();
+  call_calls_ = call_skips_ = 0;
   for (auto* m : methods_) m->begin_call(info);
+}
+
+std::optional<std::string> CompositeHooks::graph_variant() {
+  std::string key;
+  for (auto* m : methods_) {
+    const auto k = m->graph_variant();
+    if (!k) {
+      variant_.reset();
+      return std::nullopt;
+    }
+    char id[24];
+    std::snprintf(id, sizeof id, "%016llx:", static_cast<unsigned long long>(m->instance_id()));
+    key += (key.empty() ? "" : "+") + std::string(id) + *k;
+  }
+  variant_ = key;
+  return variant_;
+}
+
+void CompositeHooks::replayed() {
+  if (variant_) {
+    const auto it = variant_counts_->find(*variant_);
+    if (it != variant_counts_->end()) {
+      module_calls_ += it->second.first;
+      module_skips_ += it->second.second;
+    }
+  }
+  for (auto* m : methods_) m->replayed();
 }
 
 std::optional<ModuleOutput> CompositeHooks::before_module(const ModuleId& id) {
   ++module_calls_;
+  ++call_calls_;
   for (auto* m : methods_) {
     if (auto out = m->before_module(id)) {
       ++module_skips_;
+      ++call_skips_;
       return out;
     }
   }

@@ -124,6 +124,7 @@ struct Txt2ImgPipeline::Impl {
   ClipTextModel text_encoder{nullptr};
   UNet2DConditionModel unet{nullptr};
   std::unique_ptr<UNetRunner> unet_runner;
+  CompositeHooks::VariantCounts variant_counts;  // per graph variant of hooked UNet calls
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
   nlohmann::json scheduler_config;
@@ -189,7 +190,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   t0 = Clock::now();
   impl->unet = UNet2DConditionModel(UNetConfig::from_json(JsonConfig::load(folder.config_file("unet"))));
   load_component(impl->unet, folder.weights_file("unet", options.variant), options);
-  if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);  // pick conv algorithms per shape
+  if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(options.cudnn_benchmark);
   impl->unet_runner = std::make_unique<UNetRunner>(impl->unet, options.device,
                                                    UNetRunnerOptions{options.cuda_graphs, options.channels_last});
   impl->load_report["unet_s"] = seconds_since(t0);
@@ -266,7 +267,7 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
   result.scheduler_config = scheduler->config();
   NoiseSource noise(opt.noise, opt.seed);
   std::unique_ptr<CompositeHooks> hooks;
-  if (!opt.hooks.empty()) hooks = std::make_unique<CompositeHooks>(opt.hooks);
+  if (!opt.hooks.empty()) hooks = std::make_unique<CompositeHooks>(opt.hooks, &m.variant_counts);
   std::vector<at::Tensor> images;
   at::Tensor negative;  // empty-prompt embeddings, computed once per batch size
 
@@ -336,7 +337,7 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
         call.latent_w = lw;
         hooks->begin_call(call);
       }
-      // Hooks may change the work from call to call, so hooked calls run eagerly.
+      // Hooked calls are replayed from graphs only where the hooks give a variant key.
       at::Tensor eps = m.unet_runner->run(model_in, t, guided ? context : cond, hooks.get());
       ++rec.unet_calls;
       if (guided) {

@@ -1,6 +1,7 @@
 #include "unet_runner.hpp"
 
 #if __has_include(<ATen/cuda/CUDAGraph.h>)
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -16,6 +17,29 @@ struct UNetRunner::Graph {
   at::cuda::CUDAGraph graph;
 #endif
   at::Tensor sample, timestep, context, out;
+};
+
+struct UNetRunner::Side {
+#ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
+  explicit Side(int device) : stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device)) {}
+  c10::cuda::CUDAStream stream;
+  // Runs f on the side stream, ordered after and before the current stream's work.
+  template <class F>
+  auto on_side(int device, F&& f) {
+    auto current = c10::cuda::getCurrentCUDAStream(device);
+    at::cuda::CUDAEvent before;
+    before.record(current);
+    before.block(stream);
+    auto out = [&] {
+      c10::cuda::CUDAStreamGuard guard(stream);
+      return f();
+    }();
+    at::cuda::CUDAEvent after;
+    after.record(stream);
+    after.block(current);
+    return out;
+  }
+#endif
 };
 
 UNetRunner::UNetRunner(UNet2DConditionModel unet, const at::Device& device, UNetRunnerOptions options)
@@ -43,36 +67,65 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
                            UNetHooks* hooks) {
   const at::Tensor sample =
       options_.channels_last ? sample_in.contiguous(at::MemoryFormat::ChannelsLast) : sample_in;
-  if (!options_.cuda_graphs || hooks) return unet_->forward(sample, timestep, context, hooks);
+  std::optional<std::string> variant = std::string();
+  if (options_.cuda_graphs && hooks) variant = hooks->graph_variant();
+  if (!options_.cuda_graphs || !variant) {
+    ++eager_calls_;
+    return unet_->forward(sample, timestep, context, hooks);
+  }
 #ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
-  const auto key = std::make_tuple(sample.size(0), sample.size(1), sample.size(2), sample.size(3), context.size(1));
+  if (!variant->empty()) {
+    // Graphs of hooks read those hooks' buffers: keep only the graphs of the hooks in use now.
+    std::string owner;  // the "ID:" parts of "ID:KEY+ID:KEY"
+    for (size_t begin = 0; begin <= variant->size();) {
+      const size_t end = std::min(variant->find('+', begin), variant->size());
+      owner += variant->substr(begin, variant->find(':', begin) - begin) + ";";
+      begin = end + 1;
+    }
+    if (owner != hooks_owner_) {
+      for (auto it = graphs_.begin(); it != graphs_.end();)
+        it = std::get<5>(it->first).empty() ? std::next(it) : graphs_.erase(it);
+      hooks_owner_ = owner;
+    }
+  }
+  const Key key{sample.size(0), sample.size(1), sample.size(2), sample.size(3), context.size(1), *variant};
+  if (!side_) side_ = std::make_unique<Side>(device_.index());
   auto it = graphs_.find(key);
-  if (it == graphs_.end()) {
+  if (it == graphs_.end()) {  // first call of this shape and variant: eagerly, on the side stream
+    graphs_.emplace(key, nullptr);
+    ++eager_calls_;
+    return side_->on_side(device_.index(), [&] { return unet_->forward(sample, timestep, context, hooks); });
+  }
+  if (!it->second) {  // second: capture on the side stream (the hooks run once, inside the capture)
     auto g = std::make_unique<Graph>();
     g->sample = sample.clone(at::MemoryFormat::Preserve);
     g->timestep = timestep.to(device_, at::kFloat).clone();
     g->context = context.clone();
-    // Warm up on a side stream (kernel selection, allocator), then capture there.
-    auto stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index());
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      for (int i = 0; i < 2; ++i) unet_->forward(g->sample, g->timestep, g->context);
-      stream.synchronize();
+    side_->on_side(device_.index(), [&] {
       g->graph.capture_begin();
-      g->out = unet_->forward(g->sample, g->timestep, g->context);
+      g->out = unet_->forward(g->sample, g->timestep, g->context, hooks);
       g->graph.capture_end();
-    }
-    stream.synchronize();
-    it = graphs_.emplace(key, std::move(g)).first;
+      return 0;
+    });
+    it->second = std::move(g);
+    Graph& fresh = *it->second;
+    fresh.sample.copy_(sample);
+    fresh.timestep.copy_(timestep);
+    fresh.context.copy_(context);
+    fresh.graph.replay();
+    return fresh.out.clone();
   }
   Graph& g = *it->second;
   g.sample.copy_(sample);
   g.timestep.copy_(timestep);
   g.context.copy_(context);
   g.graph.replay();
+  ++replays_;
+  if (hooks) hooks->replayed();
   return g.out.clone();
 #else
-  return unet_->forward(sample, timestep, context);
+  ++eager_calls_;
+  return unet_->forward(sample, timestep, context, hooks);
 #endif
 }
 

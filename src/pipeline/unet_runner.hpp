@@ -1,12 +1,14 @@
-// Runs the UNet for the pipeline, on CUDA through captured CUDA graphs: one graph per input
-// shape, captured on first use after a warm-up call, replayed afterwards. The captured call
-// reads fixed input buffers, so each call copies its inputs in and clones the output (schedulers
-// keep model outputs across steps). Calls with hooks run eagerly: hooks may change the work
-// from call to call.
+// Runs the UNet for the pipeline, on CUDA through captured CUDA graphs: one graph per input shape
+// and hooks variant (UNetHooks::graph_variant; no hooks is a variant too). The first call of a
+// (shape, variant) runs eagerly (kernel selection, lazy initialisation, the hooks' own set-up),
+// the second is captured and replayed, later ones are replayed. A captured call reads fixed input
+// buffers, so each call copies its inputs in and clones the output (schedulers keep model outputs
+// across steps). Calls whose hooks give no variant run eagerly.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 
 #include <ATen/ATen.h>
@@ -31,13 +33,21 @@ class UNetRunner {
   // Frees captured graphs (e.g. when shapes will not recur).
   void clear();
   bool graphs_active() const;
+  // Calls so far that replayed a graph / ran eagerly (for tests and bench).
+  int64_t replays() const { return replays_; }
+  int64_t eager_calls() const { return eager_calls_; }
 
  private:
   struct Graph;
+  struct Side;  // the side stream that first calls and captures run on
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, std::string>;
   UNet2DConditionModel unet_;
   at::Device device_;
   UNetRunnerOptions options_;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Graph>> graphs_;
+  std::map<Key, std::unique_ptr<Graph>> graphs_;  // null: seen once (ran eagerly), capture next time
+  std::unique_ptr<Side> side_;
+  std::string hooks_owner_;  // instance ids of the hooks whose graphs are kept
+  int64_t replays_ = 0, eager_calls_ = 0;
 };
 
 }  // namespace diffbench

@@ -1,6 +1,8 @@
 // The hook wiring of the UNet, its transformer blocks and the txt2img pipeline, on tiny-sd.
+#include <cstdio>
 #include <set>
 
+#include "accel/deepcache.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
@@ -419,4 +421,144 @@ TEST_F(PipelineHooksTest, SkippedModuleFractionIsCounted) {
   EXPECT_EQ(b.module_calls, 4 * per_call - 3 * 3);
   EXPECT_DOUBLE_EQ(skipped.skipped_module_fraction(), 3.0 / static_cast<double>(4 * per_call - 9));
   EXPECT_GT(test::max_abs_diff(skipped.images, plain.images), 1e-5);
+}
+
+// ---- CUDA-graph readiness (UNetHooks::graph_variant), checked on the CPU ----
+
+namespace {
+
+// Passes every hook to a method and records the outputs it hands back for skipped modules.
+class Spy : public PipelineHooks {
+ public:
+  explicit Spy(PipelineHooks& m) : m_(m) {}
+  std::map<std::string, ModuleOutput> returned, computed;
+  void begin_generation(const GenerationInfo& info) override { m_.begin_generation(info); }
+  void begin_call(const UNetCallInfo& info) override {
+    returned.clear();
+    computed.clear();
+    m_.begin_call(info);
+  }
+  std::optional<ModuleOutput> before_module(const ModuleId& id) override {
+    auto out = m_.before_module(id);
+    if (out) returned[id.name] = *out;
+    return out;
+  }
+  void after_module(const ModuleId& id, const ModuleOutput& out) override {
+    computed[id.name] = ModuleOutput{out.hidden.clone(), {}};
+    m_.after_module(id, out);
+  }
+  std::optional<std::string> graph_variant() override { return m_.graph_variant(); }
+  void replayed() override { m_.replayed(); }
+
+ private:
+  PipelineHooks& m_;
+};
+
+}  // namespace
+
+TEST_F(UNetHooksTest, DeepCacheKeepsWhatPartialCallsReadInBuffersThatStayPut) {
+  DeepCache dc(DeepCacheOptions{});  // interval 3, branch 0
+  Spy spy(dc);
+  const auto in = inputs();
+  GenerationInfo gen;
+  for (int i = 0; i < 8; ++i) gen.timesteps.push_back(900.0 - 100.0 * i);
+  gen.steps = 8;
+  auto call = [&](size_t step, bool run) {
+    UNetCallInfo info;
+    info.step = step;
+    info.total_steps = 8;
+    info.timestep = gen.timesteps[step];
+    info.batch = 2;
+    info.latent_h = info.latent_w = 16;
+    spy.begin_call(info);
+    const auto variant = spy.graph_variant();
+    if (run)
+      tiny_unet()->forward(in.sample, in.t, in.context, &spy);
+    else
+      spy.replayed();  // what the runner does for a graph replay: no module hooks
+    return variant;
+  };
+  torch::NoGradGuard no_grad;
+  spy.begin_generation(gen);
+  // Until a partial call has shown what it reads, every call runs eagerly.
+  EXPECT_FALSE(call(0, true).has_value());
+  EXPECT_FALSE(call(1, true).has_value());
+  ASSERT_FALSE(spy.returned.empty());
+  std::map<std::string, const void*> where;
+  for (const auto& [name, out] : spy.returned) where[name] = out.hidden.data_ptr();
+  EXPECT_EQ(call(2, true), "deepcache:partial");
+  for (const auto& [name, out] : spy.returned) EXPECT_EQ(out.hidden.data_ptr(), where.at(name)) << name;
+  EXPECT_EQ(call(3, true), "deepcache:full");
+  const auto full = spy.computed;
+  // The full call wrote the buffers in place: the next partial call reads its outputs there.
+  EXPECT_EQ(call(4, true), "deepcache:partial");
+  EXPECT_EQ(spy.returned.size(), where.size());
+  for (const auto& [name, out] : spy.returned) {
+    EXPECT_EQ(out.hidden.data_ptr(), where.at(name)) << name;
+    EXPECT_TRUE(at::equal(out.hidden, full.at(name).hidden)) << name;
+  }
+  // A new generation whose full call is replayed (no hooks) still finds the buffers.
+  spy.begin_generation(gen);
+  EXPECT_EQ(call(0, false), "deepcache:full");
+  EXPECT_EQ(call(1, true), "deepcache:partial");
+  for (const auto& [name, out] : spy.returned) EXPECT_EQ(out.hidden.data_ptr(), where.at(name)) << name;
+  // Every partial call counts its skipped modules, replayed or not.
+  EXPECT_EQ(dc.stats()["partial_calls"], 4);
+  EXPECT_EQ(dc.stats()["skipped_modules"], 4 * static_cast<int64_t>(where.size()));
+}
+
+TEST(CompositeHooksTest, GraphVariantsJoinAndReplaysCountWhatTheVariantDid) {
+  struct Keyed : Recorder {
+    std::optional<std::string> key;
+    int replays = 0;
+    std::optional<std::string> graph_variant() override { return key; }
+    void replayed() override { ++replays; }
+  };
+  Keyed a, b;
+  a.key = "a";
+  b.key = "b";
+  a.skip["mid_block"] = ModuleOutput{at::ones({1}), {}};
+  CompositeHooks c({&a, &b});
+  ModuleId mid, up;
+  mid.name = "mid_block";
+  up.name = "up_blocks.0";
+  auto hex = [](const UNetHooks& h) {
+    char id[24];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(h.instance_id()));
+    return std::string(id);
+  };
+  EXPECT_NE(a.instance_id(), b.instance_id());
+  const std::string joined = hex(a) + ":a+" + hex(b) + ":b";
+  c.begin_call(UNetCallInfo{});
+  EXPECT_EQ(c.graph_variant(), joined);
+  c.before_module(mid);
+  c.before_module(up);
+  EXPECT_EQ(c.module_calls(), 2);
+  EXPECT_EQ(c.module_skips(), 1);
+  c.begin_call(UNetCallInfo{});
+  EXPECT_EQ(c.graph_variant(), joined);
+  c.replayed();  // a replay of "a+b" asks and skips what its last run did
+  EXPECT_EQ(c.module_calls(), 4);
+  EXPECT_EQ(c.module_skips(), 2);
+  // Counts of a variant outlive the CompositeHooks object when the caller keeps them (the pipeline
+  // makes one per generation; replays happen in later ones).
+  CompositeHooks::VariantCounts kept;
+  {
+    CompositeHooks first({&a, &b}, &kept);
+    first.begin_call(UNetCallInfo{});
+    first.graph_variant();
+    first.before_module(mid);
+    first.begin_call(UNetCallInfo{});
+  }
+  CompositeHooks later({&a, &b}, &kept);
+  later.begin_call(UNetCallInfo{});
+  later.graph_variant();
+  later.replayed();
+  EXPECT_EQ(later.module_calls(), 1);
+  EXPECT_EQ(later.module_skips(), 1);
+  EXPECT_EQ(a.replays, 2);
+  EXPECT_EQ(b.replays, 2);
+  b.key.reset();  // one method without a key: the call runs eagerly
+  c.begin_call(UNetCallInfo{});
+  EXPECT_FALSE(c.graph_variant().has_value());
 }

@@ -78,6 +78,13 @@ std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& met
                                                            int64_t sy, int64_t r, bool no_rand,
                                                            std::optional<at::Generator> generator = std::nullopt);
 
+// The same with the random destination choice drawn beforehand ([h/sy, w/sx, 1] int64 in [0, sy·sx);
+// undefined: no randomness). tome_draws_choice says whether the function above would draw one
+// (and so consume the generator) for these arguments.
+std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
+                                                           int64_t sy, int64_t r, const at::Tensor& cell_choice);
+bool tome_draws_choice(int64_t w, int64_t h, int64_t sx, int64_t sy, int64_t r);
+
 // The "tome" acceleration method (registered as "tome" by register_tome in accel/builtins.hpp).
 // Options out of range are InputErrors naming the parameter.
 std::unique_ptr<Method> make_tome(const TomeOptions& options);

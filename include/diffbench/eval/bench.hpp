@@ -21,6 +21,7 @@ struct BenchOptions {
   std::string prompt = "A man is in a kitchen making pizzas.";
   bool cuda_graphs = true;
   bool channels_last = true;
+  bool cudnn_benchmark = false;
   // When set: one extra generation under the Kineto profiler, its Chrome trace written here and
   // the GPU kernel time per kernel name summarised in the JSON ("profile"). Kernels inside a
   // CUDA graph replay are not traced one by one: profile with cuda_graphs off.

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,9 @@ struct UNetCallInfo {
 
 class UNetHooks {
  public:
+  UNetHooks() : instance_id_(std::random_device{}() * 0x100000000ULL + std::random_device{}()) {}
+  UNetHooks(const UNetHooks&) : UNetHooks() {}  // a copy has its own buffers, so its own graphs
+  UNetHooks& operator=(const UNetHooks&) { return *this; }
   virtual ~UNetHooks() = default;
 
   virtual void begin_call(const UNetCallInfo& info) {}
@@ -107,6 +111,26 @@ class UNetHooks {
     return std::nullopt;
   }
   virtual void after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) {}
+
+  // ---- CUDA graphs (optional) ----
+  // Asked once per UNet call, after begin_call. A key promises that every call given this key (at
+  // the same input shapes) does the same device work: the module, token and attention hooks take
+  // the same decisions, draw no random numbers and read no host values, and every tensor they hand
+  // from one call to a later one lives in a buffer that stays put (allocated once, written in
+  // place). The runner may then capture such a call in a CUDA graph (its first call with a key runs
+  // eagerly, the second is captured) and replay it later WITHOUT calling those hooks; it tells the
+  // method through replayed(), so that counters stay right. std::nullopt (the default): the call
+  // runs eagerly with every hook, as on the CPU.
+  virtual std::optional<std::string> graph_variant() { return std::nullopt; }
+  // This call was a replay of the graph captured from an earlier call with the same key.
+  virtual void replayed() {}
+
+  // A random number fixed at construction: captured graphs read this object's buffers, so the
+  // runner keys them by it (an address could be reused by a later object).
+  uint64_t instance_id() const { return instance_id_; }
+
+ private:
+  uint64_t instance_id_;
 };
 
 }  // namespace diffbench

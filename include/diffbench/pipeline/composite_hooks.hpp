@@ -12,7 +12,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "diffbench/pipeline/step_hooks.hpp"
@@ -21,7 +25,10 @@ namespace diffbench {
 
 class CompositeHooks : public PipelineHooks {
  public:
-  explicit CompositeHooks(std::vector<PipelineHooks*> methods);
+  // `variant_counts` (optional, owned by the caller) keeps what each graph variant's calls asked
+  // and skipped across CompositeHooks objects, for calls replayed by later generations.
+  using VariantCounts = std::map<std::string, std::pair<int64_t, int64_t>>;
+  explicit CompositeHooks(std::vector<PipelineHooks*> methods, VariantCounts* variant_counts = nullptr);
 
   bool empty() const { return methods_.empty(); }
 
@@ -38,6 +45,12 @@ class CompositeHooks : public PipelineHooks {
   std::shared_ptr<TokenTransform> tokens(const TransformerId& id, const at::Tensor& x, int64_t h, int64_t w) override;
   std::optional<at::Tensor> before_attention(const TransformerId& id, TransformerPart part, const at::Tensor& x) override;
   void after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) override;
+  // "ID:KEY" of every method (instance_id() in hex) joined with "+"; std::nullopt when any method
+  // has no key.
+  std::optional<std::string> graph_variant() override;
+  // Tells every method, and counts the modules the call's variant asked about and skipped when it
+  // last ran its hooks.
+  void replayed() override;
 
   // Counters since construction or the last reset_counts(): before_module calls, and those that
   // returned an output (skipped modules).
@@ -49,6 +62,12 @@ class CompositeHooks : public PipelineHooks {
   std::vector<PipelineHooks*> methods_;
   int64_t module_calls_ = 0;
   int64_t module_skips_ = 0;
+  // Per call: the variant key and before_module calls / skips since begin_call; per variant: those
+  // of its last call that ran the hooks (what a replay of it does).
+  std::optional<std::string> variant_;
+  int64_t call_calls_ = 0, call_skips_ = 0;
+  VariantCounts own_counts_;
+  VariantCounts* variant_counts_;
 };
 
 }  // namespace diffbench

@@ -21,6 +21,19 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& options) : opti
 }
 
 at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) {
+  if (fused_nhwc(x)) {
+    // The same computation with conv1's bias and the time embedding added inside norm2's kernel
+    // and conv2's bias inside the skip connection's add (three fewer passes over h).
+    const auto conv = [](torch::nn::Conv2d& c, const at::Tensor& in) {  // 3×3, stride 1, padding 1
+      return at::conv2d(in, c->weight, {}, /*stride=*/1, /*padding=*/1);
+    };
+    at::Tensor h = conv(conv1, group_norm_act(x, norm1, /*silu=*/true));
+    at::Tensor shift = conv1->bias.unsqueeze(0);  // [1, Cout]
+    if (time_emb_proj && temb.defined()) shift = shift + time_emb_proj(at::silu(temb));  // [B, Cout]
+    h = conv(conv2, group_norm_act(h, norm2, /*silu=*/true, shift));
+    const at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;
+    return bias_residual(h, conv2->bias, shortcut, 1.0 / options_.output_scale_factor);
+  }
   at::Tensor h = conv1(group_norm_act(x, norm1, /*silu=*/true));  // [B, Cout, H, W]
   if (time_emb_proj && temb.defined()) {
     at::Tensor t = time_emb_proj(at::silu(temb));  // [B, Cout]

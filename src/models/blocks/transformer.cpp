@@ -1,5 +1,6 @@
 #include "diffbench/models/blocks/transformer.hpp"
 
+#include "diffbench/models/blocks/norm.hpp"
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
 #include "kernels/geglu.hpp"
 #endif
@@ -117,8 +118,15 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
 at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
                                            const ModuleId* id) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  at::Tensor h = norm(x);
-  if (proj_in_conv) {
+  at::Tensor h = group_norm_act(x, norm, /*silu=*/false);
+  // Channels-last activations: the 1×1 projections are matrix products over the pixels' channel
+  // vectors (views, no copies), with proj_in's bias added by the GEMM itself.
+  const bool nhwc = proj_in_conv && fused_nhwc(h) && fused_nhwc(x);
+  const auto as_matrix = [](const at::Tensor& w) { return w.reshape({w.size(0), w.size(1)}); };  // [out, in, 1, 1]
+  if (nhwc) {
+    h = at::linear(h.permute({0, 2, 3, 1}).reshape({B, H * W, C}), as_matrix(proj_in_conv->weight),
+                   proj_in_conv->bias);                            // [B, HW, inner]
+  } else if (proj_in_conv) {
     h = proj_in_conv(h);                                           // [B, inner, H, W]
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, h.size(1)});    // [B, HW, inner]
   } else {
@@ -135,6 +143,10 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
     }
   } else {
     for (auto& block : blocks_) h = block(h, context);            // [B, HW, inner]
+  }
+  if (nhwc) {  // proj_out's bias and the residual add in one pass
+    h = at::linear(h, as_matrix(proj_out_conv->weight));              // [B, HW, C]
+    return bias_residual(h.reshape({B, H, W, C}).permute({0, 3, 1, 2}), proj_out_conv->bias, x);
   }
   if (proj_out_conv) {
     h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, inner, H, W]

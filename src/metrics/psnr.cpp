@@ -1,0 +1,22 @@
+#include "diffbench/metrics/psnr.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "diffbench/error.hpp"
+
+namespace diffbench {
+
+double psnr(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes() || a.numel() == 0)
+    throw UsageError("PSNR needs two non-empty images of the same shape, got " + std::string(c10::str(a.sizes())) +
+                         " and " + std::string(c10::str(b.sizes())),
+                     "psnr");
+  const double peak = a.scalar_type() == at::kByte ? 255.0 : 1.0;
+  const at::Tensor da = a.to(at::kCPU, at::kDouble), db = b.to(at::kCPU, at::kDouble);
+  const double mse = (da - db).square().mean().item<double>();
+  if (mse == 0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(peak * peak / mse);
+}
+
+}  // namespace diffbench

@@ -1,0 +1,107 @@
+// The fast paths' images against the plain float32 CPU path on tiny-sd (issue: PSNR ≥ 30 dB).
+// On the CPU: bfloat16 weights and activations. With CUDA (run on the GPU machine; skipped here):
+// fp16 with CUDA graphs, channels-last and the own kernels, and DeepCache / ToMe with and without
+// graphs of their hooked calls.
+#include <cmath>
+#include <cstdio>
+
+#include "diffbench/accel/method.hpp"
+#include "diffbench/metrics/psnr.hpp"
+#include "tiny_sd_support.hpp"
+
+using namespace diffbench;
+
+namespace {
+
+using test::reference;
+
+constexpr double kMinPsnr = 30.0;
+
+class FastPath : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd-reference.safetensors"));
+    DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd/model_index.json"));
+  }
+
+  // The reference protocol of pndm50: 4 prompts, one generator seeded 42, guidance 7.5.
+  static GenerateOptions options(std::vector<PipelineHooks*> hooks = {}) {
+    GenerateOptions opt;
+    opt.steps = 50;
+    opt.guidance = 7.5;
+    opt.seed = 42;
+    opt.batch_size = 4;
+    opt.noise = NoiseMode::Diffusers;
+    opt.hooks = std::move(hooks);
+    return opt;
+  }
+
+  static std::unique_ptr<Txt2ImgPipeline> load(at::ScalarType dtype, at::Device device, bool graphs = true) {
+    ModelOptions mo;
+    mo.dir = test::fixture("tiny-sd");
+    mo.dtype = dtype;
+    mo.device = device;
+    mo.cuda_graphs = graphs;
+    return Txt2ImgPipeline::load(mo);
+  }
+
+  // Per-image PSNR, printed for the record; every image must reach `min`.
+  static void expect_close(const at::Tensor& images, const at::Tensor& ref, const std::string& what, double min = kMinPsnr) {
+    ASSERT_EQ(images.sizes(), ref.sizes()) << what;
+    std::printf("[ %s ] PSNR (dB):", what.c_str());
+    for (int64_t i = 0; i < images.size(0); ++i) {
+      const double p = psnr(images[i].to(at::kFloat), ref[i].to(at::kFloat));
+      std::printf(" %.1f", p);
+      EXPECT_GE(p, min) << what << ", image " << i;
+    }
+    std::printf("\n");
+  }
+
+  static std::unique_ptr<Method> method(const std::string& name, nlohmann::json params) {
+    AccelEntry e;
+    e.method = name;
+    e.params = std::move(params);
+    return MethodRegistry::with_builtins().create(e, "test.toml");
+  }
+};
+
+}  // namespace
+
+TEST(Psnr, KnownValues) {
+  const at::Tensor a = at::zeros({3, 4, 4});
+  EXPECT_NEAR(psnr(a, at::full({3, 4, 4}, 0.1, at::kDouble)), 20.0, 1e-9);  // MSE 0.01
+  EXPECT_NEAR(psnr(at::zeros({8}, at::kByte), at::full({8}, 255, at::kByte)), 0.0, 1e-12);
+  EXPECT_TRUE(std::isinf(psnr(a, a)));
+  EXPECT_THROW(psnr(a, at::zeros({3, 4, 5})), UsageError);
+}
+
+TEST_F(FastPath, CpuBfloat16IsWithin30dBOfFloat32) {
+  const at::Tensor ref = reference().tensors->get("pndm50.image");
+  auto pipe = load(at::kBFloat16, at::kCPU);
+  expect_close(pipe->generate(reference().prompts, options()).images, ref, "cpu bf16 vs cpu fp32 reference");
+}
+
+TEST_F(FastPath, CudaHalfWithGraphsIsWithin30dBOfCpuFloat32) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (run on the GPU machine)";
+  const at::Tensor ref = reference().tensors->get("pndm50.image");
+  auto fast = load(at::kHalf, at::Device(at::kCUDA, 0));
+  expect_close(fast->generate(reference().prompts, options()).images.cpu(), ref, "cuda fp16 graphs vs cpu fp32 reference");
+  auto bf16 = load(at::kBFloat16, at::Device(at::kCUDA, 0));
+  expect_close(bf16->generate(reference().prompts, options()).images.cpu(), ref, "cuda bf16 graphs vs cpu fp32 reference");
+}
+
+TEST_F(FastPath, CudaGraphsOfHookedCallsGiveTheEagerImages) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (run on the GPU machine)";
+  auto graphs = load(at::kHalf, at::Device(at::kCUDA, 0), true);
+  auto eager = load(at::kHalf, at::Device(at::kCUDA, 0), false);
+  for (const auto& [name, params] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"deepcache", {{"cache_interval", 3}, {"cache_branch_id", 0}}}, {"tome", {{"ratio", 0.5}}}}) {
+    auto m1 = method(name, params);
+    auto m2 = method(name, params);
+    // Twice with graphs: the second generation replays every variant.
+    graphs->generate(reference().prompts, options({m1.get()}));
+    const at::Tensor with = graphs->generate(reference().prompts, options({m1.get()})).images.cpu();
+    const at::Tensor without = eager->generate(reference().prompts, options({m2.get()})).images.cpu();
+    expect_close(with, without, name + " cuda graphs vs eager", 40.0);
+  }
+}

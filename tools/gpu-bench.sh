@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The issue's benchmark table in one go, on a GPU machine: prints the device, builds diffbench with the
+# CUDA kernels (tools/gpu-build.sh) plus the pipeline tests, runs the fast-path PSNR tests (needs the
+# tiny-sd fixtures under $DIFFBENCH_SHARED/fixtures), makes random SD1.5-topology fp16 weights and times
+# baseline, DeepCache (3, 0) and ToMe 0.5 at batch 1 and 4 with `diffbench bench`.
+#   tools/gpu-bench.sh CLIP_TOKENIZER_DIR [WORK_DIR]
+set -uo pipefail
+tok=${1:?usage: $0 CLIP_TOKENIZER_DIR [WORK_DIR]}
+work=${2:-/tmp/diffbench-gpu-bench}
+cd "$(dirname "$0")/.."
+echo "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+t0=$(date +%s)
+TESTS=ON TARGETS="diffbench_cli test_pipeline" tools/gpu-build.sh build-gpu >"$work.build.log" 2>&1 ||
+  { tail -20 "$work.build.log"; exit 1; }
+echo "build $(( $(date +%s) - t0 )) s"
+B=build-gpu/bin/diffbench
+if [ -n "${DIFFBENCH_SHARED:-}" ]; then
+  build-gpu/bin/test_pipeline --gtest_filter='FastPath*' 2>&1 | grep -E "PSNR|OK \]|FAILED|Failure"
+fi
+mkdir -p "$work"
+rm -rf "$work/sd15"
+$B init-random --arch sd15 --tokenizer "$tok" --weights-dtype fp16 --out "$work/sd15" >/dev/null || exit 1
+base="[pipeline]\nmodel = \"$work/sd15\"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = \"fp16\"\ndevice = \"cuda\"\n"
+printf "$base" >"$work/baseline.toml"
+printf "$base[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = 3\ncache_branch_id = 0\n" >"$work/deepcache.toml"
+printf "$base[[accelerate]]\nmethod = \"tome\"\nratio = 0.5\n" >"$work/tome.toml"
+for s in baseline deepcache tome; do
+  for bs in 1 4; do
+    runs=5; [ "$bs" = 4 ] && runs=3
+    $B bench "$work/$s.toml" --batch-size "$bs" --runs "$runs" --warmup 1 --json >"$work/$s-bs$bs.json" 2>"$work/err.txt" ||
+      { echo "$s batch $bs failed: $(tail -3 "$work/err.txt")"; continue; }
+    python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('%-10s batch %d: %.4f s/batch (p90 %.4f s/image), first generation %.2f s, skipped modules %.0f %%' % (sys.argv[2], j['batch_size'], j['seconds_per_batch_median'], j['seconds_per_image']['p90'], j['first_generation_s'], 100*j['skipped_module_fraction']))" "$work/$s-bs$bs.json" "$s"
+  done
+done
