@@ -1,9 +1,9 @@
 // GroupNorm (+SiLU) for channels-last activations, optionally of x + shift[n, c] (a convolution's
 // bias plus the time embedding, which the resnet would otherwise add in two broadcast passes).
 // Three kernels:
-//  1. partial sums: block (chunk of pixels, sample); thread t owns channels t, t+blockDim, ... and
-//     accumulates sum and sum of squares over the chunk's pixels (coalesced: a pixel's channels are
-//     contiguous), then folds them into per-group shared sums and writes one (sum, sumsq) per group;
+//  1. partial sums: block (chunk of pixels, sample); a thread owns 8 adjacent channels (one 16-byte
+//     load per pixel) and accumulates sum and sum of squares over its share of the chunk's pixels,
+//     then folds them into per-group shared sums; one (sum, sumsq) per group is written;
 //  2. finalise: per (sample, group) one warp adds the chunks' partials in double -> mean, 1/std;
 //  3. apply: elementwise (x - mean) * rstd * w + b, then SiLU, 8 values per thread when C % 8 == 0.
 #include <ATen/cuda/CUDAContext.h>
@@ -19,7 +19,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxChannelsPerThread = 8;  // C <= 2048
-constexpr int kPixelsPerChunk = 16;
+constexpr int kPixelsPerChunk = 32;
 
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -27,46 +27,59 @@ template <typename T> __device__ __forceinline__ T from_float(float v);
 template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// Thread t owns the 8 channels 8·(t mod C/8) .. +7 and reads them as one 16-byte load per pixel;
+// the block's C/8-thread rows take the chunk's pixels in turn (C ≤ 2048, C % 8 == 0).
 template <typename T>
 __global__ void partial_sums(const T* __restrict__ x, const float* __restrict__ shift, float2* __restrict__ partial,
                              int HW, int C, int G, int chunks, int ppc) {
   const int chunk = blockIdx.x, n = blockIdx.y;
   const int p0 = chunk * ppc, p1 = min(p0 + ppc, HW);
-  float s[kMaxChannelsPerThread] = {0}, q[kMaxChannelsPerThread] = {0}, sh[kMaxChannelsPerThread] = {0};
-  if (shift) {
+  const int c8 = C / 8, rows = blockDim.x / c8;
+  const int lane = threadIdx.x % c8, r = threadIdx.x / c8;
+  const int c0 = lane * 8;
+  float s[8] = {0}, q[8] = {0}, sh[8] = {0};
+  if (r < rows) {
+    if (shift) {
 #pragma unroll
-    for (int k = 0; k < kMaxChannelsPerThread; ++k) {
-      const int c = threadIdx.x + k * kThreads;
-      if (c < C) sh[k] = shift[static_cast<size_t>(n) * C + c];
+      for (int k = 0; k < 8; ++k) sh[k] = shift[static_cast<size_t>(n) * C + c0 + k];
     }
-  }
-  const T* base = x + static_cast<size_t>(n) * HW * C;
-  for (int p = p0; p < p1; ++p) {
-    const T* row = base + static_cast<size_t>(p) * C;
+    const T* base = x + static_cast<size_t>(n) * HW * C + c0;
+    for (int p = p0 + r; p < p1; p += rows) {
+      const uint4 in = *reinterpret_cast<const uint4*>(base + static_cast<size_t>(p) * C);
+      const T* v = reinterpret_cast<const T*>(&in);
 #pragma unroll
-    for (int k = 0; k < kMaxChannelsPerThread; ++k) {
-      const int c = threadIdx.x + k * kThreads;
-      if (c < C) {
-        const float v = to_float(row[c]) + sh[k];
-        s[k] += v;
-        q[k] += v * v;
+      for (int k = 0; k < 8; ++k) {
+        const float f = to_float(v[k]) + sh[k];
+        s[k] += f;
+        q[k] += f * f;
       }
     }
   }
   extern __shared__ float shared[];  // [2 * G]
-  for (int g = threadIdx.x; g < 2 * G; g += kThreads) shared[g] = 0.f;
+  for (int g = threadIdx.x; g < 2 * G; g += blockDim.x) shared[g] = 0.f;
   __syncthreads();
-  const int cg = C / G;
+  if (r < rows) {
+    const int cg = C / G;
+    // Fold the 8 channels into their groups first (at most a few distinct groups), then one atomic each.
+    int g = c0 / cg;
+    float gs = 0.f, gq = 0.f;
 #pragma unroll
-  for (int k = 0; k < kMaxChannelsPerThread; ++k) {
-    const int c = threadIdx.x + k * kThreads;
-    if (c < C) {
-      atomicAdd(&shared[c / cg], s[k]);
-      atomicAdd(&shared[G + c / cg], q[k]);
+    for (int k = 0; k < 8; ++k) {
+      const int gk = (c0 + k) / cg;
+      if (gk != g) {
+        atomicAdd(&shared[g], gs);
+        atomicAdd(&shared[G + g], gq);
+        g = gk;
+        gs = gq = 0.f;
+      }
+      gs += s[k];
+      gq += q[k];
     }
+    atomicAdd(&shared[g], gs);
+    atomicAdd(&shared[G + g], gq);
   }
   __syncthreads();
-  for (int g = threadIdx.x; g < G; g += kThreads)
+  for (int g = threadIdx.x; g < G; g += blockDim.x)
     partial[(static_cast<size_t>(n) * chunks + chunk) * G + g] = make_float2(shared[g], shared[G + g]);
 }
 
@@ -126,7 +139,8 @@ void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Te
             double eps, bool silu) {
   const int N = static_cast<int>(x.size(0)), C = static_cast<int>(x.size(1));
   const int HW = static_cast<int>(x.size(2) * x.size(3));
-  // Small levels get shorter chunks, so that enough blocks run.
+  // Pixels per block: each of its 256 / (C/8) thread rows takes a few; small levels get shorter
+  // chunks, so that enough blocks run.
   const int ppc = HW >= 1024 ? kPixelsPerChunk : 4;
   const int chunks = (HW + ppc - 1) / ppc;
   auto stream = at::cuda::getCurrentCUDAStream();
