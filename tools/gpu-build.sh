@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds diffbench (release, no tests) on a machine that has LibTorch in python3's torch and the
+# Builds diffbench (release; tests only with TESTS=ON) on a machine that has LibTorch in python3's torch and the
 # CUDA toolkit but none of the Debian -dev packages: unpacks .deb files found in DEPS_DIR
 # (default .deps/, fetched elsewhere with `apt-get download ...`) into a private prefix. Fetch them with
 #   mkdir -p .deps && cd .deps && apt-get download nlohmann-json3-dev libtomlplusplus-dev libtomlplusplus3 \
-#     libcli11-dev libutf8proc-dev libutf8proc2 libpng-dev libpng16-16 zlib1g-dev
+#     libcli11-dev libutf8proc-dev libutf8proc2 libpng-dev libpng16-16 zlib1g-dev libgtest-dev   # the last for TESTS=ON
 # Usage: tools/gpu-build.sh [BUILD_DIR]   -> BUILD_DIR/bin/diffbench
 #   TESTS=ON (with libgtest-dev in DEPS_DIR) also configures the tests; TARGETS="a b" builds only those.
 set -euo pipefail
