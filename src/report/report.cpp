@@ -29,6 +29,19 @@ std::string methods_text(const nlohmann::json& methods) {
   return out;
 }
 
+// "deepcache: full_calls 136, partial_calls 272; tome: ..." from each method's counters.
+std::string counters_text(const nlohmann::json& methods) {
+  std::string out;
+  for (const auto& m : methods) {
+    if (!m.contains("stats") || !m["stats"].is_object() || m["stats"].empty()) continue;
+    std::string counters;
+    for (auto it = m["stats"].begin(); it != m["stats"].end(); ++it)
+      counters += (counters.empty() ? "" : ", ") + it.key() + " " + it.value().dump();
+    out += (out.empty() ? "" : "; ") + m["method"].get<std::string>() + ": " + counters;
+  }
+  return out.empty() ? "none" : out;
+}
+
 }  // namespace
 
 std::string render_markdown(const nlohmann::json& r) {
@@ -57,6 +70,7 @@ std::string render_markdown(const nlohmann::json& r) {
     << fmt(c["unet_calls_per_image"].get<double>(), 1) << " |\n";
   o << "| skipped UNet modules | " << fmt(100.0 * b.value("skipped_module_fraction", 0.0), 1) << " % | "
     << fmt(100.0 * c.value("skipped_module_fraction", 0.0), 1) << " % |\n";
+  o << "| method counters | " << counters_text(b["methods"]) << " | " << counters_text(c["methods"]) << " |\n";
   o << "| peak memory (" << c["peak_memory_kind"].get<std::string>() << ") | " << mib(b["peak_memory_bytes"].get<int64_t>())
     << " | " << mib(c["peak_memory_bytes"].get<int64_t>()) << " |\n";
   o << "| CLIP score (" << r["protocol"]["clip_score"].get<std::string>() << ") | " << fmt(b["clip_score"].get<double>())

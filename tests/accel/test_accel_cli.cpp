@@ -1,6 +1,7 @@
 // Acceleration methods through the command: generate --spec / --accel, eval with a DeepCache
 // candidate, and plugins loaded from a spec (the example plugin and broken ones).
 #include <fstream>
+#include <iterator>
 
 #include "cli/cli_support.hpp"
 #include "diffbench/io/image.hpp"
@@ -117,6 +118,12 @@ TEST_F(AccelCli, EvalReportsDeepCacheAndItIsFaster) {
   EXPECT_EQ(rep["candidate"]["unet_calls_per_image"].get<double>(), 51.0);
   EXPECT_EQ(rep["baseline"]["skipped_module_fraction"].get<double>(), 0.0);
   EXPECT_GT(rep["candidate"]["skipped_module_fraction"].get<double>(), 0.25);
+  // report.md lists the same counters.
+  std::ifstream md_file(out / "report.md");
+  const std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
+  const std::string row = "| method counters | none | deepcache: full_calls 34, partial_calls 68, skipped_modules " +
+                          methods[0]["stats"]["skipped_modules"].dump() + ", unet_calls 102 |";
+  EXPECT_NE(md.find(row), std::string::npos) << md;
   std::cout << "[ deepcache eval ] speedup " << rep["speedup"] << ", quality loss " << rep["quality_loss_pct"] << " %\n";
   EXPECT_GT(rep["speedup"].get<double>(), 1.0);
 }
