@@ -69,10 +69,7 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
       options_.channels_last ? sample_in.contiguous(at::MemoryFormat::ChannelsLast) : sample_in;
   std::optional<std::string> variant = std::string();
   if (options_.cuda_graphs && hooks) variant = hooks->graph_variant();
-  if (!options_.cuda_graphs || !variant) {
-    ++eager_calls_;
-    return unet_->forward(sample, timestep, context, hooks);
-  }
+  if (!options_.cuda_graphs || !variant) return unet_->forward(sample, timestep, context, hooks);
 #ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
   if (!variant->empty()) {
     // Graphs of hooks read those hooks' buffers: keep only the graphs of the hooks in use now.
@@ -93,10 +90,10 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {  // first call of this shape and variant: eagerly, on the side stream
     graphs_.emplace(key, nullptr);
-    ++eager_calls_;
     return side_->on_side(device_.index(), [&] { return unet_->forward(sample, timestep, context, hooks); });
   }
-  if (!it->second) {  // second: capture on the side stream (the hooks run once, inside the capture)
+  const bool capture = !it->second;
+  if (capture) {  // second: capture on the side stream (the hooks run once, inside the capture)
     auto g = std::make_unique<Graph>();
     g->sample = sample.clone(at::MemoryFormat::Preserve);
     g->timestep = timestep.to(device_, at::kFloat).clone();
@@ -108,23 +105,15 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
       return 0;
     });
     it->second = std::move(g);
-    Graph& fresh = *it->second;
-    fresh.sample.copy_(sample);
-    fresh.timestep.copy_(timestep);
-    fresh.context.copy_(context);
-    fresh.graph.replay();
-    return fresh.out.clone();
   }
   Graph& g = *it->second;
   g.sample.copy_(sample);
   g.timestep.copy_(timestep);
   g.context.copy_(context);
   g.graph.replay();
-  ++replays_;
-  if (hooks) hooks->replayed();
+  if (!capture && hooks) hooks->replayed();  // the capturing call ran the hooks itself
   return g.out.clone();
 #else
-  ++eager_calls_;
   return unet_->forward(sample, timestep, context, hooks);
 #endif
 }

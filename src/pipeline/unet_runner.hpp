@@ -33,9 +33,6 @@ class UNetRunner {
   // Frees captured graphs (e.g. when shapes will not recur).
   void clear();
   bool graphs_active() const;
-  // Calls so far that replayed a graph / ran eagerly (for tests and bench).
-  int64_t replays() const { return replays_; }
-  int64_t eager_calls() const { return eager_calls_; }
 
  private:
   struct Graph;
@@ -47,7 +44,6 @@ class UNetRunner {
   std::map<Key, std::unique_ptr<Graph>> graphs_;  // null: seen once (ran eagerly), capture next time
   std::unique_ptr<Side> side_;
   std::string hooks_owner_;  // instance ids of the hooks whose graphs are kept
-  int64_t replays_ = 0, eager_calls_ = 0;
 };
 
 }  // namespace diffbench
