@@ -242,17 +242,7 @@ void register_deepcache(MethodRegistry& registry) {
   info.description =
       "DeepCache: compute the UNet fully every cache_interval steps and reuse the deep features "
       "(blocks below the cache branch) in between, so only the shallow path runs";
-  auto p = [](std::string name, ParamSpec::Type type, nlohmann::json def, std::optional<double> min,
-              std::optional<double> max, std::string help) {
-    ParamSpec s;
-    s.name = std::move(name);
-    s.type = type;
-    s.default_value = std::move(def);
-    s.min = min;
-    s.max = max;
-    s.help = std::move(help);
-    return s;
-  };
+  const auto p = make_param;
   using T = ParamSpec::Type;
   info.params.push_back(p("cache_interval", T::Int, 3, 1, std::nullopt,
                           "a full UNet call every N steps (1 = every step, no caching)"));

@@ -121,13 +121,7 @@ void register_tgate(MethodRegistry& registry) {
       "T-GATE: caches cross-attention after gate_step and drops classifier-free guidance; "
       "self-attention cached by interval (tgate's TgateSDLoader)";
   auto int_param = [](std::string name, int64_t def, double min, std::string help) {
-    ParamSpec s;
-    s.name = std::move(name);
-    s.type = ParamSpec::Type::Int;
-    s.default_value = def;
-    s.min = min;
-    s.help = std::move(help);
-    return s;
+    return make_param(std::move(name), ParamSpec::Type::Int, def, min, std::nullopt, std::move(help));
   };
   info.params = {
       int_param("gate_step", 10, 0, "steps with cross-attention computed (and guidance) before the gate"),

@@ -195,18 +195,6 @@ class TomeMethod final : public Method {
   std::map<Key, Counts> last_;  // per shape: what its last call with hooks merged
 };
 
-ParamSpec param(std::string name, ParamSpec::Type type, nlohmann::json def, std::optional<double> min,
-                std::optional<double> max, std::string help) {
-  ParamSpec p;
-  p.name = std::move(name);
-  p.type = type;
-  p.default_value = std::move(def);
-  p.min = min;
-  p.max = max;
-  p.help = std::move(help);
-  return p;
-}
-
 }  // namespace
 
 std::unique_ptr<Method> make_tome(const TomeOptions& options) {
@@ -229,15 +217,15 @@ void register_tome(MethodRegistry& registry) {
   info.description = "Token Merging for Stable Diffusion (tomesd): merges similar tokens around the attention of "
                      "the least downsampled transformer blocks";
   info.params = {
-      param("ratio", T::Float, d.ratio, 0.0, 1.0, "fraction of tokens to merge away, 0 <= ratio < 1"),
-      param("max_downsample", T::Int, d.max_downsample, 1, 8, "merge in levels downsampled at most this much: 1, 2, 4 or 8"),
-      param("sx", T::Int, d.sx, 1, std::nullopt, "destination stride in x"),
-      param("sy", T::Int, d.sy, 1, std::nullopt, "destination stride in y"),
-      param("use_rand", T::Bool, d.use_rand, std::nullopt, std::nullopt,
+      make_param("ratio", T::Float, d.ratio, 0.0, 1.0, "fraction of tokens to merge away, 0 <= ratio < 1"),
+      make_param("max_downsample", T::Int, d.max_downsample, 1, 8, "merge in levels downsampled at most this much: 1, 2, 4 or 8"),
+      make_param("sx", T::Int, d.sx, 1, std::nullopt, "destination stride in x"),
+      make_param("sy", T::Int, d.sy, 1, std::nullopt, "destination stride in y"),
+      make_param("use_rand", T::Bool, d.use_rand, std::nullopt, std::nullopt,
             "random destination in each sy x sx cell (seeded from the run's seed)"),
-      param("merge_attn", T::Bool, d.merge_attn, std::nullopt, std::nullopt, "merge around self-attention"),
-      param("merge_crossattn", T::Bool, d.merge_crossattn, std::nullopt, std::nullopt, "merge around cross-attention"),
-      param("merge_mlp", T::Bool, d.merge_mlp, std::nullopt, std::nullopt, "merge around the feed-forward"),
+      make_param("merge_attn", T::Bool, d.merge_attn, std::nullopt, std::nullopt, "merge around self-attention"),
+      make_param("merge_crossattn", T::Bool, d.merge_crossattn, std::nullopt, std::nullopt, "merge around cross-attention"),
+      make_param("merge_mlp", T::Bool, d.merge_mlp, std::nullopt, std::nullopt, "merge around the feed-forward"),
   };
   info.create = [](const MethodParams& p) {
     TomeOptions o;

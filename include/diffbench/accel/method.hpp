@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -36,6 +37,19 @@ struct ParamSpec {
   std::vector<std::string> choices;   // strings: allowed values (empty = any)
   std::string help;
 };
+
+// A declared parameter (what built-in methods and plugins list in MethodInfo::params).
+inline ParamSpec make_param(std::string name, ParamSpec::Type type, nlohmann::json default_value,
+                            std::optional<double> min, std::optional<double> max, std::string help) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = type;
+  s.default_value = std::move(default_value);
+  s.min = min;
+  s.max = max;
+  s.help = std::move(help);
+  return s;
+}
 
 // Validated parameters: every declared parameter present (defaults filled in), typed.
 class MethodParams {
