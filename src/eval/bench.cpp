@@ -27,7 +27,9 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 nlohmann::json profile_kernels(const std::function<void()>& fn, const std::string& path) {
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
-  const torch::profiler::impl::ProfilerConfig cfg(torch::profiler::impl::ProfilerState::KINETO);
+  // Input shapes go into the trace so that a kernel can be traced back to the op (and shape) that launched it.
+  const torch::profiler::impl::ProfilerConfig cfg(torch::profiler::impl::ProfilerState::KINETO,
+                                                  /*report_input_shapes=*/true);
   const std::set<ActivityType> activities{ActivityType::CPU, ActivityType::CUDA};
   prof::prepareProfiler(cfg, activities);
   prof::enableProfiler(cfg, activities);

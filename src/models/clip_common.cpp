@@ -1,5 +1,7 @@
 #include "diffbench/models/clip_common.hpp"
 
+#include "diffbench/models/blocks/linear.hpp"
+
 #include <limits>
 
 #include <ATen/ATen.h>
@@ -86,8 +88,8 @@ ClipAttentionImpl::ClipAttentionImpl(const ClipEncoderConfig& c) : heads_(c.num_
 
 at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
   // x: [B, L, D]
-  auto attn = multi_head_attention(q_proj(x), k_proj(x), v_proj(x), heads_, additive_mask);  // [B, L, D]
-  return out_proj(attn);
+  auto attn = multi_head_attention(linear(q_proj, x), linear(k_proj, x), linear(v_proj, x), heads_, additive_mask);  // [B, L, D]
+  return linear(out_proj, attn);
 }
 
 ClipMlpImpl::ClipMlpImpl(const ClipEncoderConfig& c) : act_(c.hidden_act) {
@@ -95,7 +97,7 @@ ClipMlpImpl::ClipMlpImpl(const ClipEncoderConfig& c) : act_(c.hidden_act) {
   fc2 = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
 }
 
-at::Tensor ClipMlpImpl::forward(const at::Tensor& x) { return fc2(apply_activation(fc1(x), act_)); }
+at::Tensor ClipMlpImpl::forward(const at::Tensor& x) { return linear(fc2, apply_activation(linear(fc1, x), act_)); }
 
 ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipEncoderConfig& c) {
   auto ln = torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps);

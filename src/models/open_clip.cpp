@@ -1,5 +1,7 @@
 #include "diffbench/models/open_clip.hpp"
 
+#include "diffbench/models/blocks/linear.hpp"
+
 #include <ATen/ATen.h>
 
 #include "diffbench/error.hpp"
@@ -127,7 +129,7 @@ OpenClipAttentionImpl::OpenClipAttentionImpl(int64_t width, int64_t heads) : hea
 at::Tensor OpenClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
   auto qkv = at::linear(x, in_proj_weight, in_proj_bias).chunk(3, -1);  // 3 x [B, L, D]
   auto attn = multi_head_attention(qkv[0], qkv[1], qkv[2], heads_, additive_mask);  // [B, L, D]
-  return out_proj(attn);
+  return linear(out_proj, attn);
 }
 
 OpenClipLayerScaleImpl::OpenClipLayerScaleImpl(int64_t width, double init_value) {
@@ -252,7 +254,7 @@ at::Tensor OpenClipModelImpl::encode_text(const at::Tensor& input_ids) {
   auto rows = at::arange(batch, ids.options());
   auto pooled = x.index({rows, index.to(at::kLong)});  // [B, D]
 
-  if (text_projection_linear) return text_projection_linear(pooled);
+  if (text_projection_linear) return linear(text_projection_linear, pooled);
   if (text_projection.defined()) return pooled.matmul(text_projection);  // [B, E]
   return pooled;
 }

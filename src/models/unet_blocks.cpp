@@ -48,6 +48,16 @@ at::Tensor hooked(const BlockHooks* bh, ModuleKind kind, size_t index, const cha
 
 UNetHooks* hooks_of(const BlockHooks* bh) { return bh ? bh->hooks : nullptr; }
 
+// The up blocks' skip concatenation along channels. at::cat picks the output's memory format from
+// the inputs' suggested formats and falls back to NCHW when they disagree, which sent whole resnets
+// off the channels-last kernels: when either input is channels-last, concatenate along the last
+// dimension of the NHWC views instead, so the result is channels-last whatever the other one is.
+at::Tensor cat_channels(const at::Tensor& a, const at::Tensor& b) {
+  const auto cl = at::MemoryFormat::ChannelsLast;
+  if (a.dim() != 4 || !(a.is_contiguous(cl) || b.is_contiguous(cl))) return at::cat({a, b}, 1);
+  return at::cat({a.permute({0, 2, 3, 1}), b.permute({0, 2, 3, 1})}, 3).permute({0, 3, 1, 2});  // [B, Ca+Cb, H, W]
+}
+
 }  // namespace
 
 // ---- down ----
@@ -153,7 +163,7 @@ UNetUpBlockImpl::UNetUpBlockImpl(const UNetBlockOptions& o) {
 at::Tensor UNetUpBlockImpl::layer(size_t i, const at::Tensor& h, const at::Tensor& skip, const at::Tensor& temb,
                                   const at::Tensor& context, const BlockHooks* bh) {
   at::Tensor x = hooked(bh, ModuleKind::Resnet, i, "resnets", [&](const ModuleId*) {
-    return resnets_.at(i)(at::cat({h, skip}, 1), temb);  // [B, C + Cskip, H, W] -> [B, Cout, H, W]
+    return resnets_.at(i)(cat_channels(h, skip), temb);  // [B, C + Cskip, H, W] -> [B, Cout, H, W]
   });
   if (!attentions_.empty())
     x = hooked(bh, ModuleKind::Attention, i, "attentions",

@@ -23,6 +23,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "diffbench/io/json_config.hpp"
+#include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/clip_common.hpp"
 
 namespace diffbench {
@@ -105,7 +106,7 @@ TORCH_MODULE(OpenClipLayerScale);
 class OpenClipMlpImpl : public torch::nn::Module {
  public:
   OpenClipMlpImpl(int64_t width, int64_t mlp_width, ClipActivation act);
-  at::Tensor forward(const at::Tensor& x) { return c_proj(apply_activation(c_fc(x), act_)); }
+  at::Tensor forward(const at::Tensor& x) { return linear(c_proj, apply_activation(linear(c_fc, x), act_)); }
 
  private:
   ClipActivation act_;

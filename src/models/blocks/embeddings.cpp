@@ -1,5 +1,7 @@
 #include "diffbench/models/blocks/embeddings.hpp"
 
+#include "diffbench/models/blocks/linear.hpp"
+
 #include <cmath>
 
 namespace diffbench {
@@ -24,6 +26,6 @@ TimestepEmbeddingImpl::TimestepEmbeddingImpl(int64_t in_channels, int64_t time_e
   linear_2 = register_module("linear_2", torch::nn::Linear(time_embed_dim, time_embed_dim));
 }
 
-at::Tensor TimestepEmbeddingImpl::forward(const at::Tensor& x) { return linear_2(at::silu(linear_1(x))); }
+at::Tensor TimestepEmbeddingImpl::forward(const at::Tensor& x) { return linear(linear_2, at::silu(linear(linear_1, x))); }
 
 }  // namespace diffbench

@@ -1,5 +1,6 @@
 #include "diffbench/models/blocks/resnet.hpp"
 
+#include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/blocks/norm.hpp"
 
 #include <torch/nn/functional/activation.h>
@@ -29,14 +30,14 @@ at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& tem
     };
     at::Tensor h = conv(conv1, group_norm_act(x, norm1, /*silu=*/true));
     at::Tensor shift = conv1->bias.unsqueeze(0);  // [1, Cout]
-    if (time_emb_proj && temb.defined()) shift = shift + time_emb_proj(at::silu(temb));  // [B, Cout]
+    if (time_emb_proj && temb.defined()) shift = shift + linear(time_emb_proj, at::silu(temb));  // [B, Cout]
     h = conv(conv2, group_norm_act(h, norm2, /*silu=*/true, shift));
     const at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;
     return bias_residual(h, conv2->bias, shortcut, 1.0 / options_.output_scale_factor);
   }
   at::Tensor h = conv1(group_norm_act(x, norm1, /*silu=*/true));  // [B, Cout, H, W]
   if (time_emb_proj && temb.defined()) {
-    at::Tensor t = time_emb_proj(at::silu(temb));  // [B, Cout]
+    at::Tensor t = linear(time_emb_proj, at::silu(temb));  // [B, Cout]
     h = h + t.unsqueeze(-1).unsqueeze(-1);          // broadcast over H, W
   }
   h = conv2(group_norm_act(h, norm2, /*silu=*/true));  // dropout is the identity at inference

@@ -1,5 +1,6 @@
 #include "diffbench/models/blocks/transformer.hpp"
 
+#include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/blocks/norm.hpp"
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
 #include "kernels/geglu.hpp"
@@ -16,7 +17,7 @@ GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
 }
 
 at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
-  at::Tensor y = proj(x);  // [.., 2·dim_out]: value, gate
+  at::Tensor y = linear(proj, x);  // [.., 2·dim_out]: value, gate
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
   if (y.is_cuda()) return kernels::geglu(y);  // fused; falls back itself for unsupported inputs
 #endif
@@ -31,7 +32,7 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
   net = register_module("net", nn::ModuleList(act, nn::Dropout(0.0), out));
 }
 
-at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return out(act(x)); }
+at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return linear(out, act(x)); }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(const TransformerBlockOptions& o) {
   auto layer_norm = [&] { return nn::LayerNorm(nn::LayerNormOptions({o.dim}).eps(o.norm_eps)); };
@@ -131,7 +132,7 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, h.size(1)});    // [B, HW, inner]
   } else {
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, C});            // [B, HW, C]
-    h = proj_in_linear(h);                                         // [B, HW, inner]
+    h = linear(proj_in_linear, h);                                        // [B, HW, inner]
   }
   if (hooks && id) {
     TransformerId tid;
@@ -152,7 +153,7 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
     h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, inner, H, W]
     h = proj_out_conv(h);                                              // [B, C, H, W]
   } else {
-    h = proj_out_linear(h);                                            // [B, HW, C]
+    h = linear(proj_out_linear, h);                                           // [B, HW, C]
     h = h.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, C, H, W]
   }
   return h + x;
