@@ -6,6 +6,8 @@
 //     then folds them into per-group shared sums; one (sum, sumsq) per group is written;
 //  2. finalise: per (sample, group) one warp adds the chunks' partials in double -> mean, 1/std;
 //  3. apply: elementwise (x - mean) * rstd * w + b, then SiLU, 8 values per thread when C % 8 == 0.
+#include <algorithm>
+
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_bf16.h>
@@ -18,7 +20,7 @@ namespace diffbench::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxChannelsPerThread = 8;  // C <= 2048
+constexpr int kMaxThreads = 1024;  // the statistics kernel's block: max(256, C/8 rounded up to a warp)
 constexpr int kPixelsPerChunk = 32;
 
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
@@ -28,7 +30,8 @@ template <> __device__ __forceinline__ __half from_float<__half>(float v) { retu
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // Thread t owns the 8 channels 8·(t mod C/8) .. +7 and reads them as one 16-byte load per pixel;
-// the block's C/8-thread rows take the chunk's pixels in turn (C ≤ 2048, C % 8 == 0).
+// the block's C/8-thread rows take the chunk's pixels in turn (C ≤ 8192, C % 8 == 0; above 2048
+// channels the block has one row of C/8 threads).
 template <typename T>
 __global__ void partial_sums(const T* __restrict__ x, const float* __restrict__ shift, float2* __restrict__ partial,
                              int HW, int C, int G, int chunks, int ppc) {
@@ -148,7 +151,8 @@ void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Te
   at::Tensor partial = at::empty({N, chunks, G, 2}, opts);
   at::Tensor stats = at::empty({N, G, 2}, opts);
   const T* xp = reinterpret_cast<const T*>(x.data_ptr());
-  partial_sums<T><<<dim3(chunks, N), kThreads, 2 * G * sizeof(float), stream>>>(
+  const int stat_threads = std::max(kThreads, (C / 8 + 31) / 32 * 32);
+  partial_sums<T><<<dim3(chunks, N), stat_threads, 2 * G * sizeof(float), stream>>>(
       xp, shift, reinterpret_cast<float2*>(partial.data_ptr()), HW, C, G, chunks, ppc);
   const int total_groups = N * G;
   finalise<<<(total_groups * 32 + 255) / 256, 256, 0, stream>>>(reinterpret_cast<const float2*>(partial.data_ptr()),
@@ -174,7 +178,7 @@ at::Tensor group_norm_nhwc(const at::Tensor& x, const at::Tensor& weight, const 
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t N = x.size(0), C = x.size(1);
   // The vectorised apply needs 8 channels per load; fall back to LibTorch otherwise.
-  if (C % 8 != 0 || C > kThreads * kMaxChannelsPerThread) {
+  if (C % 8 != 0 || C / 8 > kMaxThreads) {
     const at::Tensor in = shift.defined() ? x + shift.view({N, C, 1, 1}).to(x.scalar_type()) : x;
     at::Tensor y = at::group_norm(in, groups, weight, bias, eps);
     return silu ? at::silu(y) : y;
