@@ -2,7 +2,7 @@
 # The issue's benchmark table in one go, on a GPU machine: prints the device, builds diffbench with the
 # CUDA kernels (tools/gpu-build.sh) plus the pipeline tests, runs the fast-path PSNR tests (needs the
 # tiny-sd fixtures under $DIFFBENCH_SHARED/fixtures), makes random SD1.5-topology fp16 weights and times
-# baseline, DeepCache (3, 0) and ToMe 0.5 at batch 1 and 4 with `diffbench bench`.
+# baseline, DeepCache (3, 0), ToMe 0.5 and T-GATE (gate step 10) at batch 1 and 4 with `diffbench bench`.
 #   tools/gpu-bench.sh CLIP_TOKENIZER_DIR [WORK_DIR]
 set -uo pipefail
 tok=${1:?usage: $0 CLIP_TOKENIZER_DIR [WORK_DIR]}
@@ -24,7 +24,8 @@ base="[pipeline]\nmodel = \"$work/sd15\"\nsteps = 50\nguidance = 7.5\nheight = 5
 printf "$base" >"$work/baseline.toml"
 printf "$base[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = 3\ncache_branch_id = 0\n" >"$work/deepcache.toml"
 printf "$base[[accelerate]]\nmethod = \"tome\"\nratio = 0.5\n" >"$work/tome.toml"
-for s in baseline deepcache tome; do
+printf "$base[[accelerate]]\nmethod = \"tgate\"\ngate_step = 10\n" >"$work/tgate.toml"
+for s in baseline deepcache tome tgate; do
   for bs in 1 4; do
     runs=5; [ "$bs" = 4 ] && runs=3
     $B bench "$work/$s.toml" --batch-size "$bs" --runs "$runs" --warmup 1 --json >"$work/$s-bs$bs.json" 2>"$work/err.txt" ||

@@ -56,6 +56,7 @@ nlohmann::json TgateMethod::stats() const {
 void TgateMethod::reset_stats() { counters_ = Counters{}; }
 
 void TgateMethod::begin_generation(const GenerationInfo& info) {
+  close_call();
   guidance_ = info.guidance;
   warmup_calls_ = tgate_warmup_calls(info);
   plan_ = TgatePlan{};  // tgate registers "no cache, no reuse" before the loop
@@ -64,6 +65,7 @@ void TgateMethod::begin_generation(const GenerationInfo& info) {
 }
 
 void TgateMethod::before_step(const StepInfo& step) {
+  close_call();
   // tgate updates its plan only on counted calls: i == last or (i + 1) > num_warmup_steps
   // (with scheduler order 1); on the others the previous plan stays.
   const auto i = static_cast<int64_t>(step.step);
@@ -111,7 +113,62 @@ void TgateMethod::after_attention(const TransformerId& id, TransformerPart part,
     auto halves = output.chunk(2, 0);  // [B, N, C] each: unconditional, text
     kept = (halves[0] + halves[1]) / 2;
   }
-  cache(part)[id.name] = kept;
+  at::Tensor& buffer = buffers_[{static_cast<int>(part), id.name, kept.sizes().vec()}];
+  if (!buffer.defined()) buffer = at::empty_like(kept, at::MemoryFormat::Contiguous);
+  buffer.copy_(kept);
+  cache(part)[id.name] = buffer;
+  call_.writes.emplace_back(part, id.name, buffer);
+}
+
+void TgateMethod::begin_call(const UNetCallInfo&) {
+  close_call();
+  call_open_ = true;
+  call_start_ = counters_;
+  call_ = CallRecord{};
+}
+
+void TgateMethod::close_call() {
+  if (!call_open_) return;
+  call_open_ = false;
+  if (call_replayed_ || call_variant_.empty()) {
+    call_replayed_ = false;
+    call_variant_.clear();
+    return;
+  }
+  const Counters& a = counters_;
+  const Counters& b = call_start_;
+  call_.delta = {a.self_computed - b.self_computed, a.self_reused - b.self_reused,
+                 a.cross_computed - b.cross_computed, a.cross_reused - b.cross_reused, 0};
+  records_[call_variant_] = std::move(call_);
+  call_variant_.clear();
+}
+
+std::optional<std::string> TgateMethod::graph_variant() {
+  // A reused attention reads what the cache holds for its block, so the variant names how many
+  // entries (and values) each reused cache holds besides the plan.
+  const auto held = [](const std::map<std::string, at::Tensor>& c) {
+    int64_t values = 0;
+    for (const auto& [name, t] : c) values += t.numel();
+    return std::to_string(c.size()) + "/" + std::to_string(values);
+  };
+  std::string v = std::string("tgate:") + (plan_.sa_cache ? "S" : "") + (plan_.sa_reuse ? "s" : "") +
+                  (plan_.ca_cache ? "C" : "") + (plan_.ca_reuse ? "c" : "") + (plan_.keep_shape ? "" : "m");
+  if (plan_.sa_reuse) v += ":self=" + held(self_cache_);
+  if (plan_.ca_reuse) v += ":cross=" + held(cross_cache_);
+  call_variant_ = v;
+  return v;
+}
+
+void TgateMethod::replayed() {
+  call_replayed_ = true;
+  const auto it = records_.find(call_variant_);
+  if (it == records_.end()) return;
+  const Counters& d = it->second.delta;
+  counters_.self_computed += d.self_computed;
+  counters_.self_reused += d.self_reused;
+  counters_.cross_computed += d.cross_computed;
+  counters_.cross_reused += d.cross_reused;
+  for (const auto& [part, name, buffer] : it->second.writes) cache(part)[name] = buffer;
 }
 
 void register_tgate(MethodRegistry& registry) {

@@ -33,6 +33,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -77,6 +79,13 @@ class TgateMethod : public Method {
   std::optional<at::Tensor> before_attention(const TransformerId& id, TransformerPart part,
                                              const at::Tensor& x) override;
   void after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) override;
+  // CUDA graphs: the calls of one plan do the same device work once every cache they read exists,
+  // so the plan (and what the reused caches hold) is the variant. Cached attentions live in fixed
+  // buffers, written in place; a replay re-applies the counters and cache entries of the call it
+  // was captured from.
+  void begin_call(const UNetCallInfo& info) override;
+  std::optional<std::string> graph_variant() override;
+  void replayed() override;
 
   // The plan of the current UNet call (for tests).
   const TgatePlan& plan() const { return plan_; }
@@ -85,15 +94,31 @@ class TgateMethod : public Method {
   int64_t cur_step(size_t step) const { return static_cast<int64_t>(step) - warmup_calls_; }
   std::map<std::string, at::Tensor>& cache(TransformerPart part);
 
+  struct Counters {
+    int64_t self_computed = 0, self_reused = 0, cross_computed = 0, cross_reused = 0;
+    int64_t conditional_only_steps = 0;
+  };
+  // What one call of a graph variant did on the host: counter increments and cache entries set.
+  struct CallRecord {
+    Counters delta;
+    std::vector<std::tuple<TransformerPart, std::string, at::Tensor>> writes;
+  };
+  void close_call();
+
   TgateParams p_;
   bool guidance_ = false;
   int64_t warmup_calls_ = 0;
   TgatePlan plan_;
-  std::map<std::string, at::Tensor> self_cache_, cross_cache_;  // by transformer block name
-  struct Counters {
-    int64_t self_computed = 0, self_reused = 0, cross_computed = 0, cross_reused = 0;
-    int64_t conditional_only_steps = 0;
-  } counters_;
+  std::map<std::string, at::Tensor> self_cache_, cross_cache_;  // by transformer block name -> a buffer
+  // Fixed buffers by (part, block name, shape); kept across generations, which graphs replay.
+  std::map<std::tuple<int, std::string, std::vector<int64_t>>, at::Tensor> buffers_;
+  Counters counters_;
+  // The UNet call in progress: its variant, counters at its start and the cache entries it set.
+  bool call_open_ = false, call_replayed_ = false;
+  std::string call_variant_;
+  Counters call_start_;
+  CallRecord call_;
+  std::map<std::string, CallRecord> records_;  // by variant
 };
 
 // Registers "tgate" (parameters gate_step, sp_interval, fi_interval, warm_up).
