@@ -88,7 +88,8 @@ ClipAttentionImpl::ClipAttentionImpl(const ClipEncoderConfig& c) : heads_(c.num_
 
 at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
   // x: [B, L, D]
-  auto attn = multi_head_attention(linear(q_proj, x), linear(k_proj, x), linear(v_proj, x), heads_, additive_mask);  // [B, L, D]
+  auto attn =
+      multi_head_attention(linear(q_proj, x), linear(k_proj, x), linear(v_proj, x), heads_, additive_mask);  // [B, L, D]
   return linear(out_proj, attn);
 }
 

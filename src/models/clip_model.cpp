@@ -46,12 +46,12 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& config) : config_(config) {
 
 at::Tensor ClipModelImpl::get_text_features(const at::Tensor& input_ids, const at::Tensor& attention_mask) {
   auto pooled = text_model(input_ids, attention_mask).pooled;  // [B, Dt]
-  return linear(text_projection, pooled);                               // [B, E]
+  return linear(text_projection, pooled);                       // [B, E]
 }
 
 at::Tensor ClipModelImpl::get_image_features(const at::Tensor& pixel_values) {
   auto pooled = vision_model(pixel_values).pooled;  // [B, Dv]
-  return linear(visual_projection, pooled);                  // [B, E]
+  return linear(visual_projection, pooled);          // [B, E]
 }
 
 }  // namespace diffbench

@@ -37,9 +37,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& co
   at::Tensor q = linear(to_q, x).view({B, -1, heads, dh}).transpose(1, 2);   // [B, heads, N, dh]
   at::Tensor k = linear(to_k, kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
   at::Tensor v = linear(to_v, kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
-  at::Tensor o = at::scaled_dot_product_attention(q, k, v);          // [B, heads, N, dh]
-  o = o.transpose(1, 2).reshape({B, -1, heads * dh});                // [B, N, inner]
-  o = linear(to_out_proj, o);                                               // [B, N, query_dim]; to_out.1 is dropout
+  at::Tensor o = at::scaled_dot_product_attention(q, k, v);                  // [B, heads, N, dh]
+  o = o.transpose(1, 2).reshape({B, -1, heads * dh});                        // [B, N, inner]
+  o = linear(to_out_proj, o);  // [B, N, query_dim]; to_out.1 is dropout
 
   if (spatial) o = o.transpose(-1, -2).reshape({B, C, H, W});  // [B, C, H, W]
   if (options_.residual_connection) o = o + hidden;

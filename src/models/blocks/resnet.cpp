@@ -38,7 +38,7 @@ at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& tem
   at::Tensor h = conv1(group_norm_act(x, norm1, /*silu=*/true));  // [B, Cout, H, W]
   if (time_emb_proj && temb.defined()) {
     at::Tensor t = linear(time_emb_proj, at::silu(temb));  // [B, Cout]
-    h = h + t.unsqueeze(-1).unsqueeze(-1);          // broadcast over H, W
+    h = h + t.unsqueeze(-1).unsqueeze(-1);                 // broadcast over H, W
   }
   h = conv2(group_norm_act(h, norm2, /*silu=*/true));  // dropout is the identity at inference
   at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;

@@ -132,7 +132,7 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, h.size(1)});    // [B, HW, inner]
   } else {
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, C});            // [B, HW, C]
-    h = linear(proj_in_linear, h);                                        // [B, HW, inner]
+    h = linear(proj_in_linear, h);                                 // [B, HW, inner]
   }
   if (hooks && id) {
     TransformerId tid;
@@ -153,7 +153,7 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
     h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, inner, H, W]
     h = proj_out_conv(h);                                              // [B, C, H, W]
   } else {
-    h = linear(proj_out_linear, h);                                           // [B, HW, C]
+    h = linear(proj_out_linear, h);                                    // [B, HW, C]
     h = h.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, C, H, W]
   }
   return h + x;
