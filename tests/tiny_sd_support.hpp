@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "diffbench/accel/method.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
@@ -39,6 +40,27 @@ inline Txt2ImgPipeline& tiny_sd() {
     return Txt2ImgPipeline::load(mo);
   }();
   return *pipe;
+}
+
+// The reference runs' protocol: the 4 prompts in one batch with one diffusers-style generator seeded
+// 42, guidance 7.5, PNDM for `steps` steps.
+inline GenerateOptions reference_protocol(std::vector<PipelineHooks*> hooks = {}, int steps = 50) {
+  GenerateOptions opt;
+  opt.steps = steps;
+  opt.guidance = 7.5;
+  opt.seed = 42;
+  opt.batch_size = 4;
+  opt.noise = NoiseMode::Diffusers;
+  opt.hooks = std::move(hooks);
+  return opt;
+}
+
+// A built-in method with these parameters, as a spec's [[accelerate]] table creates it.
+inline std::unique_ptr<Method> builtin_method(const std::string& name, nlohmann::json params) {
+  AccelEntry e;
+  e.method = name;
+  e.params = std::move(params);
+  return MethodRegistry::with_builtins().create(e, "test.toml");
 }
 
 }  // namespace diffbench::test

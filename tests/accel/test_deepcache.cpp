@@ -17,23 +17,10 @@ using test::reference;
 using test::tiny_sd;
 
 std::unique_ptr<Method> make_deepcache(nlohmann::json params) {
-  AccelEntry e;
-  e.method = "deepcache";
-  e.params = std::move(params);
-  return MethodRegistry::with_builtins().create(e, "test.toml");
+  return test::builtin_method("deepcache", std::move(params));
 }
 
-// The reference protocol: 4 prompts, seed 42, one generator, batch 4, guidance 7.5, PNDM 50.
-GenerateOptions reference_options(Method& method) {
-  GenerateOptions opt;
-  opt.steps = 50;
-  opt.guidance = 7.5;
-  opt.seed = 42;
-  opt.batch_size = 4;
-  opt.noise = NoiseMode::Diffusers;
-  opt.hooks = {&method};
-  return opt;
-}
+GenerateOptions reference_options(Method& method) { return test::reference_protocol({&method}); }
 
 class DeepCacheParity : public ::testing::Test {
  protected:

@@ -172,26 +172,13 @@ TEST(Tgate, CachesTheMeanOfTheHalvesAtTheGateAndReusesIt) {
 namespace {
 
 const test::Reference& reference() { return test::reference("tiny-sd-tgate-reference"); }
+using test::builtin_method;
 using test::tiny_sd;
 
-std::unique_ptr<Method> make_builtin(const std::string& method, nlohmann::json params) {
-  AccelEntry e;
-  e.method = method;
-  e.params = std::move(params);
-  return MethodRegistry::with_builtins().create(e, "test.toml");
-}
-
-// The reference protocol: 4 prompts, seed 42, one generator for the batch, batch 4, guidance 7.5
-// (tgate's default), 25 PNDM steps, 128x128.
+// The reference protocol with tgate's settings: 25 PNDM steps, 128x128.
 GenerateOptions reference_options(std::vector<PipelineHooks*> hooks) {
-  GenerateOptions opt;
-  opt.steps = 25;
-  opt.guidance = 7.5;
-  opt.seed = 42;
-  opt.batch_size = 4;
-  opt.noise = NoiseMode::Diffusers;
+  GenerateOptions opt = test::reference_protocol(std::move(hooks), 25);
   opt.height = opt.width = 128;
-  opt.hooks = std::move(hooks);
   return opt;
 }
 
@@ -213,7 +200,7 @@ class TgateParity : public ::testing::Test {
 
 TEST_F(TgateParity, Gate10Sp5Fi1Warmup2) {
   // TgateSDLoader(pipe).tgate(prompts, gate_step=10, sp_interval=5, fi_interval=1, warm_up=2)
-  auto tgate = make_builtin("tgate", {{"gate_step", 10}, {"sp_interval", 5}, {"fi_interval", 1}, {"warm_up", 2}});
+  auto tgate = builtin_method("tgate", {{"gate_step", 10}, {"sp_interval", 5}, {"fi_interval", 1}, {"warm_up", 2}});
   c10::InferenceMode guard;
   const auto result = tiny_sd().generate(reference().prompts, reference_options({tgate.get()}));
   check_images(result, "pndm25.tgate_g10_sp5_fi1_w2");
@@ -238,8 +225,8 @@ TEST_F(TgateParity, StackedWithDeepCacheAsTgateSDDeepCacheLoader) {
   // with that loader's defaults sp_interval=1, fi_interval=1, warm_up=0; in either stacking order.
   for (const bool tgate_first : {true, false}) {
     SCOPED_TRACE(tgate_first ? "tgate, deepcache" : "deepcache, tgate");
-    auto tgate = make_builtin("tgate", {{"gate_step", 10}, {"sp_interval", 1}, {"fi_interval", 1}, {"warm_up", 0}});
-    auto deepcache = make_builtin("deepcache", {{"cache_interval", 3}, {"cache_branch_id", 0}});
+    auto tgate = builtin_method("tgate", {{"gate_step", 10}, {"sp_interval", 1}, {"fi_interval", 1}, {"warm_up", 0}});
+    auto deepcache = builtin_method("deepcache", {{"cache_interval", 3}, {"cache_branch_id", 0}});
     std::vector<PipelineHooks*> stack{tgate.get(), deepcache.get()};
     if (!tgate_first) std::swap(stack[0], stack[1]);
     c10::InferenceMode guard;

@@ -274,13 +274,7 @@ class TomePipeline : public ::testing::Test {
     nlohmann::json stats;
   };
   Run run(Method& method, int steps = 50) {
-    GenerateOptions opt;
-    opt.steps = steps;
-    opt.guidance = 7.5;
-    opt.seed = 42;
-    opt.batch_size = 4;
-    opt.noise = NoiseMode::Diffusers;
-    opt.hooks = {&method};
+    const GenerateOptions opt = test::reference_protocol({&method}, steps);
     Run out;
     auto result = tiny_sd().generate(reference().prompts, opt, [&](size_t, size_t, size_t, const at::Tensor& latents) {
       out.final_latents = latents.clone();

@@ -24,16 +24,9 @@ class FastPath : public ::testing::Test {
     DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd/model_index.json"));
   }
 
-  // The reference protocol of pndm50: 4 prompts, one generator seeded 42, guidance 7.5.
+  // The reference protocol of pndm50.
   static GenerateOptions options(std::vector<PipelineHooks*> hooks = {}) {
-    GenerateOptions opt;
-    opt.steps = 50;
-    opt.guidance = 7.5;
-    opt.seed = 42;
-    opt.batch_size = 4;
-    opt.noise = NoiseMode::Diffusers;
-    opt.hooks = std::move(hooks);
-    return opt;
+    return test::reference_protocol(std::move(hooks));
   }
 
   static std::unique_ptr<Txt2ImgPipeline> load(at::ScalarType dtype, at::Device device, bool graphs = true) {
@@ -58,10 +51,7 @@ class FastPath : public ::testing::Test {
   }
 
   static std::unique_ptr<Method> method(const std::string& name, nlohmann::json params) {
-    AccelEntry e;
-    e.method = name;
-    e.params = std::move(params);
-    return MethodRegistry::with_builtins().create(e, "test.toml");
+    return test::builtin_method(name, std::move(params));
   }
 };
 
