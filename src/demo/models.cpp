@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "diffbench/io/staging_dir.hpp"
+#include "diffbench/pipeline/init_random.hpp"
 
 namespace diffbench::demo {
 
@@ -165,16 +166,7 @@ void write_clip_folder(const fs::path& dir, ClipModel& clip, const json& config,
 void write_sd_folder(const fs::path& dir, ClipModel& clip, AutoencoderKL& vae, UNet2DConditionModel& unet,
                      const DemoArch& arch, const BpeVocab& vocab, double scaling_factor, at::ScalarType dtype) {
   fs::create_directories(dir);
-  write_json(dir / "model_index.json", {{"_class_name", "StableDiffusionPipeline"},
-                                        {"feature_extractor", {nullptr, nullptr}},
-                                        {"image_encoder", {nullptr, nullptr}},
-                                        {"requires_safety_checker", false},
-                                        {"safety_checker", {nullptr, nullptr}},
-                                        {"scheduler", {"diffusers", "PNDMScheduler"}},
-                                        {"text_encoder", {"transformers", "CLIPTextModel"}},
-                                        {"tokenizer", {"transformers", "CLIPTokenizer"}},
-                                        {"unet", {"diffusers", "UNet2DConditionModel"}},
-                                        {"vae", {"diffusers", "AutoencoderKL"}}});
+  write_json(dir / "model_index.json", sd_model_index());
   fs::create_directories(dir / "scheduler");
   write_json(dir / "scheduler" / "scheduler_config.json", scheduler_config());
   write_tokenizer_files(vocab, dir / "tokenizer");

@@ -120,6 +120,19 @@ void save_module(const fs::path& dir, const std::string& weights_name, const jso
 
 }  // namespace
 
+json sd_model_index() {
+  return {{"_class_name", "StableDiffusionPipeline"},
+          {"feature_extractor", {nullptr, nullptr}},
+          {"image_encoder", {nullptr, nullptr}},
+          {"requires_safety_checker", false},
+          {"safety_checker", {nullptr, nullptr}},
+          {"scheduler", {"diffusers", "PNDMScheduler"}},
+          {"text_encoder", {"transformers", "CLIPTextModel"}},
+          {"tokenizer", {"transformers", "CLIPTokenizer"}},
+          {"unet", {"diffusers", "UNet2DConditionModel"}},
+          {"vae", {"diffusers", "AutoencoderKL"}}};
+}
+
 void write_random_pipeline(const fs::path& out, const RandomPipelineOptions& o) {
   if (o.arch != "sd15" && o.arch != "tiny") throw UsageError("unknown architecture '" + o.arch + "' (sd15 or tiny)", "--arch");
   if (o.tokenizer.empty())
@@ -133,16 +146,9 @@ void write_random_pipeline(const fs::path& out, const RandomPipelineOptions& o) 
   const fs::path dir = staging.path();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
 
-  write_json(dir / "model_index.json", {{"_class_name", "StableDiffusionPipeline"},
-                                        {"_diffbench_init_random", {{"arch", o.arch}, {"seed", o.seed}}},
-                                        {"feature_extractor", {nullptr, nullptr}},
-                                        {"requires_safety_checker", false},
-                                        {"safety_checker", {nullptr, nullptr}},
-                                        {"scheduler", {"diffusers", "PNDMScheduler"}},
-                                        {"text_encoder", {"transformers", "CLIPTextModel"}},
-                                        {"tokenizer", {"transformers", "CLIPTokenizer"}},
-                                        {"unet", {"diffusers", "UNet2DConditionModel"}},
-                                        {"vae", {"diffusers", "AutoencoderKL"}}});
+  json index = sd_model_index();
+  index["_diffbench_init_random"] = {{"arch", o.arch}, {"seed", o.seed}};
+  write_json(dir / "model_index.json", index);
   fs::create_directories(dir / "scheduler");
   write_json(dir / "scheduler" / "scheduler_config.json", scheduler_config(o.prediction_type));
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 namespace diffbench {
 
@@ -16,6 +17,10 @@ struct RandomPipelineOptions {
   at::ScalarType weights_dtype = at::kFloat;
   std::string prediction_type = "epsilon"; // or "v_prediction" (written into the scheduler config)
 };
+
+// model_index.json of a Stable Diffusion 1.x folder as this project writes them: PNDM scheduler, CLIP
+// text encoder and tokenizer, UNet, VAE; no safety checker, feature extractor or image encoder.
+nlohmann::json sd_model_index();
 
 // Writes model_index.json, scheduler/, tokenizer/, text_encoder/, unet/ and vae/ into `out`
 // (which must not exist or be empty). Weights are drawn from a generator seeded `seed`.
