@@ -10,9 +10,8 @@
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
+#include "convert.cuh"
 #include "group_norm.hpp"
 
 namespace diffbench::kernels {
@@ -22,12 +21,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxThreads = 1024;  // the statistics kernel's block: max(256, C/8 rounded up to a warp)
 constexpr int kPixelsPerChunk = 32;
-
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // Thread t owns the 8 channels 8·(t mod C/8) .. +7 and reads them as one 16-byte load per pixel;
 // the block's C/8-thread rows take the chunk's pixels in turn (C ≤ 8192, C % 8 == 0; above 2048
