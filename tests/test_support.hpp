@@ -34,11 +34,24 @@ inline std::filesystem::path temp_dir(const std::string& tag) {
 
 }  // namespace diffbench::test
 
-// Skips the current test, naming the missing fixture, when `path` does not exist.
-#define DIFFBENCH_REQUIRE_FIXTURE(path)                                                   \
-  do {                                                                                    \
-    if (!std::filesystem::exists(path))                                                   \
-      GTEST_SKIP() << "fixture missing: " << (path).string() << " (see ../shared/README.md)"; \
+namespace diffbench::test {
+// Set (to anything but "0") by .ci/run: there a missing fixture is a failure, not a skip.
+inline bool fixtures_required() {
+  const char* env = std::getenv("DIFFBENCH_REQUIRE_FIXTURES");
+  return env && *env && std::string(env) != "0";
+}
+}  // namespace diffbench::test
+
+// Skips the current test, naming the missing fixture, when `path` does not exist; fails it instead
+// when DIFFBENCH_REQUIRE_FIXTURES is set (CI has ../shared, so a missing file there is a defect).
+#define DIFFBENCH_REQUIRE_FIXTURE(path)                                                            \
+  do {                                                                                             \
+    if (!std::filesystem::exists(path)) {                                                          \
+      if (::diffbench::test::fixtures_required())                                                  \
+        GTEST_FAIL() << "fixture missing: " << (path).string()                                     \
+                     << " (DIFFBENCH_REQUIRE_FIXTURES is set; see ../shared/README.md)";           \
+      GTEST_SKIP() << "fixture missing: " << (path).string() << " (see ../shared/README.md)";      \
+    }                                                                                              \
   } while (0)
 
 // Asserts max |a-b| <= tol and prints the difference when it fails.

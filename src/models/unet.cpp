@@ -1,9 +1,16 @@
 #include "diffbench/models/unet.hpp"
 
+#include <atomic>
+
 #include "diffbench/error.hpp"
 #include "diffbench/models/blocks/norm.hpp"
 
 namespace diffbench {
+
+uint64_t next_hooks_instance_id() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 namespace nn = torch::nn;
 

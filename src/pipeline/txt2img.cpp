@@ -15,6 +15,7 @@
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
 #include "diffbench/pipeline/composite_hooks.hpp"
+#include "diffbench/pipeline/noise.hpp"
 #include "diffbench/schedulers/scheduler.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
 #include "unet_runner.hpp"
@@ -22,14 +23,6 @@
 namespace diffbench {
 
 namespace fs = std::filesystem;
-
-NoiseMode parse_noise_mode(const std::string& name) {
-  if (name == "per-prompt") return NoiseMode::PerPrompt;
-  if (name == "diffusers") return NoiseMode::Diffusers;
-  throw UsageError("unknown noise mode '" + name + "' (use per-prompt or diffusers)", "--noise");
-}
-
-std::string to_string(NoiseMode mode) { return mode == NoiseMode::PerPrompt ? "per-prompt" : "diffusers"; }
 
 StageTimes& StageTimes::operator+=(const StageTimes& o) {
   text_encoder += o.text_encoder;
@@ -73,48 +66,6 @@ void load_component(Module& module, const fs::path& weights, const ModelOptions&
   module->eval();
 }
 
-// Draws the initial latents and the schedulers' per-step noise, in one of the two noise modes.
-class NoiseSource {
- public:
-  NoiseSource(NoiseMode mode, uint64_t seed) : mode_(mode), seed_(seed) {
-    if (mode_ == NoiseMode::Diffusers) shared_ = at::make_generator<at::CPUGeneratorImpl>(seed);
-  }
-  // Selects the prompts [first, first+count) of the next batch.
-  void begin_batch(size_t first, size_t count) {
-    if (mode_ == NoiseMode::PerPrompt) {
-      per_prompt_.clear();
-      for (size_t i = 0; i < count; ++i)
-        per_prompt_.push_back(at::make_generator<at::CPUGeneratorImpl>(seed_ + first + i));
-    }
-    count_ = count;
-  }
-  // Standard normal noise of `shape` (leading dim = batch), drawn on the CPU in float32 like
-  // diffusers' randn_tensor with a CPU generator, then cast to `dtype` and moved to `device`.
-  // diffusers draws in the pipeline's dtype instead, and torch's float16/bfloat16 normal sampler
-  // yields different numbers from its float32 one, so a half-precision diffusers run starts from
-  // other noise than its float32 run. Drawing in float32 keeps fp16/bf16 images comparable to
-  // (and, for fp32, identical with) diffusers' float32 images.
-  at::Tensor draw(std::vector<int64_t> shape, at::ScalarType dtype, const at::Device& device) {
-    auto opts = at::TensorOptions().dtype(at::kFloat);
-    at::Tensor out;
-    if (mode_ == NoiseMode::Diffusers) {
-      out = at::randn(shape, shared_, opts);
-    } else {
-      std::vector<at::Tensor> parts;
-      shape[0] = 1;
-      for (auto& g : per_prompt_) parts.push_back(at::randn(shape, g, opts));
-      out = at::cat(parts, 0);
-    }
-    return out.to(device, dtype);
-  }
-
- private:
-  NoiseMode mode_;
-  uint64_t seed_;
-  at::Generator shared_;
-  std::vector<at::Generator> per_prompt_;
-  size_t count_ = 0;
-};
 
 }  // namespace
 
@@ -238,6 +189,26 @@ at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& promp
   return impl_->text_encoder->forward(ids).last_hidden_state;                    // [B,77,D]
 }
 
+namespace {
+
+// from_config(config, **overrides): the overrides win, and a key they set is no longer one that
+// takes the class default.
+nlohmann::json with_overrides(const nlohmann::json& base, const nlohmann::json& overrides) {
+  if (overrides.is_null() || overrides.empty()) return base;
+  if (!overrides.is_object()) throw UsageError("scheduler options must be a table of key = value", "scheduler_config");
+  nlohmann::json out = base;
+  for (const auto& [key, value] : overrides.items()) out[key] = value;
+  if (auto it = out.find("_use_default_values"); it != out.end() && it->is_array()) {
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& k : *it)
+      if (!k.is_string() || !overrides.contains(k.get<std::string>())) kept.push_back(k);
+    *it = kept;
+  }
+  return out;
+}
+
+}  // namespace
+
 GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& opt,
                                            const StepCallback& on_step, const Logger& log) {
   if (prompts.empty()) throw UsageError("no prompts to generate", "prompts");
@@ -255,7 +226,8 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
   Impl& m = *impl_;
   const auto& dev = m.options.device;
   const auto dtype = m.options.dtype;
-  auto scheduler = make_scheduler(opt.scheduler, m.scheduler_config, m.scheduler_source);
+  auto scheduler = make_scheduler(opt.scheduler, with_overrides(m.scheduler_config, opt.scheduler_config),
+                                  m.scheduler_source);
   const bool cfg = opt.guidance > 1.0;
   const int64_t latent_c = m.unet->config().in_channels;
   const int64_t lh = height / scale, lw = width / scale;

@@ -10,62 +10,28 @@
 
 namespace diffbench::tokenizer_detail {
 
+// UTF-8 through utf8proc: utf8proc_iterate rejects overlong forms, surrogates and code points past
+// U+10FFFF, as the reference tokenizers' decoders do.
 std::u32string decode_utf8(std::string_view text, const std::string& where) {
   std::u32string out;
   out.reserve(text.size());
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  auto fail = [&](size_t at) {
-    throw InputError("invalid UTF-8 at byte " + std::to_string(at), where);
-  };
+  const auto* s = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  const auto n = static_cast<utf8proc_ssize_t>(text.size());
+  utf8proc_ssize_t i = 0;
   while (i < n) {
-    const unsigned char b = s[i];
-    if (b < 0x80) {
-      out.push_back(b);
-      ++i;
-      continue;
-    }
-    int len = 0;
-    char32_t c = 0;
-    char32_t min = 0;
-    if ((b & 0xE0) == 0xC0) {
-      len = 2, c = b & 0x1F, min = 0x80;
-    } else if ((b & 0xF0) == 0xE0) {
-      len = 3, c = b & 0x0F, min = 0x800;
-    } else if ((b & 0xF8) == 0xF0) {
-      len = 4, c = b & 0x07, min = 0x10000;
-    } else {
-      fail(i);
-    }
-    if (i + len > n) fail(i);
-    for (int k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) fail(i);
-      c = (c << 6) | (s[i + k] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) fail(i);
-    out.push_back(c);
+    utf8proc_int32_t c = 0;
+    const utf8proc_ssize_t len = utf8proc_iterate(s + i, n - i, &c);
+    if (len <= 0 || c < 0) throw InputError("invalid UTF-8 at byte " + std::to_string(i), where);
+    out.push_back(static_cast<char32_t>(c));
     i += len;
   }
   return out;
 }
 
 void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out.push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
+  utf8proc_uint8_t buf[4];
+  const utf8proc_ssize_t len = utf8proc_encode_char(static_cast<utf8proc_int32_t>(c), buf);
+  out.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(len));
 }
 
 std::string encode_utf8(std::u32string_view text) {

@@ -41,19 +41,16 @@ class DeepCacheParity : public ::testing::Test {
 }  // namespace
 
 TEST_F(DeepCacheParity, Interval3Branch0MatchesEveryStep) {
-  auto method = make_deepcache({{"cache_interval", 3}, {"cache_branch_id", 0}});
-  std::vector<at::Tensor> steps;
-  auto result = tiny_sd().generate(reference().prompts, reference_options(*method),
-                                   [&](size_t, size_t, size_t, const at::Tensor& latents) { steps.push_back(latents.clone()); });
+  // Every step teacher-forced onto DeepCache's per-step latents (the cached features then come from
+  // the same inputs as the reference's), within the pipeline's per-step tolerance.
   const auto per_step = reference().tensors->get("pndm50.deepcache_i3_b0.latents_per_step");
-  ASSERT_EQ(static_cast<int64_t>(steps.size()), per_step.size(0));
-  double worst = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    SCOPED_TRACE("step " + std::to_string(i));
-    EXPECT_TENSOR_NEAR(steps[i], per_step[i], 1e-3);
-    worst = std::max(worst, test::max_abs_diff(steps[i], per_step[i]));
-  }
-  std::cout << "[ deepcache_i3_b0 ] worst per-step latent diff " << worst << ", image diff "
+  auto forced = make_deepcache({{"cache_interval", 3}, {"cache_branch_id", 0}});
+  test::expect_teacher_forced("deepcache_i3_b0", per_step, reference_options(*forced), 1e-4);
+  // And a free run, whose images stay within 2/255 (PNDM on the tiny model does not amplify
+  // last-bit differences).
+  auto method = make_deepcache({{"cache_interval", 3}, {"cache_branch_id", 0}});
+  auto result = tiny_sd().generate(reference().prompts, reference_options(*method));
+  std::cout << "[ deepcache_i3_b0 ] image diff "
             << test::max_abs_diff(result.images, reference().tensors->get("pndm50.deepcache_i3_b0.image")) << "\n";
   EXPECT_TENSOR_NEAR(result.images, reference().tensors->get("pndm50.deepcache_i3_b0.image"), 2.0 / 255);
   // PNDM's UNet timesteps repeat one value, so DeepCacheSDHelper's step counter reads

@@ -2,6 +2,7 @@
 // the registry's parameter checks, and the tgate package's reference images on tiny-sd (alone and
 // with DeepCache as TgateSDDeepCacheLoader combines them).
 #include "diffbench/accel/tgate.hpp"
+#include "diffbench/accel/builtins.hpp"
 
 #include <iostream>
 #include <sstream>

@@ -290,15 +290,18 @@ class TomePipeline : public ::testing::Test {
     const auto& ref = *reference().tensors;
     SCOPED_TRACE(name);
     ASSERT_TRUE(r.final_latents.defined());
-    // Final latents within 2e-3, not the pipeline's 1e-3: tomesd's order of the merged tokens comes
-    // from an unstable argsort (std::sort's order of tied keys on the CPU) that no other sort
-    // reproduces. The order does not change which tokens merge, only the attention's summation
-    // order, but over 51 calls that grows: tomesd itself with argsort(stable=True) ends 1.32e-3
-    // from its own pndm50.tome_r0.5_norand final latents (3.2e-5 in the image).
-    const at::Tensor ref_latents = ref.get(name + ".final_latents"), ref_image = ref.get(name + ".image");
-    std::cout << "[ tome     ] " << name << ": final latents max diff " << test::max_abs_diff(r.final_latents, ref_latents)
-              << ", image max diff " << test::max_abs_diff(r.images, ref_image) << "\n";
-    EXPECT_TENSOR_NEAR(r.final_latents, ref_latents, 2e-3);
+    // Every step teacher-forced onto tomesd's per-step latents (tests/pipeline/data/step_refs.*):
+    // the step's own difference, within the pipeline's per-step tolerance. Free-running final latents
+    // are not compared: tomesd orders the merged tokens by an unstable argsort (std::sort's order of
+    // tied keys on the CPU) that no other sort reproduces; the order does not change which tokens
+    // merge, only the attention's summation order, and over 51 calls that grows into 1e-3..5e-3 of
+    // the latents depending on the CPU (tomesd itself with argsort(stable=True) ends 1.32e-3 from its
+    // own run). Ours sorts stably (ties broken by token index), so its order follows from the scores alone.
+    auto forced = create_tome({{"ratio", ratio}, {"use_rand", false}});
+    test::expect_teacher_forced(name, test::step_reference().tensors->get(name + ".latents_per_step"),
+                                test::reference_protocol({forced.get()}), 1e-4);
+    const at::Tensor ref_image = ref.get(name + ".image");
+    std::cout << "[ tome     ] " << name << ": image max diff " << test::max_abs_diff(r.images, ref_image) << "\n";
     EXPECT_TENSOR_NEAR(r.images, ref_image, 2.0 / 255);
     // Only the two 16×16 levels' transformer blocks merge (max_downsample 1): down_blocks.0 has
     // two attentions, up_blocks.3 three, one block each; 51 UNet calls of 256 tokens.

@@ -1,5 +1,5 @@
 // UNet2DConditionModel and AutoencoderKL against the tiny-sd fixtures (diffusers, float32, CPU),
-// plus an optional live comparison with diffusers on other configs (DIFFBENCH_PYREF=python).
+// plus committed diffusers references for configurations the fixture does not cover (tests/models/data).
 #include <cstdlib>
 #include <fstream>
 
@@ -153,13 +153,19 @@ TEST(UNet, RunsInBfloat16CloseToFloat32) {
   EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
   const double diff = test::max_abs_diff(out, ref.at("unet.call.t981.out"));
   std::cout << "bfloat16 UNet vs float32 reference max abs diff: " << diff << "\n";
-  EXPECT_LT(diff, 0.1);
+  // bfloat16 keeps 8 significant bits (0.4 % per rounding); through the UNet's normalised layers the
+  // output (values up to 2) ends 0.025 from float32's (measured, CPU): bound at twice that.
+  EXPECT_LT(diff, 0.05);
 
   auto vae = load_vae(vae_dir());
   vae->to(torch::kBFloat16);
   at::Tensor image = vae->decode((noise / vae->config().scaling_factor).to(torch::kBFloat16));
   EXPECT_EQ(image.scalar_type(), torch::kBFloat16);
-  EXPECT_LT(test::max_abs_diff(image, ref.at("vae.decode.out")), 0.1);
+  const double vae_diff = test::max_abs_diff(image, ref.at("vae.decode.out"));
+  std::cout << "bfloat16 VAE decode vs float32 reference max abs diff: " << vae_diff << "\n";
+  // The same rounding through the decoder (outputs up to 3.2 on this random model): 0.033 measured,
+  // bound at twice that.
+  EXPECT_LT(vae_diff, 0.07);
 }
 
 // Linear projections, per-block head counts, two transformer layers and an odd, non-square
@@ -233,81 +239,30 @@ TEST(UNet, WrongTensorShapeIsModelErrorNamingTensor) {
   }
 }
 
-// ---- live comparison with diffusers (optional) ----
-// DIFFBENCH_PYREF names a Python with torch, diffusers and safetensors. The script builds random
-// models with configs the fixtures do not cover, saves them with save_pretrained, and records
-// inputs and outputs; nothing it writes is kept.
-
-namespace {
-
-const char* kLiveScript = R"PY(
-import json, sys, torch
-from diffusers import UNet2DConditionModel, AutoencoderKL
-from safetensors.torch import save_file
-out = sys.argv[1]
-torch.manual_seed(0)
-
-def perturb(m):
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return m.eval()
-
-unet = perturb(UNet2DConditionModel(
-    sample_size=16, in_channels=4, out_channels=4, flip_sin_to_cos=False, freq_shift=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    block_out_channels=(32, 48, 64, 64), layers_per_block=(1, 2, 1, 2), norm_num_groups=16,
-    cross_attention_dim=24, attention_head_dim=(1, 2, 4, 4), transformer_layers_per_block=(1, 2, 1, 1),
-    use_linear_projection=True, mid_block_scale_factor=1.5, resnet_out_scale_factor=1.25,
-    conv_in_kernel=5, conv_out_kernel=1))
-unet.save_pretrained(out + "/unet")
-sample, t, ctx = torch.randn(2, 4, 9, 13), torch.tensor([999, 37]), torch.randn(2, 77, 24)
-with torch.no_grad():
-    unet_out = unet(sample, t, ctx).sample
-
-vae = perturb(AutoencoderKL(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32),
-    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-    layers_per_block=2, norm_num_groups=8, use_quant_conv=True, use_post_quant_conv=False))
-vae.save_pretrained(out + "/vae")
-image, z = torch.rand(1, 3, 24, 40) * 2 - 1, torch.randn(1, 4, 5, 7)
-with torch.no_grad():
-    dist = vae.encode(image).latent_dist
-    decoded = vae.decode(z).sample
-save_file({"unet.sample": sample, "unet.t": t, "unet.ctx": ctx, "unet.out": unet_out,
-           "vae.image": image, "vae.mean": dist.mean.contiguous(), "vae.logvar": dist.logvar.contiguous(),
-           "vae.z": z, "vae.decoded": decoded}, out + "/io.safetensors")
-)PY";
-
-}  // namespace
-
-TEST(LiveReference, OtherConfigsMatchDiffusers) {
-  const char* python = std::getenv("DIFFBENCH_PYREF");
-  if (!python || !*python) GTEST_SKIP() << "DIFFBENCH_PYREF unset (a Python with torch and diffusers)";
-  const auto dir = test::temp_dir("unet-live");
-  std::ofstream(dir / "make_reference.py") << kLiveScript;
-  const std::string cmd = "\"" + std::string(python) + "\" \"" + (dir / "make_reference.py").string() + "\" \"" +
-                          dir.string() + "\" > \"" + (dir / "log.txt").string() + "\" 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << "reference script failed; see " << (dir / "log.txt").string();
-
+// ---- configurations the shared fixture does not cover ----
+// tests/models/data/other-configs (made by tools/refs/make_unet_vae_refs.py with diffusers): a random
+// UNet with linear projections, per-block heads, transformer_layers_per_block and per-block
+// layers_per_block, conv_in/conv_out kernels 5/1, mid and resnet scale factors, run on an odd 9x13
+// latent; a VAE with quant_conv and no post_quant_conv, encoded and decoded. Tolerance: the fixture's
+// 1e-4 for a single float32 call (../shared/README.md).
+TEST(OtherConfigs, UNetAndVaeMatchDiffusers) {
+  const fs::path dir = fs::path(DIFFBENCH_SOURCE_DIR) / "tests/models/data/other-configs";
   c10::InferenceMode guard;
   auto io = load_safetensors(dir / "io.safetensors");
   auto unet = load_unet(dir / "unet");
   EXPECT_TRUE(unet->needs_upsample_size(io.at("unet.sample")));
   at::Tensor out = unet(io.at("unet.sample"), io.at("unet.t"), io.at("unet.ctx"));
-  std::cout << "live UNet (linear proj, list heads, 9x13) max abs diff: " << test::max_abs_diff(out, io.at("unet.out"))
+  std::cout << "UNet (linear proj, list heads, 9x13) max abs diff: " << test::max_abs_diff(out, io.at("unet.out"))
             << "\n";
   EXPECT_TENSOR_NEAR(out, io.at("unet.out"), 1e-4);
 
   auto vae = load_vae(dir / "vae");
   auto [mean, logvar] = vae->encode(io.at("vae.image"));
   at::Tensor decoded = vae->decode(io.at("vae.z"));
-  std::cout << "live VAE max abs diff: mean " << test::max_abs_diff(mean, io.at("vae.mean")) << ", logvar "
+  std::cout << "VAE max abs diff: mean " << test::max_abs_diff(mean, io.at("vae.mean")) << ", logvar "
             << test::max_abs_diff(logvar, io.at("vae.logvar")) << ", decode "
             << test::max_abs_diff(decoded, io.at("vae.decoded")) << "\n";
   EXPECT_TENSOR_NEAR(mean, io.at("vae.mean"), 1e-4);
   EXPECT_TENSOR_NEAR(logvar, io.at("vae.logvar"), 1e-4);
   EXPECT_TENSOR_NEAR(decoded, io.at("vae.decoded"), 1e-4);
-  fs::remove_all(dir);
 }

@@ -9,7 +9,17 @@ using namespace diffbench;
 
 namespace {
 
+using test::Reference;
 using test::reference;
+
+// One teacher-forced step (UNet on both guidance halves, guidance, scheduler update) on the same
+// input as diffusers': the single UNet call's 1e-4 parity (../shared/README.md), scaled by the
+// scheduler's coefficients, which stay below 1 on these latents.
+constexpr double kForcedStepTolerance = 1e-4;
+// Free-running runs on configurations that do not amplify last-bit differences: the fixture's
+// per-step tolerance (../shared/README.md) for the final latents, and 2/255 for images.
+constexpr double kFinalLatentsTolerance = 1e-3;
+constexpr double kImageTolerance = 2.0 / 255;
 using test::tiny_sd;
 
 class Txt2Img : public ::testing::Test {
@@ -19,37 +29,57 @@ class Txt2Img : public ::testing::Test {
     DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd/model_index.json"));
   }
 
-  // Runs the 4 reference prompts as the reference did (one generator for the batch) and checks
-  // per-step latents (when the reference has them), final latents and images.
-  void check_run(const std::string& run, GenerateOptions opt) {
-    const auto& ref = reference();
+  // Runs the 4 reference prompts as the reference did (one generator for the batch). Where the
+  // reference has per-step latents, every step is compared teacher-forced (see
+  // test::teacher_forced_step_errors); `free_running` also compares a whole run's final latents and
+  // images, which only a run that does not amplify last-bit differences can do across CPUs.
+  void check_run(const std::string& run, GenerateOptions opt, bool free_running = true,
+                 const Reference& ref = reference()) {
     opt.seed = 42;
     opt.batch_size = 4;
     opt.noise = NoiseMode::Diffusers;
-    std::vector<at::Tensor> steps;
+    if (ref.tensors->contains(run + ".latents_per_step"))
+      test::expect_teacher_forced(run, ref.tensors->get(run + ".latents_per_step"), opt, kForcedStepTolerance);
+    if (!free_running) return;
+    at::Tensor last;
     auto result = tiny_sd().generate(ref.prompts, opt, [&](size_t, size_t, size_t, const at::Tensor& latents) {
-      steps.push_back(latents.clone());
+      last = latents.clone();
     });
-    if (ref.tensors->contains(run + ".latents_per_step")) {
-      const auto per_step = ref.tensors->get(run + ".latents_per_step");
-      ASSERT_EQ(static_cast<int64_t>(steps.size()), per_step.size(0)) << run << ": UNet calls";
-      for (size_t i = 0; i < steps.size(); ++i) {
-        SCOPED_TRACE(run + " step " + std::to_string(i));
-        EXPECT_TENSOR_NEAR(steps[i], per_step[i], 1e-3);
-      }
-    }
-    ASSERT_FALSE(steps.empty());
-    EXPECT_TENSOR_NEAR(steps.back(), ref.tensors->get(run + ".final_latents"), 1e-3);
-    EXPECT_TENSOR_NEAR(result.images, ref.tensors->get(run + ".image"), 2.0 / 255);
+    ASSERT_TRUE(last.defined());
+    std::cout << "[ free-run ] " << run << ": final latents max abs diff "
+              << test::max_abs_diff(last, ref.tensors->get(run + ".final_latents")) << ", image "
+              << test::max_abs_diff(result.images, ref.tensors->get(run + ".image")) << "\n";
+    EXPECT_TENSOR_NEAR(last, ref.tensors->get(run + ".final_latents"), kFinalLatentsTolerance);
+    EXPECT_TENSOR_NEAR(result.images, ref.tensors->get(run + ".image"), kImageTolerance);
   }
 };
 
 }  // namespace
 
-TEST_F(Txt2Img, InitialNoiseIsTorchRandnBitExact) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(42);
-  auto noise = at::randn({4, 4, 16, 16}, gen, at::TensorOptions().dtype(at::kFloat));
-  EXPECT_TRUE(at::equal(noise, reference().tensors->get("init_noise.seed42.shape_4x4x16x16")));
+// The project's noise source against diffusers' initial latents (randn_tensor with one CPU generator
+// seeded 42 for the 4-prompt batch): bit for bit, in both noise modes' defining properties.
+TEST_F(Txt2Img, NoiseSourceMatchesDiffusersInitialNoiseBitExact) {
+  const at::Tensor ref = reference().tensors->get("init_noise.seed42.shape_4x4x16x16");
+  NoiseSource shared(NoiseMode::Diffusers, 42);
+  shared.begin_batch(0, 4);
+  EXPECT_TRUE(at::equal(shared.draw({4, 4, 16, 16}, at::kFloat, at::kCPU), ref));
+  // Diffusers mode consumes one stream: two batches of 2 draw the same numbers as one batch of 4.
+  NoiseSource split(NoiseMode::Diffusers, 42);
+  split.begin_batch(0, 2);
+  const at::Tensor first = split.draw({2, 4, 16, 16}, at::kFloat, at::kCPU);
+  split.begin_batch(2, 2);
+  const at::Tensor second = split.draw({2, 4, 16, 16}, at::kFloat, at::kCPU);
+  EXPECT_TRUE(at::equal(at::cat({first, second}, 0), ref));
+  // Per-prompt mode: prompt i's noise is a diffusers draw seeded 42 + i, whatever the batch.
+  NoiseSource per_prompt(NoiseMode::PerPrompt, 42);
+  per_prompt.begin_batch(2, 2);
+  const at::Tensor batch = per_prompt.draw({2, 4, 16, 16}, at::kFloat, at::kCPU);
+  NoiseSource alone(NoiseMode::Diffusers, 45);  // prompt 3 of the run
+  alone.begin_batch(0, 1);
+  EXPECT_TRUE(at::equal(batch[1], alone.draw({1, 4, 16, 16}, at::kFloat, at::kCPU)[0]));
+  NoiseSource first_prompt(NoiseMode::Diffusers, 42);
+  first_prompt.begin_batch(0, 1);
+  EXPECT_TRUE(at::equal(first_prompt.draw({1, 4, 16, 16}, at::kFloat, at::kCPU)[0], ref[0]));
 }
 
 TEST_F(Txt2Img, PromptEmbeddings) {
@@ -72,11 +102,24 @@ TEST_F(Txt2Img, Pndm50WithoutGuidance) {
   check_run("pndm50.gs1", opt);
 }
 
+// DDIM built from SD 1.5's PNDM config keeps clip_sample: on the random tiny model each step's
+// clipping amplifies last-bit differences, so two CPUs' diffusers references of the same run end
+// 19/255 apart. Its steps are compared teacher-forced only; the free-running comparison uses DDIM
+// without clip_sample (tests/pipeline/data/step_refs.*, tools/refs/make_step_refs.py).
 TEST_F(Txt2Img, Ddim20MatchesDiffusersEveryStep) {
   GenerateOptions opt;
   opt.scheduler = "ddim";
   opt.steps = 20;
-  check_run("ddim20", opt);
+  check_run("ddim20", opt, /*free_running=*/false);
+}
+
+TEST_F(Txt2Img, Ddim20WithoutClipSampleEndToEnd) {
+  const Reference& ref = test::step_reference();
+  GenerateOptions opt;
+  opt.scheduler = "ddim";
+  opt.scheduler_config = {{"clip_sample", false}};
+  opt.steps = 20;
+  check_run("ddim20.noclip", opt, /*free_running=*/true, ref);
 }
 
 TEST_F(Txt2Img, Euler20) {

@@ -121,7 +121,4 @@ class TgateMethod : public Method {
   std::map<std::string, CallRecord> records_;  // by variant
 };
 
-// Registers "tgate" (parameters gate_step, sp_interval, fi_interval, warm_up).
-void register_tgate(MethodRegistry& registry);
-
 }  // namespace diffbench

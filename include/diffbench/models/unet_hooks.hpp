@@ -30,7 +30,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -87,9 +86,13 @@ struct UNetCallInfo {
   int64_t latent_w = 0;
 };
 
+// 1, 2, 3, ... in the order hooks objects are made (process-wide, thread-safe): names a hooks object
+// in CUDA-graph keys, so two objects never share a graph.
+uint64_t next_hooks_instance_id();
+
 class UNetHooks {
  public:
-  UNetHooks() : instance_id_(std::random_device{}() * 0x100000000ULL + std::random_device{}()) {}
+  UNetHooks() : instance_id_(next_hooks_instance_id()) {}
   UNetHooks(const UNetHooks&) : UNetHooks() {}  // a copy has its own buffers, so its own graphs
   UNetHooks& operator=(const UNetHooks&) { return *this; }
   virtual ~UNetHooks() = default;

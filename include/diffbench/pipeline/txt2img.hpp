@@ -12,16 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "diffbench/log.hpp"
+#include "diffbench/pipeline/noise.hpp"
 #include "diffbench/pipeline/step_hooks.hpp"
 
 namespace diffbench {
-
-enum class NoiseMode {
-  PerPrompt,  // prompt i draws from a CPU generator seeded seed+i: images do not depend on batch size
-  Diffusers,  // one CPU generator seeded once, consumed batch after batch in prompt order
-};
-NoiseMode parse_noise_mode(const std::string& name);  // "per-prompt" | "diffusers"
-std::string to_string(NoiseMode mode);
 
 struct ModelOptions {
   std::filesystem::path dir;           // diffusers folder
@@ -37,6 +31,10 @@ struct ModelOptions {
 
 struct GenerateOptions {
   std::string scheduler;   // "" = the checkpoint's own scheduler
+  // Keys set over the checkpoint's scheduler config before the scheduler is made, as the keyword
+  // arguments of diffusers' XScheduler.from_config(pipe.scheduler.config, **kwargs) (an object; null
+  // or {}: none).
+  nlohmann::json scheduler_config = nlohmann::json::object();
   int steps = 50;
   double guidance = 7.5;   // classifier-free guidance runs when > 1
   uint64_t seed = 42;
@@ -82,7 +80,9 @@ struct GenerationResult {
   double skipped_module_fraction() const;
 };
 
-// Called after every scheduler step with the batch's latents (for tests and progress).
+// Called after every scheduler step with the batch's latents (for tests and progress). The tensor is
+// the pipeline's own: writing into it in place (copy_) sets the next step's input, which the parity
+// tests use to teacher-force a run onto a reference's per-step latents.
 using StepCallback = std::function<void(size_t batch, size_t step, size_t total_steps, const at::Tensor& latents)>;
 
 class Txt2ImgPipeline {

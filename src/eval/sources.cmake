@@ -1,6 +1,0 @@
-list(APPEND DIFFBENCH_SOURCES
-  src/eval/spec.cpp
-  src/eval/consistency.cpp
-  src/eval/evaluator.cpp
-  src/eval/bench.cpp
-)

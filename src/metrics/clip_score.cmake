@@ -1,3 +1,0 @@
-list(APPEND DIFFBENCH_SOURCES
-  src/metrics/clip_score.cpp
-)

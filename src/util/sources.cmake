@@ -1,4 +1,0 @@
-list(APPEND DIFFBENCH_SOURCES
-  src/util/error.cpp
-  src/util/log.cpp
-)

@@ -1,1 +1,0 @@
-diffbench_test(test_cli unit cli/test_cli.cpp)

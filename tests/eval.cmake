@@ -1,1 +1,0 @@
-diffbench_test(test_eval unit eval/test_spec.cpp eval/test_eval_cli.cpp)

@@ -1,1 +1,0 @@
-diffbench_test(test_io unit io/test_safetensors.cpp)

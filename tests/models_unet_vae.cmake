@@ -1,1 +1,0 @@
-diffbench_test(test_models_unet_vae parity models/test_unet_vae.cpp)

@@ -1,1 +1,0 @@
-diffbench_test(test_tgate parity accel/test_tgate.cpp)

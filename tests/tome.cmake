@@ -1,1 +1,0 @@
-diffbench_test(test_tome parity accel/test_tome.cpp)
