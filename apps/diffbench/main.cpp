@@ -81,7 +81,7 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   c->add_option("--max-latency", a.max_latency, "fail above this candidate latency (seconds per image)");
   c->add_flag("--allow-model-mismatch", a.allow_model_mismatch, "compare pipelines whose weights differ");
   c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>)");
-  c->add_flag("--force", a.force, "replace a non-empty report folder");
+  c->add_flag("--force", a.force, "replace a report folder an earlier diffbench run wrote (one with report.json or run.json)");
   c->add_flag("--json", a.json, "print report.json to stdout, nothing else");
   c->add_flag("--quiet", a.quiet, "print nothing but the summary and errors");
 }
@@ -143,7 +143,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                 "acceleration method METHOD[:key=value,...] (repeatable, applied in order; replaces the spec's "
                 "[[accelerate]] list), e.g. deepcache:cache_interval=3,cache_branch_id=0");
   c->add_option("--out", a.out, "output folder: NNNNNN.png and run.json")->required();
-  c->add_flag("--force", a.force, "replace a non-empty output folder");
+  c->add_flag("--force", a.force, "replace an output folder an earlier diffbench run wrote (one with run.json or report.json)");
   c->add_flag("--quiet", a.quiet, "print nothing but errors");
   c->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "CUDA: run the UNet eagerly instead of replaying a captured graph");
   c->add_flag("--no-channels-last", a.no_channels_last, "CUDA: keep NCHW convolutions");
@@ -264,6 +264,7 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   go.noise = parse_noise_mode(a.noise);
   for (auto& m : methods) go.hooks.push_back(m.get());
 
+  StagingDir staging(a.out, a.force);  // a bad or occupied --out fails before any work
   auto pipe = Txt2ImgPipeline::load(mo, log);
   auto result = pipe->generate(prompts, go, {}, log);
   nlohmann::json accelerate = nlohmann::json::array();
@@ -279,7 +280,7 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
                              {"accelerate", accelerate},
                              {"load_s", pipe->load_report()}, {"environment", environment_info(mo.device)}};
   if (!a.spec.empty()) settings["spec"] = a.spec;
-  save_generation(a.out, a.force, result, prompts, settings);
+  save_generation(staging, result, prompts, settings);
   log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
            std::to_string(result.times.total / prompts.size()) + " s per image)");
   return 0;
