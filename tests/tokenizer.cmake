@@ -1,1 +1,1 @@
-diffbench_test(test_tokenizer unit tokenizer/test_clip_tokenizer.cpp tokenizer/test_text.cpp)
+diffbench_test(test_tokenizer unit tokenizer/test_clip_tokenizer.cpp tokenizer/test_text.cpp tokenizer/test_tokenizer_limits.cpp)

@@ -132,8 +132,8 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
   c->add_option("--steps", a.steps, "denoising steps")->capture_default_str()->check(CLI::Range(1, 10000));
   c->add_option("--guidance", a.guidance, "classifier-free guidance scale (off when <= 1)")->capture_default_str();
   c->add_option("--seed", a.seed, "random seed")->capture_default_str();
-  c->add_option("--height", a.height, "image height (default: model sample size × VAE factor)");
-  c->add_option("--width", a.width, "image width (default: model sample size × VAE factor)");
+  c->add_option("--height", a.height, "image height (default: model sample size × VAE factor)")->check(CLI::Range(8, kMaxImageSide));
+  c->add_option("--width", a.width, "image width (default: model sample size × VAE factor)")->check(CLI::Range(8, kMaxImageSide));
   c->add_option("--batch-size", a.batch_size, "prompts per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--noise", a.noise, "per-prompt (seed+i per prompt) or diffusers (one generator per run)")
       ->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
@@ -404,11 +404,12 @@ int main(int argc, char** argv) {
   } catch (const diffbench::Error& e) {
     std::cerr << "diffbench: " << e.what() << "\n";
     return e.exit_code();
-  } catch (const c10::OutOfMemoryError& e) {
-    std::cerr << "diffbench: out of memory: " << e.what_without_backtrace()
-              << "\nhint: lower --batch-size or the image size\n";
-    return 2;
   } catch (const c10::Error& e) {
+    if (is_out_of_memory(e)) {  // the message names the size asked for
+      std::cerr << "diffbench: out of memory: " << e.what_without_backtrace()
+                << "\nhint: lower --batch-size or the image size\n";
+      return 2;
+    }
     std::cerr << "diffbench: internal error: " << e.what_without_backtrace() << "\n";
     return 3;
   } catch (const std::bad_alloc&) {

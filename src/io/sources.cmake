@@ -1,5 +1,6 @@
 list(APPEND DIFFBENCH_SOURCES
   src/io/json_config.cpp
+  src/io/read_file.cpp
   src/io/safetensors.cpp
   src/io/state_dict.cpp
   src/io/diffusers_folder.cpp

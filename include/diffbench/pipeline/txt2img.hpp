@@ -16,6 +16,10 @@
 
 namespace diffbench {
 
+// The largest image side generate accepts (a multiple of 8): beyond any model's training size, and
+// a bound on the memory a typo in --height / --width can ask for.
+constexpr int kMaxImageSide = 16384;
+
 enum class NoiseMode {
   PerPrompt,  // prompt i draws from a CPU generator seeded seed+i: images do not depend on batch size
   Diffusers,  // one CPU generator seeded once, consumed batch after batch in prompt order
