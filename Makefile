@@ -63,6 +63,7 @@ demo: configure  # the command only: the tests are not built
 	./tools/demo.sh $(BUILD_DIR)/bin/diffbench
 
 fuzz:  # libFuzzer targets (clang, ASan + UBSan), each run FUZZ_SECONDS on a seed corpus; fails on any finding
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="clang libclang-rt-dev"
 	./tools/fuzz.sh $(or $(FUZZ_SECONDS),30)
 
 clean:
