@@ -24,7 +24,7 @@ endif
 
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps venv configure build test demo clean
+.PHONY: all deps venv configure build test demo fuzz clean
 
 all: build
 
@@ -61,6 +61,10 @@ test: build
 demo: configure  # the command only: the tests are not built
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target diffbench_cli
 	./tools/demo.sh $(BUILD_DIR)/bin/diffbench
+
+fuzz:  # libFuzzer targets (clang, ASan + UBSan), each run FUZZ_SECONDS on a seed corpus; fails on any finding
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="clang libclang-rt-dev"
+	./tools/fuzz.sh $(or $(FUZZ_SECONDS),30)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -81,7 +81,7 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   c->add_option("--max-latency", a.max_latency, "fail above this candidate latency (seconds per image)");
   c->add_flag("--allow-model-mismatch", a.allow_model_mismatch, "compare pipelines whose weights differ");
   c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>)");
-  c->add_flag("--force", a.force, "replace a non-empty report folder");
+  c->add_flag("--force", a.force, "replace a report folder an earlier diffbench run wrote (one with report.json or run.json)");
   c->add_flag("--json", a.json, "print report.json to stdout, nothing else");
   c->add_flag("--quiet", a.quiet, "print nothing but the summary and errors");
 }
@@ -132,8 +132,8 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
   c->add_option("--steps", a.steps, "denoising steps")->capture_default_str()->check(CLI::Range(1, 10000));
   c->add_option("--guidance", a.guidance, "classifier-free guidance scale (off when <= 1)")->capture_default_str();
   c->add_option("--seed", a.seed, "random seed")->capture_default_str();
-  c->add_option("--height", a.height, "image height (default: model sample size × VAE factor)");
-  c->add_option("--width", a.width, "image width (default: model sample size × VAE factor)");
+  c->add_option("--height", a.height, "image height (default: model sample size × VAE factor)")->check(CLI::Range(8, kMaxImageSide));
+  c->add_option("--width", a.width, "image width (default: model sample size × VAE factor)")->check(CLI::Range(8, kMaxImageSide));
   c->add_option("--batch-size", a.batch_size, "prompts per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--noise", a.noise, "per-prompt (seed+i per prompt) or diffusers (one generator per run)")
       ->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
@@ -143,7 +143,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
                 "acceleration method METHOD[:key=value,...] (repeatable, applied in order; replaces the spec's "
                 "[[accelerate]] list), e.g. deepcache:cache_interval=3,cache_branch_id=0");
   c->add_option("--out", a.out, "output folder: NNNNNN.png and run.json")->required();
-  c->add_flag("--force", a.force, "replace a non-empty output folder");
+  c->add_flag("--force", a.force, "replace an output folder an earlier diffbench run wrote (one with run.json or report.json)");
   c->add_flag("--quiet", a.quiet, "print nothing but errors");
   c->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "CUDA: run the UNet eagerly instead of replaying a captured graph");
   c->add_flag("--no-channels-last", a.no_channels_last, "CUDA: keep NCHW convolutions");
@@ -264,6 +264,7 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   go.noise = parse_noise_mode(a.noise);
   for (auto& m : methods) go.hooks.push_back(m.get());
 
+  StagingDir staging(a.out, a.force);  // a bad or occupied --out fails before any work
   auto pipe = Txt2ImgPipeline::load(mo, log);
   auto result = pipe->generate(prompts, go, {}, log);
   nlohmann::json accelerate = nlohmann::json::array();
@@ -279,7 +280,7 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
                              {"accelerate", accelerate},
                              {"load_s", pipe->load_report()}, {"environment", environment_info(mo.device)}};
   if (!a.spec.empty()) settings["spec"] = a.spec;
-  save_generation(a.out, a.force, result, prompts, settings);
+  save_generation(staging, result, prompts, settings);
   log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
            std::to_string(result.times.total / prompts.size()) + " s per image)");
   return 0;
@@ -403,11 +404,12 @@ int main(int argc, char** argv) {
   } catch (const diffbench::Error& e) {
     std::cerr << "diffbench: " << e.what() << "\n";
     return e.exit_code();
-  } catch (const c10::OutOfMemoryError& e) {
-    std::cerr << "diffbench: out of memory: " << e.what_without_backtrace()
-              << "\nhint: lower --batch-size or the image size\n";
-    return 2;
   } catch (const c10::Error& e) {
+    if (is_out_of_memory(e)) {  // the message names the size asked for
+      std::cerr << "diffbench: out of memory: " << e.what_without_backtrace()
+                << "\nhint: lower --batch-size or the image size\n";
+      return 2;
+    }
     std::cerr << "diffbench: internal error: " << e.what_without_backtrace() << "\n";
     return 3;
   } catch (const std::bad_alloc&) {

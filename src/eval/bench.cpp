@@ -1,7 +1,11 @@
 #include "diffbench/eval/bench.hpp"
 
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include <functional>
@@ -18,6 +22,8 @@
 #include "diffbench/pipeline/txt2img.hpp"
 
 namespace diffbench {
+
+namespace fs = std::filesystem;
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -46,6 +52,8 @@ nlohmann::json profile_kernels(const std::function<void()>& fn, const std::strin
     total += ms;
   }
   result->save(path);
+  std::error_code ec;
+  if (fs::file_size(path, ec) == 0 || ec) throw InputError("the profiler did not write its trace", path);
   std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows(by_name.begin(), by_name.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
   nlohmann::json top = nlohmann::json::array();
@@ -57,12 +65,26 @@ nlohmann::json profile_kernels(const std::function<void()>& fn, const std::strin
   return {{"trace", path}, {"gpu_kernel_ms", total}, {"kernels", rows.size()}, {"top", top}};
 }
 
+// UsageError naming `option` unless `file` can be created (or appended to): checked before any work,
+// as the profiler writes its trace only at the end and does not report a failure.
+void check_writable(const std::string& file, const std::string& option) {
+  std::error_code ec;
+  const bool existed = fs::exists(file, ec);
+  if (existed && !fs::is_regular_file(file, ec)) throw UsageError("exists and is not a regular file: " + file, option);
+  {
+    std::ofstream probe(file, std::ios::app);
+    if (!probe) throw UsageError("cannot write " + file + ": " + std::strerror(errno), option);
+  }
+  if (!existed) fs::remove(file, ec);
+}
+
 }  // namespace
 
 nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   if (o.runs < 1) throw UsageError("runs must be at least 1", "--runs");
   if (o.warmup < 0) throw UsageError("warm-up must be >= 0", "--warmup");
+  if (!o.profile.empty()) check_writable(o.profile, "--profile");
   // Methods first: a bad method or parameter fails before any model is loaded.
   const auto methods = MethodRegistry::with_builtins().create_all(o.spec.accelerate, o.spec.file.string());
   ModelOptions mo;

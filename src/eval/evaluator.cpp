@@ -140,7 +140,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const PromptSet prompt_set = load_prompts(o.prompts, o.num_samples);
   const auto& prompts = prompt_set.prompts;
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
-  StagingDir staging(out, o.force);
+  StagingDir staging(out, o.force);  // a bad or occupied --out fails here, before any generation
+  for (const auto& stale : staging.removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
   auto scorer = ClipScorer::load(o.clip);
 
   Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones

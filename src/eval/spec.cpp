@@ -6,6 +6,8 @@
 #include <toml++/toml.h>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/read_file.hpp"
+#include "diffbench/pipeline/txt2img.hpp"
 
 namespace diffbench {
 
@@ -50,7 +52,7 @@ void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& sp
       spec.scheduler = expect<std::string>(node, file, key, "a string");
     } else if (key == "steps" || key == "height" || key == "width") {
       const auto v = expect<int64_t>(node, file, key, "an integer");
-      if (v < (key == "steps" ? 1 : 8) || v > 100000)
+      if (v < (key == "steps" ? 1 : 8) || v > (key == "steps" ? 100000 : kMaxImageSide))
         throw InputError("key '" + key + "' is out of range (" + std::to_string(v) + ")", at_line(file, node));
       (key == "steps" ? spec.steps : key == "height" ? spec.height : spec.width) = static_cast<int>(v);
     } else if (key == "guidance") {
@@ -122,11 +124,7 @@ PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
 }
 
 PipelineSpec load_spec(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw InputError("cannot open spec", file.string());
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_spec(buf.str(), file);
+  return parse_spec(read_regular_file(file, 1 << 20), file);  // a FIFO is refused before it can block
 }
 
 PipelineSpec PipelineSpec::baseline() const {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/read_file.hpp"
 
 namespace diffbench {
 
@@ -18,8 +19,7 @@ namespace fs = std::filesystem;
 
 // 64-bit content hash (FNV-1a over 8-byte words, then the tail bytes), reading through mmap.
 std::string content_hash(const fs::path& file) {
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw InputError("cannot open for hashing", file.string());
+  const int fd = open_regular_file(file);
   struct stat st {};
   ::fstat(fd, &st);
   const size_t size = static_cast<size_t>(st.st_size);
@@ -52,7 +52,11 @@ std::string content_hash(const fs::path& file) {
 bool same_content(const fs::path& a, const fs::path& b) {
   std::error_code ec;
   if (fs::equivalent(a, b, ec)) return true;
-  if (fs::file_size(a) != fs::file_size(b)) return false;
+  const auto size_a = fs::file_size(a, ec);
+  if (ec) content_hash(a);  // throws InputError naming the file (missing, a FIFO, ...)
+  const auto size_b = fs::file_size(b, ec);
+  if (ec) content_hash(b);
+  if (size_a != size_b) return false;
   return content_hash(a) == content_hash(b);
 }
 

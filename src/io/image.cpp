@@ -13,6 +13,7 @@
 #include <string>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/read_file.hpp"
 
 namespace diffbench {
 
@@ -46,6 +47,11 @@ void read_from_memory(png_structp png, png_bytep out, png_size_t n) {
   r->pos += n;
 }
 
+// Bounds on a decoded image: a side of at most 16384 pixels, and no more bytes than deflate can
+// expand the file to.
+constexpr uint32_t kMaxPngSide = 16384;
+constexpr uint64_t kMaxDeflateRatio = 1032;
+
 struct Decoded {
   uint32_t width = 0, height = 0, channels = 0;
   std::vector<uint8_t> pixels;  // height * width * channels (3: RGB, 4: RGBA)
@@ -57,6 +63,7 @@ struct Decoded {
 bool decode_png(png_structp png, png_infop info, MemoryReader* reader, Decoded* out) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_set_read_fn(png, reader, read_from_memory);
+  png_set_user_limits(png, kMaxPngSide, kMaxPngSide);  // checked when the header is read
   png_read_info(png, info);
   const int bit_depth = png_get_bit_depth(png, info);
   const int color_type = png_get_color_type(png, info);
@@ -75,7 +82,12 @@ bool decode_png(png_structp png, png_infop info, MemoryReader* reader, Decoded* 
   if (png_get_bit_depth(png, info) != 8 || (out->channels != 3 && out->channels != 4) ||
       png_get_rowbytes(png, info) != size_t(out->width) * out->channels)
     png_error(png, "unexpected row layout after conversion to 8-bit RGB");
-  out->pixels.resize(size_t(out->width) * out->height * out->channels);
+  // Deflate expands at most 1032:1, so a header asking for more pixels than the file's bytes can
+  // encode is a lie (or a decompression bomb): refuse before allocating.
+  const uint64_t bytes = uint64_t(out->width) * out->height * out->channels;
+  if (bytes > uint64_t(kMaxDeflateRatio) * reader->data->size() + 4096)
+    png_error(png, "header's image size is more than the file's data can hold");
+  out->pixels.resize(size_t(bytes));
   out->rows.resize(out->height);
   for (uint32_t y = 0; y < out->height; ++y)
     out->rows[y] = out->pixels.data() + size_t(y) * out->width * out->channels;
@@ -171,13 +183,7 @@ at::Tensor to_uint8(const at::Tensor& image01) {
 
 at::Tensor read_png(const fs::path& file) {
   const std::string where = file.string();
-  std::error_code ec;
-  if (!fs::exists(file, ec)) throw InputError("no such file", where);
-  if (!fs::is_regular_file(file, ec)) throw InputError("not a regular file", where);
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw InputError(std::string("cannot open: ") + std::strerror(errno), where);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw InputError("read error", where);
+  const std::string data = read_regular_file(file);  // a FIFO or device is refused before it can block
   if (data.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(data.data()), 0, 8) != 0)
     throw InputError("not a PNG file (bad signature)", where);
 

@@ -10,6 +10,8 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/assets.hpp"
+#include "diffbench/io/json_config.hpp"
+#include "diffbench/io/read_file.hpp"
 
 namespace diffbench {
 
@@ -20,13 +22,7 @@ namespace {
 std::string at_line(const std::string& file, size_t line) { return file + ":" + std::to_string(line); }
 
 std::string read_text_file(const std::string& file) {
-  std::error_code ec;
-  if (!fs::exists(file, ec)) throw InputError("no such file", file);
-  if (!fs::is_regular_file(file, ec)) throw InputError("not a regular file", file);
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw InputError("cannot open", file);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw InputError("read error", file);
+  std::string data = read_regular_file(file);  // a FIFO or device is refused before it can block
   if (data.compare(0, 3, "\xEF\xBB\xBF") == 0) data.erase(0, 3);  // UTF-8 byte-order mark
   return data;
 }
@@ -104,16 +100,12 @@ std::vector<std::string> read_jsonl(const std::string& file, size_t limit) {
     if (is_blank(lines[i])) continue;
     const std::string where = at_line(file, i + 1);
     check_utf8(lines[i], where);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(lines[i]);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(std::string("not valid JSON: ") + e.what(), where);
-    }
+    const nlohmann::json j = parse_json(lines[i], where);
     if (!j.is_object()) throw InputError("expected a JSON object with a \"prompt\"", where);
     auto it = j.find("prompt");
     if (it == j.end()) throw InputError("no \"prompt\" key", where);
     if (!it->is_string()) throw InputError("\"prompt\" is not a string", where);
+    if (is_blank(it->get<std::string>())) throw InputError("empty \"prompt\"", where);
     out.push_back(it->get<std::string>());
   }
   return out;
@@ -151,12 +143,7 @@ std::vector<std::string> read_parti(const std::string& file, size_t limit) {
 }
 
 std::vector<std::string> read_coco(const std::string& file, size_t limit) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(file));
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(std::string("not valid JSON (byte ") + std::to_string(e.byte) + "): " + e.what(), file);
-  }
+  const nlohmann::json j = parse_json(read_text_file(file), file);
   if (!j.is_object() || !j.contains("images") || !j["images"].is_array() || !j.contains("annotations") ||
       !j["annotations"].is_array())
     throw InputError("not a COCO captions file: expected \"images\" and \"annotations\" arrays", file);
@@ -235,6 +222,10 @@ PromptSet load_prompts(const std::string& spec, size_t num_samples) {
   else set.prompts = read_jsonl(file, num_samples);  // geneval and .jsonl
 
   if (set.prompts.empty()) throw InputError("no prompts in the file", file);
+  // A NUL byte would cut the prompt short in C strings and reports (JSON can carry one as \u0000).
+  for (size_t i = 0; i < set.prompts.size(); ++i)
+    if (set.prompts[i].find('\0') != std::string::npos)
+      throw InputError("prompt " + std::to_string(i + 1) + " contains a NUL byte", file);
   if (num_samples != 0 && set.prompts.size() < num_samples)
     throw InputError("asked for " + std::to_string(num_samples) + " prompts but the file has only " +
                          std::to_string(set.prompts.size()),

@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/json_config.hpp"
+#include "diffbench/io/read_file.hpp"
 
 namespace diffbench {
 
@@ -57,13 +59,9 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const fs::path& fil
     throw InputError("pickle checkpoints are not loaded (they can run code); convert it to .safetensors "
                      "(e.g. with diffusers' save_pretrained(safe_serialization=True))",
                      where);
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw InputError(std::string("cannot open: ") + std::strerror(errno), where);
+  const int fd = open_regular_file(file);  // a FIFO fails here instead of blocking
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw InputError("not a regular file", where);
-  }
+  ::fstat(fd, &st);
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
@@ -89,17 +87,19 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const fs::path& fil
   out->data_start_ = 8 + header_len;
   const uint64_t data_size = size - out->data_start_;
 
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(out->map_ + 8, out->map_ + 8 + header_len);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(std::string("header is not valid JSON: ") + e.what(), where);
-  }
+  // Nesting bounded and duplicate names refused (JSON would keep the last one silently).
+  const auto* text = reinterpret_cast<const char*>(out->map_ + 8);
+  const nlohmann::json header = parse_json(text, text + header_len, where + " (header)", /*unique_keys=*/true);
   if (!header.is_object()) throw InputError("header is not a JSON object", where);
 
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") {
+      if (!it.value().is_object()) throw InputError("__metadata__ must be an object of strings", where);
+      for (auto m = it.value().begin(); m != it.value().end(); ++m)
+        if (!m.value().is_string())
+          throw InputError("__metadata__['" + m.key() + "'] must be a string, not " + std::string(m.value().type_name()),
+                           where);
       out->metadata_ = it.value();
       continue;
     }
@@ -109,25 +109,36 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const fs::path& fil
       throw InputError("entry needs dtype, shape and data_offsets", tw);
     TensorInfo info;
     info.name = name;
-    try {
-      info.dtype_name = v.at("dtype").get<std::string>();
-      info.shape = v.at("shape").get<std::vector<int64_t>>();
-      auto offs = v.at("data_offsets").get<std::vector<uint64_t>>();
-      if (offs.size() != 2) throw InputError("data_offsets must have two entries", tw);
-      info.begin = offs[0];
-      info.end = offs[1];
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(std::string("malformed entry: ") + e.what(), tw);
+    // JSON would convert 1.5 or -1 to an integer silently: every number must be a non-negative integer.
+    auto is_count = [](const nlohmann::json& x) { return x.is_number_unsigned(); };
+    const auto& shape = v.at("shape");
+    const auto& offs = v.at("data_offsets");
+    if (!v.at("dtype").is_string()) throw InputError("dtype must be a string", tw);
+    if (!shape.is_array() || !std::all_of(shape.begin(), shape.end(), is_count))
+      throw InputError("shape must be a list of non-negative integers, not " + shape.dump().substr(0, 200), tw);
+    if (!offs.is_array() || offs.size() != 2 || !is_count(offs[0]) || !is_count(offs[1]))
+      throw InputError("data_offsets must be two non-negative integers, not " + offs.dump().substr(0, 200), tw);
+    if (shape.size() > 16) throw InputError("shape has more than 16 dimensions", tw);
+    info.dtype_name = v.at("dtype").get<std::string>();
+    for (const auto& d : shape) {
+      if (d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) throw InputError("shape overflows", tw);
+      info.shape.push_back(d.get<int64_t>());
     }
+    info.begin = offs[0].get<uint64_t>();
+    info.end = offs[1].get<uint64_t>();
     const DtypeEntry* dt = find_dtype(info.dtype_name);
     if (!dt) throw InputError("unsupported dtype '" + info.dtype_name + "'", tw);
     info.dtype = dt->type;
+    // Element count and byte size must fit in 64 bits (a zero dimension makes the count 0).
     uint64_t numel = 1;
+    bool overflow = false;
     for (auto d : info.shape) {
-      if (d < 0) throw InputError("negative dimension in shape", tw);
-      if (d != 0 && numel > UINT64_MAX / static_cast<uint64_t>(d)) throw InputError("shape overflows", tw);
+      if (d != 0 && numel > UINT64_MAX / static_cast<uint64_t>(d)) overflow = true;
       numel *= static_cast<uint64_t>(d);
     }
+    if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) numel = 0, overflow = false;
+    if (overflow || numel > static_cast<uint64_t>(INT64_MAX) / dt->size)
+      throw InputError("shape's element count × dtype size overflows 64 bits", tw);
     if (info.end < info.begin) throw InputError("data_offsets end before they begin", tw);
     if (info.end > data_size)
       throw InputError("byte range [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
@@ -139,14 +150,18 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const fs::path& fil
                        tw);
     out->tensors_.push_back(std::move(info));
   }
-  // Ranges must not overlap.
+  // Ranges must not overlap. All of them, sorted, empty ones included at their offset: an empty
+  // tensor between two others must not hide their overlap, nor lie inside another tensor.
   std::vector<const TensorInfo*> sorted;
   for (const auto& t : out->tensors_) sorted.push_back(&t);
-  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < sorted.size(); ++i)
-    if (sorted[i]->end > sorted[i]->begin && sorted[i - 1]->end > sorted[i - 1]->begin &&
-        sorted[i]->begin < sorted[i - 1]->end)
-      throw InputError("tensors " + sorted[i - 1]->name + " and " + sorted[i]->name + " overlap", where);
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
+  const TensorInfo* furthest = nullptr;  // the range ending last so far
+  for (const TensorInfo* t : sorted) {
+    if (furthest && t->begin < furthest->end)
+      throw InputError("tensors " + furthest->name + " and " + t->name + " overlap", where);
+    if (!furthest || t->end >= furthest->end) furthest = t;
+  }
   std::sort(out->tensors_.begin(), out->tensors_.end(), [](auto& a, auto& b) { return a.name < b.name; });
   for (size_t i = 0; i < out->tensors_.size(); ++i) out->index_[out->tensors_[i].name] = i;
   return out;

@@ -96,6 +96,7 @@ class TransformersClipScorer : public ClipScorerModel {
   }
   at::Tensor text_features(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
     auto device = weight_options(*model_).device();
+    check_token_ids(input_ids, model_->config().text_config.vocab_size, "CLIP scorer text_config");
     auto mask = attention_mask.defined() ? attention_mask.to(device) : attention_mask;
     return model_->get_text_features(input_ids.to(device), mask);
   }
@@ -117,6 +118,7 @@ class OpenClipScorer : public ClipScorerModel {
     return model_->encode_image(pixel_values.to(o.device(), o.dtype().toScalarType()));
   }
   at::Tensor text_features(const at::Tensor& input_ids, const at::Tensor&) override {
+    check_token_ids(input_ids, model_->config().text_cfg.vocab_size, "open_clip text_cfg");
     return model_->encode_text(input_ids.to(weight_options(*model_).device()));
   }
   ClipImageSpec image_spec() const override { return spec_; }

@@ -8,13 +8,14 @@ namespace diffbench {
 
 ClipTextConfig ClipTextConfig::from_json(const JsonConfig& j) {
   ClipTextConfig c;
-  c.vocab_size = j.get<int64_t>("vocab_size", c.vocab_size);
-  c.hidden_size = j.get<int64_t>("hidden_size", c.hidden_size);
-  c.intermediate_size = j.get<int64_t>("intermediate_size", c.intermediate_size);
-  c.projection_dim = j.get<int64_t>("projection_dim", c.projection_dim);
-  c.num_hidden_layers = j.get<int64_t>("num_hidden_layers", c.num_hidden_layers);
-  c.num_attention_heads = j.get<int64_t>("num_attention_heads", c.num_attention_heads);
-  c.max_position_embeddings = j.get<int64_t>("max_position_embeddings", c.max_position_embeddings);
+  // Bounds far above any real CLIP, so that a typo fails here rather than as a crash or a huge allocation.
+  c.vocab_size = j.get_int("vocab_size", c.vocab_size, 1, 1 << 22);
+  c.hidden_size = j.get_int("hidden_size", c.hidden_size, 1, 16384);
+  c.intermediate_size = j.get_int("intermediate_size", c.intermediate_size, 1, 65536);
+  c.projection_dim = j.get_int("projection_dim", c.projection_dim, 1, 16384);
+  c.num_hidden_layers = j.get_int("num_hidden_layers", c.num_hidden_layers, 1, 256);
+  c.num_attention_heads = j.get_int("num_attention_heads", c.num_attention_heads, 1, 1024);
+  c.max_position_embeddings = j.get_int("max_position_embeddings", c.max_position_embeddings, 1, 65536);
   c.hidden_act = j.get<std::string>("hidden_act", c.hidden_act);
   c.layer_norm_eps = j.get<double>("layer_norm_eps", c.layer_norm_eps);
   c.pad_token_id = j.get<int64_t>("pad_token_id", c.pad_token_id);
@@ -27,6 +28,16 @@ ClipTextConfig ClipTextConfig::from_json(const JsonConfig& j) {
 ClipEncoderConfig ClipTextConfig::encoder(const std::string& where) const {
   return ClipEncoderConfig::from_fields(hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
                                         layer_norm_eps, hidden_act, where);
+}
+
+void check_token_ids(const at::Tensor& ids, int64_t vocab_size, const std::string& where) {
+  if (ids.numel() == 0) return;
+  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (lo < 0 || hi >= vocab_size)
+    throw InputError("the tokenizer gave token id " + std::to_string(lo < 0 ? lo : hi) + " but the text encoder has " +
+                         std::to_string(vocab_size) + " token embeddings (vocab_size): tokenizer and text encoder "
+                         "do not belong together",
+                     where);
 }
 
 LoadOptions clip_text_load_options() {

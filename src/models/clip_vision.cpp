@@ -12,21 +12,24 @@ namespace {
 int64_t square_size(const JsonConfig& j, const std::string& key, int64_t fallback) {
   if (!j.has(key)) return fallback;
   const auto& v = j.raw().at(key);
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[0] == v[1]) return v[0].get<int64_t>();
-  throw InputError("'" + key + "' must be an integer or a square [n, n] pair", j.source());
+  int64_t n = 0;
+  if (v.is_number_integer()) n = v.get<int64_t>();
+  else if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[0] == v[1]) n = v[0].get<int64_t>();
+  else throw InputError("'" + key + "' must be an integer or a square [n, n] pair", j.source());
+  if (n < 1 || n > 4096) j.out_of_range(key, v.dump(), "[1, 4096]");
+  return n;
 }
 
 }  // namespace
 
 ClipVisionConfig ClipVisionConfig::from_json(const JsonConfig& j) {
   ClipVisionConfig c;
-  c.hidden_size = j.get<int64_t>("hidden_size", c.hidden_size);
-  c.intermediate_size = j.get<int64_t>("intermediate_size", c.intermediate_size);
-  c.projection_dim = j.get<int64_t>("projection_dim", c.projection_dim);
-  c.num_hidden_layers = j.get<int64_t>("num_hidden_layers", c.num_hidden_layers);
-  c.num_attention_heads = j.get<int64_t>("num_attention_heads", c.num_attention_heads);
-  c.num_channels = j.get<int64_t>("num_channels", c.num_channels);
+  c.hidden_size = j.get_int("hidden_size", c.hidden_size, 1, 16384);
+  c.intermediate_size = j.get_int("intermediate_size", c.intermediate_size, 1, 65536);
+  c.projection_dim = j.get_int("projection_dim", c.projection_dim, 1, 16384);
+  c.num_hidden_layers = j.get_int("num_hidden_layers", c.num_hidden_layers, 1, 256);
+  c.num_attention_heads = j.get_int("num_attention_heads", c.num_attention_heads, 1, 1024);
+  c.num_channels = j.get_int("num_channels", c.num_channels, 1, 16);
   c.image_size = square_size(j, "image_size", c.image_size);
   c.patch_size = square_size(j, "patch_size", c.patch_size);
   c.hidden_act = j.get<std::string>("hidden_act", c.hidden_act);

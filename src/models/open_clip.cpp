@@ -20,9 +20,12 @@ JsonConfig sub_config(const JsonConfig& j, const std::string& key) {
 int64_t square_size(const JsonConfig& j, const std::string& key, int64_t fallback) {
   if (!j.has(key)) return fallback;
   const auto& v = j.raw().at(key);
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[0] == v[1]) return v[0].get<int64_t>();
-  throw InputError("'" + key + "' must be an integer or a square [n, n] pair", j.source());
+  int64_t n = 0;
+  if (v.is_number_integer()) n = v.get<int64_t>();
+  else if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[0] == v[1]) n = v[0].get<int64_t>();
+  else throw InputError("'" + key + "' must be an integer or a square [n, n] pair", j.source());
+  if (n < 1 || n > 4096) j.out_of_range(key, v.dump(), "[1, 4096]");
+  return n;
 }
 
 // Options whose code paths are not implemented: refuse rather than compute something else.
@@ -62,7 +65,7 @@ OpenClipConfig OpenClipConfig::from_json(const JsonConfig& file) {
   const JsonConfig j = file.has("model_cfg") ? sub_config(file, "model_cfg") : file;
   refuse_unsupported(j, {"custom_text", "multimodal_cfg"});
   OpenClipConfig c;
-  c.embed_dim = j.get<int64_t>("embed_dim", c.embed_dim);
+  c.embed_dim = j.get_int("embed_dim", c.embed_dim, 1, 16384);
   c.quick_gelu = j.get<bool>("quick_gelu", c.quick_gelu);
   c.init_logit_bias = optional_double(j, "init_logit_bias");
 
@@ -75,10 +78,10 @@ OpenClipConfig OpenClipConfig::from_json(const JsonConfig& file) {
   auto& vc = c.vision_cfg;
   vc.image_size = square_size(v, "image_size", vc.image_size);
   vc.patch_size = square_size(v, "patch_size", vc.patch_size);
-  vc.width = v.get<int64_t>("width", vc.width);
-  vc.layers = v.get<int64_t>("layers", vc.layers);
-  vc.head_width = v.get<int64_t>("head_width", vc.head_width);
-  vc.mlp_ratio = v.get<double>("mlp_ratio", vc.mlp_ratio);
+  vc.width = v.get_int("width", vc.width, 1, 16384);
+  vc.layers = v.get_int("layers", vc.layers, 1, 256);
+  vc.head_width = v.get_int("head_width", vc.head_width, 1, 16384);
+  vc.mlp_ratio = v.get_double("mlp_ratio", vc.mlp_ratio, 1e-3, 64);
   vc.ls_init_value = optional_double(v, "ls_init_value");
   vc.no_ln_pre = v.get<bool>("no_ln_pre", vc.no_ln_pre);
   vc.final_ln_after_pool = v.get<bool>("final_ln_after_pool", vc.final_ln_after_pool);
@@ -96,12 +99,12 @@ OpenClipConfig OpenClipConfig::from_json(const JsonConfig& file) {
   refuse_unsupported(t, kCustomBlockFlags);
   refuse_act_kwargs(t);
   auto& tc = c.text_cfg;
-  tc.context_length = t.get<int64_t>("context_length", tc.context_length);
-  tc.vocab_size = t.get<int64_t>("vocab_size", tc.vocab_size);
-  tc.width = t.get<int64_t>("width", tc.width);
-  tc.heads = t.get<int64_t>("heads", tc.heads);
-  tc.layers = t.get<int64_t>("layers", tc.layers);
-  tc.mlp_ratio = t.get<double>("mlp_ratio", tc.mlp_ratio);
+  tc.context_length = t.get_int("context_length", tc.context_length, 1, 65536);
+  tc.vocab_size = t.get_int("vocab_size", tc.vocab_size, 1, 1 << 22);
+  tc.width = t.get_int("width", tc.width, 1, 16384);
+  tc.heads = t.get_int("heads", tc.heads, 1, 1024);
+  tc.layers = t.get_int("layers", tc.layers, 1, 256);
+  tc.mlp_ratio = t.get_double("mlp_ratio", tc.mlp_ratio, 1e-3, 64);
   tc.ls_init_value = optional_double(t, "ls_init_value");
   tc.no_causal_mask = t.get<bool>("no_causal_mask", tc.no_causal_mask);
   tc.pool_type = t.get<std::string>("pool_type", tc.pool_type);

@@ -29,18 +29,20 @@ void require_value(const JsonConfig& c, const std::string& key, const std::strin
                      c.source());
 }
 
-// An int given once for all blocks or as a per-block list; expanded to `n` entries.
-std::vector<int64_t> per_block(const JsonConfig& c, const std::string& key, int64_t fallback, size_t n) {
+// Bounds of the sizes read from a UNet config: far above any real model, low enough that a
+// typo fails when read rather than as a division by zero or a huge allocation.
+constexpr int64_t kMaxBlocks = 8, kMaxChannels = 16384, kMaxHeads = 1024, kMaxLayers = 64;
+
+// An int in [1, hi] given once for all blocks or as a per-block list; expanded to `n` entries.
+std::vector<int64_t> per_block(const JsonConfig& c, const std::string& key, int64_t fallback, size_t n, int64_t hi) {
   if (!c.has(key)) return std::vector<int64_t>(n, fallback);
   const auto& v = c.raw().at(key);
-  if (v.is_number_integer()) return std::vector<int64_t>(n, v.get<int64_t>());
+  if (v.is_number_integer()) return std::vector<int64_t>(n, c.get_int(key, fallback, 1, hi));
   if (!v.is_array()) throw InputError("key '" + key + "' must be an integer or a list of integers", c.source());
-  std::vector<int64_t> out;
-  for (const auto& e : v) {
+  for (const auto& e : v)
     if (!e.is_number_integer())
       throw ModelError("unsupported UNet setting: '" + key + "' = " + v.dump() + " (nested lists)", c.source());
-    out.push_back(e.get<int64_t>());
-  }
+  std::vector<int64_t> out = c.get_int_list(key, {}, 1, hi, kMaxBlocks);
   if (out.size() != n)
     throw ModelError("'" + key + "' has " + std::to_string(out.size()) + " entries for " + std::to_string(n) +
                          " down blocks",
@@ -81,9 +83,9 @@ UNetConfig UNetConfig::from_json(const JsonConfig& c) {
   if (!c.has("norm_num_groups") && c.raw().contains("norm_num_groups"))
     throw ModelError("unsupported UNet setting: 'norm_num_groups' = null", c.source());
 
-  u.sample_size = c.get<int64_t>("sample_size", 0);
-  u.in_channels = c.get<int64_t>("in_channels", u.in_channels);
-  u.out_channels = c.get<int64_t>("out_channels", u.out_channels);
+  u.sample_size = c.get_int("sample_size", 0, 1, 4096);
+  u.in_channels = c.get_int("in_channels", u.in_channels, 1, 256);
+  u.out_channels = c.get_int("out_channels", u.out_channels, 1, 256);
   u.center_input_sample = c.get<bool>("center_input_sample", u.center_input_sample);
   u.flip_sin_to_cos = c.get<bool>("flip_sin_to_cos", u.flip_sin_to_cos);
   u.freq_shift = c.get<double>("freq_shift", u.freq_shift);
@@ -92,17 +94,19 @@ UNetConfig UNetConfig::from_json(const JsonConfig& c) {
   u.mid_block_type = c.raw().contains("mid_block_type") && c.raw().at("mid_block_type").is_null()
                          ? std::string()
                          : c.get<std::string>("mid_block_type", u.mid_block_type);
-  u.block_out_channels = c.get<std::vector<int64_t>>("block_out_channels", u.block_out_channels);
-  u.downsample_padding = c.get<int64_t>("downsample_padding", u.downsample_padding);
+  u.block_out_channels = c.get_int_list("block_out_channels", u.block_out_channels, 1, kMaxChannels, kMaxBlocks);
+  u.downsample_padding = c.get_int("downsample_padding", u.downsample_padding, 0, 8);
   u.mid_block_scale_factor = c.get<double>("mid_block_scale_factor", u.mid_block_scale_factor);
-  u.norm_num_groups = c.get<int64_t>("norm_num_groups", u.norm_num_groups);
+  u.norm_num_groups = c.get_int("norm_num_groups", u.norm_num_groups, 1, kMaxChannels);
   u.norm_eps = c.get<double>("norm_eps", u.norm_eps);
   u.use_linear_projection = c.get<bool>("use_linear_projection", u.use_linear_projection);
   u.upcast_attention = c.get<bool>("upcast_attention", u.upcast_attention);
   u.resnet_out_scale_factor = c.get<double>("resnet_out_scale_factor", u.resnet_out_scale_factor);
-  u.conv_in_kernel = c.get<int64_t>("conv_in_kernel", u.conv_in_kernel);
-  u.conv_out_kernel = c.get<int64_t>("conv_out_kernel", u.conv_out_kernel);
-  if (c.has("time_embedding_dim")) u.time_embedding_dim = c.get<int64_t>("time_embedding_dim", 0);
+  u.conv_in_kernel = c.get_int("conv_in_kernel", u.conv_in_kernel, 1, 15);
+  u.conv_out_kernel = c.get_int("conv_out_kernel", u.conv_out_kernel, 1, 15);
+  for (const char* key : {"conv_in_kernel", "conv_out_kernel"})
+    if (c.get<int64_t>(key, 3) % 2 == 0) c.out_of_range(key, std::to_string(c.get<int64_t>(key, 3)), "(odd sizes only)");
+  if (c.has("time_embedding_dim")) u.time_embedding_dim = c.get_int("time_embedding_dim", 0, 1, 4 * kMaxChannels);
 
   for (const auto& t : u.down_block_types)
     if (t != "CrossAttnDownBlock2D" && t != "DownBlock2D")
@@ -117,11 +121,11 @@ UNetConfig UNetConfig::from_json(const JsonConfig& c) {
   if (n == 0 || u.up_block_types.size() != n || u.block_out_channels.size() != n)
     throw ModelError("down_block_types, up_block_types and block_out_channels must have the same, non-zero length",
                      c.source());
-  u.layers_per_block = per_block(c, "layers_per_block", 2, n);
-  u.cross_attention_dim = per_block(c, "cross_attention_dim", 1280, n);
-  u.transformer_layers_per_block = per_block(c, "transformer_layers_per_block", 1, n);
-  u.num_attention_heads = c.has("num_attention_heads") ? per_block(c, "num_attention_heads", 8, n)
-                                                       : per_block(c, "attention_head_dim", 8, n);
+  u.layers_per_block = per_block(c, "layers_per_block", 2, n, kMaxLayers);
+  u.cross_attention_dim = per_block(c, "cross_attention_dim", 1280, n, kMaxChannels);
+  u.transformer_layers_per_block = per_block(c, "transformer_layers_per_block", 1, n, kMaxLayers);
+  u.num_attention_heads = c.has("num_attention_heads") ? per_block(c, "num_attention_heads", 8, n, kMaxHeads)
+                                                       : per_block(c, "attention_head_dim", 8, n, kMaxHeads);
   for (size_t i = 0; i < n; ++i) {
     if (u.block_out_channels[i] % u.num_attention_heads[i] != 0)
       throw ModelError("block_out_channels[" + std::to_string(i) + "] = " + std::to_string(u.block_out_channels[i]) +

@@ -33,17 +33,19 @@ VaeConfig VaeConfig::from_json(const JsonConfig& c) {
   v.source = c.source();
   require_value(c, "act_fn", "silu");
   require_value(c, "norm_type", "group");
-  v.in_channels = c.get<int64_t>("in_channels", v.in_channels);
-  v.out_channels = c.get<int64_t>("out_channels", v.out_channels);
-  v.latent_channels = c.get<int64_t>("latent_channels", v.latent_channels);
+  // Bounds far above any real VAE, so that a typo fails here rather than as a crash or a huge allocation.
+  v.in_channels = c.get_int("in_channels", v.in_channels, 1, 256);
+  v.out_channels = c.get_int("out_channels", v.out_channels, 1, 256);
+  v.latent_channels = c.get_int("latent_channels", v.latent_channels, 1, 256);
   v.down_block_types = c.get<std::vector<std::string>>("down_block_types", v.down_block_types);
   v.up_block_types = c.get<std::vector<std::string>>("up_block_types", v.up_block_types);
-  v.block_out_channels = c.get<std::vector<int64_t>>("block_out_channels", v.block_out_channels);
-  v.layers_per_block = c.get<int64_t>("layers_per_block", v.layers_per_block);
-  v.norm_num_groups = c.get<int64_t>("norm_num_groups", v.norm_num_groups);
-  v.sample_size = c.get<int64_t>("sample_size", v.sample_size);
-  v.scaling_factor = c.get<double>("scaling_factor", v.scaling_factor);
-  if (c.has("shift_factor")) v.shift_factor = c.get<double>("shift_factor", 0.0);
+  v.block_out_channels = c.get_int_list("block_out_channels", v.block_out_channels, 1, 16384, 8);
+  v.layers_per_block = c.get_int("layers_per_block", v.layers_per_block, 1, 64);
+  v.norm_num_groups = c.get_int("norm_num_groups", v.norm_num_groups, 1, 16384);
+  v.sample_size = c.get_int("sample_size", v.sample_size, 1, 16384);
+  // 0 would divide the latents by zero: black images with exit 0.
+  v.scaling_factor = c.get_double("scaling_factor", v.scaling_factor, 1e-6, 1e6);
+  if (c.has("shift_factor")) v.shift_factor = c.get_double("shift_factor", 0.0, -1e6, 1e6);
   v.force_upcast = c.get<bool>("force_upcast", v.force_upcast);
   v.use_quant_conv = c.get<bool>("use_quant_conv", v.use_quant_conv);
   v.use_post_quant_conv = c.get<bool>("use_post_quant_conv", v.use_post_quant_conv);
@@ -57,6 +59,11 @@ VaeConfig VaeConfig::from_json(const JsonConfig& c) {
   if (n == 0 || v.down_block_types.size() != n || v.up_block_types.size() != n)
     throw ModelError("down_block_types, up_block_types and block_out_channels must have the same, non-zero length",
                      c.source());
+  for (size_t i = 0; i < n; ++i)
+    if (v.block_out_channels[i] % v.norm_num_groups != 0)
+      throw ModelError("block_out_channels[" + std::to_string(i) + "] = " + std::to_string(v.block_out_channels[i]) +
+                           " is not divisible by norm_num_groups " + std::to_string(v.norm_num_groups),
+                       c.source());
   return v;
 }
 

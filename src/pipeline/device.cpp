@@ -90,4 +90,10 @@ nlohmann::json environment_info(const at::Device& device) {
   return env;
 }
 
+bool is_out_of_memory(const c10::Error& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+  const std::string what = e.what_without_backtrace();
+  return what.find("can't allocate memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
+}
+
 }  // namespace diffbench

@@ -8,6 +8,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/staging_dir.hpp"
+#include "diffbench/tokenizer/clip_tokenizer.hpp"
 #include "diffbench/models/clip_text.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
@@ -141,6 +142,7 @@ void write_random_pipeline(const fs::path& out, const RandomPipelineOptions& o) 
   const bool has_bpe = fs::exists(o.tokenizer / "vocab.json") && fs::exists(o.tokenizer / "merges.txt");
   if (!has_bpe && !fs::exists(o.tokenizer / "tokenizer.json"))
     throw InputError("tokenizer folder has neither vocab.json + merges.txt nor tokenizer.json", o.tokenizer.string());
+  ClipTokenizer::from_dir(o.tokenizer);  // a broken vocab.json or merges.txt fails here, not in every later run
 
   StagingDir staging(out, /*replace=*/false);
   const fs::path dir = staging.path();

@@ -18,6 +18,11 @@ nlohmann::json to_json(const StageTimes& t) {
 void save_generation(const fs::path& out, bool replace, const GenerationResult& result,
                      const std::vector<std::string>& prompts, const nlohmann::json& settings) {
   StagingDir staging(out, replace);
+  save_generation(staging, result, prompts, settings);
+}
+
+void save_generation(StagingDir& staging, const GenerationResult& result, const std::vector<std::string>& prompts,
+                     const nlohmann::json& settings) {
   const at::Tensor u8 = to_uint8(result.images);  // [N,3,H,W]
   for (int64_t i = 0; i < u8.size(0); ++i) {
     char name[32];

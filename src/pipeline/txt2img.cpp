@@ -185,7 +185,9 @@ std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared
 
 at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& prompts) {
   c10::InferenceMode guard;
-  auto ids = impl_->tokenizer.encode_batch(prompts).to(impl_->options.device);  // [B,77]
+  auto host_ids = impl_->tokenizer.encode_batch(prompts);  // [B,77]
+  check_token_ids(host_ids, impl_->text_encoder->config().vocab_size, impl_->text_config.string());
+  auto ids = host_ids.to(impl_->options.device);
   return impl_->text_encoder->forward(ids).last_hidden_state;                    // [B,77,D]
 }
 
@@ -215,8 +217,14 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
   if (opt.steps < 1) throw UsageError("steps must be at least 1", "--steps");
   if (opt.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   const int scale = vae_scale_factor();
+  if (opt.height < 0 || opt.width < 0 || opt.height > kMaxImageSide || opt.width > kMaxImageSide)
+    throw UsageError("height and width must lie in [" + std::to_string(scale) + ", " + std::to_string(kMaxImageSide) +
+                         "] (got " + std::to_string(opt.height) + "x" + std::to_string(opt.width) + ")",
+                     "--height/--width");
   const int height = opt.height > 0 ? opt.height : default_height();
   const int width = opt.width > 0 ? opt.width : default_width();
+  if (height < scale || width < scale)
+    throw UsageError("the UNet config gives no sample_size: pass --height and --width", "--height/--width");
   if (height % scale != 0 || width % scale != 0)
     throw UsageError("height and width must be multiples of " + std::to_string(scale) + " (got " +
                          std::to_string(height) + "x" + std::to_string(width) + ")",

@@ -109,7 +109,12 @@ TrainSchedule TrainSchedule::read(ConfigReader& cfg) {
   s.beta_end = cfg.get<double>("beta_end", 0.02);
   s.beta_schedule = cfg.get<std::string>("beta_schedule", "linear");
   s.trained_betas = cfg.optional_double_list("trained_betas");
-  if (s.num_train_timesteps < 2) cfg.fail("num_train_timesteps", "must be at least 2");
+  if (s.num_train_timesteps < 2 || s.num_train_timesteps > 100000)
+    cfg.fail("num_train_timesteps", "= " + std::to_string(s.num_train_timesteps) + " is out of range [2, 100000]");
+  for (const char* key : {"beta_start", "beta_end"}) {
+    const double b = std::string(key) == "beta_start" ? s.beta_start : s.beta_end;
+    if (!(b >= 0.0 && b < 1.0)) cfg.fail(key, "= " + std::to_string(b) + " is out of range [0, 1)");
+  }
   if (s.trained_betas) {
     if (static_cast<int64_t>(s.trained_betas->size()) != s.num_train_timesteps)
       cfg.fail("trained_betas", "must have num_train_timesteps (" + std::to_string(s.num_train_timesteps) +

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -34,6 +35,9 @@ class ConfigReader {
       defaulted_.push_back(key);
       resolved_[key] = fallback;
       return fallback;
+    }
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (!it->is_number_integer()) fail(key, "must be an integer, not " + it->dump());
     }
     T value;
     try {

@@ -7,6 +7,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/json_config.hpp"
+#include "diffbench/io/read_file.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -77,8 +78,7 @@ void read_vocab_json(const fs::path& file, TokenizerFiles& out) {
 }
 
 void read_merges_txt(const fs::path& file, TokenizerFiles& out) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw InputError("cannot open file", file.string());
+  std::istringstream in(read_regular_file(file));  // a FIFO or device is refused before it can block
   out.merges.clear();
   std::string line;
   size_t line_no = 0;

@@ -1,14 +1,30 @@
 // An output folder that appears only when complete: files are written into a hidden sibling
 // folder, which replaces the target in one rename on commit() and is removed if never committed.
+//
+// The rules that keep a user's files safe:
+// - the path is normalised first (absolute, no "." / ".." parts, no trailing separator), so `out/` and
+//   `out` name the same folder and the staging folder always lies beside the target, never inside it;
+// - the current folder, a folder above it, the home folder (or one above it) and `/` are never a target;
+// - a non-empty target is refused unless `replace` is set, and even then only a folder diffbench
+//   wrote (it holds run.json or report.json) is replaced; nothing outside the target and the
+//   staging folder is ever removed;
+// - a lock file `.NAME.lock` beside the target is held from construction to destruction, so a second
+//   diffbench writing the same target fails at once instead of replacing the first one's results;
+// - all of this is checked in the constructor, before any work, and again in commit().
 #pragma once
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace diffbench {
 
+// `p` absolute and lexically normal, without a trailing separator ("runs/x/" -> "/cwd/runs/x").
+std::filesystem::path normalize_output_path(const std::filesystem::path& p);
+
 class StagingDir {
  public:
-  // Refuses (UsageError) a non-empty existing `target` unless `replace` is set.
+  // Throws UsageError (naming the target) for the cases above; InputError when a folder cannot be created.
   StagingDir(const std::filesystem::path& target, bool replace);
   ~StagingDir();
   StagingDir(const StagingDir&) = delete;
@@ -16,11 +32,21 @@ class StagingDir {
 
   const std::filesystem::path& path() const { return staging_; }
   const std::filesystem::path& target() const { return target_; }
+  // Staging folders of this target left by processes that no longer run (removed by the constructor).
+  const std::vector<std::filesystem::path>& removed_stale() const { return removed_stale_; }
+  // Moves the staging folder into place. Without `replace`, a target that became non-empty meanwhile
+  // is an error (the staging folder is kept until destruction); with it, the old folder is moved
+  // aside, the new one renamed in, and only then the old one removed.
   void commit();
 
  private:
+  void lock();
   std::filesystem::path target_;
   std::filesystem::path staging_;
+  std::filesystem::path lock_file_;
+  std::vector<std::filesystem::path> removed_stale_;
+  int lock_fd_ = -1;
+  bool replace_ = false;
   bool committed_ = false;
 };
 

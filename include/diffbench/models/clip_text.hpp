@@ -81,4 +81,8 @@ class ClipTextModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ClipTextModel);
 
+// InputError when a token id lies outside [0, vocab_size): a tokenizer whose vocabulary is larger
+// than the text encoder's embedding table. `ids` is checked where it is (call it on the host copy).
+void check_token_ids(const at::Tensor& ids, int64_t vocab_size, const std::string& where);
+
 }  // namespace diffbench

@@ -27,4 +27,9 @@ std::pair<int64_t, std::string> peak_memory(const at::Device& device);
 // Versions and device description for reports (GPU name when on CUDA).
 nlohmann::json environment_info(const at::Device& device);
 
+// True for LibTorch's allocation failures: c10::OutOfMemoryError (CUDA) and the CPU allocator's
+// c10::Error "can't allocate memory: you tried to allocate N bytes", which the command reports
+// as "out of memory" (exit 2) with that size instead of as an internal error.
+bool is_out_of_memory(const c10::Error& e);
+
 }  // namespace diffbench

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffbench/io/staging_dir.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
 
@@ -19,5 +20,9 @@ nlohmann::json to_json(const StageTimes& t);
 // per-batch and per-stage timings and the environment; the folder appears only when complete.
 void save_generation(const std::filesystem::path& out, bool replace, const GenerationResult& result,
                      const std::vector<std::string>& prompts, const nlohmann::json& settings);
+// The same into a staging folder the caller opened before generating (so that a bad --out fails
+// before any work), committed here.
+void save_generation(StagingDir& staging, const GenerationResult& result, const std::vector<std::string>& prompts,
+                     const nlohmann::json& settings);
 
 }  // namespace diffbench

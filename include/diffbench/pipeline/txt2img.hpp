@@ -17,6 +17,10 @@
 
 namespace diffbench {
 
+// The largest image side generate accepts (a multiple of 8): beyond any model's training size, and
+// a bound on the memory a typo in --height / --width can ask for.
+constexpr int kMaxImageSide = 16384;
+
 struct ModelOptions {
   std::filesystem::path dir;           // diffusers folder
   at::ScalarType dtype = at::kFloat;   // weights and activations
