@@ -6,6 +6,7 @@ list(APPEND DIFFBENCH_SOURCES
   src/io/staging_dir.cpp
   src/io/file_identity.cpp
   src/io/assets.cpp
+  src/io/hub_cache.cpp
 )
 # The bundled assets (demo models) of this source tree; $DIFFBENCH_ASSETS overrides it at run time.
 set_source_files_properties(src/io/assets.cpp PROPERTIES
