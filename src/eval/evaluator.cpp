@@ -46,10 +46,12 @@ std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const 
                                                 Shared* shared) {
   ModelOptions mo;
   mo.dir = spec.model;
+  mo.variant = spec.variant;
   mo.device = parse_device(spec.device);
   mo.dtype = parse_dtype(spec.dtype, mo.device);
   GenerateOptions go;
   go.scheduler = spec.scheduler;
+  go.scheduler_options = spec.scheduler_options;
   go.steps = spec.steps;
   go.guidance = spec.guidance;
   go.seed = o.seed;

@@ -255,7 +255,16 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
   Impl& m = *impl_;
   const auto& dev = m.options.device;
   const auto dtype = m.options.dtype;
-  auto scheduler = make_scheduler(opt.scheduler, m.scheduler_config, m.scheduler_source);
+  nlohmann::json sched_config = m.scheduler_config;
+  for (auto it = opt.scheduler_options.begin(); it != opt.scheduler_options.end(); ++it) {
+    sched_config[it.key()] = it.value();
+    auto& defaults = sched_config["_use_default_values"];  // a given option is not a default
+    if (defaults.is_array())
+      defaults.erase(std::remove(defaults.begin(), defaults.end(), nlohmann::json(it.key())), defaults.end());
+    else if (defaults.is_null())
+      sched_config.erase("_use_default_values");
+  }
+  auto scheduler = make_scheduler(opt.scheduler, sched_config, m.scheduler_source);
   const bool cfg = opt.guidance > 1.0;
   const int64_t latent_c = m.unet->config().in_channels;
   const int64_t lh = height / scale, lw = width / scale;

@@ -95,6 +95,20 @@ std::string render_markdown(const nlohmann::json& r) {
     for (const auto& f : r["failures"]) o << "- " << f.get<std::string>() << "\n";
     o << "\n";
   }
+  // A pipeline read from a Python file (import-py): what each of its lines became.
+  for (const char* run : {"candidate", "baseline"}) {
+    const auto origin = r[run]["spec"].value("origin", nlohmann::json());
+    if (origin.is_null() || (std::string(run) == "baseline" && r["candidate"]["spec"].value("origin", nlohmann::json()) == origin))
+      continue;
+    o << "The " << run << " pipeline was read from `" << origin["python"].get<std::string>() << "` ("
+      << origin["pipeline_class"].get<std::string>() << "; the file was not run):\n\n| line | statement | became |\n|---|---|---|\n";
+    for (const auto& st : origin["statements"]) {
+      std::string text;
+      for (char ch : st["text"].get<std::string>()) text += ch == '|' ? std::string("\\|") : std::string(1, ch);
+      o << "| " << st["line"] << " | `" << text << "` | " << st["became"].get<std::string>() << " |\n";
+    }
+    o << "\n";
+  }
   o << "Images: `baseline/NNNNNN.png` and `candidate/NNNNNN.png`, in prompt order.\n\n";
   // Side by side, with each prompt's CLIP scores (paths relative to this file).
   const auto& prompts = r["protocol"]["prompts"];

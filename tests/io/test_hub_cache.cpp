@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/spec.hpp"
 #include "diffbench/io/hub_cache.hpp"
 #include "test_support.hpp"
 
@@ -113,3 +114,21 @@ TEST_F(HubCache, MissingIdsRevisionsAndVariantsNameWhereTheyLooked) {
     }
   }
 }
+
+TEST_F(HubCache, SpecModelIdResolvesThroughTheCache) {
+  const fs::path spec = cache_ / "cand.toml";
+  std::ofstream(spec) << "[pipeline]\nmodel = \"acme/tiny-diffusion\"\nrevision = \"v1\"\ncache_dir = \"" << cache_.string()
+                      << "\"\n";
+  const PipelineSpec s = load_spec(spec);
+  EXPECT_EQ(s.model, snapshot(kOld));
+  ASSERT_TRUE(s.hub.has_value());
+  EXPECT_EQ(s.to_json()["hub"]["commit"], kOld);
+  EXPECT_EQ(s.to_json()["hub"]["id"], "acme/tiny-diffusion");
+  // A folder of that name beside the spec wins over the cache.
+  fs::create_directories(cache_ / "acme" / "tiny-diffusion");
+  EXPECT_EQ(load_spec(spec).model, cache_ / "acme" / "tiny-diffusion");
+  EXPECT_FALSE(load_spec(spec).hub.has_value());
+  std::ofstream(spec) << "[pipeline]\nmodel = \"acme/missing\"\ncache_dir = \"" << cache_.string() << "\"\n";
+  EXPECT_THROW(load_spec(spec), InputError);
+}
+

@@ -37,6 +37,8 @@ struct ModelOptions {
 
 struct GenerateOptions {
   std::string scheduler;   // "" = the checkpoint's own scheduler
+  // Config keys set over the checkpoint's scheduler config, as Scheduler.from_config(config, **options).
+  nlohmann::json scheduler_options = nlohmann::json::object();
   int steps = 50;
   double guidance = 7.5;   // classifier-free guidance runs when > 1
   uint64_t seed = 42;
