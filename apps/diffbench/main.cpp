@@ -13,6 +13,7 @@
 #include "diffbench/error.hpp"
 #include "diffbench/eval/bench.hpp"
 #include "diffbench/eval/evaluator.hpp"
+#include "diffbench/eval/protocol.hpp"
 #include "diffbench/eval/pyimport.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/metrics/clip_score.hpp"
@@ -50,8 +51,8 @@ struct InitRandomArgs {
 };
 
 struct EvalArgs {
-  std::string candidate, baseline, prompts, noise = "per-prompt", clip, clip_score = "per-sample-clamp", out;
-  size_t num_samples = 32;
+  std::string candidate, baseline, prompts = kDefaultPrompts, noise = "per-prompt", clip, clip_score = "per-sample-clamp", out;
+  size_t num_samples = kDefaultNumSamples;
   int batch_size = 4, warmup = 1;
   uint64_t seed = 42;
   double max_quality_loss = 5.0;
@@ -69,13 +70,20 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   auto* c = app.add_subcommand("eval", "Compare a candidate pipeline (spec or .py file) with its unaccelerated baseline");
   c->add_option("candidate", a.candidate, "candidate pipeline: a spec (TOML) or a Python pipeline file (.py, read by import-py)")->required();
   c->add_option("--baseline", a.baseline, "baseline spec or .py file (default: the candidate without its accelerations)");
-  c->add_option("--prompts", a.prompts, "coco:FILE, parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")->required();
+  c->add_option("--prompts", a.prompts,
+                "coco2017-val (bundled: first captions of the first 5,000 COCO 2017 val images), coco:FILE, "
+                "parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")
+      ->capture_default_str();
   c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str();
   c->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--seed", a.seed, "seed")->capture_default_str();
   c->add_option("--warmup", a.warmup, "untimed warm-up batches per pipeline")->capture_default_str()->check(CLI::Range(0, 100));
   c->add_option("--noise", a.noise, "per-prompt or diffusers")->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
-  c->add_option("--clip", a.clip, "CLIP scorer folder (transformers CLIPModel or open_clip layout), or demo")->required();
+  std::string ids;
+  for (const auto& id : default_clip_ids()) ids += (ids.empty() ? "" : ", ") + id;
+  c->add_option("--clip", a.clip,
+                "CLIP scorer: a folder (transformers CLIPModel or open_clip layout), a Hugging Face id ORG/NAME from "
+                "the local hub cache, or demo [default: the first cached of " + ids + "]");
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_option("--max-quality-loss", a.max_quality_loss, "fail above this quality loss (percent)")->capture_default_str();
@@ -93,7 +101,7 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_option("--images", a.images, "folder of PNG images")->required();
   c->add_option("--prompts", a.prompts, "prompt source, one prompt per image")->required();
   c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)");
-  c->add_option("--clip", a.clip, "CLIP scorer folder, or demo")->required();
+  c->add_option("--clip", a.clip, "CLIP scorer folder, Hugging Face id ORG/NAME from the local hub cache, or demo")->required();
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_flag("--json", a.json, "print JSON");
@@ -325,7 +333,7 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   return 0;
 }
 
-int run_eval_command(const EvalArgs& a) {
+int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
   const bool quiet = a.quiet || a.json;
   const Logger log(quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !quiet && ::isatty(2));
   EvalOptions o;
@@ -333,11 +341,20 @@ int run_eval_command(const EvalArgs& a) {
   if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
   o.prompts = a.prompts;
   o.num_samples = a.num_samples;
+  const ScorerChoice scorer = resolve_scorer(a.clip);
+  o.clip_source = scorer.to_json();
+  // The protocol options left at their defaults, named in the report so two reports compare at a glance.
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--prompts", a.prompts}, {"--num-samples", std::to_string(a.num_samples)},
+           {"--batch-size", std::to_string(a.batch_size)}, {"--seed", std::to_string(a.seed)},
+           {"--warmup", std::to_string(a.warmup)}, {"--noise", a.noise},
+           {"--clip", scorer.is_default ? scorer.id : a.clip}, {"--clip-score", a.clip_score}})
+    if (cmd.count(flag) == 0) o.defaults_used.push_back(flag + "=" + value);
   o.batch_size = a.batch_size;
   o.seed = a.seed;
   o.warmup = a.warmup;
   o.noise = parse_noise_mode(a.noise);
-  o.clip = a.clip;
+  o.clip = scorer.folder;
   o.clip_score = parse_clip_score_mode(a.clip_score);
   o.max_quality_loss = a.max_quality_loss;
   o.min_speedup = a.min_speedup;
@@ -363,7 +380,7 @@ int run_score(const ScoreArgs& a) {
   for (size_t i = 0; i < n; ++i) images.push_back(read_png(files[i]));
   for (const auto& img : images)
     if (img.sizes() != images[0].sizes()) throw InputError("images differ in size", a.images);
-  auto scorer = ClipScorer::load(a.clip);
+  auto scorer = ClipScorer::load(resolve_scorer(a.clip).folder);
   const auto mode = parse_clip_score_mode(a.clip_score);
   const auto per_sample = scorer->score(at::stack(images), prompts);
   const double score = ClipScorer::aggregate(per_sample, mode);
@@ -434,7 +451,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("generate")) return run_generate(gen, *app.get_subcommand("generate"));
     if (app.got_subcommand("init-random")) return run_init_random(init);
-    if (app.got_subcommand("eval")) return run_eval_command(eval);
+    if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"));
     if (app.got_subcommand("score")) return run_score(score);
     if (app.got_subcommand("bench")) return run_bench_command(bench);
     if (app.got_subcommand("import-py")) return run_import_py(import_py);

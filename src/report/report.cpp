@@ -82,7 +82,18 @@ std::string render_markdown(const nlohmann::json& r) {
   o << "Protocol: " << r["protocol"]["num_samples"] << " prompts from `" << r["protocol"]["prompts_source"].get<std::string>()
     << "`, batch " << r["protocol"]["batch_size"] << ", seed " << r["protocol"]["seed"] << ", noise "
     << r["protocol"]["noise"].get<std::string>() << ", warm-up " << r["protocol"]["warmup"] << " batch(es); CLIP scorer `"
-    << r["protocol"]["clip"].get<std::string>() << "`.\n\n";
+    << r["protocol"]["clip"].get<std::string>() << "`"
+    << (r["protocol"].contains("clip_source") && r["protocol"]["clip_source"].contains("id")
+            ? " (" + r["protocol"]["clip_source"]["id"].get<std::string>() + " @ " +
+                  r["protocol"]["clip_source"]["commit"].get<std::string>().substr(0, 12) + ")"
+            : std::string())
+    << ".\n";
+  if (r["protocol"].contains("defaults_used") && !r["protocol"]["defaults_used"].empty()) {
+    o << "Defaults used:";
+    for (const auto& d : r["protocol"]["defaults_used"]) o << " `" << d.get<std::string>() << "`";
+    o << ".\n";
+  }
+  o << "\n";
   const auto& diffs = r["consistency"]["differences"];
   o << "Consistency: same model: " << (r["consistency"]["same_model"].get<bool>() ? "yes" : "NO");
   if (!diffs.empty()) {

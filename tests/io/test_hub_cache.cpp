@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/protocol.hpp"
 #include "diffbench/eval/spec.hpp"
 #include "diffbench/io/hub_cache.hpp"
 #include "test_support.hpp"
@@ -132,3 +133,43 @@ TEST_F(HubCache, SpecModelIdResolvesThroughTheCache) {
   EXPECT_THROW(load_spec(spec), InputError);
 }
 
+// --clip: an id through the cache, or without --clip the first cached of the documented list.
+TEST_F(HubCache, DefaultScorerIsTheFirstCachedOfTheList) {
+  ::setenv("HF_HUB_CACHE", cache_.c_str(), 1);
+  try {
+    resolve_scorer("");
+    ADD_FAILURE() << "no error without any scorer in the cache";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.where(), "--clip");
+    for (const auto& id : default_clip_ids()) EXPECT_NE(e.message().find(id), std::string::npos) << e.what();
+    EXPECT_NE(e.message().find("hf download laion/CLIP-ViT-g-14-laion2B-s34B-b88K"), std::string::npos) << e.what();
+    EXPECT_NE(e.message().find(cache_.string()), std::string::npos) << e.what();
+  }
+  ASSERT_GE(default_clip_ids().size(), 2u);
+  EXPECT_EQ(default_clip_ids()[0], "laion/CLIP-ViT-g-14-laion2B-s34B-b88K");
+  // Only the last id cached: it is chosen; then the first as well: the first wins.
+  auto add = [&](const std::string& id) {
+    const fs::path repo = cache_ / ("models--" + id.substr(0, id.find('/')) + "--" + id.substr(id.find('/') + 1));
+    fs::create_directories(repo / "refs");
+    fs::create_directories(repo / "snapshots" / kMain);
+    std::ofstream(repo / "refs" / "main") << kMain;
+    return repo / "snapshots" / kMain;
+  };
+  const fs::path last = add(default_clip_ids().back());
+  ScorerChoice c = resolve_scorer("");
+  EXPECT_EQ(c.folder, last);
+  EXPECT_EQ(c.id, default_clip_ids().back());
+  EXPECT_TRUE(c.is_default);
+  const fs::path first = add(default_clip_ids()[0]);
+  c = resolve_scorer("");
+  EXPECT_EQ(c.folder, first);
+  EXPECT_EQ(c.commit, kMain);
+  EXPECT_EQ(c.to_json()["id"], default_clip_ids()[0]);
+  // Given explicitly: an id, a folder, demo.
+  c = resolve_scorer(default_clip_ids().back());
+  EXPECT_EQ(c.folder, last);
+  EXPECT_FALSE(c.is_default);
+  EXPECT_EQ(resolve_scorer(cache_.string()).folder, cache_);
+  EXPECT_EQ(resolve_scorer("demo").folder, fs::path("demo"));
+  EXPECT_THROW(resolve_scorer("acme/not-cached"), InputError);
+}
