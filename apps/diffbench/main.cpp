@@ -13,10 +13,13 @@
 #include "diffbench/error.hpp"
 #include "diffbench/eval/bench.hpp"
 #include "diffbench/eval/evaluator.hpp"
+#include "diffbench/eval/protocol.hpp"
+#include "diffbench/eval/pyimport.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/metrics/clip_score.hpp"
 #include "diffbench/report/report.hpp"
 #include "diffbench/io/prompts.hpp"
+#include "diffbench/io/staging_dir.hpp"
 #include "diffbench/log.hpp"
 #include "diffbench/pipeline/init_random.hpp"
 #include "diffbench/pipeline/outputs.hpp"
@@ -48,8 +51,8 @@ struct InitRandomArgs {
 };
 
 struct EvalArgs {
-  std::string candidate, baseline, prompts, noise = "per-prompt", clip, clip_score = "per-sample-clamp", out;
-  size_t num_samples = 32;
+  std::string candidate, baseline, prompts = kDefaultPrompts, noise = "per-prompt", clip, clip_score = "per-sample-clamp", out;
+  size_t num_samples = kDefaultNumSamples;
   int batch_size = 4, warmup = 1;
   uint64_t seed = 42;
   double max_quality_loss = 5.0;
@@ -64,16 +67,23 @@ struct ScoreArgs {
 };
 
 void add_eval(CLI::App& app, EvalArgs& a) {
-  auto* c = app.add_subcommand("eval", "Compare a candidate pipeline spec with its unaccelerated baseline");
-  c->add_option("candidate", a.candidate, "candidate spec (TOML)")->required();
-  c->add_option("--baseline", a.baseline, "baseline spec (default: the candidate without [[accelerate]])");
-  c->add_option("--prompts", a.prompts, "coco:FILE, parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")->required();
+  auto* c = app.add_subcommand("eval", "Compare a candidate pipeline (spec or .py file) with its unaccelerated baseline");
+  c->add_option("candidate", a.candidate, "candidate pipeline: a spec (TOML) or a Python pipeline file (.py, read by import-py)")->required();
+  c->add_option("--baseline", a.baseline, "baseline spec or .py file (default: the candidate without its accelerations)");
+  c->add_option("--prompts", a.prompts,
+                "coco2017-val (bundled: first captions of the first 5,000 COCO 2017 val images), coco:FILE, "
+                "parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")
+      ->capture_default_str();
   c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str();
   c->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--seed", a.seed, "seed")->capture_default_str();
   c->add_option("--warmup", a.warmup, "untimed warm-up batches per pipeline")->capture_default_str()->check(CLI::Range(0, 100));
   c->add_option("--noise", a.noise, "per-prompt or diffusers")->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
-  c->add_option("--clip", a.clip, "CLIP scorer folder (transformers CLIPModel or open_clip layout), or demo")->required();
+  std::string ids;
+  for (const auto& id : default_clip_ids()) ids += (ids.empty() ? "" : ", ") + id;
+  c->add_option("--clip", a.clip,
+                "CLIP scorer: a folder (transformers CLIPModel or open_clip layout), a Hugging Face id ORG/NAME from "
+                "the local hub cache, or demo [default: the first cached of " + ids + "]");
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_option("--max-quality-loss", a.max_quality_loss, "fail above this quality loss (percent)")->capture_default_str();
@@ -91,10 +101,42 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_option("--images", a.images, "folder of PNG images")->required();
   c->add_option("--prompts", a.prompts, "prompt source, one prompt per image")->required();
   c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)");
-  c->add_option("--clip", a.clip, "CLIP scorer folder, or demo")->required();
+  c->add_option("--clip", a.clip, "CLIP scorer folder, Hugging Face id ORG/NAME from the local hub cache, or demo")->required();
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_flag("--json", a.json, "print JSON");
+}
+
+struct ImportPyArgs {
+  std::string file, out;
+  bool json = false;
+};
+
+void add_import_py(CLI::App& app, ImportPyArgs& a) {
+  auto* c = app.add_subcommand(
+      "import-py",
+      "Translate a Python pipeline file (diffusers + DeepCache / tomesd / T-GATE / scheduler swap) into a pipeline "
+      "spec, reading it with Python's ast module without running it; prints the spec (TOML) and what each "
+      "statement became");
+  c->add_option("file", a.file, "the pipeline file, e.g. 1_gen.py")->required();
+  c->add_option("--out", a.out, "write the spec (TOML) to this file instead of stdout");
+  c->add_flag("--json", a.json, "print {\"spec\", \"statements\", \"ignored\"} as JSON");
+}
+
+int run_import_py(const ImportPyArgs& a) {
+  const PyImport r = import_python(a.file);
+  if (a.json) {
+    std::cout << nlohmann::json{{"spec", r.spec.to_json()}, {"statements", r.statements}, {"ignored", r.ignored}}.dump(2)
+              << "\n";
+    return 0;
+  }
+  if (a.out.empty()) {
+    std::cout << to_toml(r);
+    return 0;
+  }
+  write_file_atomic(a.out, to_toml(r));
+  std::cerr << "wrote " << a.out << "\n";
+  return 0;
 }
 
 struct BenchArgs {
@@ -105,7 +147,7 @@ struct BenchArgs {
 
 void add_bench(CLI::App& app, BenchArgs& a) {
   auto* c = app.add_subcommand("bench", "Time whole generations of one pipeline spec (after warm-up, device-synced)");
-  c->add_option("spec", a.spec, "pipeline spec (TOML)")->required();
+  c->add_option("spec", a.spec, "pipeline spec (TOML) or Python pipeline file (.py)")->required();
   c->add_option("--batch-size", a.batch_size, "images per generation")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--runs", a.runs, "timed generations")->capture_default_str()->check(CLI::Range(1, 100000));
   c->add_option("--warmup", a.warmup, "untimed generations first (the first is reported as first-generation latency)")
@@ -121,8 +163,8 @@ void add_bench(CLI::App& app, BenchArgs& a) {
 
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
-  c->add_option("--spec", a.spec, "pipeline spec (TOML, as for eval); the flags below override its fields");
-  c->add_option("--model", a.model, "diffusers pipeline folder, or demo (the bundled demo model); required without --spec");
+  c->add_option("--spec", a.spec, "pipeline spec (TOML) or Python pipeline file (.py), as for eval; the flags below override its fields");
+  c->add_option("--model", a.model, "diffusers pipeline folder, a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
   auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
   auto* f = c->add_option("--prompts", a.prompts,
                           "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE, demo");
@@ -206,9 +248,13 @@ int run_train_demo(TrainDemoArgs a, const std::string& command) {
 // generate's settings: the spec's fields (when given) under the flags the user set.
 PipelineSpec generate_spec(const GenerateArgs& a, const CLI::App& cmd) {
   PipelineSpec spec;
-  if (!a.spec.empty()) spec = load_spec(a.spec);
+  if (!a.spec.empty()) spec = load_pipeline_file(a.spec);
   auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
-  if (given("--model")) spec.model = a.model;
+  if (given("--model")) {
+    spec.model = spec.model_ref = a.model;
+    spec.hub.reset();
+    resolve_spec_model(spec);  // an "ORG/NAME" id through the local hub cache
+  }
   if (spec.model.empty()) throw UsageError("give --model DIR or --spec FILE.toml", "generate");
   if (given("--scheduler")) spec.scheduler = a.scheduler;
   if (given("--steps") || a.spec.empty()) spec.steps = a.steps;
@@ -249,12 +295,14 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   if (prompts.empty()) throw UsageError("give --prompt TEXT or --prompts FILE", "generate");
   ModelOptions mo;
   mo.dir = spec.model;
+  mo.variant = spec.variant;
   mo.device = parse_device(spec.device);
   mo.dtype = parse_dtype(spec.dtype, mo.device);
   mo.cuda_graphs = !a.no_cuda_graphs;
   mo.channels_last = !a.no_channels_last;
   GenerateOptions go;
   go.scheduler = spec.scheduler;
+  go.scheduler_options = spec.scheduler_options;
   go.steps = spec.steps;
   go.guidance = spec.guidance;
   go.seed = a.seed;
@@ -286,19 +334,28 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   return 0;
 }
 
-int run_eval_command(const EvalArgs& a) {
+int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
   const bool quiet = a.quiet || a.json;
   const Logger log(quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !quiet && ::isatty(2));
   EvalOptions o;
-  o.candidate = load_spec(a.candidate);
-  if (!a.baseline.empty()) o.baseline = load_spec(a.baseline);
+  o.candidate = load_pipeline_file(a.candidate);
+  if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
   o.prompts = a.prompts;
   o.num_samples = a.num_samples;
+  const ScorerChoice scorer = resolve_scorer(a.clip);
+  o.clip_source = scorer.to_json();
+  // The protocol options left at their defaults, named in the report so two reports compare at a glance.
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--prompts", a.prompts}, {"--num-samples", std::to_string(a.num_samples)},
+           {"--batch-size", std::to_string(a.batch_size)}, {"--seed", std::to_string(a.seed)},
+           {"--warmup", std::to_string(a.warmup)}, {"--noise", a.noise},
+           {"--clip", scorer.is_default ? scorer.id : a.clip}, {"--clip-score", a.clip_score}})
+    if (cmd.count(flag) == 0) o.defaults_used.push_back(flag + "=" + value);
   o.batch_size = a.batch_size;
   o.seed = a.seed;
   o.warmup = a.warmup;
   o.noise = parse_noise_mode(a.noise);
-  o.clip = a.clip;
+  o.clip = scorer.folder;
   o.clip_score = parse_clip_score_mode(a.clip_score);
   o.max_quality_loss = a.max_quality_loss;
   o.min_speedup = a.min_speedup;
@@ -324,7 +381,7 @@ int run_score(const ScoreArgs& a) {
   for (size_t i = 0; i < n; ++i) images.push_back(read_png(files[i]));
   for (const auto& img : images)
     if (img.sizes() != images[0].sizes()) throw InputError("images differ in size", a.images);
-  auto scorer = ClipScorer::load(a.clip);
+  auto scorer = ClipScorer::load(resolve_scorer(a.clip).folder);
   const auto mode = parse_clip_score_mode(a.clip_score);
   const auto per_sample = scorer->score(at::stack(images), prompts);
   const double score = ClipScorer::aggregate(per_sample, mode);
@@ -340,7 +397,7 @@ int run_score(const ScoreArgs& a) {
 int run_bench_command(const BenchArgs& a) {
   const Logger log(a.json ? LogLevel::Error : LogLevel::Info, std::cerr, !a.json && ::isatty(2));
   BenchOptions o;
-  o.spec = load_spec(a.spec);
+  o.spec = load_pipeline_file(a.spec);
   o.batch_size = a.batch_size;
   o.runs = a.runs;
   o.warmup = a.warmup;
@@ -383,6 +440,8 @@ int main(int argc, char** argv) {
   add_score(app, score);
   BenchArgs bench;
   add_bench(app, bench);
+  ImportPyArgs import_py;
+  add_import_py(app, import_py);
   add_train_demo(app, train_demo);
   try {
     app.parse(argc, argv);
@@ -393,9 +452,10 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("generate")) return run_generate(gen, *app.get_subcommand("generate"));
     if (app.got_subcommand("init-random")) return run_init_random(init);
-    if (app.got_subcommand("eval")) return run_eval_command(eval);
+    if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"));
     if (app.got_subcommand("score")) return run_score(score);
     if (app.got_subcommand("bench")) return run_bench_command(bench);
+    if (app.got_subcommand("import-py")) return run_import_py(import_py);
     if (app.got_subcommand("train-demo")) {
       std::string command = "diffbench";
       for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];

@@ -89,6 +89,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   const auto methods = MethodRegistry::with_builtins().create_all(o.spec.accelerate, o.spec.file.string());
   ModelOptions mo;
   mo.dir = o.spec.model;
+  mo.variant = o.spec.variant;
   mo.device = parse_device(o.spec.device);
   mo.dtype = parse_dtype(o.spec.dtype, mo.device);
   mo.cuda_graphs = o.cuda_graphs;
@@ -96,6 +97,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   mo.cudnn_benchmark = o.cudnn_benchmark;
   GenerateOptions go;
   go.scheduler = o.spec.scheduler;
+  go.scheduler_options = o.spec.scheduler_options;
   go.steps = o.spec.steps;
   go.guidance = o.spec.guidance;
   go.seed = o.seed;

@@ -15,10 +15,14 @@ nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpe
   auto b = DiffusersFolder::open(candidate.model, parts);
   nlohmann::json out;
   out["pipeline_type"] = {{"baseline", a.pipeline_class()}, {"candidate", b.pipeline_class()}};
+  for (const auto& [run, spec] : {std::pair{"baseline", &baseline}, std::pair{"candidate", &candidate}})
+    if (spec->origin.is_object())  // read from a Python file: the class it loads with (import-py)
+      out["python_pipeline_class"][run] = spec->origin.value("pipeline_class", "");
   bool same = a.pipeline_class() == b.pipeline_class();
   std::vector<std::string> mismatched;
   for (const auto& part : parts) {
-    const fs::path fa = fs::weakly_canonical(a.weights_file(part)), fb = fs::weakly_canonical(b.weights_file(part));
+    const fs::path fa = fs::weakly_canonical(a.weights_file(part, baseline.variant)),
+                   fb = fs::weakly_canonical(b.weights_file(part, candidate.variant));
     nlohmann::json c = {{"baseline_file", fa.string()}, {"candidate_file", fb.string()}};
     bool equal = fa == fb;
     if (!equal) {

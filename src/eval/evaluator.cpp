@@ -46,10 +46,12 @@ std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const 
                                                 Shared* shared) {
   ModelOptions mo;
   mo.dir = spec.model;
+  mo.variant = spec.variant;
   mo.device = parse_device(spec.device);
   mo.dtype = parse_dtype(spec.dtype, mo.device);
   GenerateOptions go;
   go.scheduler = spec.scheduler;
+  go.scheduler_options = spec.scheduler_options;
   go.steps = spec.steps;
   go.guidance = spec.guidance;
   go.seed = o.seed;
@@ -195,6 +197,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                    {"batch_size", o.batch_size},           {"seed", o.seed},          {"warmup", o.warmup},
                    {"noise", to_string(o.noise)},          {"clip", o.clip.string()}, {"clip_layout", scorer->layout()},
                    {"clip_score", to_string(o.clip_score)}};
+  if (!o.clip_source.is_null()) r["protocol"]["clip_source"] = o.clip_source;
+  r["protocol"]["defaults_used"] = o.defaults_used;
   r["baseline"] = run_json(base_run);
   r["candidate"] = run_json(cand_run);
   r["speedup"] = speedup;

@@ -45,11 +45,20 @@ void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& sp
   for (const auto& [k, node] : t) {
     const std::string key(k.str());
     if (key == "model") {
-      fs::path p = expect<std::string>(node, file, key, "a string");
+      spec.model_ref = expect<std::string>(node, file, key, "a string");
+      fs::path p = spec.model_ref;
       if (p.is_relative() && p.string() != "demo") p = file.parent_path() / p;
       spec.model = p;
+    } else if (key == "revision" || key == "variant") {
+      (key == "revision" ? spec.revision : spec.variant) = expect<std::string>(node, file, key, "a string");
+    } else if (key == "cache_dir") {
+      fs::path p = expect<std::string>(node, file, key, "a string");
+      spec.cache_dir = p.is_relative() ? file.parent_path() / p : p;
     } else if (key == "scheduler") {
       spec.scheduler = expect<std::string>(node, file, key, "a string");
+    } else if (key == "scheduler_options") {
+      if (!node.is_table()) throw InputError("key 'scheduler_options' must be a table: { key = value, ... }", at_line(file, node));
+      for (const auto& [ok, ov] : *node.as_table()) spec.scheduler_options[std::string(ok.str())] = to_json_value(ov, file, std::string(ok.str()));
     } else if (key == "steps" || key == "height" || key == "width") {
       const auto v = expect<int64_t>(node, file, key, "an integer");
       if (v < (key == "steps" ? 1 : 8) || v > (key == "steps" ? 100000 : kMaxImageSide))
@@ -124,7 +133,16 @@ PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
 }
 
 PipelineSpec load_spec(const fs::path& file) {
-  return parse_spec(read_regular_file(file, 1 << 20), file);  // a FIFO is refused before it can block
+  PipelineSpec spec = parse_spec(read_regular_file(file, 1 << 20), file);  // a FIFO is refused before it can block
+  resolve_spec_model(spec);
+  return spec;
+}
+
+void resolve_spec_model(PipelineSpec& spec) {
+  if (spec.model_ref.empty()) spec.model_ref = spec.model.string();
+  if (spec.model_ref == "demo" || fs::exists(spec.model) || !looks_like_repo_id(spec.model_ref)) return;
+  spec.hub = resolve_hub_model(spec.model_ref, spec.revision, spec.cache_dir, spec.variant);
+  spec.model = spec.hub->folder;
 }
 
 PipelineSpec PipelineSpec::baseline() const {
@@ -141,9 +159,15 @@ nlohmann::json PipelineSpec::to_json() const {
     if (!a.plugin.empty()) m["plugin"] = a.plugin.string();
     methods.push_back(m);
   }
-  return {{"file", file.string()}, {"name", name},         {"model", model.string()}, {"scheduler", scheduler.empty() ? "default" : scheduler},
-          {"steps", steps},        {"guidance", guidance}, {"height", height},        {"width", width},
-          {"dtype", dtype},        {"device", device},     {"accelerate", methods}};
+  nlohmann::json j = {{"file", file.string()}, {"name", name},         {"model", model.string()}, {"scheduler", scheduler.empty() ? "default" : scheduler},
+                      {"steps", steps},        {"guidance", guidance}, {"height", height},        {"width", width},
+                      {"dtype", dtype},        {"device", device},     {"accelerate", methods}};
+  if (!model_ref.empty() && model_ref != model.string()) j["model_ref"] = model_ref;  // as written (an id, a relative path)
+  if (!scheduler_options.empty()) j["scheduler_options"] = scheduler_options;
+  if (!variant.empty()) j["variant"] = variant;
+  if (hub) j["hub"] = hub->to_json();
+  if (!origin.is_null()) j["origin"] = origin;
+  return j;
 }
 
 std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineSpec& b) {
@@ -156,6 +180,7 @@ std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineS
     }
   };
   diff("scheduler", a.scheduler.empty() ? std::string("default") : a.scheduler, b.scheduler.empty() ? std::string("default") : b.scheduler);
+  diff("scheduler options", a.scheduler_options.dump(), b.scheduler_options.dump());
   diff("steps", a.steps, b.steps);
   diff("guidance", a.guidance, b.guidance);
   diff("height", a.height, b.height);

@@ -196,6 +196,8 @@ PromptSet load_prompts(const std::string& spec, size_t num_samples) {
   // "kind:FILE" when the part before the first ':' is a known kind.
   std::string kind, file = spec;
   if (spec == "demo") file = resolve_demo_alias(spec, "prompts.txt").string();  // the bundled demo prompts
+  if (spec == "coco2017-val" && !fs::exists(spec))  // the bundled default set
+    file = (assets_dir() / "prompts" / "coco2017-val-first-captions.jsonl").string();
   if (const size_t colon = spec.find(':'); colon != std::string::npos) {
     const std::string prefix = spec.substr(0, colon);
     if (prefix == "coco" || prefix == "parti" || prefix == "geneval") {

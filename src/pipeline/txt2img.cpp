@@ -197,7 +197,7 @@ namespace {
 // takes the class default.
 nlohmann::json with_overrides(const nlohmann::json& base, const nlohmann::json& overrides) {
   if (overrides.is_null() || overrides.empty()) return base;
-  if (!overrides.is_object()) throw UsageError("scheduler options must be a table of key = value", "scheduler_config");
+  if (!overrides.is_object()) throw UsageError("scheduler options must be a table of key = value", "scheduler_options");
   nlohmann::json out = base;
   for (const auto& [key, value] : overrides.items()) out[key] = value;
   if (auto it = out.find("_use_default_values"); it != out.end() && it->is_array()) {
@@ -234,7 +234,7 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
   Impl& m = *impl_;
   const auto& dev = m.options.device;
   const auto dtype = m.options.dtype;
-  auto scheduler = make_scheduler(opt.scheduler, with_overrides(m.scheduler_config, opt.scheduler_config),
+  auto scheduler = make_scheduler(opt.scheduler, with_overrides(m.scheduler_config, opt.scheduler_options),
                                   m.scheduler_source);
   const bool cfg = opt.guidance > 1.0;
   const int64_t latent_c = m.unet->config().in_channels;

@@ -82,7 +82,18 @@ std::string render_markdown(const nlohmann::json& r) {
   o << "Protocol: " << r["protocol"]["num_samples"] << " prompts from `" << r["protocol"]["prompts_source"].get<std::string>()
     << "`, batch " << r["protocol"]["batch_size"] << ", seed " << r["protocol"]["seed"] << ", noise "
     << r["protocol"]["noise"].get<std::string>() << ", warm-up " << r["protocol"]["warmup"] << " batch(es); CLIP scorer `"
-    << r["protocol"]["clip"].get<std::string>() << "`.\n\n";
+    << r["protocol"]["clip"].get<std::string>() << "`"
+    << (r["protocol"].contains("clip_source") && r["protocol"]["clip_source"].contains("id")
+            ? " (" + r["protocol"]["clip_source"]["id"].get<std::string>() + " @ " +
+                  r["protocol"]["clip_source"]["commit"].get<std::string>().substr(0, 12) + ")"
+            : std::string())
+    << ".\n";
+  if (r["protocol"].contains("defaults_used") && !r["protocol"]["defaults_used"].empty()) {
+    o << "Defaults used:";
+    for (const auto& d : r["protocol"]["defaults_used"]) o << " `" << d.get<std::string>() << "`";
+    o << ".\n";
+  }
+  o << "\n";
   const auto& diffs = r["consistency"]["differences"];
   o << "Consistency: same model: " << (r["consistency"]["same_model"].get<bool>() ? "yes" : "NO");
   if (!diffs.empty()) {
@@ -93,6 +104,20 @@ std::string render_markdown(const nlohmann::json& r) {
   if (!r["failures"].empty()) {
     o << "Failed thresholds:\n";
     for (const auto& f : r["failures"]) o << "- " << f.get<std::string>() << "\n";
+    o << "\n";
+  }
+  // A pipeline read from a Python file (import-py): what each of its lines became.
+  for (const char* run : {"candidate", "baseline"}) {
+    const auto origin = r[run]["spec"].value("origin", nlohmann::json());
+    if (origin.is_null() || (std::string(run) == "baseline" && r["candidate"]["spec"].value("origin", nlohmann::json()) == origin))
+      continue;
+    o << "The " << run << " pipeline was read from `" << origin["python"].get<std::string>() << "` ("
+      << origin["pipeline_class"].get<std::string>() << "; the file was not run):\n\n| line | statement | became |\n|---|---|---|\n";
+    for (const auto& st : origin["statements"]) {
+      std::string text;
+      for (char ch : st["text"].get<std::string>()) text += ch == '|' ? std::string("\\|") : std::string(1, ch);
+      o << "| " << st["line"] << " | `" << text << "` | " << st["became"].get<std::string>() << " |\n";
+    }
     o << "\n";
   }
   o << "Images: `baseline/NNNNNN.png` and `candidate/NNNNNN.png`, in prompt order.\n\n";

@@ -143,3 +143,17 @@ TEST(Prompts, BadInputsNameFileAndLine) {
   expect_error("coco:" + d + "/broken.json", 0, "broken.json", "not valid JSON");
   fs::remove_all(dir);
 }
+
+// The bundled default prompt set: the first captions of the first 5,000 COCO 2017 val images, extracted
+// by tools/extract-coco-prompts.py; checked against the official annotation file.
+TEST(Prompts, BundledCocoDefaultMatchesTheAnnotations) {
+  const auto first32 = load_prompts("coco2017-val", 32).prompts;
+  ASSERT_EQ(first32.size(), 32u);
+  EXPECT_EQ(first32.front(), "A man is in a kitchen making pizzas.");
+  EXPECT_EQ(first32.back(), "A train traveling down tracks next to lights.");
+  EXPECT_EQ(load_prompts("coco2017-val", 0).prompts.size(), 5000u);
+  const auto coco = test::shared_data("captions_val2017.json");
+  DIFFBENCH_REQUIRE_FIXTURE(coco);
+  EXPECT_EQ(first32, load_prompts("coco:" + coco.string(), 32).prompts);
+  EXPECT_EQ(load_prompts("coco2017-val", 5000).prompts, load_prompts("coco:" + coco.string(), 5000).prompts);
+}

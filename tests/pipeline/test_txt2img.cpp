@@ -117,7 +117,7 @@ TEST_F(Txt2Img, Ddim20WithoutClipSampleEndToEnd) {
   const Reference& ref = test::step_reference();
   GenerateOptions opt;
   opt.scheduler = "ddim";
-  opt.scheduler_config = {{"clip_sample", false}};
+  opt.scheduler_options = {{"clip_sample", false}};
   opt.steps = 20;
   check_run("ddim20.noclip", opt, /*free_running=*/true, ref);
 }

@@ -26,6 +26,8 @@ struct EvalOptions {
   int warmup = 1;                         // untimed batches before each pipeline's timed run
   NoiseMode noise = NoiseMode::PerPrompt;
   std::filesystem::path clip;             // CLIP scorer folder
+  nlohmann::json clip_source;             // how it was chosen (eval/protocol.hpp ScorerChoice), for the report
+  std::vector<std::string> defaults_used; // "option=value" for each protocol option left at its default
   ClipScoreMode clip_score = ClipScoreMode::PerSampleClamp;
   double max_quality_loss = 5.0;          // percent
   std::optional<double> min_speedup;

@@ -23,6 +23,8 @@ struct PromptSet {
 //   FILE.txt      one prompt per line.
 //   FILE.jsonl    one JSON object per line with a string "prompt".
 //   demo          the bundled demo's 32 held-out captions (assets/demo/prompts.txt, io/assets.hpp).
+//   coco2017-val  the bundled first captions of the first 5,000 COCO 2017 val images
+//                 (assets/prompts/coco2017-val-first-captions.jsonl), the evaluator's default.
 // Text is UTF-8 and kept as stored, leading/trailing spaces included; only the line ending (LF or
 // CRLF) and a UTF-8 byte-order mark at the start of the file are removed. Blank lines at the end of
 // a file are ignored; a blank line elsewhere is an error in .txt and TSV files and skipped in JSONL.

@@ -38,7 +38,7 @@ struct GenerateOptions {
   // Keys set over the checkpoint's scheduler config before the scheduler is made, as the keyword
   // arguments of diffusers' XScheduler.from_config(pipe.scheduler.config, **kwargs) (an object; null
   // or {}: none).
-  nlohmann::json scheduler_config = nlohmann::json::object();
+  nlohmann::json scheduler_options = nlohmann::json::object();
   int steps = 50;
   double guidance = 7.5;   // classifier-free guidance runs when > 1
   uint64_t seed = 42;
