@@ -1,4 +1,6 @@
 // The hook wiring of the UNet, its transformer blocks and the txt2img pipeline, on tiny-sd.
+// Tolerances: 0 where a hook must reproduce the unhooked call exactly; 1e-5 where only the order of
+// float32 additions differs.
 #include <cstdio>
 #include <set>
 

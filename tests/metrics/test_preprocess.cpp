@@ -1,3 +1,5 @@
+// Tolerances: 1e-6 against transformers'/open_clip's float32 pixel values (../shared/README.md), 0
+// where the result is defined exactly (crops, uint8 resizes).
 #include <fstream>
 
 #include <nlohmann/json.hpp>
