@@ -1,3 +1,5 @@
+// Layering: a method sees the model and the loop only through PipelineHooks; nothing here knows the
+// evaluator or the command.
 // Acceleration methods: created from a spec's [[accelerate]] table through one registry that
 // built-ins and shared-library plugins fill alike, acting only through PipelineHooks.
 #pragma once

@@ -1,3 +1,4 @@
+// Layering: methods see the model only through these hooks; nothing here knows the pipeline.
 // The one hook interface through which acceleration methods (built-in and plugins) act on the
 // UNet. Methods never patch models: the UNet calls these hooks at fixed points, every hook does
 // nothing by default, and a null hooks pointer costs nothing.

@@ -1,3 +1,4 @@
+// Layering: methods see the denoising loop only through these hooks; nothing here knows a method.
 // Step-level hook points of the txt2img pipeline, and the combined hooks object an acceleration
 // method implements (UNet hooks + step hooks). Every hook does nothing by default.
 #pragma once
