@@ -43,10 +43,10 @@ class EvalCli : public ::testing::Test {
 TEST_F(EvalCli, IdenticalCandidateHasZeroLoss) {
   auto cand = write_spec("same", pipeline(20));
   auto out = dir_ / "report";
-  auto r = run_diffbench("eval " + shell_quote(cand.string()) + common(out) + " --json");
+  auto r = run_diffbench("eval " + shell_quote(cand.string()) + common(out) + " --allow-identical --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto rep = read_json_file(out / "report.json");
-  EXPECT_EQ(rep["schema"], "diffbench.eval/1");
+  EXPECT_EQ(rep["schema"], "diffbench.eval/2");
   EXPECT_EQ(rep["quality_loss_pct"].get<double>(), 0.0);
   EXPECT_EQ(rep["baseline"]["per_sample_clip"], rep["candidate"]["per_sample_clip"]);
   EXPECT_GT(rep["speedup"].get<double>(), 0.5);
@@ -112,7 +112,8 @@ TEST_F(EvalCli, FewerStepsAreFasterAndReportAgreesWithScore) {
 
 TEST_F(EvalCli, FailedThresholdExitsOneAndSaysWhich) {
   auto cand = write_spec("same", pipeline(5));
-  auto r = run_diffbench("eval " + shell_quote(cand.string()) + common(dir_ / "report") + " --min-speedup 50 --quiet");
+  auto r = run_diffbench("eval " + shell_quote(cand.string()) + common(dir_ / "report") +
+                         " --allow-identical --min-speedup 50 --quiet");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("--min-speedup"), std::string::npos) << r.output;
   auto rep = read_json_file(dir_ / "report" / "report.json");
