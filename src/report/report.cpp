@@ -80,8 +80,8 @@ std::string render_markdown(const nlohmann::json& r) {
     o << "Quality loss undefined: " << r["quality_loss_undefined"].get<std::string>() << "\n\n";
   if (r.contains("timing")) {
     const auto& t = r["timing"];
-    o << "Timing: " << r["schedule"]["schedule"].get<std::string>() << " schedule (" << r["schedule"]["reason"].get<std::string>()
-      << "), " << r["protocol"]["repeats"] << " pass(es), " << t["pairs"] << " batch pairs; batch-time CV baseline "
+    o << "Timing: " << r["schedule"]["reason"].get<std::string>() << "; " << r["protocol"]["repeats"]
+      << " pass(es) per seed, " << t["pairs"] << " batch pairs; batch-time CV baseline "
       << fmt(100.0 * t["cv_baseline"].get<double>(), 1) << " %, candidate " << fmt(100.0 * t["cv_candidate"].get<double>(), 1)
       << " %.\n\n";
   }

@@ -49,8 +49,9 @@ TEST_F(EvalCli, IdenticalCandidateHasZeroLoss) {
   EXPECT_EQ(rep["schema"], "diffbench.eval/2");
   EXPECT_EQ(rep["quality_loss_pct"].get<double>(), 0.0);
   EXPECT_EQ(rep["baseline"]["per_sample_clip"], rep["candidate"]["per_sample_clip"]);
-  EXPECT_GT(rep["speedup"].get<double>(), 0.5);
-  EXPECT_LT(rep["speedup"].get<double>(), 2.0);
+  // The same pipeline twice: the speedup's interval contains 1, or the timing is flagged as noisy.
+  const double lo = rep["speedup_ci"][0].get<double>(), hi = rep["speedup_ci"][1].get<double>();
+  EXPECT_TRUE((lo <= 1.0 && 1.0 <= hi) || rep["timing"]["noisy"].get<bool>()) << rep["timing"].dump();
   EXPECT_EQ(rep["protocol"]["prompts"].size(), 8u);
   EXPECT_EQ(rep["protocol"]["prompts"][0], "A man is in a kitchen making pizzas.");
   EXPECT_TRUE(rep["consistency"]["same_model"].get<bool>());
