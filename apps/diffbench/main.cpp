@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -30,7 +31,9 @@ using namespace diffbench;
 // A finite number >= min (> min when `exclusive`): NaN and inf are usage errors, which CLI11's
 // Range lets through.
 CLI::Validator finite_number(double min, bool exclusive = false) {
-  const std::string bound = std::string(exclusive ? "> " : ">= ") + std::to_string(min);
+  char number[32];
+  std::snprintf(number, sizeof number, "%g", min);
+  const std::string bound = std::string(exclusive ? "> " : ">= ") + number;
   return CLI::Validator(
       [=](std::string& text) -> std::string {
         double v = 0;
