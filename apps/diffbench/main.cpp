@@ -2,6 +2,8 @@
 // codes (0 ok, 1 thresholds failed, 2 usage/input error, 3 internal failure).
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdio>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +31,34 @@ namespace {
 
 using namespace diffbench;
 
+// A finite number >= min (> min when `exclusive`): NaN and inf are usage errors, which CLI11's
+// Range lets through.
+CLI::Validator finite_number(double min, bool exclusive = false) {
+  char number[32];
+  std::snprintf(number, sizeof number, "%g", min);
+  const std::string bound = std::string(exclusive ? "> " : ">= ") + number;
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double v = 0;
+        size_t used = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          return "'" + text + "' is not a number";
+        }
+        if (used != text.size()) return "'" + text + "' is not a number";
+        if (!std::isfinite(v) || v < min || (exclusive && v == min))
+          return "must be a finite number " + bound + " (got " + text + ")";
+        return std::string();
+      },
+      "FINITE " + bound);
+}
+
+// CLI11 reads "-1" into an unsigned option as 2^64 - 1; a seed or count must not start with '-'.
+const CLI::Validator kUnsigned(
+    [](std::string& text) { return text.rfind('-', 0) == 0 ? "must be >= 0 (got " + text + ")" : std::string(); },
+    "UINT");
+
 struct GenerateArgs {
   std::string spec;
   std::vector<std::string> accel;
@@ -42,7 +72,7 @@ struct GenerateArgs {
   uint64_t seed = 42;
   int height = 0, width = 0, batch_size = 1;
   std::string noise = "per-prompt", dtype = "fp32", device = "cpu", out;
-  bool force = false, quiet = false, no_cuda_graphs = false, no_channels_last = false;
+  bool force = false, quiet = false, no_cuda_graphs = false, no_channels_last = false, allow_nonfinite = false;
 };
 
 struct InitRandomArgs {
@@ -57,7 +87,12 @@ struct EvalArgs {
   uint64_t seed = 42;
   double max_quality_loss = 5.0;
   std::optional<double> min_speedup, max_latency;
-  bool json = false, quiet = false, force = false, allow_model_mismatch = false;
+  int repeats = 1, num_seeds = 0;
+  std::vector<uint64_t> seeds;
+  std::string schedule;
+  std::optional<double> memory_budget_mib;
+  bool json = false, quiet = false, force = false, allow_model_mismatch = false, allow_identical = false,
+       allow_task_change = false, allow_nonfinite = false;
 };
 
 struct ScoreArgs {
@@ -74,9 +109,14 @@ void add_eval(CLI::App& app, EvalArgs& a) {
                 "coco2017-val (bundled: first captions of the first 5,000 COCO 2017 val images), coco:FILE, "
                 "parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")
       ->capture_default_str();
-  c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str();
+  c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str()
+      ->check(CLI::Range(size_t(1), size_t(100000000)));
   c->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
-  c->add_option("--seed", a.seed, "seed")->capture_default_str();
+  c->add_option("--seed", a.seed, "seed")->capture_default_str()->check(kUnsigned);
+  auto* seeds = c->add_option("--seeds", a.seeds, "run the protocol once per seed, e.g. 42,43,44 (pooled statistics)")
+                    ->delimiter(',')->check(kUnsigned);
+  c->add_option("--num-seeds", a.num_seeds, "run the protocol with seeds --seed, --seed+1, ... (K of them)")
+      ->check(CLI::Range(1, 1000))->excludes(seeds);
   c->add_option("--warmup", a.warmup, "untimed warm-up batches per pipeline")->capture_default_str()->check(CLI::Range(0, 100));
   c->add_option("--noise", a.noise, "per-prompt or diffusers")->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
   std::string ids;
@@ -86,10 +126,25 @@ void add_eval(CLI::App& app, EvalArgs& a) {
                 "the local hub cache, or demo [default: the first cached of " + ids + "]");
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
-  c->add_option("--max-quality-loss", a.max_quality_loss, "fail above this quality loss (percent)")->capture_default_str();
-  c->add_option("--min-speedup", a.min_speedup, "fail below this speedup");
-  c->add_option("--max-latency", a.max_latency, "fail above this candidate latency (seconds per image)");
+  c->add_option("--max-quality-loss", a.max_quality_loss,
+                "fail above this quality loss (percent), or when it is undefined (baseline CLIP score <= 0)")
+      ->capture_default_str()->check(finite_number(0));
+  c->add_option("--min-speedup", a.min_speedup, "fail when the speedup's whole 95 % interval is below this")
+      ->check(finite_number(0, true));
+  c->add_option("--max-latency", a.max_latency, "fail above this candidate latency (seconds per image)")
+      ->check(finite_number(0, true));
+  c->add_option("--repeats", a.repeats, "timed passes over the prompts per pipeline (images and scores from the first)")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  c->add_option("--schedule", a.schedule,
+                "interleaved (both pipelines loaded, batches in ABBA order) or sequential (one at a time); "
+                "default: interleaved when both fit in memory")
+      ->check(CLI::IsMember({"interleaved", "sequential"}));
+  c->add_option("--memory-budget", a.memory_budget_mib, "MiB of device memory to take as free when choosing the schedule")
+      ->check(finite_number(0));
   c->add_flag("--allow-model-mismatch", a.allow_model_mismatch, "compare pipelines whose weights differ");
+  c->add_flag("--allow-identical", a.allow_identical, "compare a candidate with an identical baseline (measures timing noise)");
+  c->add_flag("--allow-task-change", a.allow_task_change, "compare pipelines that differ in image size or guidance");
+  c->add_flag("--allow-nonfinite", a.allow_nonfinite, "continue when latents or images become NaN or inf");
   c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>)");
   c->add_flag("--force", a.force, "replace a report folder an earlier diffbench run wrote (one with report.json or run.json)");
   c->add_flag("--json", a.json, "print report.json to stdout, nothing else");
@@ -100,7 +155,7 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   auto* c = app.add_subcommand("score", "CLIP-score existing images (PNG files in name order) against prompts");
   c->add_option("--images", a.images, "folder of PNG images")->required();
   c->add_option("--prompts", a.prompts, "prompt source, one prompt per image")->required();
-  c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)");
+  c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)")->check(kUnsigned);
   c->add_option("--clip", a.clip, "CLIP scorer folder, Hugging Face id ORG/NAME from the local hub cache, or demo")->required();
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
@@ -169,11 +224,13 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* f = c->add_option("--prompts", a.prompts,
                           "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE, demo");
   p->excludes(f);
-  c->add_option("--num-samples", a.num_samples, "take the first N prompts of --prompts (0 = all)")->capture_default_str();
+  c->add_option("--num-samples", a.num_samples, "take the first N prompts of --prompts (0 = all)")->capture_default_str()
+      ->check(kUnsigned);
   c->add_option("--scheduler", a.scheduler, "pndm|ddim|euler|euler_a|dpmpp_2m (default: the checkpoint's own)");
   c->add_option("--steps", a.steps, "denoising steps")->capture_default_str()->check(CLI::Range(1, 10000));
-  c->add_option("--guidance", a.guidance, "classifier-free guidance scale (off when <= 1)")->capture_default_str();
-  c->add_option("--seed", a.seed, "random seed")->capture_default_str();
+  c->add_option("--guidance", a.guidance, "classifier-free guidance scale (off when <= 1)")->capture_default_str()
+      ->check(finite_number(0));
+  c->add_option("--seed", a.seed, "random seed")->capture_default_str()->check(kUnsigned);
   c->add_option("--height", a.height, "image height (default: model sample size × VAE factor)")->check(CLI::Range(8, kMaxImageSide));
   c->add_option("--width", a.width, "image width (default: model sample size × VAE factor)")->check(CLI::Range(8, kMaxImageSide));
   c->add_option("--batch-size", a.batch_size, "prompts per batch")->capture_default_str()->check(CLI::Range(1, 4096));
@@ -187,6 +244,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
   c->add_option("--out", a.out, "output folder: NNNNNN.png and run.json")->required();
   c->add_flag("--force", a.force, "replace an output folder an earlier diffbench run wrote (one with run.json or report.json)");
   c->add_flag("--quiet", a.quiet, "print nothing but errors");
+  c->add_flag("--allow-nonfinite", a.allow_nonfinite, "continue when latents or images become NaN or inf");
   c->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "CUDA: run the UNet eagerly instead of replaying a captured graph");
   c->add_flag("--no-channels-last", a.no_channels_last, "CUDA: keep NCHW convolutions");
 }
@@ -197,7 +255,7 @@ void add_init_random(CLI::App& app, InitRandomArgs& a) {
       ->capture_default_str()->check(CLI::IsMember({"sd15", "tiny"}));
   c->add_option("--out", a.out, "folder to create")->required();
   c->add_option("--tokenizer", a.tokenizer, "CLIP tokenizer folder (vocab.json + merges.txt) to copy in")->required();
-  c->add_option("--seed", a.seed, "weights seed")->capture_default_str();
+  c->add_option("--seed", a.seed, "weights seed")->capture_default_str()->check(kUnsigned);
   c->add_option("--weights-dtype", a.weights_dtype, "fp32 or fp16 weights on disk")
       ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16"}));
   c->add_option("--prediction-type", a.prediction_type, "epsilon or v_prediction")
@@ -215,8 +273,8 @@ void add_train_demo(CLI::App& app, TrainDemoArgs& a) {
                                              "from procedurally drawn pictures");
   c->add_option("--out", a.out, "folder to create: sd/ (diffusers), clip/ (CLIPModel), prompts.txt, train.json")->required();
   c->add_option("--device", a.device, "cpu|cuda|cuda:N")->capture_default_str();
-  c->add_option("--seed", a.o.seed, "seed of weights, batches and noise")->capture_default_str();
-  c->add_option("--data-seed", a.o.data_seed, "seed of the training pictures")->capture_default_str();
+  c->add_option("--seed", a.o.seed, "seed of weights, batches and noise")->capture_default_str()->check(kUnsigned);
+  c->add_option("--data-seed", a.o.data_seed, "seed of the training pictures")->capture_default_str()->check(kUnsigned);
   c->add_option("--train-size", a.o.train_size, "pictures in the training pool")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(10000000)));
   c->add_option("--arch", a.arch, "standard or tiny (for quick tests)")->capture_default_str()->check(CLI::IsMember({"standard", "tiny"}));
   for (auto [name, p] : {std::pair{"vae", &a.o.vae}, std::pair{"clip", &a.o.clip}, std::pair{"unet", &a.o.unet}}) {
@@ -226,7 +284,8 @@ void add_train_demo(CLI::App& app, TrainDemoArgs& a) {
     c->add_option("--" + n + "-lr", p->lr, n + " peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   }
   c->add_option("--weights-dtype", a.weights_dtype, "fp16 or fp32 weights on disk")->capture_default_str()->check(CLI::IsMember({"fp16", "fp32"}));
-  c->add_option("--eval-guidance", a.o.eval_guidance, "guidance of the final pipeline check")->capture_default_str();
+  c->add_option("--eval-guidance", a.o.eval_guidance, "guidance of the final pipeline check")->capture_default_str()
+      ->check(finite_number(0));
   c->add_option("--log-every", a.o.log_every, "steps between progress lines")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_flag("--no-eval", a.no_eval, "skip the retrieval checks at the end");
   c->add_flag("--quiet", a.quiet, "print nothing but errors");
@@ -310,7 +369,11 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   go.width = spec.width;
   go.batch_size = a.batch_size;
   go.noise = parse_noise_mode(a.noise);
-  for (auto& m : methods) go.hooks.push_back(m.get());
+  go.allow_nonfinite = a.allow_nonfinite;
+  for (auto& m : methods) {
+    go.hooks.push_back(m.get());
+    go.hook_names.push_back(m->name());
+  }
 
   StagingDir staging(a.out, a.force);  // a bad or occupied --out fails before any work
   auto pipe = Txt2ImgPipeline::load(mo, log);
@@ -361,6 +424,14 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
   o.min_speedup = a.min_speedup;
   o.max_latency = a.max_latency;
   o.allow_model_mismatch = a.allow_model_mismatch;
+  o.allow_identical = a.allow_identical;
+  o.allow_task_change = a.allow_task_change;
+  o.allow_nonfinite = a.allow_nonfinite;
+  o.repeats = a.repeats;
+  o.seeds = a.seeds;
+  for (int k = 0; k < a.num_seeds; ++k) o.seeds.push_back(a.seed + static_cast<uint64_t>(k));
+  if (!a.schedule.empty()) o.schedule = parse_schedule(a.schedule);
+  if (a.memory_budget_mib) o.memory_budget = static_cast<int64_t>(*a.memory_budget_mib * 1024.0 * 1024.0);
   o.out = a.out;
   o.force = a.force;
   const EvalResult r = run_eval(o, log);

@@ -11,6 +11,7 @@ enum class ErrorKind {
   Input,        // a missing, unreadable or malformed file, prompt or spec   -> exit 2
   Model,        // a checkpoint that disagrees with its config (keys/shapes) -> exit 2
   OutOfMemory,  // the device or host ran out of memory                      -> exit 2
+  Numeric,      // NaN or inf in a run's latents or images (dtype, method)   -> exit 2
   Runtime,      // anything else that went wrong while running               -> exit 3
 };
 
@@ -52,6 +53,12 @@ class OutOfMemoryError : public Error {
  public:
   explicit OutOfMemoryError(const std::string& message, const std::string& where = {})
       : Error(ErrorKind::OutOfMemory, message, where) {}
+};
+
+class NumericError : public Error {
+ public:
+  explicit NumericError(const std::string& message, const std::string& where = {})
+      : Error(ErrorKind::Numeric, message, where) {}
 };
 
 class RuntimeFailure : public Error {

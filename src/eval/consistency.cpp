@@ -48,4 +48,42 @@ nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpe
   return out;
 }
 
+nlohmann::json check_comparable(const PipelineSpec& baseline, const PipelineSpec& candidate,
+                                const nlohmann::json& consistency, const EvalOptions& o) {
+  nlohmann::json out = {{"identical", false}, {"task_changes", nlohmann::json::array()}};
+  auto same_methods = [](const std::vector<AccelEntry>& a, const std::vector<AccelEntry>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i].method != b[i].method || a[i].plugin != b[i].plugin || a[i].params != b[i].params) return false;
+    return true;
+  };
+  const bool identical = consistency.value("same_model", false) && spec_differences(baseline, candidate).empty() &&
+                         same_methods(baseline.accelerate, candidate.accelerate);
+  if (identical) {
+    if (!o.allow_identical)
+      throw UsageError("the candidate (" + candidate.file.string() +
+                           ") is identical to its baseline: same model, settings and methods, so there is nothing to "
+                           "compare. Give --baseline BASE.toml, add [[accelerate]] to the spec, or pass "
+                           "--allow-identical to measure timing noise (the speedup interval should contain 1)",
+                       "--baseline");
+    out["identical"] = true;
+  }
+  // Steps and scheduler are accelerations; size and guidance change what is generated.
+  std::vector<std::string> changes;
+  if (baseline.height != candidate.height || baseline.width != candidate.width)
+    changes.push_back("image size " + std::to_string(baseline.height) + "x" + std::to_string(baseline.width) + " vs " +
+                      std::to_string(candidate.height) + "x" + std::to_string(candidate.width) + " (0 = the model's)");
+  if (baseline.guidance != candidate.guidance)
+    changes.push_back("guidance " + std::to_string(baseline.guidance) + " vs " + std::to_string(candidate.guidance));
+  if (!changes.empty() && !o.allow_task_change) {
+    std::string what;
+    for (const auto& c : changes) what += (what.empty() ? "" : "; ") + c;
+    throw UsageError("baseline and candidate generate different things (" + what +
+                         "): that is another task, not an acceleration. Pass --allow-task-change to compare them anyway",
+                     "--baseline");
+  }
+  out["task_changes"] = changes;
+  return out;
+}
+
 }  // namespace diffbench

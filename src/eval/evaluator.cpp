@@ -1,6 +1,7 @@
 #include "diffbench/eval/evaluator.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <iomanip>
 #include <sstream>
@@ -12,14 +13,13 @@
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/report/report.hpp"
+#include "timed_runs.hpp"
 
 namespace diffbench {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-using Methods = std::vector<std::unique_ptr<Method>>;
 
 // The spec's [[accelerate]] methods, validated (InputError naming spec:line and key).
 Methods create_methods(const PipelineSpec& spec) {
@@ -35,65 +35,99 @@ fs::path default_out(const PipelineSpec& candidate) {
   return o.str();
 }
 
-// Components one pipeline hands to the next (text encoder and VAE, when their files match).
-using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
+nlohmann::json nonfinite_json(const std::vector<BatchRecord>& batches) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& b : batches)
+    out.push_back({{"first_prompt", b.first},
+                   {"images", b.count},
+                   {"first_nonfinite_step", b.first_nonfinite_step},
+                   {"nonfinite_images", b.nonfinite_images}});
+  return out;
+}
 
-// Loads one pipeline (reusing `*shared` where identical, then leaving this pipeline's components
-// in it), warms it up, runs the timed generation; the pipeline is freed on return.
-std::pair<PipelineRun, at::Tensor> run_pipeline(const PipelineSpec& spec, const Methods& methods,
-                                                const std::vector<std::string>& prompts, const EvalOptions& o,
-                                                const std::string& label, const Logger& log,
-                                                Shared* shared) {
-  ModelOptions mo;
-  mo.dir = spec.model;
-  mo.variant = spec.variant;
-  mo.device = parse_device(spec.device);
-  mo.dtype = parse_dtype(spec.dtype, mo.device);
-  GenerateOptions go;
-  go.scheduler = spec.scheduler;
-  go.scheduler_options = spec.scheduler_options;
-  go.steps = spec.steps;
-  go.guidance = spec.guidance;
-  go.seed = o.seed;
-  go.height = spec.height;
-  go.width = spec.width;
-  go.batch_size = o.batch_size;
-  go.noise = o.noise;
-  for (const auto& m : methods) go.hooks.push_back(m.get());
+// Quality loss = (baseline - candidate) / baseline × 100 %, undefined (with the reason) when the
+// baseline score is <= 0 or either score is not finite: a relative loss of nothing means nothing.
+struct QualityLoss {
+  std::optional<double> pct;
+  std::string undefined_reason;
+};
 
-  log.info(label + ": loading " + spec.model.string());
-  auto pipe = Txt2ImgPipeline::load(mo, log, *shared);
-  *shared = pipe->shared_components();
-  const std::vector<std::string> warm(prompts.begin(),
-                                      prompts.begin() + std::min(prompts.size(), static_cast<size_t>(o.batch_size)));
-  for (int i = 0; i < o.warmup; ++i) {
-    log.info(label + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(o.warmup));
-    pipe->generate(warm, go, {}, Logger::silent());
-  }
-  for (const auto& m : methods) m->reset_stats();  // count the timed run only
-  reset_peak_memory(mo.device);
-  log.info(label + ": generating " + std::to_string(prompts.size()) + " images");
-  auto result = pipe->generate(prompts, go, {}, log);
+QualityLoss quality_loss(double baseline, double candidate) {
+  auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return std::string(buf);
+  };
+  if (!std::isfinite(baseline) || !std::isfinite(candidate))
+    return {std::nullopt, "a CLIP score is not finite (baseline " + num(baseline) + ", candidate " + num(candidate) + ")"};
+  if (baseline <= 0)
+    return {std::nullopt, "the baseline CLIP score is " + num(baseline) +
+                              " (every image clamped to 0?): a relative loss is undefined; check the scorer (--clip)"};
+  return {(baseline - candidate) / baseline * 100.0, {}};
+}
 
-  PipelineRun run;
-  run.reused_components = pipe->load_report().value("reused", nlohmann::json::array());
-  run.spec = spec;
-  double sum = 0;
-  for (const auto& b : result.batches) {
-    run.batch_seconds.push_back(b.times.total);
-    sum += b.times.total;
+// CLIP scores over every (prompt, seed), and the paired per-prompt differences: each prompt's
+// difference averaged over its seeds, so the bootstrap resamples prompts with their seeds together.
+// The differences use the per-sample values the aggregate averages (clamped at 0 in
+// per-sample-clamp mode), so their mean equals the difference of the two CLIP scores there.
+struct PooledScores {
+  double baseline = 0, candidate = 0;
+  PairedStats paired;
+};
+
+PooledScores pool_scores(const std::vector<std::vector<double>>& base, const std::vector<std::vector<double>>& cand,
+                         ClipScoreMode mode, uint64_t seed) {
+  auto clamp = [&](double x) { return mode == ClipScoreMode::PerSampleClamp ? std::max(x, 0.0) : x; };
+  const size_t prompts = base.front().size();
+  std::vector<double> all_base, all_cand, prompt_base(prompts, 0.0), prompt_cand(prompts, 0.0);
+  for (size_t s = 0; s < base.size(); ++s)
+    for (size_t i = 0; i < prompts; ++i) {
+      all_base.push_back(base[s][i]);
+      all_cand.push_back(cand[s][i]);
+      prompt_base[i] += clamp(base[s][i]) / double(base.size());
+      prompt_cand[i] += clamp(cand[s][i]) / double(base.size());
+    }
+  PooledScores p;
+  p.baseline = ClipScorer::aggregate(all_base, mode);
+  p.candidate = ClipScorer::aggregate(all_cand, mode);
+  p.paired = paired_bootstrap(prompt_base, prompt_cand, 10000, seed);
+  return p;
+}
+
+// Each seed's scores, loss and paired interval (when the protocol ran with several seeds).
+nlohmann::json per_seed_json(const std::vector<uint64_t>& seeds, const PipelineRun& b, const PipelineRun& c,
+                             ClipScoreMode mode) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    const PooledScores s = pool_scores({b.per_seed_clip[k]}, {c.per_seed_clip[k]}, mode, seeds[k]);
+    const QualityLoss loss = quality_loss(s.baseline, s.candidate);
+    out.push_back({{"seed", seeds[k]},
+                   {"baseline_clip_score", s.baseline},
+                   {"candidate_clip_score", s.candidate},
+                   {"quality_loss_pct", loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json()},
+                   {"paired", {{"mean_diff", s.paired.mean_diff}, {"ci95", {s.paired.ci_low, s.paired.ci_high}}}},
+                   {"baseline_per_sample_clip", b.per_seed_clip[k]},
+                   {"candidate_per_sample_clip", c.per_seed_clip[k]}});
   }
-  run.seconds_per_image = sum / static_cast<double>(prompts.size());
-  run.stages = result.times;
-  run.unet_calls_per_image = result.unet_calls_per_image();
-  run.skipped_module_fraction = result.skipped_module_fraction();
-  std::tie(run.peak_memory_bytes, run.peak_memory_kind) = peak_memory(mo.device);
-  for (size_t i = 0; i < methods.size(); ++i) {
-    nlohmann::json m = {{"method", methods[i]->name()}, {"params", methods[i]->params()}, {"stats", methods[i]->stats()}};
-    if (!spec.accelerate[i].plugin.empty()) m["plugin"] = spec.accelerate[i].plugin.string();
-    run.methods.push_back(m);
+  return out;
+}
+
+// `timing_noise` (with every reason) and `nonfinite` warnings, as {code, message} objects.
+nlohmann::json run_warnings(const SpeedupStats& speed, const PipelineRun& base, const PipelineRun& cand) {
+  nlohmann::json warnings = nlohmann::json::array();
+  if (speed.noisy()) {
+    std::string why;
+    for (const auto& n : speed.noise) why += (why.empty() ? "" : "; ") + n;
+    warnings.push_back({{"code", "timing_noise"},
+                        {"message", "timing is noisy: " + why +
+                                        ". Rerun with --repeats N (more timed passes) or on a quiet machine"}});
   }
-  return {run, to_uint8(result.images)};
+  for (const auto& [side, run] : {std::pair{"baseline", &base}, std::pair{"candidate", &cand}})
+    if (!run->nonfinite.empty())
+      warnings.push_back({{"code", "nonfinite"},
+                          {"message", std::string(side) + ": " + std::to_string(run->nonfinite.size()) +
+                                          " batch(es) had NaN or inf values (--allow-nonfinite)"}});
+  return warnings;
 }
 
 nlohmann::json run_json(const PipelineRun& r) {
@@ -102,6 +136,8 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"methods", r.methods},
           {"seconds_per_image", r.seconds_per_image},
           {"batch_seconds", r.batch_seconds},
+          {"batch_images", r.batch_images},
+          {"batch_start_s", r.batch_start_s},
           {"batch_seconds_summary",
            {{"min", *std::min_element(r.batch_seconds.begin(), r.batch_seconds.end())},
             {"median", median(r.batch_seconds)},
@@ -113,7 +149,8 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"peak_memory_kind", r.peak_memory_kind},
           {"reused_components", r.reused_components},
           {"clip_score", r.clip_score},
-          {"per_sample_clip", r.per_sample_clip}};
+          {"per_sample_clip", r.per_sample_clip},
+          {"nonfinite_batches", nonfinite_json(r.nonfinite)}};
 }
 
 void save_images(const fs::path& dir, const at::Tensor& u8) {
@@ -127,18 +164,42 @@ void save_images(const fs::path& dir, const at::Tensor& u8) {
 
 }  // namespace
 
-EvalResult run_eval(const EvalOptions& o, const Logger& log) {
-  const PipelineSpec candidate = o.candidate;
-  const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
+std::vector<uint64_t> eval_seeds(const EvalOptions& o) {
+  return o.seeds.empty() ? std::vector<uint64_t>{o.seed} : o.seeds;
+}
+
+void validate_eval_options(const EvalOptions& o) {
+  auto finite_at_least = [](double v, double min, bool exclusive, const char* option) {
+    if (!std::isfinite(v) || v < min || (exclusive && v == min))
+      throw UsageError(std::string("must be a finite number ") + (exclusive ? "> " : ">= ") + std::to_string(min) +
+                           " (got " + std::to_string(v) + ")",
+                       option);
+  };
+  if (o.num_samples < 1) throw UsageError("must be at least 1", "--num-samples");
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   if (o.warmup < 0) throw UsageError("warm-up must be >= 0", "--warmup");
+  if (o.repeats < 1) throw UsageError("must be at least 1", "--repeats");
+  finite_at_least(o.max_quality_loss, 0, false, "--max-quality-loss");
+  if (o.min_speedup) finite_at_least(*o.min_speedup, 0, true, "--min-speedup");
+  if (o.max_latency) finite_at_least(*o.max_latency, 0, true, "--max-latency");
+  if (o.memory_budget && *o.memory_budget < 0) throw UsageError("must be >= 0", "--memory-budget");
   if (o.clip.empty()) throw UsageError("a CLIP scorer folder is needed: --clip DIR", "--clip");
+  for (size_t i = 0; i < o.seeds.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (o.seeds[i] == o.seeds[j]) throw UsageError("seed " + std::to_string(o.seeds[i]) + " is listed twice", "--seeds");
+}
+
+EvalResult run_eval(const EvalOptions& o, const Logger& log) {
+  validate_eval_options(o);
+  const PipelineSpec candidate = o.candidate;
+  const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
   const Methods base_methods = create_methods(baseline);
   const Methods cand_methods = create_methods(candidate);
 
   // Everything that can fail on input is checked before any generation.
   nlohmann::json consistency = check_consistency(baseline, candidate, o.allow_model_mismatch);
+  consistency["comparison"] = check_comparable(baseline, candidate, consistency, o);
   const PromptSet prompt_set = load_prompts(o.prompts, o.num_samples);
   const auto& prompts = prompt_set.prompts;
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
@@ -146,42 +207,45 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   for (const auto& stale : staging.removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
   auto scorer = ClipScorer::load(o.clip);
 
-  Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
-  auto [base_run, base_images] = run_pipeline(baseline, base_methods, prompts, o, "baseline", log, &shared);
-  auto [cand_run, cand_images] = run_pipeline(candidate, cand_methods, prompts, o, "candidate", log, &shared);
-  shared.reset();
+  TimedRuns timed = run_timed(baseline, base_methods, candidate, cand_methods, prompts, o, log);
+  PipelineRun& base_run = timed.baseline;
+  PipelineRun& cand_run = timed.candidate;
 
+  const std::vector<uint64_t> seeds = eval_seeds(o);
   log.info("scoring with CLIP (" + scorer->layout() + ")");
-  base_run.per_sample_clip = scorer->score(base_images, prompts);
-  cand_run.per_sample_clip = scorer->score(cand_images, prompts);
-  base_run.clip_score = ClipScorer::aggregate(base_run.per_sample_clip, o.clip_score);
-  cand_run.clip_score = ClipScorer::aggregate(cand_run.per_sample_clip, o.clip_score);
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    base_run.per_seed_clip.push_back(scorer->score(timed.baseline_images[k], prompts));
+    cand_run.per_seed_clip.push_back(scorer->score(timed.candidate_images[k], prompts));
+  }
+  const PooledScores pooled = pool_scores(base_run.per_seed_clip, cand_run.per_seed_clip, o.clip_score, o.seed);
+  base_run.per_sample_clip = base_run.per_seed_clip.front();
+  cand_run.per_sample_clip = cand_run.per_seed_clip.front();
+  base_run.clip_score = pooled.baseline;
+  cand_run.clip_score = pooled.candidate;
+  const PairedStats& paired = pooled.paired;
 
-  const double speedup = base_run.seconds_per_image / cand_run.seconds_per_image;
-  const double loss = base_run.clip_score != 0
-                          ? (base_run.clip_score - cand_run.clip_score) / base_run.clip_score * 100.0
-                          : 0.0;
-  // The paired differences use the per-sample values the aggregate averages (clamped at 0 in
-  // per-sample-clamp mode), so their mean equals the difference of the two CLIP scores there.
-  auto per_sample = [&](const std::vector<double>& v) {
-    std::vector<double> out(v);
-    if (o.clip_score == ClipScoreMode::PerSampleClamp)
-      for (double& x : out) x = std::max(x, 0.0);
-    return out;
-  };
-  const PairedStats paired =
-      paired_bootstrap(per_sample(base_run.per_sample_clip), per_sample(cand_run.per_sample_clip), 10000, o.seed);
+  const SpeedupStats speed =
+      speedup_stats(base_run.batch_seconds, cand_run.batch_seconds, base_run.batch_images, o.seed);
+  const QualityLoss loss = quality_loss(base_run.clip_score, cand_run.clip_score);
 
   EvalResult res;
+  nlohmann::json warnings = run_warnings(speed, base_run, cand_run);
   nlohmann::json thresholds = {{"max_quality_loss_pct", o.max_quality_loss}};
-  if (loss > o.max_quality_loss)
-    res.failures.push_back("quality loss " + std::to_string(loss) + " % exceeds --max-quality-loss " +
+  if (!loss.pct)
+    res.failures.push_back("quality loss is undefined: " + loss.undefined_reason + "; --max-quality-loss " +
+                           std::to_string(o.max_quality_loss) + " % cannot be checked");
+  else if (*loss.pct > o.max_quality_loss)
+    res.failures.push_back("quality loss " + std::to_string(*loss.pct) + " % exceeds --max-quality-loss " +
                            std::to_string(o.max_quality_loss) + " %");
   if (o.min_speedup) {
+    const SpeedupCheck check = check_min_speedup(speed, *o.min_speedup);
     thresholds["min_speedup"] = *o.min_speedup;
-    if (speedup < *o.min_speedup)
-      res.failures.push_back("speedup " + std::to_string(speedup) + "x is below --min-speedup " +
-                             std::to_string(*o.min_speedup) + "x");
+    thresholds["min_speedup_check"] = {
+        {"rule", "fails only when the 95 % interval's upper end is below the threshold"},
+        {"result", check.failed ? "failed" : check.uncertain ? "passed-uncertain" : "passed"},
+        {"note", check.message}};
+    if (check.failed) res.failures.push_back(check.message);
+    else if (check.uncertain) warnings.push_back({{"code", "min_speedup_uncertain"}, {"message", check.message}});
   }
   if (o.max_latency) {
     thresholds["max_latency_s"] = *o.max_latency;
@@ -192,29 +256,45 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   res.passed = res.failures.empty();
 
   nlohmann::json r;
-  r["schema"] = "diffbench.eval/1";
+  r["schema"] = "diffbench.eval/2";
   r["protocol"] = {{"prompts_source", prompt_set.source}, {"prompts", prompts},      {"num_samples", prompts.size()},
                    {"batch_size", o.batch_size},           {"seed", o.seed},          {"warmup", o.warmup},
                    {"noise", to_string(o.noise)},          {"clip", o.clip.string()}, {"clip_layout", scorer->layout()},
-                   {"clip_score", to_string(o.clip_score)}};
+                   {"clip_score", to_string(o.clip_score)}, {"repeats", o.repeats},
+                   {"seeds", seeds}};
   if (!o.clip_source.is_null()) r["protocol"]["clip_source"] = o.clip_source;
   r["protocol"]["defaults_used"] = o.defaults_used;
+  r["schedule"] = timed.schedule.to_json();
+  r["schedule"]["order"] = timed.order;
   r["baseline"] = run_json(base_run);
   r["candidate"] = run_json(cand_run);
-  r["speedup"] = speedup;
-  r["quality_loss_pct"] = loss;
-  r["paired"] = {{"diff", "baseline - candidate, per prompt"},
+  r["speedup"] = speed.speedup;
+  r["speedup_ci"] = {speed.ci_low, speed.ci_high};
+  r["timing"] = speed.to_json();
+  r["quality_loss_pct"] = loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json();
+  if (!loss.pct) r["quality_loss_undefined"] = loss.undefined_reason;
+  if (seeds.size() > 1) r["per_seed"] = per_seed_json(seeds, base_run, cand_run, o.clip_score);
+  r["paired"] = {{"diff", seeds.size() > 1 ? "baseline - candidate, per prompt, averaged over its seeds"
+                                           : "baseline - candidate, per prompt"},
                  {"mean_diff", paired.mean_diff},
                  {"ci95", {paired.ci_low, paired.ci_high}},
                  {"resamples", 10000}};
   r["consistency"] = consistency;
   r["thresholds"] = thresholds;
+  r["warnings"] = warnings;
   r["passed"] = res.passed;
   r["failures"] = res.failures;
   r["environment"] = environment_info(parse_device(candidate.device));
 
-  save_images(staging.path() / "baseline", base_images);
-  save_images(staging.path() / "candidate", cand_images);
+  // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
+  auto image_dir = [&](const char* side, size_t k) {
+    return seeds.size() == 1 ? std::string(side) : std::string(side) + "/seed-" + std::to_string(seeds[k]);
+  };
+  r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    save_images(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
+    save_images(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
+  }
   write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging.path() / "report.md", render_markdown(r));
   staging.commit();

@@ -1,5 +1,6 @@
 #include "diffbench/eval/spec.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -66,6 +67,9 @@ void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& sp
       (key == "steps" ? spec.steps : key == "height" ? spec.height : spec.width) = static_cast<int>(v);
     } else if (key == "guidance") {
       spec.guidance = expect<double>(node, file, key, "a number");
+      if (!std::isfinite(spec.guidance) || spec.guidance < 0)
+        throw InputError("key 'guidance' must be a finite number >= 0 (got " + std::to_string(spec.guidance) + ")",
+                         at_line(file, node));
     } else if (key == "dtype") {
       spec.dtype = expect<std::string>(node, file, key, "a string");
       if (spec.dtype != "fp32" && spec.dtype != "fp16" && spec.dtype != "bf16")

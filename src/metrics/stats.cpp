@@ -65,6 +65,18 @@ double percentile(const std::vector<double>& v, double p) {
   return percentile_sorted(s, p);
 }
 
+void bootstrap_resample(size_t n, size_t resamples, uint64_t seed,
+                        const std::function<void(size_t draw, const std::vector<size_t>& indices)>& visit) {
+  if (n == 0) throw UsageError("bootstrap: empty samples");
+  if (resamples == 0) throw UsageError("bootstrap: resamples must be positive");
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> indices(n);
+  for (size_t r = 0; r < resamples; ++r) {
+    for (size_t i = 0; i < n; ++i) indices[i] = draw_index(rng, n);
+    visit(r, indices);
+  }
+}
+
 PairedStats paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, size_t resamples,
                              uint64_t seed) {
   if (a.size() != b.size())
@@ -79,17 +91,56 @@ PairedStats paired_bootstrap(const std::vector<double>& a, const std::vector<dou
   PairedStats out;
   out.n = n;
   out.mean_diff = mean(d);
-  std::mt19937_64 rng(seed);
   std::vector<double> means(resamples);
-  for (size_t r = 0; r < resamples; ++r) {
+  bootstrap_resample(n, resamples, seed, [&](size_t r, const std::vector<size_t>& idx) {
     double sum = 0;
-    for (size_t i = 0; i < n; ++i) sum += d[draw_index(rng, n)];
+    for (size_t i : idx) sum += d[i];
     means[r] = sum / double(n);
-  }
+  });
   std::sort(means.begin(), means.end());
   out.ci_low = percentile_sorted(means, 2.5);
   out.ci_high = percentile_sorted(means, 97.5);
   return out;
+}
+
+RatioStats ratio_bootstrap(const std::vector<double>& a, const std::vector<double>& b, size_t resamples,
+                           uint64_t seed) {
+  if (a.size() != b.size())
+    throw UsageError("ratio_bootstrap: samples differ in length (" + std::to_string(a.size()) + " vs " +
+                     std::to_string(b.size()) + ")");
+  if (a.empty()) throw UsageError("ratio_bootstrap: empty samples");
+  if (resamples == 0) throw UsageError("ratio_bootstrap: resamples must be positive");
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i]) || a[i] < 0 || b[i] < 0)
+      throw UsageError("ratio_bootstrap: values must be finite and >= 0 (pair " + std::to_string(i) + ")");
+  auto ratio_of = [&](const std::vector<size_t>* idx) {
+    double sa = 0, sb = 0;
+    const size_t n = idx ? idx->size() : a.size();
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = idx ? (*idx)[k] : k;
+      sa += a[i];
+      sb += b[i];
+    }
+    return sa / sb;
+  };
+  RatioStats out;
+  out.n = a.size();
+  out.ratio = ratio_of(nullptr);
+  std::vector<double> ratios(resamples);
+  bootstrap_resample(a.size(), resamples, seed,
+                     [&](size_t r, const std::vector<size_t>& idx) { ratios[r] = ratio_of(&idx); });
+  std::sort(ratios.begin(), ratios.end());
+  out.ci_low = percentile_sorted(ratios, 2.5);
+  out.ci_high = percentile_sorted(ratios, 97.5);
+  return out;
+}
+
+double coefficient_of_variation(const std::vector<double>& v) {
+  const double m = mean(v);
+  if (v.size() < 2) return 0.0;
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return std::sqrt(ss / double(v.size() - 1)) / m;
 }
 
 }  // namespace diffbench

@@ -2,11 +2,16 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
 #include <torch/cuda.h>
 #include <torch/version.h>
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #define DIFFBENCH_HAVE_CUDA_ALLOCATOR 1
 #endif
 
@@ -76,6 +81,30 @@ std::pair<int64_t, std::string> peak_memory(const at::Device& device) {
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);
   return {static_cast<int64_t>(ru.ru_maxrss) * 1024, "host-rss"};
+}
+
+int64_t free_memory(const at::Device& device) {
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  if (device.is_cuda()) {
+    const int index = device.index() < 0 ? 0 : device.index();
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    const int64_t cached_unused = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
+    return static_cast<int64_t>(free) + std::max<int64_t>(cached_unused, 0);
+  }
+#endif
+  (void)device;
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string key;
+    int64_t kib = 0;
+    if (fields >> key >> kib && key == "MemAvailable:") return kib * 1024;
+  }
+  return -1;
 }
 
 nlohmann::json environment_info(const at::Device& device) {

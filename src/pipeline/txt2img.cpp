@@ -1,6 +1,7 @@
 #include "diffbench/pipeline/txt2img.hpp"
 
 #include <chrono>
+#include <cmath>
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -211,11 +212,42 @@ nlohmann::json with_overrides(const nlohmann::json& base, const nlohmann::json& 
 
 }  // namespace
 
-GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& opt,
-                                           const StepCallback& on_step, const Logger& log) {
+// What one generation carries from batch to batch.
+struct Txt2ImgPipeline::Generation::State {
+  Txt2ImgPipeline& pipe;
+  Impl& m;
+  std::vector<std::string> prompts;
+  GenerateOptions opt;
+  StepCallback on_step;
+  std::unique_ptr<Scheduler> scheduler;
+  NoiseSource noise;
+  std::unique_ptr<CompositeHooks> hooks;
+  int64_t lh = 0, lw = 0;
+  size_t next = 0;                 // first prompt of the next batch
+  std::vector<at::Tensor> images;
+  at::Tensor negative;             // empty-prompt embeddings, computed once per batch size
+  GenerationResult result;
+
+  State(Txt2ImgPipeline& owner, std::vector<std::string> p, GenerateOptions o, StepCallback cb)
+      : pipe(owner), m(*owner.impl_), prompts(std::move(p)), opt(std::move(o)), on_step(std::move(cb)), noise(opt.noise, opt.seed) {}
+  void batch(const std::vector<std::string>& batch, BatchRecord& rec, const Logger& log);
+  void check_finite(const BatchRecord& rec) const;
+};
+
+Txt2ImgPipeline::Generation::Generation(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Txt2ImgPipeline::Generation::~Generation() = default;
+Txt2ImgPipeline::Generation::Generation(Generation&&) noexcept = default;
+Txt2ImgPipeline::Generation& Txt2ImgPipeline::Generation::operator=(Generation&&) noexcept = default;
+
+bool Txt2ImgPipeline::Generation::done() const { return state_->next >= state_->prompts.size(); }
+
+Txt2ImgPipeline::Generation Txt2ImgPipeline::start(const std::vector<std::string>& prompts,
+                                                   const GenerateOptions& opt, const StepCallback& on_step) {
   if (prompts.empty()) throw UsageError("no prompts to generate", "prompts");
   if (opt.steps < 1) throw UsageError("steps must be at least 1", "--steps");
   if (opt.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
+  if (!std::isfinite(opt.guidance) || opt.guidance < 0)
+    throw UsageError("guidance must be a finite number >= 0 (got " + std::to_string(opt.guidance) + ")", "--guidance");
   const int scale = vae_scale_factor();
   if (opt.height < 0 || opt.width < 0 || opt.height > kMaxImageSide || opt.width > kMaxImageSide)
     throw UsageError("height and width must lie in [" + std::to_string(scale) + ", " + std::to_string(kMaxImageSide) +
@@ -230,131 +262,186 @@ GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& promp
                          std::to_string(height) + "x" + std::to_string(width) + ")",
                      "--height/--width");
 
+  auto s = std::make_unique<Generation::State>(*this, prompts, opt, on_step);
+  s->scheduler = make_scheduler(opt.scheduler, with_overrides(impl_->scheduler_config, opt.scheduler_options),
+                                impl_->scheduler_source);
+  s->lh = height / scale;
+  s->lw = width / scale;
+  s->result.height = height;
+  s->result.width = width;
+  s->result.scheduler = s->scheduler->name();
+  s->result.scheduler_config = s->scheduler->config();
+  if (!opt.hooks.empty()) s->hooks = std::make_unique<CompositeHooks>(opt.hooks, &impl_->variant_counts);
+  return Generation(std::move(s));
+}
+
+GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& opt,
+                                           const StepCallback& on_step, const Logger& log) {
+  auto g = start(prompts, opt, on_step);
+  while (!g.done()) g.next_batch(log);
+  return g.finish();
+}
+
+const BatchRecord& Txt2ImgPipeline::Generation::next_batch(const Logger& log) {
+  State& s = *state_;
+  if (done()) throw RuntimeFailure("Generation::next_batch called after the last batch");
   c10::InferenceMode guard;
-  Impl& m = *impl_;
+  const size_t first = s.next;
+  const size_t count = std::min(s.prompts.size() - first, static_cast<size_t>(s.opt.batch_size));
+  const std::vector<std::string> batch(s.prompts.begin() + first, s.prompts.begin() + first + count);
+  BatchRecord rec;
+  rec.first = first;
+  rec.count = count;
+  s.batch(batch, rec, log);
+  s.next = first + count;
+  s.result.times += rec.times;
+  s.result.batches.push_back(rec);
+  s.check_finite(rec);
+  return s.result.batches.back();
+}
+
+GenerationResult Txt2ImgPipeline::Generation::finish() {
+  State& s = *state_;
+  if (!done()) throw RuntimeFailure("Generation::finish called before the last batch");
+  s.result.images = at::cat(s.images, 0);
+  s.images.clear();
+  return std::move(s.result);
+}
+
+void Txt2ImgPipeline::Generation::State::check_finite(const BatchRecord& rec) const {
+  if (opt.allow_nonfinite || (rec.first_nonfinite_step < 0 && !rec.nonfinite_images)) return;
+  std::string methods;
+  for (const auto& n : opt.hook_names) methods += (methods.empty() ? "" : ", ") + n;
+  const auto& timesteps = scheduler->model_timesteps();
+  std::string what = "the VAE decoded NaN or inf pixels";
+  if (rec.first_nonfinite_step >= 0) {
+    const auto i = static_cast<size_t>(rec.first_nonfinite_step);
+    char t[32];
+    std::snprintf(t, sizeof t, "%g", i < timesteps.size() ? timesteps[i] : 0.0);
+    what = "latents became NaN or inf at denoising step " + std::to_string(i + 1) + " of " +
+           std::to_string(timesteps.size()) + " (timestep " + t + ")";
+  }
+  what += " (batch " + std::to_string(result.batches.size()) + ", prompts " + std::to_string(rec.first) + "-" +
+          std::to_string(rec.first + rec.count - 1) + ")";
+  what += methods.empty() ? "; no acceleration method was active" : "; active methods: " + methods;
+  throw NumericError(what + ". Try --dtype fp32 or other method parameters; --allow-nonfinite continues anyway",
+                     m.options.dir.string());
+}
+
+void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& batch, BatchRecord& rec,
+                                               const Logger& log) {
   const auto& dev = m.options.device;
   const auto dtype = m.options.dtype;
-  auto scheduler = make_scheduler(opt.scheduler, with_overrides(m.scheduler_config, opt.scheduler_options),
-                                  m.scheduler_source);
   const bool cfg = opt.guidance > 1.0;
   const int64_t latent_c = m.unet->config().in_channels;
-  const int64_t lh = height / scale, lw = width / scale;
+  const size_t first = rec.first, count = rec.count;
+  const size_t batch_index = result.batches.size();
+  sync(dev);
+  const auto t_batch = Clock::now();
 
-  GenerationResult result;
-  result.height = height;
-  result.width = width;
-  result.scheduler = scheduler->name();
-  result.scheduler_config = scheduler->config();
-  NoiseSource noise(opt.noise, opt.seed);
-  std::unique_ptr<CompositeHooks> hooks;
-  if (!opt.hooks.empty()) hooks = std::make_unique<CompositeHooks>(opt.hooks, &m.variant_counts);
-  std::vector<at::Tensor> images;
-  at::Tensor negative;  // empty-prompt embeddings, computed once per batch size
-
-  for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(opt.batch_size)) {
-    const size_t count = std::min(prompts.size() - first, static_cast<size_t>(opt.batch_size));
-    const std::vector<std::string> batch(prompts.begin() + first, prompts.begin() + first + count);
-    BatchRecord rec;
-    rec.first = first;
-    rec.count = count;
-    sync(dev);
-    const auto t_batch = Clock::now();
-
-    // 1. Text encoding: the prompts and, for guidance, the empty negative prompt.
-    auto t0 = Clock::now();
-    at::Tensor cond = encode_prompts(batch);  // [B,77,D]
-    at::Tensor context = cond;
-    if (cfg) {
-      if (!negative.defined() || negative.size(0) != static_cast<int64_t>(count))
-        negative = encode_prompts(std::vector<std::string>(count, ""));
-      context = at::cat({negative, cond}, 0);  // [2B,77,D]: unconditional half first
-    }
-    sync(dev);
-    rec.times.text_encoder = seconds_since(t0);
-
-    // 2. Denoising loop.
-    t0 = Clock::now();
-    scheduler->set_timesteps(opt.steps);
-    noise.begin_batch(first, count);
-    at::Tensor latents = noise.draw({static_cast<int64_t>(count), latent_c, lh, lw}, dtype, dev);  // [B,4,h,w]
-    latents = latents * scheduler->init_noise_sigma();
-    const NoiseFn step_noise = [&](const at::Tensor& like) {
-      return noise.draw(like.sizes().vec(), like.scalar_type(), like.device());
-    };
-    const auto& timesteps = scheduler->model_timesteps();  // exact values the UNet sees
-    if (hooks) {
-      GenerationInfo info;
-      info.seed = opt.seed;
-      info.batch_index = result.batches.size();
-      info.images = static_cast<int64_t>(count);
-      info.timesteps = timesteps;
-      info.steps = opt.steps;
-      info.latent_h = lh;
-      info.latent_w = lw;
-      info.guidance = cfg;
-      info.device = dev;
-      hooks->reset_counts();
-      hooks->begin_generation(info);
-    }
-    bool guided = cfg;  // until a method drops the unconditional half
-    for (size_t i = 0; i < timesteps.size(); ++i) {
-      StepInfo step{i, timesteps.size(), timesteps[i]};
-      if (hooks) {
-        step.restart = hooks->restart_caches(step);
-        hooks->before_step(step);
-        if (guided && hooks->drop_unconditional(step)) guided = false;
-      }
-      at::Tensor model_in = guided ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
-      model_in = scheduler->scale_model_input(model_in, i);
-      const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(dev));
-      if (hooks) {
-        UNetCallInfo call;
-        call.step = i;
-        call.total_steps = timesteps.size();
-        call.timestep = timesteps[i];
-        call.batch = model_in.size(0);
-        call.latent_h = lh;
-        call.latent_w = lw;
-        hooks->begin_call(call);
-      }
-      // Hooked calls are replayed from graphs only where the hooks give a variant key.
-      at::Tensor eps = m.unet_runner->run(model_in, t, guided ? context : cond, hooks.get());
-      ++rec.unet_calls;
-      if (guided) {
-        ++rec.guided_calls;
-        auto halves = eps.chunk(2, 0);
-        eps = halves[0] + opt.guidance * (halves[1] - halves[0]);
-      }
-      latents = scheduler->step(eps, i, latents, step_noise);
-      if (hooks) hooks->after_step(step, latents);
-      if (on_step) on_step(result.batches.size(), i, timesteps.size(), latents);
-      log.progress("batch " + std::to_string(result.batches.size() + 1), static_cast<long>(i + 1),
-                   static_cast<long>(timesteps.size()));
-    }
-    if (hooks) {
-      hooks->end_generation();
-      rec.module_calls = hooks->module_calls();
-      rec.module_skips = hooks->module_skips();
-    }
-    sync(dev);
-    rec.times.denoise = seconds_since(t0);
-
-    // 3. VAE decode and post-processing to [0,1].
-    t0 = Clock::now();
-    at::Tensor z = latents / m.vae_config.scaling_factor;
-    if (m.vae_config.shift_factor) z = z + *m.vae_config.shift_factor;
-    at::Tensor image = m.vae->decode(z);                 // [B,3,H,W] in about [-1,1]
-    image = (image / 2 + 0.5).clamp(0, 1).to(at::kFloat).cpu();
-    sync(dev);
-    rec.times.vae_decode = seconds_since(t0);
-    rec.times.total = seconds_since(t_batch);
-
-    images.push_back(image);
-    result.times += rec.times;
-    result.batches.push_back(rec);
+  // 1. Text encoding: the prompts and, for guidance, the empty negative prompt.
+  auto t0 = Clock::now();
+  at::Tensor cond = pipe.encode_prompts(batch);  // [B,77,D]
+  at::Tensor context = cond;
+  if (cfg) {
+    if (!negative.defined() || negative.size(0) != static_cast<int64_t>(count))
+      negative = pipe.encode_prompts(std::vector<std::string>(count, ""));
+    context = at::cat({negative, cond}, 0);  // [2B,77,D]: unconditional half first
   }
-  result.images = at::cat(images, 0);
-  return result;
+  sync(dev);
+  rec.times.text_encoder = seconds_since(t0);
+
+  // 2. Denoising loop.
+  t0 = Clock::now();
+  scheduler->set_timesteps(opt.steps);
+  noise.begin_batch(first, count);
+  at::Tensor latents = noise.draw({static_cast<int64_t>(count), latent_c, lh, lw}, dtype, dev);  // [B,4,h,w]
+  latents = latents * scheduler->init_noise_sigma();
+  const NoiseFn step_noise = [&](const at::Tensor& like) {
+    return noise.draw(like.sizes().vec(), like.scalar_type(), like.device());
+  };
+  const auto& timesteps = scheduler->model_timesteps();  // exact values the UNet sees
+  // One flag per step, set on the device and read once after the batch (no per-step sync).
+  at::Tensor finite = at::empty({static_cast<int64_t>(timesteps.size())}, at::TensorOptions().dtype(at::kBool).device(dev));
+  if (hooks) {
+    GenerationInfo info;
+    info.seed = opt.seed;
+    info.batch_index = batch_index;
+    info.images = static_cast<int64_t>(count);
+    info.timesteps = timesteps;
+    info.steps = opt.steps;
+    info.latent_h = lh;
+    info.latent_w = lw;
+    info.guidance = cfg;
+    info.device = dev;
+    hooks->reset_counts();
+    hooks->begin_generation(info);
+  }
+  bool guided = cfg;  // until a method drops the unconditional half
+  for (size_t i = 0; i < timesteps.size(); ++i) {
+    StepInfo step{i, timesteps.size(), timesteps[i]};
+    if (hooks) {
+      step.restart = hooks->restart_caches(step);
+      hooks->before_step(step);
+      if (guided && hooks->drop_unconditional(step)) guided = false;
+    }
+    at::Tensor model_in = guided ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
+    model_in = scheduler->scale_model_input(model_in, i);
+    const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(dev));
+    if (hooks) {
+      UNetCallInfo call;
+      call.step = i;
+      call.total_steps = timesteps.size();
+      call.timestep = timesteps[i];
+      call.batch = model_in.size(0);
+      call.latent_h = lh;
+      call.latent_w = lw;
+      hooks->begin_call(call);
+    }
+    // Hooked calls are replayed from graphs only where the hooks give a variant key.
+    at::Tensor eps = m.unet_runner->run(model_in, t, guided ? context : cond, hooks.get());
+    ++rec.unet_calls;
+    if (guided) {
+      ++rec.guided_calls;
+      auto halves = eps.chunk(2, 0);
+      eps = halves[0] + opt.guidance * (halves[1] - halves[0]);
+    }
+    latents = scheduler->step(eps, i, latents, step_noise);
+    finite.select(0, static_cast<int64_t>(i)).copy_(latents.isfinite().all());
+    if (hooks) hooks->after_step(step, latents);
+    if (on_step) on_step(batch_index, i, timesteps.size(), latents);
+    log.progress("batch " + std::to_string(batch_index + 1), static_cast<long>(i + 1),
+                 static_cast<long>(timesteps.size()));
+  }
+  if (hooks) {
+    hooks->end_generation();
+    rec.module_calls = hooks->module_calls();
+    rec.module_skips = hooks->module_skips();
+  }
+  sync(dev);
+  rec.times.denoise = seconds_since(t0);
+
+  // 3. VAE decode and post-processing to [0,1].
+  t0 = Clock::now();
+  at::Tensor z = latents / m.vae_config.scaling_factor;
+  if (m.vae_config.shift_factor) z = z + *m.vae_config.shift_factor;
+  at::Tensor image = m.vae->decode(z);  // [B,3,H,W] in about [-1,1]
+  const at::Tensor image_finite = image.isfinite().all();
+  image = (image / 2 + 0.5).clamp(0, 1).to(at::kFloat).cpu();
+  sync(dev);
+  rec.times.vae_decode = seconds_since(t0);
+  rec.times.total = seconds_since(t_batch);
+
+  // After the clock: the flags come to the host.
+  const at::Tensor finite_host = finite.cpu();
+  const bool* f = finite_host.data_ptr<bool>();
+  for (int64_t i = 0; i < finite_host.numel(); ++i)
+    if (!f[i]) {
+      rec.first_nonfinite_step = i;
+      break;
+    }
+  rec.nonfinite_images = !image_finite.item<bool>();
+  images.push_back(image);
 }
 
 }  // namespace diffbench

@@ -42,6 +42,29 @@ std::string counters_text(const nlohmann::json& methods) {
   return out.empty() ? "none" : out;
 }
 
+// "2.31x [2.20, 2.45]": the speedup with its 95 % interval (schema 2; the bare number before).
+std::string speedup_text(const nlohmann::json& r) {
+  std::string out = fmt(r["speedup"].get<double>(), 2) + "x";
+  if (r.contains("speedup_ci"))
+    out += " [" + fmt(r["speedup_ci"][0].get<double>(), 2) + ", " + fmt(r["speedup_ci"][1].get<double>(), 2) + "]";
+  return out;
+}
+
+std::string loss_text(const nlohmann::json& r) {
+  const auto& loss = r["quality_loss_pct"];
+  return loss.is_number() ? fmt(loss.get<double>(), 2) + " %" : "undefined";
+}
+
+std::string score_text(const nlohmann::json& v, int digits) { return v.is_number() ? fmt(v.get<double>(), digits) : "n/a"; }
+
+// "PASSED", "PASSED (timing noisy)" or "FAILED".
+std::string verdict_text(const nlohmann::json& r) {
+  if (!r["passed"].get<bool>()) return "FAILED";
+  for (const auto& w : r.value("warnings", nlohmann::json::array()))
+    if (w["code"] == "timing_noise" || w["code"] == "min_speedup_uncertain") return "PASSED (timing noisy)";
+  return "PASSED";
+}
+
 }  // namespace
 
 std::string render_markdown(const nlohmann::json& r) {
@@ -49,9 +72,19 @@ std::string render_markdown(const nlohmann::json& r) {
   const auto& b = r["baseline"];
   const auto& c = r["candidate"];
   o << "# diffbench evaluation: " << c["spec"]["name"].get<std::string>() << "\n\n";
-  o << "**" << (r["passed"].get<bool>() ? "PASSED" : "FAILED") << "**: speedup " << fmt(r["speedup"].get<double>(), 2)
-    << "x, quality loss " << fmt(r["quality_loss_pct"].get<double>(), 2) << " % (CLIP "
-    << fmt(b["clip_score"].get<double>(), 2) << " -> " << fmt(c["clip_score"].get<double>(), 2) << ")\n\n";
+  o << "**" << verdict_text(r) << "**: speedup " << speedup_text(r) << " (95 % interval), quality loss "
+    << loss_text(r) << " (CLIP " << score_text(b["clip_score"], 2) << " -> " << score_text(c["clip_score"], 2) << ")\n\n";
+  for (const auto& w : r.value("warnings", nlohmann::json::array()))
+    o << "> **warning (" << w["code"].get<std::string>() << ")**: " << w["message"].get<std::string>() << "\n\n";
+  if (r.contains("quality_loss_undefined"))
+    o << "Quality loss undefined: " << r["quality_loss_undefined"].get<std::string>() << "\n\n";
+  if (r.contains("timing")) {
+    const auto& t = r["timing"];
+    o << "Timing: " << r["schedule"]["reason"].get<std::string>() << "; " << r["protocol"]["repeats"]
+      << " pass(es) per seed, " << t["pairs"] << " batch pairs; batch-time CV baseline "
+      << fmt(100.0 * t["cv_baseline"].get<double>(), 1) << " %, candidate " << fmt(100.0 * t["cv_candidate"].get<double>(), 1)
+      << " %.\n\n";
+  }
   o << "| | baseline | candidate |\n|---|---|---|\n";
   o << "| methods | " << methods_text(b["methods"]) << " | " << methods_text(c["methods"]) << " |\n";
   o << "| scheduler / steps | " << b["spec"]["scheduler"].get<std::string>() << " / " << b["spec"]["steps"] << " | "
@@ -73,14 +106,15 @@ std::string render_markdown(const nlohmann::json& r) {
   o << "| method counters | " << counters_text(b["methods"]) << " | " << counters_text(c["methods"]) << " |\n";
   o << "| peak memory (" << c["peak_memory_kind"].get<std::string>() << ") | " << mib(b["peak_memory_bytes"].get<int64_t>())
     << " | " << mib(c["peak_memory_bytes"].get<int64_t>()) << " |\n";
-  o << "| CLIP score (" << r["protocol"]["clip_score"].get<std::string>() << ") | " << fmt(b["clip_score"].get<double>())
-    << " | " << fmt(c["clip_score"].get<double>()) << " |\n\n";
+  o << "| CLIP score (" << r["protocol"]["clip_score"].get<std::string>() << ") | " << score_text(b["clip_score"], 3)
+    << " | " << score_text(c["clip_score"], 3) << " |\n\n";
   const auto& p = r["paired"];
-  o << "Paired per-prompt CLIP difference (baseline − candidate): mean " << fmt(p["mean_diff"].get<double>())
-    << ", 95 % bootstrap CI [" << fmt(p["ci95"][0].get<double>()) << ", " << fmt(p["ci95"][1].get<double>()) << "] over "
+  o << "Paired per-prompt CLIP difference (baseline − candidate): mean " << score_text(p["mean_diff"], 3)
+    << ", 95 % bootstrap CI [" << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "] over "
     << r["protocol"]["num_samples"] << " prompts.\n\n";
   o << "Protocol: " << r["protocol"]["num_samples"] << " prompts from `" << r["protocol"]["prompts_source"].get<std::string>()
-    << "`, batch " << r["protocol"]["batch_size"] << ", seed " << r["protocol"]["seed"] << ", noise "
+    << "`, batch " << r["protocol"]["batch_size"] << ", seed(s) "
+    << (r["protocol"].contains("seeds") ? r["protocol"]["seeds"].dump() : r["protocol"]["seed"].dump()) << ", noise "
     << r["protocol"]["noise"].get<std::string>() << ", warm-up " << r["protocol"]["warmup"] << " batch(es); CLIP scorer `"
     << r["protocol"]["clip"].get<std::string>() << "`"
     << (r["protocol"].contains("clip_source") && r["protocol"]["clip_source"].contains("id")
@@ -120,7 +154,21 @@ std::string render_markdown(const nlohmann::json& r) {
     }
     o << "\n";
   }
-  o << "Images: `baseline/NNNNNN.png` and `candidate/NNNNNN.png`, in prompt order.\n\n";
+  // Folders of the images shown (schema 2 names them: seed-S subfolders when there are several seeds).
+  const std::string base_dir = r.contains("image_dirs") ? r["image_dirs"]["baseline"].get<std::string>() : "baseline";
+  const std::string cand_dir = r.contains("image_dirs") ? r["image_dirs"]["candidate"].get<std::string>() : "candidate";
+  if (r.contains("per_seed")) {
+    o << "Per seed (pooled above: every prompt with every seed; the paired interval resamples prompts with their "
+         "seeds):\n\n| seed | CLIP baseline | CLIP candidate | quality loss | paired diff [95 % CI] |\n|---|---|---|---|---|\n";
+    for (const auto& s : r["per_seed"])
+      o << "| " << s["seed"] << " | " << score_text(s["baseline_clip_score"], 3) << " | "
+        << score_text(s["candidate_clip_score"], 3) << " | "
+        << (s["quality_loss_pct"].is_number() ? fmt(s["quality_loss_pct"].get<double>(), 2) + " %" : "undefined") << " | "
+        << score_text(s["paired"]["mean_diff"], 3) << " [" << score_text(s["paired"]["ci95"][0], 3) << ", "
+        << score_text(s["paired"]["ci95"][1], 3) << "] |\n";
+    o << "\nImages below: the first seed's; every seed's are in `baseline/seed-S/` and `candidate/seed-S/`.\n\n";
+  }
+  o << "Images: `" << base_dir << "/NNNNNN.png` and `" << cand_dir << "/NNNNNN.png`, in prompt order.\n\n";
   // Side by side, with each prompt's CLIP scores (paths relative to this file).
   const auto& prompts = r["protocol"]["prompts"];
   const auto& bs = b["per_sample_clip"];
@@ -134,8 +182,9 @@ std::string render_markdown(const nlohmann::json& r) {
       if (ch == '|') prompt += '\\';
       prompt += (ch == '\n' || ch == '\r') ? ' ' : ch;
     }
-    o << "| " << i << " | " << prompt << " | ![](baseline/" << name << ") | ![](candidate/" << name << ") | ";
-    if (i < bs.size() && i < cs.size()) o << fmt(bs[i].get<double>(), 2) << " / " << fmt(cs[i].get<double>(), 2);
+    o << "| " << i << " | " << prompt << " | ![](" << base_dir << "/" << name << ") | ![](" << cand_dir << "/" << name
+      << ") | ";
+    if (i < bs.size() && i < cs.size()) o << score_text(bs[i], 2) << " / " << score_text(cs[i], 2);
     o << " |\n";
   }
   return o.str();
@@ -145,15 +194,17 @@ std::string render_summary(const nlohmann::json& r) {
   std::ostringstream o;
   const auto& b = r["baseline"];
   const auto& c = r["candidate"];
-  o << "baseline:  " << fmt(b["seconds_per_image"].get<double>(), 4) << " s/image  CLIP " << fmt(b["clip_score"].get<double>())
+  o << "baseline:  " << fmt(b["seconds_per_image"].get<double>(), 4) << " s/image  CLIP " << score_text(b["clip_score"], 3)
     << "  UNet calls/image " << fmt(b["unet_calls_per_image"].get<double>(), 1) << "\n";
-  o << "candidate: " << fmt(c["seconds_per_image"].get<double>(), 4) << " s/image  CLIP " << fmt(c["clip_score"].get<double>())
+  o << "candidate: " << fmt(c["seconds_per_image"].get<double>(), 4) << " s/image  CLIP " << score_text(c["clip_score"], 3)
     << "  UNet calls/image " << fmt(c["unet_calls_per_image"].get<double>(), 1) << "\n";
-  o << "speedup " << fmt(r["speedup"].get<double>(), 2) << "x   quality loss " << fmt(r["quality_loss_pct"].get<double>(), 2)
-    << " %   paired diff " << fmt(r["paired"]["mean_diff"].get<double>()) << " [" << fmt(r["paired"]["ci95"][0].get<double>())
-    << ", " << fmt(r["paired"]["ci95"][1].get<double>()) << "]\n";
-  o << (r["passed"].get<bool>() ? "PASSED" : "FAILED");
+  const auto& p = r["paired"];
+  o << "speedup " << speedup_text(r) << "   quality loss " << loss_text(r) << "   paired diff "
+    << score_text(p["mean_diff"], 3) << " [" << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "]\n";
+  o << verdict_text(r);
   for (const auto& f : r["failures"]) o << "\n  " << f.get<std::string>();
+  for (const auto& w : r.value("warnings", nlohmann::json::array()))
+    o << "\n  warning (" << w["code"].get<std::string>() << "): " << w["message"].get<std::string>();
   o << "\n";
   return o.str();
 }

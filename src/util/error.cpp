@@ -17,6 +17,7 @@ int Error::exit_code() const noexcept {
     case ErrorKind::Input:
     case ErrorKind::Model:
     case ErrorKind::OutOfMemory:
+    case ErrorKind::Numeric:
       return 2;
     case ErrorKind::Runtime:
       break;

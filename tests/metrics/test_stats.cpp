@@ -75,3 +75,46 @@ TEST(Stats, PairedBootstrap) {
   EXPECT_THROW(paired_bootstrap({}, {}), UsageError);
   EXPECT_THROW(paired_bootstrap({1.0}, {2.0}, 0), UsageError);
 }
+
+TEST(Stats, RatioBootstrapSharesTheResampling) {
+  std::mt19937_64 gen(5);
+  std::uniform_real_distribution<double> u(1.0, 3.0);
+  const size_t n = 40;
+  std::vector<double> a(n), ones(n, 1.0), zeros(n, 0.0);
+  for (auto& x : a) x = u(gen);
+  // sum(a[idx]) / sum(1[idx]) is the resampled mean of a: the same draws give the same interval as
+  // paired_bootstrap of a against zeros.
+  const auto r = ratio_bootstrap(a, ones, 3000, 11);
+  const auto p = paired_bootstrap(a, zeros, 3000, 11);
+  EXPECT_EQ(r.n, n);
+  EXPECT_DOUBLE_EQ(r.ratio, p.mean_diff);
+  EXPECT_EQ(r.ci_low, p.ci_low);
+  EXPECT_EQ(r.ci_high, p.ci_high);
+
+  // A constant ratio: every resample gives it, a zero-width interval.
+  std::vector<double> twice(a);
+  for (auto& x : twice) x *= 2.0;
+  const auto c = ratio_bootstrap(twice, a, 500, 3);
+  EXPECT_DOUBLE_EQ(c.ratio, 2.0);
+  EXPECT_DOUBLE_EQ(c.ci_low, 2.0);
+  EXPECT_DOUBLE_EQ(c.ci_high, 2.0);
+
+  // Hand-computed: two pairs (3, 1) and (1, 1); a resample is {0,0}: 3, {1,1}: 1 or mixed: 2.
+  const auto h = ratio_bootstrap({3.0, 1.0}, {1.0, 1.0}, 4000, 9);
+  EXPECT_DOUBLE_EQ(h.ratio, 2.0);
+  EXPECT_DOUBLE_EQ(h.ci_low, 1.0);
+  EXPECT_DOUBLE_EQ(h.ci_high, 3.0);
+
+  EXPECT_THROW(ratio_bootstrap({1.0}, {1.0, 2.0}), UsageError);
+  EXPECT_THROW(ratio_bootstrap({}, {}), UsageError);
+  EXPECT_THROW(ratio_bootstrap({NAN}, {1.0}), UsageError);
+  EXPECT_THROW(ratio_bootstrap({-1.0}, {1.0}), UsageError);
+}
+
+TEST(Stats, CoefficientOfVariation) {
+  // mean 4, sample variance ((−2)² + 0 + 2²) / 2 = 4 -> sd 2 -> CV 0.5.
+  EXPECT_DOUBLE_EQ(coefficient_of_variation({2.0, 4.0, 6.0}), 0.5);
+  EXPECT_DOUBLE_EQ(coefficient_of_variation({3.0}), 0.0);
+  EXPECT_DOUBLE_EQ(coefficient_of_variation({1.5, 1.5}), 0.0);
+  EXPECT_THROW(coefficient_of_variation({}), UsageError);
+}

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffbench/eval/spec.hpp"
+#include "diffbench/eval/timing.hpp"
 #include "diffbench/log.hpp"
 #include "diffbench/metrics/clip_score.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
@@ -23,6 +24,7 @@ struct EvalOptions {
   size_t num_samples = 32;
   int batch_size = 4;
   uint64_t seed = 42;
+  std::vector<uint64_t> seeds;            // the protocol once per seed, same prompts (empty: just `seed`)
   int warmup = 1;                         // untimed batches before each pipeline's timed run
   NoiseMode noise = NoiseMode::PerPrompt;
   std::filesystem::path clip;             // CLIP scorer folder
@@ -33,23 +35,33 @@ struct EvalOptions {
   std::optional<double> min_speedup;
   std::optional<double> max_latency;      // candidate seconds per image
   bool allow_model_mismatch = false;
+  bool allow_identical = false;           // a candidate equal to its baseline (to measure timing noise)
+  bool allow_task_change = false;         // baseline and candidate differ in size or guidance
+  bool allow_nonfinite = false;           // NaN/inf latents or images do not stop the run
+  int repeats = 1;                        // timed passes over the prompt set per side
+  std::optional<Schedule> schedule;       // default: interleaved when both pipelines fit in memory
+  std::optional<int64_t> memory_budget;   // bytes taken as free instead of measuring (for the schedule)
   std::filesystem::path out;              // report folder
   bool force = false;
 };
 
 struct PipelineRun {
   PipelineSpec spec;
-  std::vector<double> batch_seconds;
+  std::vector<double> batch_seconds;   // every timed batch, all passes, in prompt order per pass
+  std::vector<size_t> batch_images;    // images in each of those batches
+  std::vector<double> batch_start_s;   // when each began, seconds after the first timed batch of either side
   double seconds_per_image = 0;
   StageTimes stages;
   double unet_calls_per_image = 0;
   double skipped_module_fraction = 0;  // skipped / asked before_module hooks (0 without methods)
   int64_t peak_memory_bytes = -1;  // device allocator peak on CUDA, process peak RSS on the CPU
-  std::string peak_memory_kind;    // "cuda" | "host-rss"
+  std::string peak_memory_kind;    // "cuda" | "host-rss"; "...+both-loaded" when interleaved
   nlohmann::json reused_components = nlohmann::json::array();  // taken from the pipeline before
-  std::vector<double> per_sample_clip;
-  double clip_score = 0;
-  nlohmann::json methods = nlohmann::json::array();
+  std::vector<double> per_sample_clip;               // the first seed's, in prompt order
+  std::vector<std::vector<double>> per_seed_clip;   // every seed's (seed-major)
+  double clip_score = 0;                            // over every (prompt, seed)
+  nlohmann::json methods = nlohmann::json::array();  // counters of the first timed pass
+  std::vector<BatchRecord> nonfinite;  // batches (first pass) with NaN/inf, when allowed
 };
 
 struct EvalResult {
@@ -62,6 +74,19 @@ struct EvalResult {
 // Same model (weight-file contents), same pipeline type: returns the consistency section of the
 // report; a model mismatch is an InputError unless allowed.
 nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpec& candidate, bool allow_mismatch);
+
+// Is this a meaningful comparison? A candidate identical to its baseline (same model, as the
+// consistency section says, and the same spec and methods) is a UsageError unless allowed; a
+// different size or guidance changes the task and is a UsageError unless allowed. Returns the
+// notes for the report ("identical" when allowed).
+nlohmann::json check_comparable(const PipelineSpec& baseline, const PipelineSpec& candidate,
+                                const nlohmann::json& consistency, const EvalOptions& options);
+
+// The seeds the protocol runs with: `seeds`, or `seed` alone.
+std::vector<uint64_t> eval_seeds(const EvalOptions& options);
+
+// Range checks of every number in the options (UsageError naming the option).
+void validate_eval_options(const EvalOptions& options);
 
 EvalResult run_eval(const EvalOptions& options, const Logger& log);
 

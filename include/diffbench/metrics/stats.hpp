@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace diffbench {
@@ -25,6 +26,30 @@ struct PairedStats {
 // Throws UsageError when a and b differ in length, are empty, or resamples is 0.
 PairedStats paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, size_t resamples = 10000,
                              uint64_t seed = 0);
+
+// The bootstrap's resampling, shared by every interval here: `resamples` times, n indices drawn
+// uniformly with replacement (the draws described above, in that order), each set of indices
+// handed to `visit` with the draw's number. Throws UsageError when n or resamples is 0.
+void bootstrap_resample(size_t n, size_t resamples, uint64_t seed,
+                        const std::function<void(size_t draw, const std::vector<size_t>& indices)>& visit);
+
+struct RatioStats {
+  double ratio = 0;    // sum(a) / sum(b)
+  double ci_low = 0;   // 95% percentile-bootstrap interval of that ratio, resampling pairs
+  double ci_high = 0;
+  size_t n = 0;        // number of pairs
+};
+
+// Paired bootstrap of a ratio of totals, sum(a_i) / sum(b_i) (a_i and b_i measured together, e.g.
+// the same batch timed by two pipelines): the pairs are resampled as in paired_bootstrap, with the
+// same seed giving the same draws. Throws UsageError when a and b differ in length, are empty,
+// resamples is 0, or a value is negative or not finite.
+RatioStats ratio_bootstrap(const std::vector<double>& a, const std::vector<double>& b, size_t resamples = 10000,
+                           uint64_t seed = 0);
+
+// Coefficient of variation: sample standard deviation (n - 1) over the mean; 0 for a single value.
+// Throws UsageError on an empty sample.
+double coefficient_of_variation(const std::vector<double>& v);
 
 // Arithmetic mean (sequential sum). Throws UsageError on an empty sample.
 double mean(const std::vector<double>& v);

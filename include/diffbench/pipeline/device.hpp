@@ -24,6 +24,10 @@ void device_synchronize(const at::Device& device);
 void reset_peak_memory(const at::Device& device);
 std::pair<int64_t, std::string> peak_memory(const at::Device& device);
 
+// Memory free for new allocations now: on CUDA the driver's free memory plus what the caching
+// allocator holds unused; on the CPU the kernel's MemAvailable (/proc/meminfo). -1 if unknown.
+int64_t free_memory(const at::Device& device);
+
 // Versions and device description for reports (GPU name when on CUDA).
 nlohmann::json environment_info(const at::Device& device);
 

@@ -46,6 +46,10 @@ struct GenerateOptions {
   int width = 0;
   int batch_size = 1;
   NoiseMode noise = NoiseMode::PerPrompt;
+  // Non-finite latents (after any step) or decoded images stop the run with a NumericError naming
+  // the batch, step and `hook_names`; when allowed, they are only counted in BatchRecord.
+  bool allow_nonfinite = false;
+  std::vector<std::string> hook_names;  // names of `hooks`, in order, for that message
   // Acceleration methods (not owned), applied in order through one CompositeHooks; empty: the
   // UNet runs without hooks.
   std::vector<PipelineHooks*> hooks;
@@ -68,6 +72,8 @@ struct BatchRecord {
   int64_t module_calls = 0;  // before_module hooks asked (0 without hooks)
   int64_t module_skips = 0;  // of which returned an output (module skipped)
   int64_t guided_calls = 0;  // UNet calls that ran both guidance halves
+  int64_t first_nonfinite_step = -1;  // first step whose latents were not all finite (-1: none)
+  bool nonfinite_images = false;      // decoded images held NaN or inf
 };
 
 struct GenerationResult {
@@ -105,6 +111,27 @@ class Txt2ImgPipeline {
 
   GenerationResult generate(const std::vector<std::string>& prompts, const GenerateOptions& options,
                             const StepCallback& on_step = {}, const Logger& log = Logger::silent());
+
+  // The same generation one batch per call, for a caller that interleaves the batches of two
+  // pipelines (the evaluator): start(), next_batch() until done(), finish(). generate() is exactly
+  // that. The pipeline must outlive the Generation.
+  class Generation {
+   public:
+    ~Generation();
+    Generation(Generation&&) noexcept;
+    Generation& operator=(Generation&&) noexcept;
+    bool done() const;
+    const BatchRecord& next_batch(const Logger& log = Logger::silent());  // generates the next batch
+    GenerationResult finish();  // every batch's images and records; call once, after done()
+
+   private:
+    friend class Txt2ImgPipeline;
+    struct State;
+    explicit Generation(std::unique_ptr<State> state);
+    std::unique_ptr<State> state_;
+  };
+  Generation start(const std::vector<std::string>& prompts, const GenerateOptions& options,
+                   const StepCallback& on_step = {});
 
   const ModelOptions& options() const;
   int default_height() const;

@@ -1,0 +1,228 @@
+#include "timed_runs.hpp"
+
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <set>
+
+#include "diffbench/error.hpp"
+#include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/io/file_identity.hpp"
+#include "diffbench/io/image.hpp"
+#include "diffbench/io/safetensors.hpp"
+#include "diffbench/pipeline/device.hpp"
+
+namespace diffbench {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+// Components one pipeline hands to the next (text encoder and VAE, when their files match).
+using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
+
+// One side of the comparison: its pipeline, the generation of the pass under way, and what its
+// timed batches measured.
+class Side {
+ public:
+  Side(std::string label, const PipelineSpec& spec, const Methods& methods, const std::vector<std::string>& prompts,
+       const EvalOptions& o)
+      : label_(std::move(label)), methods_(methods), prompts_(prompts), warmup_(o.warmup), seeds_(eval_seeds(o)),
+        repeats_(o.repeats) {
+    mo_.dir = spec.model;
+    mo_.variant = spec.variant;
+    mo_.device = parse_device(spec.device);
+    mo_.dtype = parse_dtype(spec.dtype, mo_.device);
+    go_.scheduler = spec.scheduler;
+    go_.scheduler_options = spec.scheduler_options;
+    go_.steps = spec.steps;
+    go_.guidance = spec.guidance;
+    go_.seed = seeds_.front();  // the warm-up's
+    go_.height = spec.height;
+    go_.width = spec.width;
+    go_.batch_size = o.batch_size;
+    go_.noise = o.noise;
+    go_.allow_nonfinite = o.allow_nonfinite;
+    for (const auto& m : methods) {
+      go_.hooks.push_back(m.get());
+      go_.hook_names.push_back(m->name());
+    }
+    run.spec = spec;
+  }
+
+  bool loaded() const { return pipe_ != nullptr; }
+
+  // Loads the pipeline (reusing `*shared` where identical, then leaving its components there) and
+  // runs the untimed warm-up batches.
+  void load_and_warm_up(Shared* shared, const Logger& log) {
+    log.info(label_ + ": loading " + mo_.dir.string());
+    pipe_ = Txt2ImgPipeline::load(mo_, log, *shared);
+    *shared = pipe_->shared_components();
+    run.reused_components = pipe_->load_report().value("reused", nlohmann::json::array());
+    const std::vector<std::string> warm(prompts_.begin(),
+                                        prompts_.begin() + std::min(prompts_.size(), static_cast<size_t>(go_.batch_size)));
+    for (int i = 0; i < warmup_; ++i) {
+      log.info(label_ + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(warmup_));
+      pipe_->generate(warm, go_, {}, Logger::silent());
+    }
+  }
+
+  void unload() {
+    generation_.reset();
+    pipe_.reset();
+  }
+
+  // Times the next batch of pass `pass` (a pass's batches come in prompt order); `since` is the
+  // start of the first timed batch of either side.
+  void time_batch(int pass, Clock::time_point since, const Logger& log) {
+    if (!generation_) {
+      if (pass == 0)
+        for (const auto& m : methods_) m->reset_stats();  // count the timed run only
+      go_.seed = seeds_[static_cast<size_t>(pass / repeats_)];
+      generation_.emplace(pipe_->start(prompts_, go_));
+      log.info(label_ + ": pass " + std::to_string(pass + 1) + " (seed " + std::to_string(go_.seed) + "), generating " +
+               std::to_string(prompts_.size()) + " images");
+    }
+    reset_peak_memory(mo_.device);
+    run.batch_start_s.push_back(std::chrono::duration<double>(Clock::now() - since).count());
+    const BatchRecord& rec = generation_->next_batch(log);
+    run.batch_seconds.push_back(rec.times.total);
+    run.batch_images.push_back(rec.count);
+    const auto [peak, kind] = peak_memory(mo_.device);
+    run.peak_memory_bytes = std::max(run.peak_memory_bytes, peak);
+    run.peak_memory_kind = kind;
+    if (generation_->done()) {
+      GenerationResult result = generation_->finish();
+      generation_.reset();
+      if (pass == 0) first_pass(result);
+      if (pass % repeats_ == 0) images.push_back(to_uint8(result.images));
+    }
+  }
+
+  PipelineRun run;
+  std::vector<at::Tensor> images;  // uint8, per seed
+
+ private:
+  void first_pass(const GenerationResult& result) {
+    double sum = 0;
+    for (const auto& b : result.batches) {
+      sum += b.times.total;
+      if (b.first_nonfinite_step >= 0 || b.nonfinite_images) run.nonfinite.push_back(b);
+    }
+    run.seconds_per_image = sum / static_cast<double>(prompts_.size());  // replaced over all passes later
+    run.stages = result.times;
+    run.unet_calls_per_image = result.unet_calls_per_image();
+    run.skipped_module_fraction = result.skipped_module_fraction();
+    for (size_t i = 0; i < methods_.size(); ++i) {
+      nlohmann::json m = {
+          {"method", methods_[i]->name()}, {"params", methods_[i]->params()}, {"stats", methods_[i]->stats()}};
+      if (!run.spec.accelerate[i].plugin.empty()) m["plugin"] = run.spec.accelerate[i].plugin.string();
+      run.methods.push_back(m);
+    }
+  }
+
+  std::string label_;
+  const Methods& methods_;
+  const std::vector<std::string>& prompts_;
+  int warmup_;
+  std::vector<uint64_t> seeds_;
+  int repeats_;
+  ModelOptions mo_;
+  GenerateOptions go_;
+  std::unique_ptr<Txt2ImgPipeline> pipe_;
+  std::optional<Txt2ImgPipeline::Generation> generation_;
+};
+
+// The safetensors files behind a weights path (one file, or the shards a *.index.json names).
+std::vector<fs::path> weight_files(const fs::path& weights) {
+  if (weights.extension() != ".json") return {weights};
+  std::ifstream in(weights);
+  const auto index = nlohmann::json::parse(in, nullptr, false);
+  if (index.is_discarded() || !index.contains("weight_map")) throw InputError("malformed shard index", weights.string());
+  std::set<std::string> names;
+  for (const auto& [key, file] : index["weight_map"].items()) names.insert(file.get<std::string>());
+  std::vector<fs::path> out;
+  for (const auto& n : names) out.push_back(weights.parent_path() / n);
+  return out;
+}
+
+int64_t weights_bytes(const fs::path& weights, at::ScalarType dtype) {
+  int64_t bytes = 0;
+  for (const auto& file : weight_files(weights)) {
+    const auto st = SafetensorsFile::open(file);  // kept alive while its tensor list is read
+    for (const auto& t : st->tensors()) {
+      int64_t n = 1;
+      for (auto d : t.shape) n *= d;
+      bytes += n * static_cast<int64_t>(at::elementSize(at::isFloatingType(t.dtype) ? dtype : t.dtype));
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
+int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec& candidate) {
+  const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
+  const auto a = DiffusersFolder::open(baseline.model, parts);
+  const auto b = DiffusersFolder::open(candidate.model, parts);
+  const auto da = parse_dtype(baseline.dtype, parse_device(baseline.device));
+  const auto db = parse_dtype(candidate.dtype, parse_device(candidate.device));
+  int64_t bytes = 0;
+  for (const auto& part : parts) {
+    const auto wa = a.weights_file(part), wb = b.weights_file(part);
+    bytes += weights_bytes(wa, da);
+    // The pipeline shares text encoder and VAE when their files match (same dtype and device).
+    const bool shared = part != "unet" && da == db && baseline.device == candidate.device && same_content(wa, wb);
+    if (!shared) bytes += weights_bytes(wb, db);
+  }
+  return bytes;
+}
+
+TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_methods, const PipelineSpec& candidate,
+                    const Methods& candidate_methods, const std::vector<std::string>& prompts, const EvalOptions& o,
+                    const Logger& log) {
+  TimedRuns out;
+  const at::Device device = parse_device(candidate.device);
+  const int64_t free = o.memory_budget ? *o.memory_budget : free_memory(device);
+  out.schedule = choose_schedule(o.schedule, estimate_weights_bytes(baseline, candidate), free);
+  log.info("schedule: " + out.schedule.reason);
+  const bool interleaved = out.schedule.schedule == Schedule::Interleaved;
+
+  Side sides[2] = {Side("baseline", baseline, baseline_methods, prompts, o),
+                   Side("candidate", candidate, candidate_methods, prompts, o)};
+  Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
+  if (interleaved)
+    for (auto& s : sides) s.load_and_warm_up(&shared, log);
+  const size_t batches = (prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size);
+  std::optional<Clock::time_point> since;
+  const int passes = o.repeats * static_cast<int>(eval_seeds(o).size());
+  for (const TimedBatch& t : timing_order(out.schedule.schedule, batches, passes)) {
+    Side& side = sides[t.side];
+    if (!side.loaded()) {
+      sides[1 - t.side].unload();  // sequential: one pipeline at a time
+      side.load_and_warm_up(&shared, log);
+    }
+    if (!since) since = Clock::now();
+    side.time_batch(t.pass, *since, log);
+    out.order += t.side == 0 ? 'B' : 'C';
+  }
+  for (auto& s : sides) s.unload();
+
+  for (auto& s : sides) {
+    double sum = 0, images = 0;
+    for (size_t k = 0; k < s.run.batch_seconds.size(); ++k) {
+      sum += s.run.batch_seconds[k];
+      images += static_cast<double>(s.run.batch_images[k]);
+    }
+    s.run.seconds_per_image = sum / images;  // over every pass
+    if (interleaved) s.run.peak_memory_kind += "+both-loaded";
+  }
+  out.baseline = std::move(sides[0].run);
+  out.candidate = std::move(sides[1].run);
+  out.baseline_images = sides[0].images;
+  out.candidate_images = sides[1].images;
+  return out;
+}
+
+}  // namespace diffbench

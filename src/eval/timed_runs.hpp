@@ -1,0 +1,36 @@
+// The timed part of an evaluation: both pipelines loaded and warmed up, then their batches timed
+// in the schedule's order (eval/timing.hpp). A side makes --repeats passes over the prompts per
+// seed (pass p uses seed p / repeats); images come from each seed's first pass, method counters
+// from the very first, times from all.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "diffbench/accel/method.hpp"
+#include "diffbench/eval/evaluator.hpp"
+#include "diffbench/eval/timing.hpp"
+
+namespace diffbench {
+
+using Methods = std::vector<std::unique_ptr<Method>>;
+
+struct TimedRuns {
+  PipelineRun baseline, candidate;
+  std::vector<at::Tensor> baseline_images, candidate_images;  // per seed: uint8 [N,3,H,W]
+  ScheduleChoice schedule;
+  std::string order;  // the timed batches as run: B = baseline, C = candidate
+};
+
+// Both pipelines' weights at their dtype, in bytes; a component whose files are identical in the
+// two (as the evaluator shares them) is counted once.
+int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec& candidate);
+
+TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_methods, const PipelineSpec& candidate,
+                    const Methods& candidate_methods, const std::vector<std::string>& prompts, const EvalOptions& options,
+                    const Logger& log);
+
+}  // namespace diffbench
