@@ -26,6 +26,12 @@ struct PairedStats {
 PairedStats paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, size_t resamples = 10000,
                              uint64_t seed = 0);
 
+// The same percentile bootstrap for the mean of one sample (e.g. per-prompt PSNR of candidate
+// vs baseline, already a paired quantity): mean_diff is mean(v), the interval is drawn exactly as
+// above (paired_bootstrap(a, b) equals bootstrap_mean(a - b)). Throws UsageError when v is empty
+// or resamples is 0.
+PairedStats bootstrap_mean(const std::vector<double>& v, size_t resamples = 10000, uint64_t seed = 0);
+
 // Arithmetic mean (sequential sum). Throws UsageError on an empty sample.
 double mean(const std::vector<double>& v);
 
