@@ -131,6 +131,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   if (o.warmup < 0) throw UsageError("warm-up must be >= 0", "--warmup");
   if (o.clip.empty()) throw UsageError("a CLIP scorer folder is needed: --clip DIR", "--clip");
+  if (!o.metrics.clip)
+    throw UsageError("eval always computes the CLIP score (--max-quality-loss): keep clip in the list", "--metrics");
+  if (o.metrics.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--metrics");
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
   const Methods base_methods = create_methods(baseline);
   const Methods cand_methods = create_methods(candidate);
@@ -142,6 +145,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
   StagingDir staging(out, o.force);
   auto scorer = ClipScorer::load(o.clip);
+  const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
 
   Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
   auto [base_run, base_images] = run_pipeline(baseline, base_methods, prompts, o, "baseline", log, &shared);
@@ -153,6 +157,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   cand_run.per_sample_clip = scorer->score(cand_images, prompts);
   base_run.clip_score = ClipScorer::aggregate(base_run.per_sample_clip, o.clip_score);
   cand_run.clip_score = ClipScorer::aggregate(cand_run.per_sample_clip, o.clip_score);
+
+  FidelityScores fidelity;  // candidate vs baseline, per prompt
+  if (o.metrics.fidelity()) {
+    log.info("comparing the candidate's images with the baseline's (" + to_string(o.metrics) + ")");
+    fidelity.add_batch(base_images, cand_images, o.metrics, lpips.get());
+  }
 
   const double speedup = base_run.seconds_per_image / cand_run.seconds_per_image;
   const double loss = base_run.clip_score != 0
@@ -186,6 +196,20 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       res.failures.push_back("candidate latency " + std::to_string(cand_run.seconds_per_image) +
                              " s/image exceeds --max-latency " + std::to_string(*o.max_latency) + " s");
   }
+  nlohmann::json metrics = fidelity_metrics_json(
+      fidelity, "candidate image vs the baseline image of the same prompt and seed", o.fidelity, o.seed, &res.failures);
+  if (o.fidelity.min_psnr) thresholds["min_psnr_db"] = *o.fidelity.min_psnr;
+  if (o.fidelity.min_ssim) thresholds["min_ssim"] = *o.fidelity.min_ssim;
+  if (o.fidelity.max_lpips) thresholds["max_lpips"] = *o.fidelity.max_lpips;
+  metrics["clip"] = {{"compares", "each image with its prompt (100·cos of the CLIP embeddings)"},
+                     {"direction", "higher-is-better"},
+                     {"baseline", base_run.clip_score},
+                     {"candidate", cand_run.clip_score},
+                     {"loss_pct", loss},
+                     {"paired", "see paired"}};
+  std::string per_prompt_order;
+  const nlohmann::json per_prompt =
+      per_prompt_rows(prompts, base_run.per_sample_clip, cand_run.per_sample_clip, fidelity, &per_prompt_order);
   res.passed = res.failures.empty();
 
   nlohmann::json r;
@@ -193,7 +217,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["protocol"] = {{"prompts_source", prompt_set.source}, {"prompts", prompts},      {"num_samples", prompts.size()},
                    {"batch_size", o.batch_size},           {"seed", o.seed},          {"warmup", o.warmup},
                    {"noise", to_string(o.noise)},          {"clip", o.clip.string()}, {"clip_layout", scorer->layout()},
-                   {"clip_score", to_string(o.clip_score)}};
+                   {"clip_score", to_string(o.clip_score)}, {"metrics", to_string(o.metrics)}};
   r["baseline"] = run_json(base_run);
   r["candidate"] = run_json(cand_run);
   r["speedup"] = speedup;
@@ -202,6 +226,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                  {"mean_diff", paired.mean_diff},
                  {"ci95", {paired.ci_low, paired.ci_high}},
                  {"resamples", 10000}};
+  r["metrics"] = metrics;
+  r["per_prompt"] = per_prompt;
+  r["per_prompt_order"] = per_prompt_order;
   r["consistency"] = consistency;
   r["thresholds"] = thresholds;
   r["passed"] = res.passed;

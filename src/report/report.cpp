@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "report/quality_markdown.hpp"
+
 namespace diffbench {
 
 namespace {
@@ -79,6 +81,7 @@ std::string render_markdown(const nlohmann::json& r) {
   o << "Paired per-prompt CLIP difference (baseline − candidate): mean " << fmt(p["mean_diff"].get<double>())
     << ", 95 % bootstrap CI [" << fmt(p["ci95"][0].get<double>()) << ", " << fmt(p["ci95"][1].get<double>()) << "] over "
     << r["protocol"]["num_samples"] << " prompts.\n\n";
+  o << render_quality_markdown(r);
   o << "Protocol: " << r["protocol"]["num_samples"] << " prompts from `" << r["protocol"]["prompts_source"].get<std::string>()
     << "`, batch " << r["protocol"]["batch_size"] << ", seed " << r["protocol"]["seed"] << ", noise "
     << r["protocol"]["noise"].get<std::string>() << ", warm-up " << r["protocol"]["warmup"] << " batch(es); CLIP scorer `"
@@ -96,23 +99,8 @@ std::string render_markdown(const nlohmann::json& r) {
     o << "\n";
   }
   o << "Images: `baseline/NNNNNN.png` and `candidate/NNNNNN.png`, in prompt order.\n\n";
-  // Side by side, with each prompt's CLIP scores (paths relative to this file).
-  const auto& prompts = r["protocol"]["prompts"];
-  const auto& bs = b["per_sample_clip"];
-  const auto& cs = c["per_sample_clip"];
-  o << "| # | prompt | baseline | candidate | CLIP baseline / candidate |\n|---|---|---|---|---|\n";
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "%06zu.png", i);
-    std::string prompt;  // one table cell: no line breaks, pipes escaped
-    for (char ch : prompts[i].get<std::string>()) {
-      if (ch == '|') prompt += '\\';
-      prompt += (ch == '\n' || ch == '\r') ? ' ' : ch;
-    }
-    o << "| " << i << " | " << prompt << " | ![](baseline/" << name << ") | ![](candidate/" << name << ") | ";
-    if (i < bs.size() && i < cs.size()) o << fmt(bs[i].get<double>(), 2) << " / " << fmt(cs[i].get<double>(), 2);
-    o << " |\n";
-  }
+  // Side by side, with each prompt's scores, worst first (paths relative to this file).
+  o << render_per_prompt_markdown(r);
   return o.str();
 }
 
@@ -127,6 +115,7 @@ std::string render_summary(const nlohmann::json& r) {
   o << "speedup " << fmt(r["speedup"].get<double>(), 2) << "x   quality loss " << fmt(r["quality_loss_pct"].get<double>(), 2)
     << " %   paired diff " << fmt(r["paired"]["mean_diff"].get<double>()) << " [" << fmt(r["paired"]["ci95"][0].get<double>())
     << ", " << fmt(r["paired"]["ci95"][1].get<double>()) << "]\n";
+  o << render_quality_summary(r);
   o << (r["passed"].get<bool>() ? "PASSED" : "FAILED");
   for (const auto& f : r["failures"]) o << "\n  " << f.get<std::string>();
   o << "\n";
