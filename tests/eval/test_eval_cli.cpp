@@ -200,9 +200,11 @@ TEST_F(EvalCli, FidelityThresholdsFailWithTheirOption) {
   auto base = write_spec("base10", pipeline(10));
   auto cand = write_spec("steps5", pipeline(5));
   auto out = dir_ / "report";
-  // LPIPS weights: a randomly initialised network, written as the user's file would be.
+  // LPIPS weights: a randomly initialised network (linear heads made non-negative, as trained ones
+  // are, so that different images are at a positive distance), written as the user's file would be.
   StateDict weights;
-  for (const auto& p : LpipsAlex()->named_parameters()) weights[p.key()] = p.value().detach();
+  for (const auto& p : LpipsAlex()->named_parameters())
+    weights[p.key()] = p.key().rfind("lin", 0) == 0 ? p.value().detach().abs() : p.value().detach();
   save_safetensors(dir_ / "lpips.safetensors", weights);
   auto r = run_diffbench("eval " + shell_quote(cand.string()) + " --baseline " + shell_quote(base.string()) + common(out) +
                          " --max-quality-loss 100 --min-psnr 99 --min-ssim 0 --lpips " +
