@@ -17,6 +17,7 @@
 #include "diffbench/eval/evaluator.hpp"
 #include "diffbench/eval/protocol.hpp"
 #include "diffbench/eval/pyimport.hpp"
+#include "diffbench/eval/score.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/metrics/clip_score.hpp"
 #include "diffbench/report/report.hpp"
@@ -93,10 +94,12 @@ struct EvalArgs {
   std::optional<double> memory_budget_mib;
   bool json = false, quiet = false, force = false, allow_model_mismatch = false, allow_identical = false,
        allow_task_change = false, allow_nonfinite = false;
+  std::string metrics = "clip,psnr,ssim", lpips;
+  std::optional<double> min_psnr, min_ssim, max_lpips;
 };
 
 struct ScoreArgs {
-  std::string images, prompts, clip, clip_score = "per-sample-clamp";
+  std::string images, prompts, clip, clip_score = "per-sample-clamp", against, metrics, lpips;
   size_t num_samples = 0;
   bool json = false;
 };
@@ -109,8 +112,7 @@ void add_eval(CLI::App& app, EvalArgs& a) {
                 "coco2017-val (bundled: first captions of the first 5,000 COCO 2017 val images), coco:FILE, "
                 "parti:FILE, geneval:FILE, FILE.txt, FILE.jsonl or demo")
       ->capture_default_str();
-  c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str()
-      ->check(CLI::Range(size_t(1), size_t(100000000)));
+  c->add_option("--num-samples", a.num_samples, "the first N prompts")->capture_default_str();
   c->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--seed", a.seed, "seed")->capture_default_str()->check(kUnsigned);
   auto* seeds = c->add_option("--seeds", a.seeds, "run the protocol once per seed, e.g. 42,43,44 (pooled statistics)")
@@ -141,6 +143,15 @@ void add_eval(CLI::App& app, EvalArgs& a) {
       ->check(CLI::IsMember({"interleaved", "sequential"}));
   c->add_option("--memory-budget", a.memory_budget_mib, "MiB of device memory to take as free when choosing the schedule")
       ->check(finite_number(0));
+  c->add_option("--metrics", a.metrics, "quality metrics: clip (always), psnr, ssim, lpips (candidate vs baseline image per prompt)")
+      ->capture_default_str();
+  c->add_option("--min-psnr", a.min_psnr, "fail when the mean PSNR of candidate vs baseline images is below DB")
+      ->check(finite_number(0));
+  c->add_option("--min-ssim", a.min_ssim, "fail when the mean SSIM of candidate vs baseline images is below X")
+      ->check(finite_number(0));
+  c->add_option("--lpips", a.lpips, "LPIPS AlexNet v0.1 weights (safetensors, docs/metrics.md); adds lpips to --metrics");
+  c->add_option("--max-lpips", a.max_lpips, "fail when the mean LPIPS of candidate vs baseline images is above X")
+      ->check(finite_number(0));
   c->add_flag("--allow-model-mismatch", a.allow_model_mismatch, "compare pipelines whose weights differ");
   c->add_flag("--allow-identical", a.allow_identical, "compare a candidate with an identical baseline (measures timing noise)");
   c->add_flag("--allow-task-change", a.allow_task_change, "compare pipelines that differ in image size or guidance");
@@ -152,11 +163,16 @@ void add_eval(CLI::App& app, EvalArgs& a) {
 }
 
 void add_score(CLI::App& app, ScoreArgs& a) {
-  auto* c = app.add_subcommand("score", "CLIP-score existing images (PNG files in name order) against prompts");
-  c->add_option("--images", a.images, "folder of PNG images")->required();
-  c->add_option("--prompts", a.prompts, "prompt source, one prompt per image")->required();
-  c->add_option("--num-samples", a.num_samples, "the first N prompts (0 = as many as images)")->check(kUnsigned);
-  c->add_option("--clip", a.clip, "CLIP scorer folder, Hugging Face id ORG/NAME from the local hub cache, or demo")->required();
+  auto* c = app.add_subcommand("score", "Score existing images (PNG files in name order): CLIP score against prompts, "
+                                        "PSNR/SSIM against reference images");
+  c->add_option("--images", a.images, "folder of PNG images (sizes may differ)")->required();
+  c->add_option("--prompts", a.prompts, "prompt source, one prompt per image (for clip)");
+  c->add_option("--num-samples", a.num_samples, "the first N images (0 = all)")->check(kUnsigned);
+  c->add_option("--clip", a.clip, "CLIP scorer folder, Hugging Face id ORG/NAME from the local hub cache, or demo (for clip)");
+  c->add_option("--against", a.against, "folder of reference PNGs with the same file names (for psnr, ssim, lpips)");
+  c->add_option("--lpips", a.lpips, "LPIPS AlexNet v0.1 weights (safetensors)");
+  c->add_option("--metrics", a.metrics,
+                "clip, psnr, ssim, lpips (default: clip; with --against psnr,ssim, plus clip with --clip, lpips with --lpips)");
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_flag("--json", a.json, "print JSON");
@@ -423,6 +439,12 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
   o.max_quality_loss = a.max_quality_loss;
   o.min_speedup = a.min_speedup;
   o.max_latency = a.max_latency;
+  o.metrics = parse_metric_set(a.metrics);
+  o.fidelity.min_psnr = a.min_psnr;
+  o.fidelity.min_ssim = a.min_ssim;
+  o.fidelity.max_lpips = a.max_lpips;
+  o.lpips = a.lpips;
+  o.metrics.lpips = o.metrics.lpips || !a.lpips.empty();
   o.allow_model_mismatch = a.allow_model_mismatch;
   o.allow_identical = a.allow_identical;
   o.allow_task_change = a.allow_task_change;
@@ -443,25 +465,18 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
 }
 
 int run_score(const ScoreArgs& a) {
-  const auto files = list_pngs(a.images);
-  if (files.empty()) throw InputError("no PNG images", a.images);
-  const size_t n = a.num_samples ? a.num_samples : files.size();
-  if (n > files.size()) throw UsageError("asked for " + std::to_string(n) + " images but the folder has " + std::to_string(files.size()), "--num-samples");
-  const auto prompts = load_prompts(a.prompts, n).prompts;
-  std::vector<at::Tensor> images;
-  for (size_t i = 0; i < n; ++i) images.push_back(read_png(files[i]));
-  for (const auto& img : images)
-    if (img.sizes() != images[0].sizes()) throw InputError("images differ in size", a.images);
-  auto scorer = ClipScorer::load(resolve_scorer(a.clip).folder);
-  const auto mode = parse_clip_score_mode(a.clip_score);
-  const auto per_sample = scorer->score(at::stack(images), prompts);
-  const double score = ClipScorer::aggregate(per_sample, mode);
-  if (a.json) {
-    nlohmann::json j = {{"clip_score", score}, {"per_sample", per_sample}, {"clip", a.clip}, {"mode", a.clip_score}};
-    std::cout << j.dump(2) << "\n";
-  } else {
-    std::cout << "CLIP score (" << a.clip_score << "): " << score << " over " << n << " images\n";
-  }
+  ScoreOptions o;
+  o.images = a.images;
+  o.prompts = a.prompts;
+  o.num_samples = a.num_samples;
+  if (!a.clip.empty()) o.clip = resolve_scorer(a.clip).folder;
+  o.clip_score = parse_clip_score_mode(a.clip_score);
+  o.against = a.against;
+  o.lpips = a.lpips;
+  o.metrics = a.metrics.empty() ? default_score_metrics(!a.against.empty(), !a.clip.empty(), !a.lpips.empty())
+                                : parse_metric_set(a.metrics);
+  const auto j = run_score(o);
+  std::cout << (a.json ? j.dump(2) + "\n" : render_score(j));
   return 0;
 }
 

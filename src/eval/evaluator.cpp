@@ -184,6 +184,9 @@ void validate_eval_options(const EvalOptions& o) {
   if (o.max_latency) finite_at_least(*o.max_latency, 0, true, "--max-latency");
   if (o.memory_budget && *o.memory_budget < 0) throw UsageError("must be >= 0", "--memory-budget");
   if (o.clip.empty()) throw UsageError("a CLIP scorer folder is needed: --clip DIR", "--clip");
+  if (!o.metrics.clip)
+    throw UsageError("eval always computes the CLIP score (--max-quality-loss): keep clip in the list", "--metrics");
+  if (o.metrics.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--metrics");
   for (size_t i = 0; i < o.seeds.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (o.seeds[i] == o.seeds[j]) throw UsageError("seed " + std::to_string(o.seeds[i]) + " is listed twice", "--seeds");
@@ -206,6 +209,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   StagingDir staging(out, o.force);  // a bad or occupied --out fails here, before any generation
   for (const auto& stale : staging.removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
   auto scorer = ClipScorer::load(o.clip);
+  const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
 
   TimedRuns timed = run_timed(baseline, base_methods, candidate, cand_methods, prompts, o, log);
   PipelineRun& base_run = timed.baseline;
@@ -223,6 +227,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   base_run.clip_score = pooled.baseline;
   cand_run.clip_score = pooled.candidate;
   const PairedStats& paired = pooled.paired;
+
+  FidelityScores fidelity;  // candidate vs baseline, per prompt (the first seed's images)
+  if (o.metrics.fidelity()) {
+    log.info("comparing the candidate's images with the baseline's (" + to_string(o.metrics) + ")");
+    fidelity.add_batch(timed.baseline_images.front(), timed.candidate_images.front(), o.metrics, lpips.get());
+  }
 
   const SpeedupStats speed =
       speedup_stats(base_run.batch_seconds, cand_run.batch_seconds, base_run.batch_images, o.seed);
@@ -253,6 +263,20 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       res.failures.push_back("candidate latency " + std::to_string(cand_run.seconds_per_image) +
                              " s/image exceeds --max-latency " + std::to_string(*o.max_latency) + " s");
   }
+  nlohmann::json metrics = fidelity_metrics_json(
+      fidelity, "candidate image vs the baseline image of the same prompt and seed", o.fidelity, o.seed, &res.failures);
+  if (o.fidelity.min_psnr) thresholds["min_psnr_db"] = *o.fidelity.min_psnr;
+  if (o.fidelity.min_ssim) thresholds["min_ssim"] = *o.fidelity.min_ssim;
+  if (o.fidelity.max_lpips) thresholds["max_lpips"] = *o.fidelity.max_lpips;
+  metrics["clip"] = {{"compares", "each image with its prompt (100·cos of the CLIP embeddings)"},
+                     {"direction", "higher-is-better"},
+                     {"baseline", base_run.clip_score},
+                     {"candidate", cand_run.clip_score},
+                     {"loss_pct", loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json()},
+                     {"paired", "see paired"}};
+  std::string per_prompt_order;
+  const nlohmann::json per_prompt =
+      per_prompt_rows(prompts, base_run.per_sample_clip, cand_run.per_sample_clip, fidelity, &per_prompt_order);
   res.passed = res.failures.empty();
 
   nlohmann::json r;
@@ -260,7 +284,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["protocol"] = {{"prompts_source", prompt_set.source}, {"prompts", prompts},      {"num_samples", prompts.size()},
                    {"batch_size", o.batch_size},           {"seed", o.seed},          {"warmup", o.warmup},
                    {"noise", to_string(o.noise)},          {"clip", o.clip.string()}, {"clip_layout", scorer->layout()},
-                   {"clip_score", to_string(o.clip_score)}, {"repeats", o.repeats},
+                   {"clip_score", to_string(o.clip_score)}, {"metrics", to_string(o.metrics)}, {"repeats", o.repeats},
                    {"seeds", seeds}};
   if (!o.clip_source.is_null()) r["protocol"]["clip_source"] = o.clip_source;
   r["protocol"]["defaults_used"] = o.defaults_used;
@@ -279,6 +303,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                  {"mean_diff", paired.mean_diff},
                  {"ci95", {paired.ci_low, paired.ci_high}},
                  {"resamples", 10000}};
+  r["metrics"] = metrics;
+  r["per_prompt"] = per_prompt;
+  r["per_prompt_order"] = per_prompt_order;
   r["consistency"] = consistency;
   r["thresholds"] = thresholds;
   r["warnings"] = warnings;

@@ -5,16 +5,11 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/metrics/stats.hpp"
+#include "util/format.hpp"
 
 namespace diffbench {
 
 namespace {
-
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
 
 std::string mib(int64_t bytes) { return fixed(static_cast<double>(bytes) / (1024.0 * 1024.0), 0) + " MiB"; }
 

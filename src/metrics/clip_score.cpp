@@ -58,19 +58,26 @@ void check_images(const at::Tensor& images_u8) {
     throw InputError("CLIP scoring needs uint8 images [N,3,H,W]", "images");
 }
 
+void check_images(const std::vector<at::Tensor>& images_u8) {
+  for (const auto& img : images_u8)
+    if (img.dim() != 3 || img.size(0) != 3 || img.scalar_type() != at::kByte)
+      throw InputError("CLIP scoring needs uint8 images [3,H,W]", "images");
+}
+
 }  // namespace
 
-at::Tensor ClipScorer::image_embeddings(const at::Tensor& images_u8, int batch_size) const {
+at::Tensor ClipScorer::image_embeddings(const std::vector<at::Tensor>& images_u8, int batch_size) const {
   c10::InferenceMode guard;
   const ClipImageSpec spec = impl_->model->image_spec();
   // Each layout crops as its reference library does (they differ by a pixel for some sizes).
   const CenterCrop crop = impl_->model->layout() == "open_clip" ? CenterCrop::Torchvision : CenterCrop::Transformers;
   std::vector<at::Tensor> out;
-  for (int64_t first = 0; first < images_u8.size(0); first += batch_size) {
-    const int64_t n = std::min<int64_t>(images_u8.size(0) - first, batch_size);
+  const auto count = static_cast<int64_t>(images_u8.size());
+  for (int64_t first = 0; first < count; first += batch_size) {
+    const int64_t n = std::min<int64_t>(count - first, batch_size);
     std::vector<at::Tensor> pixels;
     for (int64_t i = 0; i < n; ++i)
-      pixels.push_back(clip_preprocess(images_u8[first + i], spec.size, spec.mean, spec.std, crop));
+      pixels.push_back(clip_preprocess(images_u8[static_cast<size_t>(first + i)], spec.size, spec.mean, spec.std, crop));
     at::Tensor img = impl_->model->image_features(at::stack(pixels).to(impl_->device));
     out.push_back(img / img.norm(2, -1, true));
   }
@@ -97,15 +104,23 @@ at::Tensor ClipScorer::text_embeddings(const std::vector<std::string>& prompts, 
 std::vector<double> ClipScorer::score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
                                       int batch_size) const {
   check_images(images_u8);
-  if (images_u8.size(0) != static_cast<int64_t>(prompts.size()))
-    throw InputError(std::to_string(images_u8.size(0)) + " images but " + std::to_string(prompts.size()) + " prompts",
+  return score(images_u8.unbind(0), prompts, batch_size);
+}
+
+std::vector<double> ClipScorer::score(const std::vector<at::Tensor>& images_u8, const std::vector<std::string>& prompts,
+                                      int batch_size) const {
+  check_images(images_u8);
+  if (images_u8.size() != prompts.size())
+    throw InputError(std::to_string(images_u8.size()) + " images but " + std::to_string(prompts.size()) + " prompts",
                      "images");
   c10::InferenceMode guard;
   std::vector<double> scores;
   for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(batch_size)) {
     const int64_t n = static_cast<int64_t>(std::min(prompts.size() - first, static_cast<size_t>(batch_size)));
     const std::vector<std::string> texts(prompts.begin() + first, prompts.begin() + first + n);
-    at::Tensor img = image_embeddings(images_u8.narrow(0, static_cast<int64_t>(first), n), batch_size);
+    const std::vector<at::Tensor> chunk(images_u8.begin() + static_cast<int64_t>(first),
+                                        images_u8.begin() + static_cast<int64_t>(first) + n);
+    at::Tensor img = image_embeddings(chunk, batch_size);
     at::Tensor txt = text_embeddings(texts, batch_size);
     at::Tensor s = (100.0 * (img * txt).sum(-1)).to(at::kDouble).cpu();
     for (int64_t i = 0; i < s.size(0); ++i) scores.push_back(s[i].item<double>());
@@ -118,7 +133,7 @@ at::Tensor ClipScorer::similarity(const at::Tensor& images_u8, const std::vector
   check_images(images_u8);
   if (prompts.empty()) throw InputError("no prompts to compare the images with", "prompts");
   c10::InferenceMode guard;
-  at::Tensor img = image_embeddings(images_u8, batch_size);
+  at::Tensor img = image_embeddings(images_u8.unbind(0), batch_size);
   at::Tensor txt = text_embeddings(prompts, batch_size);
   return (100.0 * img.matmul(txt.t())).to(at::kDouble).cpu();
 }

@@ -19,4 +19,13 @@ double psnr(const at::Tensor& a, const at::Tensor& b) {
   return 10.0 * std::log10(peak * peak / mse);
 }
 
+CappedPsnr psnr_capped(const at::Tensor& a, const at::Tensor& b, double cap_db) {
+  const double p = psnr(a, b);
+  CappedPsnr out;
+  out.identical = std::isinf(p);
+  out.capped = p > cap_db;
+  out.db = out.capped ? cap_db : p;
+  return out;
+}
+
 }  // namespace diffbench

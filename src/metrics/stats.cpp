@@ -83,11 +83,15 @@ PairedStats paired_bootstrap(const std::vector<double>& a, const std::vector<dou
     throw UsageError("paired_bootstrap: samples differ in length (" + std::to_string(a.size()) + " vs " +
                      std::to_string(b.size()) + ")");
   if (a.empty()) throw UsageError("paired_bootstrap: empty samples");
-  if (resamples == 0) throw UsageError("paired_bootstrap: resamples must be positive");
-  const size_t n = a.size();
-  std::vector<double> d(n);
-  for (size_t i = 0; i < n; ++i) d[i] = a[i] - b[i];
+  std::vector<double> d(a.size());
+  for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
+  return bootstrap_mean(d, resamples, seed);
+}
 
+PairedStats bootstrap_mean(const std::vector<double>& d, size_t resamples, uint64_t seed) {
+  if (d.empty()) throw UsageError("bootstrap: empty sample");
+  if (resamples == 0) throw UsageError("bootstrap: resamples must be positive");
+  const size_t n = d.size();
   PairedStats out;
   out.n = n;
   out.mean_diff = mean(d);

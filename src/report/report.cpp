@@ -3,15 +3,14 @@
 #include <cstdio>
 #include <sstream>
 
+#include "report/quality_markdown.hpp"
+#include "util/format.hpp"
+
 namespace diffbench {
 
 namespace {
 
-std::string fmt(double v, int digits = 3) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
+std::string fmt(double v, int digits = 3) { return fixed(v, digits); }
 
 std::string mib(int64_t bytes) { return bytes < 0 ? "n/a" : fmt(static_cast<double>(bytes) / (1024.0 * 1024.0), 1) + " MiB"; }
 
@@ -112,6 +111,7 @@ std::string render_markdown(const nlohmann::json& r) {
   o << "Paired per-prompt CLIP difference (baseline − candidate): mean " << score_text(p["mean_diff"], 3)
     << ", 95 % bootstrap CI [" << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "] over "
     << r["protocol"]["num_samples"] << " prompts.\n\n";
+  o << render_quality_markdown(r);
   o << "Protocol: " << r["protocol"]["num_samples"] << " prompts from `" << r["protocol"]["prompts_source"].get<std::string>()
     << "`, batch " << r["protocol"]["batch_size"] << ", seed(s) "
     << (r["protocol"].contains("seeds") ? r["protocol"]["seeds"].dump() : r["protocol"]["seed"].dump()) << ", noise "
@@ -169,24 +169,8 @@ std::string render_markdown(const nlohmann::json& r) {
     o << "\nImages below: the first seed's; every seed's are in `baseline/seed-S/` and `candidate/seed-S/`.\n\n";
   }
   o << "Images: `" << base_dir << "/NNNNNN.png` and `" << cand_dir << "/NNNNNN.png`, in prompt order.\n\n";
-  // Side by side, with each prompt's CLIP scores (paths relative to this file).
-  const auto& prompts = r["protocol"]["prompts"];
-  const auto& bs = b["per_sample_clip"];
-  const auto& cs = c["per_sample_clip"];
-  o << "| # | prompt | baseline | candidate | CLIP baseline / candidate |\n|---|---|---|---|---|\n";
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "%06zu.png", i);
-    std::string prompt;  // one table cell: no line breaks, pipes escaped
-    for (char ch : prompts[i].get<std::string>()) {
-      if (ch == '|') prompt += '\\';
-      prompt += (ch == '\n' || ch == '\r') ? ' ' : ch;
-    }
-    o << "| " << i << " | " << prompt << " | ![](" << base_dir << "/" << name << ") | ![](" << cand_dir << "/" << name
-      << ") | ";
-    if (i < bs.size() && i < cs.size()) o << score_text(bs[i], 2) << " / " << score_text(cs[i], 2);
-    o << " |\n";
-  }
+  // Side by side, with each prompt's scores, worst first (paths relative to this file).
+  o << render_per_prompt_markdown(r);
   return o.str();
 }
 
@@ -201,6 +185,7 @@ std::string render_summary(const nlohmann::json& r) {
   const auto& p = r["paired"];
   o << "speedup " << speedup_text(r) << "   quality loss " << loss_text(r) << "   paired diff "
     << score_text(p["mean_diff"], 3) << " [" << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "]\n";
+  o << render_quality_summary(r);
   o << verdict_text(r);
   for (const auto& f : r["failures"]) o << "\n  " << f.get<std::string>();
   for (const auto& w : r.value("warnings", nlohmann::json::array()))

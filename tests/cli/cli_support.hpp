@@ -18,11 +18,10 @@ inline std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// Runs `diffbench ARGS` (ARGS already quoted as needed) and returns its exit code and output.
-inline CommandResult run_diffbench(const std::string& args) {
-  const std::string cmd = shell_quote(DIFFBENCH_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line and returns its exit code and output (stdout and stderr together).
+inline CommandResult run_shell(const std::string& cmd) {
   CommandResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf{};
   size_t n;
@@ -30,4 +29,9 @@ inline CommandResult run_diffbench(const std::string& args) {
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// Runs `diffbench ARGS` (ARGS already quoted as needed) and returns its exit code and output.
+inline CommandResult run_diffbench(const std::string& args) {
+  return run_shell(shell_quote(DIFFBENCH_BINARY) + " " + args);
 }

@@ -26,19 +26,7 @@ class Reliability : public ::testing::Test {
 
   // diffbench ARGS run from `cwd`, killed after a minute so that a hang fails the test instead of CI.
   static CommandResult run_in(const fs::path& cwd, const std::string& args) {
-    return run_diffbench_raw("cd " + shell_quote(cwd.string()) + " && timeout 60 " + shell_quote(DIFFBENCH_BINARY) +
-                             " " + args);
-  }
-  static CommandResult run_diffbench_raw(const std::string& cmd) {
-    CommandResult r;
-    FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-    const int status = ::pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return run_shell("cd " + shell_quote(cwd.string()) + " && timeout 60 " + shell_quote(DIFFBENCH_BINARY) + " " + args);
   }
   CommandResult generate(const std::string& out, const std::string& extra = "", const fs::path& model = {}) const {
     return run_in(dir_, "generate --model " + shell_quote((model.empty() ? test::fixture("tiny-sd") : model).string()) +
@@ -139,7 +127,7 @@ TEST_F(Reliability, ASecondEvalIntoTheSameOutFailsWithoutForce) {
   fs::create_directories(dir_ / "rep");
   std::ofstream(dir_ / "rep" / "report.json") << "{\"first\": true}";  // an earlier eval's report
   const auto r = run_in(dir_, "eval spec.toml --prompts p.txt --clip " + shell_quote(test::fixture("tiny-clip").string()) +
-                                  " --num-samples 1 --out rep/ --quiet");
+                                  " --num-samples 1 --out rep/ --quiet --allow-identical");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_CONTAINS(r.output, "not empty");
   EXPECT_EQ(read(dir_ / "rep" / "report.json"), "{\"first\": true}");

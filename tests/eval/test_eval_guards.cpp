@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "cli/cli_support.hpp"
+#include "eval/eval_fixture.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
@@ -16,21 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class EvalGuards : public ::testing::Test {
+class EvalGuards : public test::EvalFixture {
  protected:
-  void SetUp() override {
-    DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-sd/model_index.json"));
-    DIFFBENCH_REQUIRE_FIXTURE(test::fixture("tiny-clip/config.json"));
-    DIFFBENCH_REQUIRE_FIXTURE(test::shared_data("captions_val2017.json"));
-    dir_ = test::temp_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  fs::path write_spec(const std::string& name, const std::string& body) {
-    auto p = dir_ / (name + ".toml");
-    std::ofstream(p) << body;
-    return p;
-  }
   std::string pipeline(int steps, const std::string& guidance = "7.5") const {
     return "[pipeline]\nmodel = \"" + test::fixture("tiny-sd").string() + "\"\nsteps = " + std::to_string(steps) +
            "\nguidance = " + guidance + "\n";
@@ -55,7 +43,6 @@ class EvalGuards : public ::testing::Test {
       if (w["code"] == code) return true;
     return false;
   }
-  fs::path dir_;
 };
 
 }  // namespace

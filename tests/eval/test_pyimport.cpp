@@ -199,10 +199,12 @@ TEST(PyImport, EvalOfPyMatchesEvalOfSpec) {
                                       "[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = 3\ncache_branch_id = 0\n";
   const std::string common = " --prompts demo --num-samples 2 --batch-size 2 --warmup 0 --clip " +
                              shell_quote(test::fixture("tiny-clip").string()) + " --json --out ";
+  // The random tiny scorer may give these prompts a CLIP score of 0, which makes the quality loss
+  // undefined and fails the default threshold (exit 1): both routes must end the same way.
   auto a = run_diffbench("eval " + shell_quote((dir / "1_gen.py").string()) + common + shell_quote((dir / "a").string()));
-  ASSERT_EQ(a.exit_code, 0) << a.output;
+  ASSERT_TRUE(a.exit_code == 0 || a.exit_code == 1) << a.output;
   auto b = run_diffbench("eval " + shell_quote((dir / "spec.toml").string()) + common + shell_quote((dir / "b").string()));
-  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_EQ(b.exit_code, a.exit_code) << b.output;
   const json ra = read_json_file(dir / "a" / "report.json"), rb = read_json_file(dir / "b" / "report.json");
   for (const char* run : {"baseline", "candidate"}) {
     EXPECT_EQ(ra[run]["per_sample_clip"], rb[run]["per_sample_clip"]) << run;

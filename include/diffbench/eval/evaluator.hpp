@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffbench/eval/quality.hpp"
 #include "diffbench/eval/spec.hpp"
 #include "diffbench/eval/timing.hpp"
 #include "diffbench/log.hpp"
@@ -32,6 +33,9 @@ struct EvalOptions {
   std::vector<std::string> defaults_used; // "option=value" for each protocol option left at its default
   ClipScoreMode clip_score = ClipScoreMode::PerSampleClamp;
   double max_quality_loss = 5.0;          // percent
+  MetricSet metrics = {true, true, true};  // clip (required), psnr, ssim: --metrics
+  FidelityThresholds fidelity;            // --min-psnr, --min-ssim, --max-lpips
+  std::filesystem::path lpips;            // LPIPS weights (safetensors), for metrics.lpips
   std::optional<double> min_speedup;
   std::optional<double> max_latency;      // candidate seconds per image
   bool allow_model_mismatch = false;

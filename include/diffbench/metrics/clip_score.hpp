@@ -27,6 +27,9 @@ class ClipScorer {
   // Per-image scores (unclamped 100·cos) of uint8 [N,3,H,W] images against their prompts.
   std::vector<double> score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
                             int batch_size = 16) const;
+  // The same for uint8 [3,H,W] images of any sizes (each is resized and cropped on its own).
+  std::vector<double> score(const std::vector<at::Tensor>& images_u8, const std::vector<std::string>& prompts,
+                            int batch_size = 16) const;
   // 100·cos between every image and every prompt: float64 [N_images, N_prompts] on the CPU (for
   // retrieval: image i "retrieves" the prompt of its row's largest entry).
   at::Tensor similarity(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
@@ -38,7 +41,7 @@ class ClipScorer {
   std::string layout() const;  // "transformers" | "open_clip"
 
  private:
-  at::Tensor image_embeddings(const at::Tensor& images_u8, int batch_size) const;             // [N, E], unit norm
+  at::Tensor image_embeddings(const std::vector<at::Tensor>& images_u8, int batch_size) const;  // [N, E], unit norm
   at::Tensor text_embeddings(const std::vector<std::string>& prompts, int batch_size) const;  // [N, E], unit norm
   struct Impl;
   explicit ClipScorer(std::unique_ptr<Impl> impl);

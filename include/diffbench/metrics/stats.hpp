@@ -27,6 +27,12 @@ struct PairedStats {
 PairedStats paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, size_t resamples = 10000,
                              uint64_t seed = 0);
 
+// The same percentile bootstrap for the mean of one sample (e.g. per-prompt PSNR of candidate
+// vs baseline, already a paired quantity): mean_diff is mean(v), the interval is drawn exactly as
+// above (paired_bootstrap(a, b) equals bootstrap_mean(a - b)). Throws UsageError when v is empty
+// or resamples is 0.
+PairedStats bootstrap_mean(const std::vector<double>& v, size_t resamples = 10000, uint64_t seed = 0);
+
 // The bootstrap's resampling, shared by every interval here: `resamples` times, n indices drawn
 // uniformly with replacement (the draws described above, in that order), each set of indices
 // handed to `visit` with the draw's number. Throws UsageError when n or resamples is 0.

@@ -1,0 +1,25 @@
+// The quality metrics a command computes (`--metrics clip,psnr,ssim`) and which way each is better.
+#pragma once
+
+#include <string>
+
+namespace diffbench {
+
+struct MetricSet {
+  bool clip = false;  // CLIP score: each image against its prompt
+  bool psnr = false;  // PSNR of an image against its reference image (the baseline's, or --against's)
+  bool ssim = false;  // SSIM, likewise
+  bool lpips = false; // LPIPS (AlexNet v0.1), likewise; needs its weights
+
+  bool fidelity() const { return psnr || ssim || lpips; }  // needs reference images
+};
+
+// Parses a comma-separated list ("clip,psnr,ssim,lpips"; names in any order, each at most once). Names
+// planned but not implemented yet (kid, fid, pickscore, hps) and unknown names are UsageErrors naming
+// `where` and the known names.
+MetricSet parse_metric_set(const std::string& list, const std::string& where = "--metrics");
+
+// "clip,psnr,ssim,lpips" (in that order, only the chosen ones).
+std::string to_string(const MetricSet& metrics);
+
+}  // namespace diffbench

@@ -1,0 +1,114 @@
+#include "diffbench/eval/score.hpp"
+
+#include <cstdio>
+
+#include "diffbench/error.hpp"
+#include "diffbench/eval/quality.hpp"
+#include "diffbench/io/image.hpp"
+#include "diffbench/io/prompts.hpp"
+
+namespace diffbench {
+
+namespace fs = std::filesystem;
+
+MetricSet default_score_metrics(bool against, bool clip, bool lpips) {
+  MetricSet m;
+  m.clip = clip || !against;
+  m.psnr = m.ssim = against;
+  m.lpips = against && lpips;
+  return m;
+}
+
+nlohmann::json run_score(const ScoreOptions& o) {
+  const MetricSet& m = o.metrics;
+  if (m.clip && o.clip.empty()) throw UsageError("the CLIP score needs a scorer: --clip DIR", "--clip");
+  if (m.clip && o.prompts.empty()) throw UsageError("the CLIP score needs prompts: --prompts SOURCE", "--prompts");
+  if (m.fidelity() && o.against.empty())
+    throw UsageError("PSNR and SSIM compare with reference images: --against DIR", "--against");
+  if (m.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--lpips");
+  if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
+  const auto files = list_pngs(o.images);
+  if (files.empty()) throw InputError("no PNG images", o.images.string());
+  const size_t n = o.num_samples ? o.num_samples : files.size();
+  if (n > files.size())
+    throw UsageError("asked for " + std::to_string(n) + " images but the folder has " + std::to_string(files.size()),
+                     "--num-samples");
+  if (!o.against.empty() && !fs::is_directory(o.against)) throw InputError("not a folder", o.against.string());
+  std::vector<std::string> prompts;
+  if (m.clip) prompts = load_prompts(o.prompts, n).prompts;
+  std::unique_ptr<ClipScorer> scorer;
+  if (m.clip) scorer = ClipScorer::load(o.clip);
+  const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
+
+  std::vector<double> per_sample;
+  FidelityScores fidelity;
+  nlohmann::json names = nlohmann::json::array();
+  const auto batch = static_cast<size_t>(o.batch_size);
+  for (size_t first = 0; first < n; first += batch) {  // a batch at a time: never every image in memory
+    const size_t count = std::min(batch, n - first);
+    std::vector<at::Tensor> images;
+    std::vector<std::string> texts;
+    for (size_t i = first; i < first + count; ++i) {
+      images.push_back(read_png(files[i]));
+      names.push_back(files[i].filename().string());
+      if (m.clip) texts.push_back(prompts[i]);
+      if (!m.fidelity()) continue;
+      const fs::path ref_file = o.against / files[i].filename();
+      if (!fs::exists(ref_file))
+        throw InputError("no reference image of that name for " + files[i].string(), ref_file.string());
+      const at::Tensor ref = read_png(ref_file);
+      if (ref.sizes() != images.back().sizes())
+        throw InputError("reference image is " + std::to_string(ref.size(2)) + "x" + std::to_string(ref.size(1)) +
+                             " but " + files[i].string() + " is " + std::to_string(images.back().size(2)) + "x" +
+                             std::to_string(images.back().size(1)),
+                         ref_file.string());
+      fidelity.add(ref, images.back(), m, lpips.get());
+    }
+    if (m.clip) {
+      const auto s = scorer->score(images, texts, o.batch_size);
+      per_sample.insert(per_sample.end(), s.begin(), s.end());
+    }
+  }
+
+  nlohmann::json j = {{"images", o.images.string()}, {"n", n}, {"files", names}, {"metrics", to_string(m)}};
+  if (m.clip) {
+    j["clip_score"] = ClipScorer::aggregate(per_sample, o.clip_score);
+    j["per_sample"] = per_sample;
+    j["clip"] = o.clip.string();
+    j["mode"] = to_string(o.clip_score);
+  }
+  if (m.fidelity()) {
+    j["against"] = o.against.string();
+    const nlohmann::json f = fidelity_metrics_json(fidelity, "each image vs the --against image of the same name", {},
+                                                   o.seed, nullptr);
+    for (auto it = f.begin(); it != f.end(); ++it) j[it.key()] = it.value();
+  }
+  return j;
+}
+
+std::string render_score(const nlohmann::json& j) {
+  std::string out;
+  char line[512];
+  if (j.contains("clip_score")) {
+    std::snprintf(line, sizeof line, "CLIP score (%s): %g over %zu images\n", j["mode"].get<std::string>().c_str(),
+                  j["clip_score"].get<double>(), j["n"].get<size_t>());
+    out += line;
+  }
+  for (const auto& [key, label, unit, digits] :
+       {std::tuple{"psnr", "PSNR", " dB", 2}, std::tuple{"ssim", "SSIM", "", 4}, std::tuple{"lpips", "LPIPS", "", 4}}) {
+    if (!j.contains(key)) continue;
+    const auto& m = j[key];
+    const size_t worst = m["worst_index"].get<size_t>();
+    std::snprintf(line, sizeof line, "%s vs %s (%s): mean %.*f%s [%.*f, %.*f], worst %.*f%s (%s)\n", label,
+                  j["against"].get<std::string>().c_str(), m["direction"].get<std::string>().c_str(), digits, m["mean"].get<double>(), unit, digits,
+                  m["ci95"][0].get<double>(), digits, m["ci95"][1].get<double>(), digits, m["worst"].get<double>(), unit,
+                  j["files"][worst].get<std::string>().c_str());
+    out += line;
+  }
+  if (j.contains("psnr") && j["psnr"]["capped"].get<size_t>() > 0)
+    out += "PSNR capped at 100 dB for " + j["psnr"]["capped"].dump() + " image(s), " + j["psnr"]["identical"].dump() +
+           " identical to the reference\n";
+  return out;
+}
+
+}  // namespace diffbench
