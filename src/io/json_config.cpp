@@ -44,7 +44,8 @@ nlohmann::json parse_json(const char* begin, const char* end, const std::string&
     return nlohmann::json::parse(begin, end, callback);
   } catch (const JsonLimitHit& e) {
     throw InputError("not valid JSON: " + e.message, where);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double ("1e999"), found by fuzz_json
     throw InputError(std::string("not valid JSON: ") + e.what(), where);
   }
 }

@@ -79,6 +79,12 @@ TEST(UntrustedJson, NestingIsBounded) {
   EXPECT_CONTAINS(input_error([&] { parse_json(deep, "deep.json"); }), "deep.json");
 }
 
+// Found by fuzz_json: a number too large for a double is nlohmann's out_of_range, not a parse_error,
+// and ended the process.
+TEST(UntrustedJson, NumberOverflowIsAnInputError) {
+  EXPECT_CONTAINS(input_error([] { parse_json(std::string("{\"a\": [0.1872E997]}"), "big.json"); }), "number overflow");
+}
+
 TEST(UntrustedJson, DuplicateKeysOnlyWhereAsked) {
   EXPECT_EQ(parse_json(R"({"a": 1, "a": 2})", "x.json")["a"], 2);  // JSON's rule for configs
   EXPECT_CONTAINS(input_error([] { parse_json(R"({"a": 1, "b": {"a": 1}, "a": 2})", "x.json", true); }),
