@@ -3,8 +3,8 @@
 on given feature vectors (its feature extractor replaced by an identity module, so only the
 distribution math is compared; the Inception network is not involved).
 
-Writes tests/metrics/data/distribution-reference.safetensors (float64 `real` [40,16], `fake` [36,16])
-and tests/metrics/data/distribution-reference.json.
+Writes tests/metrics/data/distribution-expected.safetensors (float64 `real` [40,16], `fake` [36,16])
+and tests/metrics/data/distribution-expected.json.
 
     pip install --target DEPS torchmetrics safetensors   # torchmetrics needs only torch
     PYTHONPATH=DEPS python tools/make-distribution-reference.py
@@ -58,10 +58,10 @@ def main():
         "fid": fid.compute().item(),
     }
     os.makedirs(OUT, exist_ok=True)
-    path = os.path.join(OUT, "distribution-reference.safetensors")
+    path = os.path.join(OUT, "distribution-expected.safetensors")
     save_file({"real": real.contiguous(), "fake": fake.contiguous()}, path)
     os.chmod(path, 0o644)
-    with open(os.path.join(OUT, "distribution-reference.json"), "w") as f:
+    with open(os.path.join(OUT, "distribution-expected.json"), "w") as f:
         json.dump(ref, f, indent=1)
         f.write("\n")
     print(ref)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Reference PSNR and SSIM values for tests/metrics/test_fidelity.cpp, computed by torchmetrics.
 
-Writes tests/metrics/data/fidelity-reference.safetensors (uint8 [3,H,W] image pairs `NAME.a`, `NAME.b`)
-and tests/metrics/data/fidelity-reference.json ({"pairs": [{"name", "psnr", "ssim"}], versions}).
+Writes tests/metrics/data/fidelity-expected.safetensors (uint8 [3,H,W] image pairs `NAME.a`, `NAME.b`)
+and tests/metrics/data/fidelity-expected.json ({"pairs": [{"name", "psnr", "ssim"}], versions}).
 
     pip install --target DEPS torchmetrics safetensors   # torchmetrics needs only torch
     PYTHONPATH=DEPS python tools/make-fidelity-reference.py
@@ -68,10 +68,10 @@ def main():
         ssim = structural_similarity_index_measure(fb, fa, data_range=255.0).item()
         records.append({"name": name, "psnr": "inf" if np.isinf(psnr) else psnr, "ssim": ssim})
     os.makedirs(OUT, exist_ok=True)
-    save_file(tensors, os.path.join(OUT, "fidelity-reference.safetensors"))
-    os.chmod(os.path.join(OUT, "fidelity-reference.safetensors"), 0o644)
+    save_file(tensors, os.path.join(OUT, "fidelity-expected.safetensors"))
+    os.chmod(os.path.join(OUT, "fidelity-expected.safetensors"), 0o644)
     meta = {"torch": torch.__version__, "torchmetrics": torchmetrics.__version__, "pairs": records}
-    with open(os.path.join(OUT, "fidelity-reference.json"), "w") as f:
+    with open(os.path.join(OUT, "fidelity-expected.json"), "w") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
     for r in records:

@@ -6,8 +6,8 @@ replaced, in sorted key order (the `lins.*` duplicates left out), by
     weight: torch.randn(shape, generator=g) * 0.05 (linear heads: its absolute value), bias: randn * 0.01
 with g = torch.Generator().manual_seed(2024), so the test regenerates the same weights with LibTorch's
 generator instead of committing a 10 MB file. Writes
-  tests/metrics/data/lpips-reference.safetensors     uint8 [3,H,W] image pairs `NAME.a`, `NAME.b`;
-  tests/metrics/data/lpips-reference.json            {"pairs": [{"name", "lpips"}]}: the package's
+  tests/metrics/data/lpips-expected.safetensors     uint8 [3,H,W] image pairs `NAME.a`, `NAME.b`;
+  tests/metrics/data/lpips-expected.json            {"pairs": [{"name", "lpips"}]}: the package's
                                                      forward on the images scaled to [-1, 1] (x/127.5 - 1).
 
     pip install --target DEPS --no-deps lpips torchvision==<the one matching torch> safetensors
@@ -57,10 +57,10 @@ def main():
         records.append({"name": name, "lpips": d.item()})
     os.makedirs(OUT, exist_ok=True)
     tensors = {k: v.clone() for k, v in tensors.items()}  # "identical" shares the smooth image
-    save_file(tensors, os.path.join(OUT, "lpips-reference.safetensors"))
-    os.chmod(os.path.join(OUT, "lpips-reference.safetensors"), 0o644)
+    save_file(tensors, os.path.join(OUT, "lpips-expected.safetensors"))
+    os.chmod(os.path.join(OUT, "lpips-expected.safetensors"), 0o644)
     meta = {"torch": torch.__version__, "weights_seed": 2024, "weight_keys_in_order": keys, "pairs": records}
-    with open(os.path.join(OUT, "lpips-reference.json"), "w") as f:
+    with open(os.path.join(OUT, "lpips-expected.json"), "w") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
     print(keys, records)

@@ -1,4 +1,4 @@
-// KID and FID math against torchmetrics on given features (tests/metrics/data/distribution-reference.*,
+// KID and FID math against torchmetrics on given features (tests/metrics/data/distribution-expected.*,
 // made by tools/make-distribution-reference.py) and FID against its closed form for Gaussians.
 #include <cmath>
 
@@ -27,8 +27,8 @@ at::Tensor spd(const std::vector<double>& l, at::Generator& gen) {
 }  // namespace
 
 TEST(Distribution, KidAndFidMatchTorchmetrics) {
-  const StateDict f = load_safetensors(data("distribution-reference.safetensors"));
-  const auto ref = read_json_file(data("distribution-reference.json"));
+  const StateDict f = load_safetensors(data("distribution-expected.safetensors"));
+  const auto ref = read_json_file(data("distribution-expected.json"));
   const at::Tensor real = f.at("real"), fake = f.at("fake");
   EXPECT_NEAR(poly_mmd(real.narrow(0, 0, 20), fake.narrow(0, 0, 20)), ref["poly_mmd_first20"].get<double>(), 1e-9);
 

@@ -1,4 +1,4 @@
-// PSNR and SSIM against torchmetrics (tests/metrics/data/fidelity-reference.*, made by
+// PSNR and SSIM against torchmetrics (tests/metrics/data/fidelity-expected.*, made by
 // tools/make-fidelity-reference.py), the metric list parser and the bootstrap of one sample.
 #include <cmath>
 #include <random>
@@ -22,8 +22,8 @@ fs::path data(const std::string& name) { return fs::path(DIFFBENCH_SOURCE_DIR) /
 }  // namespace
 
 TEST(Fidelity, PsnrAndSsimMatchTorchmetrics) {
-  const StateDict images = load_safetensors(data("fidelity-reference.safetensors"));
-  const auto ref = read_json_file(data("fidelity-reference.json"));
+  const StateDict images = load_safetensors(data("fidelity-expected.safetensors"));
+  const auto ref = read_json_file(data("fidelity-expected.json"));
   ASSERT_GE(ref["pairs"].size(), 6u);
   for (const auto& p : ref["pairs"]) {
     const std::string name = p["name"];
@@ -47,7 +47,7 @@ TEST(Fidelity, PsnrAndSsimMatchTorchmetrics) {
 }
 
 TEST(Fidelity, SsimOfFloatImagesUsesRangeOne) {
-  const StateDict images = load_safetensors(data("fidelity-reference.safetensors"));
+  const StateDict images = load_safetensors(data("fidelity-expected.safetensors"));
   const at::Tensor a = images.at("noise.a"), b = images.at("noise.b");
   EXPECT_NEAR(ssim(a.to(at::kFloat) / 255.0, b.to(at::kFloat) / 255.0), ssim(a, b), 1e-6);
   EXPECT_NEAR(ssim(a, a), 1.0, 1e-12);

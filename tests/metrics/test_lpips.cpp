@@ -1,4 +1,4 @@
-// LPIPS (AlexNet, v0.1) against the `lpips` package (tests/metrics/data/lpips-reference.*, made by
+// LPIPS (AlexNet, v0.1) against the `lpips` package (tests/metrics/data/lpips-expected.*, made by
 // tools/make-lpips-reference.py). The weights are regenerated here from the seed the script used.
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -36,21 +36,21 @@ StateDict script_weights(const nlohmann::json& ref) {
 }  // namespace
 
 TEST(Lpips, ParameterNamesAreThePackagesStateDictKeys) {
-  const auto ref = read_json_file(data("lpips-reference.json"));
+  const auto ref = read_json_file(data("lpips-expected.json"));
   std::vector<std::string> keys = ref["weight_keys_in_order"];
   std::sort(keys.begin(), keys.end());
   EXPECT_EQ(state_names(*LpipsAlex()), keys);
 }
 
 TEST(Lpips, MatchesTheLpipsPackage) {
-  const auto ref = read_json_file(data("lpips-reference.json"));
+  const auto ref = read_json_file(data("lpips-expected.json"));
   const auto dir = test::temp_dir("lpips");
   StateDict w = script_weights(ref);
   w["scaling_layer.shift"] = at::tensor({-.030f, -.088f, -.188f}).view({1, 3, 1, 1});  // as the package saves it
   w["scaling_layer.scale"] = at::tensor({.458f, .448f, .450f}).view({1, 3, 1, 1});
   save_safetensors(dir / "lpips.safetensors", w);
   const auto lpips = Lpips::load(dir / "lpips.safetensors");
-  const StateDict images = load_safetensors(data("lpips-reference.safetensors"));
+  const StateDict images = load_safetensors(data("lpips-expected.safetensors"));
   for (const auto& p : ref["pairs"]) {
     const std::string name = p["name"];
     const double expected = p["lpips"].get<double>();
