@@ -31,7 +31,9 @@ inline CommandResult run_shell(const std::string& cmd) {
   return r;
 }
 
-// Runs `diffbench ARGS` (ARGS already quoted as needed) and returns its exit code and output.
+// Runs `diffbench ARGS` (ARGS already quoted as needed) and returns its exit code and output. The
+// baseline cache is off unless a test names one (--baseline-cache): a test's result must not depend
+// on what an earlier run stored.
 inline CommandResult run_diffbench(const std::string& args) {
-  return run_shell(shell_quote(DIFFBENCH_BINARY) + " " + args);
+  return run_shell("DIFFBENCH_BASELINE_CACHE=off " + shell_quote(DIFFBENCH_BINARY) + " " + args);
 }
