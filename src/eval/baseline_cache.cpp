@@ -111,6 +111,8 @@ std::string png_name(int64_t i) {
 
 nlohmann::json folder_hashes(const fs::path& folder) {
   nlohmann::json out = nlohmann::json::object();
+  std::error_code ec;
+  if (!fs::exists(folder, ec)) throw InputError("no such file or folder", folder.string());
   if (fs::is_regular_file(folder)) {
     out[folder.filename().string()] = content_hash(folder);
     return out;
@@ -134,9 +136,12 @@ nlohmann::json folder_hashes(const fs::path& folder) {
     return out;
   }
   // A scorer folder: its configs, vocabularies and safetensors.
-  for (const auto& e : fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink)) {
-    const std::string ext = e.path().extension().string();
-    if (ext == ".json" || ext == ".txt" || ext == ".safetensors") add(e.path());
+  auto it = fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink, ec);
+  if (ec) throw InputError("cannot list the folder: " + ec.message(), folder.string());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) throw InputError("cannot list the folder: " + ec.message(), folder.string());
+    const std::string ext = it->path().extension().string();
+    if (ext == ".json" || ext == ".txt" || ext == ".safetensors") add(it->path());
   }
   return out;
 }
@@ -250,9 +255,16 @@ EvalResult run_eval_cached(EvalOptions o, const fs::path& cache_dir, const Logge
   if (cache_dir.empty() || o.baseline_result) return run_eval(o, log);
   validate_eval_options(o);
   const PipelineSpec baseline = o.baseline ? *o.baseline : o.candidate.baseline();
-  const PromptSet prompts = load_prompts(o.prompts, o.num_samples);
-  const nlohmann::json material = baseline_key_material(baseline, o, prompts.prompts);
-  const std::string key = baseline_key(material);
+  nlohmann::json material;
+  std::string key;
+  try {
+    material = baseline_key_material(baseline, o, load_prompts(o.prompts, o.num_samples).prompts);
+    key = baseline_key(material);
+  } catch (const std::exception& e) {
+    // A missing model, scorer or prompt file: the evaluation reports it as it would without a cache.
+    log.info(std::string("baseline cache: not used (") + e.what() + ")");
+    return run_eval(o, log);
+  }
   const BaselineCache cache(cache_dir);
   o.baseline_result = cache.find(key, log);
   const bool hit = o.baseline_result != nullptr;

@@ -17,6 +17,7 @@
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/eval/pyimport.hpp"
+#include "diffbench/io/assets.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
@@ -134,6 +135,7 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
   EvalOptions common = so.eval;
   validate_eval_options(common);
   const PromptSet prompts = load_prompts(common.prompts, common.num_samples);
+  folder_hashes(resolve_demo_alias(common.clip, "clip"));  // a missing scorer is the suite's error, not each candidate's
   if (candidates.empty()) throw UsageError("no candidates", "suite");
   const fs::path out = so.out.empty() ? default_suite_out() : so.out;
   StagingDir staging(out, so.force);

@@ -223,6 +223,12 @@ TEST_F(SuiteCli, SuiteLevelErrorsAreExit2) {
   auto bad_base = run_diffbench("suite " + shell_quote(cand.string()) + " --baseline " +
                                 shell_quote((dir_ / "missing.toml").string()) + common(dir_ / "s3"));
   EXPECT_EQ(bad_base.exit_code, 2) << bad_base.output;
+  auto no_clip = run_diffbench("suite " + shell_quote(cand.string()) + " --prompts " +
+                               shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
+                               " --num-samples 2 --clip " + shell_quote((dir_ / "no-clip").string()) + " --out " +
+                               shell_quote((dir_ / "s5").string()));
+  EXPECT_EQ(no_clip.exit_code, 2) << no_clip.output;
+  EXPECT_NE(no_clip.output.find("no-clip"), std::string::npos) << no_clip.output;
   auto bad_grid = run_diffbench("sweep " + shell_quote(cand.string()) + " --grid tome.ratio=0.5" + common(dir_ / "s4"));
   EXPECT_EQ(bad_grid.exit_code, 2) << bad_grid.output;
   EXPECT_NE(bad_grid.output.find("--grid"), std::string::npos) << bad_grid.output;
