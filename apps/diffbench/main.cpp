@@ -56,6 +56,13 @@ CLI::Validator finite_number(double min, bool exclusive = false) {
       "FINITE " + bound);
 }
 
+// Seconds for a message: three decimals (JSON files keep full precision).
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", s);
+  return buf;
+}
+
 // CLI11 reads "-1" into an unsigned option as 2^64 - 1; a seed or count must not start with '-'.
 const CLI::Validator kUnsigned(
     [](std::string& text) { return text.rfind('-', 0) == 0 ? "must be >= 0 (got " + text + ")" : std::string(); },
@@ -352,7 +359,7 @@ int run_train_demo(TrainDemoArgs a, const std::string& command) {
   a.o.evaluate = !a.no_eval;
   a.o.command = command;
   const auto report = demo::train_demo(a.o, log);
-  std::cout << "wrote " << a.out << " (" << report["seconds"].get<double>() << " s); see " << a.out << "/train.json\n";
+  std::cout << "wrote " << a.out << " (" << seconds_text(report["seconds"].get<double>()) << " s); see " << a.out << "/train.json\n";
   return 0;
 }
 
@@ -445,7 +452,7 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   if (!a.spec.empty()) settings["spec"] = a.spec;
   save_generation(staging, result, prompts, settings);
   log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
-           std::to_string(result.times.total / prompts.size()) + " s per image)");
+           seconds_text(result.times.total / static_cast<double>(prompts.size())) + " s per image)");
   return 0;
 }
 

@@ -27,8 +27,9 @@ class Progress {
   // The running batch is at step `done` of `total` (terminal only).
   void step(long done, long total) const;
 
-  // "batch 12/32 (candidate) · 3.41 images/s · ETA 0:42", as printed after the latest batch.
-  std::string figures() const;
+  // "batch 12/32 (candidate) · 3.41 images/s · ETA 0:42", as printed after the latest batch; with
+  // `running`, the batch under way ("batch 13/32 · ...", no group: the caller does not say which).
+  std::string figures(bool running = false) const;
 
   // "0:42", "12:03", "1:02:03"; "?" for a negative or non-finite number of seconds.
   static std::string clock(double seconds);

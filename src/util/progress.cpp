@@ -39,11 +39,11 @@ std::string Progress::clock(double s) {
   return buf;
 }
 
-std::string Progress::figures() const {
+std::string Progress::figures(bool running) const {
   const size_t done = std::accumulate(done_.begin(), done_.end(), size_t{0});
   const double secs = std::accumulate(seconds_.begin(), seconds_.end(), 0.0);
-  std::string out = "batch " + std::to_string(done) + "/" + std::to_string(total_);
-  if (done > 0 && !groups_[last_group_].first.empty()) out += " (" + groups_[last_group_].first + ")";
+  std::string out = "batch " + std::to_string(running ? std::min(done + 1, total_) : done) + "/" + std::to_string(total_);
+  if (!running && done > 0 && !groups_[last_group_].first.empty()) out += " (" + groups_[last_group_].first + ")";
   if (secs > 0) out += " · " + rate(static_cast<double>(images_) / secs) + " images/s";
   double eta = done > 0 ? 0.0 : std::nan("");
   for (size_t g = 0; g < groups_.size() && done > 0; ++g) {
@@ -70,7 +70,7 @@ void Progress::step(long done, long total) const {
   const size_t batches = std::accumulate(done_.begin(), done_.end(), size_t{0});
   const double fraction = (static_cast<double>(batches) + static_cast<double>(done) / static_cast<double>(total)) /
                           static_cast<double>(std::max<size_t>(total_, 1));
-  draw(fraction, figures() + " · step " + std::to_string(done) + "/" + std::to_string(total));
+  draw(fraction, figures(true) + " · step " + std::to_string(done) + "/" + std::to_string(total));
 }
 
 void Progress::draw(double fraction, const std::string& text) const {

@@ -32,7 +32,7 @@ TEST(Progress, BarInPlaceOnTerminal) {
     p.batch_done(0, 2, 1.0);
     EXPECT_EQ(out.str(), "\rgenerate [######..................] batch 1/4 · 2.00 images/s · ETA 0:03\033[K");
     log.progress("batch 2", 5, 10);  // the pipeline's step bar goes into the same line
-    EXPECT_NE(out.str().find("\rgenerate [#########...............] batch 1/4 · 2.00 images/s · ETA 0:03 · step 5/10"),
+    EXPECT_NE(out.str().find("\rgenerate [#########...............] batch 2/4 · 2.00 images/s · ETA 0:03 · step 5/10"),
               std::string::npos)
         << out.str();
     log.info("a message");  // clears the line first, and the next update redraws it
