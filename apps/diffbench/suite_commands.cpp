@@ -37,8 +37,8 @@ CLI::App* add_sweep(CLI::App& app, SuiteArgs& a) {
 
 int run_suite_command(const SuiteArgs& a, EvalOptions options, const std::string& baseline,
                       const std::string& baseline_cache, bool json, bool quiet) {
-  const bool silent = quiet || json;
-  const Logger log(silent ? LogLevel::Error : LogLevel::Info, std::cerr, !silent && ::isatty(2));
+  // As eval: --json keeps stdout to the JSON, progress and log lines still go to stderr unless --quiet.
+  const Logger log(quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !quiet && ::isatty(2));
   SuiteOptions so;
   so.out = options.out;
   so.force = options.force;

@@ -36,6 +36,14 @@ std::string params_text(const nlohmann::json& params) {
   return out;
 }
 
+// A candidate's report.html (beside its report.json), or its error.json.
+std::string report_link(const std::string& report) {
+  const std::string json = "/report.json";
+  const bool evaluated = report.size() > json.size() && report.compare(report.size() - json.size(), json.size(), json) == 0;
+  const std::string target = evaluated ? report.substr(0, report.size() - json.size()) + "/report.html" : report;
+  return "[" + target + "](" + target + ")";
+}
+
 nlohmann::json ci(const nlohmann::json& row, size_t i) {
   const auto& c = row.value("speedup_ci", nlohmann::json());
   return c.is_array() && c.size() == 2 ? c[i] : nlohmann::json();
@@ -97,7 +105,7 @@ std::string render_suite_markdown(const nlohmann::json& s) {
       << num(r.value("quality_loss_pct", none), 2, "–") << " | " << num(r.value("psnr_db", none), 2, "–") << " | "
       << num(r.value("ssim", none), 4, "–") << " | " << num(r.value("lpips", none), 4, "–") << " | "
       << (base.empty() ? "–" : base.value("source", "") + ", times " + base.value("timing", "")) << " | "
-      << "[" << r["report"].get<std::string>() << "](" << r["report"].get<std::string>() << ") |\n";
+      << report_link(r["report"].get<std::string>()) << " |\n";
   }
   return o.str();
 }

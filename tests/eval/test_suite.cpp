@@ -125,6 +125,26 @@ TEST_F(SuiteCli, FiveCandidatesOneBaseline) {
   EXPECT_NE(md.find("| c-steps1 | FAILED | fidelity: "), std::string::npos) << md;
 }
 
+// Interleaved: the second candidate reuses the baseline's images and scores but times the baseline
+// again beside itself, and its regenerated images equal the reused ones.
+TEST_F(SuiteCli, InterleavedSuiteRetimesTheSharedBaseline) {
+  const fs::path a = write_spec("dc2", spec(4, deepcache(2))), b = write_spec("dc3", spec(4, deepcache(3)));
+  const fs::path out = dir_ / "suite";
+  auto r = run_shell_split("DIFFBENCH_BASELINE_CACHE=off " + shell_quote(DIFFBENCH_BINARY) + " suite " +
+                            shell_quote(a.string()) + " " + shell_quote(b.string()) + common(out, 1) +
+                            " --schedule interleaved --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto s = nlohmann::json::parse(r.out);  // --json: suite.json on stdout, nothing else
+  EXPECT_EQ(s, read_json_file(out / "suite.json"));
+  EXPECT_EQ(s["baseline_runs"]["generated"], 1);
+  EXPECT_EQ(s["baseline_runs"]["retimed_with_candidate"], 1);
+  EXPECT_EQ(row(s, "dc3")["baseline"], nlohmann::json({{"group", 0}, {"source", "suite"}, {"timing", "measured_now"}}));
+  const auto rb = read_json_file(out / "dc3" / "report.json");
+  EXPECT_EQ(rb["baseline_reuse"]["measured_now"], nlohmann::json({"timings"}));
+  EXPECT_TRUE(rb["baseline_reuse"]["images_reproduced"].get<bool>());
+  EXPECT_EQ(rb["schedule"]["order"], "BC");
+}
+
 // The cache: an identical second eval reuses the stored baseline (all of it, sequential); an
 // interleaved one times the baseline again and finds the same images; another protocol misses.
 TEST_F(SuiteCli, BaselineCacheHitAndMiss) {
