@@ -9,7 +9,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := cmake ninja-build g++ pkg-config python3-venv nlohmann-json3-dev libtomlplusplus-dev \
-                libcli11-dev libpng-dev libutf8proc-dev libgtest-dev libgmock-dev
+                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev
 
 # Only tests need these: headless Chromium renders report.html in tests/report (skipped without it).
 TEST_DEB_PACKAGES := chromium
