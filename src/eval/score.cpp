@@ -37,7 +37,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
   std::vector<std::string> prompts;
   if (m.clip) prompts = load_prompts(o.prompts, n).prompts;
   std::unique_ptr<ClipScorer> scorer;
-  if (m.clip) scorer = ClipScorer::load(o.clip);
+  if (m.clip) scorer = ClipScorer::load(o.clip, o.device);
   const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
 
   std::vector<double> per_sample;
