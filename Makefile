@@ -9,7 +9,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := cmake ninja-build g++ pkg-config python3-venv nlohmann-json3-dev libtomlplusplus-dev \
-                libcli11-dev libpng-dev libutf8proc-dev libgtest-dev libgmock-dev
+                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev
 
 VENV_KEY := $(shell cat tools/requirements-torch.txt <($(PYTHON) -c 'import sys;print(sys.version_info[:2])') | sha1sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/diffbench/venv-$(VENV_KEY)
