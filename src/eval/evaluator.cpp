@@ -21,11 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The spec's [[accelerate]] methods, validated (InputError naming spec:line and key).
-Methods create_methods(const PipelineSpec& spec) {
-  return MethodRegistry::with_builtins().create_all(spec.accelerate, spec.file.string());
-}
-
 fs::path default_out(const PipelineSpec& candidate) {
   const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
@@ -153,19 +148,19 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"nonfinite_batches", nonfinite_json(r.nonfinite)}};
 }
 
-void save_images(const fs::path& dir, const at::Tensor& u8) {
-  fs::create_directories(dir);
-  for (int64_t i = 0; i < u8.size(0); ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
-    write_png(dir / name, u8[i]);
-  }
-}
-
 }  // namespace
 
 std::vector<uint64_t> eval_seeds(const EvalOptions& o) {
   return o.seeds.empty() ? std::vector<uint64_t>{o.seed} : o.seeds;
+}
+
+RunProtocol eval_protocol(const EvalOptions& o) {
+  RunProtocol p;
+  p.seed = eval_seeds(o).front();
+  p.batch_size = o.batch_size;
+  p.noise = o.noise;
+  p.allow_nonfinite = o.allow_nonfinite;
+  return p;
 }
 
 void validate_eval_options(const EvalOptions& o) {
@@ -197,8 +192,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const PipelineSpec candidate = o.candidate;
   const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
-  const Methods base_methods = create_methods(baseline);
-  const Methods cand_methods = create_methods(candidate);
+  const RunProtocol protocol = eval_protocol(o);
+  SpecRun base_spec_run = prepare_run(baseline, protocol);
+  SpecRun cand_spec_run = prepare_run(candidate, protocol);
 
   // Everything that can fail on input is checked before any generation.
   nlohmann::json consistency = check_consistency(baseline, candidate, o.allow_model_mismatch);
@@ -211,7 +207,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   auto scorer = ClipScorer::load(o.clip);
   const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
 
-  TimedRuns timed = run_timed(baseline, base_methods, candidate, cand_methods, prompts, o, log);
+  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, prompts, o, log);
   PipelineRun& base_run = timed.baseline;
   PipelineRun& cand_run = timed.candidate;
 
@@ -311,7 +307,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["warnings"] = warnings;
   r["passed"] = res.passed;
   r["failures"] = res.failures;
-  r["environment"] = environment_info(parse_device(candidate.device));
+  r["environment"] = environment_info(cand_spec_run.model.device);
 
   // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
   auto image_dir = [&](const char* side, size_t k) {
@@ -319,8 +315,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
   for (size_t k = 0; k < seeds.size(); ++k) {
-    save_images(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
-    save_images(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
+    write_png_sequence(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
+    write_png_sequence(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
   }
   write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging.path() / "report.md", render_markdown(r));

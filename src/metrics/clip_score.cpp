@@ -3,9 +3,8 @@
 #include <torch/torch.h>
 
 #include "diffbench/error.hpp"
-#include "diffbench/io/assets.hpp"
 #include "diffbench/metrics/preprocess.hpp"
-#include "diffbench/models/clip_scorer.hpp"
+#include "diffbench/models/clip_embedder.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
 
 namespace diffbench {
@@ -24,7 +23,7 @@ std::string to_string(ClipScoreMode mode) {
 
 struct ClipScorer::Impl {
   fs::path dir;
-  std::unique_ptr<ClipScorerModel> model;
+  std::unique_ptr<ClipEmbedder> model;
   std::optional<ClipTokenizer> tokenizer;
   at::Device device = at::kCPU;
 };
@@ -34,9 +33,9 @@ ClipScorer::~ClipScorer() = default;
 
 std::unique_ptr<ClipScorer> ClipScorer::load(const fs::path& dir, const at::Device& device) {
   auto impl = std::make_unique<Impl>();
-  impl->dir = resolve_demo_alias(dir, "clip");
+  impl->dir = dir;
   impl->device = device;
-  impl->model = load_clip_scorer(impl->dir);
+  impl->model = load_clip_embedder(impl->dir);
   impl->model->to(device, at::kFloat);
   impl->model->module().eval();
   TokenizerOptions topt;
