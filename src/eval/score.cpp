@@ -5,6 +5,7 @@
 #include "diffbench/error.hpp"
 #include "diffbench/eval/quality.hpp"
 #include "diffbench/io/image.hpp"
+#include "diffbench/io/json_config.hpp"
 #include "diffbench/io/prompts.hpp"
 
 namespace diffbench {
@@ -19,10 +20,35 @@ MetricSet default_score_metrics(bool against, bool clip, bool lpips) {
   return m;
 }
 
+namespace {
+
+// The prompts of a `generate` output folder: its run.json's "prompts", in image order. Empty
+// when the folder has no run.json.
+std::vector<std::string> run_json_prompts(const fs::path& images) {
+  const fs::path file = images / "run.json";
+  if (!fs::exists(file)) return {};
+  const nlohmann::json run = read_json_file(file);
+  if (!run.contains("prompts") || !run["prompts"].is_array())
+    throw InputError("has no \"prompts\" list (give --prompts SOURCE)", file.string());
+  std::vector<std::string> out;
+  for (const auto& p : run["prompts"]) {
+    if (!p.is_string()) throw InputError("\"prompts\" holds a non-string", file.string());
+    out.push_back(p.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json run_score(const ScoreOptions& o) {
   const MetricSet& m = o.metrics;
   if (m.clip && o.clip.empty()) throw UsageError("the CLIP score needs a scorer: --clip DIR", "--clip");
-  if (m.clip && o.prompts.empty()) throw UsageError("the CLIP score needs prompts: --prompts SOURCE", "--prompts");
+  std::vector<std::string> run_prompts;
+  if (m.clip && o.prompts.empty()) run_prompts = run_json_prompts(o.images);
+  if (m.clip && o.prompts.empty() && run_prompts.empty())
+    throw UsageError("the CLIP score needs prompts: --prompts SOURCE (or a run.json beside the images, as generate "
+                     "writes)",
+                     "--prompts");
   if (m.fidelity() && o.against.empty())
     throw UsageError("PSNR and SSIM compare with reference images: --against DIR", "--against");
   if (m.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--lpips");
@@ -35,7 +61,16 @@ nlohmann::json run_score(const ScoreOptions& o) {
                      "--num-samples");
   if (!o.against.empty() && !fs::is_directory(o.against)) throw InputError("not a folder", o.against.string());
   std::vector<std::string> prompts;
-  if (m.clip) prompts = load_prompts(o.prompts, n).prompts;
+  std::string prompt_source = o.prompts;
+  if (m.clip && !o.prompts.empty()) {
+    prompts = load_prompts(o.prompts, n).prompts;
+  } else if (m.clip) {
+    if (run_prompts.size() < n)
+      throw InputError("lists " + std::to_string(run_prompts.size()) + " prompts for " + std::to_string(n) + " images",
+                       (o.images / "run.json").string());
+    prompts.assign(run_prompts.begin(), run_prompts.begin() + static_cast<std::ptrdiff_t>(n));
+    prompt_source = (o.images / "run.json").string();
+  }
   std::unique_ptr<ClipScorer> scorer;
   if (m.clip) scorer = ClipScorer::load(o.clip);
   const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
@@ -76,6 +111,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
     j["per_sample"] = per_sample;
     j["clip"] = o.clip.string();
     j["mode"] = to_string(o.clip_score);
+    j["prompts"] = prompt_source;
   }
   if (m.fidelity()) {
     j["against"] = o.against.string();
@@ -90,7 +126,7 @@ std::string render_score(const nlohmann::json& j) {
   std::string out;
   char line[512];
   if (j.contains("clip_score")) {
-    std::snprintf(line, sizeof line, "CLIP score (%s): %g over %zu images\n", j["mode"].get<std::string>().c_str(),
+    std::snprintf(line, sizeof line, "CLIP score (%s): %.2f over %zu images\n", j["mode"].get<std::string>().c_str(),
                   j["clip_score"].get<double>(), j["n"].get<size_t>());
     out += line;
   }
