@@ -11,8 +11,8 @@
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
-#include "diffbench/accel/method.hpp"
 #include "diffbench/accel/method_docs.hpp"
+#include "diffbench/accel/spec_run.hpp"
 #include "diffbench/demo/train.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
@@ -411,17 +411,21 @@ PipelineSpec generate_spec(const GenerateArgs& a, const CLI::App& cmd) {
 int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
   const PipelineSpec spec = generate_spec(a, cmd);
+  RunProtocol protocol;
+  protocol.seed = a.seed;
+  protocol.batch_size = a.batch_size;
+  protocol.noise = parse_noise_mode(a.noise);
+  protocol.allow_nonfinite = a.allow_nonfinite;
+  CudaTuning tuning;
+  tuning.cuda_graphs = !a.no_cuda_graphs;
+  tuning.channels_last = !a.no_channels_last;
   // Methods first: a bad method or parameter fails before any model is loaded.
-  MethodRegistry registry = MethodRegistry::with_builtins();
-  std::vector<std::unique_ptr<Method>> methods;
-  if (cmd.count("--accel")) {
-    try {
-      methods = registry.create_all(spec.accelerate, "--accel");
-    } catch (const InputError& e) {
-      throw UsageError(e.message(), e.where());
-    }
-  } else {
-    methods = registry.create_all(spec.accelerate, spec.file.string());
+  SpecRun run;
+  try {
+    run = prepare_run(spec, protocol, tuning, cmd.count("--accel") ? "--accel" : "");
+  } catch (const InputError& e) {
+    if (!cmd.count("--accel")) throw;
+    throw UsageError(e.message(), e.where());  // a bad --accel is a bad option
   }
   std::vector<std::string> prompts = a.prompt;
   std::string prompt_source = "command line";
@@ -431,50 +435,23 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
     prompt_source = set.source;
   }
   if (prompts.empty()) throw UsageError("give --prompt TEXT or --prompts FILE", "generate");
-  ModelOptions mo;
-  mo.dir = spec.model;
-  mo.variant = spec.variant;
-  mo.device = parse_device(spec.device);
-  mo.dtype = parse_dtype(spec.dtype, mo.device);
-  mo.cuda_graphs = !a.no_cuda_graphs;
-  mo.channels_last = !a.no_channels_last;
-  GenerateOptions go;
-  go.scheduler = spec.scheduler;
-  go.scheduler_options = spec.scheduler_options;
-  go.steps = spec.steps;
-  go.guidance = spec.guidance;
-  go.seed = a.seed;
-  go.height = spec.height;
-  go.width = spec.width;
-  go.batch_size = a.batch_size;
-  go.noise = parse_noise_mode(a.noise);
-  go.allow_nonfinite = a.allow_nonfinite;
-  for (auto& m : methods) {
-    go.hooks.push_back(m.get());
-    go.hook_names.push_back(m->name());
-  }
 
   const double setup_s = process_age_s();
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   StagingDir staging(a.out, a.force);  // a bad or occupied --out fails before any work
-  auto pipe = Txt2ImgPipeline::load(mo, log);
+  auto pipe = Txt2ImgPipeline::load(run.model, log);
   const double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
   t0 = Clock::now();
-  auto result = pipe->generate(prompts, go, {}, log);
+  auto result = pipe->generate(prompts, run.generate, {}, log);
   const double generation_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  nlohmann::json accelerate = nlohmann::json::array();
-  for (size_t i = 0; i < methods.size(); ++i) {
-    nlohmann::json m = {{"method", methods[i]->name()}, {"params", methods[i]->params()}, {"stats", methods[i]->stats()}};
-    if (!spec.accelerate[i].plugin.empty()) m["plugin"] = spec.accelerate[i].plugin.string();
-    accelerate.push_back(m);
-  }
+  const GenerateOptions& go = run.generate;
   nlohmann::json settings = {{"model", spec.model.string()}, {"scheduler", result.scheduler}, {"steps", go.steps},
                              {"guidance", go.guidance}, {"seed", go.seed},              {"height", result.height},
                              {"width", result.width},   {"batch_size", go.batch_size},  {"noise", a.noise},
-                             {"dtype", spec.dtype},     {"device", mo.device.str()},    {"prompt_source", prompt_source},
-                             {"accelerate", accelerate},
-                             {"load_s", pipe->load_report()}, {"environment", environment_info(mo.device)},
+                             {"dtype", spec.dtype},     {"device", run.model.device.str()}, {"prompt_source", prompt_source},
+                             {"accelerate", run.methods.to_json()},
+                             {"load_s", pipe->load_report()}, {"environment", environment_info(run.model.device)},
                              {"wall_clock_s", {{"process_setup", setup_s}, {"load", load_s}, {"generation", generation_s}}}};
   if (!a.spec.empty()) settings["spec"] = a.spec;
   t0 = Clock::now();

@@ -95,12 +95,12 @@ std::vector<int> deepcache_nonuniform_steps(int steps, int interval, int center,
                    "deepcache.pow");
 }
 
-DeepCache::DeepCache(DeepCacheOptions options) : o_(std::move(options)) {
+DeepCacheMethod::DeepCacheMethod(DeepCacheOptions options) : o_(std::move(options)) {
   cache_layer_ = static_cast<int>(o_.cache_branch_id % 3);
   cache_block_ = static_cast<int>(o_.cache_branch_id / 3);
 }
 
-nlohmann::json DeepCache::params() const {
+nlohmann::json DeepCacheMethod::params() const {
   nlohmann::json p = {{"cache_interval", o_.cache_interval},
                       {"cache_branch_id", o_.cache_branch_id},
                       {"skip_mode", o_.skip_mode}};
@@ -111,22 +111,22 @@ nlohmann::json DeepCache::params() const {
   return p;
 }
 
-nlohmann::json DeepCache::stats() const {
+nlohmann::json DeepCacheMethod::stats() const {
   return {{"unet_calls", calls_},
           {"full_calls", full_calls_},
           {"partial_calls", calls_ - full_calls_},
           {"skipped_modules", (calls_ - full_calls_) * static_cast<int64_t>(read_by_partial_.size())}};
 }
 
-void DeepCache::reset_stats() { calls_ = full_calls_ = 0; }
+void DeepCacheMethod::reset_stats() { calls_ = full_calls_ = 0; }
 
-void DeepCache::restart() {
+void DeepCacheMethod::restart() {
   cache_.clear();
   start_.reset();
   restart_ = true;
 }
 
-void DeepCache::begin_generation(const GenerationInfo& info) {
+void DeepCacheMethod::begin_generation(const GenerationInfo& info) {
   // Unlike DeepCacheSDHelper, nothing survives from the previous generation.
   restart();
   last_batch_ = 0;
@@ -138,14 +138,14 @@ void DeepCache::begin_generation(const GenerationInfo& info) {
   full_ = true;
 }
 
-void DeepCache::before_step(const StepInfo& step) {
+void DeepCacheMethod::before_step(const StepInfo& step) {
   // A method asked for a fresh step (T-GATE at its gate and when guidance is dropped): as
   // DeepCacheSDHelper.disable(); enable() there, forget the cache and compute this call in full;
   // the uniform schedule then counts from this call.
   if (step.restart) restart();
 }
 
-void DeepCache::begin_call(const UNetCallInfo& info) {
+void DeepCacheMethod::begin_call(const UNetCallInfo& info) {
   if (last_batch_ != 0 && info.batch != last_batch_) restart();  // cached tensors no longer fit
   last_batch_ = info.batch;
   last_h_ = info.latent_h;
@@ -168,7 +168,7 @@ void DeepCache::begin_call(const UNetCallInfo& info) {
   if (full_) ++full_calls_;
 }
 
-bool DeepCache::deeper_than_branch(const ModuleId& id) const {
+bool DeepCacheMethod::deeper_than_branch(const ModuleId& id) const {
   // The helper's numbering: up blocks and their layers counted from the bottom, the downsampler
   // as layer len(resnets), the upsampler as layer 0; the mid block always deeper.
   if (id.section == UNetSection::Mid) return id.kind == ModuleKind::Block;  // its layers are not wrapped
@@ -187,7 +187,7 @@ bool DeepCache::deeper_than_branch(const ModuleId& id) const {
   return down ? layer >= cache_layer_ : layer > cache_layer_;
 }
 
-std::optional<ModuleOutput> DeepCache::before_module(const ModuleId& id) {
+std::optional<ModuleOutput> DeepCacheMethod::before_module(const ModuleId& id) {
   if (full_ || !deeper_than_branch(id)) return std::nullopt;
   auto it = cache_.find(id.name);
   if (it == cache_.end()) {
@@ -202,7 +202,7 @@ std::optional<ModuleOutput> DeepCache::before_module(const ModuleId& id) {
   return keep(id.name, it->second);
 }
 
-void DeepCache::after_module(const ModuleId& id, const ModuleOutput& output) {
+void DeepCacheMethod::after_module(const ModuleId& id, const ModuleOutput& output) {
   // Each module keeps its output from its last computed call; only those a partial call can skip.
   if (!deeper_than_branch(id)) return;
   if (read_by_partial_.count(id.name))
@@ -211,7 +211,7 @@ void DeepCache::after_module(const ModuleId& id, const ModuleOutput& output) {
     cache_[id.name] = output;
 }
 
-const ModuleOutput& DeepCache::keep(const std::string& name, const ModuleOutput& output) {
+const ModuleOutput& DeepCacheMethod::keep(const std::string& name, const ModuleOutput& output) {
   auto [it, fresh] = buffers_.try_emplace({name, last_batch_, last_h_, last_w_});
   ModuleOutput& buf = it->second;
   const bool fits = !fresh && buf.hidden.sizes() == output.hidden.sizes() && buf.residuals.size() == output.residuals.size();
@@ -228,7 +228,7 @@ const ModuleOutput& DeepCache::keep(const std::string& name, const ModuleOutput&
   return buf;
 }
 
-std::optional<std::string> DeepCache::graph_variant() {
+std::optional<std::string> DeepCacheMethod::graph_variant() {
   if (read_by_partial_.empty()) return std::nullopt;  // not yet known what partial calls read
   if (full_) return std::string("deepcache:full");
   for (const auto& name : read_by_partial_)
@@ -263,7 +263,7 @@ void register_deepcache(MethodRegistry& registry) {
     o.skip_mode = mp.get_string("skip_mode");
     o.center = mp.get_int("center");
     o.pow = mp.get_float("pow");
-    return std::make_unique<DeepCache>(o);
+    return std::make_unique<DeepCacheMethod>(o);
   };
   registry.add(std::move(info));
 }

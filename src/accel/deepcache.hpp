@@ -23,9 +23,9 @@ struct DeepCacheOptions {
   double pow = 1.4;                  // non-uniform: how fast they thin out (> 1)
 };
 
-class DeepCache : public Method {
+class DeepCacheMethod : public Method {
  public:
-  explicit DeepCache(DeepCacheOptions options);
+  explicit DeepCacheMethod(DeepCacheOptions options);
 
   std::string name() const override { return "deepcache"; }
   nlohmann::json params() const override;

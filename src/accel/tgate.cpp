@@ -7,7 +7,7 @@
 
 namespace diffbench {
 
-TgatePlan tgate_plan(int64_t cur_step, const TgateParams& p) {
+TgatePlan tgate_plan(int64_t cur_step, const TgateOptions& p) {
   TgatePlan plan;
   if (cur_step < p.gate_step - 1) {
     // Semantics planning: cross-attention computed; self-attention by sp_interval after warm-up.
@@ -38,7 +38,7 @@ int64_t tgate_warmup_calls(const GenerationInfo& info) {
   return std::max<int64_t>(0, static_cast<int64_t>(info.timesteps.size()) - info.steps);
 }
 
-TgateMethod::TgateMethod(const TgateParams& params) : p_(params) {}
+TgateMethod::TgateMethod(const TgateOptions& params) : p_(params) {}
 
 nlohmann::json TgateMethod::params() const {
   return {{"gate_step", p_.gate_step}, {"sp_interval", p_.sp_interval}, {"fi_interval", p_.fi_interval},
@@ -187,7 +187,7 @@ void register_tgate(MethodRegistry& registry) {
       int_param("warm_up", 2, 0, "first steps with self-attention always computed, never cached"),
   };
   info.create = [](const MethodParams& mp) -> std::unique_ptr<Method> {
-    TgateParams p;
+    TgateOptions p;
     p.gate_step = mp.get_int("gate_step");
     p.sp_interval = mp.get_int("sp_interval");
     p.fi_interval = mp.get_int("fi_interval");

@@ -6,7 +6,7 @@
 #include <torch/torch.h>
 
 #include "diffbench/demo/train.hpp"
-#include "diffbench/models/clip_scorer.hpp"
+#include "diffbench/models/clip_embedder.hpp"
 
 namespace diffbench::demo {
 

@@ -14,7 +14,7 @@
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 
-#include "diffbench/accel/method.hpp"
+#include "diffbench/accel/spec_run.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/progress.hpp"
@@ -86,26 +86,13 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   if (o.runs < 1) throw UsageError("runs must be at least 1", "--runs");
   if (o.warmup < 0) throw UsageError("warm-up must be >= 0", "--warmup");
   if (!o.profile.empty()) check_writable(o.profile, "--profile");
+  RunProtocol protocol;
+  protocol.seed = o.seed;
+  protocol.batch_size = o.batch_size;
   // Methods first: a bad method or parameter fails before any model is loaded.
-  const auto methods = MethodRegistry::with_builtins().create_all(o.spec.accelerate, o.spec.file.string());
-  ModelOptions mo;
-  mo.dir = o.spec.model;
-  mo.variant = o.spec.variant;
-  mo.device = parse_device(o.spec.device);
-  mo.dtype = parse_dtype(o.spec.dtype, mo.device);
-  mo.cuda_graphs = o.cuda_graphs;
-  mo.channels_last = o.channels_last;
-  mo.cudnn_benchmark = o.cudnn_benchmark;
-  GenerateOptions go;
-  go.scheduler = o.spec.scheduler;
-  go.scheduler_options = o.spec.scheduler_options;
-  go.steps = o.spec.steps;
-  go.guidance = o.spec.guidance;
-  go.seed = o.seed;
-  go.height = o.spec.height;
-  go.width = o.spec.width;
-  go.batch_size = o.batch_size;
-  for (const auto& m : methods) go.hooks.push_back(m.get());
+  SpecRun run = prepare_run(o.spec, protocol, {o.cuda_graphs, o.channels_last, o.cudnn_benchmark});
+  const ModelOptions& mo = run.model;
+  const GenerateOptions& go = run.generate;
   const std::vector<std::string> prompts(static_cast<size_t>(o.batch_size), o.prompt);
 
   auto t0 = Clock::now();
@@ -120,6 +107,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   for (int i = 1; i < o.warmup; ++i) pipe->generate(prompts, go);
 
   reset_peak_memory(mo.device);
+  run.methods.reset_stats();  // the counters cover the timed runs only
   std::vector<double> per_image, unet_steps_per_s;
   StageTimes stages;
   int64_t unet_calls = 0;
@@ -139,6 +127,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
     progress.batch_done(0, static_cast<size_t>(o.batch_size), b.times.total);
   }
   const auto [peak, peak_kind] = peak_memory(mo.device);
+  const nlohmann::json methods = run.methods.to_json();  // before the profiled generation
   nlohmann::json profile;
   if (!o.profile.empty())
     profile = profile_kernels([&] {
@@ -163,9 +152,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   j["unet_steps_per_second"] = median(unet_steps_per_s);
   j["unet_calls_per_image"] = unet_calls;
   j["skipped_module_fraction"] = skipped;
-  nlohmann::json described = nlohmann::json::array();
-  for (const auto& m : methods) described.push_back({{"method", m->name()}, {"params", m->params()}});
-  j["methods"] = described;
+  j["methods"] = methods;
   j["stages_mean_s"] = {{"text_encoder_s", stages.text_encoder / n}, {"denoise_s", stages.denoise / n},
                         {"vae_decode_s", stages.vae_decode / n}, {"total_s", stages.total / n}};
   j["peak_memory_bytes"] = peak;

@@ -26,11 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The spec's [[accelerate]] methods, validated (InputError naming spec:line and key).
-Methods create_methods(const PipelineSpec& spec) {
-  return MethodRegistry::with_builtins().create_all(spec.accelerate, spec.file.string());
-}
-
 fs::path default_out(const PipelineSpec& candidate) {
   const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
@@ -180,22 +175,19 @@ nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns
   return j;
 }
 
-void save_images(const fs::path& dir, const at::Tensor& u8) {
-  fs::create_directories(dir);
-  std::vector<std::future<void>> writes;  // PNG compression, one image per thread
-  for (int64_t i = 0; i < u8.size(0); ++i)
-    writes.push_back(std::async(std::launch::async, [&dir, &u8, i] {
-      char name[32];
-      std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
-      write_png(dir / name, u8[i]);
-    }));
-  for (auto& w : writes) w.get();
-}
-
 }  // namespace
 
 std::vector<uint64_t> eval_seeds(const EvalOptions& o) {
   return o.seeds.empty() ? std::vector<uint64_t>{o.seed} : o.seeds;
+}
+
+RunProtocol eval_protocol(const EvalOptions& o) {
+  RunProtocol p;
+  p.seed = eval_seeds(o).front();
+  p.batch_size = o.batch_size;
+  p.noise = o.noise;
+  p.allow_nonfinite = o.allow_nonfinite;
+  return p;
 }
 
 void validate_eval_options(const EvalOptions& o) {
@@ -236,8 +228,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const PipelineSpec candidate = o.candidate;
   const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
-  const Methods base_methods = create_methods(baseline);
-  const Methods cand_methods = create_methods(candidate);
+  const RunProtocol protocol = eval_protocol(o);
+  SpecRun base_spec_run = prepare_run(baseline, protocol);
+  SpecRun cand_spec_run = prepare_run(candidate, protocol);
 
   // Everything that can fail on input is checked before any generation.
   nlohmann::json consistency = check_consistency(baseline, candidate, o.allow_model_mismatch);
@@ -268,7 +261,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
   wall["device_query_and_lpips_load"] = lap();
 
-  TimedRuns timed = run_timed(baseline, base_methods, candidate, cand_methods, prompts, o, log, join_scorer);
+  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, prompts, o, log, join_scorer);
   join_scorer();  // in case no batch was timed
   {
     const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
@@ -402,7 +395,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["warnings"] = warnings;
   r["passed"] = res.passed;
   r["failures"] = res.failures;
-  r["environment"] = environment_info(parse_device(candidate.device));
+  r["environment"] = environment_info(cand_spec_run.model.device);
 
   // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
   auto image_dir = [&](const char* side, size_t k) {
@@ -410,8 +403,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
   for (size_t k = 0; k < seeds.size(); ++k) {
-    save_images(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
-    save_images(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
+    write_png_sequence(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
+    write_png_sequence(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
   }
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;

@@ -1,6 +1,7 @@
 #include "diffbench/eval/protocol.hpp"
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
 #include "diffbench/io/hub_cache.hpp"
 
 namespace diffbench {
@@ -40,7 +41,7 @@ ScorerChoice resolve_scorer(const std::string& value) {
                      "--clip");
   }
   if (value == "demo" || fs::exists(value) || !looks_like_repo_id(value)) {
-    c.folder = value;
+    c.folder = resolve_demo_alias(value, "clip");  // the bundled demo scorer, unless ./demo exists
     return c;
   }
   const HubModel m = resolve_hub_model(value);

@@ -29,29 +29,11 @@ using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
 // timed batches measured.
 class Side {
  public:
-  Side(std::string label, const PipelineSpec& spec, const Methods& methods, const std::vector<std::string>& prompts,
-       const EvalOptions& o)
-      : label_(std::move(label)), methods_(methods), prompts_(prompts), warmup_(o.warmup), seeds_(eval_seeds(o)),
-        repeats_(o.repeats) {
-    mo_.dir = spec.model;
-    mo_.variant = spec.variant;
-    mo_.device = parse_device(spec.device);
-    mo_.dtype = parse_dtype(spec.dtype, mo_.device);
-    go_.scheduler = spec.scheduler;
-    go_.scheduler_options = spec.scheduler_options;
-    go_.steps = spec.steps;
-    go_.guidance = spec.guidance;
+  Side(std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o)
+      : label_(std::move(label)), spec_run_(spec_run), mo_(spec_run.model), go_(spec_run.generate), prompts_(prompts),
+        warmup_(o.warmup), seeds_(eval_seeds(o)), repeats_(o.repeats) {
     go_.seed = seeds_.front();  // the warm-up's
-    go_.height = spec.height;
-    go_.width = spec.width;
-    go_.batch_size = o.batch_size;
-    go_.noise = o.noise;
-    go_.allow_nonfinite = o.allow_nonfinite;
-    for (const auto& m : methods) {
-      go_.hooks.push_back(m.get());
-      go_.hook_names.push_back(m->name());
-    }
-    run.spec = spec;
+    run.spec = spec_run.spec;
   }
 
   bool loaded() const { return pipe_ != nullptr; }
@@ -85,8 +67,7 @@ class Side {
   // start of the first timed batch of either side.
   void time_batch(int pass, Clock::time_point since, const Logger& log) {
     if (!generation_) {
-      if (pass == 0)
-        for (const auto& m : methods_) m->reset_stats();  // count the timed run only
+      if (pass == 0) spec_run_.methods.reset_stats();  // count the timed run only
       go_.seed = seeds_[static_cast<size_t>(pass / repeats_)];
       generation_.emplace(pipe_->start(prompts_, go_));
       log.info(label_ + ": pass " + std::to_string(pass + 1) + " (seed " + std::to_string(go_.seed) + "), generating " +
@@ -122,22 +103,17 @@ class Side {
     run.stages = result.times;
     run.unet_calls_per_image = result.unet_calls_per_image();
     run.skipped_module_fraction = result.skipped_module_fraction();
-    for (size_t i = 0; i < methods_.size(); ++i) {
-      nlohmann::json m = {
-          {"method", methods_[i]->name()}, {"params", methods_[i]->params()}, {"stats", methods_[i]->stats()}};
-      if (!run.spec.accelerate[i].plugin.empty()) m["plugin"] = run.spec.accelerate[i].plugin.string();
-      run.methods.push_back(m);
-    }
+    run.methods = spec_run_.methods.to_json();
   }
 
   std::string label_;
-  const Methods& methods_;
+  SpecRun& spec_run_;
+  const ModelOptions& mo_;
+  GenerateOptions& go_;
   const std::vector<std::string>& prompts_;
   int warmup_;
   std::vector<uint64_t> seeds_;
   int repeats_;
-  ModelOptions mo_;
-  GenerateOptions go_;
   std::unique_ptr<Txt2ImgPipeline> pipe_;
   std::optional<Txt2ImgPipeline::Generation> generation_;
 };
@@ -170,12 +146,11 @@ int64_t weights_bytes(const fs::path& weights, at::ScalarType dtype) {
 
 }  // namespace
 
-int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec& candidate) {
+int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions& candidate) {
   const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
-  const auto a = DiffusersFolder::open(baseline.model, parts);
-  const auto b = DiffusersFolder::open(candidate.model, parts);
-  const auto da = parse_dtype(baseline.dtype, parse_device(baseline.device));
-  const auto db = parse_dtype(candidate.dtype, parse_device(candidate.device));
+  const auto a = DiffusersFolder::open(baseline.dir, parts);
+  const auto b = DiffusersFolder::open(candidate.dir, parts);
+  const auto da = baseline.dtype, db = candidate.dtype;
   int64_t bytes = 0;
   for (const auto& part : parts) {
     const auto wa = a.weights_file(part), wb = b.weights_file(part);
@@ -187,20 +162,17 @@ int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec&
   return bytes;
 }
 
-TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_methods, const PipelineSpec& candidate,
-                    const Methods& candidate_methods, const std::vector<std::string>& prompts, const EvalOptions& o,
-                    const Logger& log, const std::function<void()>& before_timing) {
+TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
+                    const EvalOptions& o, const Logger& log, const std::function<void()>& before_timing) {
   TimedRuns out;
-  const at::Device device = parse_device(candidate.device);
-  const int64_t free = o.memory_budget ? *o.memory_budget : free_memory(device);
-  out.schedule = choose_schedule(o.schedule, estimate_weights_bytes(baseline, candidate), free);
+  const int64_t free = o.memory_budget ? *o.memory_budget : free_memory(candidate.model.device);
+  out.schedule = choose_schedule(o.schedule, estimate_weights_bytes(baseline.model, candidate.model), free);
   log.info("schedule: " + out.schedule.reason);
   const bool interleaved = out.schedule.schedule == Schedule::Interleaved;
   out.baseline_timed = interleaved || !o.baseline_result;
   if (!out.baseline_timed) log.info("baseline: reusing its earlier run (sequential schedule: nothing to time beside)");
 
-  Side sides[2] = {Side("baseline", baseline, baseline_methods, prompts, o),
-                   Side("candidate", candidate, candidate_methods, prompts, o)};
+  Side sides[2] = {Side("baseline", baseline, prompts, o), Side("candidate", candidate, prompts, o)};
   Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
   if (interleaved)
     for (auto& s : sides) s.load_and_warm_up(&shared, log);
@@ -238,7 +210,7 @@ TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_method
     if (interleaved) s.run.peak_memory_kind += "+both-loaded";
   }
   out.baseline = out.baseline_timed ? std::move(sides[0].run) : o.baseline_result->run;
-  out.baseline.spec = baseline;  // a reused run may have been derived under another candidate's name
+  out.baseline.spec = baseline.spec;  // a reused run may have been derived under another candidate's name
   out.candidate = std::move(sides[1].run);
   out.baseline_images = out.baseline_timed ? sides[0].images : o.baseline_result->images;
   out.candidate_images = sides[1].images;

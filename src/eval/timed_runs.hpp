@@ -12,13 +12,11 @@
 
 #include <ATen/ATen.h>
 
-#include "diffbench/accel/method.hpp"
+#include "diffbench/accel/spec_run.hpp"
 #include "diffbench/eval/evaluator.hpp"
 #include "diffbench/eval/timing.hpp"
 
 namespace diffbench {
-
-using Methods = std::vector<std::unique_ptr<Method>>;
 
 struct TimedRuns {
   PipelineRun baseline, candidate;
@@ -33,12 +31,12 @@ struct TimedRuns {
 //
 // Both pipelines' weights at their dtype, in bytes; a component whose files are identical in the
 // two (as the evaluator shares them) is counted once.
-int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec& candidate);
+int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions& candidate);
 
+// Runs both sides as prepared (accel/spec_run.hpp); the generate options' seed is set per pass.
 // `before_timing` (if set) runs once, right before the first timed batch: work overlapping the
 // loads (the CLIP scorer's) is finished there, so it never overlaps a timed batch.
-TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_methods, const PipelineSpec& candidate,
-                    const Methods& candidate_methods, const std::vector<std::string>& prompts, const EvalOptions& options,
-                    const Logger& log, const std::function<void()>& before_timing = {});
+TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
+                    const EvalOptions& options, const Logger& log, const std::function<void()>& before_timing = {});
 
 }  // namespace diffbench

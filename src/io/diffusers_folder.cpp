@@ -1,7 +1,6 @@
 #include "diffbench/io/diffusers_folder.hpp"
 
 #include "diffbench/error.hpp"
-#include "diffbench/io/assets.hpp"
 #include "diffbench/io/json_config.hpp"
 
 namespace diffbench {
@@ -12,9 +11,8 @@ namespace {
 const std::vector<std::string> kNotRun = {"safety_checker", "feature_extractor", "image_encoder"};
 }
 
-DiffusersFolder DiffusersFolder::open(const fs::path& given, const std::vector<std::string>& required,
+DiffusersFolder DiffusersFolder::open(const fs::path& root, const std::vector<std::string>& required,
                                       const Logger& log) {
-  const fs::path root = resolve_demo_alias(given, "sd");  // "demo": the bundled demo model
   if (!fs::is_directory(root)) throw InputError("model folder does not exist or is not a folder", root.string());
   const fs::path index_file = root / "model_index.json";
   if (!fs::exists(index_file))

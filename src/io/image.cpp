@@ -206,6 +206,19 @@ at::Tensor read_png(const fs::path& file) {
   return hwc.narrow(2, 0, 3).permute({2, 0, 1}).clone(at::MemoryFormat::Contiguous);  // [3,H,W] RGB
 }
 
+std::string png_sequence_name(size_t index) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%06zu.png", index);
+  return name;
+}
+
+void write_png_sequence(const fs::path& dir, const at::Tensor& images) {
+  if (!images.defined() || images.dim() != 4)
+    throw UsageError("write_png_sequence: images must be [N,3,H,W]", dir.string());
+  fs::create_directories(dir);
+  for (int64_t i = 0; i < images.size(0); ++i) write_png(dir / png_sequence_name(static_cast<size_t>(i)), images[i]);
+}
+
 std::vector<fs::path> list_pngs(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw InputError("not a folder", dir.string());

@@ -6,9 +6,8 @@
 #include <torch/torch.h>
 
 #include "diffbench/error.hpp"
-#include "diffbench/io/assets.hpp"
 #include "diffbench/metrics/preprocess.hpp"
-#include "diffbench/models/clip_scorer.hpp"
+#include "diffbench/models/clip_embedder.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
 
 namespace diffbench {
@@ -27,7 +26,7 @@ std::string to_string(ClipScoreMode mode) {
 
 struct ClipScorer::Impl {
   fs::path dir;
-  std::unique_ptr<ClipScorerModel> model;
+  std::unique_ptr<ClipEmbedder> model;
   std::optional<ClipTokenizer> tokenizer;
   at::Device device = at::kCPU;
   std::unordered_map<std::string, at::Tensor> text_features;  // per prompt: [E], unit norm, float32
@@ -39,10 +38,10 @@ ClipScorer::~ClipScorer() = default;
 std::unique_ptr<ClipScorer> ClipScorer::load(const fs::path& dir, const at::Device& device,
                                              std::optional<at::ScalarType> dtype) {
   auto impl = std::make_unique<Impl>();
-  impl->dir = resolve_demo_alias(dir, "clip");
+  impl->dir = dir;
   impl->device = device;
   const at::ScalarType type = dtype ? *dtype : device.is_cuda() ? at::kHalf : at::kFloat;
-  impl->model = load_clip_scorer(impl->dir, at::TensorOptions().device(device).dtype(type));
+  impl->model = load_clip_embedder(impl->dir, at::TensorOptions().device(device).dtype(type));
   impl->model->to(device, type);  // the buffers
   impl->model->module().eval();
   TokenizerOptions topt;

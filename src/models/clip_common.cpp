@@ -136,4 +136,22 @@ at::Tensor ClipEncoderImpl::forward_keep(const at::Tensor& hidden_states, const 
   return h;
 }
 
+int64_t square_size(const JsonConfig& j, const std::string& key, int64_t fallback) {
+  if (!j.has(key)) return fallback;
+  const auto& v = j.raw().at(key);
+  int64_t n = 0;
+  if (v.is_number_integer()) n = v.get<int64_t>();
+  else if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[0] == v[1]) n = v[0].get<int64_t>();
+  else throw InputError("'" + key + "' must be an integer or a square [n, n] pair", j.source());
+  if (n < 1 || n > 4096) j.out_of_range(key, v.dump(), "[1, 4096]");
+  return n;
+}
+
+JsonConfig sub_config(const JsonConfig& j, const std::string& key) {
+  if (!j.has(key)) return JsonConfig(nlohmann::json::object(), j.source() + " [" + key + "]");
+  const auto& v = j.raw().at(key);
+  if (!v.is_object()) throw InputError("'" + key + "' must be an object", j.source());
+  return JsonConfig(v, j.source() + " [" + key + "]");
+}
+
 }  // namespace diffbench

@@ -9,17 +9,6 @@
 
 namespace diffbench {
 
-namespace {
-
-JsonConfig sub_config(const JsonConfig& j, const std::string& key) {
-  if (!j.has(key)) return JsonConfig(nlohmann::json::object(), j.source() + " [" + key + "]");
-  const auto& v = j.raw().at(key);
-  if (!v.is_object()) throw InputError("'" + key + "' must be an object", j.source());
-  return JsonConfig(v, j.source() + " [" + key + "]");
-}
-
-}  // namespace
-
 ClipConfig ClipConfig::from_json(const JsonConfig& j) {
   const auto model_type = j.get<std::string>("model_type", "clip");
   if (model_type != "clip")

@@ -7,22 +7,6 @@
 
 namespace diffbench {
 
-namespace {
-
-// image_size / patch_size may be an int or a square [h, w] pair.
-int64_t square_size(const JsonConfig& j, const std::string& key, int64_t fallback) {
-  if (!j.has(key)) return fallback;
-  const auto& v = j.raw().at(key);
-  int64_t n = 0;
-  if (v.is_number_integer()) n = v.get<int64_t>();
-  else if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[0] == v[1]) n = v[0].get<int64_t>();
-  else throw InputError("'" + key + "' must be an integer or a square [n, n] pair", j.source());
-  if (n < 1 || n > 4096) j.out_of_range(key, v.dump(), "[1, 4096]");
-  return n;
-}
-
-}  // namespace
-
 ClipVisionConfig ClipVisionConfig::from_json(const JsonConfig& j) {
   ClipVisionConfig c;
   c.hidden_size = j.get_int("hidden_size", c.hidden_size, 1, 16384);

@@ -1,8 +1,5 @@
 #include "diffbench/pipeline/outputs.hpp"
 
-#include <cstdio>
-
-
 #include "diffbench/error.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/staging_dir.hpp"
@@ -23,12 +20,7 @@ void save_generation(const fs::path& out, bool replace, const GenerationResult& 
 
 void save_generation(StagingDir& staging, const GenerationResult& result, const std::vector<std::string>& prompts,
                      const nlohmann::json& settings) {
-  const at::Tensor u8 = to_uint8(result.images);  // [N,3,H,W]
-  for (int64_t i = 0; i < u8.size(0); ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
-    write_png(staging.path() / name, u8[i]);
-  }
+  write_png_sequence(staging.path(), to_uint8(result.images));  // [N,3,H,W]
   nlohmann::json run;
   run["schema"] = "diffbench.generate/1";
   run["settings"] = settings;

@@ -247,6 +247,19 @@ struct Txt2ImgPipeline::Generation::State {
       : pipe(owner), m(*owner.impl_), prompts(std::move(p)), opt(std::move(o)), on_step(std::move(cb)), noise(opt.noise, opt.seed) {}
   void batch(const std::vector<std::string>& batch, BatchRecord& rec, const Logger& log);
   void check_finite(const BatchRecord& rec) const;
+
+  // The stages of a batch, in order.
+  struct PromptEmbeddings {
+    at::Tensor cond;     // [B,77,D]
+    at::Tensor context;  // [2B,77,D], the empty prompt's half first, with guidance; else cond
+  };
+  PromptEmbeddings encode_text(const std::vector<std::string>& batch, StageTimes& times);
+  at::Tensor denoise(const PromptEmbeddings& text, BatchRecord& rec, at::Tensor& finite_steps, const Logger& log);
+  void begin_hooks(size_t batch_index, size_t count);
+  at::Tensor denoise_step(size_t i, const at::Tensor& latents, const PromptEmbeddings& text, bool& guided,
+                          at::Tensor& finite_steps, BatchRecord& rec);
+  at::Tensor decode(const at::Tensor& latents, StageTimes& times, at::Tensor& finite_image);
+  void record_nonfinite(const at::Tensor& finite_steps, const at::Tensor& finite_image, BatchRecord& rec) const;
 };
 
 Txt2ImgPipeline::Generation::Generation(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -349,87 +362,56 @@ void Txt2ImgPipeline::Generation::State::check_finite(const BatchRecord& rec) co
                      m.options.dir.string());
 }
 
+// One batch: encode prompts -> denoise -> decode, each stage timed up to a device synchronisation.
 void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& batch, BatchRecord& rec,
                                                const Logger& log) {
-  const auto& dev = m.options.device;
-  const auto dtype = m.options.dtype;
-  const bool cfg = opt.guidance > 1.0;
-  const int64_t latent_c = m.unet->config().in_channels;
-  const size_t first = rec.first, count = rec.count;
-  const size_t batch_index = result.batches.size();
-  sync(dev);
+  sync(m.options.device);
   const auto t_batch = Clock::now();
+  const PromptEmbeddings text = encode_text(batch, rec.times);
+  at::Tensor finite_steps, finite_image;  // device flags, read after the clock
+  const at::Tensor latents = denoise(text, rec, finite_steps, log);
+  at::Tensor image = decode(latents, rec.times, finite_image);
+  rec.times.total = seconds_since(t_batch);
+  record_nonfinite(finite_steps, finite_image, rec);
+  images.push_back(std::move(image));
+}
 
-  // 1. Text encoding: the prompts and, for guidance, the empty negative prompt.
-  auto t0 = Clock::now();
-  at::Tensor cond = pipe.encode_prompts(batch);  // [B,77,D]
-  at::Tensor context = cond;
-  if (cfg) {
-    if (!negative.defined() || negative.size(0) != static_cast<int64_t>(count))
-      negative = pipe.encode_prompts(std::vector<std::string>(count, ""));
-    context = at::cat({negative, cond}, 0);  // [2B,77,D]: unconditional half first
+// 1. Text encoding: the prompts and, for guidance, the empty negative prompt.
+Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation::State::encode_text(
+    const std::vector<std::string>& batch, StageTimes& times) {
+  const auto t0 = Clock::now();
+  PromptEmbeddings text;
+  text.cond = pipe.encode_prompts(batch);  // [B,77,D]
+  text.context = text.cond;
+  if (opt.guidance > 1.0) {
+    const auto count = static_cast<int64_t>(batch.size());
+    if (!negative.defined() || negative.size(0) != count)
+      negative = pipe.encode_prompts(std::vector<std::string>(batch.size(), ""));
+    text.context = at::cat({negative, text.cond}, 0);  // [2B,77,D]: unconditional half first
   }
-  sync(dev);
-  rec.times.text_encoder = seconds_since(t0);
+  sync(m.options.device);
+  times.text_encoder = seconds_since(t0);
+  return text;
+}
 
-  // 2. Denoising loop.
-  t0 = Clock::now();
+// 2. Denoising: initial noise, then one scheduler step per timestep. `finite_steps` gets one flag
+// per step, set on the device (no per-step sync).
+at::Tensor Txt2ImgPipeline::Generation::State::denoise(const PromptEmbeddings& text, BatchRecord& rec,
+                                                       at::Tensor& finite_steps, const Logger& log) {
+  const auto& dev = m.options.device;
+  const auto t0 = Clock::now();
+  const size_t batch_index = result.batches.size();
   scheduler->set_timesteps(opt.steps);
-  noise.begin_batch(first, count);
-  at::Tensor latents = noise.draw({static_cast<int64_t>(count), latent_c, lh, lw}, dtype, dev);  // [B,4,h,w]
+  noise.begin_batch(rec.first, rec.count);
+  const int64_t latent_c = m.unet->config().in_channels;
+  at::Tensor latents = noise.draw({static_cast<int64_t>(rec.count), latent_c, lh, lw}, m.options.dtype, dev);  // [B,4,h,w]
   latents = latents * scheduler->init_noise_sigma();
-  const NoiseFn step_noise = [&](const at::Tensor& like) {
-    return noise.draw(like.sizes().vec(), like.scalar_type(), like.device());
-  };
   const auto& timesteps = scheduler->model_timesteps();  // exact values the UNet sees
-  // One flag per step, set on the device and read once after the batch (no per-step sync).
-  at::Tensor finite = at::empty({static_cast<int64_t>(timesteps.size())}, at::TensorOptions().dtype(at::kBool).device(dev));
-  if (hooks) {
-    GenerationInfo info;
-    info.seed = opt.seed;
-    info.batch_index = batch_index;
-    info.images = static_cast<int64_t>(count);
-    info.timesteps = timesteps;
-    info.steps = opt.steps;
-    info.latent_h = lh;
-    info.latent_w = lw;
-    info.guidance = cfg;
-    info.device = dev;
-    hooks->reset_counts();
-    hooks->begin_generation(info);
-  }
-  bool guided = cfg;  // until a method drops the unconditional half
+  finite_steps = at::empty({static_cast<int64_t>(timesteps.size())}, at::TensorOptions().dtype(at::kBool).device(dev));
+  if (hooks) begin_hooks(batch_index, rec.count);
+  bool guided = opt.guidance > 1.0;  // until a method drops the unconditional half
   for (size_t i = 0; i < timesteps.size(); ++i) {
-    StepInfo step{i, timesteps.size(), timesteps[i]};
-    if (hooks) {
-      step.restart = hooks->restart_caches(step);
-      hooks->before_step(step);
-      if (guided && hooks->drop_unconditional(step)) guided = false;
-    }
-    at::Tensor model_in = guided ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
-    model_in = scheduler->scale_model_input(model_in, i);
-    const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(dev));
-    if (hooks) {
-      UNetCallInfo call;
-      call.step = i;
-      call.total_steps = timesteps.size();
-      call.timestep = timesteps[i];
-      call.batch = model_in.size(0);
-      call.latent_h = lh;
-      call.latent_w = lw;
-      hooks->begin_call(call);
-    }
-    // Hooked calls are replayed from graphs only where the hooks give a variant key.
-    at::Tensor eps = m.unet_runner->run(model_in, t, guided ? context : cond, hooks.get());
-    ++rec.unet_calls;
-    if (guided) {
-      ++rec.guided_calls;
-      auto halves = eps.chunk(2, 0);
-      eps = halves[0] + opt.guidance * (halves[1] - halves[0]);
-    }
-    latents = scheduler->step(eps, i, latents, step_noise);
-    finite.select(0, static_cast<int64_t>(i)).copy_(latents.isfinite().all());
-    if (hooks) hooks->after_step(step, latents);
+    latents = denoise_step(i, latents, text, guided, finite_steps, rec);
     if (on_step) on_step(batch_index, i, timesteps.size(), latents);
     log.progress("batch " + std::to_string(batch_index + 1), static_cast<long>(i + 1),
                  static_cast<long>(timesteps.size()));
@@ -441,28 +423,91 @@ void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& b
   }
   sync(dev);
   rec.times.denoise = seconds_since(t0);
+  return latents;
+}
 
-  // 3. VAE decode and post-processing to [0,1].
-  t0 = Clock::now();
+void Txt2ImgPipeline::Generation::State::begin_hooks(size_t batch_index, size_t count) {
+  GenerationInfo info;
+  info.seed = opt.seed;
+  info.batch_index = batch_index;
+  info.images = static_cast<int64_t>(count);
+  info.timesteps = scheduler->model_timesteps();
+  info.steps = opt.steps;
+  info.latent_h = lh;
+  info.latent_w = lw;
+  info.guidance = opt.guidance > 1.0;
+  info.device = m.options.device;
+  hooks->reset_counts();
+  hooks->begin_generation(info);
+}
+
+// One step: the hooks' say, the UNet (both guidance halves while `guided`), guidance, the scheduler.
+at::Tensor Txt2ImgPipeline::Generation::State::denoise_step(size_t i, const at::Tensor& latents,
+                                                            const PromptEmbeddings& text, bool& guided,
+                                                            at::Tensor& finite_steps, BatchRecord& rec) {
+  const auto& timesteps = scheduler->model_timesteps();
+  StepInfo step{i, timesteps.size(), timesteps[i]};
+  if (hooks) {
+    step.restart = hooks->restart_caches(step);
+    hooks->before_step(step);
+    if (guided && hooks->drop_unconditional(step)) guided = false;
+  }
+  at::Tensor model_in = guided ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
+  model_in = scheduler->scale_model_input(model_in, i);
+  const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(m.options.device));
+  if (hooks) {
+    UNetCallInfo call;
+    call.step = i;
+    call.total_steps = timesteps.size();
+    call.timestep = timesteps[i];
+    call.batch = model_in.size(0);
+    call.latent_h = lh;
+    call.latent_w = lw;
+    hooks->begin_call(call);
+  }
+  // Hooked calls are replayed from graphs only where the hooks give a variant key.
+  at::Tensor eps = m.unet_runner->run(model_in, t, guided ? text.context : text.cond, hooks.get());
+  ++rec.unet_calls;
+  if (guided) {
+    ++rec.guided_calls;
+    auto halves = eps.chunk(2, 0);
+    eps = halves[0] + opt.guidance * (halves[1] - halves[0]);
+  }
+  const NoiseFn step_noise = [&](const at::Tensor& like) {
+    return noise.draw(like.sizes().vec(), like.scalar_type(), like.device());
+  };
+  at::Tensor next = scheduler->step(eps, i, latents, step_noise);
+  finite_steps.select(0, static_cast<int64_t>(i)).copy_(next.isfinite().all());
+  if (hooks) hooks->after_step(step, next);
+  return next;
+}
+
+// 3. VAE decode and post-processing to [0,1], on the host as float32. `finite_image` is a device
+// flag: were the decoded pixels all finite.
+at::Tensor Txt2ImgPipeline::Generation::State::decode(const at::Tensor& latents, StageTimes& times,
+                                                      at::Tensor& finite_image) {
+  const auto t0 = Clock::now();
   at::Tensor z = latents / m.vae_config.scaling_factor;
   if (m.vae_config.shift_factor) z = z + *m.vae_config.shift_factor;
   at::Tensor image = m.vae->decode(z);  // [B,3,H,W] in about [-1,1]
-  const at::Tensor image_finite = image.isfinite().all();
+  finite_image = image.isfinite().all();
   image = (image / 2 + 0.5).clamp(0, 1).to(at::kFloat).cpu();
-  sync(dev);
-  rec.times.vae_decode = seconds_since(t0);
-  rec.times.total = seconds_since(t_batch);
+  sync(m.options.device);
+  times.vae_decode = seconds_since(t0);
+  return image;
+}
 
-  // After the clock: the flags come to the host.
-  const at::Tensor finite_host = finite.cpu();
-  const bool* f = finite_host.data_ptr<bool>();
-  for (int64_t i = 0; i < finite_host.numel(); ++i)
+// The first non-finite step and whether the image was non-finite, brought to the host.
+void Txt2ImgPipeline::Generation::State::record_nonfinite(const at::Tensor& finite_steps,
+                                                          const at::Tensor& finite_image, BatchRecord& rec) const {
+  const at::Tensor host = finite_steps.cpu();
+  const bool* f = host.data_ptr<bool>();
+  for (int64_t i = 0; i < host.numel(); ++i)
     if (!f[i]) {
       rec.first_nonfinite_step = i;
       break;
     }
-  rec.nonfinite_images = !image_finite.item<bool>();
-  images.push_back(image);
+  rec.nonfinite_images = !finite_image.item<bool>();
 }
 
 }  // namespace diffbench

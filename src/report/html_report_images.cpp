@@ -42,12 +42,6 @@ std::string source(const fs::path& dir, const std::string& rel, bool embed) {
   return "data:image/png;base64," + base64(read_regular_file(dir / rel));
 }
 
-std::string image_name(size_t i) {
-  char name[32];
-  std::snprintf(name, sizeof name, "%06zu.png", i);
-  return name;
-}
-
 }  // namespace
 
 void write_html_report(const fs::path& dir, const nlohmann::json& r, const HtmlReportOptions& o) {
@@ -59,7 +53,7 @@ void write_html_report(const fs::path& dir, const nlohmann::json& r, const HtmlR
   std::vector<int> widths(n, 0);
   double scale_max = 0;
   for (size_t i = 0; i < n; ++i) {
-    const fs::path b = dir / base_dir / image_name(i), c = dir / cand_dir / image_name(i);
+    const fs::path b = dir / base_dir / png_sequence_name(i), c = dir / cand_dir / png_sequence_name(i);
     if (!fs::exists(b) || !fs::exists(c)) continue;
     const at::Tensor bi = read_png(b), ci = read_png(c);
     widths[i] = static_cast<int>(bi.size(2));
@@ -74,12 +68,12 @@ void write_html_report(const fs::path& dir, const nlohmann::json& r, const HtmlR
     PromptImages p;
     p.width = widths[i];
     p.mean_abs_diff = std::numeric_limits<double>::quiet_NaN();
-    if (fs::exists(dir / base_dir / image_name(i))) p.baseline = source(dir, base_dir + "/" + image_name(i), o.embed_images);
-    if (fs::exists(dir / cand_dir / image_name(i))) p.candidate = source(dir, cand_dir + "/" + image_name(i), o.embed_images);
+    if (fs::exists(dir / base_dir / png_sequence_name(i))) p.baseline = source(dir, base_dir + "/" + png_sequence_name(i), o.embed_images);
+    if (fs::exists(dir / cand_dir / png_sequence_name(i))) p.candidate = source(dir, cand_dir + "/" + png_sequence_name(i), o.embed_images);
     if (maps[i].defined()) {
       fs::create_directories(dir / "diff");
-      write_png(dir / "diff" / image_name(i), heat_image(maps[i], scale_max));
-      p.diff = source(dir, "diff/" + image_name(i), o.embed_images);
+      write_png(dir / "diff" / png_sequence_name(i), heat_image(maps[i], scale_max));
+      p.diff = source(dir, "diff/" + png_sequence_name(i), o.embed_images);
       p.mean_abs_diff = maps[i].mean().item<double>();
     }
     images.prompts.push_back(std::move(p));

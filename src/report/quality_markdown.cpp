@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "diffbench/io/image.hpp"
 #include "util/format.hpp"
 
 namespace diffbench {
@@ -92,8 +93,7 @@ std::string render_per_prompt_markdown(const nlohmann::json& r) {
     << (ssim ? "---|" : "") << (lpips ? "---|" : "") << "\n";
   for (const auto& row : rows) {
     const size_t i = row["index"].get<size_t>();
-    char name[32];
-    std::snprintf(name, sizeof name, "%06zu.png", i);
+    const std::string name = png_sequence_name(i);
     o << "| " << i << " | " << cell(prompts[i].get<std::string>()) << " | ![](" << base_dir << "/" << name
       << ") | ![](" << cand_dir << "/" << name << ") | ";
     if (i < bs.size() && i < cs.size() && bs[i].is_number() && cs[i].is_number())

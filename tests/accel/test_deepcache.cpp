@@ -3,7 +3,7 @@
 #include "accel/deepcache.hpp"
 #include "diffbench/accel/method.hpp"
 #include "diffbench/error.hpp"
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/pipeline/spec.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/txt2img.hpp"

@@ -463,7 +463,7 @@ class Spy : public PipelineHooks {
 }  // namespace
 
 TEST_F(UNetHooksTest, DeepCacheKeepsWhatPartialCallsReadInBuffersThatStayPut) {
-  DeepCache dc(DeepCacheOptions{});  // interval 3, branch 0
+  DeepCacheMethod dc(DeepCacheOptions{});  // interval 3, branch 0
   Spy spy(dc);
   const auto in = inputs();
   GenerationInfo gen;

@@ -23,7 +23,7 @@ namespace {
 // printed by the tgate package: cross-attention, self-attention ('c' cache, 'r' reuse, '-'
 // neither), then keep_shape ('k' true, 'm' false: cache the mean of the halves).
 struct PlanCase {
-  TgateParams params;
+  TgateOptions params;
   const char* expected;
 };
 
@@ -38,7 +38,7 @@ const PlanCase kPlanCases[] = {
      "ccm rrk rck rrk rck rrk rck rrk rck rrk rck rrk rck rrk rck rrk rck rrk rck rrk rck rrk rck rrk rck rrk"},
 };
 
-std::string plan_codes(const TgateParams& p) {
+std::string plan_codes(const TgateOptions& p) {
   std::string out;
   auto code = [](bool cache, bool reuse) { return cache ? 'c' : reuse ? 'r' : '-'; };
   for (int64_t step = 0; step < 26; ++step) {
@@ -109,7 +109,7 @@ TEST(Tgate, RegistryDefaultsAndRangeErrorsNameTheKey) {
 TEST(Tgate, CachesTheMeanOfTheHalvesAtTheGateAndReusesIt) {
   // gate_step 2, PNDM-like timesteps (one warm-up call): calls 0, 1 and 2 guided, the gate at
   // call 2 (cur_step 1), conditional-only from call 3.
-  TgateMethod tg(TgateParams{2, 5, 2, 0});
+  TgateMethod tg(TgateOptions{2, 5, 2, 0});
   GenerationInfo info;
   info.timesteps = {801, 601, 601, 401, 201, 1};
   info.steps = 5;

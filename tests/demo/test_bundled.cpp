@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "diffbench/demo/evaluate.hpp"
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/pipeline/spec.hpp"
 #include "diffbench/io/assets.hpp"
 #include "test_support.hpp"
 
@@ -30,24 +30,20 @@ double demo_guidance() {
 
 TEST(DemoBundled, ScorerRetrievesHeldOutCaptions) {
   REQUIRE_DEMO_ASSETS();
-  const auto scorer = ClipScorer::load("demo");
+  const auto scorer = ClipScorer::load(demo_asset("clip"));
   const auto r = demo::check_scorer(*scorer);
   EXPECT_GE(r.top1, 0.9) << "scorer top-1 retrieval among the 32 demo captions";
 }
 
 TEST(DemoBundled, GeneratedImagesFollowTheirPrompts) {
   REQUIRE_DEMO_ASSETS();
-  const auto scorer = ClipScorer::load("demo");
-  ModelOptions mo;
-  mo.dir = "demo";
-  auto pipe = Txt2ImgPipeline::load(mo);
-  // What `make demo` runs: the settings of examples/demo-baseline.toml, seed 42 per prompt.
+  const auto scorer = ClipScorer::load(demo_asset("clip"));
+  // What `make demo` runs: the settings of examples/demo-baseline.toml (model "demo"), seed 42 per prompt.
   const PipelineSpec spec = load_spec(fs::path(DIFFBENCH_SOURCE_DIR) / "examples" / "demo-baseline.toml");
-  GenerateOptions go;
-  go.scheduler = spec.scheduler;
-  go.steps = spec.steps;
-  go.guidance = spec.guidance;
-  go.batch_size = 8;
+  auto pipe = Txt2ImgPipeline::load(spec.model_options());
+  RunProtocol protocol;
+  protocol.batch_size = 8;
+  const GenerateOptions go = spec.generate_options(protocol);
   const auto r = demo::check_pipeline(*pipe, *scorer, go);
   EXPECT_GE(r.top1, 0.6) << "images retrieved as their own prompt among the 32 demo captions";
   EXPECT_GT(r.clip_score, 0.0);

@@ -4,8 +4,9 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/eval/protocol.hpp"
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/io/assets.hpp"
 #include "diffbench/io/hub_cache.hpp"
+#include "diffbench/pipeline/spec.hpp"
 #include "test_support.hpp"
 
 using namespace diffbench;
@@ -170,6 +171,6 @@ TEST_F(HubCache, DefaultScorerIsTheFirstCachedOfTheList) {
   EXPECT_EQ(c.folder, last);
   EXPECT_FALSE(c.is_default);
   EXPECT_EQ(resolve_scorer(cache_.string()).folder, cache_);
-  EXPECT_EQ(resolve_scorer("demo").folder, fs::path("demo"));
+  EXPECT_EQ(resolve_scorer("demo").folder, demo_asset("clip"));
   EXPECT_THROW(resolve_scorer("acme/not-cached"), InputError);
 }

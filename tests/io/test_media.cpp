@@ -245,3 +245,21 @@ TEST(Png, ListPngsSortedByName) {
   EXPECT_THROW(list_pngs(dir / "nope"), InputError);
   fs::remove_all(dir);
 }
+
+TEST(Png, SequenceIsNumberedInBatchOrder) {
+  auto dir = test::temp_dir("png-sequence") / "images";  // created by the writer
+  torch::manual_seed(3);
+  const auto images = torch::randint(0, 256, {3, 3, 5, 4}, torch::kByte);
+  write_png_sequence(dir, images);
+  const auto files = list_pngs(dir);
+  ASSERT_EQ(files.size(), 3u);
+  for (size_t i = 0; i < files.size(); ++i) {
+    EXPECT_EQ(files[i].filename(), png_sequence_name(i));
+    EXPECT_TRUE(torch::equal(read_png(files[i]), images[static_cast<int64_t>(i)])) << files[i];
+  }
+  EXPECT_EQ(png_sequence_name(0), "000000.png");
+  EXPECT_EQ(png_sequence_name(123456), "123456.png");
+  EXPECT_EQ(png_sequence_name(1234567), "1234567.png");  // past six digits the name grows, and still sorts after
+  EXPECT_THROW(write_png_sequence(dir, torch::zeros({3, 5, 4}, torch::kByte)), UsageError);
+  fs::remove_all(dir.parent_path());
+}

@@ -15,18 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffbench/pipeline/spec.hpp"  // AccelEntry
 #include "diffbench/pipeline/step_hooks.hpp"
 
 namespace diffbench {
-
-// One [[accelerate]] table of a pipeline spec.
-struct AccelEntry {
-  std::string method;
-  std::filesystem::path plugin;                       // empty for built-in methods
-  nlohmann::json params = nlohmann::json::object();   // every other key, typed as in the file
-  std::map<std::string, int> lines;                   // key -> line in the spec, for error messages
-  int line = 0;                                       // line of the [[accelerate]] table
-};
 
 // A typed parameter with its default and allowed range or values.
 struct ParamSpec {

@@ -42,7 +42,7 @@
 
 namespace diffbench {
 
-struct TgateParams {
+struct TgateOptions {
   int64_t gate_step = 10;   // steps (from the first counted step) with cross-attention computed
   int64_t sp_interval = 5;  // self-attention cache interval before the gate
   int64_t fi_interval = 1;  // self-attention cache interval after the gate
@@ -57,7 +57,7 @@ struct TgatePlan {
 };
 
 // tgate_scheduler(cur_step, ...), exactly.
-TgatePlan tgate_plan(int64_t cur_step, const TgateParams& params);
+TgatePlan tgate_plan(int64_t cur_step, const TgateOptions& params);
 
 // diffusers' num_warmup_steps for a generation: UNet calls beyond one per inference step
 // (all diffbench schedulers have order 1; PNDM makes one call more than its steps).
@@ -65,7 +65,7 @@ int64_t tgate_warmup_calls(const GenerationInfo& info);
 
 class TgateMethod : public Method {
  public:
-  explicit TgateMethod(const TgateParams& params);
+  explicit TgateMethod(const TgateOptions& params);
 
   std::string name() const override { return "tgate"; }
   nlohmann::json params() const override;
@@ -105,7 +105,7 @@ class TgateMethod : public Method {
   };
   void close_call();
 
-  TgateParams p_;
+  TgateOptions p_;
   bool guidance_ = false;
   int64_t warmup_calls_ = 0;
   TgatePlan plan_;

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/pipeline/spec.hpp"
 #include "diffbench/log.hpp"
 
 namespace diffbench {

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffbench/eval/quality.hpp"
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/pipeline/spec.hpp"
 #include "diffbench/eval/timing.hpp"
 #include "diffbench/log.hpp"
 #include "diffbench/metrics/clip_score.hpp"
@@ -102,6 +102,9 @@ nlohmann::json check_comparable(const PipelineSpec& baseline, const PipelineSpec
 
 // The seeds the protocol runs with: `seeds`, or `seed` alone.
 std::vector<uint64_t> eval_seeds(const EvalOptions& options);
+
+// The protocol each side's generations run under (its seed: the first of eval_seeds).
+RunProtocol eval_protocol(const EvalOptions& options);
 
 // Range checks of every number in the options (UsageError naming the option).
 void validate_eval_options(const EvalOptions& options);

@@ -20,15 +20,16 @@ inline constexpr size_t kDefaultNumSamples = 32;
 const std::vector<std::string>& default_clip_ids();
 
 struct ScorerChoice {
-  std::filesystem::path folder;  // what ClipScorer::load reads ("demo" stays "demo")
+  std::filesystem::path folder;  // what ClipScorer::load reads ("demo": the bundled demo scorer's folder)
   std::string id;                // the hub id when resolved through the cache
   std::string commit;
   bool is_default = false;       // picked from default_clip_ids()
   nlohmann::json to_json() const;
 };
 
-// `value` = "" (the first of default_clip_ids() in the cache), "demo", a folder, or an "ORG/NAME"
-// id in the local hub cache (io/hub_cache.hpp). Nothing found: InputError naming the ids, the
+// `value` = "" (the first of default_clip_ids() in the cache), "demo" (the bundled demo scorer,
+// io/assets.hpp), a folder, or an "ORG/NAME" id in the local hub cache (io/hub_cache.hpp): the one
+// place a --clip value is resolved. Nothing found: InputError naming the ids, the
 // cache looked in and the download command.
 ScorerChoice resolve_scorer(const std::string& value);
 

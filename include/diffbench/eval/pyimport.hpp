@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/pipeline/spec.hpp"
 
 namespace diffbench {
 

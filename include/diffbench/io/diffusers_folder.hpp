@@ -20,8 +20,8 @@ struct ComponentEntry {
 
 class DiffusersFolder {
  public:
-  // Reads model_index.json and checks that `required` components are present as folders. The root
-  // "demo" names the bundled demo model (io/assets.hpp).
+  // Reads model_index.json and checks that `required` components are present as folders. `root` is
+  // a folder: the alias "demo" is resolved where specs and options are read (pipeline/spec.hpp).
   // Components the pipeline does not run (safety_checker, feature_extractor, image_encoder) are
   // skipped and logged.
   static DiffusersFolder open(const std::filesystem::path& root, const std::vector<std::string>& required,

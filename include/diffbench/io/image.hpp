@@ -3,7 +3,9 @@
 // Layout convention: images are uint8 tensors [3,H,W] (channels first, RGB) on the CPU.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -17,6 +19,12 @@ namespace diffbench {
 // Throws UsageError for a tensor of the wrong dtype/shape, InputError when the file cannot be
 // created, RuntimeFailure when writing fails part-way (e.g. a full disk).
 void write_png(const std::filesystem::path& file, const at::Tensor& image);
+
+// The image sequence every command writes (generate's --out, eval's baseline/ and candidate/) and
+// the report links: image i of a batch is "NNNNNN.png", i zero-padded to six digits.
+std::string png_sequence_name(size_t index);
+// Writes `images` (uint8 [N,3,H,W]) as dir/000000.png, dir/000001.png, ..., creating `dir`.
+void write_png_sequence(const std::filesystem::path& dir, const at::Tensor& images);
 
 // float images in [0,1], [3,H,W] or [B,3,H,W] -> uint8 of the same shape, as diffusers'
 // numpy_to_pil: clamp to [0,1], then round(x * 255) in float32 with ties to even (numpy's round).

@@ -6,7 +6,7 @@
 
 #include <ATen/ATen.h>
 
-#include "diffbench/models/clip_scorer.hpp"  // kOpenAiClipMean / kOpenAiClipStd
+#include "diffbench/models/clip_embedder.hpp"  // kOpenAiClipMean / kOpenAiClipStd
 
 namespace diffbench {
 

@@ -11,7 +11,17 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "diffbench/io/json_config.hpp"
+
 namespace diffbench {
+
+// A config's image_size / patch_size: an integer or a square [n, n] pair (transformers and open_clip
+// both write either), in [1, 4096]; `fallback` when absent.
+int64_t square_size(const JsonConfig& config, const std::string& key, int64_t fallback);
+
+// The object under `key` (text_config, vision_config, ...) as a config of its own, its source naming
+// the key; an empty one when absent, an InputError when not an object.
+JsonConfig sub_config(const JsonConfig& config, const std::string& key);
 
 // transformers' ACT2FN names used by CLIP configs.
 enum class ClipActivation {

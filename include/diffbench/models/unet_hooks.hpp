@@ -129,7 +129,7 @@ class UNetHooks {
   // This call was a replay of the graph captured from an earlier call with the same key.
   virtual void replayed() {}
 
-  // A random number fixed at construction: captured graphs read this object's buffers, so the
+  // next_hooks_instance_id() at construction: captured graphs read this object's buffers, so the
   // runner keys them by it (an address could be reused by a later object).
   uint64_t instance_id() const { return instance_id_; }
 

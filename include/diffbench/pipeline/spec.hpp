@@ -1,3 +1,7 @@
+// Layering: the spec lives beside the pipeline and converts itself into the pipeline's options; it
+// names methods (AccelEntry) but never makes them: the MethodRegistry sits above, in accel/, and
+// accel/spec_run.hpp (the run layer generate, bench and eval share) makes a spec's methods.
+//
 // Pipeline specs: the TOML file a user writes instead of a Python script.
 //
 //   [pipeline]
@@ -6,11 +10,12 @@
 //   dtype = "fp16"        device = "cuda"
 //   scheduler_options = { timestep_spacing = "trailing" }   # optional: as Scheduler.from_config(config, **options)
 //   # model may also be a Hugging Face id, "ORG/NAME", found in the local hub cache (io/hub_cache.hpp),
-//   # with optional revision = "main", variant = "fp16", cache_dir = "..."
+//   # with optional revision = "main", variant = "fp16", cache_dir = "...", or "demo" (the bundled demo model)
 //   [[accelerate]]        # zero or more, applied in order
 //   method = "deepcache"  cache_interval = 3  cache_branch_id = 0   # plugin = "path/lib.so" for plugins
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -19,16 +24,41 @@
 
 #include <nlohmann/json.hpp>
 
-#include "diffbench/accel/method.hpp"
 #include "diffbench/io/hub_cache.hpp"
+#include "diffbench/pipeline/noise.hpp"
+#include "diffbench/pipeline/txt2img.hpp"
 
 namespace diffbench {
+
+// One [[accelerate]] table of a pipeline spec (or one --accel METHOD:key=value,... argument).
+struct AccelEntry {
+  std::string method;
+  std::filesystem::path plugin;                       // empty for built-in methods
+  nlohmann::json params = nlohmann::json::object();   // every other key, typed as in the file
+  std::map<std::string, int> lines;                   // key -> line in the spec, for error messages
+  int line = 0;                                       // line of the [[accelerate]] table
+};
+
+// How a command runs a spec, beyond the spec itself: the protocol's seed, batch size and noise.
+struct RunProtocol {
+  uint64_t seed = 42;
+  int batch_size = 1;
+  NoiseMode noise = NoiseMode::PerPrompt;
+  bool allow_nonfinite = false;  // NaN/inf latents or images do not stop the run
+};
+
+// CUDA execution settings a command may turn off (ModelOptions says what each does); no effect on the CPU.
+struct CudaTuning {
+  bool cuda_graphs = true;
+  bool channels_last = true;
+  bool cudnn_benchmark = false;
+};
 
 struct PipelineSpec {
   std::filesystem::path file;  // where it came from (empty when derived)
   std::string name;            // file stem, or "<candidate>-baseline" when derived
-  std::filesystem::path model;  // the diffusers folder (after resolve_spec_model: the hub snapshot)
-  std::string model_ref;         // `model` as written: a path or an "ORG/NAME" id
+  std::filesystem::path model;  // the diffusers folder (after resolve_spec_model: the hub snapshot or the demo)
+  std::string model_ref;         // `model` as written: a path, an "ORG/NAME" id or "demo"
   std::string revision;          // hub revision ("" = main)
   std::string variant;           // weights variant to prefer, e.g. "fp16"
   std::filesystem::path cache_dir;  // hub cache ("" = from the environment)
@@ -49,6 +79,12 @@ struct PipelineSpec {
   // The unaccelerated pipeline: every [[accelerate]] entry dropped.
   PipelineSpec baseline() const;
   nlohmann::json to_json() const;
+
+  // What Txt2ImgPipeline::load takes for this spec (folder, variant, device, dtype).
+  ModelOptions model_options(const CudaTuning& tuning = {}) const;
+  // What Txt2ImgPipeline::generate takes for this spec under `protocol`, without hooks (the spec's
+  // methods are attached by accel/spec_run.hpp).
+  GenerateOptions generate_options(const RunProtocol& protocol) const;
 };
 
 // Parses and validates a spec. Unknown keys, wrong types and bad values are InputErrors whose
@@ -57,9 +93,11 @@ struct PipelineSpec {
 PipelineSpec load_spec(const std::filesystem::path& file);
 PipelineSpec parse_spec(const std::string& text, const std::filesystem::path& file);
 
-// A `model` that is not an existing folder (nor the alias "demo") and looks like "ORG/NAME" is
-// looked up in the local hub cache; `model` becomes the snapshot folder and `hub` records it.
-// Not cached: InputError listing the folders looked in and the download command.
+// Resolves `model` where specs and the command line are read, so nothing later sees an alias:
+// "demo" (when no such file exists) becomes the bundled demo model (io/assets.hpp); a `model` that
+// is not an existing folder and looks like "ORG/NAME" is looked up in the local hub cache (`model`
+// becomes the snapshot folder and `hub` records it). Not cached: InputError listing the folders
+// looked in and the download command.
 void resolve_spec_model(PipelineSpec& spec);
 
 // Differences between two specs that the report lists (steps, scheduler, guidance, size, ...).

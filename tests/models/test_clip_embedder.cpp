@@ -1,4 +1,4 @@
-// transformers CLIPModel and open_clip CLIP through load_clip_scorer, against the libraries' own
+// transformers CLIPModel and open_clip CLIP through load_clip_embedder, against the libraries' own
 // features and scores on the tiny fixtures.
 // Tolerances: features 1e-4 and scores 0.01 against the transformers/open_clip references, the
 // precision ../shared/README.md gives for float32 on any CPU; 1e-5 where both sides are our own code.
@@ -9,7 +9,7 @@
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
 #include "diffbench/models/clip_model.hpp"
-#include "diffbench/models/clip_scorer.hpp"
+#include "diffbench/models/clip_embedder.hpp"
 #include "diffbench/models/open_clip.hpp"
 #include "test_support.hpp"
 
@@ -48,7 +48,7 @@ TEST(ClipModel, FeaturesAndScoresMatchTransformers) {
   DIFFBENCH_REQUIRE_FIXTURE(dir);
   DIFFBENCH_REQUIRE_FIXTURE(ref_file);
   auto ref = SafetensorsFile::open(ref_file);
-  auto scorer = load_clip_scorer(dir);
+  auto scorer = load_clip_embedder(dir);
   EXPECT_EQ(scorer->layout(), "transformers");
   EXPECT_EQ(scorer->context_length(), 77);
   c10::InferenceMode guard;
@@ -70,7 +70,7 @@ TEST(ClipModel, FeaturesAndScoresMatchTransformers) {
 TEST(ClipModel, ImageSpecFromProcessorConfig) {
   const auto dir = test::fixture("tiny-clip");
   DIFFBENCH_REQUIRE_FIXTURE(dir);
-  auto spec = load_clip_scorer(dir)->image_spec();
+  auto spec = load_clip_embedder(dir)->image_spec();
   EXPECT_EQ(spec.size, 224);
   EXPECT_DOUBLE_EQ(spec.mean[0], 0.48145466);
   EXPECT_DOUBLE_EQ(spec.mean[2], 0.40821073);
@@ -120,7 +120,7 @@ TEST(OpenClip, FeaturesAndScoresMatchOpenClip) {
   DIFFBENCH_REQUIRE_FIXTURE(dir);
   DIFFBENCH_REQUIRE_FIXTURE(ref_file);
   auto ref = SafetensorsFile::open(ref_file);
-  auto scorer = load_clip_scorer(dir);
+  auto scorer = load_clip_embedder(dir);
   EXPECT_EQ(scorer->layout(), "open_clip");
   EXPECT_EQ(scorer->context_length(), 77);
   c10::InferenceMode guard;
@@ -150,7 +150,7 @@ TEST(ClipScorer, PickleOnlyFoldersAreRefusedWithAHint) {
     std::ofstream(dir / "config.json") << "{}";
     std::ofstream(dir / name) << "not really a pickle";
     try {
-      load_clip_scorer(dir);
+      load_clip_embedder(dir);
       ADD_FAILURE() << name << ": no error";
     } catch (const InputError& e) {
       const std::string what = e.what();
@@ -161,8 +161,8 @@ TEST(ClipScorer, PickleOnlyFoldersAreRefusedWithAHint) {
   }
   fs::remove_all(dir);
   fs::create_directories(dir);
-  EXPECT_THROW(load_clip_scorer(dir), InputError);
-  EXPECT_THROW(load_clip_scorer(dir / "missing"), InputError);
+  EXPECT_THROW(load_clip_embedder(dir), InputError);
+  EXPECT_THROW(load_clip_embedder(dir / "missing"), InputError);
   fs::remove_all(dir);
 }
 
@@ -176,12 +176,12 @@ TEST(ClipScorer, AcceptsOlderTransformersCheckpointsWithPositionIds) {
   weights["text_model.embeddings.position_ids"] = at::arange(77, at::kLong).unsqueeze(0);
   weights["vision_model.embeddings.position_ids"] = at::arange(50, at::kLong).unsqueeze(0);
   save_safetensors(copy / "model.safetensors", weights);
-  auto scorer = load_clip_scorer(copy);
+  auto scorer = load_clip_embedder(copy);
   auto spec = scorer->image_spec();  // no processor config: OpenAI defaults and the tower's size
   EXPECT_EQ(spec.size, 224);
   EXPECT_EQ(spec.mean, kOpenAiClipMean);
   c10::InferenceMode guard;
-  auto reference = load_clip_scorer(dir);
+  auto reference = load_clip_embedder(dir);
   auto ids = at::full({1, 77}, 49407, at::kLong);
   ids.select(1, 0).fill_(49406);
   EXPECT_TRUE(at::equal(scorer->text_features(ids), reference->text_features(ids)));

@@ -1,4 +1,5 @@
-// One interface over the CLIP layouts a CLIP score can come from: a transformers CLIPModel folder
+// CLIP image and text embeddings (the model half of a CLIP score; metrics/clip_score.hpp scores),
+// one interface over the CLIP layouts a CLIP score can come from: a transformers CLIPModel folder
 // (config.json + model.safetensors) or an open_clip folder (open_clip_config.json +
 // open_clip_model.safetensors).
 #pragma once
@@ -25,9 +26,9 @@ struct ClipImageSpec {
   std::array<double, 3> std = kOpenAiClipStd;
 };
 
-class ClipScorerModel {
+class ClipEmbedder {
  public:
-  virtual ~ClipScorerModel() = default;
+  virtual ~ClipEmbedder() = default;
 
   // pixel_values [B, 3, size, size] (normalised per image_spec()) -> [B, E], projected, not normalised.
   virtual at::Tensor image_features(const at::Tensor& pixel_values) = 0;
@@ -50,9 +51,10 @@ class ClipScorerModel {
 // and reads the preprocessing constants (processor_config.json / preprocessor_config.json for
 // transformers, preprocess_cfg for open_clip; OpenAI defaults otherwise). A folder holding only
 // pickle weights (pytorch_model.bin, open_clip_pytorch_model.bin) is an InputError saying how to
-// convert them; pickles are never loaded. The folder "demo" is the bundled demo scorer (io/assets.hpp).
+// convert them; pickles are never loaded. `dir` is a folder: the alias "demo" is
+// resolved where --clip is read (eval/protocol.hpp resolve_scorer).
 // `target`: the device and dtype its parameters are made in and loaded into (float32 CPU by default).
-std::unique_ptr<ClipScorerModel> load_clip_scorer(const std::filesystem::path& dir,
-                                                  const at::TensorOptions& target = at::TensorOptions());
+std::unique_ptr<ClipEmbedder> load_clip_embedder(const std::filesystem::path& dir,
+                                                 const at::TensorOptions& target = at::TensorOptions());
 
 }  // namespace diffbench

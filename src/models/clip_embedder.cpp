@@ -1,7 +1,6 @@
-#include "diffbench/models/clip_scorer.hpp"
+#include "diffbench/models/clip_embedder.hpp"
 
 #include "diffbench/error.hpp"
-#include "diffbench/io/assets.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
@@ -88,9 +87,9 @@ ClipImageSpec open_clip_image_spec(const JsonConfig& file, int model_image_size)
   return spec;
 }
 
-class TransformersClipScorer : public ClipScorerModel {
+class TransformersClipEmbedder : public ClipEmbedder {
  public:
-  TransformersClipScorer(const ClipConfig& config, ClipImageSpec spec) : model_(config), spec_(spec) {}
+  TransformersClipEmbedder(const ClipConfig& config, ClipImageSpec spec) : model_(config), spec_(spec) {}
   at::Tensor image_features(const at::Tensor& pixel_values) override {
     auto o = weight_options(*model_);
     return model_->get_image_features(pixel_values.to(o.device(), o.dtype().toScalarType()));
@@ -111,9 +110,9 @@ class TransformersClipScorer : public ClipScorerModel {
   ClipImageSpec spec_;
 };
 
-class OpenClipScorer : public ClipScorerModel {
+class OpenClipEmbedder : public ClipEmbedder {
  public:
-  OpenClipScorer(const OpenClipConfig& config, ClipImageSpec spec) : model_(config), spec_(spec) {}
+  OpenClipEmbedder(const OpenClipConfig& config, ClipImageSpec spec) : model_(config), spec_(spec) {}
   at::Tensor image_features(const at::Tensor& pixel_values) override {
     auto o = weight_options(*model_);
     return model_->encode_image(pixel_values.to(o.device(), o.dtype().toScalarType()));
@@ -134,15 +133,14 @@ class OpenClipScorer : public ClipScorerModel {
 
 }  // namespace
 
-std::unique_ptr<ClipScorerModel> load_clip_scorer(const fs::path& given, const at::TensorOptions& target) {
-  const fs::path dir = resolve_demo_alias(given, "clip");  // "demo": the bundled demo scorer
+std::unique_ptr<ClipEmbedder> load_clip_embedder(const fs::path& dir, const at::TensorOptions& target) {
   if (!fs::is_directory(dir)) throw InputError("not a directory (expected a CLIP model folder)", dir.string());
 
   if (fs::exists(dir / "open_clip_config.json") && fs::exists(dir / "open_clip_model.safetensors")) {
     const auto file = JsonConfig::load(dir / "open_clip_config.json");
     const auto config = OpenClipConfig::from_json(file);
     const ParameterTarget made_on(target);  // no initialisation pass: the weights are read next
-    auto scorer = std::make_unique<OpenClipScorer>(
+    auto scorer = std::make_unique<OpenClipEmbedder>(
         config, open_clip_image_spec(file, static_cast<int>(config.vision_cfg.image_size)));
     load_weights(scorer->module(), dir / "open_clip_model.safetensors");
     scorer->module().eval();
@@ -155,7 +153,7 @@ std::unique_ptr<ClipScorerModel> load_clip_scorer(const fs::path& given, const a
   if (fs::exists(dir / "config.json") && !weights_file.empty()) {
     const auto config = ClipConfig::from_json(JsonConfig::load(dir / "config.json"));
     const ParameterTarget made_on(target);
-    auto scorer = std::make_unique<TransformersClipScorer>(
+    auto scorer = std::make_unique<TransformersClipEmbedder>(
         config, transformers_image_spec(dir, static_cast<int>(config.vision_config.image_size)));
     LoadOptions options;  // older transformers also saved the position_ids buffers
     options.ignore_unexpected = {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"};

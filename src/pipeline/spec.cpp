@@ -1,4 +1,4 @@
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/pipeline/spec.hpp"
 
 #include <cmath>
 #include <fstream>
@@ -7,8 +7,9 @@
 #include <toml++/toml.h>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
 #include "diffbench/io/read_file.hpp"
-#include "diffbench/pipeline/txt2img.hpp"
+#include "diffbench/pipeline/device.hpp"
 
 namespace diffbench {
 
@@ -48,7 +49,7 @@ void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& sp
     if (key == "model") {
       spec.model_ref = expect<std::string>(node, file, key, "a string");
       fs::path p = spec.model_ref;
-      if (p.is_relative() && p.string() != "demo") p = file.parent_path() / p;
+      if (p.is_relative() && p != "demo") p = file.parent_path() / p;  // the alias is resolved by resolve_spec_model
       spec.model = p;
     } else if (key == "revision" || key == "variant") {
       (key == "revision" ? spec.revision : spec.variant) = expect<std::string>(node, file, key, "a string");
@@ -144,7 +145,11 @@ PipelineSpec load_spec(const fs::path& file) {
 
 void resolve_spec_model(PipelineSpec& spec) {
   if (spec.model_ref.empty()) spec.model_ref = spec.model.string();
-  if (spec.model_ref == "demo" || fs::exists(spec.model) || !looks_like_repo_id(spec.model_ref)) return;
+  if (spec.model == "demo") {
+    spec.model = resolve_demo_alias(spec.model, "sd");  // the bundled demo model, unless ./demo exists
+    return;
+  }
+  if (fs::exists(spec.model) || !looks_like_repo_id(spec.model_ref)) return;
   spec.hub = resolve_hub_model(spec.model_ref, spec.revision, spec.cache_dir, spec.variant);
   spec.model = spec.hub->folder;
 }
@@ -172,6 +177,33 @@ nlohmann::json PipelineSpec::to_json() const {
   if (hub) j["hub"] = hub->to_json();
   if (!origin.is_null()) j["origin"] = origin;
   return j;
+}
+
+ModelOptions PipelineSpec::model_options(const CudaTuning& tuning) const {
+  ModelOptions mo;
+  mo.dir = model;
+  mo.variant = variant;
+  mo.device = parse_device(device);
+  mo.dtype = parse_dtype(dtype, mo.device);
+  mo.cuda_graphs = tuning.cuda_graphs;
+  mo.channels_last = tuning.channels_last;
+  mo.cudnn_benchmark = tuning.cudnn_benchmark;
+  return mo;
+}
+
+GenerateOptions PipelineSpec::generate_options(const RunProtocol& protocol) const {
+  GenerateOptions go;
+  go.scheduler = scheduler;
+  go.scheduler_options = scheduler_options;
+  go.steps = steps;
+  go.guidance = guidance;
+  go.height = height;
+  go.width = width;
+  go.seed = protocol.seed;
+  go.batch_size = protocol.batch_size;
+  go.noise = protocol.noise;
+  go.allow_nonfinite = protocol.allow_nonfinite;
+  return go;
 }
 
 std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineSpec& b) {

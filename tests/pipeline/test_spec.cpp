@@ -1,0 +1,137 @@
+#include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
+#include "diffbench/pipeline/spec.hpp"
+#include "test_support.hpp"
+
+using namespace diffbench;
+
+TEST(Spec, ParsesPipelineAndMethods) {
+  auto s = parse_spec(R"(
+[pipeline]
+model = "models/sd"
+scheduler = "ddim"
+steps = 25
+guidance = 7      # integers are fine for floats
+height = 512
+width = 768
+dtype = "fp16"
+device = "cuda"
+
+[[accelerate]]
+method = "deepcache"
+cache_interval = 3
+cache_branch_id = 0
+
+[[accelerate]]
+method = "tome"
+ratio = 0.5
+use_rand = false
+)",
+                      "/specs/cand.toml");
+  EXPECT_EQ(s.name, "cand");
+  EXPECT_EQ(s.model, std::filesystem::path("/specs/models/sd"));
+  EXPECT_EQ(s.scheduler, "ddim");
+  EXPECT_EQ(s.steps, 25);
+  EXPECT_DOUBLE_EQ(s.guidance, 7.0);
+  EXPECT_EQ(s.height, 512);
+  EXPECT_EQ(s.width, 768);
+  EXPECT_EQ(s.dtype, "fp16");
+  ASSERT_EQ(s.accelerate.size(), 2u);
+  EXPECT_EQ(s.accelerate[0].method, "deepcache");
+  EXPECT_EQ(s.accelerate[0].params["cache_interval"], 3);
+  EXPECT_EQ(s.accelerate[1].params["use_rand"], false);
+  EXPECT_EQ(s.accelerate[1].params["ratio"], 0.5);
+  EXPECT_EQ(s.accelerate[1].lines.at("ratio"), 19);
+  auto b = s.baseline();
+  EXPECT_TRUE(b.accelerate.empty());
+  EXPECT_EQ(b.steps, 25);
+  EXPECT_EQ(spec_differences(b, s), std::vector<std::string>({"accelerate methods: 0 vs 2"}));
+}
+
+TEST(Spec, ErrorsNameFileLineAndKey) {
+  struct Case {
+    const char* text;
+    const char* where;
+    const char* what;
+  };
+  const Case cases[] = {
+      {"[pipeline]\nmodel = 'm'\nstepz = 3\n", "/s/x.toml:3", "stepz"},
+      {"[pipeline]\nmodel = 'm'\nsteps = 'many'\n", "/s/x.toml:3", "steps"},
+      {"[pipeline]\nmodel = 'm'\ndtype = 'fp8'\n", "/s/x.toml:3", "dtype"},
+      {"[pipeline]\nsteps = 3\n", "/s/x.toml:1", "model"},
+      {"[pipeline]\nmodel = 'm'\n[extra]\nx = 1\n", "/s/x.toml:3", "extra"},
+      {"[pipeline]\nmodel = 'm'\n[[accelerate]]\ncache_interval = 3\n", "/s/x.toml:3", "method"},
+      {"[pipeline]\nmodel = = 'm'\n", "/s/x.toml:2", "TOML"},
+      {"", "/s/x.toml", "[pipeline]"},
+  };
+  for (const auto& c : cases) {
+    try {
+      parse_spec(c.text, "/s/x.toml");
+      ADD_FAILURE() << "no error for: " << c.text;
+    } catch (const InputError& e) {
+      EXPECT_EQ(e.where(), c.where) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.what), std::string::npos) << e.what();
+      EXPECT_EQ(e.exit_code(), 2);
+    }
+  }
+}
+
+// What every command runs a spec with: the spec's fields, the protocol's seed, batch and noise, the
+// CUDA settings as given.
+TEST(Spec, ConvertsToThePipelineOptions) {
+  auto s = parse_spec(R"(
+[pipeline]
+model = "models/sd"
+variant = "fp16"
+scheduler = "euler"
+scheduler_options = { timestep_spacing = "trailing" }
+steps = 12
+guidance = 3.5
+height = 256
+width = 320
+)",
+                      "/specs/cand.toml");
+  const ModelOptions mo = s.model_options({false, true, true});
+  EXPECT_EQ(mo.dir, std::filesystem::path("/specs/models/sd"));
+  EXPECT_EQ(mo.variant, "fp16");
+  EXPECT_EQ(mo.device, at::Device(at::kCPU));
+  EXPECT_EQ(mo.dtype, at::kFloat);
+  EXPECT_FALSE(mo.cuda_graphs);
+  EXPECT_TRUE(mo.channels_last);
+  EXPECT_TRUE(mo.cudnn_benchmark);
+  EXPECT_TRUE(s.model_options().cuda_graphs);  // the defaults: graphs and NHWC on, cuDNN's heuristics
+  EXPECT_FALSE(s.model_options().cudnn_benchmark);
+
+  RunProtocol p;
+  p.seed = 7;
+  p.batch_size = 3;
+  p.noise = NoiseMode::Diffusers;
+  p.allow_nonfinite = true;
+  const GenerateOptions go = s.generate_options(p);
+  EXPECT_EQ(go.scheduler, "euler");
+  EXPECT_EQ(go.scheduler_options, (nlohmann::json{{"timestep_spacing", "trailing"}}));
+  EXPECT_EQ(go.steps, 12);
+  EXPECT_DOUBLE_EQ(go.guidance, 3.5);
+  EXPECT_EQ(go.height, 256);
+  EXPECT_EQ(go.width, 320);
+  EXPECT_EQ(go.seed, 7u);
+  EXPECT_EQ(go.batch_size, 3);
+  EXPECT_EQ(go.noise, NoiseMode::Diffusers);
+  EXPECT_TRUE(go.allow_nonfinite);
+  EXPECT_TRUE(go.hooks.empty());  // methods are attached by the run layer (accel/spec_run.hpp)
+
+  s.dtype = "fp16";  // half precision is CUDA-only: refused where the options are made
+  EXPECT_THROW(s.model_options(), UsageError);
+}
+
+// "demo" is resolved where the spec is read: the spec's folder is not prepended and the model
+// becomes the bundled demo's folder, while model_ref keeps what was written.
+TEST(Spec, DemoAliasIsResolvedOnce) {
+  auto s = parse_spec("[pipeline]\nmodel = 'demo'\n", "/specs/d.toml");
+  EXPECT_EQ(s.model, std::filesystem::path("demo"));
+  if (!std::filesystem::exists(assets_dir() / "demo" / "sd")) GTEST_SKIP() << "no bundled demo model";
+  resolve_spec_model(s);
+  EXPECT_EQ(s.model, demo_asset("sd"));
+  EXPECT_EQ(s.model_ref, "demo");
+  EXPECT_EQ(s.to_json()["model_ref"], "demo");
+}
