@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/distribution_quality.hpp"
 #include "diffbench/eval/quality.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/prompts.hpp"
@@ -11,11 +12,12 @@ namespace diffbench {
 
 namespace fs = std::filesystem;
 
-MetricSet default_score_metrics(bool against, bool clip, bool lpips) {
+MetricSet default_score_metrics(bool against, bool clip, bool lpips, bool inception) {
   MetricSet m;
-  m.clip = clip || !against;
+  m.clip = clip || (!against && !inception);
   m.psnr = m.ssim = against;
   m.lpips = against && lpips;
+  m.kid = m.fid = inception;
   return m;
 }
 
@@ -26,6 +28,11 @@ nlohmann::json run_score(const ScoreOptions& o) {
   if (m.fidelity() && o.against.empty())
     throw UsageError("PSNR and SSIM compare with reference images: --against DIR", "--against");
   if (m.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--lpips");
+  if (m.distribution() && o.inception.empty())
+    throw UsageError("KID and FID need the FID Inception weights: --inception FILE", "--inception");
+  if (m.distribution() && o.against.empty() && o.reference_images.empty())
+    throw UsageError("KID and FID compare the images with another set: --reference-images DIR or --against DIR",
+                     "--reference-images");
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   const auto files = list_pngs(o.images);
   if (files.empty()) throw InputError("no PNG images", o.images.string());
@@ -39,6 +46,12 @@ nlohmann::json run_score(const ScoreOptions& o) {
   std::unique_ptr<ClipScorer> scorer;
   if (m.clip) scorer = ClipScorer::load(o.clip);
   const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
+  // KID/FID: the other sets' files are listed (and checked) before any image is scored.
+  std::vector<fs::path> against_files, reference_files;
+  if (m.distribution() && !o.against.empty()) against_files = image_set_files(o.against);
+  if (m.distribution() && !o.reference_images.empty()) reference_files = image_set_files(o.reference_images);
+  const std::unique_ptr<InceptionFeatures> inception = m.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
+  ImageSetFeatures image_features;
 
   std::vector<double> per_sample;
   FidelityScores fidelity;
@@ -68,6 +81,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
       const auto s = scorer->score(images, texts, o.batch_size);
       per_sample.insert(per_sample.end(), s.begin(), s.end());
     }
+    if (inception) image_features.add(inception->features(images));
   }
 
   nlohmann::json j = {{"images", o.images.string()}, {"n", n}, {"files", names}, {"metrics", to_string(m)}};
@@ -82,6 +96,19 @@ nlohmann::json run_score(const ScoreOptions& o) {
     const nlohmann::json f = fidelity_metrics_json(fidelity, "each image vs the --against image of the same name", {},
                                                    o.seed, nullptr);
     for (auto it = f.begin(); it != f.end(); ++it) j[it.key()] = it.value();
+  }
+  if (inception) {
+    ImageSetFeatures against_set, reference_set;
+    std::vector<NamedImageSet> others;
+    if (!against_files.empty()) {
+      against_set = files_features(*inception, against_files, o.batch_size);
+      others.push_back({"against", o.against, &against_set});
+    }
+    if (!reference_files.empty()) {
+      reference_set = files_features(*inception, reference_files, o.batch_size);
+      others.push_back({"reference", o.reference_images, &reference_set});
+    }
+    j.update(score_distribution_json(m, image_features, others, o.seed));
   }
   return j;
 }
@@ -104,6 +131,21 @@ std::string render_score(const nlohmann::json& j) {
                   m["ci95"][0].get<double>(), digits, m["ci95"][1].get<double>(), digits, m["worst"].get<double>(), unit,
                   j["files"][worst].get<std::string>().c_str());
     out += line;
+  }
+  for (const char* role : {"against", "reference"}) {
+    if (j.contains("kid") && j["kid"].contains(role)) {
+      const auto& k = j["kid"][role];
+      std::snprintf(line, sizeof line, "KID vs %s (lower is better): %.5f ± %.5f (%s vs %s images)\n",
+                    k["images"].get<std::string>().c_str(), k["mean"].get<double>(), k["std"].get<double>(),
+                    j["kid"]["n"].dump().c_str(), k["n"].dump().c_str());
+      out += line;
+    }
+    if (j.contains("fid") && j["fid"].contains(role)) {
+      const auto& f = j["fid"][role];
+      std::snprintf(line, sizeof line, "FID vs %s (lower is better): %.3f%s\n", f["images"].get<std::string>().c_str(),
+                    f["value"].get<double>(), j["fid"]["reliable"].get<bool>() ? "" : " (unreliable: fewer than 2048 images; prefer KID)");
+      out += line;
+    }
   }
   if (j.contains("psnr") && j["psnr"]["capped"].get<size_t>() > 0)
     out += "PSNR capped at 100 dB for " + j["psnr"]["capped"].dump() + " image(s), " + j["psnr"]["identical"].dump() +
