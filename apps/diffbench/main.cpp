@@ -96,13 +96,14 @@ struct EvalArgs {
        allow_task_change = false, allow_nonfinite = false;
   std::string metrics = "clip,psnr,ssim", lpips;
   std::optional<double> min_psnr, min_ssim, max_lpips;
-  std::string inception, reference_images;
+  std::string inception, reference_images, pickscore, hps;
   std::optional<double> max_fid_increase, max_kid;
   std::vector<std::string> max_metric_loss;
 };
 
 struct ScoreArgs {
-  std::string images, prompts, clip, clip_score = "per-sample-clamp", against, metrics, lpips, inception, reference_images;
+  std::string images, prompts, clip, clip_score = "per-sample-clamp", against, metrics, lpips, inception, reference_images,
+      pickscore, hps;
   size_t num_samples = 0;
   bool json = false;
 };
@@ -122,7 +123,9 @@ void add_distribution_options(CLI::App& c, EvalArgs& a) {
       ->check(finite_number(0));
   c.add_option("--max-metric-loss", a.max_metric_loss,
                "NAME=PCT (repeatable): fail when metric NAME is more than PCT % worse than the baseline's "
-               "(clip, ssim; kid, fid with --reference-images)");
+               "(clip, ssim, pickscore, hps; kid, fid with --reference-images)");
+  c.add_option("--pickscore", a.pickscore, "PickScore CLIPModel folder or ORG/NAME (docs/metrics.md); adds pickscore");
+  c.add_option("--hps", a.hps, "HPS v2 open_clip folder or ORG/NAME (docs/metrics.md); adds hps");
 }
 
 void add_eval(CLI::App& app, EvalArgs& a) {
@@ -196,11 +199,13 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_option("--against", a.against, "folder of reference PNGs with the same file names (for psnr, ssim, lpips)");
   c->add_option("--lpips", a.lpips, "LPIPS AlexNet v0.1 weights (safetensors)");
   c->add_option("--inception", a.inception, "FID Inception-v3 weights (safetensors), for kid and fid");
+  c->add_option("--pickscore", a.pickscore, "PickScore CLIPModel folder or ORG/NAME (with --prompts)");
+  c->add_option("--hps", a.hps, "HPS v2 open_clip folder or ORG/NAME (with --prompts)");
   c->add_option("--reference-images", a.reference_images,
                 "folder of PNGs the images are compared with as a set (kid, fid; --against's folder is too)");
   c->add_option("--metrics", a.metrics,
-                "clip, psnr, ssim, lpips, kid, fid (default: clip; with --against psnr,ssim, plus clip with --clip, "
-                "lpips with --lpips, kid,fid with --inception)");
+                "clip, psnr, ssim, lpips, kid, fid, pickscore, hps (default: clip; with --against psnr,ssim, plus clip "
+                "with --clip, lpips with --lpips, kid,fid with --inception, pickscore and hps with their folders)");
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_flag("--json", a.json, "print JSON");
@@ -483,6 +488,10 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
   o.distribution.max_fid_increase = a.max_fid_increase;
   o.distribution.max_kid = a.max_kid;
   for (const auto& limit : a.max_metric_loss) add_metric_loss_limit(limit, o.max_metric_loss);
+  if (!a.pickscore.empty()) o.pickscore = resolve_scorer(a.pickscore).folder;
+  if (!a.hps.empty()) o.hps = resolve_scorer(a.hps).folder;
+  o.metrics.pickscore = o.metrics.pickscore || !a.pickscore.empty();
+  o.metrics.hps = o.metrics.hps || !a.hps.empty();
   o.allow_model_mismatch = a.allow_model_mismatch;
   o.allow_identical = a.allow_identical;
   o.allow_task_change = a.allow_task_change;
@@ -516,6 +525,11 @@ int run_score(const ScoreArgs& a) {
   o.metrics = a.metrics.empty() ? default_score_metrics(!a.against.empty(), !a.clip.empty(), !a.lpips.empty(),
                                                         !a.inception.empty())
                                 : parse_metric_set(a.metrics);
+  if (!a.pickscore.empty()) o.pickscore = resolve_scorer(a.pickscore).folder;
+  if (!a.hps.empty()) o.hps = resolve_scorer(a.hps).folder;
+  o.metrics.pickscore = o.metrics.pickscore || !a.pickscore.empty();
+  o.metrics.hps = o.metrics.hps || !a.hps.empty();
+  if (a.metrics.empty() && a.clip.empty() && (o.metrics.pickscore || o.metrics.hps)) o.metrics.clip = false;
   const auto j = run_score(o);
   std::cout << (a.json ? j.dump(2) + "\n" : render_score(j));
   return 0;

@@ -196,6 +196,7 @@ void validate_eval_options(const EvalOptions& o) {
     throw UsageError("FID is not computed: add fid to --metrics", "--max-fid-increase");
   if (o.distribution.max_kid && !o.metrics.kid) throw UsageError("KID is not computed: add kid to --metrics", "--max-kid");
   validate_metric_loss_limits(o.max_metric_loss, o.metrics, !o.reference_images.empty());
+  validate_preference_options(o.metrics, o.pickscore, o.hps);
   for (size_t i = 0; i < o.seeds.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (o.seeds[i] == o.seeds[j]) throw UsageError("seed " + std::to_string(o.seeds[i]) + " is listed twice", "--seeds");
@@ -223,6 +224,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       o.metrics.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
   const auto reference_files =
       o.reference_images.empty() ? std::vector<fs::path>{} : image_set_files(o.reference_images);
+  const PreferenceScorers preference = load_preference_scorers(o.metrics, o.pickscore, o.hps);
 
   TimedRuns timed = run_timed(baseline, base_methods, candidate, cand_methods, prompts, o, log);
   PipelineRun& base_run = timed.baseline;
@@ -299,6 +301,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     if (o.distribution.max_fid_increase) thresholds["max_fid_increase"] = *o.distribution.max_fid_increase;
     if (o.distribution.max_kid) thresholds["max_kid"] = *o.distribution.max_kid;
   }
+  if (preference.any())
+    metrics.update(eval_preference_metrics(preference, timed.baseline_images, timed.candidate_images, prompts,
+                                           o.batch_size, o.seed, log));
   if (!o.max_metric_loss.empty())
     thresholds["max_metric_loss_pct"] = apply_metric_loss_limits(o.max_metric_loss, metrics, &res.failures);
   std::string per_prompt_order;

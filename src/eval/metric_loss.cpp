@@ -13,7 +13,8 @@ constexpr const char* kOption = "--max-metric-loss";
 
 bool computed(const MetricSet& m, const std::string& name) {
   return (name == "clip" && m.clip) || (name == "ssim" && m.ssim) || (name == "kid" && m.kid) ||
-         (name == "fid" && m.fid) || (name == "psnr" && m.psnr) || (name == "lpips" && m.lpips);
+         (name == "fid" && m.fid) || (name == "psnr" && m.psnr) || (name == "lpips" && m.lpips) ||
+         (name == "pickscore" && m.pickscore) || (name == "hps" && m.hps);
 }
 
 }  // namespace
@@ -42,9 +43,9 @@ void validate_metric_loss_limits(const MetricLossLimits& limits, const MetricSet
                        kOption);
     if (name == "lpips")
       throw UsageError("lpips has no relative loss (the baseline's LPIPS with itself is 0): use --max-lpips X", kOption);
-    if (name != "clip" && name != "ssim" && name != "kid" && name != "fid")
-      throw UsageError("unknown metric '" + name + "' (with a relative loss: clip, ssim, and kid, fid with "
-                                                   "--reference-images)",
+    if (name != "clip" && name != "ssim" && name != "kid" && name != "fid" && name != "pickscore" && name != "hps")
+      throw UsageError("unknown metric '" + name + "' (with a relative loss: clip, ssim, pickscore, hps, and kid, "
+                                                   "fid with --reference-images)",
                        kOption);
     if (!computed(m, name)) throw UsageError("metric '" + name + "' is not computed: add it to --metrics", kOption);
     if ((name == "kid" || name == "fid") && !reference_images)

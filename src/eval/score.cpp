@@ -4,6 +4,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/eval/distribution_quality.hpp"
+#include "diffbench/eval/preference_quality.hpp"
 #include "diffbench/eval/quality.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/prompts.hpp"
@@ -33,7 +34,10 @@ nlohmann::json run_score(const ScoreOptions& o) {
   if (m.distribution() && o.against.empty() && o.reference_images.empty())
     throw UsageError("KID and FID compare the images with another set: --reference-images DIR or --against DIR",
                      "--reference-images");
+  if ((m.pickscore || m.hps) && o.prompts.empty())
+    throw UsageError("preference scores need prompts: --prompts SOURCE", "--prompts");
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
+  const PreferenceScorers preference = load_preference_scorers(m, o.pickscore, o.hps);
   const auto files = list_pngs(o.images);
   if (files.empty()) throw InputError("no PNG images", o.images.string());
   const size_t n = o.num_samples ? o.num_samples : files.size();
@@ -42,7 +46,8 @@ nlohmann::json run_score(const ScoreOptions& o) {
                      "--num-samples");
   if (!o.against.empty() && !fs::is_directory(o.against)) throw InputError("not a folder", o.against.string());
   std::vector<std::string> prompts;
-  if (m.clip) prompts = load_prompts(o.prompts, n).prompts;
+  const bool with_prompts = m.clip || preference.any();
+  if (with_prompts) prompts = load_prompts(o.prompts, n).prompts;
   std::unique_ptr<ClipScorer> scorer;
   if (m.clip) scorer = ClipScorer::load(o.clip);
   const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
@@ -53,7 +58,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
   const std::unique_ptr<InceptionFeatures> inception = m.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
   ImageSetFeatures image_features;
 
-  std::vector<double> per_sample;
+  std::vector<double> per_sample, per_pickscore, per_hps;
   FidelityScores fidelity;
   nlohmann::json names = nlohmann::json::array();
   const auto batch = static_cast<size_t>(o.batch_size);
@@ -64,7 +69,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
     for (size_t i = first; i < first + count; ++i) {
       images.push_back(read_png(files[i]));
       names.push_back(files[i].filename().string());
-      if (m.clip) texts.push_back(prompts[i]);
+      if (with_prompts) texts.push_back(prompts[i]);
       if (!m.fidelity()) continue;
       const fs::path ref_file = o.against / files[i].filename();
       if (!fs::exists(ref_file))
@@ -82,6 +87,11 @@ nlohmann::json run_score(const ScoreOptions& o) {
       per_sample.insert(per_sample.end(), s.begin(), s.end());
     }
     if (inception) image_features.add(inception->features(images));
+    for (auto [scorer, out] : {std::pair{preference.pickscore.get(), &per_pickscore}, std::pair{preference.hps.get(), &per_hps}})
+      if (scorer) {
+        const auto s = scorer->score(images, texts, o.batch_size);
+        out->insert(out->end(), s.begin(), s.end());
+      }
   }
 
   nlohmann::json j = {{"images", o.images.string()}, {"n", n}, {"files", names}, {"metrics", to_string(m)}};
@@ -97,6 +107,8 @@ nlohmann::json run_score(const ScoreOptions& o) {
                                                    o.seed, nullptr);
     for (auto it = f.begin(); it != f.end(); ++it) j[it.key()] = it.value();
   }
+  if (preference.pickscore) j["pickscore"] = score_preference_json(*preference.pickscore, per_pickscore);
+  if (preference.hps) j["hps"] = score_preference_json(*preference.hps, per_hps);
   if (inception) {
     ImageSetFeatures against_set, reference_set;
     std::vector<NamedImageSet> others;
@@ -121,6 +133,12 @@ std::string render_score(const nlohmann::json& j) {
                   j["clip_score"].get<double>(), j["n"].get<size_t>());
     out += line;
   }
+  for (const auto& [key, label] : {std::pair{"pickscore", "PickScore"}, std::pair{"hps", "HPS v2"}})
+    if (j.contains(key) && j[key]["mean"].is_number()) {
+      std::snprintf(line, sizeof line, "%s (higher is better): %.4f over %zu images\n", label,
+                    j[key]["mean"].get<double>(), j["n"].get<size_t>());
+      out += line;
+    }
   for (const auto& [key, label, unit, digits] :
        {std::tuple{"psnr", "PSNR", " dB", 2}, std::tuple{"ssim", "SSIM", "", 4}, std::tuple{"lpips", "LPIPS", "", 4}}) {
     if (!j.contains(key)) continue;

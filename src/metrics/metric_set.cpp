@@ -5,7 +5,7 @@
 namespace diffbench {
 
 namespace {
-constexpr const char* kAvailable = "clip, psnr, ssim, lpips, kid, fid";
+constexpr const char* kAvailable = "clip, psnr, ssim, lpips, kid, fid, pickscore, hps";
 }  // namespace
 
 MetricSet parse_metric_set(const std::string& list, const std::string& where) {
@@ -22,10 +22,14 @@ MetricSet parse_metric_set(const std::string& list, const std::string& where) {
                  : name == "lpips" ? &m.lpips
                  : name == "kid"   ? &m.kid
                  : name == "fid"   ? &m.fid
+                 : name == "pickscore" ? &m.pickscore
+                 : name == "hps"   ? &m.hps
                                    : nullptr;
     if (!flag) {
-      if (name == "pickscore" || name == "hps" || name == "imagereward")
-        throw UsageError("metric '" + name + "' is not supported yet (available: " + kAvailable + ")", where);
+      if (name == "imagereward")
+        throw UsageError("metric 'imagereward' is not supported (it needs BLIP, which diffbench does not implement; "
+                         "available: " + std::string(kAvailable) + ")",
+                         where);
       throw UsageError("unknown metric '" + name + "' in '" + list + "' (available: " + kAvailable + ")", where);
     }
     if (*flag) throw UsageError("metric '" + name + "' is listed twice", where);
@@ -39,7 +43,8 @@ MetricSet parse_metric_set(const std::string& list, const std::string& where) {
 std::string to_string(const MetricSet& m) {
   std::string out;
   for (auto [on, name] : {std::pair{m.clip, "clip"}, std::pair{m.psnr, "psnr"}, std::pair{m.ssim, "ssim"},
-                          std::pair{m.lpips, "lpips"}, std::pair{m.kid, "kid"}, std::pair{m.fid, "fid"}})
+                          std::pair{m.lpips, "lpips"}, std::pair{m.kid, "kid"}, std::pair{m.fid, "fid"},
+                          std::pair{m.pickscore, "pickscore"}, std::pair{m.hps, "hps"}})
     if (on) out += (out.empty() ? "" : ",") + std::string(name);
   return out;
 }

@@ -60,6 +60,15 @@ std::string render_distribution_markdown(const nlohmann::json& r) {
     o << "\n";
     if (m.contains("fid") && m["fid"].contains("note")) o << m["fid"]["note"].get<std::string>() << ".\n\n";
   }
+  for (const auto& [key, label] : {std::pair{"pickscore", "PickScore"}, std::pair{"hps", "HPS v2"}}) {
+    if (!m.contains(key)) continue;
+    const auto& p = m[key];
+    o << label << " (higher is better; " << p["definition"].get<std::string>() << "): baseline " << num(p["baseline"], 4)
+      << ", candidate " << num(p["candidate"], 4) << ", loss "
+      << (p["loss_pct"].is_number() ? num(p["loss_pct"], 2) + " %" : std::string("undefined"))
+      << "; paired per-prompt difference (baseline − candidate) " << num(p["paired"]["mean_diff"], 4) << " ["
+      << num(p["paired"]["ci95"][0], 4) << ", " << num(p["paired"]["ci95"][1], 4) << "].\n\n";
+  }
   std::string limits;
   for (auto it = m.begin(); it != m.end(); ++it) {
     if (!it.value().is_object() || !it.value().contains("loss_threshold")) continue;
@@ -79,7 +88,13 @@ std::string render_distribution_summary(const nlohmann::json& r) {
   if (m.contains("fid"))
     out += std::string(out.empty() ? "" : "  ") + "FID " + num(m["fid"]["candidate_vs_baseline"], 3) +
            (m["fid"].value("reliable", true) ? "" : " (unreliable below 2048 images; prefer KID)");
-  return out.empty() ? "" : "distribution vs baseline: " + out + "\n";
+  std::string pref;
+  for (const auto& [key, label] : {std::pair{"pickscore", "PickScore"}, std::pair{"hps", "HPS v2"}})
+    if (m.contains(key))
+      pref += (pref.empty() ? "" : "  ") + std::string(label) + " " + num(m[key]["baseline"], 4) + " -> " +
+              num(m[key]["candidate"], 4);
+  return (out.empty() ? "" : "distribution vs baseline: " + out + "\n") +
+         (pref.empty() ? "" : "preference: " + pref + "\n");
 }
 
 }  // namespace diffbench

@@ -1,5 +1,6 @@
 // The parts of report.md and of the terminal summary about the image sets as distributions (KID, FID against
-// the baseline's set and against reference images) and about --max-metric-loss limits. Each reads only
+// the baseline's set and against reference images), the preference scores (PickScore, HPS v2) and
+// --max-metric-loss limits. Each reads only
 // report.json fields and writes nothing for absent ones.
 #pragma once
 

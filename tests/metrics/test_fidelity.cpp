@@ -88,7 +88,8 @@ TEST(Fidelity, MetricListParses) {
   const MetricSet dist = parse_metric_set("fid,psnr,kid");
   EXPECT_TRUE(dist.distribution() && dist.kid && dist.fid && !parse_metric_set("psnr").distribution());
   EXPECT_EQ(to_string(dist), "psnr,kid,fid");
-  for (const char* bad : {"", "clip,", "clip,clip", "psnr,mse", "kid,kid", "pickscore"}) {
+  EXPECT_EQ(to_string(parse_metric_set("hps,pickscore,clip")), "clip,pickscore,hps");
+  for (const char* bad : {"", "clip,", "clip,clip", "psnr,mse", "kid,kid", "imagereward"}) {
     try {
       parse_metric_set(bad, "--metrics");
       ADD_FAILURE() << "accepted '" << bad << "'";

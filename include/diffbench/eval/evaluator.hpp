@@ -11,6 +11,7 @@
 
 #include "diffbench/eval/distribution_quality.hpp"
 #include "diffbench/eval/metric_loss.hpp"
+#include "diffbench/eval/preference_quality.hpp"
 #include "diffbench/eval/quality.hpp"
 #include "diffbench/eval/spec.hpp"
 #include "diffbench/eval/timing.hpp"
@@ -42,6 +43,7 @@ struct EvalOptions {
   std::filesystem::path reference_images; // PNGs both runs' image sets are also compared with (KID/FID)
   DistributionThresholds distribution;    // --max-fid-increase, --max-kid
   MetricLossLimits max_metric_loss;       // --max-metric-loss NAME=PCT
+  std::filesystem::path pickscore, hps;   // preference scorer folders, for metrics.pickscore / hps
   std::optional<double> min_speedup;
   std::optional<double> max_latency;      // candidate seconds per image
   bool allow_model_mismatch = false;

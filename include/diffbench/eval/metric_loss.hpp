@@ -1,6 +1,7 @@
 // --max-metric-loss NAME=PCT: one threshold for any metric that scores the baseline's and the candidate's
 // images on one scale, on the candidate's loss relative to the baseline in percent (the metric's loss_pct in
-// report.json): clip (as --max-quality-loss), ssim (1 - mean SSIM: the baseline's SSIM with itself is 1), and,
+// report.json): clip (as --max-quality-loss), pickscore, hps, ssim (1 - mean SSIM: the baseline's SSIM with
+// itself is 1), and,
 // against --reference-images, fid and kid (the increase over the baseline's own value).
 #pragma once
 

@@ -23,6 +23,7 @@ struct ScoreOptions {
   std::filesystem::path lpips;    // LPIPS weights (safetensors)
   std::filesystem::path inception;         // FID Inception-v3 weights (safetensors), for kid / fid
   std::filesystem::path reference_images;  // a folder the images are compared with as a set (kid, fid)
+  std::filesystem::path pickscore, hps;    // preference scorer folders (pickscore, hps; with --prompts)
   MetricSet metrics;              // what to compute; see default_score_metrics
   int batch_size = 16;            // images read and scored at a time
   uint64_t seed = 42;             // of the bootstrap intervals
