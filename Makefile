@@ -9,7 +9,10 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := cmake ninja-build g++ pkg-config python3-venv nlohmann-json3-dev libtomlplusplus-dev \
-                libcli11-dev libpng-dev libutf8proc-dev libgtest-dev libgmock-dev
+                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev
+
+# Only tests need these: headless Chromium renders report.html in tests/report (skipped without it).
+TEST_DEB_PACKAGES := chromium
 
 VENV_KEY := $(shell cat tools/requirements-torch.txt <($(PYTHON) -c 'import sys;print(sys.version_info[:2])') | sha1sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/diffbench/venv-$(VENV_KEY)
@@ -56,6 +59,8 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: build
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(TEST_DEB_PACKAGES)" || \
+	  echo "note: without chromium the browser tests of report.html are skipped"
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
 
 demo: configure  # the command only: the tests are not built

@@ -11,6 +11,7 @@
 #include <c10/util/Exception.h>
 
 #include "diffbench/accel/method.hpp"
+#include "diffbench/accel/method_docs.hpp"
 #include "diffbench/demo/train.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/bench.hpp"
@@ -55,6 +56,13 @@ CLI::Validator finite_number(double min, bool exclusive = false) {
       "FINITE " + bound);
 }
 
+// Seconds for a message: three decimals (JSON files keep full precision).
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", s);
+  return buf;
+}
+
 // CLI11 reads "-1" into an unsigned option as 2^64 - 1; a seed or count must not start with '-'.
 const CLI::Validator kUnsigned(
     [](std::string& text) { return text.rfind('-', 0) == 0 ? "must be >= 0 (got " + text + ")" : std::string(); },
@@ -93,7 +101,7 @@ struct EvalArgs {
   std::string schedule;
   std::optional<double> memory_budget_mib;
   bool json = false, quiet = false, force = false, allow_model_mismatch = false, allow_identical = false,
-       allow_task_change = false, allow_nonfinite = false;
+       allow_task_change = false, allow_nonfinite = false, embed_images = false;
   std::string metrics = "clip,psnr,ssim", lpips;
   std::optional<double> min_psnr, min_ssim, max_lpips;
   std::string inception, reference_images, pickscore, hps;
@@ -169,7 +177,7 @@ void add_eval(CLI::App& app, EvalArgs& a) {
       ->check(finite_number(0));
   c->add_option("--metrics", a.metrics,
                 "quality metrics: clip (each image vs its prompt), psnr, ssim, lpips (candidate vs baseline image per "
-                "prompt), kid, fid (the image sets)")
+                "prompt), kid, fid (the image sets), pickscore, hps (preference, each image vs its prompt)")
       ->capture_default_str();
   c->add_option("--min-psnr", a.min_psnr, "fail when the mean PSNR of candidate vs baseline images is below DB")
       ->check(finite_number(0));
@@ -184,23 +192,25 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   c->add_flag("--allow-task-change", a.allow_task_change, "compare pipelines that differ in image size or guidance");
   c->add_flag("--allow-nonfinite", a.allow_nonfinite, "continue when latents or images become NaN or inf");
   c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>)");
+  c->add_flag("--embed-images", a.embed_images, "put the images into report.html as data URIs (one portable file)");
   c->add_flag("--force", a.force, "replace a report folder an earlier diffbench run wrote (one with report.json or run.json)");
-  c->add_flag("--json", a.json, "print report.json to stdout, nothing else");
-  c->add_flag("--quiet", a.quiet, "print nothing but the summary and errors");
+  c->add_flag("--json", a.json, "print report.json to stdout, nothing else (progress still goes to stderr)");
+  c->add_flag("--quiet", a.quiet, "no progress or log lines on stderr: only the summary and errors");
 }
 
 void add_score(CLI::App& app, ScoreArgs& a) {
   auto* c = app.add_subcommand("score", "Score existing images (PNG files in name order): CLIP score against prompts, "
                                         "PSNR/SSIM against reference images");
   c->add_option("--images", a.images, "folder of PNG images (sizes may differ)")->required();
-  c->add_option("--prompts", a.prompts, "prompt source, one prompt per image (for clip)");
+  c->add_option("--prompts", a.prompts,
+                "prompt source, one prompt per image (for clip; default: the prompts of a run.json beside the images)");
   c->add_option("--num-samples", a.num_samples, "the first N images (0 = all)")->check(kUnsigned);
   c->add_option("--clip", a.clip, "CLIP scorer folder, Hugging Face id ORG/NAME from the local hub cache, or demo (for clip)");
   c->add_option("--against", a.against, "folder of reference PNGs with the same file names (for psnr, ssim, lpips)");
   c->add_option("--lpips", a.lpips, "LPIPS AlexNet v0.1 weights (safetensors)");
   c->add_option("--inception", a.inception, "FID Inception-v3 weights (safetensors), for kid and fid");
-  c->add_option("--pickscore", a.pickscore, "PickScore CLIPModel folder or ORG/NAME (with --prompts)");
-  c->add_option("--hps", a.hps, "HPS v2 open_clip folder or ORG/NAME (with --prompts)");
+  c->add_option("--pickscore", a.pickscore, "PickScore CLIPModel folder or ORG/NAME (needs prompts)");
+  c->add_option("--hps", a.hps, "HPS v2 open_clip folder or ORG/NAME (needs prompts)");
   c->add_option("--reference-images", a.reference_images,
                 "folder of PNGs the images are compared with as a set (kid, fid; --against's folder is too)");
   c->add_option("--metrics", a.metrics,
@@ -209,6 +219,38 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_flag("--json", a.json, "print JSON");
+}
+
+struct MethodsArgs {
+  std::string name;
+  std::vector<std::string> plugins;
+  bool json = false, markdown = false;
+};
+
+void add_methods(CLI::App& app, MethodsArgs& a) {
+  auto* c = app.add_subcommand("methods", "List the acceleration methods and each parameter's type, default, range "
+                                          "and meaning (built-ins, and plugins given with --plugin)");
+  c->add_option("name", a.name, "show this method only, e.g. deepcache");
+  c->add_option("--plugin", a.plugins, "also list the methods of this plugin library (repeatable)");
+  c->add_flag("--json", a.json, "print JSON");
+  c->add_flag("--markdown", a.markdown, "print docs/methods.md (the built-in methods as Markdown)");
+}
+
+int run_methods(const MethodsArgs& a) {
+  std::vector<std::filesystem::path> plugins(a.plugins.begin(), a.plugins.end());
+  const nlohmann::json methods = describe_methods(plugins);
+  if (a.markdown) {
+    std::cout << render_methods_markdown(methods);
+  } else if (a.json) {
+    const std::string text = render_methods_text(methods, a.name);  // a UsageError for an unknown name
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& m : methods)
+      if (a.name.empty() || m["name"] == a.name) out.push_back(m);
+    std::cout << (a.name.empty() ? out : out[0]).dump(2) << "\n";
+  } else {
+    std::cout << render_methods_text(methods, a.name);
+  }
+  return 0;
 }
 
 struct ImportPyArgs {
@@ -246,7 +288,7 @@ int run_import_py(const ImportPyArgs& a) {
 struct BenchArgs {
   std::string spec, prompt = "A man is in a kitchen making pizzas.", profile;
   int batch_size = 1, runs = 5, warmup = 1;
-  bool json = false, no_cuda_graphs = false, no_channels_last = false, cudnn_benchmark = false;
+  bool json = false, quiet = false, no_cuda_graphs = false, no_channels_last = false, cudnn_benchmark = false;
 };
 
 void add_bench(CLI::App& app, BenchArgs& a) {
@@ -257,7 +299,8 @@ void add_bench(CLI::App& app, BenchArgs& a) {
   c->add_option("--warmup", a.warmup, "untimed generations first (the first is reported as first-generation latency)")
       ->capture_default_str()->check(CLI::Range(0, 1000));
   c->add_option("--prompt", a.prompt, "prompt used for every image")->capture_default_str();
-  c->add_flag("--json", a.json, "print JSON only");
+  c->add_flag("--json", a.json, "print JSON to stdout, nothing else (progress still goes to stderr)");
+  c->add_flag("--quiet", a.quiet, "no progress or log lines on stderr");
   c->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "CUDA: run the UNet eagerly instead of replaying a captured graph");
   c->add_flag("--no-channels-last", a.no_channels_last, "CUDA: keep NCHW convolutions");
   c->add_flag("--cudnn-benchmark", a.cudnn_benchmark,
@@ -349,7 +392,7 @@ int run_train_demo(TrainDemoArgs a, const std::string& command) {
   a.o.evaluate = !a.no_eval;
   a.o.command = command;
   const auto report = demo::train_demo(a.o, log);
-  std::cout << "wrote " << a.out << " (" << report["seconds"].get<double>() << " s); see " << a.out << "/train.json\n";
+  std::cout << "wrote " << a.out << " (" << seconds_text(report["seconds"].get<double>()) << " s); see " << a.out << "/train.json\n";
   return 0;
 }
 
@@ -442,13 +485,12 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   if (!a.spec.empty()) settings["spec"] = a.spec;
   save_generation(staging, result, prompts, settings);
   log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
-           std::to_string(result.times.total / prompts.size()) + " s per image)");
+           seconds_text(result.times.total / static_cast<double>(prompts.size())) + " s per image)");
   return 0;
 }
 
 int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
-  const bool quiet = a.quiet || a.json;
-  const Logger log(quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !quiet && ::isatty(2));
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
   EvalOptions o;
   o.candidate = load_pipeline_file(a.candidate);
   if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
@@ -503,11 +545,12 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
   if (a.memory_budget_mib) o.memory_budget = static_cast<int64_t>(*a.memory_budget_mib * 1024.0 * 1024.0);
   o.out = a.out;
   o.force = a.force;
+  o.embed_images = a.embed_images;
   const EvalResult r = run_eval(o, log);
   if (a.json)
     std::cout << r.report.dump(2) << "\n";
   else
-    std::cout << render_summary(r.report) << "report: " << (r.out / "report.md").string() << "\n";
+    std::cout << render_summary(r.report) << "report: " << (r.out / "report.html").string() << "\n";
   return r.passed ? 0 : 1;
 }
 
@@ -536,7 +579,7 @@ int run_score(const ScoreArgs& a) {
 }
 
 int run_bench_command(const BenchArgs& a) {
-  const Logger log(a.json ? LogLevel::Error : LogLevel::Info, std::cerr, !a.json && ::isatty(2));
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
   BenchOptions o;
   o.spec = load_pipeline_file(a.spec);
   o.batch_size = a.batch_size;
@@ -567,7 +610,7 @@ int run_init_random(const InitRandomArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"diffbench: measure what a training-free diffusion acceleration buys and what it costs"};
+  CLI::App app{"diffbench: measure what a training-free diffusion acceleration buys and what it costs", "diffbench"};
   app.set_version_flag("--version", std::string("diffbench ") + DIFFBENCH_VERSION);
   app.require_subcommand(1);
   GenerateArgs gen;
@@ -583,6 +626,8 @@ int main(int argc, char** argv) {
   add_bench(app, bench);
   ImportPyArgs import_py;
   add_import_py(app, import_py);
+  MethodsArgs methods;
+  add_methods(app, methods);
   add_train_demo(app, train_demo);
   try {
     app.parse(argc, argv);
@@ -597,6 +642,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("score")) return run_score(score);
     if (app.got_subcommand("bench")) return run_bench_command(bench);
     if (app.got_subcommand("import-py")) return run_import_py(import_py);
+    if (app.got_subcommand("methods")) return run_methods(methods);
     if (app.got_subcommand("train-demo")) {
       std::string command = "diffbench";
       for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];

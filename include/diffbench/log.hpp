@@ -6,6 +6,8 @@
 
 namespace diffbench {
 
+class Progress;
+
 enum class LogLevel { Quiet = 0, Error = 1, Warn = 2, Info = 3, Debug = 4 };
 
 class Logger {
@@ -25,13 +27,20 @@ class Logger {
   void debug(const std::string& msg) const { write(LogLevel::Debug, "debug: ", msg); }
 
   // Draws "label [#####.....] done/total" in place; a final call with done == total ends the line.
+  // While a Progress (progress.hpp) runs, the step goes into its line instead.
   void progress(const std::string& label, long done, long total) const;
 
  private:
+  friend class Progress;
   void write(LogLevel lvl, const char* prefix, const std::string& msg) const;
+  void set_progress(const Progress* p) const { active_ = p; }
+  void progress_line(const std::string& text) const;  // "\r" + text, the rest of the line cleared
+  void end_progress_line() const;                      // a newline after an in-place line
   LogLevel level_;
   std::ostream* out_;
   bool progress_;
+  mutable const Progress* active_ = nullptr;
+  mutable bool line_open_ = false;  // an in-place line is on the terminal
 };
 
 }  // namespace diffbench

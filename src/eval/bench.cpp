@@ -17,6 +17,7 @@
 #include "diffbench/accel/method.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/metrics/stats.hpp"
+#include "diffbench/progress.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
@@ -124,6 +125,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
   int64_t unet_calls = 0;
   double skipped = 0;
   int height = 0, width = 0;
+  Progress progress(log, "bench", {{"", static_cast<size_t>(o.runs)}});
   for (int r = 0; r < o.runs; ++r) {
     auto res = pipe->generate(prompts, go);
     const auto& b = res.batches.at(0);
@@ -134,7 +136,7 @@ nlohmann::json run_bench(const BenchOptions& o, const Logger& log) {
     skipped = res.skipped_module_fraction();
     height = res.height;
     width = res.width;
-    log.progress("bench", r + 1, o.runs);
+    progress.batch_done(0, static_cast<size_t>(o.batch_size), b.times.total);
   }
   const auto [peak, peak_kind] = peak_memory(mo.device);
   nlohmann::json profile;

@@ -12,8 +12,10 @@
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/pipeline/outputs.hpp"
+#include "diffbench/report/html_report.hpp"
 #include "diffbench/report/report.hpp"
 #include "timed_runs.hpp"
+#include "util/format.hpp"
 
 namespace diffbench {
 
@@ -262,10 +264,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (scorer) thresholds["max_quality_loss_pct"] = o.max_quality_loss;
   if (scorer && !loss.pct)
     res.failures.push_back("quality loss is undefined: " + loss.undefined_reason + "; --max-quality-loss " +
-                           std::to_string(o.max_quality_loss) + " % cannot be checked");
+                           fixed(o.max_quality_loss, 2) + " % cannot be checked");
   else if (scorer && *loss.pct > o.max_quality_loss)
-    res.failures.push_back("quality loss " + std::to_string(*loss.pct) + " % exceeds --max-quality-loss " +
-                           std::to_string(o.max_quality_loss) + " %");
+    res.failures.push_back("quality loss " + fixed(*loss.pct, 2) + " % exceeds --max-quality-loss " +
+                           fixed(o.max_quality_loss, 2) + " %");
   if (o.min_speedup) {
     const SpeedupCheck check = check_min_speedup(speed, *o.min_speedup);
     thresholds["min_speedup"] = *o.min_speedup;
@@ -279,8 +281,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (o.max_latency) {
     thresholds["max_latency_s"] = *o.max_latency;
     if (cand_run.seconds_per_image > *o.max_latency)
-      res.failures.push_back("candidate latency " + std::to_string(cand_run.seconds_per_image) +
-                             " s/image exceeds --max-latency " + std::to_string(*o.max_latency) + " s");
+      res.failures.push_back("candidate latency " + fixed(cand_run.seconds_per_image, 4) +
+                             " s/image exceeds --max-latency " + fixed(*o.max_latency, 4) + " s");
   }
   nlohmann::json metrics = fidelity_metrics_json(
       fidelity, "candidate image vs the baseline image of the same prompt and seed", o.fidelity, o.seed, &res.failures);
@@ -361,6 +363,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   }
   write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging.path() / "report.md", render_markdown(r));
+  write_html_report(staging.path(), r, {o.embed_images});
   staging.commit();
   res.report = std::move(r);
   res.out = out;

@@ -7,6 +7,7 @@
 #include "diffbench/eval/preference_quality.hpp"
 #include "diffbench/eval/quality.hpp"
 #include "diffbench/io/image.hpp"
+#include "diffbench/io/json_config.hpp"
 #include "diffbench/io/prompts.hpp"
 
 namespace diffbench {
@@ -22,10 +23,36 @@ MetricSet default_score_metrics(bool against, bool clip, bool lpips, bool incept
   return m;
 }
 
+namespace {
+
+// The prompts of a `generate` output folder: its run.json's "prompts", in image order. Empty
+// when the folder has no run.json.
+std::vector<std::string> run_json_prompts(const fs::path& images) {
+  const fs::path file = images / "run.json";
+  if (!fs::exists(file)) return {};
+  const nlohmann::json run = read_json_file(file);
+  if (!run.contains("prompts") || !run["prompts"].is_array())
+    throw InputError("has no \"prompts\" list (give --prompts SOURCE)", file.string());
+  std::vector<std::string> out;
+  for (const auto& p : run["prompts"]) {
+    if (!p.is_string()) throw InputError("\"prompts\" holds a non-string", file.string());
+    out.push_back(p.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json run_score(const ScoreOptions& o) {
   const MetricSet& m = o.metrics;
   if (m.clip && o.clip.empty()) throw UsageError("the CLIP score needs a scorer: --clip DIR", "--clip");
-  if (m.clip && o.prompts.empty()) throw UsageError("the CLIP score needs prompts: --prompts SOURCE", "--prompts");
+  std::vector<std::string> run_prompts;
+  const bool with_prompts = m.clip || m.pickscore || m.hps;  // each image against its prompt
+  if (with_prompts && o.prompts.empty()) run_prompts = run_json_prompts(o.images);
+  if (with_prompts && o.prompts.empty() && run_prompts.empty())
+    throw UsageError(std::string(m.clip ? "the CLIP score needs" : "preference scores need") +
+                         " prompts: --prompts SOURCE (or a run.json beside the images, as generate writes)",
+                     "--prompts");
   if (m.fidelity() && o.against.empty())
     throw UsageError("PSNR and SSIM compare with reference images: --against DIR", "--against");
   if (m.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--lpips");
@@ -34,8 +61,6 @@ nlohmann::json run_score(const ScoreOptions& o) {
   if (m.distribution() && o.against.empty() && o.reference_images.empty())
     throw UsageError("KID and FID compare the images with another set: --reference-images DIR or --against DIR",
                      "--reference-images");
-  if ((m.pickscore || m.hps) && o.prompts.empty())
-    throw UsageError("preference scores need prompts: --prompts SOURCE", "--prompts");
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   const PreferenceScorers preference = load_preference_scorers(m, o.pickscore, o.hps);
   const auto files = list_pngs(o.images);
@@ -46,8 +71,16 @@ nlohmann::json run_score(const ScoreOptions& o) {
                      "--num-samples");
   if (!o.against.empty() && !fs::is_directory(o.against)) throw InputError("not a folder", o.against.string());
   std::vector<std::string> prompts;
-  const bool with_prompts = m.clip || preference.any();
-  if (with_prompts) prompts = load_prompts(o.prompts, n).prompts;
+  std::string prompt_source = o.prompts;
+  if (with_prompts && !o.prompts.empty()) {
+    prompts = load_prompts(o.prompts, n).prompts;
+  } else if (with_prompts) {
+    if (run_prompts.size() < n)
+      throw InputError("lists " + std::to_string(run_prompts.size()) + " prompts for " + std::to_string(n) + " images",
+                       (o.images / "run.json").string());
+    prompts.assign(run_prompts.begin(), run_prompts.begin() + static_cast<std::ptrdiff_t>(n));
+    prompt_source = (o.images / "run.json").string();
+  }
   std::unique_ptr<ClipScorer> scorer;
   if (m.clip) scorer = ClipScorer::load(o.clip);
   const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
@@ -100,6 +133,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
     j["per_sample"] = per_sample;
     j["clip"] = o.clip.string();
     j["mode"] = to_string(o.clip_score);
+    j["prompts"] = prompt_source;
   }
   if (m.fidelity()) {
     j["against"] = o.against.string();
@@ -129,7 +163,7 @@ std::string render_score(const nlohmann::json& j) {
   std::string out;
   char line[512];
   if (j.contains("clip_score")) {
-    std::snprintf(line, sizeof line, "CLIP score (%s): %g over %zu images\n", j["mode"].get<std::string>().c_str(),
+    std::snprintf(line, sizeof line, "CLIP score (%s): %.2f over %zu images\n", j["mode"].get<std::string>().c_str(),
                   j["clip_score"].get<double>(), j["n"].get<size_t>());
     out += line;
   }

@@ -11,6 +11,7 @@
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/device.hpp"
+#include "diffbench/progress.hpp"
 
 namespace diffbench {
 
@@ -197,6 +198,8 @@ TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_method
   const size_t batches = (prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size);
   std::optional<Clock::time_point> since;
   const int passes = o.repeats * static_cast<int>(eval_seeds(o).size());
+  const size_t per_side = batches * static_cast<size_t>(passes);
+  Progress progress(log, "timing", {{"baseline", per_side}, {"candidate", per_side}});
   for (const TimedBatch& t : timing_order(out.schedule.schedule, batches, passes)) {
     Side& side = sides[t.side];
     if (!side.loaded()) {
@@ -205,6 +208,7 @@ TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_method
     }
     if (!since) since = Clock::now();
     side.time_batch(t.pass, *since, log);
+    progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
     out.order += t.side == 0 ? 'B' : 'C';
   }
   for (auto& s : sides) s.unload();

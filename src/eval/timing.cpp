@@ -14,7 +14,7 @@ namespace {
 std::string mib(int64_t bytes) { return fixed(static_cast<double>(bytes) / (1024.0 * 1024.0), 0) + " MiB"; }
 
 std::string interval_text(const SpeedupStats& s) {
-  return fixed(s.speedup, 2) + "x [" + fixed(s.ci_low, 2) + ", " + fixed(s.ci_high, 2) + "]";
+  return fixed(s.speedup, 2) + "× [" + fixed(s.ci_low, 2) + ", " + fixed(s.ci_high, 2) + "]";
 }
 
 }  // namespace
@@ -118,7 +118,7 @@ SpeedupStats speedup_stats(const std::vector<double>& base, const std::vector<do
 
 SpeedupCheck check_min_speedup(const SpeedupStats& s, double min_speedup) {
   SpeedupCheck c;
-  const std::string x = fixed(min_speedup, 2) + "x";
+  const std::string x = fixed(min_speedup, 2) + "×";
   if (s.ci_high < min_speedup) {
     c.failed = true;
     c.message = "speedup " + interval_text(s) + " is below --min-speedup " + x + " (the whole 95 % interval)";

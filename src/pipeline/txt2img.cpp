@@ -10,6 +10,7 @@
 #include "diffbench/io/diffusers_folder.hpp"
 #include "diffbench/io/file_identity.hpp"
 #include "diffbench/pipeline/device.hpp"
+#include "diffbench/progress.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/state_dict.hpp"
 #include "diffbench/models/clip_text.hpp"
@@ -278,7 +279,13 @@ Txt2ImgPipeline::Generation Txt2ImgPipeline::start(const std::vector<std::string
 GenerationResult Txt2ImgPipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& opt,
                                            const StepCallback& on_step, const Logger& log) {
   auto g = start(prompts, opt, on_step);
-  while (!g.done()) g.next_batch(log);
+  const size_t batches = (prompts.size() + static_cast<size_t>(std::max(opt.batch_size, 1)) - 1) /
+                         static_cast<size_t>(std::max(opt.batch_size, 1));
+  Progress progress(log, "generate", {{"", batches}});
+  while (!g.done()) {
+    const BatchRecord& rec = g.next_batch(log);
+    progress.batch_done(0, rec.count, rec.times.total);
+  }
   return g.finish();
 }
 

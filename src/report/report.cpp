@@ -43,7 +43,7 @@ std::string counters_text(const nlohmann::json& methods) {
 
 // "2.31x [2.20, 2.45]": the speedup with its 95 % interval (schema 2; the bare number before).
 std::string speedup_text(const nlohmann::json& r) {
-  std::string out = fmt(r["speedup"].get<double>(), 2) + "x";
+  std::string out = fmt(r["speedup"].get<double>(), 2) + "×";
   if (r.contains("speedup_ci"))
     out += " [" + fmt(r["speedup_ci"][0].get<double>(), 2) + ", " + fmt(r["speedup_ci"][1].get<double>(), 2) + "]";
   return out;

@@ -2,9 +2,12 @@
 #pragma once
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <vector>
 #include <string>
 
 struct CommandResult {
@@ -29,6 +32,32 @@ inline CommandResult run_shell(const std::string& cmd) {
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// Runs a shell command line with stdout and stderr apart (stderr through a temporary file).
+struct SplitResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+inline SplitResult run_shell_split(const std::string& cmd) {
+  std::string path = (std::filesystem::temp_directory_path() / "diffbench-stderr-XXXXXX").string();
+  std::vector<char> name(path.begin(), path.end());
+  name.push_back('\0');
+  const int fd = ::mkstemp(name.data());
+  if (fd >= 0) ::close(fd);
+  // The inner redirection wins over the 2>&1 run_shell puts after the group.
+  const CommandResult r = run_shell("( (" + cmd + ") 2>" + shell_quote(name.data()) + " )");
+  SplitResult s;
+  s.exit_code = r.exit_code;
+  s.out = r.output;
+  if (FILE* f = std::fopen(name.data(), "rb")) {
+    std::array<char, 4096> buf{};
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) s.err.append(buf.data(), n);
+    std::fclose(f);
+  }
+  std::remove(name.data());
+  return s;
 }
 
 // Runs `diffbench ARGS` (ARGS already quoted as needed) and returns its exit code and output.

@@ -194,9 +194,14 @@ TEST(Cli, BenchSmokeOnCpu) {
   auto dir = test::temp_dir("bench");
   std::ofstream(dir / "spec.toml") << "[pipeline]\nmodel = \"" << test::fixture("tiny-sd").string()
                                     << "\"\nsteps = 3\nguidance = 7.5\n";
-  auto r = run_diffbench("bench " + shell_quote((dir / "spec.toml").string()) + " --runs 2 --warmup 1 --batch-size 2 --json");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto j = nlohmann::json::parse(r.output);
+  // --json: JSON alone on stdout; progress, one line per run when stderr is not a terminal, on stderr.
+  auto r = run_shell_split(shell_quote(DIFFBENCH_BINARY) + " bench " + shell_quote((dir / "spec.toml").string()) +
+                           " --runs 2 --warmup 1 --batch-size 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("bench: batch 1/2 · "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bench: batch 2/2 · "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << "an in-place bar off a terminal";
+  auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["schema"], "diffbench.bench/1");
   EXPECT_EQ(j["unet_calls_per_image"], 4);  // PNDM: steps + 1
   EXPECT_EQ(j["seconds_per_image"]["all"].size(), 2u);
@@ -206,8 +211,7 @@ TEST(Cli, BenchSmokeOnCpu) {
             s["total_s"].get<double>() + 1e-6);
   EXPECT_GT(j["unet_steps_per_second"].get<double>(), 0.0);
   EXPECT_EQ(j["peak_memory_kind"], "host-rss");
-  r = run_diffbench("bench " + shell_quote((dir / "spec.toml").string()) + " --runs 0");
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(run_diffbench("bench " + shell_quote((dir / "spec.toml").string()) + " --runs 0").exit_code, 2);
   std::filesystem::remove_all(dir);
 }
 

@@ -158,7 +158,7 @@ TEST(SpeedupCheck, FailsOnlyWhenTheWholeIntervalIsBelow) {
   s.ci_high = 1.6;
   auto below = check_min_speedup(s, 1.7);
   EXPECT_TRUE(below.failed);
-  EXPECT_NE(below.message.find("--min-speedup 1.70x"), std::string::npos) << below.message;
+  EXPECT_NE(below.message.find("--min-speedup 1.70×"), std::string::npos) << below.message;
   auto straddles = check_min_speedup(s, 1.5);  // point estimate below, upper end above
   EXPECT_FALSE(straddles.failed);
   EXPECT_TRUE(straddles.uncertain);

@@ -54,6 +54,7 @@ struct EvalOptions {
   std::optional<Schedule> schedule;       // default: interleaved when both pipelines fit in memory
   std::optional<int64_t> memory_budget;   // bytes taken as free instead of measuring (for the schedule)
   std::filesystem::path out;              // report folder
+  bool embed_images = false;              // report.html carries its images as data URIs
   bool force = false;
 };
 

@@ -15,7 +15,7 @@ namespace diffbench {
 
 struct ScoreOptions {
   std::filesystem::path images;   // PNG files, taken in file-name order
-  std::string prompts;            // prompt source, one prompt per image (CLIP)
+  std::string prompts;            // prompt source, one prompt per image (CLIP); empty: images/run.json's prompts
   size_t num_samples = 0;         // the first N images (0 = all)
   std::filesystem::path clip;     // CLIP scorer folder (CLIP)
   ClipScoreMode clip_score = ClipScoreMode::PerSampleClamp;

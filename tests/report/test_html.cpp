@@ -1,0 +1,180 @@
+// The HTML/SVG writer, the heat maps and report.html's page, without a browser.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+
+#include "diffbench/report/html.hpp"
+#include "diffbench/report/html_report.hpp"
+#include "diffbench/report/svg.hpp"
+#include "report/heatmap.hpp"
+
+using namespace diffbench;
+using nlohmann::json;
+
+namespace {
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+// A report.json of three prompts as the evaluator writes it (schema diffbench.eval/2), prompt 1
+// carrying markup.
+json small_report() {
+  json r;
+  r["schema"] = "diffbench.eval/2";
+  r["protocol"] = {{"prompts", {"a cat", "<script>alert(1)</script>", "a \"quoted\" & 'odd' one"}},
+                   {"num_samples", 3}, {"batch_size", 2}, {"seeds", {42}}, {"noise", "per-prompt"},
+                   {"warmup", 1}, {"clip", "tiny-clip"}, {"clip_layout", "transformers"},
+                   {"clip_score", "per-sample-clamp"}, {"metrics", "clip,psnr"}, {"prompts_source", "test"},
+                   {"repeats", 1}};
+  auto side = [](double spi, json clip) {
+    return json{{"spec", {{"name", "cand<b>"}, {"scheduler", "pndm"}, {"steps", 10}}},
+                {"methods", json::array()}, {"seconds_per_image", spi},
+                {"batch_seconds", {2 * spi, spi}}, {"batch_images", {2, 1}}, {"batch_start_s", {0.0, 1.5}},
+                {"stages", {{"text_encoder_s", 0.1}, {"denoise_s", 3 * spi - 0.3}, {"vae_decode_s", 0.2}}},
+                {"unet_calls_per_image", 21.0}, {"peak_memory_bytes", 1 << 20}, {"peak_memory_kind", "host-rss"},
+                {"clip_score", 20.0}, {"per_sample_clip", clip}};
+  };
+  r["baseline"] = side(2.0, {20.0, 21.0, 19.0});
+  r["candidate"] = side(1.0, {19.0, 21.5, 17.0});
+  r["speedup"] = 2.0;
+  r["speedup_ci"] = {1.9, 2.1};
+  r["quality_loss_pct"] = 3.3333;
+  r["thresholds"] = {{"max_quality_loss_pct", 5.0}};
+  r["metrics"] = {{"psnr", {{"mean", 30.0}, {"ci95", {29.0, 31.0}}, {"worst", 25.0}, {"worst_index", 2},
+                            {"threshold", {{"min_mean", 35.0}, {"option", "--min-psnr"}, {"passed", false}}}}}};
+  r["per_prompt"] = {{{"index", 2}, {"clip_baseline", 19.0}, {"clip_candidate", 17.0}, {"clip_drop", 2.0}, {"psnr_db", 25.0}},
+                     {{"index", 0}, {"clip_baseline", 20.0}, {"clip_candidate", 19.0}, {"clip_drop", 1.0}, {"psnr_db", 30.0}},
+                     {{"index", 1}, {"clip_baseline", 21.0}, {"clip_candidate", 21.5}, {"clip_drop", -0.5}, {"psnr_db", 35.0}}};
+  r["per_prompt_order"] = "psnr_db ascending";
+  r["consistency"] = {{"same_model", true}, {"differences", {"steps <i>"}}};
+  r["warnings"] = {{{"code", "timing_noise"}, {"message", "noisy <em>"}}};
+  r["passed"] = false;
+  r["failures"] = {"PSNR below <35>"};
+  r["environment"] = {{"device", "cpu"}, {"threads", 2}};
+  return r;
+}
+
+}  // namespace
+
+TEST(Html, EscapeCoversTextAndAttributes) {
+  EXPECT_EQ(html::escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+  EXPECT_EQ(html::escape("plain ü"), "plain ü");
+  html::Writer w;
+  w.open("p", {{"title", "\"><script>"}}).text("<script>alert(1)</script>").close();
+  EXPECT_EQ(w.str(), "<p title=\"&quot;&gt;&lt;script&gt;\">&lt;script&gt;alert(1)&lt;/script&gt;</p>");
+}
+
+TEST(Html, WriterRefusesBadNamesAndOpenTags) {
+  html::Writer w;
+  EXPECT_THROW(w.open("p onclick=x"), std::logic_error);
+  EXPECT_THROW(w.open("p", {{"on click", "x"}}), std::logic_error);
+  html::Writer open;
+  open.open("div");
+  EXPECT_THROW(open.str(), std::logic_error);
+  EXPECT_THROW(html::Writer().close(), std::logic_error);
+}
+
+TEST(Html, PageIsWellFormedAndSelfContained) {
+  const std::string page = html::page("t <1>", "<p>x</p>", ".a{}", "var a=1;");
+  EXPECT_EQ(page.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_NE(page.find("<title>t &lt;1&gt;</title>"), std::string::npos);
+  EXPECT_NE(page.find("<script>var a=1;</script></body></html>"), std::string::npos);
+  EXPECT_EQ(page.find("http://"), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+}
+
+TEST(Svg, NiceTicksAreRoundAndCoverTheRange) {
+  const auto unit = svg::nice_ticks(0, 1, 5);
+  ASSERT_EQ(unit.size(), 6u);
+  for (size_t i = 0; i < unit.size(); ++i) EXPECT_NEAR(unit[i], 0.2 * static_cast<double>(i), 1e-12);
+  // 14.7 / 5 = 2.94 a step: rounded up to 5.
+  EXPECT_EQ(svg::nice_ticks(13.2, 27.9, 5), (std::vector<double>{15, 20, 25}));
+  EXPECT_EQ(svg::nice_ticks(-3, 3, 3), (std::vector<double>{-2, 0, 2}));
+}
+
+TEST(Svg, PlotMapsPointsAndEscapesTips) {
+  svg::PlotOptions o;
+  o.title = "t";
+  o.diagonal = true;
+  const std::string s = svg::plot({{"s", "#000", {1, 2}, {1, 2}, {"<b>one</b>", "two"}, false, true}}, o);
+  EXPECT_EQ(count(s, "<circle"), 2u);
+  EXPECT_NE(s.find("<title>&lt;b&gt;one&lt;/b&gt;</title>"), std::string::npos);
+  // With the diagonal both axes share one range, so the points (1,1) and (2,2) lie on the drawn y = x line.
+  std::smatch line;
+  ASSERT_TRUE(std::regex_search(s, line, std::regex("<line x1=\"([0-9.]+)\" y1=\"([0-9.]+)\" x2=\"([0-9.]+)\" "
+                                                    "y2=\"([0-9.]+)\" stroke=\"#9aa4ae\"")));
+  const double x1 = std::stod(line[1]), y1 = std::stod(line[2]), x2 = std::stod(line[3]), y2 = std::stod(line[4]);
+  const std::regex circle("cx=\"([0-9.]+)\" cy=\"([0-9.]+)\"");
+  int points = 0;
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), circle); it != std::sregex_iterator(); ++it, ++points) {
+    const double cx = std::stod((*it)[1]), cy = std::stod((*it)[2]);
+    // Cross product of (line direction) and (point - start), over the line's length: the distance in pixels.
+    const double d = std::abs((x2 - x1) * (cy - y1) - (y2 - y1) * (cx - x1)) / std::hypot(x2 - x1, y2 - y1);
+    EXPECT_LT(d, 0.2) << cx << "," << cy;
+  }
+  EXPECT_EQ(points, 2);
+}
+
+TEST(Heatmap, DifferenceAndColourScale) {
+  at::Tensor a = at::zeros({3, 2, 2}, at::kByte), b = a.clone();
+  b.index_put_({0, 0, 0}, 30);
+  b.index_put_({1, 0, 0}, 60);
+  b.index_put_({2, 1, 1}, 255);
+  const at::Tensor d = abs_diff_map(a, b);
+  EXPECT_FLOAT_EQ(d[0][0].item<float>(), 30.0f);
+  EXPECT_FLOAT_EQ(d[1][1].item<float>(), 85.0f);
+  EXPECT_FLOAT_EQ(d[0][1].item<float>(), 0.0f);
+  const at::Tensor img = heat_image(d, 85.0);  // [H,W,3]
+  ASSERT_EQ(img.sizes(), (at::IntArrayRef{2, 2, 3}));
+  // 0 is the first stop, the scale's top the last (252, 255, 164).
+  EXPECT_EQ(img[0][1][0].item<uint8_t>(), 0);
+  EXPECT_EQ(img[0][1][2].item<uint8_t>(), 4);
+  EXPECT_EQ(img[1][1][0].item<uint8_t>(), 252);
+  EXPECT_EQ(img[1][1][2].item<uint8_t>(), 164);
+  EXPECT_THROW(abs_diff_map(a, at::zeros({3, 2, 3}, at::kByte)), std::exception);
+}
+
+TEST(HtmlReport, VerdictGridAndEscaping) {
+  ReportImages images;
+  images.scale_max = 7.5;
+  for (int i = 0; i < 3; ++i)
+    images.prompts.push_back({"baseline/00000" + std::to_string(i) + ".png", "candidate/00000" + std::to_string(i) + ".png",
+                              "diff/00000" + std::to_string(i) + ".png", 1.5 * i, 64});
+  const std::string page = render_html(small_report(), images);
+  // Untrusted text appears only escaped.
+  EXPECT_EQ(page.find("<script>alert(1)"), std::string::npos);
+  EXPECT_NE(page.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+  EXPECT_EQ(page.find("<b>"), std::string::npos);
+  EXPECT_EQ(page.find("<em>"), std::string::npos);
+  EXPECT_EQ(page.find("<i>"), std::string::npos);
+  EXPECT_NE(page.find("a &quot;quoted&quot; &amp; &#39;odd&#39; one"), std::string::npos);
+  // The verdict first, rounded for people: FAILED, 2.00× [1.90, 2.10], 3.33 %.
+  const size_t verdict = page.find("id=\"verdict\"");
+  ASSERT_NE(verdict, std::string::npos);
+  EXPECT_LT(verdict, page.find("id=\"per-prompt\""));
+  EXPECT_NE(page.find("FAILED"), std::string::npos);
+  EXPECT_NE(page.find("2.00× [1.90, 2.10]"), std::string::npos);
+  EXPECT_NE(page.find("3.33 %"), std::string::npos);
+  EXPECT_NE(page.find("mean ≥ 35.00 dB (--min-psnr)"), std::string::npos);
+  EXPECT_NE(page.find("warning (timing_noise): noisy &lt;em&gt;"), std::string::npos);
+  // One row per prompt, worst (lowest PSNR) first, with sort keys; PSNR's header marked as the order.
+  EXPECT_EQ(count(page, "class=\"prompt-row\""), 3u);
+  const size_t r2 = page.find("data-index=\"2\""), r0 = page.find("data-index=\"0\""), r1 = page.find("data-index=\"1\"");
+  EXPECT_LT(r2, r0);
+  EXPECT_LT(r0, r1);
+  EXPECT_NE(page.find("data-psnr=\"25\""), std::string::npos);
+  EXPECT_NE(page.find("class=\"num sorted-asc\" data-sort=\"psnr\""), std::string::npos);
+  EXPECT_NE(page.find("href=\"diff/000002.png\""), std::string::npos);
+  // Plots: the CLIP scatter (3 points), both sides' batch times (2 + 2), the stage split; the colour bar's top.
+  EXPECT_EQ(count(page, "<svg"), 4u);
+  EXPECT_EQ(count(page, "<circle"), 7u);
+  EXPECT_NE(page.find(">7.5</text>"), std::string::npos);
+  // Bottom: protocol, consistency, environment.
+  EXPECT_LT(page.find("id=\"per-prompt\""), page.find("<h2>Protocol</h2>"));
+  EXPECT_NE(page.find("steps &lt;i&gt;"), std::string::npos);
+  EXPECT_NE(page.find("<h2>Environment</h2>"), std::string::npos);
+}
