@@ -14,6 +14,7 @@
 #include "diffbench/accel/method_docs.hpp"
 #include "diffbench/demo/train.hpp"
 #include "diffbench/error.hpp"
+#include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/eval/bench.hpp"
 #include "diffbench/eval/evaluator.hpp"
 #include "diffbench/eval/protocol.hpp"
@@ -28,6 +29,7 @@
 #include "diffbench/pipeline/init_random.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
+#include "suite_commands.hpp"
 
 namespace {
 
@@ -107,6 +109,8 @@ struct EvalArgs {
   std::string inception, reference_images, pickscore, hps;
   std::optional<double> max_fid_increase, max_kid;
   std::vector<std::string> max_metric_loss;
+  std::string baseline_cache = default_baseline_cache();
+  bool no_baseline_cache = false;
 };
 
 struct ScoreArgs {
@@ -116,7 +120,7 @@ struct ScoreArgs {
   bool json = false;
 };
 
-// eval's KID/FID and generic loss options.
+// eval's KID/FID, preference and generic loss options.
 void add_distribution_options(CLI::App& c, EvalArgs& a) {
   c.add_option("--inception", a.inception,
                "FID Inception-v3 weights (pytorch-fid's, as safetensors: docs/metrics.md); adds kid,fid to --metrics "
@@ -136,9 +140,8 @@ void add_distribution_options(CLI::App& c, EvalArgs& a) {
   c.add_option("--hps", a.hps, "HPS v2 open_clip folder or ORG/NAME (docs/metrics.md); adds hps");
 }
 
-void add_eval(CLI::App& app, EvalArgs& a) {
-  auto* c = app.add_subcommand("eval", "Compare a candidate pipeline (spec or .py file) with its unaccelerated baseline");
-  c->add_option("candidate", a.candidate, "candidate pipeline: a spec (TOML) or a Python pipeline file (.py, read by import-py)")->required();
+// The protocol, threshold and output options of eval, suite and sweep.
+void add_eval_options(CLI::App* c, EvalArgs& a) {
   c->add_option("--baseline", a.baseline, "baseline spec or .py file (default: the candidate without its accelerations)");
   c->add_option("--prompts", a.prompts,
                 "coco2017-val (bundled: first captions of the first 5,000 COCO 2017 val images), coco:FILE, "
@@ -191,11 +194,25 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   c->add_flag("--allow-identical", a.allow_identical, "compare a candidate with an identical baseline (measures timing noise)");
   c->add_flag("--allow-task-change", a.allow_task_change, "compare pipelines that differ in image size or guidance");
   c->add_flag("--allow-nonfinite", a.allow_nonfinite, "continue when latents or images become NaN or inf");
-  c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>)");
+  c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>; suite, sweep: runs/suite-<timestamp>)");
   c->add_flag("--embed-images", a.embed_images, "put the images into report.html as data URIs (one portable file)");
   c->add_flag("--force", a.force, "replace a report folder an earlier diffbench run wrote (one with report.json or run.json)");
-  c->add_flag("--json", a.json, "print report.json to stdout, nothing else (progress still goes to stderr)");
+  c->add_flag("--json", a.json,
+              "print report.json (suite: suite.json; sweep: sweep.json) to stdout, nothing else (progress still goes "
+              "to stderr)");
   c->add_flag("--quiet", a.quiet, "no progress or log lines on stderr: only the summary and errors");
+  auto* no_cache = c->add_flag("--no-baseline-cache", a.no_baseline_cache, "neither read nor write the baseline cache");
+  c->add_option("--baseline-cache", a.baseline_cache,
+                "baseline cache folder: a baseline's images, times and CLIP scores stored under a key of model file "
+                "hashes, baseline spec, protocol, scorer, device and version (docs/suite.md; off: none) "
+                "[default: $DIFFBENCH_BASELINE_CACHE, else runs/.baseline-cache]")
+      ->excludes(no_cache);
+}
+
+void add_eval(CLI::App& app, EvalArgs& a) {
+  auto* c = app.add_subcommand("eval", "Compare a candidate pipeline (spec or .py file) with its unaccelerated baseline");
+  c->add_option("candidate", a.candidate, "candidate pipeline: a spec (TOML) or a Python pipeline file (.py, read by import-py)")->required();
+  add_eval_options(c, a);
 }
 
 void add_score(CLI::App& app, ScoreArgs& a) {
@@ -489,11 +506,9 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   return 0;
 }
 
-int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
-  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
+// EvalOptions from the command line (the candidate and baseline are the caller's).
+EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   EvalOptions o;
-  o.candidate = load_pipeline_file(a.candidate);
-  if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
   o.prompts = a.prompts;
   o.num_samples = a.num_samples;
   o.metrics = parse_metric_set(a.metrics);
@@ -546,7 +561,15 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
   o.out = a.out;
   o.force = a.force;
   o.embed_images = a.embed_images;
-  const EvalResult r = run_eval(o, log);
+  return o;
+}
+
+int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
+  EvalOptions o = eval_options(a, cmd);
+  o.candidate = load_pipeline_file(a.candidate);
+  if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
+  const EvalResult r = run_eval_cached(o, baseline_cache_dir(a.baseline_cache, a.no_baseline_cache), log);
   if (a.json)
     std::cout << r.report.dump(2) << "\n";
   else
@@ -629,6 +652,10 @@ int main(int argc, char** argv) {
   MethodsArgs methods;
   add_methods(app, methods);
   add_train_demo(app, train_demo);
+  SuiteArgs suite, sweep;
+  EvalArgs suite_eval, sweep_eval;
+  add_eval_options(add_suite(app, suite), suite_eval);
+  add_eval_options(add_sweep(app, sweep), sweep_eval);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -640,6 +667,12 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("init-random")) return run_init_random(init);
     if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"));
     if (app.got_subcommand("score")) return run_score(score);
+    for (auto [name, args, eval_args] : {std::tuple{"suite", &suite, &suite_eval}, std::tuple{"sweep", &sweep, &sweep_eval}})
+      if (app.got_subcommand(name)) {
+        const EvalArgs& e = *eval_args;
+        return run_suite_command(*args, eval_options(e, *app.get_subcommand(name)), e.baseline,
+                                 baseline_cache_dir(e.baseline_cache, e.no_baseline_cache).string(), e.json, e.quiet);
+      }
     if (app.got_subcommand("bench")) return run_bench_command(bench);
     if (app.got_subcommand("import-py")) return run_import_py(import_py);
     if (app.got_subcommand("methods")) return run_methods(methods);

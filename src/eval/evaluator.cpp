@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
@@ -155,6 +156,25 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"nonfinite_batches", nonfinite_json(r.nonfinite)}};
 }
 
+// Which baseline numbers a reused baseline supplied (eval/baseline_cache.hpp); when the baseline was
+// timed again, whether its regenerated images equal the reused ones.
+nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns& timed) {
+  nlohmann::json j = reused.provenance;
+  j["reused"] = {"images", "clip_scores"};
+  if (timed.baseline_timed) {
+    bool same = timed.baseline_images.size() == reused.images.size();
+    for (size_t k = 0; same && k < reused.images.size(); ++k)
+      same = timed.baseline_images[k].sizes() == reused.images[k].sizes() &&
+             at::equal(timed.baseline_images[k].cpu(), reused.images[k].cpu());
+    j["measured_now"] = {"timings"};
+    j["images_reproduced"] = same;
+  } else {
+    j["reused"].push_back("timings");
+    j["measured_now"] = nlohmann::json::array();
+  }
+  return j;
+}
+
 void save_images(const fs::path& dir, const at::Tensor& u8) {
   fs::create_directories(dir);
   for (int64_t i = 0; i < u8.size(0); ++i) {
@@ -233,11 +253,17 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   PipelineRun& cand_run = timed.candidate;
 
   const std::vector<uint64_t> seeds = eval_seeds(o);
+  nlohmann::json reuse;  // null unless a baseline run was reused
+  if (o.baseline_result) {
+    reuse = baseline_reuse_json(*o.baseline_result, timed);
+    timed.baseline_images = o.baseline_result->images;
+    base_run.per_seed_clip = o.baseline_result->run.per_seed_clip;
+  }
   PooledScores pooled;
   if (scorer) {
     log.info("scoring with CLIP (" + scorer->layout() + ")");
     for (size_t k = 0; k < seeds.size(); ++k) {
-      base_run.per_seed_clip.push_back(scorer->score(timed.baseline_images[k], prompts));
+      if (!o.baseline_result) base_run.per_seed_clip.push_back(scorer->score(timed.baseline_images[k], prompts));
       cand_run.per_seed_clip.push_back(scorer->score(timed.candidate_images[k], prompts));
     }
     pooled = pool_scores(base_run.per_seed_clip, cand_run.per_seed_clip, o.clip_score, o.seed);
@@ -259,15 +285,28 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const QualityLoss loss = scorer ? quality_loss(base_run.clip_score, cand_run.clip_score) : QualityLoss{};
 
   EvalResult res;
+  auto fail = [&res](const char* code, const std::string& message) {
+    res.failures.push_back(message);
+    res.failure_codes.push_back(code);
+  };
   nlohmann::json warnings = run_warnings(speed, base_run, cand_run);
+  if (!reuse.is_null()) {
+    warnings.push_back({{"code", "baseline_reused"},
+                        {"message", "baseline images and CLIP scores reused from " + reuse.value("source", "") +
+                                        (timed.baseline_timed ? "; baseline times measured now, beside the candidate"
+                                                              : "; baseline times reused too (sequential schedule)")}});
+    if (!reuse.value("images_reproduced", true))
+      warnings.push_back({{"code", "baseline_not_reproduced"},
+                          {"message", "the baseline timed now made other images than the reused baseline"}});
+  }
   nlohmann::json thresholds = nlohmann::json::object();  // without CLIP no quality loss: other metrics decide
   if (scorer) thresholds["max_quality_loss_pct"] = o.max_quality_loss;
   if (scorer && !loss.pct)
-    res.failures.push_back("quality loss is undefined: " + loss.undefined_reason + "; --max-quality-loss " +
-                           fixed(o.max_quality_loss, 2) + " % cannot be checked");
+    fail("quality_loss", "quality loss is undefined: " + loss.undefined_reason + "; --max-quality-loss " +
+                             fixed(o.max_quality_loss, 2) + " % cannot be checked");
   else if (scorer && *loss.pct > o.max_quality_loss)
-    res.failures.push_back("quality loss " + fixed(*loss.pct, 2) + " % exceeds --max-quality-loss " +
-                           fixed(o.max_quality_loss, 2) + " %");
+    fail("quality_loss", "quality loss " + fixed(*loss.pct, 2) + " % exceeds --max-quality-loss " +
+                             fixed(o.max_quality_loss, 2) + " %");
   if (o.min_speedup) {
     const SpeedupCheck check = check_min_speedup(speed, *o.min_speedup);
     thresholds["min_speedup"] = *o.min_speedup;
@@ -275,17 +314,18 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
         {"rule", "fails only when the 95 % interval's upper end is below the threshold"},
         {"result", check.failed ? "failed" : check.uncertain ? "passed-uncertain" : "passed"},
         {"note", check.message}};
-    if (check.failed) res.failures.push_back(check.message);
+    if (check.failed) fail("too_slow", check.message);
     else if (check.uncertain) warnings.push_back({{"code", "min_speedup_uncertain"}, {"message", check.message}});
   }
   if (o.max_latency) {
     thresholds["max_latency_s"] = *o.max_latency;
     if (cand_run.seconds_per_image > *o.max_latency)
-      res.failures.push_back("candidate latency " + fixed(cand_run.seconds_per_image, 4) +
-                             " s/image exceeds --max-latency " + fixed(*o.max_latency, 4) + " s");
+      fail("latency", "candidate latency " + fixed(cand_run.seconds_per_image, 4) + " s/image exceeds --max-latency " +
+                          fixed(*o.max_latency, 4) + " s");
   }
   nlohmann::json metrics = fidelity_metrics_json(
       fidelity, "candidate image vs the baseline image of the same prompt and seed", o.fidelity, o.seed, &res.failures);
+  res.failure_codes.resize(res.failures.size(), "fidelity");
   if (o.fidelity.min_psnr) thresholds["min_psnr_db"] = *o.fidelity.min_psnr;
   if (o.fidelity.min_ssim) thresholds["min_ssim"] = *o.fidelity.min_ssim;
   if (o.fidelity.max_lpips) thresholds["max_lpips"] = *o.fidelity.max_lpips;
@@ -300,6 +340,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     metrics.update(eval_distribution_metrics(*inception, timed.baseline_images, timed.candidate_images, reference_files,
                                              o.reference_images, o.metrics, o.distribution, o.batch_size, o.seed,
                                              &res.failures, log));
+    res.failure_codes.resize(res.failures.size(), "distribution");
     if (o.distribution.max_fid_increase) thresholds["max_fid_increase"] = *o.distribution.max_fid_increase;
     if (o.distribution.max_kid) thresholds["max_kid"] = *o.distribution.max_kid;
   }
@@ -308,6 +349,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                                            o.batch_size, o.seed, log));
   if (!o.max_metric_loss.empty())
     thresholds["max_metric_loss_pct"] = apply_metric_loss_limits(o.max_metric_loss, metrics, &res.failures);
+  res.failure_codes.resize(res.failures.size(), "metric_loss");
   std::string per_prompt_order;
   const nlohmann::json per_prompt =
       per_prompt_rows(prompts, base_run.per_sample_clip, cand_run.per_sample_clip, fidelity, &per_prompt_order);
@@ -325,6 +367,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["protocol"]["defaults_used"] = o.defaults_used;
   r["schedule"] = timed.schedule.to_json();
   r["schedule"]["order"] = timed.order;
+  if (!reuse.is_null()) r["baseline_reuse"] = reuse;
   r["baseline"] = run_json(base_run);
   r["candidate"] = run_json(cand_run);
   if (!scorer) r["baseline"]["clip_score"] = r["candidate"]["clip_score"] = nullptr;  // not computed
@@ -367,6 +410,15 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   staging.commit();
   res.report = std::move(r);
   res.out = out;
+  if (o.baseline_result) {
+    res.baseline_result = o.baseline_result;
+  } else {
+    auto made = std::make_shared<BaselineResult>();
+    made->run = std::move(base_run);
+    made->images = std::move(timed.baseline_images);
+    made->provenance = {{"source", "run"}};
+    res.baseline_result = std::move(made);
+  }
   return res;
 }
 

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
 #include "diffbench/io/file_identity.hpp"
 #include "diffbench/io/image.hpp"
@@ -189,18 +190,22 @@ TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_method
   out.schedule = choose_schedule(o.schedule, estimate_weights_bytes(baseline, candidate), free);
   log.info("schedule: " + out.schedule.reason);
   const bool interleaved = out.schedule.schedule == Schedule::Interleaved;
+  out.baseline_timed = interleaved || !o.baseline_result;
+  if (!out.baseline_timed) log.info("baseline: reusing its earlier run (sequential schedule: nothing to time beside)");
 
   Side sides[2] = {Side("baseline", baseline, baseline_methods, prompts, o),
                    Side("candidate", candidate, candidate_methods, prompts, o)};
   Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
   if (interleaved)
     for (auto& s : sides) s.load_and_warm_up(&shared, log);
+  const size_t first_side = out.baseline_timed ? 0 : 1;
   const size_t batches = (prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size);
   std::optional<Clock::time_point> since;
   const int passes = o.repeats * static_cast<int>(eval_seeds(o).size());
   const size_t per_side = batches * static_cast<size_t>(passes);
   Progress progress(log, "timing", {{"baseline", per_side}, {"candidate", per_side}});
   for (const TimedBatch& t : timing_order(out.schedule.schedule, batches, passes)) {
+    if (static_cast<size_t>(t.side) < first_side) continue;
     Side& side = sides[t.side];
     if (!side.loaded()) {
       sides[1 - t.side].unload();  // sequential: one pipeline at a time
@@ -213,7 +218,8 @@ TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_method
   }
   for (auto& s : sides) s.unload();
 
-  for (auto& s : sides) {
+  for (size_t i = first_side; i < 2; ++i) {
+    Side& s = sides[i];
     double sum = 0, images = 0;
     for (size_t k = 0; k < s.run.batch_seconds.size(); ++k) {
       sum += s.run.batch_seconds[k];
@@ -222,9 +228,10 @@ TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_method
     s.run.seconds_per_image = sum / images;  // over every pass
     if (interleaved) s.run.peak_memory_kind += "+both-loaded";
   }
-  out.baseline = std::move(sides[0].run);
+  out.baseline = out.baseline_timed ? std::move(sides[0].run) : o.baseline_result->run;
+  out.baseline.spec = baseline;  // a reused run may have been derived under another candidate's name
   out.candidate = std::move(sides[1].run);
-  out.baseline_images = sides[0].images;
+  out.baseline_images = out.baseline_timed ? sides[0].images : o.baseline_result->images;
   out.candidate_images = sides[1].images;
   return out;
 }

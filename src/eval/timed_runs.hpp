@@ -23,8 +23,12 @@ struct TimedRuns {
   std::vector<at::Tensor> baseline_images, candidate_images;  // per seed: uint8 [N,3,H,W]
   ScheduleChoice schedule;
   std::string order;  // the timed batches as run: B = baseline, C = candidate
+  bool baseline_timed = true;  // false: options.baseline_result's run and images, the baseline not run
 };
 
+// With options.baseline_result and the sequential schedule the baseline is not run: its times and
+// images are the reused ones. The interleaved schedule times it again beside the candidate.
+//
 // Both pipelines' weights at their dtype, in bytes; a component whose files are identical in the
 // two (as the evaluator shares them) is counted once.
 int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec& candidate);

@@ -35,10 +35,11 @@ fs::path canonical_or_self(const fs::path& p) {
   return ec ? p : c;
 }
 
-// A folder diffbench wrote: generate's run.json or eval's report.json.
+// A folder diffbench wrote: generate's run.json, eval's report.json or suite's suite.json.
 bool written_by_diffbench(const fs::path& dir) {
   std::error_code ec;
-  return fs::is_regular_file(dir / "run.json", ec) || fs::is_regular_file(dir / "report.json", ec);
+  return fs::is_regular_file(dir / "run.json", ec) || fs::is_regular_file(dir / "report.json", ec) ||
+         fs::is_regular_file(dir / "suite.json", ec);
 }
 
 bool is_nonempty_dir(const fs::path& p) {
@@ -66,8 +67,8 @@ void check_target(const fs::path& target, bool replace) {
   if (!is_nonempty_dir(target)) return;
   if (!replace) throw UsageError("output folder exists and is not empty; choose another or pass --force", where);
   if (!written_by_diffbench(target))
-    throw UsageError("output folder is not empty and was not written by diffbench (it has no run.json or "
-                     "report.json); --force replaces only diffbench's own output folders",
+    throw UsageError("output folder is not empty and was not written by diffbench (it has no run.json, "
+                     "report.json or suite.json); --force replaces only diffbench's own output folders",
                      where);
 }
 

@@ -237,7 +237,7 @@ void plots_section(Writer& w, const json& r) {
   po.y_label = "s / image";
   po.y_from_zero = true;
   w.trusted(svg::stacked_bars({"baseline", "candidate"},
-                              {{"text encoder", "#74a9cf"}, {"denoise (UNet)", "#2b8cbe"}, {"VAE decode", "#a6bddb"}},
+                              {{"text encoder", "#f4a259"}, {"denoise (UNet)", "#2b8cbe"}, {"VAE decode", "#7bb87f"}},
                               stages, po));
   w.close();
 }

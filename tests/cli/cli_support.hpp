@@ -60,7 +60,9 @@ inline SplitResult run_shell_split(const std::string& cmd) {
   return s;
 }
 
-// Runs `diffbench ARGS` (ARGS already quoted as needed) and returns its exit code and output.
+// Runs `diffbench ARGS` (ARGS already quoted as needed) and returns its exit code and output. The
+// baseline cache is off unless a test names one (--baseline-cache): a test's result must not depend
+// on what an earlier run stored.
 inline CommandResult run_diffbench(const std::string& args) {
-  return run_shell(shell_quote(DIFFBENCH_BINARY) + " " + args);
+  return run_shell("DIFFBENCH_BASELINE_CACHE=off " + shell_quote(DIFFBENCH_BINARY) + " " + args);
 }

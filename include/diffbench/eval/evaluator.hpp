@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,8 @@
 #include "diffbench/pipeline/txt2img.hpp"
 
 namespace diffbench {
+
+struct BaselineResult;  // eval/baseline_cache.hpp
 
 struct EvalOptions {
   PipelineSpec candidate;
@@ -56,6 +59,10 @@ struct EvalOptions {
   std::filesystem::path out;              // report folder
   bool embed_images = false;              // report.html carries its images as data URIs
   bool force = false;
+  // A baseline already run with this baseline spec and protocol (a suite's shared one, a cache
+  // entry): its images and CLIP scores are reused; its times too under the sequential schedule,
+  // while the interleaved schedule times the baseline again beside the candidate.
+  std::shared_ptr<const BaselineResult> baseline_result;
 };
 
 struct PipelineRun {
@@ -81,7 +88,10 @@ struct EvalResult {
   nlohmann::json report;  // the whole report.json
   bool passed = true;
   std::vector<std::string> failures;
+  // One per failure: quality_loss (CLIP), fidelity (PSNR/SSIM/LPIPS), too_slow, latency.
+  std::vector<std::string> failure_codes;
   std::filesystem::path out;
+  std::shared_ptr<const BaselineResult> baseline_result;  // the baseline this run generated or reused
 };
 
 // Same model (weight-file contents), same pipeline type: returns the consistency section of the

@@ -6,7 +6,7 @@
 //   `out` name the same folder and the staging folder always lies beside the target, never inside it;
 // - the current folder, a folder above it, the home folder (or one above it) and `/` are never a target;
 // - a non-empty target is refused unless `replace` is set, and even then only a folder diffbench
-//   wrote (it holds run.json or report.json) is replaced; nothing outside the target and the
+//   wrote (it holds run.json, report.json or suite.json) is replaced; nothing outside the target and the
 //   staging folder is ever removed;
 // - a lock file `.NAME.lock` beside the target is held from construction to destruction, so a second
 //   diffbench writing the same target fails at once instead of replacing the first one's results;

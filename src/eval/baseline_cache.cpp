@@ -1,0 +1,276 @@
+// The baseline cache: a baseline's images, times and CLIP scores stored under a key of everything
+// they depend on, and read back by later evaluations (eval/baseline_cache.hpp).
+#include "diffbench/eval/baseline_cache.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <set>
+
+#include <xxhash.h>
+
+#include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
+#include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/io/file_identity.hpp"
+#include "diffbench/io/image.hpp"
+#include "diffbench/io/json_config.hpp"
+#include "diffbench/io/prompts.hpp"
+#include "diffbench/pipeline/device.hpp"
+#include "diffbench/pipeline/outputs.hpp"
+
+namespace diffbench {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kEntrySchema = "diffbench.baseline-cache/1";
+
+// The first "model name" of /proc/cpuinfo (empty elsewhere): the device name on the CPU.
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      return colon == std::string::npos ? "" : line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  return "";
+}
+
+// The files a weights path stands for: itself, or for a shard index also the shards it names.
+std::vector<fs::path> weights_and_shards(const fs::path& weights) {
+  std::vector<fs::path> out = {weights};
+  if (weights.extension() != ".json") return out;
+  const nlohmann::json index = read_json_file(weights);
+  std::set<std::string> names;
+  for (const auto& [key, file] : index.value("weight_map", nlohmann::json::object()).items())
+    if (file.is_string()) names.insert(file.get<std::string>());
+  for (const auto& n : names) out.push_back(weights.parent_path() / n);
+  return out;
+}
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json run_to_json(const PipelineRun& r) {
+  return {{"batch_seconds", r.batch_seconds},
+          {"batch_images", r.batch_images},
+          {"batch_start_s", r.batch_start_s},
+          {"seconds_per_image", r.seconds_per_image},
+          {"stages", to_json(r.stages)},
+          {"unet_calls_per_image", r.unet_calls_per_image},
+          {"skipped_module_fraction", r.skipped_module_fraction},
+          {"peak_memory_bytes", r.peak_memory_bytes},
+          {"peak_memory_kind", r.peak_memory_kind},
+          {"reused_components", r.reused_components},
+          {"methods", r.methods},
+          {"per_seed_clip", r.per_seed_clip}};
+}
+
+PipelineRun run_from_json(const nlohmann::json& j) {
+  PipelineRun r;
+  r.batch_seconds = j.at("batch_seconds").get<std::vector<double>>();
+  r.batch_images = j.at("batch_images").get<std::vector<size_t>>();
+  r.batch_start_s = j.at("batch_start_s").get<std::vector<double>>();
+  r.seconds_per_image = j.at("seconds_per_image").get<double>();
+  const auto& s = j.at("stages");
+  r.stages.text_encoder = s.at("text_encoder_s").get<double>();
+  r.stages.denoise = s.at("denoise_s").get<double>();
+  r.stages.vae_decode = s.at("vae_decode_s").get<double>();
+  r.stages.total = s.at("total_s").get<double>();
+  r.unet_calls_per_image = j.at("unet_calls_per_image").get<double>();
+  r.skipped_module_fraction = j.at("skipped_module_fraction").get<double>();
+  r.peak_memory_bytes = j.at("peak_memory_bytes").get<int64_t>();
+  r.peak_memory_kind = j.at("peak_memory_kind").get<std::string>();
+  r.reused_components = j.at("reused_components");
+  r.methods = j.at("methods");
+  r.per_seed_clip = j.at("per_seed_clip").get<std::vector<std::vector<double>>>();
+  if (r.per_seed_clip.empty() || r.batch_seconds.size() != r.batch_images.size())
+    throw InputError("inconsistent run", "entry.json");
+  return r;
+}
+
+std::string png_name(int64_t i) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
+  return name;
+}
+
+}  // namespace
+
+nlohmann::json folder_hashes(const fs::path& folder) {
+  nlohmann::json out = nlohmann::json::object();
+  std::error_code ec;
+  if (!fs::exists(folder, ec)) throw InputError("no such file or folder", folder.string());
+  if (fs::is_regular_file(folder)) {
+    out[folder.filename().string()] = content_hash(folder);
+    return out;
+  }
+  auto add = [&](const fs::path& file) {
+    if (fs::is_regular_file(file)) out[file.lexically_relative(folder).generic_string()] = content_hash(file);
+  };
+  if (fs::exists(folder / "model_index.json")) {
+    // A diffusers folder: what the pipeline reads, nothing else (not the safety checker, not the
+    // other weight variants or pickle files beside).
+    const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
+    const auto d = DiffusersFolder::open(folder, parts);
+    add(folder / "model_index.json");
+    for (const auto& part : parts) {
+      add(d.config_file(part));
+      for (const auto& f : weights_and_shards(d.weights_file(part))) add(f);
+    }
+    for (const char* small : {"tokenizer", "scheduler"})
+      if (fs::is_directory(folder / small))
+        for (const auto& e : fs::directory_iterator(folder / small)) add(e.path());
+    return out;
+  }
+  // A scorer folder: its configs, vocabularies and safetensors.
+  auto it = fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink, ec);
+  if (ec) throw InputError("cannot list the folder: " + ec.message(), folder.string());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) throw InputError("cannot list the folder: " + ec.message(), folder.string());
+    const std::string ext = it->path().extension().string();
+    if (ext == ".json" || ext == ".txt" || ext == ".safetensors") add(it->path());
+  }
+  return out;
+}
+
+nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOptions& o,
+                                     const std::vector<std::string>& prompts, const std::string& version) {
+  nlohmann::json spec = baseline.to_json();
+  for (const char* k : {"file", "name", "origin", "model", "model_ref", "hub"}) spec.erase(k);
+  spec["model_files"] = folder_hashes(resolve_demo_alias(baseline.model, "sd"));
+  if (!baseline.variant.empty()) spec["variant"] = baseline.variant;
+  for (size_t i = 0; i < baseline.accelerate.size(); ++i)
+    if (!baseline.accelerate[i].plugin.empty())
+      spec["accelerate"][i]["plugin"] = content_hash(baseline.accelerate[i].plugin);
+  const at::Device device = parse_device(baseline.device);
+  nlohmann::json env = environment_info(device);
+  if (!device.is_cuda()) env["cpu"] = cpu_model();
+  env.erase("diffbench");
+  return {{"baseline", spec},
+          {"protocol",
+           {{"prompts", prompts},
+            {"seeds", eval_seeds(o)},
+            {"batch_size", o.batch_size},
+            {"noise", to_string(o.noise)},
+            {"repeats", o.repeats},
+            {"warmup", o.warmup}}},
+          {"scorer", {{"files", folder_hashes(resolve_demo_alias(o.clip, "clip"))}, {"clip_score", to_string(o.clip_score)}}},
+          {"device", env},
+          {"diffbench", version}};
+}
+
+std::string baseline_key(const nlohmann::json& material) {
+  const std::string text = material.dump();  // nlohmann's objects are sorted: canonical
+  const XXH128_hash_t h = XXH3_128bits(text.data(), text.size());
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return buf;
+}
+
+BaselineCache::BaselineCache(fs::path dir) : dir_(std::move(dir)) {}
+
+std::shared_ptr<const BaselineResult> BaselineCache::find(const std::string& key, const Logger& log) const {
+  const fs::path entry = dir_ / key;
+  if (!fs::is_regular_file(entry / "entry.json")) return nullptr;
+  try {
+    const nlohmann::json j = read_json_file(entry / "entry.json");
+    if (j.value("schema", "") != kEntrySchema || j.value("key", "") != key) throw InputError("not a cache entry", key);
+    auto r = std::make_shared<BaselineResult>();
+    r->run = run_from_json(j.at("run"));
+    const auto seeds = j.at("seeds").get<std::vector<uint64_t>>();
+    const size_t n = r->run.per_seed_clip.front().size();
+    if (seeds.size() != r->run.per_seed_clip.size()) throw InputError("seeds and scores differ", key);
+    for (uint64_t seed : seeds) {
+      std::vector<at::Tensor> images;
+      for (size_t i = 0; i < n; ++i)
+        images.push_back(read_png(entry / ("seed-" + std::to_string(seed)) / png_name(static_cast<int64_t>(i))));
+      r->images.push_back(at::stack(images));
+    }
+    r->provenance = {{"source", "cache"},
+                     {"cache_entry", entry.string()},
+                     {"key", key},
+                     {"created", j.value("created", "")}};
+    log.info("baseline cache: hit " + entry.string());
+    return r;
+  } catch (const std::exception& e) {
+    log.warn("baseline cache: ignoring the damaged entry " + entry.string() + " (" + e.what() + ")");
+    return nullptr;
+  }
+}
+
+void BaselineCache::store(const std::string& key, const nlohmann::json& material, const BaselineResult& result,
+                          const Logger& log) const {
+  const fs::path entry = dir_ / key;
+  const fs::path tmp = dir_ / ("." + key + "." + std::to_string(::getpid()) + ".tmp");
+  std::error_code ec;
+  if (fs::exists(entry, ec)) return;
+  try {
+    fs::create_directories(tmp);
+    const std::vector<uint64_t> seeds = material.at("protocol").at("seeds").get<std::vector<uint64_t>>();
+    if (seeds.size() != result.images.size()) throw InputError("one image set per seed expected", key);
+    for (size_t k = 0; k < seeds.size(); ++k) {
+      const fs::path dir = tmp / ("seed-" + std::to_string(seeds[k]));
+      fs::create_directories(dir);
+      for (int64_t i = 0; i < result.images[k].size(0); ++i) write_png(dir / png_name(i), result.images[k][i]);
+    }
+    const nlohmann::json j = {{"schema", kEntrySchema}, {"key", key},    {"created", utc_now()},
+                              {"material", material},    {"seeds", seeds}, {"run", run_to_json(result.run)}};
+    std::ofstream(tmp / "entry.json") << j.dump(1) << "\n";
+    fs::rename(tmp, entry, ec);
+    if (ec) {
+      fs::remove_all(tmp, ec);  // another run stored it meanwhile
+      return;
+    }
+    log.info("baseline cache: stored " + entry.string());
+  } catch (const std::exception& e) {
+    fs::remove_all(tmp, ec);
+    log.warn("baseline cache: could not store the baseline in " + dir_.string() + " (" + e.what() + ")");
+  }
+}
+
+std::string default_baseline_cache() {
+  const char* env = std::getenv("DIFFBENCH_BASELINE_CACHE");
+  return env && *env ? env : kDefaultBaselineCache;
+}
+
+fs::path baseline_cache_dir(const std::string& option, bool disabled) {
+  return disabled || option.empty() || option == "off" ? fs::path() : fs::path(option);
+}
+
+EvalResult run_eval_cached(EvalOptions o, const fs::path& cache_dir, const Logger& log) {
+  if (cache_dir.empty() || o.baseline_result) return run_eval(o, log);
+  validate_eval_options(o);
+  const PipelineSpec baseline = o.baseline ? *o.baseline : o.candidate.baseline();
+  nlohmann::json material;
+  std::string key;
+  try {
+    material = baseline_key_material(baseline, o, load_prompts(o.prompts, o.num_samples).prompts);
+    key = baseline_key(material);
+  } catch (const std::exception& e) {
+    // A missing model, scorer or prompt file: the evaluation reports it as it would without a cache.
+    log.info(std::string("baseline cache: not used (") + e.what() + ")");
+    return run_eval(o, log);
+  }
+  const BaselineCache cache(cache_dir);
+  o.baseline_result = cache.find(key, log);
+  const bool hit = o.baseline_result != nullptr;
+  EvalResult r = run_eval(o, log);
+  if (!hit) cache.store(key, material, *r.baseline_result, log);
+  return r;
+}
+
+}  // namespace diffbench
