@@ -107,15 +107,39 @@ struct EvalArgs {
        allow_task_change = false, allow_nonfinite = false, embed_images = false;
   std::string metrics = "clip,psnr,ssim", lpips;
   std::optional<double> min_psnr, min_ssim, max_lpips;
+  std::string inception, reference_images, pickscore, hps;
+  std::optional<double> max_fid_increase, max_kid;
+  std::vector<std::string> max_metric_loss;
   std::string baseline_cache = default_baseline_cache();
   bool no_baseline_cache = false;
 };
 
 struct ScoreArgs {
-  std::string images, prompts, clip, clip_score = "per-sample-clamp", against, metrics, lpips, device = "cpu";
+  std::string images, prompts, clip, clip_score = "per-sample-clamp", against, metrics, lpips, device = "cpu", inception,
+      reference_images, pickscore, hps;
   size_t num_samples = 0;
   bool json = false;
 };
+
+// eval's KID/FID, preference and generic loss options.
+void add_distribution_options(CLI::App& c, EvalArgs& a) {
+  c.add_option("--inception", a.inception,
+               "FID Inception-v3 weights (pytorch-fid's, as safetensors: docs/metrics.md); adds kid,fid to --metrics "
+               "unless it names one");
+  c.add_option("--reference-images", a.reference_images,
+               "folder of PNGs (e.g. real images) both image sets are compared with by KID and FID");
+  c.add_option("--max-fid-increase", a.max_fid_increase,
+               "fail when FID rises by more than X: candidate minus baseline FID to --reference-images, or the "
+               "candidate's FID to the baseline's images without them")
+      ->check(finite_number(0));
+  c.add_option("--max-kid", a.max_kid, "fail when the KID of the candidate's images vs the baseline's is above X")
+      ->check(finite_number(0));
+  c.add_option("--max-metric-loss", a.max_metric_loss,
+               "NAME=PCT (repeatable): fail when metric NAME is more than PCT % worse than the baseline's "
+               "(clip, ssim, pickscore, hps; kid, fid with --reference-images)");
+  c.add_option("--pickscore", a.pickscore, "PickScore CLIPModel folder or ORG/NAME (docs/metrics.md); adds pickscore");
+  c.add_option("--hps", a.hps, "HPS v2 open_clip folder or ORG/NAME (docs/metrics.md); adds hps");
+}
 
 // The protocol, threshold and output options of eval, suite and sweep.
 void add_eval_options(CLI::App* c, EvalArgs& a) {
@@ -155,7 +179,9 @@ void add_eval_options(CLI::App* c, EvalArgs& a) {
       ->check(CLI::IsMember({"interleaved", "sequential"}));
   c->add_option("--memory-budget", a.memory_budget_mib, "MiB of device memory to take as free when choosing the schedule")
       ->check(finite_number(0));
-  c->add_option("--metrics", a.metrics, "quality metrics: clip (always), psnr, ssim, lpips (candidate vs baseline image per prompt)")
+  c->add_option("--metrics", a.metrics,
+                "quality metrics: clip (each image vs its prompt), psnr, ssim, lpips (candidate vs baseline image per "
+                "prompt), kid, fid (the image sets), pickscore, hps (preference, each image vs its prompt)")
       ->capture_default_str();
   c->add_option("--min-psnr", a.min_psnr, "fail when the mean PSNR of candidate vs baseline images is below DB")
       ->check(finite_number(0));
@@ -164,6 +190,7 @@ void add_eval_options(CLI::App* c, EvalArgs& a) {
   c->add_option("--lpips", a.lpips, "LPIPS AlexNet v0.1 weights (safetensors, docs/metrics.md); adds lpips to --metrics");
   c->add_option("--max-lpips", a.max_lpips, "fail when the mean LPIPS of candidate vs baseline images is above X")
       ->check(finite_number(0));
+  add_distribution_options(*c, a);
   c->add_flag("--allow-model-mismatch", a.allow_model_mismatch, "compare pipelines whose weights differ");
   c->add_flag("--allow-identical", a.allow_identical, "compare a candidate with an identical baseline (measures timing noise)");
   c->add_flag("--allow-task-change", a.allow_task_change, "compare pipelines that differ in image size or guidance");
@@ -199,8 +226,14 @@ void add_score(CLI::App& app, ScoreArgs& a) {
   c->add_option("--clip", a.clip, "CLIP scorer folder, Hugging Face id ORG/NAME from the local hub cache, or demo (for clip)");
   c->add_option("--against", a.against, "folder of reference PNGs with the same file names (for psnr, ssim, lpips)");
   c->add_option("--lpips", a.lpips, "LPIPS AlexNet v0.1 weights (safetensors)");
+  c->add_option("--inception", a.inception, "FID Inception-v3 weights (safetensors), for kid and fid");
+  c->add_option("--pickscore", a.pickscore, "PickScore CLIPModel folder or ORG/NAME (needs prompts)");
+  c->add_option("--hps", a.hps, "HPS v2 open_clip folder or ORG/NAME (needs prompts)");
+  c->add_option("--reference-images", a.reference_images,
+                "folder of PNGs the images are compared with as a set (kid, fid; --against's folder is too)");
   c->add_option("--metrics", a.metrics,
-                "clip, psnr, ssim, lpips (default: clip; with --against psnr,ssim, plus clip with --clip, lpips with --lpips)");
+                "clip, psnr, ssim, lpips, kid, fid, pickscore, hps (default: clip; with --against psnr,ssim, plus clip "
+                "with --clip, lpips with --lpips, kid,fid with --inception, pickscore and hps with their folders)");
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
   c->add_option("--device", a.device, "where the CLIP scorer runs: cpu (float32), cuda or cuda:N (float16)")
@@ -468,15 +501,20 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   EvalOptions o;
   o.prompts = a.prompts;
   o.num_samples = a.num_samples;
-  const ScorerChoice scorer = resolve_scorer(a.clip);
-  o.clip_source = scorer.to_json();
+  o.metrics = parse_metric_set(a.metrics);
+  if (!o.metrics.clip)
+    for (const char* flag : {"--clip", "--clip-score", "--max-quality-loss"})
+      if (cmd.count(flag)) throw UsageError("the CLIP score is not computed: add clip to --metrics", flag);
+  const ScorerChoice scorer = o.metrics.clip ? resolve_scorer(a.clip) : ScorerChoice{};
+  if (o.metrics.clip) o.clip_source = scorer.to_json();
   // The protocol options left at their defaults, named in the report so two reports compare at a glance.
   for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
            {"--prompts", a.prompts}, {"--num-samples", std::to_string(a.num_samples)},
            {"--batch-size", std::to_string(a.batch_size)}, {"--seed", std::to_string(a.seed)},
            {"--warmup", std::to_string(a.warmup)}, {"--noise", a.noise},
            {"--clip", scorer.is_default ? scorer.id : a.clip}, {"--clip-score", a.clip_score}})
-    if (cmd.count(flag) == 0) o.defaults_used.push_back(flag + "=" + value);
+    if (cmd.count(flag) == 0 && (o.metrics.clip || flag.rfind("--clip", 0) != 0))
+      o.defaults_used.push_back(flag + "=" + value);
   o.batch_size = a.batch_size;
   o.seed = a.seed;
   o.warmup = a.warmup;
@@ -486,12 +524,21 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   o.max_quality_loss = a.max_quality_loss;
   o.min_speedup = a.min_speedup;
   o.max_latency = a.max_latency;
-  o.metrics = parse_metric_set(a.metrics);
   o.fidelity.min_psnr = a.min_psnr;
   o.fidelity.min_ssim = a.min_ssim;
   o.fidelity.max_lpips = a.max_lpips;
   o.lpips = a.lpips;
   o.metrics.lpips = o.metrics.lpips || !a.lpips.empty();
+  o.inception = a.inception;
+  o.reference_images = a.reference_images;
+  if (!a.inception.empty() && !o.metrics.distribution()) o.metrics.kid = o.metrics.fid = true;
+  o.distribution.max_fid_increase = a.max_fid_increase;
+  o.distribution.max_kid = a.max_kid;
+  for (const auto& limit : a.max_metric_loss) add_metric_loss_limit(limit, o.max_metric_loss);
+  if (!a.pickscore.empty()) o.pickscore = resolve_scorer(a.pickscore).folder;
+  if (!a.hps.empty()) o.hps = resolve_scorer(a.hps).folder;
+  o.metrics.pickscore = o.metrics.pickscore || !a.pickscore.empty();
+  o.metrics.hps = o.metrics.hps || !a.hps.empty();
   o.allow_model_mismatch = a.allow_model_mismatch;
   o.allow_identical = a.allow_identical;
   o.allow_task_change = a.allow_task_change;
@@ -530,8 +577,16 @@ int run_score(const ScoreArgs& a) {
   o.against = a.against;
   o.lpips = a.lpips;
   o.device = parse_device(a.device);
-  o.metrics = a.metrics.empty() ? default_score_metrics(!a.against.empty(), !a.clip.empty(), !a.lpips.empty())
+  o.inception = a.inception;
+  o.reference_images = a.reference_images;
+  o.metrics = a.metrics.empty() ? default_score_metrics(!a.against.empty(), !a.clip.empty(), !a.lpips.empty(),
+                                                        !a.inception.empty())
                                 : parse_metric_set(a.metrics);
+  if (!a.pickscore.empty()) o.pickscore = resolve_scorer(a.pickscore).folder;
+  if (!a.hps.empty()) o.hps = resolve_scorer(a.hps).folder;
+  o.metrics.pickscore = o.metrics.pickscore || !a.pickscore.empty();
+  o.metrics.hps = o.metrics.hps || !a.hps.empty();
+  if (a.metrics.empty() && a.clip.empty() && (o.metrics.pickscore || o.metrics.hps)) o.metrics.clip = false;
   const auto j = run_score(o);
   std::cout << (a.json ? j.dump(2) + "\n" : render_score(j));
   return 0;

@@ -205,10 +205,20 @@ void validate_eval_options(const EvalOptions& o) {
   if (o.min_speedup) finite_at_least(*o.min_speedup, 0, true, "--min-speedup");
   if (o.max_latency) finite_at_least(*o.max_latency, 0, true, "--max-latency");
   if (o.memory_budget && *o.memory_budget < 0) throw UsageError("must be >= 0", "--memory-budget");
-  if (o.clip.empty()) throw UsageError("a CLIP scorer folder is needed: --clip DIR", "--clip");
-  if (!o.metrics.clip)
-    throw UsageError("eval always computes the CLIP score (--max-quality-loss): keep clip in the list", "--metrics");
+  if (o.metrics.clip && o.clip.empty()) throw UsageError("a CLIP scorer folder is needed: --clip DIR", "--clip");
   if (o.metrics.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--metrics");
+  if (o.metrics.distribution() && o.inception.empty())
+    throw UsageError("KID and FID need the FID Inception weights: --inception FILE", "--metrics");
+  if (o.metrics.distribution() && o.num_samples * std::max<size_t>(1, o.seeds.size()) < 2)
+    throw UsageError("KID and FID compare image sets: at least 2 images per run are needed", "--num-samples");
+  if (!o.reference_images.empty() && !o.metrics.distribution())
+    throw UsageError("reference images are compared by KID and FID: add kid or fid to --metrics (and --inception FILE)",
+                     "--reference-images");
+  if (o.distribution.max_fid_increase && !o.metrics.fid)
+    throw UsageError("FID is not computed: add fid to --metrics", "--max-fid-increase");
+  if (o.distribution.max_kid && !o.metrics.kid) throw UsageError("KID is not computed: add kid to --metrics", "--max-kid");
+  validate_metric_loss_limits(o.max_metric_loss, o.metrics, !o.reference_images.empty());
+  validate_preference_options(o.metrics, o.pickscore, o.hps);
   for (size_t i = 0; i < o.seeds.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (o.seeds[i] == o.seeds[j]) throw UsageError("seed " + std::to_string(o.seeds[i]) + " is listed twice", "--seeds");
@@ -245,20 +255,27 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   // CUDA); it is waited for before the first timed batch, so it never overlaps one.
   const at::Device device = parse_device(candidate.device);
   double scorer_load_s = 0;
-  std::future<std::unique_ptr<ClipScorer>> scorer_loading = std::async(std::launch::async, [&] {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto s = ClipScorer::load(o.clip, device);
-    scorer_load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return s;
-  });
+  std::future<std::unique_ptr<ClipScorer>> scorer_loading;  // none without the clip metric
+  if (o.metrics.clip)
+    scorer_loading = std::async(std::launch::async, [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto s = ClipScorer::load(o.clip, device);
+      scorer_load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return s;
+    });
   std::unique_ptr<ClipScorer> scorer;
   double scorer_wait_s = 0;
   auto join_scorer = [&] {
     const auto t0 = std::chrono::steady_clock::now();
-    if (!scorer) scorer = scorer_loading.get();
+    if (!scorer && scorer_loading.valid()) scorer = scorer_loading.get();
     scorer_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
+  const std::unique_ptr<InceptionFeatures> inception =
+      o.metrics.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
+  const auto reference_files =
+      o.reference_images.empty() ? std::vector<fs::path>{} : image_set_files(o.reference_images);
+  const PreferenceScorers preference = load_preference_scorers(o.metrics, o.pickscore, o.hps);
   wall["device_query_and_lpips_load"] = lap();
 
   TimedRuns timed = run_timed(base_spec_run, cand_spec_run, prompts, o, log, join_scorer);
@@ -283,17 +300,20 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     timed.baseline_images = o.baseline_result->images;
     base_run.per_seed_clip = o.baseline_result->run.per_seed_clip;
   }
-  log.info("scoring with CLIP (" + scorer->layout() + ")");
-  for (size_t k = 0; k < seeds.size(); ++k) {
-    if (!o.baseline_result) base_run.per_seed_clip.push_back(scorer->score(timed.baseline_images[k], prompts));
-    cand_run.per_seed_clip.push_back(scorer->score(timed.candidate_images[k], prompts));
+  PooledScores pooled;
+  if (scorer) {
+    log.info("scoring with CLIP (" + scorer->layout() + ")");
+    for (size_t k = 0; k < seeds.size(); ++k) {
+      if (!o.baseline_result) base_run.per_seed_clip.push_back(scorer->score(timed.baseline_images[k], prompts));
+      cand_run.per_seed_clip.push_back(scorer->score(timed.candidate_images[k], prompts));
+    }
+    pooled = pool_scores(base_run.per_seed_clip, cand_run.per_seed_clip, o.clip_score, o.seed);
+    base_run.per_sample_clip = base_run.per_seed_clip.front();
+    cand_run.per_sample_clip = cand_run.per_seed_clip.front();
+    base_run.clip_score = pooled.baseline;
+    cand_run.clip_score = pooled.candidate;
   }
   wall["clip_scoring"] = lap();
-  const PooledScores pooled = pool_scores(base_run.per_seed_clip, cand_run.per_seed_clip, o.clip_score, o.seed);
-  base_run.per_sample_clip = base_run.per_seed_clip.front();
-  cand_run.per_sample_clip = cand_run.per_seed_clip.front();
-  base_run.clip_score = pooled.baseline;
-  cand_run.clip_score = pooled.candidate;
   const PairedStats& paired = pooled.paired;
 
   FidelityScores fidelity;  // candidate vs baseline, per prompt (the first seed's images)
@@ -305,7 +325,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   wall["fidelity_metrics"] = lap();
   const SpeedupStats speed =
       speedup_stats(base_run.batch_seconds, cand_run.batch_seconds, base_run.batch_images, o.seed);
-  const QualityLoss loss = quality_loss(base_run.clip_score, cand_run.clip_score);
+  const QualityLoss loss = scorer ? quality_loss(base_run.clip_score, cand_run.clip_score) : QualityLoss{};
 
   EvalResult res;
   auto fail = [&res](const char* code, const std::string& message) {
@@ -322,11 +342,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       warnings.push_back({{"code", "baseline_not_reproduced"},
                           {"message", "the baseline timed now made other images than the reused baseline"}});
   }
-  nlohmann::json thresholds = {{"max_quality_loss_pct", o.max_quality_loss}};
-  if (!loss.pct)
+  nlohmann::json thresholds = nlohmann::json::object();  // without CLIP no quality loss: other metrics decide
+  if (scorer) thresholds["max_quality_loss_pct"] = o.max_quality_loss;
+  if (scorer && !loss.pct)
     fail("quality_loss", "quality loss is undefined: " + loss.undefined_reason + "; --max-quality-loss " +
                              fixed(o.max_quality_loss, 2) + " % cannot be checked");
-  else if (*loss.pct > o.max_quality_loss)
+  else if (scorer && *loss.pct > o.max_quality_loss)
     fail("quality_loss", "quality loss " + fixed(*loss.pct, 2) + " % exceeds --max-quality-loss " +
                              fixed(o.max_quality_loss, 2) + " %");
   if (o.min_speedup) {
@@ -351,12 +372,27 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (o.fidelity.min_psnr) thresholds["min_psnr_db"] = *o.fidelity.min_psnr;
   if (o.fidelity.min_ssim) thresholds["min_ssim"] = *o.fidelity.min_ssim;
   if (o.fidelity.max_lpips) thresholds["max_lpips"] = *o.fidelity.max_lpips;
-  metrics["clip"] = {{"compares", "each image with its prompt (100·cos of the CLIP embeddings)"},
-                     {"direction", "higher-is-better"},
-                     {"baseline", base_run.clip_score},
-                     {"candidate", cand_run.clip_score},
-                     {"loss_pct", loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json()},
-                     {"paired", "see paired"}};
+  if (scorer)
+    metrics["clip"] = {{"compares", "each image with its prompt (100·cos of the CLIP embeddings)"},
+                       {"direction", "higher-is-better"},
+                       {"baseline", base_run.clip_score},
+                       {"candidate", cand_run.clip_score},
+                       {"loss_pct", loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json()},
+                       {"paired", "see paired"}};
+  if (inception) {
+    metrics.update(eval_distribution_metrics(*inception, timed.baseline_images, timed.candidate_images, reference_files,
+                                             o.reference_images, o.metrics, o.distribution, o.batch_size, o.seed,
+                                             &res.failures, log));
+    res.failure_codes.resize(res.failures.size(), "distribution");
+    if (o.distribution.max_fid_increase) thresholds["max_fid_increase"] = *o.distribution.max_fid_increase;
+    if (o.distribution.max_kid) thresholds["max_kid"] = *o.distribution.max_kid;
+  }
+  if (preference.any())
+    metrics.update(eval_preference_metrics(preference, timed.baseline_images, timed.candidate_images, prompts,
+                                           o.batch_size, o.seed, log));
+  if (!o.max_metric_loss.empty())
+    thresholds["max_metric_loss_pct"] = apply_metric_loss_limits(o.max_metric_loss, metrics, &res.failures);
+  res.failure_codes.resize(res.failures.size(), "metric_loss");
   std::string per_prompt_order;
   const nlohmann::json per_prompt =
       per_prompt_rows(prompts, base_run.per_sample_clip, cand_run.per_sample_clip, fidelity, &per_prompt_order);
@@ -366,7 +402,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["schema"] = "diffbench.eval/2";
   r["protocol"] = {{"prompts_source", prompt_set.source}, {"prompts", prompts},      {"num_samples", prompts.size()},
                    {"batch_size", o.batch_size},           {"seed", o.seed},          {"warmup", o.warmup},
-                   {"noise", to_string(o.noise)},          {"clip", o.clip.string()}, {"clip_layout", scorer->layout()},
+                   {"noise", to_string(o.noise)},          {"clip", o.clip.string()},
+                   {"clip_layout", scorer ? scorer->layout() : std::string()},
                    {"clip_score", to_string(o.clip_score)}, {"metrics", to_string(o.metrics)}, {"repeats", o.repeats},
                    {"seeds", seeds}};
   if (!o.clip_source.is_null()) r["protocol"]["clip_source"] = o.clip_source;
@@ -376,17 +413,21 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (!reuse.is_null()) r["baseline_reuse"] = reuse;
   r["baseline"] = run_json(base_run);
   r["candidate"] = run_json(cand_run);
+  if (!scorer) r["baseline"]["clip_score"] = r["candidate"]["clip_score"] = nullptr;  // not computed
+  if (!o.reference_images.empty()) r["protocol"]["reference_images"] = o.reference_images.string();
+  if (inception) r["protocol"]["inception"] = o.inception.string();
   r["speedup"] = speed.speedup;
   r["speedup_ci"] = {speed.ci_low, speed.ci_high};
   r["timing"] = speed.to_json();
   r["quality_loss_pct"] = loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json();
-  if (!loss.pct) r["quality_loss_undefined"] = loss.undefined_reason;
-  if (seeds.size() > 1) r["per_seed"] = per_seed_json(seeds, base_run, cand_run, o.clip_score);
-  r["paired"] = {{"diff", seeds.size() > 1 ? "baseline - candidate, per prompt, averaged over its seeds"
-                                           : "baseline - candidate, per prompt"},
-                 {"mean_diff", paired.mean_diff},
-                 {"ci95", {paired.ci_low, paired.ci_high}},
-                 {"resamples", 10000}};
+  if (scorer && !loss.pct) r["quality_loss_undefined"] = loss.undefined_reason;
+  if (scorer && seeds.size() > 1) r["per_seed"] = per_seed_json(seeds, base_run, cand_run, o.clip_score);
+  if (scorer)
+    r["paired"] = {{"diff", seeds.size() > 1 ? "baseline - candidate, per prompt, averaged over its seeds"
+                                             : "baseline - candidate, per prompt"},
+                   {"mean_diff", paired.mean_diff},
+                   {"ci95", {paired.ci_low, paired.ci_high}},
+                   {"resamples", 10000}};
   r["metrics"] = metrics;
   r["per_prompt"] = per_prompt;
   r["per_prompt_order"] = per_prompt_order;

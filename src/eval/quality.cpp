@@ -119,6 +119,7 @@ nlohmann::json fidelity_metrics_json(const FidelityScores& f, const std::string&
     nlohmann::json m = summary(f.ssim, compares, seed);
     m["definition"] = "torchmetrics SSIM: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 255, "
                       "mean over RGB channels and pixels; 1 = identical";
+    m["loss_pct"] = (1.0 - m["mean"].get<double>()) * 100.0;  // the baseline's SSIM with itself is 1
     check_min(m, t.min_ssim, "--min-ssim", "SSIM", 4, "", failures);
     out["ssim"] = m;
   }

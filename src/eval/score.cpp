@@ -3,6 +3,8 @@
 #include <cstdio>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/distribution_quality.hpp"
+#include "diffbench/eval/preference_quality.hpp"
 #include "diffbench/eval/quality.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/json_config.hpp"
@@ -12,11 +14,12 @@ namespace diffbench {
 
 namespace fs = std::filesystem;
 
-MetricSet default_score_metrics(bool against, bool clip, bool lpips) {
+MetricSet default_score_metrics(bool against, bool clip, bool lpips, bool inception) {
   MetricSet m;
-  m.clip = clip || !against;
+  m.clip = clip || (!against && !inception);
   m.psnr = m.ssim = against;
   m.lpips = against && lpips;
+  m.kid = m.fid = inception;
   return m;
 }
 
@@ -44,15 +47,22 @@ nlohmann::json run_score(const ScoreOptions& o) {
   const MetricSet& m = o.metrics;
   if (m.clip && o.clip.empty()) throw UsageError("the CLIP score needs a scorer: --clip DIR", "--clip");
   std::vector<std::string> run_prompts;
-  if (m.clip && o.prompts.empty()) run_prompts = run_json_prompts(o.images);
-  if (m.clip && o.prompts.empty() && run_prompts.empty())
-    throw UsageError("the CLIP score needs prompts: --prompts SOURCE (or a run.json beside the images, as generate "
-                     "writes)",
+  const bool with_prompts = m.clip || m.pickscore || m.hps;  // each image against its prompt
+  if (with_prompts && o.prompts.empty()) run_prompts = run_json_prompts(o.images);
+  if (with_prompts && o.prompts.empty() && run_prompts.empty())
+    throw UsageError(std::string(m.clip ? "the CLIP score needs" : "preference scores need") +
+                         " prompts: --prompts SOURCE (or a run.json beside the images, as generate writes)",
                      "--prompts");
   if (m.fidelity() && o.against.empty())
     throw UsageError("PSNR and SSIM compare with reference images: --against DIR", "--against");
   if (m.lpips && o.lpips.empty()) throw UsageError("LPIPS needs its weights: --lpips FILE", "--lpips");
+  if (m.distribution() && o.inception.empty())
+    throw UsageError("KID and FID need the FID Inception weights: --inception FILE", "--inception");
+  if (m.distribution() && o.against.empty() && o.reference_images.empty())
+    throw UsageError("KID and FID compare the images with another set: --reference-images DIR or --against DIR",
+                     "--reference-images");
   if (o.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
+  const PreferenceScorers preference = load_preference_scorers(m, o.pickscore, o.hps);
   const auto files = list_pngs(o.images);
   if (files.empty()) throw InputError("no PNG images", o.images.string());
   const size_t n = o.num_samples ? o.num_samples : files.size();
@@ -62,9 +72,9 @@ nlohmann::json run_score(const ScoreOptions& o) {
   if (!o.against.empty() && !fs::is_directory(o.against)) throw InputError("not a folder", o.against.string());
   std::vector<std::string> prompts;
   std::string prompt_source = o.prompts;
-  if (m.clip && !o.prompts.empty()) {
+  if (with_prompts && !o.prompts.empty()) {
     prompts = load_prompts(o.prompts, n).prompts;
-  } else if (m.clip) {
+  } else if (with_prompts) {
     if (run_prompts.size() < n)
       throw InputError("lists " + std::to_string(run_prompts.size()) + " prompts for " + std::to_string(n) + " images",
                        (o.images / "run.json").string());
@@ -74,8 +84,14 @@ nlohmann::json run_score(const ScoreOptions& o) {
   std::unique_ptr<ClipScorer> scorer;
   if (m.clip) scorer = ClipScorer::load(o.clip, o.device);
   const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
+  // KID/FID: the other sets' files are listed (and checked) before any image is scored.
+  std::vector<fs::path> against_files, reference_files;
+  if (m.distribution() && !o.against.empty()) against_files = image_set_files(o.against);
+  if (m.distribution() && !o.reference_images.empty()) reference_files = image_set_files(o.reference_images);
+  const std::unique_ptr<InceptionFeatures> inception = m.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
+  ImageSetFeatures image_features;
 
-  std::vector<double> per_sample;
+  std::vector<double> per_sample, per_pickscore, per_hps;
   FidelityScores fidelity;
   nlohmann::json names = nlohmann::json::array();
   const auto batch = static_cast<size_t>(o.batch_size);
@@ -86,7 +102,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
     for (size_t i = first; i < first + count; ++i) {
       images.push_back(read_png(files[i]));
       names.push_back(files[i].filename().string());
-      if (m.clip) texts.push_back(prompts[i]);
+      if (with_prompts) texts.push_back(prompts[i]);
       if (!m.fidelity()) continue;
       const fs::path ref_file = o.against / files[i].filename();
       if (!fs::exists(ref_file))
@@ -103,6 +119,12 @@ nlohmann::json run_score(const ScoreOptions& o) {
       const auto s = scorer->score(images, texts, o.batch_size);
       per_sample.insert(per_sample.end(), s.begin(), s.end());
     }
+    if (inception) image_features.add(inception->features(images));
+    for (auto [scorer, out] : {std::pair{preference.pickscore.get(), &per_pickscore}, std::pair{preference.hps.get(), &per_hps}})
+      if (scorer) {
+        const auto s = scorer->score(images, texts, o.batch_size);
+        out->insert(out->end(), s.begin(), s.end());
+      }
   }
 
   nlohmann::json j = {{"images", o.images.string()}, {"n", n}, {"files", names}, {"metrics", to_string(m)}};
@@ -119,6 +141,21 @@ nlohmann::json run_score(const ScoreOptions& o) {
                                                    o.seed, nullptr);
     for (auto it = f.begin(); it != f.end(); ++it) j[it.key()] = it.value();
   }
+  if (preference.pickscore) j["pickscore"] = score_preference_json(*preference.pickscore, per_pickscore);
+  if (preference.hps) j["hps"] = score_preference_json(*preference.hps, per_hps);
+  if (inception) {
+    ImageSetFeatures against_set, reference_set;
+    std::vector<NamedImageSet> others;
+    if (!against_files.empty()) {
+      against_set = files_features(*inception, against_files, o.batch_size);
+      others.push_back({"against", o.against, &against_set});
+    }
+    if (!reference_files.empty()) {
+      reference_set = files_features(*inception, reference_files, o.batch_size);
+      others.push_back({"reference", o.reference_images, &reference_set});
+    }
+    j.update(score_distribution_json(m, image_features, others, o.seed));
+  }
   return j;
 }
 
@@ -130,6 +167,12 @@ std::string render_score(const nlohmann::json& j) {
                   j["clip_score"].get<double>(), j["n"].get<size_t>());
     out += line;
   }
+  for (const auto& [key, label] : {std::pair{"pickscore", "PickScore"}, std::pair{"hps", "HPS v2"}})
+    if (j.contains(key) && j[key]["mean"].is_number()) {
+      std::snprintf(line, sizeof line, "%s (higher is better): %.4f over %zu images\n", label,
+                    j[key]["mean"].get<double>(), j["n"].get<size_t>());
+      out += line;
+    }
   for (const auto& [key, label, unit, digits] :
        {std::tuple{"psnr", "PSNR", " dB", 2}, std::tuple{"ssim", "SSIM", "", 4}, std::tuple{"lpips", "LPIPS", "", 4}}) {
     if (!j.contains(key)) continue;
@@ -140,6 +183,21 @@ std::string render_score(const nlohmann::json& j) {
                   m["ci95"][0].get<double>(), digits, m["ci95"][1].get<double>(), digits, m["worst"].get<double>(), unit,
                   j["files"][worst].get<std::string>().c_str());
     out += line;
+  }
+  for (const char* role : {"against", "reference"}) {
+    if (j.contains("kid") && j["kid"].contains(role)) {
+      const auto& k = j["kid"][role];
+      std::snprintf(line, sizeof line, "KID vs %s (lower is better): %.5f ± %.5f (%s vs %s images)\n",
+                    k["images"].get<std::string>().c_str(), k["mean"].get<double>(), k["std"].get<double>(),
+                    j["kid"]["n"].dump().c_str(), k["n"].dump().c_str());
+      out += line;
+    }
+    if (j.contains("fid") && j["fid"].contains(role)) {
+      const auto& f = j["fid"][role];
+      std::snprintf(line, sizeof line, "FID vs %s (lower is better): %.3f%s\n", f["images"].get<std::string>().c_str(),
+                    f["value"].get<double>(), j["fid"]["reliable"].get<bool>() ? "" : " (unreliable: fewer than 2048 images; prefer KID)");
+      out += line;
+    }
   }
   if (j.contains("psnr") && j["psnr"]["capped"].get<size_t>() > 0)
     out += "PSNR capped at 100 dB for " + j["psnr"]["capped"].dump() + " image(s), " + j["psnr"]["identical"].dump() +

@@ -56,6 +56,13 @@ std::unique_ptr<ClipScorer> ClipScorer::load(const fs::path& dir, const at::Devi
 const fs::path& ClipScorer::path() const { return impl_->dir; }
 std::string ClipScorer::layout() const { return impl_->model->layout(); }
 
+double ClipScorer::logit_scale() const {
+  const auto params = impl_->model->module().named_parameters(/*recurse=*/false);
+  const at::Tensor* scale = params.find("logit_scale");
+  if (!scale) throw ModelError("the checkpoint has no logit_scale", impl_->dir.string());
+  return scale->item<double>();
+}
+
 namespace {
 
 void check_images(const at::Tensor& images_u8) {

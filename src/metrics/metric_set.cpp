@@ -4,6 +4,10 @@
 
 namespace diffbench {
 
+namespace {
+constexpr const char* kAvailable = "clip, psnr, ssim, lpips, kid, fid, pickscore, hps";
+}  // namespace
+
 MetricSet parse_metric_set(const std::string& list, const std::string& where) {
   MetricSet m;
   size_t start = 0;
@@ -16,11 +20,17 @@ MetricSet parse_metric_set(const std::string& list, const std::string& where) {
                  : name == "psnr"  ? &m.psnr
                  : name == "ssim"  ? &m.ssim
                  : name == "lpips" ? &m.lpips
+                 : name == "kid"   ? &m.kid
+                 : name == "fid"   ? &m.fid
+                 : name == "pickscore" ? &m.pickscore
+                 : name == "hps"   ? &m.hps
                                    : nullptr;
     if (!flag) {
-      if (name == "kid" || name == "fid" || name == "pickscore" || name == "hps")
-        throw UsageError("metric '" + name + "' is not supported yet (available: clip, psnr, ssim, lpips)", where);
-      throw UsageError("unknown metric '" + name + "' in '" + list + "' (available: clip, psnr, ssim, lpips)", where);
+      if (name == "imagereward")
+        throw UsageError("metric 'imagereward' is not supported (it needs BLIP, which diffbench does not implement; "
+                         "available: " + std::string(kAvailable) + ")",
+                         where);
+      throw UsageError("unknown metric '" + name + "' in '" + list + "' (available: " + kAvailable + ")", where);
     }
     if (*flag) throw UsageError("metric '" + name + "' is listed twice", where);
     *flag = true;
@@ -33,7 +43,8 @@ MetricSet parse_metric_set(const std::string& list, const std::string& where) {
 std::string to_string(const MetricSet& m) {
   std::string out;
   for (auto [on, name] : {std::pair{m.clip, "clip"}, std::pair{m.psnr, "psnr"}, std::pair{m.ssim, "ssim"},
-                          std::pair{m.lpips, "lpips"}})
+                          std::pair{m.lpips, "lpips"}, std::pair{m.kid, "kid"}, std::pair{m.fid, "fid"},
+                          std::pair{m.pickscore, "pickscore"}, std::pair{m.hps, "hps"}})
     if (on) out += (out.empty() ? "" : ",") + std::string(name);
   return out;
 }

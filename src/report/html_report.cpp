@@ -67,6 +67,28 @@ void check_row(Writer& w, const std::string& what, const std::string& value, con
   w.element("td", {{"class", result == "failed" ? "bad" : result == "passed" ? "good" : ""}}, result).close();
 }
 
+// KID/FID thresholds and --max-metric-loss limits, as rows of the verdict table.
+void distribution_check_rows(Writer& w, const json& m) {
+  auto result = [](const json& th) { return th.value("passed", false) ? "passed" : "failed"; };
+  if (m.contains("kid") && m["kid"].contains("threshold")) {
+    const json& th = m["kid"]["threshold"];
+    check_row(w, "KID vs baseline (lower is better)", num(m["kid"]["candidate_vs_baseline"]["mean"], 5),
+              "≤ " + num(th["max_mean"], 5) + " (--max-kid)", result(th));
+  }
+  if (m.contains("fid") && m["fid"].contains("threshold")) {
+    const json& th = m["fid"]["threshold"];
+    check_row(w, std::string("FID increase") + (m["fid"].value("reliable", true) ? "" : " (unreliable: too few images)"),
+              num(m["fid"]["increase"], 3), "≤ " + num(th["max_increase"], 3) + " (--max-fid-increase)", result(th));
+  }
+  for (auto it = m.begin(); it != m.end(); ++it)
+    if (it.value().is_object() && it.value().contains("loss_threshold")) {
+      const json& th = it.value()["loss_threshold"];
+      check_row(w, it.key() + " loss vs baseline",
+                it.value()["loss_pct"].is_number() ? num(it.value()["loss_pct"], 2) + " %" : std::string("undefined"),
+                "≤ " + num(th["max_loss_pct"], 2) + " % (--max-metric-loss)", result(th));
+    }
+}
+
 void verdict_section(Writer& w, const json& r) {
   const auto [klass, word] = verdict(r);
   const json& b = r["baseline"];
@@ -74,9 +96,12 @@ void verdict_section(Writer& w, const json& r) {
   const json& t = r.value("thresholds", json::object());
   w.open("div", {{"class", "verdict " + klass}, {"id", "verdict"}});
   w.element("span", {{"class", "word"}}, word);
-  w.text("speedup " + speedup_text(r) + " (95 % interval) · quality loss " +
-         (r["quality_loss_pct"].is_number() ? num(r["quality_loss_pct"], 2) + " %" : std::string("undefined")) +
-         " (CLIP " + num(b["clip_score"], 2) + " → " + num(c["clip_score"], 2) + ")");
+  const bool clip = r.contains("paired");  // eval --metrics without clip: no CLIP score, no quality loss
+  w.text("speedup " + speedup_text(r) + " (95 % interval)" +
+         (clip ? " · quality loss " +
+                     (r["quality_loss_pct"].is_number() ? num(r["quality_loss_pct"], 2) + " %" : std::string("undefined")) +
+                     " (CLIP " + num(b["clip_score"], 2) + " → " + num(c["clip_score"], 2) + ")"
+               : std::string()));
   w.close();
   for (const auto& f : r.value("failures", json::array())) w.element("div", {{"class", "failure"}}, f.get<std::string>());
   for (const auto& x : r.value("warnings", json::array()))
@@ -94,10 +119,11 @@ void verdict_section(Writer& w, const json& r) {
   }
   check_row(w, "speedup", speedup_text(r), speed_threshold, speed_result);
   const bool loss_failed = !r["quality_loss_pct"].is_number() || dbl(r["quality_loss_pct"]) > dbl(t.value("max_quality_loss_pct", json()));
-  check_row(w, "CLIP quality loss",
-            (r["quality_loss_pct"].is_number() ? num(r["quality_loss_pct"], 2) + " %" : std::string("undefined")) +
-                " (CLIP " + num(b["clip_score"], 3) + " → " + num(c["clip_score"], 3) + ")",
-            "≤ " + num_at(t, "max_quality_loss_pct", 2) + " % (--max-quality-loss)", loss_failed ? "failed" : "passed");
+  if (clip)
+    check_row(w, "CLIP quality loss",
+              (r["quality_loss_pct"].is_number() ? num(r["quality_loss_pct"], 2) + " %" : std::string("undefined")) +
+                  " (CLIP " + num(b["clip_score"], 3) + " → " + num(c["clip_score"], 3) + ")",
+              "≤ " + num_at(t, "max_quality_loss_pct", 2) + " % (--max-quality-loss)", loss_failed ? "failed" : "passed");
   const json& m = r.value("metrics", json::object());
   for (const auto& [name, label, digits, unit] :
        {std::tuple{"psnr", "PSNR vs baseline", 2, " dB"}, std::tuple{"ssim", "SSIM vs baseline", 4, ""},
@@ -117,6 +143,7 @@ void verdict_section(Writer& w, const json& r) {
                   "], worst " + num(x["worst"], digits) + unit + " (#" + std::to_string(x.value("worst_index", -1L)) + ")",
               threshold, result);
   }
+  distribution_check_rows(w, m);
   if (t.contains("max_latency_s")) {
     const bool slow = dbl(c["seconds_per_image"]) > dbl(t["max_latency_s"]);
     check_row(w, "candidate latency", num(c["seconds_per_image"], 4) + " s/image",

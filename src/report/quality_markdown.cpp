@@ -1,5 +1,7 @@
 #include "report/quality_markdown.hpp"
 
+#include "report/distribution_markdown.hpp"
+
 #include <cstdio>
 #include <sstream>
 
@@ -51,6 +53,8 @@ std::string render_quality_markdown(const nlohmann::json& r) {
   if (!r.contains("metrics")) return "";
   const auto& m = r["metrics"];
   std::ostringstream o;
+  if (!m.contains("clip") && !m.contains("psnr") && !m.contains("ssim") && !m.contains("lpips"))
+    return render_distribution_markdown(r);
   o << "Quality per metric (mean over prompts with a 95 % bootstrap interval of the mean):\n\n";
   o << "| metric | direction | compares | mean [95 % CI] | median | worst (prompt #) | threshold |\n"
        "|---|---|---|---|---|---|---|\n";
@@ -69,6 +73,7 @@ std::string render_quality_markdown(const nlohmann::json& r) {
     o << "PSNR is capped at " << num(m["psnr"]["cap_db"], 0) << " dB: " << m["psnr"]["capped"]
       << " of " << m["psnr"]["n"] << " images were capped, " << m["psnr"]["identical"]
       << " of them identical to the baseline's (infinite PSNR).\n\n";
+  o << render_distribution_markdown(r);
   return o.str();
 }
 
@@ -121,7 +126,7 @@ std::string render_quality_summary(const nlohmann::json& r) {
   part("psnr", "PSNR", 2, " dB");
   part("ssim", "SSIM", 4, "");
   part("lpips", "LPIPS (lower is better)", 4, "");
-  return out.empty() ? "" : "fidelity to baseline: " + out + "\n";
+  return (out.empty() ? "" : "fidelity to baseline: " + out + "\n") + render_distribution_summary(r);
 }
 
 }  // namespace diffbench

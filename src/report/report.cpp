@@ -70,9 +70,13 @@ std::string render_markdown(const nlohmann::json& r) {
   std::ostringstream o;
   const auto& b = r["baseline"];
   const auto& c = r["candidate"];
+  const bool clip = r.contains("paired");  // eval --metrics without clip: no CLIP score, no quality loss
   o << "# diffbench evaluation: " << c["spec"]["name"].get<std::string>() << "\n\n";
-  o << "**" << verdict_text(r) << "**: speedup " << speedup_text(r) << " (95 % interval), quality loss "
-    << loss_text(r) << " (CLIP " << score_text(b["clip_score"], 2) << " -> " << score_text(c["clip_score"], 2) << ")\n\n";
+  o << "**" << verdict_text(r) << "**: speedup " << speedup_text(r) << " (95 % interval)";
+  if (clip)
+    o << ", quality loss " << loss_text(r) << " (CLIP " << score_text(b["clip_score"], 2) << " -> "
+      << score_text(c["clip_score"], 2) << ")";
+  o << "\n\n";
   for (const auto& w : r.value("warnings", nlohmann::json::array()))
     o << "> **warning (" << w["code"].get<std::string>() << ")**: " << w["message"].get<std::string>() << "\n\n";
   if (r.contains("quality_loss_undefined"))
@@ -105,18 +109,22 @@ std::string render_markdown(const nlohmann::json& r) {
   o << "| method counters | " << counters_text(b["methods"]) << " | " << counters_text(c["methods"]) << " |\n";
   o << "| peak memory (" << c["peak_memory_kind"].get<std::string>() << ") | " << mib(b["peak_memory_bytes"].get<int64_t>())
     << " | " << mib(c["peak_memory_bytes"].get<int64_t>()) << " |\n";
-  o << "| CLIP score (" << r["protocol"]["clip_score"].get<std::string>() << ") | " << score_text(b["clip_score"], 3)
-    << " | " << score_text(c["clip_score"], 3) << " |\n\n";
-  const auto& p = r["paired"];
-  o << "Paired per-prompt CLIP difference (baseline − candidate): mean " << score_text(p["mean_diff"], 3)
-    << ", 95 % bootstrap CI [" << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "] over "
-    << r["protocol"]["num_samples"] << " prompts.\n\n";
+  if (clip)
+    o << "| CLIP score (" << r["protocol"]["clip_score"].get<std::string>() << ") | " << score_text(b["clip_score"], 3)
+      << " | " << score_text(c["clip_score"], 3) << " |\n";
+  o << "\n";
+  if (clip) {
+    const auto& p = r["paired"];
+    o << "Paired per-prompt CLIP difference (baseline − candidate): mean " << score_text(p["mean_diff"], 3)
+      << ", 95 % bootstrap CI [" << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "] over "
+      << r["protocol"]["num_samples"] << " prompts.\n\n";
+  }
   o << render_quality_markdown(r);
   o << "Protocol: " << r["protocol"]["num_samples"] << " prompts from `" << r["protocol"]["prompts_source"].get<std::string>()
     << "`, batch " << r["protocol"]["batch_size"] << ", seed(s) "
     << (r["protocol"].contains("seeds") ? r["protocol"]["seeds"].dump() : r["protocol"]["seed"].dump()) << ", noise "
-    << r["protocol"]["noise"].get<std::string>() << ", warm-up " << r["protocol"]["warmup"] << " batch(es); CLIP scorer `"
-    << r["protocol"]["clip"].get<std::string>() << "`"
+    << r["protocol"]["noise"].get<std::string>() << ", warm-up " << r["protocol"]["warmup"] << " batch(es); "
+    << (clip ? "CLIP scorer `" + r["protocol"]["clip"].get<std::string>() + "`" : "no CLIP score")
     << (r["protocol"].contains("clip_source") && r["protocol"]["clip_source"].contains("id")
             ? " (" + r["protocol"]["clip_source"]["id"].get<std::string>() + " @ " +
                   r["protocol"]["clip_source"]["commit"].get<std::string>().substr(0, 12) + ")"
@@ -192,9 +200,13 @@ std::string render_summary(const nlohmann::json& r) {
     << "  UNet calls/image " << fmt(b["unet_calls_per_image"].get<double>(), 1) << "\n";
   o << "candidate: " << fmt(c["seconds_per_image"].get<double>(), 4) << " s/image  CLIP " << score_text(c["clip_score"], 3)
     << "  UNet calls/image " << fmt(c["unet_calls_per_image"].get<double>(), 1) << "\n";
-  const auto& p = r["paired"];
-  o << "speedup " << speedup_text(r) << "   quality loss " << loss_text(r) << "   paired diff "
-    << score_text(p["mean_diff"], 3) << " [" << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "]\n";
+  o << "speedup " << speedup_text(r);
+  if (r.contains("paired")) {
+    const auto& p = r["paired"];
+    o << "   quality loss " << loss_text(r) << "   paired diff " << score_text(p["mean_diff"], 3) << " ["
+      << score_text(p["ci95"][0], 3) << ", " << score_text(p["ci95"][1], 3) << "]";
+  }
+  o << "\n";
   o << render_quality_summary(r);
   o << verdict_text(r);
   for (const auto& f : r["failures"]) o << "\n  " << f.get<std::string>();

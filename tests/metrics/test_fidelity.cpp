@@ -85,7 +85,11 @@ TEST(Fidelity, MetricListParses) {
   EXPECT_FALSE(parse_metric_set("clip").fidelity());
   EXPECT_TRUE(parse_metric_set("lpips").fidelity());
   EXPECT_EQ(to_string(parse_metric_set("lpips,clip")), "clip,lpips");
-  for (const char* bad : {"", "clip,", "clip,clip", "psnr,mse", "kid"}) {
+  const MetricSet dist = parse_metric_set("fid,psnr,kid");
+  EXPECT_TRUE(dist.distribution() && dist.kid && dist.fid && !parse_metric_set("psnr").distribution());
+  EXPECT_EQ(to_string(dist), "psnr,kid,fid");
+  EXPECT_EQ(to_string(parse_metric_set("hps,pickscore,clip")), "clip,pickscore,hps");
+  for (const char* bad : {"", "clip,", "clip,clip", "psnr,mse", "kid,kid", "imagereward"}) {
     try {
       parse_metric_set(bad, "--metrics");
       ADD_FAILURE() << "accepted '" << bad << "'";

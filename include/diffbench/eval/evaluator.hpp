@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffbench/eval/distribution_quality.hpp"
+#include "diffbench/eval/metric_loss.hpp"
+#include "diffbench/eval/preference_quality.hpp"
 #include "diffbench/eval/quality.hpp"
 #include "diffbench/pipeline/spec.hpp"
 #include "diffbench/eval/timing.hpp"
@@ -31,14 +34,19 @@ struct EvalOptions {
   std::vector<uint64_t> seeds;            // the protocol once per seed, same prompts (empty: just `seed`)
   int warmup = 1;                         // untimed batches before each pipeline's timed run
   NoiseMode noise = NoiseMode::PerPrompt;
-  std::filesystem::path clip;             // CLIP scorer folder
+  std::filesystem::path clip;             // CLIP scorer folder (when metrics.clip)
   nlohmann::json clip_source;             // how it was chosen (eval/protocol.hpp ScorerChoice), for the report
   std::vector<std::string> defaults_used; // "option=value" for each protocol option left at its default
   ClipScoreMode clip_score = ClipScoreMode::PerSampleClamp;
   double max_quality_loss = 5.0;          // percent
-  MetricSet metrics = {true, true, true};  // clip (required), psnr, ssim: --metrics
+  MetricSet metrics = {true, true, true};  // clip, psnr, ssim (lpips, kid, fid): --metrics
   FidelityThresholds fidelity;            // --min-psnr, --min-ssim, --max-lpips
   std::filesystem::path lpips;            // LPIPS weights (safetensors), for metrics.lpips
+  std::filesystem::path inception;        // FID Inception-v3 weights (safetensors), for metrics.kid / fid
+  std::filesystem::path reference_images; // PNGs both runs' image sets are also compared with (KID/FID)
+  DistributionThresholds distribution;    // --max-fid-increase, --max-kid
+  MetricLossLimits max_metric_loss;       // --max-metric-loss NAME=PCT
+  std::filesystem::path pickscore, hps;   // preference scorer folders, for metrics.pickscore / hps
   std::optional<double> min_speedup;
   std::optional<double> max_latency;      // candidate seconds per image
   bool allow_model_mismatch = false;

@@ -42,7 +42,8 @@ struct FidelityScores {
 // compared, the direction ("higher-is-better"; LPIPS "lower-is-better"), mean with a 95 %
 // percentile-bootstrap interval of the mean (bootstrap_mean, 10,000 resamples, `seed`), median,
 // worst value and its index, per-image values,
-// for PSNR the cap and how many images were capped or identical; with a threshold, the threshold
+// for PSNR the cap and how many images were capped or identical, for SSIM loss_pct = (1 - mean) x 100
+// (--max-metric-loss); with a threshold, the threshold
 // and whether the mean passed it. A failed threshold adds a sentence naming the option to *failures.
 nlohmann::json fidelity_metrics_json(const FidelityScores& scores, const std::string& compares,
                                      const FidelityThresholds& thresholds, uint64_t seed,

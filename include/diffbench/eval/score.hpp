@@ -21,21 +21,26 @@ struct ScoreOptions {
   ClipScoreMode clip_score = ClipScoreMode::PerSampleClamp;
   std::filesystem::path against;  // reference images with the same file names (PSNR, SSIM, LPIPS)
   std::filesystem::path lpips;    // LPIPS weights (safetensors)
+  std::filesystem::path inception;         // FID Inception-v3 weights (safetensors), for kid / fid
+  std::filesystem::path reference_images;  // a folder the images are compared with as a set (kid, fid)
+  std::filesystem::path pickscore, hps;    // preference scorer folders (pickscore, hps; with --prompts)
   MetricSet metrics;              // what to compute; see default_score_metrics
   int batch_size = 16;            // images read and scored at a time
   uint64_t seed = 42;             // of the bootstrap intervals
   at::Device device = at::kCPU;   // the CLIP scorer's (float16 on CUDA)
 };
 
-// --metrics' default: clip without --against; psnr,ssim with it, plus clip when a scorer is given
-// and lpips when its weights are.
-MetricSet default_score_metrics(bool against, bool clip, bool lpips = false);
+// --metrics' default: clip without --against; psnr,ssim with it, plus clip when a scorer is given,
+// lpips when its weights are and kid,fid when the Inception weights are.
+MetricSet default_score_metrics(bool against, bool clip, bool lpips = false, bool inception = false);
 
 // Scores the images, reading `batch_size` of them at a time (images may differ in size; a pair of
 // images compared by PSNR/SSIM may not). Returns {"images", "n", "files", and per metric: for clip
 // "clip_score", "per_sample", "clip", "mode" (as before); for psnr/ssim "against" and
-// "psnr"/"ssim" summaries as report.json's metrics}. UsageError for a metric without what it
-// needs; InputError naming the file for a missing reference image or one of another size.
+// "psnr"/"ssim" summaries as report.json's metrics; for kid/fid "kid"/"fid" with the images as a set
+// against --against's folder ("against") and --reference-images ("reference"), eval/distribution_quality.hpp}.
+// UsageError for a metric without what it needs; InputError naming the file for a missing reference image
+// or one of another size.
 nlohmann::json run_score(const ScoreOptions& options);
 
 // A few lines for the terminal.

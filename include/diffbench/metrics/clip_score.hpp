@@ -42,6 +42,8 @@ class ClipScorer {
 
   const std::filesystem::path& path() const;
   std::string layout() const;  // "transformers" | "open_clip"
+  // The checkpoint's learned temperature `logit_scale` (its log; CLIP's logits are exp(logit_scale)·cos).
+  double logit_scale() const;
 
  private:
   at::Tensor image_embeddings(const std::vector<at::Tensor>& images_u8, int batch_size) const;  // [N, E], unit norm
