@@ -211,10 +211,10 @@ at::Tensor SafetensorsFile::get(const std::string& name, std::optional<at::Scala
   return out;
 }
 
-StateDict load_safetensors(const fs::path& file, std::optional<at::ScalarType> dtype) {
-  StateDict out;
+std::vector<CheckpointPart> open_checkpoint(const fs::path& file) {
   const std::string name = file.filename().string();
   const std::string suffix = ".safetensors.index.json";
+  std::vector<CheckpointPart> parts;
   if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
     auto index = read_json_file(file);
     if (!index.contains("weight_map") || !index["weight_map"].is_object())
@@ -225,17 +225,26 @@ StateDict load_safetensors(const fs::path& file, std::optional<at::ScalarType> d
       by_shard[it.value().get<std::string>()].push_back(it.key());
     }
     for (const auto& [shard, names] : by_shard) {
-      auto f = SafetensorsFile::open(file.parent_path() / shard);
+      CheckpointPart part{SafetensorsFile::open(file.parent_path() / shard), {}};
       for (const auto& n : names) {
-        if (!f->contains(n))
-          throw InputError("index lists tensor '" + n + "' but the shard does not hold it", f->path().string());
-        out[n] = f->get(n, dtype);
+        if (!part.file->contains(n))
+          throw InputError("index lists tensor '" + n + "' but the shard does not hold it", part.file->path().string());
+        part.tensors.push_back(&part.file->info(n));
       }
+      parts.push_back(std::move(part));
     }
-    return out;
+    return parts;
   }
-  auto f = SafetensorsFile::open(file);
-  for (const auto& t : f->tensors()) out[t.name] = f->get(t.name, dtype);
+  CheckpointPart part{SafetensorsFile::open(file), {}};
+  for (const auto& t : part.file->tensors()) part.tensors.push_back(&t);
+  parts.push_back(std::move(part));
+  return parts;
+}
+
+StateDict load_safetensors(const fs::path& file, std::optional<at::ScalarType> dtype) {
+  StateDict out;
+  for (const auto& part : open_checkpoint(file))
+    for (const TensorInfo* t : part.tensors) out[t->name] = part.file->get(t->name, dtype);
   return out;
 }
 

@@ -89,10 +89,6 @@ std::string strip(const std::string& key, const LoadOptions& options) {
   return key;
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 void load_into(torch::nn::Module& module, const StateDict& weights, const std::string& source,
@@ -117,26 +113,9 @@ uint64_t load_weights(torch::nn::Module& module, const std::filesystem::path& fi
     infos.push_back(&t);
     file_of.push_back(files.size() - 1);
   };
-  if (ends_with(file.filename().string(), ".safetensors.index.json")) {
-    const auto index = read_json_file(file);
-    if (!index.contains("weight_map") || !index["weight_map"].is_object())
-      throw InputError("sharded index has no 'weight_map' object", file.string());
-    std::map<std::string, std::vector<std::string>> by_shard;
-    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) throw InputError("weight_map['" + it.key() + "'] is not a file name", file.string());
-      by_shard[it.value().get<std::string>()].push_back(it.key());
-    }
-    for (const auto& [shard, names] : by_shard) {
-      files.push_back(SafetensorsFile::open(file.parent_path() / shard));
-      for (const auto& n : names) {
-        if (!files.back()->contains(n))
-          throw InputError("index lists tensor '" + n + "' but the shard does not hold it", files.back()->path().string());
-        add(files.back()->info(n));
-      }
-    }
-  } else {
-    files.push_back(SafetensorsFile::open(file));
-    for (const auto& t : files.back()->tensors()) add(t);
+  for (auto& part : open_checkpoint(file)) {
+    files.push_back(std::move(part.file));
+    for (const TensorInfo* t : part.tensors) add(*t);
   }
   std::map<std::string, Entry> src;
   for (size_t i = 0; i < infos.size(); ++i) src[strip(infos[i]->name, options)] = Entry{infos[i]->shape, i};

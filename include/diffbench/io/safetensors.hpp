@@ -63,6 +63,15 @@ class SafetensorsFile {
 // Name -> tensor, ordered by name.
 using StateDict = std::map<std::string, at::Tensor>;
 
+// The tensors a checkpoint holds, file by file: one `.safetensors` file with all of its tensors, or
+// each shard of a `*.safetensors.index.json` with the tensors the index assigns to it (InputError
+// when the index is malformed or a shard lacks a tensor it is said to hold).
+struct CheckpointPart {
+  std::shared_ptr<const SafetensorsFile> file;
+  std::vector<const TensorInfo*> tensors;  // owned by `file`
+};
+std::vector<CheckpointPart> open_checkpoint(const std::filesystem::path& file);
+
 // Loads every tensor of a `.safetensors` file or of a sharded checkpoint given by its
 // `*.safetensors.index.json`. Pickle formats (.bin, .ckpt, .pt, .pth) are refused, never unpickled.
 StateDict load_safetensors(const std::filesystem::path& file,
