@@ -1,5 +1,6 @@
 // The diffbench command: parses options and calls the library. One catch maps error kinds to exit
 // codes (0 ok, 1 thresholds failed, 2 usage/input error, 3 internal failure).
+#include <chrono>
 #include <unistd.h>
 
 #include <cmath>
@@ -115,7 +116,7 @@ struct EvalArgs {
 
 struct ScoreArgs {
   std::string images, prompts, clip, clip_score = "per-sample-clamp", against, metrics, lpips, inception, reference_images,
-      pickscore, hps;
+      pickscore, hps, device = "cpu";
   size_t num_samples = 0;
   bool json = false;
 };
@@ -235,6 +236,8 @@ void add_score(CLI::App& app, ScoreArgs& a) {
                 "with --clip, lpips with --lpips, kid,fid with --inception, pickscore and hps with their folders)");
   c->add_option("--clip-score", a.clip_score, "per-sample-clamp or mean-clamp")
       ->capture_default_str()->check(CLI::IsMember({"per-sample-clamp", "mean-clamp"}));
+  c->add_option("--device", a.device, "where the CLIP scorer runs: cpu (float32), cuda or cuda:N (float16)")
+      ->capture_default_str();
   c->add_flag("--json", a.json, "print JSON");
 }
 
@@ -484,9 +487,15 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
     go.hook_names.push_back(m->name());
   }
 
+  const double setup_s = process_age_s();
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
   StagingDir staging(a.out, a.force);  // a bad or occupied --out fails before any work
   auto pipe = Txt2ImgPipeline::load(mo, log);
+  const double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  t0 = Clock::now();
   auto result = pipe->generate(prompts, go, {}, log);
+  const double generation_s = std::chrono::duration<double>(Clock::now() - t0).count();
   nlohmann::json accelerate = nlohmann::json::array();
   for (size_t i = 0; i < methods.size(); ++i) {
     nlohmann::json m = {{"method", methods[i]->name()}, {"params", methods[i]->params()}, {"stats", methods[i]->stats()}};
@@ -498,11 +507,15 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
                              {"width", result.width},   {"batch_size", go.batch_size},  {"noise", a.noise},
                              {"dtype", spec.dtype},     {"device", mo.device.str()},    {"prompt_source", prompt_source},
                              {"accelerate", accelerate},
-                             {"load_s", pipe->load_report()}, {"environment", environment_info(mo.device)}};
+                             {"load_s", pipe->load_report()}, {"environment", environment_info(mo.device)},
+                             {"wall_clock_s", {{"process_setup", setup_s}, {"load", load_s}, {"generation", generation_s}}}};
   if (!a.spec.empty()) settings["spec"] = a.spec;
+  t0 = Clock::now();
   save_generation(staging, result, prompts, settings);
   log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
-           seconds_text(result.times.total / static_cast<double>(prompts.size())) + " s per image)");
+           seconds_text(result.times.total / static_cast<double>(prompts.size())) + " s per image); wall clock: set-up " +
+           seconds_text(setup_s) + " s, load " + seconds_text(load_s) + " s, generation " + seconds_text(generation_s) +
+           " s, writing " + seconds_text(std::chrono::duration<double>(Clock::now() - t0).count()) + " s");
   return 0;
 }
 
@@ -586,6 +599,7 @@ int run_score(const ScoreArgs& a) {
   o.clip_score = parse_clip_score_mode(a.clip_score);
   o.against = a.against;
   o.lpips = a.lpips;
+  o.device = parse_device(a.device);
   o.inception = a.inception;
   o.reference_images = a.reference_images;
   o.metrics = a.metrics.empty() ? default_score_metrics(!a.against.empty(), !a.clip.empty(), !a.lpips.empty(),

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <future>
 #include <iomanip>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/metrics/stats.hpp"
+#include "diffbench/pipeline/device.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/report.hpp"
@@ -151,6 +153,9 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"peak_memory_bytes", r.peak_memory_bytes},
           {"peak_memory_kind", r.peak_memory_kind},
           {"reused_components", r.reused_components},
+          {"load_s", r.load_s},
+          {"load_wall_s", r.load_wall_s},
+          {"warmup_wall_s", r.warmup_wall_s},
           {"clip_score", r.clip_score},
           {"per_sample_clip", r.per_sample_clip},
           {"nonfinite_batches", nonfinite_json(r.nonfinite)}};
@@ -177,11 +182,14 @@ nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns
 
 void save_images(const fs::path& dir, const at::Tensor& u8) {
   fs::create_directories(dir);
-  for (int64_t i = 0; i < u8.size(0); ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
-    write_png(dir / name, u8[i]);
-  }
+  std::vector<std::future<void>> writes;  // PNG compression, one image per thread
+  for (int64_t i = 0; i < u8.size(0); ++i)
+    writes.push_back(std::async(std::launch::async, [&dir, &u8, i] {
+      char name[32];
+      std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
+      write_png(dir / name, u8[i]);
+    }));
+  for (auto& w : writes) w.get();
 }
 
 }  // namespace
@@ -225,6 +233,15 @@ void validate_eval_options(const EvalOptions& o) {
 }
 
 EvalResult run_eval(const EvalOptions& o, const Logger& log) {
+  // Where the command's wall clock goes (report.json "wall_clock_s", report.md).
+  const auto started = std::chrono::steady_clock::now();
+  auto lap = [last = started]() mutable {
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - last).count();
+    last = now;
+    return s;
+  };
+  nlohmann::json wall = {{"process_setup", process_age_s()}};
   validate_eval_options(o);
   const PipelineSpec candidate = o.candidate;
   const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
@@ -240,15 +257,46 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
   StagingDir staging(out, o.force);  // a bad or occupied --out fails here, before any generation
   for (const auto& stale : staging.removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
-  const std::unique_ptr<ClipScorer> scorer = o.metrics.clip ? ClipScorer::load(o.clip) : nullptr;
+  wall["checks_and_inputs"] = lap();
+  // The scorer loads on a thread while the pipelines load and warm up (on their device, float16 on
+  // CUDA); it is waited for before the first timed batch, so it never overlaps one. No CLIP, no scorer.
+  const at::Device device = parse_device(candidate.device);
+  double scorer_load_s = 0;
+  std::future<std::unique_ptr<ClipScorer>> scorer_loading;
+  if (o.metrics.clip)
+    scorer_loading = std::async(std::launch::async, [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto s = ClipScorer::load(o.clip, device);
+      scorer_load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return s;
+    });
+  std::unique_ptr<ClipScorer> scorer;
+  double scorer_wait_s = 0;
+  auto join_scorer = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!scorer && scorer_loading.valid()) scorer = scorer_loading.get();
+    scorer_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
   const std::unique_ptr<InceptionFeatures> inception =
       o.metrics.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
   const auto reference_files =
       o.reference_images.empty() ? std::vector<fs::path>{} : image_set_files(o.reference_images);
   const PreferenceScorers preference = load_preference_scorers(o.metrics, o.pickscore, o.hps);
+  wall["device_query_and_lpips_load"] = lap();
 
-  TimedRuns timed = run_timed(baseline, base_methods, candidate, cand_methods, prompts, o, log);
+  TimedRuns timed = run_timed(baseline, base_methods, candidate, cand_methods, prompts, o, log, join_scorer);
+  join_scorer();  // in case no batch was timed
+  {
+    const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
+    const double warmups = timed.baseline.warmup_wall_s + timed.candidate.warmup_wall_s;
+    const double total = lap();
+    wall["pipeline_loads"] = loads;
+    wall["warm_up"] = warmups;
+    wall["clip_scorer_load_on_thread"] = scorer_load_s;
+    wall["clip_scorer_wait"] = scorer_wait_s;
+    wall["timed_generation"] = total - loads - warmups - scorer_wait_s;
+  }
   PipelineRun& base_run = timed.baseline;
   PipelineRun& cand_run = timed.candidate;
 
@@ -272,6 +320,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     base_run.clip_score = pooled.baseline;
     cand_run.clip_score = pooled.candidate;
   }
+  wall["clip_scoring"] = lap();
   const PairedStats& paired = pooled.paired;
 
   FidelityScores fidelity;  // candidate vs baseline, per prompt (the first seed's images)
@@ -280,6 +329,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     fidelity.add_batch(timed.baseline_images.front(), timed.candidate_images.front(), o.metrics, lpips.get());
   }
 
+  wall["fidelity_metrics"] = lap();
   const SpeedupStats speed =
       speedup_stats(base_run.batch_seconds, cand_run.batch_seconds, base_run.batch_images, o.seed);
   const QualityLoss loss = scorer ? quality_loss(base_run.clip_score, cand_run.clip_score) : QualityLoss{};
@@ -404,6 +454,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     save_images(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
     save_images(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
   }
+  wall["statistics_and_images"] = lap();
+  r["wall_clock_s"] = wall;
+  r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging.path() / "report.md", render_markdown(r));
   write_html_report(staging.path(), r, {o.embed_images});

@@ -82,7 +82,7 @@ nlohmann::json run_score(const ScoreOptions& o) {
     prompt_source = (o.images / "run.json").string();
   }
   std::unique_ptr<ClipScorer> scorer;
-  if (m.clip) scorer = ClipScorer::load(o.clip);
+  if (m.clip) scorer = ClipScorer::load(o.clip, o.device);
   const std::unique_ptr<Lpips> lpips = m.lpips ? Lpips::load(o.lpips) : nullptr;
   // KID/FID: the other sets' files are listed (and checked) before any image is scored.
   std::vector<fs::path> against_files, reference_files;

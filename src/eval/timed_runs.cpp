@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 // Components one pipeline hands to the next (text encoder and VAE, when their files match).
 using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
 
@@ -59,15 +60,20 @@ class Side {
   // runs the untimed warm-up batches.
   void load_and_warm_up(Shared* shared, const Logger& log) {
     log.info(label_ + ": loading " + mo_.dir.string());
+    auto t0 = Clock::now();
     pipe_ = Txt2ImgPipeline::load(mo_, log, *shared);
+    run.load_wall_s += seconds_since(t0);
     *shared = pipe_->shared_components();
     run.reused_components = pipe_->load_report().value("reused", nlohmann::json::array());
+    run.load_s = pipe_->load_report();
+    t0 = Clock::now();
     const std::vector<std::string> warm(prompts_.begin(),
                                         prompts_.begin() + std::min(prompts_.size(), static_cast<size_t>(go_.batch_size)));
     for (int i = 0; i < warmup_; ++i) {
       log.info(label_ + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(warmup_));
       pipe_->generate(warm, go_, {}, Logger::silent());
     }
+    run.warmup_wall_s += seconds_since(t0);
   }
 
   void unload() {
@@ -183,7 +189,7 @@ int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec&
 
 TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_methods, const PipelineSpec& candidate,
                     const Methods& candidate_methods, const std::vector<std::string>& prompts, const EvalOptions& o,
-                    const Logger& log) {
+                    const Logger& log, const std::function<void()>& before_timing) {
   TimedRuns out;
   const at::Device device = parse_device(candidate.device);
   const int64_t free = o.memory_budget ? *o.memory_budget : free_memory(device);
@@ -211,7 +217,10 @@ TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_method
       sides[1 - t.side].unload();  // sequential: one pipeline at a time
       side.load_and_warm_up(&shared, log);
     }
-    if (!since) since = Clock::now();
+    if (!since) {
+      if (before_timing) before_timing();
+      since = Clock::now();
+    }
     side.time_batch(t.pass, *since, log);
     progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
     out.order += t.side == 0 ? 'B' : 'C';

@@ -4,6 +4,8 @@
 // from the very first, times from all.
 #pragma once
 
+#include <functional>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,8 +35,10 @@ struct TimedRuns {
 // two (as the evaluator shares them) is counted once.
 int64_t estimate_weights_bytes(const PipelineSpec& baseline, const PipelineSpec& candidate);
 
+// `before_timing` (if set) runs once, right before the first timed batch: work overlapping the
+// loads (the CLIP scorer's) is finished there, so it never overlaps a timed batch.
 TimedRuns run_timed(const PipelineSpec& baseline, const Methods& baseline_methods, const PipelineSpec& candidate,
                     const Methods& candidate_methods, const std::vector<std::string>& prompts, const EvalOptions& options,
-                    const Logger& log);
+                    const Logger& log, const std::function<void()>& before_timing = {});
 
 }  // namespace diffbench

@@ -2,12 +2,29 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
 
 #include "diffbench/error.hpp"
 #include "diffbench/metrics/stats.hpp"
 #include "util/format.hpp"
 
 namespace diffbench {
+
+double process_age_s() {
+  std::ifstream stat("/proc/self/stat"), uptime("/proc/uptime");
+  std::string line;
+  double up = 0;
+  if (!std::getline(stat, line) || !(uptime >> up)) return 0;
+  const size_t close = line.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(line.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i)
+    if (i == 22) return std::max(0.0, up - std::stod(field) / static_cast<double>(::sysconf(_SC_CLK_TCK)));
+  return 0;
+}
 
 namespace {
 

@@ -68,10 +68,14 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const fs::path& fil
     throw InputError("file too short for a safetensors header (" + std::to_string(size) + " bytes)", where);
   }
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) throw InputError(std::string("cannot map: ") + std::strerror(errno), where);
+  if (map == MAP_FAILED) {
+    const int err = errno;
+    ::close(fd);
+    throw InputError(std::string("cannot map: ") + std::strerror(err), where);
+  }
 
   std::shared_ptr<SafetensorsFile> out(new SafetensorsFile());
+  out->fd_ = fd;  // kept for read_data
   out->path_ = file;
   out->map_ = static_cast<const uint8_t*>(map);
   out->map_size_ = size;
@@ -169,6 +173,28 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const fs::path& fil
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(const_cast<uint8_t*>(map_), map_size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void SafetensorsFile::read_data(uint64_t offset, size_t size, void* dst) const {
+  auto* out = static_cast<uint8_t*>(dst);
+  uint64_t at = data_start_ + offset;
+  while (size > 0) {
+    const ssize_t n = ::pread(fd_, out, size, static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw InputError(std::string("read error: ") + std::strerror(errno), path_.string());
+    if (n == 0) throw InputError("file ended early (changed while being read?)", path_.string());
+    out += n;
+    at += static_cast<uint64_t>(n);
+    size -= static_cast<size_t>(n);
+  }
+}
+
+void SafetensorsFile::will_read(uint64_t begin, uint64_t end) const {
+  if (end <= begin) return;
+  const auto off = static_cast<off_t>(data_start_ + begin), len = static_cast<off_t>(end - begin);
+  ::posix_fadvise(fd_, off, len, POSIX_FADV_SEQUENTIAL);
+  ::posix_fadvise(fd_, off, len, POSIX_FADV_WILLNEED);  // readahead starts now, in the background
 }
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {

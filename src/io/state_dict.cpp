@@ -1,9 +1,15 @@
 #include "diffbench/io/state_dict.hpp"
 
+#include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
+#include <c10/core/InferenceMode.h>
+
 #include "diffbench/error.hpp"
+#include "diffbench/io/json_config.hpp"
+#include "weight_stream.hpp"
 
 namespace diffbench {
 
@@ -34,32 +40,33 @@ std::string join_some(const std::vector<std::string>& names, size_t limit = 8) {
 
 }  // namespace
 
-void load_into(torch::nn::Module& module, const StateDict& weights, const std::string& source,
-               const LoadOptions& options) {
-  // Checkpoint key -> tensor after prefix stripping.
-  std::map<std::string, const at::Tensor*> src;
-  for (const auto& [k, v] : weights) {
-    std::string key = k;
-    if (!options.strip_prefix.empty() && key.compare(0, options.strip_prefix.size(), options.strip_prefix) == 0)
-      key = key.substr(options.strip_prefix.size());
-    src[key] = &v;
-  }
+namespace {
+
+// A checkpoint tensor under its matching name (prefix stripped).
+struct Entry {
+  at::IntArrayRef shape;
+  size_t index;  // caller's numbering
+};
+
+// The (entry index, destination) pairs that fill every parameter and buffer of `module`; missing
+// keys, unexpected keys and shape mismatches are reported together, by name, in one ModelError.
+std::vector<std::pair<size_t, at::Tensor>> match(torch::nn::Module& module, const std::map<std::string, Entry>& src,
+                                                 const std::string& source, const LoadOptions& options) {
+  std::vector<std::pair<size_t, at::Tensor>> out;
   std::vector<std::string> missing, mismatched;
   std::set<std::string> used;
-  torch::NoGradGuard no_grad;
-  auto assign = [&](const std::string& name, at::Tensor& dst) {
+  auto assign = [&](const std::string& name, const at::Tensor& dst) {
     auto it = src.find(name);
     if (it == src.end()) {
       missing.push_back(name);
       return;
     }
     used.insert(name);
-    const at::Tensor& value = *it->second;
-    if (value.sizes() != dst.sizes()) {
-      mismatched.push_back(name + " (checkpoint " + shape_str(value.sizes()) + ", model " + shape_str(dst.sizes()) + ")");
+    if (it->second.shape != dst.sizes()) {
+      mismatched.push_back(name + " (checkpoint " + shape_str(it->second.shape) + ", model " + shape_str(dst.sizes()) + ")");
       return;
     }
-    dst.copy_(value.to(dst.device(), dst.scalar_type()));
+    out.emplace_back(it->second.index, dst);
   };
   for (auto& item : module.named_parameters(/*recurse=*/true)) assign(item.key(), item.value());
   for (auto& item : module.named_buffers(/*recurse=*/true)) assign(item.key(), item.value());
@@ -73,6 +80,78 @@ void load_into(torch::nn::Module& module, const StateDict& weights, const std::s
   if (!missing.empty()) throw ModelError("checkpoint lacks tensors the config needs: " + join_some(missing), source);
   if (!unexpected.empty())
     throw ModelError("checkpoint has tensors the config does not describe: " + join_some(unexpected), source);
+  return out;
+}
+
+std::string strip(const std::string& key, const LoadOptions& options) {
+  if (!options.strip_prefix.empty() && key.compare(0, options.strip_prefix.size(), options.strip_prefix) == 0)
+    return key.substr(options.strip_prefix.size());
+  return key;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+void load_into(torch::nn::Module& module, const StateDict& weights, const std::string& source,
+               const LoadOptions& options) {
+  std::vector<const at::Tensor*> values;
+  std::map<std::string, Entry> src;
+  for (const auto& [k, v] : weights) {
+    src[strip(k, options)] = Entry{v.sizes(), values.size()};
+    values.push_back(&v);
+  }
+  const auto pairs = match(module, src, source, options);
+  c10::InferenceMode guard;
+  for (const auto& [index, dst] : pairs) at::Tensor(dst).copy_(*values[index]);
+}
+
+uint64_t load_weights(torch::nn::Module& module, const std::filesystem::path& file, const LoadOptions& options) {
+  // The files, and which of their tensors to take (a shard holds those the index assigns to it).
+  std::vector<std::shared_ptr<const SafetensorsFile>> files;
+  std::vector<const TensorInfo*> infos;
+  std::vector<size_t> file_of;
+  auto add = [&](const TensorInfo& t) {
+    infos.push_back(&t);
+    file_of.push_back(files.size() - 1);
+  };
+  if (ends_with(file.filename().string(), ".safetensors.index.json")) {
+    const auto index = read_json_file(file);
+    if (!index.contains("weight_map") || !index["weight_map"].is_object())
+      throw InputError("sharded index has no 'weight_map' object", file.string());
+    std::map<std::string, std::vector<std::string>> by_shard;
+    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) throw InputError("weight_map['" + it.key() + "'] is not a file name", file.string());
+      by_shard[it.value().get<std::string>()].push_back(it.key());
+    }
+    for (const auto& [shard, names] : by_shard) {
+      files.push_back(SafetensorsFile::open(file.parent_path() / shard));
+      for (const auto& n : names) {
+        if (!files.back()->contains(n))
+          throw InputError("index lists tensor '" + n + "' but the shard does not hold it", files.back()->path().string());
+        add(files.back()->info(n));
+      }
+    }
+  } else {
+    files.push_back(SafetensorsFile::open(file));
+    for (const auto& t : files.back()->tensors()) add(t);
+  }
+  std::map<std::string, Entry> src;
+  for (size_t i = 0; i < infos.size(); ++i) src[strip(infos[i]->name, options)] = Entry{infos[i]->shape, i};
+  const auto pairs = match(module, src, file.string(), options);
+
+  std::vector<std::vector<TensorCopy>> per_file(files.size());
+  uint64_t bytes = 0;
+  for (const auto& [index, dst] : pairs) {
+    per_file[file_of[index]].push_back(TensorCopy{infos[index], dst});
+    bytes += infos[index]->end - infos[index]->begin;
+  }
+  c10::InferenceMode guard;  // writes into parameters in place, whether or not made in inference mode
+  for (size_t f = 0; f < files.size(); ++f)
+    stream_tensors(*files[f], std::move(per_file[f]), StreamOptions{options.chunk_bytes, options.buffers});
+  return bytes;
 }
 
 std::vector<std::string> state_names(const torch::nn::Module& module) {

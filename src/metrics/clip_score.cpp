@@ -1,5 +1,8 @@
 #include "diffbench/metrics/clip_score.hpp"
 
+#include <algorithm>
+#include <unordered_map>
+
 #include <torch/torch.h>
 
 #include "diffbench/error.hpp"
@@ -27,17 +30,20 @@ struct ClipScorer::Impl {
   std::unique_ptr<ClipScorerModel> model;
   std::optional<ClipTokenizer> tokenizer;
   at::Device device = at::kCPU;
+  std::unordered_map<std::string, at::Tensor> text_features;  // per prompt: [E], unit norm, float32
 };
 
 ClipScorer::ClipScorer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ClipScorer::~ClipScorer() = default;
 
-std::unique_ptr<ClipScorer> ClipScorer::load(const fs::path& dir, const at::Device& device) {
+std::unique_ptr<ClipScorer> ClipScorer::load(const fs::path& dir, const at::Device& device,
+                                             std::optional<at::ScalarType> dtype) {
   auto impl = std::make_unique<Impl>();
   impl->dir = resolve_demo_alias(dir, "clip");
   impl->device = device;
-  impl->model = load_clip_scorer(impl->dir);
-  impl->model->to(device, at::kFloat);
+  const at::ScalarType type = dtype ? *dtype : device.is_cuda() ? at::kHalf : at::kFloat;
+  impl->model = load_clip_scorer(impl->dir, at::TensorOptions().device(device).dtype(type));
+  impl->model->to(device, type);  // the buffers
   impl->model->module().eval();
   TokenizerOptions topt;
   topt.max_length = static_cast<int>(impl->model->context_length());
@@ -85,7 +91,7 @@ at::Tensor ClipScorer::image_embeddings(const std::vector<at::Tensor>& images_u8
     std::vector<at::Tensor> pixels;
     for (int64_t i = 0; i < n; ++i)
       pixels.push_back(clip_preprocess(images_u8[static_cast<size_t>(first + i)], spec.size, spec.mean, spec.std, crop));
-    at::Tensor img = impl_->model->image_features(at::stack(pixels).to(impl_->device));
+    at::Tensor img = impl_->model->image_features(at::stack(pixels).to(impl_->device)).to(at::kFloat);
     out.push_back(img / img.norm(2, -1, true));
   }
   return at::cat(out);
@@ -93,19 +99,25 @@ at::Tensor ClipScorer::image_embeddings(const std::vector<at::Tensor>& images_u8
 
 at::Tensor ClipScorer::text_embeddings(const std::vector<std::string>& prompts, int batch_size) const {
   c10::InferenceMode guard;
+  auto& cache = impl_->text_features;
+  std::vector<std::string> todo;  // distinct prompts not encoded yet, in order
+  for (const auto& p : prompts)
+    if (!cache.count(p) && std::find(todo.begin(), todo.end(), p) == todo.end()) todo.push_back(p);
   const int64_t eos = impl_->tokenizer->eos_id();
-  std::vector<at::Tensor> out;
-  for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(batch_size)) {
-    const size_t n = std::min(prompts.size() - first, static_cast<size_t>(batch_size));
-    const std::vector<std::string> texts(prompts.begin() + first, prompts.begin() + first + n);
+  for (size_t first = 0; first < todo.size(); first += static_cast<size_t>(batch_size)) {
+    const size_t n = std::min(todo.size() - first, static_cast<size_t>(batch_size));
+    const std::vector<std::string> texts(todo.begin() + first, todo.begin() + first + n);
     at::Tensor ids = impl_->tokenizer->encode_batch(texts);  // [n, L]
     // Attention: 1 up to and including the first end-of-text token.
     at::Tensor is_eos = ids.eq(eos).to(at::kLong);
     at::Tensor mask = (is_eos.cumsum(1) - is_eos).eq(0).to(at::kLong);
-    at::Tensor txt = impl_->model->text_features(ids.to(impl_->device), mask.to(impl_->device));
-    out.push_back(txt / txt.norm(2, -1, true));
+    at::Tensor txt = impl_->model->text_features(ids.to(impl_->device), mask.to(impl_->device)).to(at::kFloat);
+    txt = txt / txt.norm(2, -1, true);
+    for (size_t i = 0; i < n; ++i) cache[texts[i]] = txt[static_cast<int64_t>(i)];
   }
-  return at::cat(out);
+  std::vector<at::Tensor> out;
+  for (const auto& p : prompts) out.push_back(cache.at(p));
+  return at::stack(out);
 }
 
 std::vector<double> ClipScorer::score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,

@@ -76,7 +76,7 @@ std::unique_ptr<Lpips> Lpips::load(const std::filesystem::path& file, const at::
   LpipsAlex net;
   LoadOptions lo;
   lo.ignore_unexpected = {"scaling_layer."};
-  load_into(*net, load_safetensors(file), file.string(), lo);
+  load_weights(*net, file, lo);
   net->to(device, at::kFloat);
   net->eval();
   return std::unique_ptr<Lpips>(new Lpips(net, device));

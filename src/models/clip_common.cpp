@@ -1,4 +1,5 @@
 #include "diffbench/models/clip_common.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 
@@ -80,10 +81,10 @@ ClipAttentionImpl::ClipAttentionImpl(const ClipEncoderConfig& c) : heads_(c.num_
   if (c.hidden_size % c.num_attention_heads != 0)
     throw InputError("hidden_size " + std::to_string(c.hidden_size) + " is not divisible by num_attention_heads " +
                      std::to_string(c.num_attention_heads));
-  k_proj = register_module("k_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
-  v_proj = register_module("v_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
-  q_proj = register_module("q_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
-  out_proj = register_module("out_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
+  k_proj = register_module("k_proj", make_linear(c.hidden_size, c.hidden_size));
+  v_proj = register_module("v_proj", make_linear(c.hidden_size, c.hidden_size));
+  q_proj = register_module("q_proj", make_linear(c.hidden_size, c.hidden_size));
+  out_proj = register_module("out_proj", make_linear(c.hidden_size, c.hidden_size));
 }
 
 at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
@@ -94,8 +95,8 @@ at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& add
 }
 
 ClipMlpImpl::ClipMlpImpl(const ClipEncoderConfig& c) : act_(c.hidden_act) {
-  fc1 = register_module("fc1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
-  fc2 = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
+  fc1 = register_module("fc1", make_linear(c.hidden_size, c.intermediate_size));
+  fc2 = register_module("fc2", make_linear(c.intermediate_size, c.hidden_size));
 }
 
 at::Tensor ClipMlpImpl::forward(const at::Tensor& x) { return linear(fc2, apply_activation(linear(fc1, x), act_)); }
@@ -103,9 +104,9 @@ at::Tensor ClipMlpImpl::forward(const at::Tensor& x) { return linear(fc2, apply_
 ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipEncoderConfig& c) {
   auto ln = torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps);
   self_attn = register_module("self_attn", ClipAttention(c));
-  layer_norm1 = register_module("layer_norm1", torch::nn::LayerNorm(ln));
+  layer_norm1 = register_module("layer_norm1", make_layer_norm(ln));
   mlp = register_module("mlp", ClipMlp(c));
-  layer_norm2 = register_module("layer_norm2", torch::nn::LayerNorm(ln));
+  layer_norm2 = register_module("layer_norm2", make_layer_norm(ln));
 }
 
 at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {

@@ -1,4 +1,5 @@
 #include "diffbench/models/clip_model.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 
@@ -37,11 +38,11 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& config) : config_(config) {
   vision_model = register_module("vision_model", ClipVisionModel(config.vision_config));
   visual_projection = register_module(
       "visual_projection",
-      torch::nn::Linear(torch::nn::LinearOptions(config.vision_config.hidden_size, config.projection_dim).bias(false)));
+      make_linear(torch::nn::LinearOptions(config.vision_config.hidden_size, config.projection_dim).bias(false)));
   text_projection = register_module(
       "text_projection",
-      torch::nn::Linear(torch::nn::LinearOptions(config.text_config.hidden_size, config.projection_dim).bias(false)));
-  logit_scale = register_parameter("logit_scale", at::full({}, config.logit_scale_init_value));
+      make_linear(torch::nn::LinearOptions(config.text_config.hidden_size, config.projection_dim).bias(false)));
+  logit_scale = register_parameter("logit_scale", parameter_tensor({}, config.logit_scale_init_value));
 }
 
 at::Tensor ClipModelImpl::get_text_features(const at::Tensor& input_ids, const at::Tensor& attention_mask) {

@@ -5,6 +5,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/clip_model.hpp"
 #include "diffbench/models/open_clip.hpp"
 
@@ -133,17 +134,17 @@ class OpenClipScorer : public ClipScorerModel {
 
 }  // namespace
 
-std::unique_ptr<ClipScorerModel> load_clip_scorer(const fs::path& given) {
+std::unique_ptr<ClipScorerModel> load_clip_scorer(const fs::path& given, const at::TensorOptions& target) {
   const fs::path dir = resolve_demo_alias(given, "clip");  // "demo": the bundled demo scorer
   if (!fs::is_directory(dir)) throw InputError("not a directory (expected a CLIP model folder)", dir.string());
 
   if (fs::exists(dir / "open_clip_config.json") && fs::exists(dir / "open_clip_model.safetensors")) {
     const auto file = JsonConfig::load(dir / "open_clip_config.json");
     const auto config = OpenClipConfig::from_json(file);
+    const ParameterTarget made_on(target);  // no initialisation pass: the weights are read next
     auto scorer = std::make_unique<OpenClipScorer>(
         config, open_clip_image_spec(file, static_cast<int>(config.vision_cfg.image_size)));
-    const auto weights_file = dir / "open_clip_model.safetensors";
-    load_into(scorer->module(), load_safetensors(weights_file), weights_file.string());
+    load_weights(scorer->module(), dir / "open_clip_model.safetensors");
     scorer->module().eval();
     return scorer;
   }
@@ -153,11 +154,12 @@ std::unique_ptr<ClipScorerModel> load_clip_scorer(const fs::path& given) {
     if (fs::exists(dir / name)) weights_file = dir / name;
   if (fs::exists(dir / "config.json") && !weights_file.empty()) {
     const auto config = ClipConfig::from_json(JsonConfig::load(dir / "config.json"));
+    const ParameterTarget made_on(target);
     auto scorer = std::make_unique<TransformersClipScorer>(
         config, transformers_image_spec(dir, static_cast<int>(config.vision_config.image_size)));
     LoadOptions options;  // older transformers also saved the position_ids buffers
     options.ignore_unexpected = {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"};
-    load_into(scorer->module(), load_safetensors(weights_file), weights_file.string(), options);
+    load_weights(scorer->module(), weights_file, options);
     scorer->module().eval();
     return scorer;
   }

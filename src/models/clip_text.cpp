@@ -1,4 +1,5 @@
 #include "diffbench/models/clip_text.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include <ATen/ATen.h>
 
@@ -48,9 +49,9 @@ LoadOptions clip_text_load_options() {
 }
 
 ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const ClipTextConfig& c) {
-  token_embedding = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  token_embedding = register_module("token_embedding", make_embedding(c.vocab_size, c.hidden_size));
   position_embedding =
-      register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+      register_module("position_embedding", make_embedding(c.max_position_embeddings, c.hidden_size));
 }
 
 at::Tensor ClipTextEmbeddingsImpl::forward(const at::Tensor& input_ids) {
@@ -67,7 +68,7 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(con
   embeddings = register_module("embeddings", ClipTextEmbeddings(config));
   encoder = register_module("encoder", ClipEncoder(config.encoder()));
   final_layer_norm = register_module(
-      "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps)));
+      "final_layer_norm", make_layer_norm(torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps)));
 }
 
 ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,

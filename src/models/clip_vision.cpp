@@ -1,4 +1,5 @@
 #include "diffbench/models/clip_vision.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include <ATen/ATen.h>
 
@@ -49,11 +50,11 @@ ClipEncoderConfig ClipVisionConfig::encoder(const std::string& where) const {
 
 ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionConfig& c) : image_size_(c.image_size) {
   const int64_t grid = c.image_size / c.patch_size;
-  class_embedding = register_parameter("class_embedding", at::zeros({c.hidden_size}));
+  class_embedding = register_parameter("class_embedding", parameter_tensor({c.hidden_size}));
   patch_embedding = register_module(
       "patch_embedding",
-      torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size).stride(c.patch_size).bias(false)));
-  position_embedding = register_module("position_embedding", torch::nn::Embedding(grid * grid + 1, c.hidden_size));
+      make_conv2d(torch::nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size).stride(c.patch_size).bias(false)));
+  position_embedding = register_module("position_embedding", make_embedding(grid * grid + 1, c.hidden_size));
 }
 
 at::Tensor ClipVisionEmbeddingsImpl::forward(const at::Tensor& pixel_values) {
@@ -72,9 +73,9 @@ at::Tensor ClipVisionEmbeddingsImpl::forward(const at::Tensor& pixel_values) {
 ClipVisionModelImpl::ClipVisionModelImpl(const ClipVisionConfig& config) : config_(config) {
   auto ln = torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps);
   embeddings = register_module("embeddings", ClipVisionEmbeddings(config));
-  pre_layrnorm = register_module("pre_layrnorm", torch::nn::LayerNorm(ln));
+  pre_layrnorm = register_module("pre_layrnorm", make_layer_norm(ln));
   encoder = register_module("encoder", ClipEncoder(config.encoder()));
-  post_layernorm = register_module("post_layernorm", torch::nn::LayerNorm(ln));
+  post_layernorm = register_module("post_layernorm", make_layer_norm(ln));
 }
 
 ClipVisionOutput ClipVisionModelImpl::forward(const at::Tensor& pixel_values) {

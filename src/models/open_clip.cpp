@@ -1,4 +1,5 @@
 #include "diffbench/models/open_clip.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 
@@ -124,9 +125,9 @@ OpenClipConfig OpenClipConfig::from_json(const JsonConfig& file) {
 }
 
 OpenClipAttentionImpl::OpenClipAttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
-  in_proj_weight = register_parameter("in_proj_weight", at::zeros({3 * width, width}));
-  in_proj_bias = register_parameter("in_proj_bias", at::zeros({3 * width}));
-  out_proj = register_module("out_proj", torch::nn::Linear(width, width));
+  in_proj_weight = register_parameter("in_proj_weight", parameter_tensor({3 * width, width}));
+  in_proj_bias = register_parameter("in_proj_bias", parameter_tensor({3 * width}));
+  out_proj = register_module("out_proj", make_linear(width, width));
 }
 
 at::Tensor OpenClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
@@ -136,22 +137,22 @@ at::Tensor OpenClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor&
 }
 
 OpenClipLayerScaleImpl::OpenClipLayerScaleImpl(int64_t width, double init_value) {
-  gamma = register_parameter("gamma", at::full({width}, init_value));
+  gamma = register_parameter("gamma", parameter_tensor({width}, init_value));
 }
 
 OpenClipMlpImpl::OpenClipMlpImpl(int64_t width, int64_t mlp_width, ClipActivation act) : act_(act) {
-  c_fc = register_module("c_fc", torch::nn::Linear(width, mlp_width));
-  c_proj = register_module("c_proj", torch::nn::Linear(mlp_width, width));
+  c_fc = register_module("c_fc", make_linear(width, mlp_width));
+  c_proj = register_module("c_proj", make_linear(mlp_width, width));
 }
 
 OpenClipResidualBlockImpl::OpenClipResidualBlockImpl(int64_t width, int64_t heads, int64_t mlp_width,
                                                      std::optional<double> ls_init_value, ClipActivation act,
                                                      double eps) {
   auto ln = torch::nn::LayerNormOptions({width}).eps(eps);
-  ln_1 = register_module("ln_1", torch::nn::LayerNorm(ln));
+  ln_1 = register_module("ln_1", make_layer_norm(ln));
   attn = register_module("attn", OpenClipAttention(width, heads));
   if (ls_init_value) ls_1 = register_module("ls_1", OpenClipLayerScale(width, *ls_init_value));
-  ln_2 = register_module("ln_2", torch::nn::LayerNorm(ln));
+  ln_2 = register_module("ln_2", make_layer_norm(ln));
   mlp = register_module("mlp", OpenClipMlp(width, mlp_width, act));
   if (ls_init_value) ls_2 = register_module("ls_2", OpenClipLayerScale(width, *ls_init_value));
 }
@@ -181,15 +182,15 @@ OpenClipVisionTransformerImpl::OpenClipVisionTransformerImpl(const OpenClipVisio
     : config_(c) {
   const int64_t grid = c.image_size / c.patch_size;
   conv1 = register_module(
-      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, c.width, c.patch_size).stride(c.patch_size).bias(false)));
-  class_embedding = register_parameter("class_embedding", at::zeros({c.width}));
-  positional_embedding = register_parameter("positional_embedding", at::zeros({grid * grid + 1, c.width}));
+      "conv1", make_conv2d(torch::nn::Conv2dOptions(3, c.width, c.patch_size).stride(c.patch_size).bias(false)));
+  class_embedding = register_parameter("class_embedding", parameter_tensor({c.width}));
+  positional_embedding = register_parameter("positional_embedding", parameter_tensor({grid * grid + 1, c.width}));
   auto ln = torch::nn::LayerNormOptions({c.width}).eps(c.layer_norm_eps);
-  if (!c.no_ln_pre) ln_pre = register_module("ln_pre", torch::nn::LayerNorm(ln));
+  if (!c.no_ln_pre) ln_pre = register_module("ln_pre", make_layer_norm(ln));
   transformer = register_module(
       "transformer", OpenClipTransformer(c.width, c.layers, c.heads(), c.mlp_width(), c.ls_init_value, act, c.layer_norm_eps));
-  ln_post = register_module("ln_post", torch::nn::LayerNorm(ln));
-  proj = register_parameter("proj", at::zeros({c.width, embed_dim}));
+  ln_post = register_module("ln_post", make_layer_norm(ln));
+  proj = register_parameter("proj", parameter_tensor({c.width, embed_dim}));
 }
 
 at::Tensor OpenClipVisionTransformerImpl::forward(const at::Tensor& pixel_values) {
@@ -218,17 +219,17 @@ OpenClipModelImpl::OpenClipModelImpl(const OpenClipConfig& config) : config_(con
   visual = register_module("visual", OpenClipVisionTransformer(config.vision_cfg, config.embed_dim, act));
   transformer = register_module(
       "transformer", OpenClipTransformer(t.width, t.layers, t.heads, t.mlp_width(), t.ls_init_value, act, t.layer_norm_eps));
-  token_embedding = register_module("token_embedding", torch::nn::Embedding(t.vocab_size, t.width));
-  positional_embedding = register_parameter("positional_embedding", at::zeros({t.context_length, t.width}));
-  ln_final = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({t.width}).eps(t.layer_norm_eps)));
+  token_embedding = register_module("token_embedding", make_embedding(t.vocab_size, t.width));
+  positional_embedding = register_parameter("positional_embedding", parameter_tensor({t.context_length, t.width}));
+  ln_final = register_module("ln_final", make_layer_norm(torch::nn::LayerNormOptions({t.width}).eps(t.layer_norm_eps)));
   if (t.proj_type != "none" && config.embed_dim > 0) {
     if (t.proj_bias)
-      text_projection_linear = register_module("text_projection", torch::nn::Linear(t.width, config.embed_dim));
+      text_projection_linear = register_module("text_projection", make_linear(t.width, config.embed_dim));
     else
-      text_projection = register_parameter("text_projection", at::zeros({t.width, config.embed_dim}));
+      text_projection = register_parameter("text_projection", parameter_tensor({t.width, config.embed_dim}));
   }
-  logit_scale = register_parameter("logit_scale", at::full({}, std::log(1.0 / 0.07)));
-  if (config.init_logit_bias) logit_bias = register_parameter("logit_bias", at::full({}, *config.init_logit_bias));
+  logit_scale = register_parameter("logit_scale", parameter_tensor({}, std::log(1.0 / 0.07)));
+  if (config.init_logit_bias) logit_bias = register_parameter("logit_bias", parameter_tensor({}, *config.init_logit_bias));
 }
 
 at::Tensor OpenClipModelImpl::encode_image(const at::Tensor& pixel_values) { return visual(pixel_values); }

@@ -1,4 +1,5 @@
 #include "diffbench/models/unet.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include <atomic>
 
@@ -146,7 +147,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
 
   time_embedding = register_module("time_embedding", TimestepEmbedding(ch[0], temb));
   conv_in = register_module(
-      "conv_in", nn::Conv2d(nn::Conv2dOptions(c.in_channels, ch[0], c.conv_in_kernel).padding((c.conv_in_kernel - 1) / 2)));
+      "conv_in", make_conv2d(nn::Conv2dOptions(c.in_channels, ch[0], c.conv_in_kernel).padding((c.conv_in_kernel - 1) / 2)));
 
   UNetBlockOptions common;
   common.temb_channels = temb;
@@ -206,10 +207,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
   }
 
   conv_norm_out = register_module(
-      "conv_norm_out", nn::GroupNorm(nn::GroupNormOptions(c.norm_num_groups, ch[0]).eps(c.norm_eps)));
+      "conv_norm_out", make_group_norm(nn::GroupNormOptions(c.norm_num_groups, ch[0]).eps(c.norm_eps)));
   conv_out = register_module(
       "conv_out",
-      nn::Conv2d(nn::Conv2dOptions(ch[0], c.out_channels, c.conv_out_kernel).padding((c.conv_out_kernel - 1) / 2)));
+      make_conv2d(nn::Conv2dOptions(ch[0], c.out_channels, c.conv_out_kernel).padding((c.conv_out_kernel - 1) / 2)));
 }
 
 bool UNet2DConditionModelImpl::needs_upsample_size(const at::Tensor& sample) const {

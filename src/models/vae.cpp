@@ -1,4 +1,5 @@
 #include "diffbench/models/vae.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/error.hpp"
 
@@ -122,7 +123,7 @@ at::Tensor VaeSampleBlockImpl::forward(const at::Tensor& x) {
 VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
   const auto& ch = c.block_out_channels;
   const size_t n = ch.size();
-  conv_in = register_module("conv_in", nn::Conv2d(nn::Conv2dOptions(c.in_channels, ch[0], 3).padding(1)));
+  conv_in = register_module("conv_in", make_conv2d(nn::Conv2dOptions(c.in_channels, ch[0], 3).padding(1)));
   down_blocks = register_module("down_blocks", nn::ModuleList());
   for (size_t i = 0; i < n; ++i) {
     down_blocks_.emplace_back(VaeSampleBlockImpl::Kind::Down, c.layers_per_block, i == 0 ? ch[0] : ch[i - 1], ch[i],
@@ -131,9 +132,9 @@ VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
   }
   mid_block = register_module("mid_block", VaeMidBlock(ch[n - 1], c.norm_num_groups, c.mid_block_add_attention));
   conv_norm_out = register_module(
-      "conv_norm_out", nn::GroupNorm(nn::GroupNormOptions(c.norm_num_groups, ch[n - 1]).eps(kVaeEps)));
+      "conv_norm_out", make_group_norm(nn::GroupNormOptions(c.norm_num_groups, ch[n - 1]).eps(kVaeEps)));
   conv_out = register_module("conv_out",
-                             nn::Conv2d(nn::Conv2dOptions(ch[n - 1], 2 * c.latent_channels, 3).padding(1)));
+                             make_conv2d(nn::Conv2dOptions(ch[n - 1], 2 * c.latent_channels, 3).padding(1)));
 }
 
 at::Tensor VaeEncoderImpl::forward(const at::Tensor& x) {
@@ -146,7 +147,7 @@ at::Tensor VaeEncoderImpl::forward(const at::Tensor& x) {
 VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
   const auto& ch = c.block_out_channels;
   const size_t n = ch.size();
-  conv_in = register_module("conv_in", nn::Conv2d(nn::Conv2dOptions(c.latent_channels, ch[n - 1], 3).padding(1)));
+  conv_in = register_module("conv_in", make_conv2d(nn::Conv2dOptions(c.latent_channels, ch[n - 1], 3).padding(1)));
   mid_block = register_module("mid_block", VaeMidBlock(ch[n - 1], c.norm_num_groups, c.mid_block_add_attention));
   up_blocks = register_module("up_blocks", nn::ModuleList());
   int64_t output_channel = ch[n - 1];
@@ -158,8 +159,8 @@ VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
     up_blocks->push_back(up_blocks_.back());
   }
   conv_norm_out =
-      register_module("conv_norm_out", nn::GroupNorm(nn::GroupNormOptions(c.norm_num_groups, ch[0]).eps(kVaeEps)));
-  conv_out = register_module("conv_out", nn::Conv2d(nn::Conv2dOptions(ch[0], c.out_channels, 3).padding(1)));
+      register_module("conv_norm_out", make_group_norm(nn::GroupNormOptions(c.norm_num_groups, ch[0]).eps(kVaeEps)));
+  conv_out = register_module("conv_out", make_conv2d(nn::Conv2dOptions(ch[0], c.out_channels, 3).padding(1)));
 }
 
 at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) {
@@ -174,9 +175,9 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& config) : config_(config) 
   encoder = register_module("encoder", VaeEncoder(config_));
   decoder = register_module("decoder", VaeDecoder(config_));
   if (config_.use_quant_conv)
-    quant_conv = register_module("quant_conv", nn::Conv2d(nn::Conv2dOptions(2 * latent, 2 * latent, 1)));
+    quant_conv = register_module("quant_conv", make_conv2d(nn::Conv2dOptions(2 * latent, 2 * latent, 1)));
   if (config_.use_post_quant_conv)
-    post_quant_conv = register_module("post_quant_conv", nn::Conv2d(nn::Conv2dOptions(latent, latent, 1)));
+    post_quant_conv = register_module("post_quant_conv", make_conv2d(nn::Conv2dOptions(latent, latent, 1)));
 }
 
 at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) {

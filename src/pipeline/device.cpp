@@ -59,6 +59,26 @@ std::string dtype_name(at::ScalarType t) {
   }
 }
 
+std::future<void> warm_up_device_async(const at::Device& device) {
+  if (!device.is_cuda()) {
+    std::promise<void> ready;
+    ready.set_value();
+    return ready.get_future();
+  }
+  return std::async(std::launch::async, [device] {
+    c10::InferenceMode guard;
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+    c10::cuda::CUDAGuard device_guard(device);
+#endif
+    const auto half = at::TensorOptions().device(device).dtype(at::kHalf);
+    const at::Tensor x = at::ones({1, 8, 8, 8}, half).contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor w = at::ones({8, 8, 3, 3}, half).contiguous(at::MemoryFormat::ChannelsLast);
+    at::conv2d(x, w, {}, 1, 1);                   // cuDNN
+    at::linear(at::ones({8, 64}, half), at::ones({8, 64}, half));  // cuBLAS(Lt)
+    device_synchronize(device);
+  });
+}
+
 void device_synchronize(const at::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }

@@ -9,6 +9,7 @@
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/clip_text.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
@@ -163,6 +164,8 @@ void write_random_pipeline(const fs::path& out, const RandomPipelineOptions& o) 
                 {"unk_token", "<|endoftext|>"}, {"model_max_length", 77}, {"tokenizer_class", "CLIPTokenizer"}});
 
   const json tc = text_config(o.arch), uc = unet_config(o.arch), vc = vae_config(o.arch);
+  // Made without LibTorch's initialisation: random_weights draws every value itself.
+  const ParameterTarget uninitialised(at::TensorOptions(at::kFloat));
   save_module(dir / "text_encoder", "model.safetensors", tc,
               ClipTextModel(ClipTextConfig::from_json(JsonConfig(tc, "text_encoder/config.json"))), gen, o.weights_dtype);
   save_module(dir / "unet", "diffusion_pytorch_model.safetensors", uc,

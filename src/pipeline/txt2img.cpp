@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <future>
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -13,6 +14,7 @@
 #include "diffbench/progress.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/clip_text.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
@@ -60,12 +62,20 @@ void sync(const at::Device& device) { device_synchronize(device); }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-template <typename Module>
-void load_component(Module& module, const fs::path& weights, const ModelOptions& opt, const LoadOptions& lo = {}) {
-  auto sd = load_safetensors(weights);
-  load_into(*module, sd, weights.string(), lo);
-  module->to(opt.device, opt.dtype);
+// Makes a component with its parameters allocated once, uninitialised, on the target device and
+// dtype, and reads its weights straight into them.
+template <typename Module, typename Config>
+Module load_component(const Config& config, const fs::path& weights, const ModelOptions& opt,
+                      const LoadOptions& lo = {}) {
+  Module module{nullptr};
+  {
+    ParameterTarget target(at::TensorOptions().device(opt.device).dtype(opt.dtype));
+    module = Module(config);
+  }
+  load_weights(*module, weights, lo);
+  module->to(opt.device, opt.dtype);  // the buffers the checkpoint does not hold
   module->eval();
+  return module;
 }
 
 
@@ -120,6 +130,8 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     log.warn("model_index.json names " + folder.pipeline_class() + "; running it as a StableDiffusionPipeline");
   c10::InferenceMode guard;
   auto t0 = Clock::now();
+  // CUDA's context, cuBLAS and cuDNN start on a thread while the files are read.
+  std::future<void> device_ready = warm_up_device_async(options.device);
   auto impl = std::make_unique<Impl>(options, ClipTokenizer::from_dir(folder.component("tokenizer").dir));
   impl->load_report["tokenizer_s"] = seconds_since(t0);
 
@@ -132,17 +144,17 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     impl->text_encoder = reuse->text_encoder;
     impl->load_report["reused"].push_back("text_encoder");
   } else {
-    impl->text_encoder = ClipTextModel(ClipTextConfig::from_json(JsonConfig::load(impl->text_config)));
     LoadOptions text_lo;
     text_lo.strip_prefix = "text_model.";
     text_lo.ignore_unexpected = {"embeddings.position_ids"};
-    load_component(impl->text_encoder, impl->text_weights, options, text_lo);
+    impl->text_encoder = load_component<ClipTextModel>(ClipTextConfig::from_json(JsonConfig::load(impl->text_config)),
+                                                       impl->text_weights, options, text_lo);
   }
   impl->load_report["text_encoder_s"] = seconds_since(t0);
 
   t0 = Clock::now();
-  impl->unet = UNet2DConditionModel(UNetConfig::from_json(JsonConfig::load(folder.config_file("unet"))));
-  load_component(impl->unet, folder.weights_file("unet", options.variant), options);
+  impl->unet = load_component<UNet2DConditionModel>(UNetConfig::from_json(JsonConfig::load(folder.config_file("unet"))),
+                                                    folder.weights_file("unet", options.variant), options);
   if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(options.cudnn_benchmark);
   impl->unet_runner = std::make_unique<UNetRunner>(impl->unet, options.device,
                                                    UNetRunnerOptions{options.cuda_graphs, options.channels_last});
@@ -157,8 +169,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     impl->load_report["reused"].push_back("vae");
   } else {
     impl->vae_config = VaeConfig::from_json(JsonConfig::load(impl->vae_config_file));
-    impl->vae = AutoencoderKL(impl->vae_config);
-    load_component(impl->vae, impl->vae_weights, options);
+    impl->vae = load_component<AutoencoderKL>(impl->vae_config, impl->vae_weights, options);
   }
   impl->load_report["vae_s"] = seconds_since(t0);
 
@@ -167,7 +178,10 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->scheduler_source = sched_file.string();
   // Fail early on a scheduler config the class cannot use.
   make_scheduler("", impl->scheduler_config, impl->scheduler_source);
+  t0 = Clock::now();
+  device_ready.get();
   sync(options.device);
+  impl->load_report["device_warm_up_wait_s"] = seconds_since(t0);
   return std::unique_ptr<Txt2ImgPipeline>(new Txt2ImgPipeline(std::move(impl)));
 }
 

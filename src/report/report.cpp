@@ -135,6 +135,16 @@ std::string render_markdown(const nlohmann::json& r) {
     for (const auto& d : r["protocol"]["defaults_used"]) o << " `" << d.get<std::string>() << "`";
     o << ".\n";
   }
+  if (r.contains("wall_clock_s")) {  // where the command's time went
+    const auto& w = r["wall_clock_s"];
+    auto part = [&](const char* key) { return fmt(w.value(key, 0.0), 2); };
+    o << "Wall clock: " << part("total") << " s in all: process set-up " << part("process_setup") << ", checks and inputs "
+      << part("checks_and_inputs") << ", pipeline loads " << part("pipeline_loads") << ", warm-up " << part("warm_up")
+      << ", timed generation " << part("timed_generation") << ", CLIP scorer load " << part("clip_scorer_load_on_thread")
+      << " on a thread (waited " << part("clip_scorer_wait") << "), CLIP scoring " << part("clip_scoring")
+      << ", fidelity metrics " << part("fidelity_metrics") << ", statistics and images " << part("statistics_and_images")
+      << " (s).\n";
+  }
   o << "\n";
   const auto& diffs = r["consistency"]["differences"];
   o << "Consistency: same model: " << (r["consistency"]["same_model"].get<bool>() ? "yes" : "NO");

@@ -8,6 +8,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/pipeline/composite_hooks.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
@@ -22,9 +23,12 @@ fs::path unet_dir() { return test::fixture("tiny-sd/unet"); }
 
 UNet2DConditionModel& tiny_unet() {
   static UNet2DConditionModel unet = [] {
-    UNet2DConditionModel u(UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json")));
-    const auto weights = unet_dir() / "diffusion_pytorch_model.safetensors";
-    load_into(*u, load_safetensors(weights), weights.string());
+    const auto config = UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json"));
+    UNet2DConditionModel u = [&] {
+      ParameterTarget target(at::TensorOptions(at::kFloat));
+      return UNet2DConditionModel(config);
+    }();
+    load_weights(*u, unet_dir() / "diffusion_pytorch_model.safetensors");
     u->eval();
     return u;
   }();

@@ -4,6 +4,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/clip_text.hpp"
 #include "test_support.hpp"
 
@@ -15,8 +16,12 @@ std::filesystem::path text_encoder_dir() { return test::fixture("tiny-sd/text_en
 
 ClipTextModel load_text_encoder() {
   const auto dir = text_encoder_dir();
-  ClipTextModel model(ClipTextConfig::from_json(JsonConfig::load(dir / "config.json")));
-  load_into(*model, load_safetensors(dir / "model.safetensors"), (dir / "model.safetensors").string());
+  const auto config = ClipTextConfig::from_json(JsonConfig::load(dir / "config.json"));
+  ClipTextModel model = [&] {
+    ParameterTarget target(at::TensorOptions(at::kFloat));
+    return ClipTextModel(config);
+  }();
+  load_weights(*model, dir / "model.safetensors");
   model->eval();
   return model;
 }

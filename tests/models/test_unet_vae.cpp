@@ -9,6 +9,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
 #include "test_support.hpp"
@@ -55,18 +56,25 @@ fs::path unet_dir() { return test::fixture("tiny-sd/unet"); }
 fs::path vae_dir() { return test::fixture("tiny-sd/vae"); }
 fs::path reference() { return test::fixture("tiny-sd-reference.safetensors"); }
 
+// As the pipeline loads them: made without initialisation, then read from the file.
 UNet2DConditionModel load_unet(const fs::path& dir) {
-  UNet2DConditionModel unet(UNetConfig::from_json(JsonConfig::load(dir / "config.json")));
-  const auto weights_path = dir / "diffusion_pytorch_model.safetensors";
-  load_into(*unet, load_safetensors(weights_path), weights_path.string());
+  const auto config = UNetConfig::from_json(JsonConfig::load(dir / "config.json"));
+  UNet2DConditionModel unet = [&] {
+    ParameterTarget target(at::TensorOptions(at::kFloat));
+    return UNet2DConditionModel(config);
+  }();
+  load_weights(*unet, dir / "diffusion_pytorch_model.safetensors");
   unet->eval();
   return unet;
 }
 
 AutoencoderKL load_vae(const fs::path& dir) {
-  AutoencoderKL vae(VaeConfig::from_json(JsonConfig::load(dir / "config.json")));
-  const auto weights_path = dir / "diffusion_pytorch_model.safetensors";
-  load_into(*vae, load_safetensors(weights_path), weights_path.string());
+  const auto config = VaeConfig::from_json(JsonConfig::load(dir / "config.json"));
+  AutoencoderKL vae = [&] {
+    ParameterTarget target(at::TensorOptions(at::kFloat));
+    return AutoencoderKL(config);
+  }();
+  load_weights(*vae, dir / "diffusion_pytorch_model.safetensors");
   vae->eval();
   return vae;
 }

@@ -77,6 +77,9 @@ struct PipelineRun {
   int64_t peak_memory_bytes = -1;  // device allocator peak on CUDA, process peak RSS on the CPU
   std::string peak_memory_kind;    // "cuda" | "host-rss"; "...+both-loaded" when interleaved
   nlohmann::json reused_components = nlohmann::json::array();  // taken from the pipeline before
+  nlohmann::json load_s = nlohmann::json::object();  // the pipeline's load report (seconds per component)
+  double load_wall_s = 0;    // Txt2ImgPipeline::load, wall clock (summed over loads when sequential)
+  double warmup_wall_s = 0;  // the untimed warm-up batches
   std::vector<double> per_sample_clip;               // the first seed's, in prompt order
   std::vector<std::vector<double>> per_seed_clip;   // every seed's (seed-major)
   double clip_score = 0;                            // over every (prompt, seed)

@@ -27,6 +27,7 @@ struct ScoreOptions {
   MetricSet metrics;              // what to compute; see default_score_metrics
   int batch_size = 16;            // images read and scored at a time
   uint64_t seed = 42;             // of the bootstrap intervals
+  at::Device device = at::kCPU;   // the CLIP scorer's (float16 on CUDA)
 };
 
 // --metrics' default: clip without --against; psnr,ssim with it, plus clip when a scorer is given,

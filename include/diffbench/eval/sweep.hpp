@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "diffbench/eval/spec.hpp"
+#include "diffbench/eval/evaluator.hpp"  // PipelineSpec, wherever the spec header lives
 #include "diffbench/eval/suite.hpp"
 
 namespace diffbench {

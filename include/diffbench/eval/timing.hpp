@@ -15,6 +15,10 @@ enum class Schedule {
   Interleaved,  // both pipelines loaded; timed batches in ABBA order (baseline, candidate, candidate, baseline, ...)
   Sequential,   // one pipeline loaded at a time: every baseline batch, then every candidate batch
 };
+// Seconds since this process started (Linux /proc, 10 ms steps; 0 where unknown): the set-up
+// before a command's own clock starts (loading the libraries) in its wall-clock breakdown.
+double process_age_s();
+
 Schedule parse_schedule(const std::string& name);  // "interleaved" | "sequential"
 std::string to_string(Schedule schedule);
 

@@ -42,9 +42,16 @@ class SafetensorsFile {
   // The tensor on the CPU, converted to `dtype` when given. The result owns its memory.
   at::Tensor get(const std::string& name, std::optional<at::ScalarType> dtype = std::nullopt) const;
 
+  // Reads `size` bytes of the data section from `offset` into `dst` (pread: no page faults on a
+  // mapping, safe from several threads at once); InputError on a read error or a file that shrank.
+  void read_data(uint64_t offset, size_t size, void* dst) const;
+  // Tells the kernel that [begin, end) of the data section will be read soon, in order.
+  void will_read(uint64_t begin, uint64_t end) const;
+
  private:
   SafetensorsFile() = default;
   std::filesystem::path path_;
+  int fd_ = -1;
   const uint8_t* map_ = nullptr;
   size_t map_size_ = 0;
   size_t data_start_ = 0;

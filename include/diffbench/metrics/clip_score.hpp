@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,10 @@ std::string to_string(ClipScoreMode mode);
 
 class ClipScorer {
  public:
-  // Detects the layout of `dir` and loads model and tokenizer onto `device` (float32).
-  static std::unique_ptr<ClipScorer> load(const std::filesystem::path& dir, const at::Device& device = at::kCPU);
+  // Detects the layout of `dir` and loads model and tokenizer onto `device`, in `dtype` (default:
+  // float16 on CUDA, float32 on the CPU); features are compared in float32 either way.
+  static std::unique_ptr<ClipScorer> load(const std::filesystem::path& dir, const at::Device& device = at::kCPU,
+                                          std::optional<at::ScalarType> dtype = std::nullopt);
   ~ClipScorer();
 
   // Per-image scores (unclamped 100·cos) of uint8 [N,3,H,W] images against their prompts.
@@ -44,7 +47,8 @@ class ClipScorer {
 
  private:
   at::Tensor image_embeddings(const std::vector<at::Tensor>& images_u8, int batch_size) const;  // [N, E], unit norm
-  at::Tensor text_embeddings(const std::vector<std::string>& prompts, int batch_size) const;  // [N, E], unit norm
+  // [N, E], unit norm; each distinct prompt is encoded once per scorer (later calls reuse it).
+  at::Tensor text_embeddings(const std::vector<std::string>& prompts, int batch_size) const;
   struct Impl;
   explicit ClipScorer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -51,6 +51,8 @@ class ClipScorerModel {
 // transformers, preprocess_cfg for open_clip; OpenAI defaults otherwise). A folder holding only
 // pickle weights (pytorch_model.bin, open_clip_pytorch_model.bin) is an InputError saying how to
 // convert them; pickles are never loaded. The folder "demo" is the bundled demo scorer (io/assets.hpp).
-std::unique_ptr<ClipScorerModel> load_clip_scorer(const std::filesystem::path& dir);
+// `target`: the device and dtype its parameters are made in and loaded into (float32 CPU by default).
+std::unique_ptr<ClipScorerModel> load_clip_scorer(const std::filesystem::path& dir,
+                                                  const at::TensorOptions& target = at::TensorOptions());
 
 }  // namespace diffbench

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <string>
 #include <utility>
 
@@ -15,6 +16,11 @@ at::Device parse_device(const std::string& name);
 // "fp32" | "fp16" | "bf16" (float16 and bfloat16 need a CUDA device).
 at::ScalarType parse_dtype(const std::string& name, const at::Device& device);
 std::string dtype_name(at::ScalarType t);
+
+// Starts CUDA on `device` on a thread of its own: the context, the cuBLAS handle and cuDNN (a tiny
+// half-precision convolution loads its libraries), so that a caller reading weight files meanwhile
+// does not wait for them later. Ready at once on the CPU. Errors come out of get().
+std::future<void> warm_up_device_async(const at::Device& device);
 
 // Waits for all queued work on `device` (no-op on the CPU).
 void device_synchronize(const at::Device& device);

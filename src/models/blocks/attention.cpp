@@ -1,4 +1,5 @@
 #include "diffbench/models/blocks/attention.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 
@@ -13,11 +14,11 @@ AttentionImpl::AttentionImpl(const AttentionOptions& options) : options_(options
   const int64_t kv_dim = options_.cross_attention_dim > 0 ? options_.cross_attention_dim : options_.query_dim;
   if (options_.norm_num_groups > 0)
     group_norm = register_module(
-        "group_norm", nn::GroupNorm(nn::GroupNormOptions(options_.norm_num_groups, options_.query_dim).eps(options_.eps)));
-  to_q = register_module("to_q", nn::Linear(nn::LinearOptions(options_.query_dim, inner).bias(options_.bias)));
-  to_k = register_module("to_k", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(options_.bias)));
-  to_v = register_module("to_v", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(options_.bias)));
-  to_out_proj = nn::Linear(nn::LinearOptions(inner, options_.query_dim).bias(options_.out_bias));
+        "group_norm", make_group_norm(nn::GroupNormOptions(options_.norm_num_groups, options_.query_dim).eps(options_.eps)));
+  to_q = register_module("to_q", make_linear(nn::LinearOptions(options_.query_dim, inner).bias(options_.bias)));
+  to_k = register_module("to_k", make_linear(nn::LinearOptions(kv_dim, inner).bias(options_.bias)));
+  to_v = register_module("to_v", make_linear(nn::LinearOptions(kv_dim, inner).bias(options_.bias)));
+  to_out_proj = make_linear(nn::LinearOptions(inner, options_.query_dim).bias(options_.out_bias));
   to_out = register_module("to_out", nn::ModuleList(to_out_proj, nn::Dropout(0.0)));
 }
 

@@ -1,4 +1,5 @@
 #include "diffbench/models/blocks/embeddings.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 
@@ -22,8 +23,8 @@ at::Tensor timestep_embedding(const at::Tensor& timesteps, int64_t dim, bool fli
 }
 
 TimestepEmbeddingImpl::TimestepEmbeddingImpl(int64_t in_channels, int64_t time_embed_dim) {
-  linear_1 = register_module("linear_1", torch::nn::Linear(in_channels, time_embed_dim));
-  linear_2 = register_module("linear_2", torch::nn::Linear(time_embed_dim, time_embed_dim));
+  linear_1 = register_module("linear_1", make_linear(in_channels, time_embed_dim));
+  linear_2 = register_module("linear_2", make_linear(time_embed_dim, time_embed_dim));
 }
 
 at::Tensor TimestepEmbeddingImpl::forward(const at::Tensor& x) { return linear(linear_2, at::silu(linear(linear_1, x))); }

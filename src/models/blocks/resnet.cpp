@@ -1,4 +1,5 @@
 #include "diffbench/models/blocks/resnet.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/blocks/norm.hpp"
@@ -12,13 +13,13 @@ namespace nn = torch::nn;
 ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& options) : options_(options) {
   if (options_.out_channels == 0) options_.out_channels = options_.in_channels;
   const int64_t cin = options_.in_channels, cout = options_.out_channels;
-  norm1 = register_module("norm1", nn::GroupNorm(nn::GroupNormOptions(options_.groups, cin).eps(options_.eps)));
-  conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(cin, cout, 3).stride(1).padding(1)));
+  norm1 = register_module("norm1", make_group_norm(nn::GroupNormOptions(options_.groups, cin).eps(options_.eps)));
+  conv1 = register_module("conv1", make_conv2d(nn::Conv2dOptions(cin, cout, 3).stride(1).padding(1)));
   if (options_.temb_channels > 0)
-    time_emb_proj = register_module("time_emb_proj", nn::Linear(options_.temb_channels, cout));
-  norm2 = register_module("norm2", nn::GroupNorm(nn::GroupNormOptions(options_.groups, cout).eps(options_.eps)));
-  conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(cout, cout, 3).stride(1).padding(1)));
-  if (cin != cout) conv_shortcut = register_module("conv_shortcut", nn::Conv2d(nn::Conv2dOptions(cin, cout, 1)));
+    time_emb_proj = register_module("time_emb_proj", make_linear(options_.temb_channels, cout));
+  norm2 = register_module("norm2", make_group_norm(nn::GroupNormOptions(options_.groups, cout).eps(options_.eps)));
+  conv2 = register_module("conv2", make_conv2d(nn::Conv2dOptions(cout, cout, 3).stride(1).padding(1)));
+  if (cin != cout) conv_shortcut = register_module("conv_shortcut", make_conv2d(nn::Conv2dOptions(cin, cout, 1)));
 }
 
 at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) {

@@ -1,4 +1,5 @@
 #include "diffbench/models/blocks/sampling.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include <torch/nn/functional/upsampling.h>
 
@@ -8,7 +9,7 @@ namespace nn = torch::nn;
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t out_channels, int64_t padding) : padding_(padding) {
   conv = register_module("conv",
-                         nn::Conv2d(nn::Conv2dOptions(channels, out_channels, 3).stride(2).padding(padding)));
+                         make_conv2d(nn::Conv2dOptions(channels, out_channels, 3).stride(2).padding(padding)));
 }
 
 at::Tensor Downsample2DImpl::forward(const at::Tensor& x) {
@@ -17,7 +18,7 @@ at::Tensor Downsample2DImpl::forward(const at::Tensor& x) {
 }
 
 Upsample2DImpl::Upsample2DImpl(int64_t channels, int64_t out_channels) {
-  conv = register_module("conv", nn::Conv2d(nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
+  conv = register_module("conv", make_conv2d(nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
 }
 
 at::Tensor Upsample2DImpl::forward(const at::Tensor& x, const std::optional<std::vector<int64_t>>& output_size) {

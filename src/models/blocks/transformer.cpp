@@ -1,4 +1,5 @@
 #include "diffbench/models/blocks/transformer.hpp"
+#include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/blocks/norm.hpp"
@@ -13,7 +14,7 @@ namespace diffbench {
 namespace nn = torch::nn;
 
 GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
-  proj = register_module("proj", nn::Linear(dim_in, dim_out * 2));
+  proj = register_module("proj", make_linear(dim_in, dim_out * 2));
 }
 
 at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
@@ -28,14 +29,14 @@ at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
   const int64_t inner = dim * mult;
   act = GEGLU(dim, inner);
-  out = nn::Linear(inner, dim);
+  out = make_linear(inner, dim);
   net = register_module("net", nn::ModuleList(act, nn::Dropout(0.0), out));
 }
 
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return linear(out, act(x)); }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(const TransformerBlockOptions& o) {
-  auto layer_norm = [&] { return nn::LayerNorm(nn::LayerNormOptions({o.dim}).eps(o.norm_eps)); };
+  auto layer_norm = [&] { return make_layer_norm(nn::LayerNormOptions({o.dim}).eps(o.norm_eps)); };
   AttentionOptions self_attn;
   self_attn.query_dim = o.dim;
   self_attn.heads = o.heads;
@@ -93,11 +94,11 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Ten
 Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& options) : options_(options) {
   const int64_t C = options_.in_channels;
   const int64_t inner = options_.num_attention_heads * options_.attention_head_dim;
-  norm = register_module("norm", nn::GroupNorm(nn::GroupNormOptions(options_.norm_num_groups, C).eps(1e-6)));
+  norm = register_module("norm", make_group_norm(nn::GroupNormOptions(options_.norm_num_groups, C).eps(1e-6)));
   if (options_.use_linear_projection)
-    proj_in_linear = register_module("proj_in", nn::Linear(C, inner));
+    proj_in_linear = register_module("proj_in", make_linear(C, inner));
   else
-    proj_in_conv = register_module("proj_in", nn::Conv2d(nn::Conv2dOptions(C, inner, 1)));
+    proj_in_conv = register_module("proj_in", make_conv2d(nn::Conv2dOptions(C, inner, 1)));
 
   TransformerBlockOptions block;
   block.dim = inner;
@@ -111,9 +112,9 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
   }
 
   if (options_.use_linear_projection)
-    proj_out_linear = register_module("proj_out", nn::Linear(inner, C));
+    proj_out_linear = register_module("proj_out", make_linear(inner, C));
   else
-    proj_out_conv = register_module("proj_out", nn::Conv2d(nn::Conv2dOptions(inner, C, 1)));
+    proj_out_conv = register_module("proj_out", make_conv2d(nn::Conv2dOptions(inner, C, 1)));
 }
 
 at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
