@@ -39,12 +39,7 @@ class SuiteCli : public test::EvalFixture {
     const fs::path m = dir_ / "other-sd";
     fs::copy(test::fixture("tiny-sd"), m, fs::copy_options::recursive);
     const fs::path unet = m / "unet" / "diffusion_pytorch_model.safetensors";
-    fs::permissions(unet, fs::perms::owner_write, fs::perm_options::add);
-    std::fstream f(unet, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(-1, std::ios::end);
-    const char last = static_cast<char>(f.get());
-    f.seekp(-1, std::ios::end);
-    f.put(static_cast<char>(last ^ 0x55));
+    test::flip_last_byte(unet);
     return m;
   }
 };

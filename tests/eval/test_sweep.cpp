@@ -159,13 +159,6 @@ TEST_F(BaselineKey, ChangesWithModelProtocolAndVersion) {
 
   // One byte of the UNet's weights changed: another key.
   const fs::path unet = model / "unet" / "diffusion_pytorch_model.safetensors";
-  fs::permissions(unet, fs::perms::owner_write, fs::perm_options::add);
-  {
-    std::fstream f(unet, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(-1, std::ios::end);
-    const char last = static_cast<char>(f.get());
-    f.seekp(-1, std::ios::end);
-    f.put(static_cast<char>(last ^ 0x55));
-  }
+  test::flip_last_byte(unet);
   EXPECT_NE(baseline_key(baseline_key_material(spec, o, prompts)), key);
 }
