@@ -11,11 +11,7 @@ ClipTextConfig ClipTextConfig::from_json(const JsonConfig& j) {
   ClipTextConfig c;
   // Bounds far above any real CLIP, so that a typo fails here rather than as a crash or a huge allocation.
   c.vocab_size = j.get_int("vocab_size", c.vocab_size, 1, 1 << 22);
-  c.hidden_size = j.get_int("hidden_size", c.hidden_size, 1, 16384);
-  c.intermediate_size = j.get_int("intermediate_size", c.intermediate_size, 1, 65536);
-  c.projection_dim = j.get_int("projection_dim", c.projection_dim, 1, 16384);
-  c.num_hidden_layers = j.get_int("num_hidden_layers", c.num_hidden_layers, 1, 256);
-  c.num_attention_heads = j.get_int("num_attention_heads", c.num_attention_heads, 1, 1024);
+  read_encoder_sizes(j, c);
   c.max_position_embeddings = j.get_int("max_position_embeddings", c.max_position_embeddings, 1, 65536);
   c.hidden_act = j.get<std::string>("hidden_act", c.hidden_act);
   c.layer_norm_eps = j.get<double>("layer_norm_eps", c.layer_norm_eps);

@@ -9,11 +9,7 @@ namespace diffbench {
 
 ClipVisionConfig ClipVisionConfig::from_json(const JsonConfig& j) {
   ClipVisionConfig c;
-  c.hidden_size = j.get_int("hidden_size", c.hidden_size, 1, 16384);
-  c.intermediate_size = j.get_int("intermediate_size", c.intermediate_size, 1, 65536);
-  c.projection_dim = j.get_int("projection_dim", c.projection_dim, 1, 16384);
-  c.num_hidden_layers = j.get_int("num_hidden_layers", c.num_hidden_layers, 1, 256);
-  c.num_attention_heads = j.get_int("num_attention_heads", c.num_attention_heads, 1, 1024);
+  read_encoder_sizes(j, c);
   c.num_channels = j.get_int("num_channels", c.num_channels, 1, 16);
   c.image_size = square_size(j, "image_size", c.image_size);
   c.patch_size = square_size(j, "patch_size", c.patch_size);

@@ -23,6 +23,17 @@ int64_t square_size(const JsonConfig& config, const std::string& key, int64_t fa
 // the key; an empty one when absent, an InputError when not an object.
 JsonConfig sub_config(const JsonConfig& config, const std::string& key);
 
+// The transformer sizes the text and vision configs share, read with the same bounds (far above any
+// real CLIP, so that a typo fails when read rather than as a crash or a huge allocation).
+template <typename Config>
+void read_encoder_sizes(const JsonConfig& j, Config& c) {
+  c.hidden_size = j.get_int("hidden_size", c.hidden_size, 1, 16384);
+  c.intermediate_size = j.get_int("intermediate_size", c.intermediate_size, 1, 65536);
+  c.projection_dim = j.get_int("projection_dim", c.projection_dim, 1, 16384);
+  c.num_hidden_layers = j.get_int("num_hidden_layers", c.num_hidden_layers, 1, 256);
+  c.num_attention_heads = j.get_int("num_attention_heads", c.num_attention_heads, 1, 1024);
+}
+
 // transformers' ACT2FN names used by CLIP configs.
 enum class ClipActivation {
   QuickGelu,  // "quick_gelu": x * sigmoid(1.702 x) (OpenAI CLIP, SD1.x)
