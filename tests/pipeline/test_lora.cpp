@@ -7,6 +7,7 @@
 #include "diffbench/eval/pyimport.hpp"
 #include "diffbench/pipeline/spec.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
+#include "cli/cli_support.hpp"
 #include "pipeline/single_file_support.hpp"
 #include "test_support.hpp"
 
@@ -181,6 +182,37 @@ TEST(Lora, ConsistencyCheckSeesTheLora) {
   EXPECT_TRUE(check_consistency(base, cand, false)["same_model"].get<bool>());
   base.loras[0].scale = 1.0;
   EXPECT_FALSE(check_consistency(base, cand, true)["same_model"].get<bool>());
+}
+
+// The command: generate from a single file (configs from tiny-sd) with --lora; run.json lists the fused
+// layers. An SD 2.x file without --prediction-type and a LoRA that does not fit are exit 2.
+TEST(Lora, GenerateCommandWithSingleFileAndLora) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  const fs::path dir = test::temp_dir("lora-cli");
+  save_safetensors(dir / "model.safetensors", test::original_layout(fixture("tiny-sd"), CheckpointFamily::SD1, false));
+  std::ofstream(dir / "spec.toml") << "[pipeline]\nmodel = \"model.safetensors\"\nconfig = "
+                                   << nlohmann::json(fixture("tiny-sd").string()).dump()
+                                   << "\nsteps = 2\nheight = 64\nwidth = 64\n";
+  const std::string lora = data("tiny-sd-lora.kohya.safetensors").string();
+  auto r = run_diffbench("generate --spec " + shell_quote((dir / "spec.toml").string()) + " --lora " +
+                               shell_quote(lora + ":0.5") + " --prompt cat --quiet --out " +
+                               shell_quote((dir / "out").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto run = read_json_file(dir / "out/run.json");
+  const auto& load = run["settings"]["load_s"];
+  EXPECT_EQ(load["source"]["layout"], "single_file") << load.dump();
+  EXPECT_EQ(load["lora"][0]["scale"], 0.5);
+  EXPECT_EQ(load["lora"][0]["format"], "kohya");
+  EXPECT_EQ(load["lora"][0]["layers"]["unet"], 128);
+  EXPECT_EQ(load["lora"][0]["layers"]["text_encoder"], 8);
+
+  test::write_sd2_folder(fixture("tiny-sd"), dir / "sd2");
+  save_safetensors(dir / "sd2.safetensors", test::original_layout(dir / "sd2", CheckpointFamily::SD2, true));
+  r = run_diffbench("generate --model " + shell_quote((dir / "sd2.safetensors").string()) +
+                          " --prompt cat --quiet --out " + shell_quote((dir / "out2").string()));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--prediction-type v_prediction"), std::string::npos) << r.output;
+  fs::remove_all(dir);
 }
 
 }  // namespace
