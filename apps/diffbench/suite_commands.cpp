@@ -8,6 +8,7 @@
 #include "diffbench/eval/suite.hpp"
 #include "diffbench/eval/sweep.hpp"
 #include "diffbench/io/staging_dir.hpp"
+#include "diffbench/report/suite_html.hpp"
 
 namespace diffbench {
 
@@ -15,7 +16,7 @@ CLI::App* add_suite(CLI::App& app, SuiteArgs& a) {
   auto* c = app.add_subcommand(
       "suite",
       "Evaluate many candidates (specs, .py files or folders of them), one baseline run per distinct baseline; "
-      "writes a report per candidate and suite.json, suite.csv, suite.md with a reason per failure");
+      "writes a report per candidate and suite.json, suite.csv, suite.md, suite.html with a reason per failure");
   c->add_option("candidates", a.candidates, "candidate files (.toml, .py) and folders of them")->required();
   return c;
 }
@@ -24,7 +25,7 @@ CLI::App* add_sweep(CLI::App& app, SuiteArgs& a) {
   auto* c = app.add_subcommand(
       "sweep",
       "Evaluate every combination of --grid values applied to a spec against one baseline (the spec without its "
-      "accelerations); writes the suite's files plus sweep.json and sweep.md with the speed/quality frontier");
+      "accelerations); writes the suite's files plus sweep.json, sweep.md and sweep.html with the speed/quality frontier");
   c->add_option("spec", a.spec, "the pipeline spec (TOML) or .py file to vary")->required();
   c->add_option("--grid", a.grid,
                 "KEY=V1,V2,... (repeatable; the cartesian product is run). Keys: steps, scheduler, guidance, height, "
@@ -58,11 +59,13 @@ int run_suite_command(const SuiteArgs& a, EvalOptions options, const std::string
       sweep = sweep_json(spec, grid, summary);
       write_file_atomic(dir / "sweep.json", sweep.dump(2) + "\n");
       write_file_atomic(dir / "sweep.md", render_sweep_markdown(sweep));
+      write_suite_pages(dir, summary, sweep);
     });
     if (json) std::cout << sweep.dump(2) << "\n";
   } else {
     std::vector<std::filesystem::path> paths(a.candidates.begin(), a.candidates.end());
-    r = run_suite(so, expand_candidates(paths), log);
+    r = run_suite(so, expand_candidates(paths), log,
+                  [](const std::filesystem::path& dir, const nlohmann::json& summary) { write_suite_pages(dir, summary); });
     if (json) std::cout << r.summary.dump(2) << "\n";
   }
   if (!json) {

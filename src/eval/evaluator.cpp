@@ -430,7 +430,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                    {"ci95", {paired.ci_low, paired.ci_high}},
                    {"resamples", 10000}};
   r["metrics"] = metrics;
-  r["per_prompt"] = per_prompt;
+  r["per_prompt"] = with_preference_columns(per_prompt, metrics);
   r["per_prompt_order"] = per_prompt_order;
   r["consistency"] = consistency;
   r["thresholds"] = thresholds;

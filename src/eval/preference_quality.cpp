@@ -74,6 +74,23 @@ nlohmann::json eval_preference_metrics(const PreferenceScorers& scorers, const s
   return out;
 }
 
+nlohmann::json with_preference_columns(nlohmann::json rows, const nlohmann::json& metrics) {
+  for (const char* name : {"pickscore", "hps"}) {
+    if (!metrics.contains(name)) continue;
+    const nlohmann::json& m = metrics[name];
+    const nlohmann::json& b = m.value("baseline_per_image", nlohmann::json::array());
+    const nlohmann::json& c = m.value("candidate_per_image", nlohmann::json::array());
+    for (auto& row : rows) {
+      const size_t i = row["index"].get<size_t>();
+      if (i >= b.size() || i >= c.size() || !b[i].is_number() || !c[i].is_number()) continue;
+      row[std::string(name) + "_baseline"] = b[i];
+      row[std::string(name) + "_candidate"] = c[i];
+      row[std::string(name) + "_drop"] = b[i].get<double>() - c[i].get<double>();
+    }
+  }
+  return rows;
+}
+
 nlohmann::json score_preference_json(const PreferenceScorer& scorer, const std::vector<double>& per_image) {
   return {{"direction", "higher-is-better"},
           {"definition", scorer.definition()},

@@ -19,6 +19,7 @@
 #include "diffbench/eval/pyimport.hpp"
 #include "diffbench/io/assets.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/pipeline/model_source.hpp"
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/pipeline/device.hpp"
@@ -44,6 +45,21 @@ std::string folder_name(const std::string& name) {
   for (char c : name)
     out += (std::isalnum(static_cast<unsigned char>(c)) || std::string("._=-,").find(c) != std::string::npos) ? c : '_';
   if (out.empty() || out[0] == '.') out = "_" + out;
+  return out;
+}
+
+// Each candidate's sub-folder: its name made safe (folder_name) and unique ("-2", "-3", ...). A sweep
+// point's name carries its grid values, which may hold any character ('/', "..", markup).
+std::vector<std::string> folder_names(const std::vector<SuiteCandidate>& candidates) {
+  std::vector<std::string> out;
+  std::set<std::string> used;
+  for (const auto& c : candidates) {
+    const std::string base = folder_name(c.name);
+    std::string name = base;
+    for (int k = 2; used.count(name); ++k) name = base + "-" + std::to_string(k);
+    used.insert(name);
+    out.push_back(name);
+  }
   return out;
 }
 
@@ -78,6 +94,12 @@ void fill_from_report(nlohmann::json& row, const nlohmann::json& r) {
   row["seconds_per_image"] = {{"baseline", number_or_null(r, P("/baseline/seconds_per_image"))},
                               {"candidate", number_or_null(r, P("/candidate/seconds_per_image"))}};
   row["noisy_timing"] = r.contains(P("/timing/noisy")) ? r.at(P("/timing/noisy")) : nlohmann::json(false);
+  // Every metric's relative loss vs the baseline where the report has one (clip, ssim, pickscore, hps, kid, fid).
+  nlohmann::json losses = nlohmann::json::object();
+  const nlohmann::json metrics = r.value("metrics", nlohmann::json::object());
+  for (const auto& [name, m] : metrics.items())
+    if (m.is_object() && m.contains("loss_pct")) losses[name] = m["loss_pct"].is_number() ? m["loss_pct"] : nlohmann::json();
+  row["metric_loss_pct"] = losses;
 }
 
 struct BaselineGroup {
@@ -118,14 +140,8 @@ std::vector<SuiteCandidate> expand_candidates(const std::vector<fs::path>& paths
     }
   }
   if (out.empty()) throw UsageError("give at least one candidate (a spec, a .py file or a folder of them)", "suite");
-  std::set<std::string> used;
-  for (auto& c : out) {
-    const std::string base = folder_name(c.name);
-    std::string name = base;
-    for (int k = 2; used.count(name); ++k) name = base + "-" + std::to_string(k);
-    used.insert(name);
-    c.name = name;
-  }
+  const std::vector<std::string> names = folder_names(out);
+  for (size_t i = 0; i < out.size(); ++i) out[i].name = names[i];
   return out;
 }
 
@@ -140,23 +156,26 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
   const fs::path out = so.out.empty() ? default_suite_out() : so.out;
   StagingDir staging(out, so.force);
   const BaselineCache cache(so.baseline_cache);
+  const std::vector<std::string> names = folder_names(candidates);
   std::vector<BaselineGroup> groups;
   nlohmann::json rows = nlohmann::json::array();
   int generated = 0, from_cache = 0, retimed = 0;
 
   for (size_t i = 0; i < candidates.size(); ++i) {
     const SuiteCandidate& c = candidates[i];
-    log.info("suite: candidate " + std::to_string(i + 1) + "/" + std::to_string(candidates.size()) + ": " + c.name);
-    nlohmann::json row = {{"name", c.name}, {"file", c.file.string()}, {"params", c.params}, {"report", nullptr}};
+    const std::string& name = names[i];
+    log.info("suite: candidate " + std::to_string(i + 1) + "/" + std::to_string(candidates.size()) + ": " + name);
+    nlohmann::json row = {{"name", name}, {"file", c.file.string()}, {"params", c.params}, {"report", nullptr}};
     std::string stage = "invalid_spec";
     std::string reason, message;
     try {
-      if (!c.error.empty()) throw InputError(c.error, c.name);
+      if (!c.error.empty()) throw InputError(c.error, name);
       const PipelineSpec spec = c.spec ? *c.spec : load_pipeline_file(c.file);
       MethodRegistry::with_builtins().create_all(spec.accelerate, spec.file.string());
       const PipelineSpec baseline = so.baseline ? *so.baseline : spec.baseline();
       stage = "load_error";
-      for (const PipelineSpec* s : {&baseline, &spec}) DiffusersFolder::open(s->model, {"text_encoder", "unet", "vae"});
+      for (const PipelineSpec* s : {&baseline, &spec})
+        ModelSource::open(s->model, ModelSourceOptions{s->variant, s->prediction_type, s->model_config});
       stage = "config_mismatch";
       const nlohmann::json consistency = check_consistency(baseline, spec, common.allow_model_mismatch);
       check_comparable(baseline, spec, consistency, common);
@@ -175,18 +194,18 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
       EvalOptions e = common;
       e.candidate = spec;
       e.baseline = baseline;
-      e.out = staging.path() / c.name;
+      e.out = staging.path() / name;
       e.force = false;
       e.baseline_result = group->result;
       stage = "run";
       const EvalResult r = run_eval(e, log);
-      group->candidates.push_back(c.name);
+      group->candidates.push_back(name);
       if (!group->result) {
         auto shared = std::make_shared<BaselineResult>(*r.baseline_result);
-        shared->provenance = {{"source", "suite"}, {"ran_with", c.name}};
+        shared->provenance = {{"source", "suite"}, {"ran_with", name}};
         group->result = std::move(shared);
         group->source = "run";
-        group->ran_with = c.name;
+        group->ran_with = name;
         ++generated;
         if (!so.baseline_cache.empty()) cache.store(key, material, *r.baseline_result, log);
       } else if (group->source == "cache" && group->candidates.size() == 1) {
@@ -195,7 +214,7 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
       const nlohmann::json& reuse = r.report.value("baseline_reuse", nlohmann::json());
       if (!reuse.is_null() && !reuse.value("measured_now", nlohmann::json::array()).empty()) ++retimed;
       fill_from_report(row, r.report);
-      row["report"] = c.name + "/report.json";
+      row["report"] = name + "/report.json";
       row["baseline"] = {{"group", group - groups.begin()},
                          {"source", reuse.is_null() ? "run" : reuse.value("source", "")},
                          {"timing", reuse.is_null() || !reuse["measured_now"].empty() ? "measured_now" : "reused"}};
@@ -217,17 +236,17 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
       message = err.what();
     }
     if (!reason.empty()) {
-      log.warn("suite: " + c.name + ": " + reason + ": " + message);
+      log.warn("suite: " + name + ": " + reason + ": " + message);
       row["status"] = "failed";
       row["reason"] = reason;
       row["reasons"] = {reason};
       row["messages"] = {message};
-      const nlohmann::json error = {{"name", c.name}, {"file", c.file.string()}, {"reason", reason}, {"message", message}};
+      const nlohmann::json error = {{"name", name}, {"file", c.file.string()}, {"reason", reason}, {"message", message}};
       std::error_code ec;
-      fs::remove_all(staging.path() / c.name, ec);  // anything a failed run left
-      fs::create_directories(staging.path() / c.name);
-      write_file_atomic(staging.path() / c.name / "error.json", error.dump(2) + "\n");
-      row["report"] = c.name + "/error.json";
+      fs::remove_all(staging.path() / name, ec);  // anything a failed run left
+      fs::create_directories(staging.path() / name);
+      write_file_atomic(staging.path() / name / "error.json", error.dump(2) + "\n");
+      row["report"] = name + "/error.json";
     }
     rows.push_back(row);
   }

@@ -1,6 +1,8 @@
 // report.html's page (the images and heat maps come from html_report_images.cpp).
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 #include <tuple>
 
 #include "diffbench/report/html.hpp"
@@ -186,26 +188,30 @@ void plots_section(Writer& w, const json& r) {
   const json& prompts = r["protocol"]["prompts"];
   w.element("h2", {}, "Plots");
   w.open("div", {{"class", "plots"}});
-  // CLIP per prompt: a point below the diagonal is a prompt the candidate scores worse on.
-  svg::Series clip{"prompts", kCandidateColour, {}, {}, {}, false, true};
+  // CLIP per prompt: a point below the diagonal is a prompt the candidate scores worse on. Without
+  // CLIP (eval --metrics without clip) there is no such plot rather than an empty one.
+  svg::Series clip{"prompts", kCandidateColour, {}, {}, {}, false, true, {}, ""};
   const json& bs = b.value("per_sample_clip", json::array());
   const json& cs = c.value("per_sample_clip", json::array());
   for (size_t i = 0; i < bs.size() && i < cs.size(); ++i) {
+    if (!bs[i].is_number() || !cs[i].is_number()) continue;
     clip.x.push_back(dbl(bs[i]));
     clip.y.push_back(dbl(cs[i]));
     clip.tips.push_back("#" + std::to_string(i) + " " + (i < prompts.size() ? prompts[i].get<std::string>() : "") + " — " +
                         num(bs[i], 2) + " → " + num(cs[i], 2));
   }
   svg::PlotOptions po;
-  po.title = "CLIP score per prompt (below the diagonal: worse)";
-  po.x_label = "baseline";
-  po.y_label = "candidate";
-  po.diagonal = true;
-  w.trusted(svg::plot({clip}, po));
+  if (r.contains("paired") && !clip.x.empty()) {
+    po.title = "CLIP score per prompt (below the diagonal: worse)";
+    po.x_label = "baseline";
+    po.y_label = "candidate";
+    po.diagonal = true;
+    w.trusted(svg::plot({clip}, po));
+  }
   // Per-batch seconds per image of both sides over the run: noise, drift and the interleaving.
   std::vector<svg::Series> times;
   for (const auto& [label, side, colour] : {std::tuple{"baseline", &b, kBaselineColour}, std::tuple{"candidate", &c, kCandidateColour}}) {
-    svg::Series s{label, colour, {}, {}, {}, true, true};
+    svg::Series s{label, colour, {}, {}, {}, true, true, {}, ""};
     const json& secs = side->value("batch_seconds", json::array());
     const json& starts = side->value("batch_start_s", json::array());
     const json& imgs = side->value("batch_images", json::array());
@@ -242,6 +248,19 @@ void plots_section(Writer& w, const json& r) {
   w.close();
 }
 
+// The preference scores (PickScore, HPS v2) that per_prompt rows carry: the field prefix, the header, digits.
+struct Preference {
+  std::string name, label;
+  int digits;
+};
+std::vector<Preference> preference_columns(const json& rows) {
+  std::vector<Preference> out;
+  for (const auto& p : {Preference{"pickscore", "PickScore", 2}, Preference{"hps", "HPS v2", 4}})
+    if (std::any_of(rows.begin(), rows.end(), [&](const json& row) { return row.contains(p.name + "_drop"); }))
+      out.push_back(p);
+  return out;
+}
+
 // The per-prompt grid: one row per prompt in report["per_prompt"]'s order (worst first).
 void grid_section(Writer& w, const json& r, const ReportImages& images) {
   const json& prompts = r["protocol"]["prompts"];
@@ -252,6 +271,7 @@ void grid_section(Writer& w, const json& r, const ReportImages& images) {
   const bool psnr = !rows.empty() && rows[0].contains("psnr_db");
   const bool ssim = !rows.empty() && rows[0].contains("ssim");
   const bool lpips = !rows.empty() && rows[0].contains("lpips");
+  const std::vector<Preference> preference = preference_columns(rows);
   const std::string order = r.value("per_prompt_order", std::string("index"));
   w.element("h2", {}, "Per prompt");
   w.open("p").text(order == "index" ? "In prompt order. " : "Worst first (" + order + "). ");
@@ -266,8 +286,7 @@ void grid_section(Writer& w, const json& r, const ReportImages& images) {
                                  {"clip-drop", "CLIP drop", "desc", has_clip},
                                  {"psnr", "PSNR (dB)", "asc", psnr},
                                  {"ssim", "SSIM", "asc", ssim},
-                                 {"lpips", "LPIPS", "desc", lpips},
-                                 {"diff", "mean |Δ|", "desc", true}};
+                                 {"lpips", "LPIPS", "desc", lpips}};
   const std::string initial = order.rfind("psnr", 0) == 0   ? "psnr"
                               : order.rfind("ssim", 0) == 0  ? "ssim"
                               : order.rfind("lpips", 0) == 0 ? "lpips"
@@ -281,6 +300,12 @@ void grid_section(Writer& w, const json& r, const ReportImages& images) {
     if (col.key == initial) klass += col.worst == "asc" ? " sorted-asc" : " sorted-desc";
     w.element("th", {{"class", klass}, {"data-sort", col.key}, {"data-worst", col.worst}}, col.label);
   }
+  for (const auto& p : preference) {
+    w.element("th", {{"class", "num"}, {"data-sort", p.name + "-candidate"}, {"data-worst", "asc"}},
+              p.label + " baseline → candidate");
+    w.element("th", {{"class", "num"}, {"data-sort", p.name + "-drop"}, {"data-worst", "desc"}}, p.label + " drop");
+  }
+  w.element("th", {{"class", "num"}, {"data-sort", "diff"}, {"data-worst", "desc"}}, "mean |Δ|");
   w.close().close().open("tbody");
   auto image = [&](const std::string& src, const std::string& alt, int width) {
     w.open("td", {{"class", "img"}});
@@ -307,6 +332,10 @@ void grid_section(Writer& w, const json& r, const ReportImages& images) {
     if (psnr) attrs.push_back({"data-psnr", key(dbl(row["psnr_db"]))});
     if (ssim) attrs.push_back({"data-ssim", key(dbl(row["ssim"]))});
     if (lpips) attrs.push_back({"data-lpips", key(dbl(row["lpips"]))});
+    for (const auto& p : preference) {
+      attrs.push_back({"data-" + p.name + "-candidate", key(dbl(row.value(p.name + "_candidate", json())))});
+      attrs.push_back({"data-" + p.name + "-drop", key(dbl(row.value(p.name + "_drop", json())))});
+    }
     w.open("tr", attrs);
     w.element("td", {{"class", "prompt"}}, i < prompts.size() ? prompts[i].get<std::string>() : "");
     image(im.baseline, "baseline #" + std::to_string(i), im.width);
@@ -321,6 +350,11 @@ void grid_section(Writer& w, const json& r, const ReportImages& images) {
     if (psnr) w.element("td", {{"class", "num"}}, num(row["psnr_db"], 2) + (row.value("psnr_capped", false) ? " (capped)" : ""));
     if (ssim) w.element("td", {{"class", "num"}}, num(row["ssim"], 4));
     if (lpips) w.element("td", {{"class", "num"}}, num(row["lpips"], 4));
+    for (const auto& p : preference) {
+      w.element("td", {{"class", "num"}}, num(row.value(p.name + "_baseline", json()), p.digits) + " → " +
+                                              num(row.value(p.name + "_candidate", json()), p.digits));
+      w.element("td", {{"class", "num"}}, num(row.value(p.name + "_drop", json()), p.digits));
+    }
     w.element("td", {{"class", "num"}}, std::isfinite(im.mean_abs_diff) ? fixed(im.mean_abs_diff, 2) : "n/a");
     w.close();
   }

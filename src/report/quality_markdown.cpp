@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "diffbench/io/image.hpp"
 #include "util/format.hpp"
@@ -87,26 +89,46 @@ std::string render_per_prompt_markdown(const nlohmann::json& r) {
   const bool psnr = !rows.empty() && rows[0].contains("psnr_db");
   const bool ssim = !rows.empty() && rows[0].contains("ssim");
   const bool lpips = !rows.empty() && rows[0].contains("lpips");
+  // CLIP only when it was scored (eval --metrics without clip has none); PickScore / HPS v2 when computed.
+  const bool clip = r.contains("paired");
+  std::vector<std::pair<std::string, std::string>> preference;  // field prefix, header
+  for (const auto& [name, label] : {std::pair{"pickscore", "PickScore"}, std::pair{"hps", "HPS v2"}})
+    for (const auto& row : rows)
+      if (row.contains(std::string(name) + "_drop")) {
+        preference.emplace_back(name, label);
+        break;
+      }
   // Folders of the images shown (schema 2 names them: seed-S subfolders when there are several seeds).
   const std::string base_dir = r.contains("image_dirs") ? r["image_dirs"]["baseline"].get<std::string>() : "baseline";
   const std::string cand_dir = r.contains("image_dirs") ? r["image_dirs"]["candidate"].get<std::string>() : "candidate";
   std::ostringstream o;
   if (r.contains("per_prompt_order") && r["per_prompt_order"] != "index")
     o << "Per prompt, worst first (" << r["per_prompt_order"].get<std::string>() << "):\n\n";
-  o << "| # | prompt | baseline | candidate | CLIP baseline / candidate |" << (psnr ? " PSNR (dB) |" : "")
-    << (ssim ? " SSIM |" : "") << (lpips ? " LPIPS |" : "") << "\n|---|---|---|---|---|" << (psnr ? "---|" : "")
-    << (ssim ? "---|" : "") << (lpips ? "---|" : "") << "\n";
+  o << "| # | prompt | baseline | candidate |" << (clip ? " CLIP baseline / candidate |" : "")
+    << (psnr ? " PSNR (dB) |" : "") << (ssim ? " SSIM |" : "") << (lpips ? " LPIPS |" : "");
+  for (const auto& p : preference) o << " " << p.second << " baseline / candidate |";
+  o << "\n|---|---|---|---|" << (clip ? "---|" : "") << (psnr ? "---|" : "") << (ssim ? "---|" : "")
+    << (lpips ? "---|" : "");
+  for (size_t k = 0; k < preference.size(); ++k) o << "---|";
+  o << "\n";
   for (const auto& row : rows) {
     const size_t i = row["index"].get<size_t>();
     const std::string name = png_sequence_name(i);
     o << "| " << i << " | " << cell(prompts[i].get<std::string>()) << " | ![](" << base_dir << "/" << name
-      << ") | ![](" << cand_dir << "/" << name << ") | ";
-    if (i < bs.size() && i < cs.size() && bs[i].is_number() && cs[i].is_number())
-      o << num(bs[i], 2) << " / " << num(cs[i], 2);
-    o << " |";
+      << ") | ![](" << cand_dir << "/" << name << ") |";
+    if (clip) {
+      if (i < bs.size() && i < cs.size() && bs[i].is_number() && cs[i].is_number())
+        o << " " << num(bs[i], 2) << " / " << num(cs[i], 2);
+      o << " |";
+    }
     if (psnr) o << " " << num(row["psnr_db"], 2) << (row.value("psnr_capped", false) ? " (capped)" : "") << " |";
     if (ssim) o << " " << num(row["ssim"], 4) << " |";
     if (lpips) o << " " << num(row["lpips"], 4) << " |";
+    for (const auto& [field, label] : preference) {
+      const int digits = field == "hps" ? 4 : 2;
+      o << " " << num(row.value(field + "_baseline", nlohmann::json()), digits) << " / "
+        << num(row.value(field + "_candidate", nlohmann::json()), digits) << " |";
+    }
     o << "\n";
   }
   return o.str();

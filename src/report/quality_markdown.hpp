@@ -13,8 +13,9 @@ namespace diffbench {
 // prompt and threshold; then a note on capped PSNR values. Empty without report["metrics"].
 std::string render_quality_markdown(const nlohmann::json& report);
 
-// The images side by side, one row per prompt with its CLIP scores, PSNR and SSIM, in
-// report["per_prompt"]'s order (worst first), or in prompt order for a report without it.
+// The images side by side, one row per prompt with the scores computed (CLIP, PSNR, SSIM, LPIPS,
+// PickScore, HPS v2), in report["per_prompt"]'s order (worst first), or in prompt order for a report
+// without it.
 std::string render_per_prompt_markdown(const nlohmann::json& report);
 
 // One terminal line: "fidelity to baseline: PSNR ... dB [lo, hi] (worst ..., #i)  SSIM ...". Empty

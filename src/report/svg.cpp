@@ -154,13 +154,18 @@ std::string plot(const std::vector<Series>& series, const PlotOptions& o) {
     if (!s.points) continue;
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
-      const html::Attrs circle = {{"cx", num(f.px(s.x[i]))}, {"cy", num(f.py(s.y[i]))}, {"r", "3.2"},
-                                  {"fill", s.colour}, {"fill-opacity", "0.8"}};
+      html::Attrs circle = {{"cx", num(f.px(s.x[i]))}, {"cy", num(f.py(s.y[i]))}, {"r", "3.2"},
+                            {"fill", s.colour}, {"fill-opacity", "0.8"}};
+      if (!s.point_class.empty()) circle.push_back({"class", s.point_class});
       if (i < s.tips.size()) {
         w.open("circle", circle).element("title", {}, s.tips[i]).close();
       } else {
         w.leaf("circle", circle);
       }
+      if (i < s.labels.size() && !s.labels[i].empty())
+        w.element("text", {{"x", num(f.px(s.x[i]) + 5)}, {"y", num(f.py(s.y[i]) - 5)}, {"font-size", "10"},
+                           {"fill", "#33404d"}, {"class", "point-label"}},
+                  s.labels[i]);
     }
   }
   std::vector<std::pair<std::string, std::string>> entries;

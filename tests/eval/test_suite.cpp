@@ -120,6 +120,70 @@ TEST_F(SuiteCli, FiveCandidatesOneBaseline) {
   EXPECT_NE(md.find("| c-steps1 | FAILED | fidelity: "), std::string::npos) << md;
 }
 
+// A .py pipeline among the candidates: read (not run) into a spec, evaluated against its own derived
+// baseline (the same pipeline without DeepCache: DDIM, 4 steps), which the .toml candidate of the same
+// pipeline shares; the PNDM candidate has another baseline. suite.html lists all three.
+TEST_F(SuiteCli, PythonCandidateUsesItsDerivedBaseline) {
+  const fs::path cands = dir_ / "candidates";
+  fs::create_directories(cands);
+  const std::string model = nlohmann::json(test::fixture("tiny-sd").string()).dump();
+  std::ofstream(cands / "a_gen.py") << "import torch\nfrom diffusers import StableDiffusionPipeline, DDIMScheduler\n"
+                                       "from DeepCache import DeepCacheSDHelper\n"
+                                    << "pipe = StableDiffusionPipeline.from_pretrained(" << model
+                                    << ", safety_checker=None)\n"
+                                       "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)\n"
+                                       "helper = DeepCacheSDHelper(pipe=pipe)\n"
+                                       "helper.set_params(cache_interval=3, cache_branch_id=0)\nhelper.enable()\n"
+                                       "image = pipe('a cat', num_inference_steps=4, guidance_scale=7.5).images[0]\n";
+  std::ofstream(cands / "b_dc.toml") << spec(4) << "scheduler = \"ddim\"\n" << deepcache(2);
+  std::ofstream(cands / "c_pndm.toml") << spec(4, deepcache(2));
+  const fs::path out = dir_ / "suite";
+  auto r = run_diffbench("suite " + shell_quote(cands.string()) + common(out) + " --schedule sequential --no-baseline-cache");
+  ASSERT_LE(r.exit_code, 1) << r.output;
+  const auto s = read_json_file(out / "suite.json");
+  ASSERT_EQ(s["rows"].size(), 3u) << s.dump(1);
+  const auto& py = row(s, "a_gen");
+  EXPECT_EQ(py["file"], (cands / "a_gen.py").string());
+  ASSERT_EQ(py["report"], "a_gen/report.json") << py.dump();  // evaluated, not an invalid_spec
+  EXPECT_TRUE(py["speedup"].is_number()) << py.dump();
+  // Two baselines: DDIM (run by the .py candidate, reused by b_dc) and PNDM.
+  EXPECT_EQ(s["baseline_runs"]["generated"], 2) << s["baseline_runs"].dump();
+  ASSERT_EQ(s["baselines"].size(), 2u);
+  EXPECT_EQ(s["baselines"][0]["ran_with"], "a_gen");
+  EXPECT_EQ(s["baselines"][0]["candidates"], nlohmann::json({"a_gen", "b_dc"}));
+  EXPECT_EQ(s["baselines"][1]["candidates"], nlohmann::json({"c_pndm"}));
+  EXPECT_EQ(py["baseline"]["source"], "run");
+  EXPECT_EQ(row(s, "b_dc")["baseline"]["source"], "suite");
+
+  // The .py candidate's report: its pipeline as the file builds it, the baseline that pipeline
+  // without DeepCache, both recorded as read from the file.
+  const auto rep = read_json_file(out / "a_gen" / "report.json");
+  EXPECT_EQ(rep["candidate"]["spec"]["scheduler"], "ddim");
+  EXPECT_EQ(rep["candidate"]["spec"]["steps"], 4);
+  ASSERT_EQ(rep["candidate"]["methods"].size(), 1u);
+  EXPECT_EQ(rep["candidate"]["methods"][0]["method"], "deepcache");
+  EXPECT_EQ(rep["candidate"]["methods"][0]["params"]["cache_interval"], 3);
+  EXPECT_EQ(rep["baseline"]["spec"]["scheduler"], "ddim");
+  EXPECT_EQ(rep["baseline"]["spec"]["steps"], 4);
+  EXPECT_EQ(rep["baseline"]["methods"], nlohmann::json::array());
+  EXPECT_EQ(rep["candidate"]["spec"]["origin"]["python"], (cands / "a_gen.py").string());
+  EXPECT_EQ(rep["baseline"]["spec"]["origin"]["python"], (cands / "a_gen.py").string());
+  // The baseline the .toml candidate reused is the one the .py candidate ran.
+  const auto dc = read_json_file(out / "b_dc" / "report.json");
+  EXPECT_EQ(dc["baseline_reuse"]["ran_with"], "a_gen");
+  EXPECT_EQ(dc["baseline"]["per_sample_clip"], rep["baseline"]["per_sample_clip"]);
+  EXPECT_TRUE(read_png(out / "b_dc" / "baseline" / "000000.png").equal(read_png(out / "a_gen" / "baseline" / "000000.png")));
+  // suite.html: a row per candidate, each linking its report.html, which exists.
+  const std::string html = read(out / "suite.html");
+  size_t rows = 0;
+  for (size_t p = html.find("class=\"candidate-row\""); p != std::string::npos; p = html.find("class=\"candidate-row\"", p + 1)) ++rows;
+  EXPECT_EQ(rows, 3u);
+  for (const char* name : {"a_gen", "b_dc", "c_pndm"}) {
+    EXPECT_NE(html.find(std::string("href=\"") + name + "/report.html\""), std::string::npos) << name;
+    EXPECT_TRUE(fs::exists(out / name / "report.html")) << name;
+  }
+}
+
 // Interleaved: the second candidate reuses the baseline's images and scores but times the baseline
 // again beside itself, and its regenerated images equal the reused ones.
 TEST_F(SuiteCli, InterleavedSuiteRetimesTheSharedBaseline) {

@@ -4,10 +4,12 @@
 #include <cmath>
 #include <regex>
 
+#include "diffbench/eval/preference_quality.hpp"
 #include "diffbench/report/html.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/svg.hpp"
 #include "report/heatmap.hpp"
+#include "report/quality_markdown.hpp"
 
 using namespace diffbench;
 using nlohmann::json;
@@ -180,4 +182,48 @@ TEST(HtmlReport, VerdictGridAndEscaping) {
   EXPECT_LT(page.find("id=\"per-prompt\""), page.find("<h2>Protocol</h2>"));
   EXPECT_NE(page.find("steps &lt;i&gt;"), std::string::npos);
   EXPECT_NE(page.find("<h2>Environment</h2>"), std::string::npos);
+}
+
+// PickScore and HPS v2 per prompt (report.html and report.md) when they were computed; without CLIP no
+// CLIP column and no (empty) CLIP plot.
+TEST(HtmlReport, PreferenceColumnsAndNoClipPlotWithoutClip) {
+  json r = small_report();
+  r.erase("paired");  // eval --metrics without clip
+  r["baseline"]["per_sample_clip"] = r["candidate"]["per_sample_clip"] = json::array();
+  r["baseline"]["clip_score"] = r["candidate"]["clip_score"] = nullptr;
+  r["metrics"]["pickscore"] = {{"baseline_per_image", {21.0, 20.0, 22.0}}, {"candidate_per_image", {20.5, 20.25, 22.0}}};
+  r["metrics"]["hps"] = {{"baseline_per_image", {0.27, 0.26, 0.25}}, {"candidate_per_image", {0.25, 0.2625, 0.25}}};
+  json rows = json::array();
+  for (const auto& row : r["per_prompt"]) rows.push_back({{"index", row["index"]}, {"psnr_db", row["psnr_db"]}});
+  r["per_prompt"] = with_preference_columns(rows, r["metrics"]);
+  // Rows keep their order (worst PSNR first: prompt 2, 0, 1) and gain NAME_baseline / _candidate / _drop.
+  EXPECT_EQ(r["per_prompt"][0]["index"], 2);
+  EXPECT_DOUBLE_EQ(r["per_prompt"][2]["pickscore_drop"].get<double>(), -0.25);
+  EXPECT_DOUBLE_EQ(r["per_prompt"][1]["hps_baseline"].get<double>(), 0.27);
+  EXPECT_DOUBLE_EQ(r["per_prompt"][1]["hps_drop"].get<double>(), 0.27 - 0.25);
+
+  const std::string page = render_html(r, ReportImages{});
+  EXPECT_NE(page.find(">PickScore baseline → candidate</th>"), std::string::npos);
+  EXPECT_NE(page.find(">HPS v2 drop</th>"), std::string::npos);
+  EXPECT_NE(page.find("data-pickscore-drop=\"-0.25\""), std::string::npos);
+  EXPECT_NE(page.find(">21.00 → 20.50</td>"), std::string::npos);
+  EXPECT_NE(page.find(">0.2700 → 0.2500</td>"), std::string::npos);
+  EXPECT_EQ(page.find(">CLIP drop</th>"), std::string::npos);
+  // No CLIP scatter: the batch-time plot, the stage split and the colour bar remain.
+  EXPECT_EQ(page.find("CLIP score per prompt"), std::string::npos);
+  EXPECT_EQ(count(page, "<svg"), 3u);
+  const std::string md = render_per_prompt_markdown(r);
+  EXPECT_NE(md.find("| # | prompt | baseline | candidate | PSNR (dB) | PickScore baseline / candidate | "
+                    "HPS v2 baseline / candidate |\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find(" | 35.00 | 20.00 / 20.25 | 0.2600 / 0.2625 |\n"), std::string::npos) << md;
+  EXPECT_EQ(md.find("CLIP"), std::string::npos) << md;
+
+  // Without preference scores the rows are unchanged and the page has no such column.
+  r["metrics"].erase("pickscore");
+  r["metrics"].erase("hps");
+  r["per_prompt"] = with_preference_columns(rows, r["metrics"]);
+  EXPECT_EQ(r["per_prompt"], rows);
+  EXPECT_EQ(render_html(r, ReportImages{}).find("PickScore"), std::string::npos);
 }

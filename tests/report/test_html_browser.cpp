@@ -9,75 +9,14 @@
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "eval/eval_fixture.hpp"
+#include "report/browser.hpp"
 #include "test_support.hpp"
 
 using namespace diffbench;
+using namespace diffbench::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// $DIFFBENCH_CHROMIUM, else the first of chromium, chromium-headless-shell, google-chrome on PATH.
-std::string find_chromium() {
-  if (const char* env = std::getenv("DIFFBENCH_CHROMIUM"); env && *env) return env;
-  for (const char* name : {"chromium", "chromium-headless-shell", "google-chrome"}) {
-    const auto r = run_shell(std::string("command -v ") + name);
-    if (r.exit_code == 0 && !r.output.empty()) return r.output.substr(0, r.output.find('\n'));
-  }
-  return "";
-}
-
-#define REQUIRE_CHROMIUM(var)                                                                               \
-  const std::string var = find_chromium();                                                                  \
-  if (var.empty()) {                                                                                        \
-    if (::diffbench::test::fixtures_required())                                                             \
-      GTEST_FAIL() << "Chromium not found (DIFFBENCH_REQUIRE_FIXTURES is set; `make test` installs chromium)"; \
-    GTEST_SKIP() << "Chromium not found: install Debian's chromium (`make test` does) or set DIFFBENCH_CHROMIUM"; \
-  }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-  return n;
-}
-
-struct Browser {
-  std::string dom;      // --dump-dom after the load event
-  std::string console;  // the browser's log lines that carry the page's console messages and errors
-  int exit_code = -1;
-};
-
-// Loads `page` in headless Chromium (a fresh profile in `profile`); with `screenshot`, also renders it.
-Browser load(const std::string& chromium, const fs::path& page, const fs::path& profile, const fs::path& screenshot = {}) {
-  const std::string common = shell_quote(chromium) + " --headless --no-sandbox --disable-gpu --no-first-run" +
-                             " --disable-background-networking --user-data-dir=" + shell_quote(profile.string()) +
-                             " --enable-logging=stderr --v=0 --window-size=1280,2400 ";
-  const std::string url = shell_quote("file://" + fs::absolute(page).string());
-  Browser b;
-  const fs::path err = profile.string() + ".stderr";
-  const auto r = run_shell("timeout 120 " + common + "--virtual-time-budget=5000 --dump-dom " + url + " 2>" +
-                           shell_quote(err.string()));
-  b.exit_code = r.exit_code;
-  b.dom = r.output;
-  std::istringstream lines(read_text(err));
-  for (std::string line; std::getline(lines, line);)
-    if (line.find(":CONSOLE") != std::string::npos || line.find("Uncaught") != std::string::npos) b.console += line + "\n";
-  if (!screenshot.empty()) {
-    const auto s = run_shell("timeout 120 " + common + "--screenshot=" + shell_quote(screenshot.string()) + " " + url);
-    EXPECT_EQ(s.exit_code, 0) << s.output;
-  }
-  return b;
-}
-
-// The <body ...> start tag of a dumped DOM.
-std::string body_tag(const std::string& dom) {
-  const size_t at = dom.find("<body");
-  return at == std::string::npos ? "" : dom.substr(at, dom.find('>', at) - at + 1);
-}
 
 class HtmlBrowser : public test::EvalFixture {};
 

@@ -40,6 +40,11 @@ nlohmann::json eval_preference_metrics(const PreferenceScorers& scorers, const s
                                        const std::vector<std::string>& prompts, int batch_size, uint64_t seed,
                                        const Logger& log);
 
+// report.json's per_prompt rows (per_prompt_rows in quality.hpp) with the preference scores of `metrics` added
+// as the CLIP score's are: NAME_baseline, NAME_candidate and NAME_drop (baseline - candidate) for pickscore and
+// hps, from the first seed's per-image values. Rows are returned unchanged when neither was computed.
+nlohmann::json with_preference_columns(nlohmann::json per_prompt, const nlohmann::json& metrics);
+
 // score's pickscore / hps: {direction, definition, mean, per_image} of per-image values.
 nlohmann::json score_preference_json(const PreferenceScorer& scorer, const std::vector<double>& per_image);
 

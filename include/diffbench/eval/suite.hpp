@@ -5,6 +5,8 @@
 //
 // Output folder: one sub-folder per candidate (its report.json / report.md, or error.json when it
 // did not run), suite.json, suite.csv and suite.md: one row per candidate, the tally of reasons.
+// The pages (suite.html, sweep.html: report/suite_html.hpp) are written by the caller through
+// run_suite's `extra`, as the command does.
 #pragma once
 
 #include <filesystem>

@@ -14,6 +14,8 @@ struct Series {
   std::vector<std::string> tips;  // one tooltip per point (empty: none)
   bool lines = false;             // join the points in order
   bool points = true;
+  std::vector<std::string> labels;  // text written beside each point (empty: none)
+  std::string point_class;          // the class of each point's <circle> ("": none)
 };
 
 struct PlotOptions {
