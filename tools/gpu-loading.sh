@@ -56,15 +56,29 @@ print("== generate peak host RSS %.0f MiB (largest file %.0f MiB), exit %d" % (r
   $B generate --spec "$work/baseline.toml" --prompt "A man is in a kitchen making pizzas." --out "$work/gen-rss" --quiet
 $B bench "$work/baseline.toml" --batch-size 1 --runs 5 --warmup 1 --json >"$work/bench.json" 2>/dev/null &&
   python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('== bench batch 1: %.4f s/image, first generation %.2f s, load %.2f s' % (j['seconds_per_image']['median'], j['first_generation_s'], j['load_s']))" "$work/bench.json"
-for i in 1; do
+for i in 1 2 3; do
   rm -rf "$work/eval$i"; s=$(now)
+  # Its log lines, stamped with the seconds since the process started (where the time after the report goes).
   $B eval "$work/deepcache.toml" --baseline "$work/baseline.toml" --num-samples 32 --batch-size 4 --clip "$work/vitg" \
-    --out "$work/eval$i" --quiet >/dev/null; rc=$?  # exit 1: random weights score 0, so the quality loss is undefined
+    --out "$work/eval$i" 2> >(python3 -u -c 'import sys, time
+for line in sys.stdin: print("%6.2f %s" % (time.time() - float(sys.argv[1]), line.rstrip()))' "$s" >"$work/eval$i.log") \
+    >/dev/null; rc=$?  # exit 1: random weights score 0, so the quality loss is undefined
   e=$(now)
   echo "== diffbench eval #$i: $(dt $s $e) s end to end (exit $rc)"
   grep "^Wall clock" "$work/eval$i/report.md"
+  sleep 0.5; tail -3 "$work/eval$i.log" | sed 's/^/   log /'
 done
-for i in 1 2; do
+# eval's PSNR and SSIM ran on the GPU; `score --against` computes them on the CPU from the PNGs.
+$B score --images "$work/eval1/candidate" --against "$work/eval1/baseline" --metrics psnr,ssim --json >"$work/fid-cpu.json" &&
+  python3 - "$work/eval1/report.json" "$work/fid-cpu.json" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["metrics"]; c = json.load(open(sys.argv[2]))  # score: psnr, ssim at the top
+for m in ("psnr", "ssim"):
+    a, b = g[m]["per_image"], c[m]["per_image"]
+    print("== eval %s on the GPU vs score on the CPU: %d images, max |difference| %.3g (mean %.6f)" % (
+        m, len(a), max(abs(x - y) for x, y in zip(a, b)), g[m]["mean"]))
+PY
+for i in 1 2 3; do
   s=$(now)
   $B score --images "$work/eval1/baseline" --prompts coco2017-val --num-samples 32 --clip "$work/vitg" --device cuda --json \
     >"$work/score$i.json" || echo "score failed"

@@ -197,10 +197,10 @@ std::shared_ptr<const BaselineResult> BaselineCache::find(const std::string& key
     const size_t n = r->run.per_seed_clip.front().size();
     if (seeds.size() != r->run.per_seed_clip.size()) throw InputError("seeds and scores differ", key);
     for (uint64_t seed : seeds) {
-      std::vector<at::Tensor> images;
-      for (size_t i = 0; i < n; ++i)
-        images.push_back(read_png(entry / ("seed-" + std::to_string(seed)) / png_name(static_cast<int64_t>(i))));
-      r->images.push_back(at::stack(images));
+      std::vector<fs::path> files;
+      const fs::path dir = entry / ("seed-" + std::to_string(seed));
+      for (size_t i = 0; i < n; ++i) files.push_back(dir / png_name(static_cast<int64_t>(i)));
+      r->images.push_back(at::stack(read_pngs(files)));  // decoded on several threads
     }
     r->provenance = {{"source", "cache"},
                      {"cache_entry", entry.string()},
@@ -227,7 +227,9 @@ void BaselineCache::store(const std::string& key, const nlohmann::json& material
     for (size_t k = 0; k < seeds.size(); ++k) {
       const fs::path dir = tmp / ("seed-" + std::to_string(seeds[k]));
       fs::create_directories(dir);
-      for (int64_t i = 0; i < result.images[k].size(0); ++i) write_png(dir / png_name(i), result.images[k][i]);
+      std::vector<fs::path> files;
+      for (int64_t i = 0; i < result.images[k].size(0); ++i) files.push_back(dir / png_name(i));
+      write_pngs(files, result.images[k].unbind(0));  // on several threads
     }
     const nlohmann::json j = {{"schema", kEntrySchema}, {"key", key},    {"created", utc_now()},
                               {"material", material},    {"seeds", seeds}, {"run", run_to_json(result.run)}};

@@ -319,7 +319,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   FidelityScores fidelity;  // candidate vs baseline, per prompt (the first seed's images)
   if (o.metrics.fidelity()) {
     log.info("comparing the candidate's images with the baseline's (" + to_string(o.metrics) + ")");
-    fidelity.add_batch(timed.baseline_images.front(), timed.candidate_images.front(), o.metrics, lpips.get());
+    fidelity.add_batch(timed.baseline_images.front(), timed.candidate_images.front(), o.metrics, lpips.get(),
+                       device);  // PSNR and SSIM on the pipelines' device
   }
 
   wall["fidelity_metrics"] = lap();
@@ -455,6 +456,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   write_file_atomic(staging.path() / "report.md", render_markdown(r));
   write_html_report(staging.path(), r, {o.embed_images});
   staging.commit();
+  log.info("wrote " + (out / "report.html").string());
   res.report = std::move(r);
   res.out = out;
   if (o.baseline_result) {

@@ -75,16 +75,26 @@ void FidelityScores::add(const at::Tensor& reference_u8, const at::Tensor& image
 }
 
 void FidelityScores::add_batch(const at::Tensor& reference_u8, const at::Tensor& images_u8, const MetricSet& metrics,
-                               const Lpips* lpips_net) {
+                               const Lpips* lpips_net, const at::Device& device) {
   if (reference_u8.sizes() != images_u8.sizes() || reference_u8.dim() != 4)
     throw UsageError("fidelity metrics need two image batches [N,3,H,W] of the same shape", "fidelity");
-  // Each image pair on a thread of its own (PSNR and SSIM run in float64 on the CPU, one image at a
-  // time); results are kept in image order.
+  MetricSet on_cpu = metrics;
+  if (device.is_cuda() && (metrics.psnr || metrics.ssim)) {
+    // PSNR and SSIM on the GPU (float64 there too), one pair after another.
+    const at::Tensor ref = reference_u8.to(device), img = images_u8.to(device);
+    MetricSet on_device = metrics;
+    on_device.lpips = false;
+    for (int64_t i = 0; i < img.size(0); ++i) add(ref[i], img[i], on_device);
+    on_cpu.psnr = on_cpu.ssim = false;
+    if (!on_cpu.lpips) return;
+  }
+  // Each image pair on a thread of its own (CPU metrics, one image at a time); results are kept in
+  // image order.
   std::vector<std::future<FidelityScores>> parts;
   for (int64_t i = 0; i < images_u8.size(0); ++i)
     parts.push_back(std::async(std::launch::async, [&, i] {
       FidelityScores one;
-      one.add(reference_u8[i], images_u8[i], metrics, lpips_net);
+      one.add(reference_u8[i], images_u8[i], on_cpu, lpips_net);
       return one;
     }));
   for (auto& part : parts) {

@@ -52,9 +52,11 @@ class Side {
     t0 = Clock::now();
     const std::vector<std::string> warm(prompts_.begin(),
                                         prompts_.begin() + std::min(prompts_.size(), static_cast<size_t>(go_.batch_size)));
+    GenerateOptions warm_go = go_;
+    warm_go.warm_up_only = true;  // captured graphs are not replayed: the warm-up's images are not used
     for (int i = 0; i < warmup_; ++i) {
       log.info(label_ + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(warmup_));
-      pipe_->generate(warm, go_, {}, Logger::silent());
+      pipe_->generate(warm, warm_go, {}, Logger::silent());
     }
     run.warmup_wall_s += seconds_since(t0);
   }

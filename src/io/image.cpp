@@ -14,6 +14,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/read_file.hpp"
+#include "util/parallel.hpp"
 
 namespace diffbench {
 
@@ -216,7 +217,20 @@ void write_png_sequence(const fs::path& dir, const at::Tensor& images) {
   if (!images.defined() || images.dim() != 4)
     throw UsageError("write_png_sequence: images must be [N,3,H,W]", dir.string());
   fs::create_directories(dir);
-  for (int64_t i = 0; i < images.size(0); ++i) write_png(dir / png_sequence_name(static_cast<size_t>(i)), images[i]);
+  std::vector<fs::path> files;
+  for (int64_t i = 0; i < images.size(0); ++i) files.push_back(dir / png_sequence_name(static_cast<size_t>(i)));
+  write_pngs(files, images.unbind(0));
+}
+
+void write_pngs(const std::vector<fs::path>& files, const std::vector<at::Tensor>& images) {
+  if (files.size() != images.size()) throw UsageError("write_pngs: one image per file expected");
+  parallel_for(files.size(), [&](size_t i) { write_png(files[i], images[i]); });
+}
+
+std::vector<at::Tensor> read_pngs(const std::vector<fs::path>& files) {
+  std::vector<at::Tensor> out(files.size());
+  parallel_for(files.size(), [&](size_t i) { out[i] = read_png(files[i]); });
+  return out;
 }
 
 std::vector<fs::path> list_pngs(const fs::path& dir) {

@@ -10,8 +10,9 @@ namespace diffbench {
 namespace {
 
 // torchmetrics' _gaussian: exp(-(d/sigma)²/2) at d = (1-size)/2 ... (size-1)/2, normalised to sum 1.
-at::Tensor gaussian_window(int64_t size, double sigma) {
-  const at::Tensor d = at::arange((1.0 - double(size)) / 2.0, (1.0 + double(size)) / 2.0, 1.0, at::kDouble);
+at::Tensor gaussian_window(int64_t size, double sigma, const at::Device& device) {
+  const at::Tensor d = at::arange((1.0 - double(size)) / 2.0, (1.0 + double(size)) / 2.0, 1.0,
+                                  at::TensorOptions().dtype(at::kDouble).device(device));
   const at::Tensor g = at::exp(-(d / sigma).square() / 2.0);
   return g / g.sum();
 }
@@ -34,12 +35,12 @@ double ssim(const at::Tensor& a, const at::Tensor& b, const SsimOptions& o) {
   const double range = a.scalar_type() == at::kByte ? 255.0 : 1.0;
   const double c1 = std::pow(o.k1 * range, 2), c2 = std::pow(o.k2 * range, 2);
 
-  auto padded = [&](const at::Tensor& t) {  // [1,C,H+2r,W+2r]
-    return at::reflection_pad2d(t.to(at::kCPU, at::kDouble).unsqueeze(0), {r, r, r, r});
+  auto padded = [&](const at::Tensor& t) {  // [1,C,H+2r,W+2r], float64 on a's device
+    return at::reflection_pad2d(t.to(a.device(), at::kDouble).unsqueeze(0), {r, r, r, r});
   };
   const at::Tensor x = padded(a), y = padded(b);
   // The 2-D Gaussian window is the outer product of the 1-D one: filter rows, then columns.
-  const at::Tensor g = gaussian_window(window, o.sigma);
+  const at::Tensor g = gaussian_window(window, o.sigma, a.device());
   const at::Tensor gh = g.view({1, 1, window, 1}).expand({channels, 1, window, 1}).contiguous();
   const at::Tensor gw = g.view({1, 1, 1, window}).expand({channels, 1, 1, window}).contiguous();
   const at::Tensor stack = at::cat({x, y, x * x, y * y, x * y});  // [5,C,H+2r,W+2r]

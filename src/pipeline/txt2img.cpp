@@ -363,7 +363,7 @@ GenerationResult Txt2ImgPipeline::Generation::finish() {
 }
 
 void Txt2ImgPipeline::Generation::State::check_finite(const BatchRecord& rec) const {
-  if (opt.allow_nonfinite || (rec.first_nonfinite_step < 0 && !rec.nonfinite_images)) return;
+  if (opt.allow_nonfinite || opt.warm_up_only || (rec.first_nonfinite_step < 0 && !rec.nonfinite_images)) return;
   std::string methods;
   for (const auto& n : opt.hook_names) methods += (methods.empty() ? "" : ", ") + n;
   const auto& timesteps = scheduler->model_timesteps();
@@ -486,7 +486,7 @@ at::Tensor Txt2ImgPipeline::Generation::State::denoise_step(size_t i, const at::
     hooks->begin_call(call);
   }
   // Hooked calls are replayed from graphs only where the hooks give a variant key.
-  at::Tensor eps = m.unet_runner->run(model_in, t, guided ? text.context : text.cond, hooks.get());
+  at::Tensor eps = m.unet_runner->run(model_in, t, guided ? text.context : text.cond, hooks.get(), opt.warm_up_only);
   ++rec.unet_calls;
   if (guided) {
     ++rec.guided_calls;

@@ -9,6 +9,7 @@
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "report/heatmap.hpp"
+#include "util/parallel.hpp"
 
 namespace diffbench {
 
@@ -51,17 +52,27 @@ void write_html_report(const fs::path& dir, const nlohmann::json& r, const HtmlR
   // Every difference first: the colour scale is the largest |Δ| of the whole report.
   std::vector<at::Tensor> maps(n);
   std::vector<int> widths(n, 0);
-  double scale_max = 0;
-  for (size_t i = 0; i < n; ++i) {
+  parallel_for(n, [&](size_t i) {  // images decoded on several threads
     const fs::path b = dir / base_dir / png_sequence_name(i), c = dir / cand_dir / png_sequence_name(i);
-    if (!fs::exists(b) || !fs::exists(c)) continue;
+    if (!fs::exists(b) || !fs::exists(c)) return;
     const at::Tensor bi = read_png(b), ci = read_png(c);
     widths[i] = static_cast<int>(bi.size(2));
-    if (bi.sizes() != ci.sizes()) continue;  // sizes differ (--allow-task-change): no per-pixel difference
+    if (bi.sizes() != ci.sizes()) return;  // sizes differ (--allow-task-change): no per-pixel difference
     maps[i] = abs_diff_map(bi, ci);
-    scale_max = std::max(scale_max, maps[i].max().item<double>());
-  }
+  });
+  double scale_max = 0;
+  for (const auto& m : maps)
+    if (m.defined()) scale_max = std::max(scale_max, m.max().item<double>());
   scale_max = std::max(scale_max, 1.0);  // identical images: a scale of one grey level, all dark
+  std::vector<fs::path> heat_files;  // the heat maps, encoded on several threads
+  std::vector<at::Tensor> heat_images;
+  for (size_t i = 0; i < n; ++i)
+    if (maps[i].defined()) {
+      heat_files.push_back(dir / "diff" / png_sequence_name(i));
+      heat_images.push_back(heat_image(maps[i], scale_max));
+    }
+  if (!heat_files.empty()) fs::create_directories(dir / "diff");
+  write_pngs(heat_files, heat_images);
   ReportImages images;
   images.scale_max = scale_max;
   for (size_t i = 0; i < n; ++i) {
@@ -71,8 +82,6 @@ void write_html_report(const fs::path& dir, const nlohmann::json& r, const HtmlR
     if (fs::exists(dir / base_dir / png_sequence_name(i))) p.baseline = source(dir, base_dir + "/" + png_sequence_name(i), o.embed_images);
     if (fs::exists(dir / cand_dir / png_sequence_name(i))) p.candidate = source(dir, cand_dir + "/" + png_sequence_name(i), o.embed_images);
     if (maps[i].defined()) {
-      fs::create_directories(dir / "diff");
-      write_png(dir / "diff" / png_sequence_name(i), heat_image(maps[i], scale_max));
       p.diff = source(dir, "diff/" + png_sequence_name(i), o.embed_images);
       p.mean_abs_diff = maps[i].mean().item<double>();
     }

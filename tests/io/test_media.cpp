@@ -263,3 +263,26 @@ TEST(Png, SequenceIsNumberedInBatchOrder) {
   EXPECT_THROW(write_png_sequence(dir, torch::zeros({3, 5, 4}, torch::kByte)), UsageError);
   fs::remove_all(dir.parent_path());
 }
+
+// Many images at once, on several threads: each file holds its own image, results come back in the
+// files' order, and a bad image or file among them is reported as the single call would.
+TEST(Png, ManyAtOnceKeepTheirOrderAndErrors) {
+  const auto dir = test::temp_dir("png-many");
+  torch::manual_seed(4);
+  std::vector<fs::path> files;
+  std::vector<at::Tensor> images;
+  for (int i = 0; i < 23; ++i) {
+    files.push_back(dir / ("img" + std::to_string(i) + ".png"));
+    images.push_back(torch::randint(0, 256, {3, 4 + i % 5, 3 + i % 7}, torch::kByte));
+  }
+  write_pngs(files, images);
+  const std::vector<at::Tensor> back = read_pngs(files);
+  ASSERT_EQ(back.size(), images.size());
+  for (size_t i = 0; i < images.size(); ++i) EXPECT_TRUE(torch::equal(back[i], images[i])) << files[i];
+  EXPECT_THROW(write_pngs(files, {images.front()}), UsageError);  // one image per file
+  images[17] = torch::zeros({3, 4, 4});                           // float: refused as by write_png
+  EXPECT_THROW(write_pngs(files, images), UsageError);
+  files[9] = dir / "missing.png";
+  EXPECT_THROW(read_pngs(files), InputError);
+  fs::remove_all(dir);
+}

@@ -46,6 +46,22 @@ TEST(Fidelity, PsnrAndSsimMatchTorchmetrics) {
   }
 }
 
+// eval computes PSNR and SSIM on the pipelines' GPU (float64 there too): the values equal the CPU's.
+TEST(Fidelity, PsnrAndSsimOnCudaEqualTheCpuValues) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (run on the GPU machine)";
+  const StateDict images = load_safetensors(data("fidelity-expected.safetensors"));
+  const auto ref = read_json_file(data("fidelity-expected.json"));
+  for (const auto& p : ref["pairs"]) {
+    const std::string name = p["name"];
+    const at::Tensor a = images.at(name + ".a"), b = images.at(name + ".b");
+    const at::Tensor ga = a.to(at::kCUDA), gb = b.to(at::kCUDA);
+    EXPECT_NEAR(ssim(gb, ga), ssim(b, a), 1e-12) << name;
+    const double cpu = psnr(b, a), gpu = psnr(gb, ga);
+    if (std::isinf(cpu)) EXPECT_TRUE(std::isinf(gpu)) << name;
+    else EXPECT_NEAR(gpu, cpu, 1e-9) << name;
+  }
+}
+
 TEST(Fidelity, SsimOfFloatImagesUsesRangeOne) {
   const StateDict images = load_safetensors(data("fidelity-expected.safetensors"));
   const at::Tensor a = images.at("noise.a"), b = images.at("noise.b");

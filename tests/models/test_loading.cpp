@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <string>
 
 #include <torch/torch.h>
@@ -11,6 +12,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
+#include "diffbench/models/blocks/attention.hpp"
 #include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/clip_text.hpp"
 #include "diffbench/models/unet.hpp"
@@ -57,14 +59,47 @@ TEST(Loading, MadeUnderATargetInTheTargetDtype) {
     made = UNet2DConditionModel(config);
   }
   EXPECT_FALSE(ParameterTarget::current().has_value());
-  // Same parameters, by name and shape, each in the target dtype in storage of exactly its size.
+  // Same parameters, by name and shape, each in the target dtype in storage of exactly its size (or,
+  // for the attention projections that share one weight, of exactly the sizes of those sharing it).
   const auto a = initialised->named_parameters(), b = made->named_parameters();
   ASSERT_EQ(a.size(), b.size());
+  std::map<const void*, std::pair<size_t, size_t>> storages;  // bytes used by parameters, storage bytes
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].key(), b[i].key());
     EXPECT_EQ(a[i].value().sizes(), b[i].value().sizes()) << b[i].key();
     EXPECT_EQ(b[i].value().scalar_type(), at::kHalf) << b[i].key();
-    EXPECT_EQ(b[i].value().storage().nbytes(), static_cast<size_t>(b[i].value().numel()) * 2) << b[i].key();
+    auto& [used, total] = storages[b[i].value().storage().data()];
+    used += static_cast<size_t>(b[i].value().numel()) * 2;
+    total = b[i].value().storage().nbytes();
+  }
+  for (const auto& [data, sizes] : storages) EXPECT_EQ(sizes.first, sizes.second);
+  EXPECT_LT(storages.size(), b.size());  // the shared projection weights
+}
+
+// Self-attention's q, k, v (and cross-attention's k, v) share one weight, so that one GEMM computes
+// them; the outputs equal those of separate projections (a module moved to another dtype and back
+// has separate weights again and runs them one by one).
+TEST(Loading, FusedAttentionProjectionsEqualSeparateOnes) {
+  torch::manual_seed(0);
+  torch::NoGradGuard no_grad;  // with gradients the projections run one by one
+  for (int64_t cross : {int64_t{0}, int64_t{24}}) {
+    AttentionOptions o;
+    o.query_dim = 32;
+    o.cross_attention_dim = cross;
+    o.heads = 2;
+    o.dim_head = 16;
+    Attention attn(o);
+    const auto params = attn->named_parameters();
+    ASSERT_TRUE(params["to_k.weight"].is_alias_of(params["to_v.weight"]));
+    EXPECT_EQ(params["to_q.weight"].is_alias_of(params["to_k.weight"]), cross == 0);
+    const at::Tensor x = at::randn({2, 10, 32});
+    const at::Tensor context = cross ? at::randn({2, 7, cross}) : at::Tensor();
+    const at::Tensor fused = attn(x, context);
+    attn->to(at::kDouble);
+    attn->to(at::kFloat);
+    ASSERT_FALSE(attn->named_parameters()["to_k.weight"].is_alias_of(attn->named_parameters()["to_v.weight"]));
+    const at::Tensor separate = attn(x, context);
+    EXPECT_TRUE(at::allclose(fused, separate, 1e-5, 1e-6)) << "cross_attention_dim " << cross;
   }
 }
 

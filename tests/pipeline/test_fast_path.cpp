@@ -101,3 +101,30 @@ TEST_F(FastPath, CudaGraphsOfHookedCallsGiveTheEagerImages) {
     EXPECT_EQ(m1->stats(), m2->stats()) << name;
   }
 }
+
+// eval's warm-up (GenerateOptions::warm_up_only) skips the replays of graphs already captured: the
+// generation after it must still give the eager images, and the methods' counters of that
+// generation must equal the eager run's.
+TEST_F(FastPath, CudaWarmUpOnlyLeavesTheFollowingGenerationUnchanged) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (run on the GPU machine)";
+  for (const auto& [name, params] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"", nullptr},
+           {"deepcache", {{"cache_interval", 3}, {"cache_branch_id", 0}}},
+           {"tgate", {{"gate_step", 10}, {"sp_interval", 5}, {"fi_interval", 1}, {"warm_up", 2}}}}) {
+    auto graphs = load(at::kHalf, at::Device(at::kCUDA, 0), true);
+    auto eager = load(at::kHalf, at::Device(at::kCUDA, 0), false);
+    auto m1 = name.empty() ? nullptr : method(name, params);
+    auto m2 = name.empty() ? nullptr : method(name, params);
+    const auto hooks1 = m1 ? std::vector<PipelineHooks*>{m1.get()} : std::vector<PipelineHooks*>{};
+    const auto hooks2 = m2 ? std::vector<PipelineHooks*>{m2.get()} : std::vector<PipelineHooks*>{};
+    GenerateOptions warm = options(hooks1);
+    warm.warm_up_only = true;
+    graphs->generate(reference().prompts, warm);
+    if (m1) m1->reset_stats();
+    const at::Tensor with = graphs->generate(reference().prompts, options(hooks1)).images.cpu();
+    const at::Tensor without = eager->generate(reference().prompts, options(hooks2)).images.cpu();
+    const std::string what = (name.empty() ? std::string("baseline") : name) + " after a warm-up-only generation vs eager";
+    expect_close(with, without, what, 40.0);
+    if (m1) EXPECT_EQ(m1->stats(), m2->stats()) << name;
+  }
+}

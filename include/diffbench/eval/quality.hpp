@@ -33,9 +33,11 @@ struct FidelityScores {
   // needed when metrics.lpips is set.
   void add(const at::Tensor& reference_u8, const at::Tensor& image_u8, const MetricSet& metrics,
            const Lpips* lpips = nullptr);
-  // Every pair of two uint8 [N,3,H,W] batches.
+  // Every pair of two uint8 [N,3,H,W] batches. PSNR and SSIM run in float64 on `device`: on CUDA
+  // one pair after another there, on the CPU each pair on a thread of its own (LPIPS where its
+  // weights are, the CPU).
   void add_batch(const at::Tensor& reference_u8, const at::Tensor& images_u8, const MetricSet& metrics,
-                 const Lpips* lpips = nullptr);
+                 const Lpips* lpips = nullptr, const at::Device& device = at::kCPU);
 };
 
 // report.json's metrics.psnr, metrics.ssim and metrics.lpips (only those computed): what is

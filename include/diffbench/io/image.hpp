@@ -24,7 +24,11 @@ void write_png(const std::filesystem::path& file, const at::Tensor& image);
 // the report links: image i of a batch is "NNNNNN.png", i zero-padded to six digits.
 std::string png_sequence_name(size_t index);
 // Writes `images` (uint8 [N,3,H,W]) as dir/000000.png, dir/000001.png, ..., creating `dir`.
+// The images are encoded on several threads (write_pngs).
 void write_png_sequence(const std::filesystem::path& dir, const at::Tensor& images);
+// write_png of images[i] to files[i] for every i, on up to one thread per core; the first error is
+// rethrown after the others finished (files already written stay).
+void write_pngs(const std::vector<std::filesystem::path>& files, const std::vector<at::Tensor>& images);
 
 // float images in [0,1], [3,H,W] or [B,3,H,W] -> uint8 of the same shape, as diffusers'
 // numpy_to_pil: clamp to [0,1], then round(x * 255) in float32 with ties to even (numpy's round).
@@ -37,6 +41,8 @@ at::Tensor to_uint8(const at::Tensor& image01);
 // the value to 255, which we do not copy). No gamma or colour-profile conversion is applied.
 // Throws InputError naming the file when it is missing, not a PNG, truncated or corrupt.
 at::Tensor read_png(const std::filesystem::path& file);
+// read_png of every file, on up to one thread per core, in the files' order.
+std::vector<at::Tensor> read_pngs(const std::vector<std::filesystem::path>& files);
 
 // The regular files in `dir` whose extension is .png (any case), sorted by file name (byte order).
 // Throws InputError when `dir` is not a readable folder.

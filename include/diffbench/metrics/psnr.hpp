@@ -7,7 +7,7 @@
 
 namespace diffbench {
 
-// 10·log10(peak² / MSE) over all elements of a and b (same shape; compared in float64). uint8
+// 10·log10(peak² / MSE) over all elements of a and b (same shape; compared in float64 on a's device). uint8
 // images use peak 255, floating-point ones peak 1. Identical images give +infinity. Throws
 // UsageError when the shapes differ or the tensors are empty. On uint8 RGB this is torchmetrics'
 // peak_signal_noise_ratio(data_range=255) and skimage's peak_signal_noise_ratio.

@@ -11,7 +11,8 @@ struct SsimOptions {
   double k2 = 0.03;
 };
 
-// Mean SSIM of two images [C,H,W] (same shape), computed in float64 on the CPU.
+// Mean SSIM of two images [C,H,W] (same shape), computed in float64 on the device `a` is on (b is
+// moved there); CPU and CUDA agree to about 1e-15.
 // torchmetrics.functional.image.structural_similarity_index_measure with a Gaussian kernel, given
 // data range (255 for uint8 images, 1 for floating-point ones) and these options:
 //  - both images reflect-padded by r = (window - 1) / 2 on each side (PyTorch's "reflect": the edge

@@ -53,6 +53,12 @@ struct GenerateOptions {
   // Non-finite latents (after any step) or decoded images stop the run with a NumericError naming
   // the batch, step and `hook_names`; when allowed, they are only counted in BatchRecord.
   bool allow_nonfinite = false;
+  // An untimed warm-up whose images are not used: UNet calls replayed from an already captured CUDA
+  // graph are skipped (that graph's last output stands in), so a warm-up costs each (shape, graph
+  // variant)'s first and capturing call, not the whole run's arithmetic. Every variant the full
+  // run reaches is still reached (the hooks and the scheduler run every step). Non-finite values are
+  // not checked. Without graphs (CPU) the run is a plain generation.
+  bool warm_up_only = false;
   std::vector<std::string> hook_names;  // names of `hooks`, in order, for that message
   // Acceleration methods (not owned), applied in order through one CompositeHooks; empty: the
   // UNet runs without hooks.

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Issue 21's denoiser table on a GPU machine, run after tools/gpu-loading.sh (which builds build-gpu and
+# makes the random SD 1.5-topology fp16 weights and baseline.toml / deepcache.toml in WORK_DIR):
+# `diffbench bench` for baseline, DeepCache (3, 0), ToMe 0.5 and T-GATE (gate step 10) at batch 1 and 4,
+# the baseline at 1024², the baseline with the fused attention projections off (DIFFBENCH_FUSED_QKV=0),
+# and an eager batch-1 profile summed by kernel (PROFILE_OUT gets the summaries).
+#   tools/gpu-denoiser.sh WORK_DIR [PROFILE_OUT]   (summary lines start with "==")
+set -uo pipefail
+work=${1:?usage: $0 WORK_DIR [PROFILE_OUT]}
+prof=${2:-$work}
+cd "$(dirname "$0")/.."
+B=$PWD/build-gpu/bin/diffbench
+echo "== device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+printf '[[accelerate]]\nmethod = "tome"\nratio = 0.5\n' | cat "$work/baseline.toml" - >"$work/tome.toml"
+printf '[[accelerate]]\nmethod = "tgate"\ngate_step = 10\n' | cat "$work/baseline.toml" - >"$work/tgate.toml"
+sed 's/^height = 512/height = 1024/; s/^width = 512/width = 1024/' "$work/baseline.toml" >"$work/baseline1024.toml"
+bench() {  # bench LABEL SPEC BATCH RUNS [ENV=VALUE...]
+  local label=$1 spec=$2 bs=$3 runs=$4; shift 4
+  env "$@" $B bench "$work/$spec.toml" --batch-size "$bs" --runs "$runs" --warmup 1 --json >"$work/b.json" 2>"$work/err.txt" ||
+    { echo "== $label batch $bs failed: $(tail -3 "$work/err.txt")"; return; }
+  python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('== %-22s batch %d: %.4f s/batch median, first generation %.2f s, skipped modules %.0f %%' % (sys.argv[2], j['batch_size'], j['seconds_per_batch_median'], j['first_generation_s'], 100*j['skipped_module_fraction']))" "$work/b.json" "$label"
+}
+for bs in 1 4; do
+  runs=5; [ "$bs" = 4 ] && runs=3
+  bench baseline baseline "$bs" "$runs"
+  bench "baseline unfused-qkv" baseline "$bs" "$runs" DIFFBENCH_FUSED_QKV=0
+  bench "deepcache 3,0" deepcache "$bs" "$runs"
+  bench "tome 0.5" tome "$bs" "$runs"
+  bench "tgate 10" tgate "$bs" "$runs"
+done
+bench "baseline 1024" baseline1024 1 3
+bench "baseline 1024 unfused" baseline1024 1 3 DIFFBENCH_FUSED_QKV=0
+sed 's/^height = 512/height = 1024/; s/^width = 512/width = 1024/' "$work/tome.toml" >"$work/tome1024.toml"
+bench "tome 0.5 1024" tome1024 1 3
+# Eager batch-1 profile (graphs off so kernels are traced one by one): GPU time by kernel name.
+for f in on off; do
+  v=1; [ $f = off ] && v=0
+  DIFFBENCH_FUSED_QKV=$v $B bench "$work/baseline.toml" --batch-size 1 --runs 1 --warmup 1 --no-cuda-graphs \
+    --profile "$work/trace-$f.json" --json >/dev/null 2>&1 || { echo "== profile $f failed"; continue; }
+  python3 - "$work/trace-$f.json" "$f" >"$prof/kernels-b1-$f.txt" <<'PY'
+import collections, json, sys
+ev = json.load(open(sys.argv[1]))
+ev = ev.get("traceEvents", ev)
+k = collections.Counter(); n = collections.Counter()
+for e in ev:
+    if e.get("cat") == "kernel" and "dur" in e:
+        k[e["name"][:110]] += e["dur"]; n[e["name"][:110]] += 1
+total = sum(k.values())
+print("fused qkv %s: %.1f ms of GPU kernels, %d launches" % (sys.argv[2], total / 1e3, sum(n.values())))
+for name, us in k.most_common(45):
+    print("%8.2f ms %5.1f %% %6d  %s" % (us / 1e3, 100 * us / total, n[name], name))
+PY
+  head -1 "$prof/kernels-b1-$f.txt" | sed 's/^/== profile /'
+  python3 tools/trace-ops.py "$work/trace-$f.json" "" 30 >"$prof/ops-b1-$f.txt" 2>&1 || true
+  rm -f "$work/trace-$f.json"
+done
