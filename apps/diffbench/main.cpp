@@ -74,7 +74,8 @@ const CLI::Validator kUnsigned(
 struct GenerateArgs {
   std::string spec;
   std::vector<std::string> accel;
-  std::string model;
+  std::string model, prediction_type;
+  std::vector<std::string> lora;
   std::vector<std::string> prompt;
   std::string prompts;
   size_t num_samples = 0;
@@ -331,7 +332,10 @@ void add_bench(CLI::App& app, BenchArgs& a) {
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
   c->add_option("--spec", a.spec, "pipeline spec (TOML) or Python pipeline file (.py), as for eval; the flags below override its fields");
-  c->add_option("--model", a.model, "diffusers pipeline folder, a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
+  c->add_option("--model", a.model, "diffusers pipeline folder, a single-file checkpoint (FILE.safetensors, SD 1.x/2.x original layout), a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
+  c->add_option("--prediction-type", a.prediction_type, "epsilon or v_prediction, over the model's (SD 2.x single files need it)")
+      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  c->add_option("--lora", a.lora, "LoRA FILE[:SCALE] fused into the weights (repeatable; replaces the spec's [[lora]] list)");
   auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
   auto* f = c->add_option("--prompts", a.prompts,
                           "prompt source: FILE (one prompt per line, UTF-8), FILE.jsonl, coco:FILE, parti:FILE, geneval:FILE, demo");
@@ -427,6 +431,11 @@ PipelineSpec generate_spec(const GenerateArgs& a, const CLI::App& cmd) {
     resolve_spec_model(spec);  // an "ORG/NAME" id through the local hub cache
   }
   if (spec.model.empty()) throw UsageError("give --model DIR or --spec FILE.toml", "generate");
+  if (given("--prediction-type")) spec.prediction_type = a.prediction_type;
+  if (given("--lora")) {
+    spec.loras.clear();
+    for (const auto& text : a.lora) spec.loras.push_back(parse_lora_arg(text));
+  }
   if (given("--scheduler")) spec.scheduler = a.scheduler;
   if (given("--steps") || a.spec.empty()) spec.steps = a.steps;
   if (given("--guidance") || a.spec.empty()) spec.guidance = a.guidance;

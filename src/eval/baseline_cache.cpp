@@ -149,8 +149,10 @@ nlohmann::json folder_hashes(const fs::path& folder) {
 nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOptions& o,
                                      const std::vector<std::string>& prompts, const std::string& version) {
   nlohmann::json spec = baseline.to_json();
-  for (const char* k : {"file", "name", "origin", "model", "model_ref", "hub"}) spec.erase(k);
+  for (const char* k : {"file", "name", "origin", "model", "model_ref", "hub", "config"}) spec.erase(k);
   spec["model_files"] = folder_hashes(resolve_demo_alias(baseline.model, "sd"));
+  if (!baseline.model_config.empty()) spec["config_files"] = folder_hashes(baseline.model_config);
+  for (size_t i = 0; i < baseline.loras.size(); ++i) spec["lora"][i]["file"] = content_hash(baseline.loras[i].file);
   if (!baseline.variant.empty()) spec["variant"] = baseline.variant;
   for (size_t i = 0; i < baseline.accelerate.size(); ++i)
     if (!baseline.accelerate[i].plugin.empty())

@@ -1,18 +1,40 @@
 // Are baseline and candidate really the same model? Compare weight files by content, not path.
 #include "diffbench/error.hpp"
 #include "diffbench/eval/evaluator.hpp"
-#include "diffbench/io/diffusers_folder.hpp"
 #include "diffbench/io/file_identity.hpp"
+#include "diffbench/pipeline/model_source.hpp"
 
 namespace diffbench {
 
 namespace fs = std::filesystem;
 
 
+namespace {
+
+ModelSource open_source(const PipelineSpec& spec) {
+  return ModelSource::open(spec.model, ModelSourceOptions{spec.variant, spec.prediction_type, spec.model_config});
+}
+
+// Same LoRAs in the same order, with the same scales and file contents (by content, not path).
+bool same_loras(const std::vector<LoraSpec>& a, const std::vector<LoraSpec>& b, nlohmann::json& out) {
+  auto list = [](const std::vector<LoraSpec>& v) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& l : v) j.push_back({{"file", l.file.string()}, {"scale", l.scale}, {"hash", content_hash(l.file)}});
+    return j;
+  };
+  out = {{"baseline", list(a)}, {"candidate", list(b)}};
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].scale != b[i].scale || out["baseline"][i]["hash"] != out["candidate"][i]["hash"]) return false;
+  return true;
+}
+
+}  // namespace
+
 nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpec& candidate, bool allow_mismatch) {
   const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
-  auto a = DiffusersFolder::open(baseline.model, parts);
-  auto b = DiffusersFolder::open(candidate.model, parts);
+  const auto a = open_source(baseline);
+  const auto b = open_source(candidate);
   nlohmann::json out;
   out["pipeline_type"] = {{"baseline", a.pipeline_class()}, {"candidate", b.pipeline_class()}};
   for (const auto& [run, spec] : {std::pair{"baseline", &baseline}, std::pair{"candidate", &candidate}})
@@ -21,8 +43,8 @@ nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpe
   bool same = a.pipeline_class() == b.pipeline_class();
   std::vector<std::string> mismatched;
   for (const auto& part : parts) {
-    const fs::path fa = fs::weakly_canonical(a.weights_file(part, baseline.variant)),
-                   fb = fs::weakly_canonical(b.weights_file(part, candidate.variant));
+    const fs::path fa = fs::weakly_canonical(a.component(part).weights),
+                   fb = fs::weakly_canonical(b.component(part).weights);
     nlohmann::json c = {{"baseline_file", fa.string()}, {"candidate_file", fb.string()}};
     bool equal = fa == fb;
     if (!equal) {
@@ -34,6 +56,14 @@ nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpe
     c["identical"] = equal;
     if (!equal) mismatched.push_back(part);
     out["components"][part] = c;
+  }
+  // A LoRA is part of the model: fused into the text encoder and UNet.
+  if (!baseline.loras.empty() || !candidate.loras.empty()) {
+    nlohmann::json l;
+    const bool equal = same_loras(baseline.loras, candidate.loras, l);
+    l["identical"] = equal;
+    out["components"]["lora"] = l;
+    if (!equal) mismatched.push_back("lora");
   }
   same = same && mismatched.empty();
   out["same_model"] = same;

@@ -245,9 +245,11 @@ Value Interp::symbol_call(const std::string& name, const Args& args, const json&
   const std::string last = last_part(name), root = root_part(name);
   const std::string owner = name.find('.') == std::string::npos ? "" : last_part(name.substr(0, name.rfind('.')));
   if (last == "from_pretrained" && kPipelineClasses.count(owner)) return create_pipe(owner, args, e);
+  if (last == "from_single_file" && owner == "StableDiffusionPipeline") return create_pipe(owner, args, e, true);
   if ((last == "from_pretrained" || last == "from_single_file") && owner.find("Pipeline") != std::string::npos)
     refuse(e, owner + "." + last + ": diffbench runs StableDiffusionPipeline (SD 1.x/2.x text-to-image) loaded with "
-                      "from_pretrained; use StableDiffusionPipeline, DiffusionPipeline or AutoPipelineForText2Image");
+                      "from_pretrained (or StableDiffusionPipeline.from_single_file); use StableDiffusionPipeline, DiffusionPipeline or "
+                      "AutoPipelineForText2Image");
   if ((last == "from_config" || last == "from_pretrained") && owner.size() > 9 &&
       owner.compare(owner.size() - 9, 9, "Scheduler") == 0)
     return make_scheduler_value(owner, last, args, e);
@@ -455,9 +457,14 @@ std::string to_toml(const PyImport& r) {
     o << " }\n";
   }
   o << "steps = " << s.steps << "\nguidance = " << toml_value(s.guidance) << "\n";
+  if (!s.prediction_type.empty()) o << "prediction_type = " << json(s.prediction_type).dump() << "\n";
+  if (!s.model_config.empty()) o << "config = " << json(fs::absolute(s.model_config).lexically_normal().string()).dump() << "\n";
   if (s.height) o << "height = " << s.height << "\n";
   if (s.width) o << "width = " << s.width << "\n";
   o << "dtype = " << json(s.dtype).dump() << "\ndevice = " << json(s.device).dump() << "\n";
+  for (const auto& l : s.loras)
+    o << "\n[[lora]]\nfile = " << json(fs::absolute(l.file).lexically_normal().string()).dump()
+      << "\nscale = " << toml_value(l.scale) << "\n";
   for (const auto& a : s.accelerate) {
     o << "\n[[accelerate]]\nmethod = " << json(a.method).dump() << "\n";
     for (auto it = a.params.begin(); it != a.params.end(); ++it) o << it.key() << " = " << toml_value(it.value()) << "\n";

@@ -197,16 +197,24 @@ Accel* Interp::find_accel(const std::string& method) {
 
 // ---- the pipeline -------------------------------------------------------------------------------
 
-Value Interp::create_pipe(const std::string& cls, const Args& args, const json& e) {
+Value Interp::create_pipe(const std::string& cls, const Args& args, const json& e, bool single_file) {
+  const std::string how = single_file ? "from_single_file" : "from_pretrained";
+  const std::string model_key = single_file ? "pretrained_model_link_or_path" : "pretrained_model_name_or_path";
   if (have_pipe_) refuse(e, "a second pipeline (the first is built at line " + std::to_string(pipe_line_) + "); diffbench evaluates one");
-  if (args.opaque) refuse(e, "from_pretrained with *args or **kwargs diffbench cannot read statically");
-  if (args.pos.size() > 1) refuse(e, "from_pretrained with more than one positional argument");
-  const json model = need_const(args.get("pretrained_model_name_or_path", 0), e, "the model id or folder", "str");
-  if (model.is_null()) refuse(e, "from_pretrained without a model id or folder");
+  if (args.opaque) refuse(e, how + " with *args or **kwargs diffbench cannot read statically");
+  if (args.pos.size() > 1) refuse(e, how + " with more than one positional argument");
+  const json model = need_const(args.get(model_key, 0), e, "the model id or folder", "str");
+  if (model.is_null()) refuse(e, how + " without a model id or folder");
   model_ = model.get<std::string>();
   std::vector<std::string> what = {"model = \"" + model_ + "\""};
   for (const auto& [k, v] : args.kw) {
-    if (k == "pretrained_model_name_or_path" || kLoadOptions.count(k)) continue;
+    if (k == model_key || kLoadOptions.count(k)) continue;
+    if (single_file && (k == "config" || k == "prediction_type")) {
+      const std::string s = need_const(&v, e, k, "str");
+      (k == "config" ? model_config_ : prediction_type_) = s;
+      what.push_back(k + " = \"" + s + "\"");
+      continue;
+    }
     if (k == "torch_dtype") {
       dtype_ = dtype_of(v);
       if (dtype_.empty()) refuse(e, "torch_dtype must be torch.float16, torch.bfloat16 or torch.float32");
@@ -289,7 +297,49 @@ Value Interp::pipe_method(const std::string& attr, const Args& args, const json&
     note("saves the pipeline");
     return {};
   }
+  if (attr == "load_lora_weights" || attr == "fuse_lora") return lora_method(attr, args, e);
   refuse(e, "pipe." + attr + "(...) changes the pipeline in a way diffbench does not translate");
+}
+
+// pipe.load_lora_weights(PATH[, weight_name=FILE][, adapter_name=...]) and pipe.fuse_lora(lora_scale=S):
+// a loaded LoRA acts at scale 1 until fuse_lora fuses it at lora_scale; diffbench fuses at load either way.
+Value Interp::lora_method(const std::string& attr, const Args& args, const json& e) {
+  if (args.opaque) refuse(e, "pipe." + attr + " with *args or **kwargs diffbench cannot read statically");
+  if (attr == "load_lora_weights") {
+    const json path = need_const(args.get("pretrained_model_name_or_path_or_dict", 0), e, "the LoRA file or folder", "str");
+    if (path.is_null()) refuse(e, "load_lora_weights without a file or folder");
+    std::string weight_name;
+    for (const auto& [k, v] : args.kw) {
+      if (k == "pretrained_model_name_or_path_or_dict" || k == "adapter_name" || kLoadOptions.count(k)) continue;
+      if (k == "weight_name") weight_name = need_const(&v, e, k, "str").get<std::string>();
+      else refuse(e, "load_lora_weights option '" + k + "' is not translated");
+    }
+    fs::path file = path.get<std::string>();
+    if (!weight_name.empty()) file /= weight_name;
+    else if (file.extension() != ".safetensors") file /= "pytorch_lora_weights.safetensors";  // diffusers' default name
+    loras_.push_back({file.string(), 1.0, false});
+    became("[[lora]] file = \"" + file.string() + "\"");
+    return {};
+  }
+  double scale = 1.0;
+  for (const auto& [k, v] : args.kw) {
+    if (k != "lora_scale") refuse(e, "fuse_lora option '" + k + "' is not translated (only lora_scale)");
+    const json c = need_const(&v, e, k, "number");
+    if (!c.is_number()) refuse(e, "fuse_lora(lora_scale=...) must be a number");
+    scale = c.get<double>();
+  }
+  if (!args.pos.empty()) refuse(e, "fuse_lora with positional arguments (write lora_scale=...)");
+  bool any = false;
+  for (auto& l : loras_)
+    if (!l.fused) {
+      l.scale = scale;
+      l.fused = any = true;
+    }
+  if (!any) refuse(e, "fuse_lora without a load_lora_weights before it");
+  std::ostringstream text;
+  text << "[[lora]] scale = " << scale;
+  became(text.str());
+  return {};
 }
 
 Value Interp::component_method(const std::string& comp, const std::string& attr, const Args& args, const json& e) {
@@ -528,6 +578,13 @@ PyImport Interp::result() {
   if (!cache_dir_.empty()) s.cache_dir = cache_dir_;
   s.scheduler = scheduler_;
   s.scheduler_options = scheduler_options_;
+  s.prediction_type = prediction_type_;
+  auto beside = [&](const std::string& text) {  // relative to the .py file, as the model is
+    fs::path p = text;
+    return p.is_relative() ? file_.parent_path() / p : p;
+  };
+  if (!model_config_.empty()) s.model_config = beside(model_config_);
+  for (const auto& l : loras_) s.loras.push_back(LoraSpec{beside(l.file), l.scale});
   if (steps_) s.steps = steps_->value.get<int>();
   if (guidance_) s.guidance = guidance_->value.get<double>();
   if (height_) s.height = height_->value.get<int>();

@@ -105,7 +105,7 @@ class Interp {
   void refuse_if_touches_pipe(const Args& args, const json& node, const std::string& what);
 
   // pyimport_forms.cpp: the recognised forms
-  Value create_pipe(const std::string& cls, const Args& args, const json& e);
+  Value create_pipe(const std::string& cls, const Args& args, const json& e, bool single_file = false);
   Value pipe_method(const std::string& attr, const Args& args, const json& e);
   Value component_method(const std::string& comp, const std::string& attr, const Args& args, const json& e);
   Value helper_method(int helper, const std::string& attr, const Args& args, const json& e);
@@ -152,6 +152,14 @@ class Interp {
   std::string pipe_class_, model_, revision_, variant_, cache_dir_, dtype_ = "fp32", device_ = "cpu";
   std::string scheduler_;
   json scheduler_options_ = json::object();
+  std::string model_config_, prediction_type_;  // from_single_file(config=..., prediction_type=...)
+  struct Lora {
+    std::string file;
+    double scale = 1.0;
+    bool fused = false;
+  };
+  std::vector<Lora> loras_;  // load_lora_weights, in order; fuse_lora sets the scale of those not yet fused
+  Value lora_method(const std::string& attr, const Args& args, const json& e);
   std::vector<json> helpers_;  // DeepCache helpers' params
   std::vector<Accel> accel_;   // in the order they were applied
   bool tgate_loaded_ = false;

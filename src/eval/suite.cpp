@@ -19,6 +19,7 @@
 #include "diffbench/eval/pyimport.hpp"
 #include "diffbench/io/assets.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/pipeline/model_source.hpp"
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/pipeline/device.hpp"
@@ -173,7 +174,8 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
       MethodRegistry::with_builtins().create_all(spec.accelerate, spec.file.string());
       const PipelineSpec baseline = so.baseline ? *so.baseline : spec.baseline();
       stage = "load_error";
-      for (const PipelineSpec* s : {&baseline, &spec}) DiffusersFolder::open(s->model, {"text_encoder", "unet", "vae"});
+      for (const PipelineSpec* s : {&baseline, &spec})
+        ModelSource::open(s->model, ModelSourceOptions{s->variant, s->prediction_type, s->model_config});
       stage = "config_mismatch";
       const nlohmann::json consistency = check_consistency(baseline, spec, common.allow_model_mismatch);
       check_comparable(baseline, spec, consistency, common);

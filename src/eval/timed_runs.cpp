@@ -8,6 +8,7 @@
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/pipeline/model_source.hpp"
 #include "diffbench/io/file_identity.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/safetensors.hpp"
@@ -131,9 +132,20 @@ std::vector<fs::path> weight_files(const fs::path& weights) {
   return out;
 }
 
-int64_t weights_bytes(const fs::path& weights, at::ScalarType dtype) {
+int64_t tensor_bytes(const TensorInfo& t, at::ScalarType dtype) {
+  int64_t n = 1;
+  for (auto d : t.shape) n *= d;
+  return n * static_cast<int64_t>(at::elementSize(at::isFloatingType(t.dtype) ? dtype : t.dtype));
+}
+
+int64_t weights_bytes(const ComponentSource& c, at::ScalarType dtype) {
   int64_t bytes = 0;
-  for (const auto& file : weight_files(weights)) {
+  if (!c.parts.empty()) {  // a single file: this component's tensors only
+    for (const auto& part : c.parts)
+      for (const TensorInfo* t : part.tensors) bytes += tensor_bytes(*t, dtype);
+    return bytes;
+  }
+  for (const auto& file : weight_files(c.weights)) {
     const auto st = SafetensorsFile::open(file);  // kept alive while its tensor list is read
     for (const auto& t : st->tensors()) {
       int64_t n = 1;
@@ -148,16 +160,21 @@ int64_t weights_bytes(const fs::path& weights, at::ScalarType dtype) {
 
 int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions& candidate) {
   const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
-  const auto a = DiffusersFolder::open(baseline.dir, parts);
-  const auto b = DiffusersFolder::open(candidate.dir, parts);
+  auto open = [](const ModelOptions& m) {
+    return ModelSource::open(m.dir, ModelSourceOptions{m.variant, m.prediction_type, m.config_dir});
+  };
+  const auto a = open(baseline);
+  const auto b = open(candidate);
   const auto da = baseline.dtype, db = candidate.dtype;
   int64_t bytes = 0;
   for (const auto& part : parts) {
-    const auto wa = a.weights_file(part), wb = b.weights_file(part);
-    bytes += weights_bytes(wa, da);
+    const auto& ca = a.component(part);
+    const auto& cb = b.component(part);
+    bytes += weights_bytes(ca, da);
     // The pipeline shares text encoder and VAE when their files match (same dtype and device).
-    const bool shared = part != "unet" && da == db && baseline.device == candidate.device && same_content(wa, wb);
-    if (!shared) bytes += weights_bytes(wb, db);
+    const bool shared = part != "unet" && da == db && baseline.device == candidate.device &&
+                        (part == "vae" || baseline.loras == candidate.loras) && same_content(ca.weights, cb.weights);
+    if (!shared) bytes += weights_bytes(cb, db);
   }
   return bytes;
 }

@@ -105,21 +105,25 @@ void load_into(torch::nn::Module& module, const StateDict& weights, const std::s
 }
 
 uint64_t load_weights(torch::nn::Module& module, const std::filesystem::path& file, const LoadOptions& options) {
+  return load_weights(module, open_checkpoint(file), file.string(), options);
+}
+
+uint64_t load_weights(torch::nn::Module& module, const std::vector<CheckpointPart>& parts, const std::string& source,
+                      const LoadOptions& options) {
   // The files, and which of their tensors to take (a shard holds those the index assigns to it).
   std::vector<std::shared_ptr<const SafetensorsFile>> files;
   std::vector<const TensorInfo*> infos;
   std::vector<size_t> file_of;
-  auto add = [&](const TensorInfo& t) {
-    infos.push_back(&t);
-    file_of.push_back(files.size() - 1);
-  };
-  for (auto& part : open_checkpoint(file)) {
-    files.push_back(std::move(part.file));
-    for (const TensorInfo* t : part.tensors) add(*t);
+  for (const auto& part : parts) {
+    files.push_back(part.file);
+    for (const TensorInfo* t : part.tensors) {
+      infos.push_back(t);
+      file_of.push_back(files.size() - 1);
+    }
   }
   std::map<std::string, Entry> src;
   for (size_t i = 0; i < infos.size(); ++i) src[strip(infos[i]->name, options)] = Entry{infos[i]->shape, i};
-  const auto pairs = match(module, src, file.string(), options);
+  const auto pairs = match(module, src, source, options);
 
   std::vector<std::vector<TensorCopy>> per_file(files.size());
   uint64_t bytes = 0;

@@ -77,12 +77,39 @@ void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& sp
         throw InputError("key 'dtype' must be fp32, fp16 or bf16 (got '" + spec.dtype + "')", at_line(file, node));
     } else if (key == "device") {
       spec.device = expect<std::string>(node, file, key, "a string");
+    } else if (key == "prediction_type") {
+      spec.prediction_type = expect<std::string>(node, file, key, "a string");
+      if (spec.prediction_type != "epsilon" && spec.prediction_type != "v_prediction")
+        throw InputError("key 'prediction_type' must be epsilon or v_prediction (got '" + spec.prediction_type + "')",
+                         at_line(file, node));
+    } else if (key == "config") {
+      fs::path p = expect<std::string>(node, file, key, "a string");
+      spec.model_config = p.is_relative() ? file.parent_path() / p : p;
     } else {
       throw InputError("unknown key '" + key + "' in [pipeline]", at_line(file, node));
     }
   }
   if (spec.model.empty())
     throw InputError("[pipeline] needs 'model' (a diffusers folder)", file.string() + ":" + std::to_string(t.source().begin.line));
+}
+
+LoraSpec parse_lora(const toml::table& t, const fs::path& file) {
+  LoraSpec l;
+  for (const auto& [k, node] : t) {
+    const std::string key(k.str());
+    if (key == "file") {
+      fs::path p = expect<std::string>(node, file, key, "a string");
+      l.file = p.is_relative() ? file.parent_path() / p : p;
+    } else if (key == "scale") {
+      l.scale = expect<double>(node, file, key, "a number");
+      if (!std::isfinite(l.scale) || std::fabs(l.scale) > 1000)
+        throw InputError("key 'scale' must be a finite number within ±1000", at_line(file, node));
+    } else {
+      throw InputError("unknown key '" + key + "' in [[lora]] (expected file, scale)", at_line(file, node));
+    }
+  }
+  if (l.file.empty()) throw InputError("[[lora]] needs 'file'", file.string() + ":" + std::to_string(t.source().begin.line));
+  return l;
 }
 
 AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
@@ -129,8 +156,11 @@ PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
     } else if (key == "accelerate") {
       if (!node.is_array_of_tables()) throw InputError("'accelerate' must be an array of tables: [[accelerate]]", at_line(file, node));
       for (const auto& item : *node.as_array()) spec.accelerate.push_back(parse_accel(*item.as_table(), file));
+    } else if (key == "lora") {
+      if (!node.is_array_of_tables()) throw InputError("'lora' must be an array of tables: [[lora]]", at_line(file, node));
+      for (const auto& item : *node.as_array()) spec.loras.push_back(parse_lora(*item.as_table(), file));
     } else {
-      throw InputError("unknown key '" + key + "' (expected [pipeline] and [[accelerate]])", at_line(file, node));
+      throw InputError("unknown key '" + key + "' (expected [pipeline], [[lora]] and [[accelerate]])", at_line(file, node));
     }
   }
   if (!have_pipeline) throw InputError("missing the [pipeline] table", file.string());
@@ -149,7 +179,11 @@ void resolve_spec_model(PipelineSpec& spec) {
     spec.model = resolve_demo_alias(spec.model, "sd");  // the bundled demo model, unless ./demo exists
     return;
   }
-  if (fs::exists(spec.model) || !looks_like_repo_id(spec.model_ref)) return;
+  if (fs::exists(spec.model)) return;
+  const std::string ext = spec.model.extension().string();
+  if (ext == ".safetensors" || ext == ".ckpt")  // a single-file checkpoint, not a hub id
+    throw InputError("no such checkpoint file", spec.model.string());
+  if (!looks_like_repo_id(spec.model_ref)) return;
   spec.hub = resolve_hub_model(spec.model_ref, spec.revision, spec.cache_dir, spec.variant);
   spec.model = spec.hub->folder;
 }
@@ -174,6 +208,12 @@ nlohmann::json PipelineSpec::to_json() const {
   if (!model_ref.empty() && model_ref != model.string()) j["model_ref"] = model_ref;  // as written (an id, a relative path)
   if (!scheduler_options.empty()) j["scheduler_options"] = scheduler_options;
   if (!variant.empty()) j["variant"] = variant;
+  if (!prediction_type.empty()) j["prediction_type"] = prediction_type;
+  if (!model_config.empty()) j["config"] = model_config.string();
+  if (!loras.empty()) {
+    j["lora"] = nlohmann::json::array();
+    for (const auto& l : loras) j["lora"].push_back({{"file", l.file.string()}, {"scale", l.scale}});
+  }
   if (hub) j["hub"] = hub->to_json();
   if (!origin.is_null()) j["origin"] = origin;
   return j;
@@ -183,6 +223,9 @@ ModelOptions PipelineSpec::model_options(const CudaTuning& tuning) const {
   ModelOptions mo;
   mo.dir = model;
   mo.variant = variant;
+  mo.prediction_type = prediction_type;
+  mo.config_dir = model_config;
+  mo.loras = loras;
   mo.device = parse_device(device);
   mo.dtype = parse_dtype(dtype, mo.device);
   mo.cuda_graphs = tuning.cuda_graphs;
@@ -206,6 +249,24 @@ GenerateOptions PipelineSpec::generate_options(const RunProtocol& protocol) cons
   return go;
 }
 
+LoraSpec parse_lora_arg(const std::string& text, const std::string& option) {
+  LoraSpec l;
+  l.file = text;
+  const size_t colon = text.rfind(':');
+  if (colon != std::string::npos && colon + 1 < text.size()) {
+    const std::string tail = text.substr(colon + 1);
+    char* end = nullptr;
+    const double v = std::strtod(tail.c_str(), &end);
+    if (end && *end == '\0') {
+      if (!std::isfinite(v) || std::fabs(v) > 1000) throw UsageError("LoRA scale must be a finite number within ±1000", option);
+      l.file = text.substr(0, colon);
+      l.scale = v;
+    }
+  }
+  if (l.file.empty()) throw UsageError("give the LoRA as FILE[:SCALE]", option);
+  return l;
+}
+
 std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineSpec& b) {
   std::vector<std::string> out;
   auto diff = [&](const std::string& what, const auto& x, const auto& y) {
@@ -222,6 +283,8 @@ std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineS
   diff("height", a.height, b.height);
   diff("width", a.width, b.width);
   diff("dtype", a.dtype, b.dtype);
+  diff("prediction type", a.prediction_type.empty() ? std::string("model's") : a.prediction_type,
+       b.prediction_type.empty() ? std::string("model's") : b.prediction_type);
   diff("device", a.device, b.device);
   diff("accelerate methods", a.accelerate.size(), b.accelerate.size());
   return out;

@@ -8,7 +8,6 @@
 #include <torch/torch.h>
 
 #include "diffbench/error.hpp"
-#include "diffbench/io/diffusers_folder.hpp"
 #include "diffbench/io/file_identity.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/progress.hpp"
@@ -19,6 +18,8 @@
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
 #include "diffbench/pipeline/composite_hooks.hpp"
+#include "diffbench/pipeline/lora.hpp"
+#include "diffbench/pipeline/model_source.hpp"
 #include "diffbench/pipeline/noise.hpp"
 #include "diffbench/schedulers/scheduler.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
@@ -63,21 +64,33 @@ void sync(const at::Device& device) { device_synchronize(device); }
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Makes a component with its parameters allocated once, uninitialised, on the target device and
-// dtype, and reads its weights straight into them.
+// dtype, and reads its weights straight into them (from the file, or from a single file's renamed
+// tensors).
 template <typename Module, typename Config>
-Module load_component(const Config& config, const fs::path& weights, const ModelOptions& opt,
+Module load_component(const Config& config, const ComponentSource& source, const ModelOptions& opt,
                       const LoadOptions& lo = {}) {
   Module module{nullptr};
   {
     ParameterTarget target(at::TensorOptions().device(opt.device).dtype(opt.dtype));
     module = Module(config);
   }
-  load_weights(*module, weights, lo);
+  if (source.parts.empty()) load_weights(*module, source.weights, lo);
+  else load_weights(*module, source.parts, source.weights.string(), lo);
   module->to(opt.device, opt.dtype);  // the buffers the checkpoint does not hold
   module->eval();
   return module;
 }
 
+// What makes a loaded component what it is: its weights file, its config and the LoRAs fused in.
+struct ComponentIdentity {
+  fs::path weights;
+  nlohmann::json config;
+  std::vector<LoraSpec> loras;
+  // Same weights (by content, so copies match), same config, same LoRAs.
+  bool same(const ComponentIdentity& o) const {
+    return config == o.config && loras == o.loras && same_content(weights, o.weights);
+  }
+};
 
 }  // namespace
 
@@ -93,7 +106,8 @@ struct Txt2ImgPipeline::Impl {
   nlohmann::json scheduler_config;
   std::string scheduler_source;
   nlohmann::json load_report = nlohmann::json::object();
-  fs::path text_weights, text_config, vae_weights, vae_config_file;
+  ComponentIdentity text_identity, vae_identity;
+  std::string text_config_source;
 
   Impl(ModelOptions o, ClipTokenizer t) : options(std::move(o)), tokenizer(std::move(t)) {}
 };
@@ -104,19 +118,11 @@ Txt2ImgPipeline::~Txt2ImgPipeline() = default;
 struct Txt2ImgPipeline::SharedComponents {
   at::ScalarType dtype;
   at::Device device;
-  fs::path text_weights, text_config, vae_weights, vae_config_file;
+  ComponentIdentity text_identity, vae_identity;
   ClipTextModel text_encoder{nullptr};
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
 };
-
-namespace {
-// Same weights and the same config (parsed, so formatting does not matter).
-bool same_component(const fs::path& weights_a, const fs::path& config_a, const fs::path& weights_b,
-                    const fs::path& config_b) {
-  return read_json_file(config_a) == read_json_file(config_b) && same_content(weights_a, weights_b);
-}
-}  // namespace
 
 std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& options, const Logger& log) {
   return load(options, log, nullptr);
@@ -124,58 +130,73 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
 
 std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& options, const Logger& log,
                                                        const std::shared_ptr<const SharedComponents>& reuse) {
-  const auto folder =
-      DiffusersFolder::open(options.dir, {"text_encoder", "tokenizer", "unet", "vae", "scheduler"}, log);
-  if (!folder.pipeline_class().empty() && folder.pipeline_class() != "StableDiffusionPipeline")
-    log.warn("model_index.json names " + folder.pipeline_class() + "; running it as a StableDiffusionPipeline");
+  const ModelSource source =
+      ModelSource::open(options.dir, ModelSourceOptions{options.variant, options.prediction_type, options.config_dir}, log);
+  if (!source.single_file() && !source.pipeline_class().empty() && source.pipeline_class() != "StableDiffusionPipeline")
+    log.warn("model_index.json names " + source.pipeline_class() + "; running it as a StableDiffusionPipeline");
   c10::InferenceMode guard;
   auto t0 = Clock::now();
   // CUDA's context, cuBLAS and cuDNN start on a thread while the files are read.
   std::future<void> device_ready = warm_up_device_async(options.device);
-  auto impl = std::make_unique<Impl>(options, ClipTokenizer::from_dir(folder.component("tokenizer").dir));
+  TokenizerOptions tokenizer_options;
+  if (!source.pad_token().empty()) tokenizer_options.pad_token = source.pad_token();
+  auto impl = std::make_unique<Impl>(options, ClipTokenizer::from_dir(source.tokenizer_dir(), tokenizer_options));
   impl->load_report["tokenizer_s"] = seconds_since(t0);
+  impl->load_report["source"] = source.describe();
 
+  // A LoRA changes the text encoder and the UNet; the VAE is shared whatever the LoRAs.
   t0 = Clock::now();
-  impl->text_weights = folder.weights_file("text_encoder", options.variant);
-  impl->text_config = folder.config_file("text_encoder");
+  const ComponentSource& text = source.component("text_encoder");
+  impl->text_identity = {text.weights, text.config, options.loras};
+  impl->text_config_source = text.config_source;
   const bool same_place = reuse && reuse->dtype == options.dtype && reuse->device == options.device;
   impl->load_report["reused"] = nlohmann::json::array();
-  if (same_place && same_component(reuse->text_weights, reuse->text_config, impl->text_weights, impl->text_config)) {
+  if (same_place && reuse->text_identity.same(impl->text_identity)) {
     impl->text_encoder = reuse->text_encoder;
     impl->load_report["reused"].push_back("text_encoder");
   } else {
     LoadOptions text_lo;
     text_lo.strip_prefix = "text_model.";
     text_lo.ignore_unexpected = {"embeddings.position_ids"};
-    impl->text_encoder = load_component<ClipTextModel>(ClipTextConfig::from_json(JsonConfig::load(impl->text_config)),
-                                                       impl->text_weights, options, text_lo);
+    impl->text_encoder = load_component<ClipTextModel>(
+        ClipTextConfig::from_json(JsonConfig(text.config, text.config_source)), text, options, text_lo);
   }
   impl->load_report["text_encoder_s"] = seconds_since(t0);
 
   t0 = Clock::now();
-  impl->unet = load_component<UNet2DConditionModel>(UNetConfig::from_json(JsonConfig::load(folder.config_file("unet"))),
-                                                    folder.weights_file("unet", options.variant), options);
+  const ComponentSource& unet = source.component("unet");
+  const UNetConfig unet_config = UNetConfig::from_json(JsonConfig(unet.config, unet.config_source));
+  impl->unet = load_component<UNet2DConditionModel>(unet_config, unet, options);
+  impl->load_report["unet_s"] = seconds_since(t0);
+
+  if (!options.loras.empty()) {
+    t0 = Clock::now();
+    std::vector<LoraComponent> targets = {{"unet", impl->unet.ptr().get(), unet_original_rules(unet_config)}};
+    // A reused text encoder already holds the same LoRAs (its identity includes them).
+    if (impl->load_report["reused"].empty() || impl->load_report["reused"][0] != "text_encoder")
+      targets.push_back({"text_encoder", impl->text_encoder.ptr().get(), {}});
+    impl->load_report["lora"] = fuse_loras(options.loras, targets);
+    impl->load_report["lora_s"] = seconds_since(t0);
+  }
   if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(options.cudnn_benchmark);
   impl->unet_runner = std::make_unique<UNetRunner>(impl->unet, options.device,
                                                    UNetRunnerOptions{options.cuda_graphs, options.channels_last});
-  impl->load_report["unet_s"] = seconds_since(t0);
 
   t0 = Clock::now();
-  impl->vae_weights = folder.weights_file("vae", options.variant);
-  impl->vae_config_file = folder.config_file("vae");
-  if (same_place && same_component(reuse->vae_weights, reuse->vae_config_file, impl->vae_weights, impl->vae_config_file)) {
+  const ComponentSource& vae = source.component("vae");
+  impl->vae_identity = {vae.weights, vae.config, {}};
+  if (same_place && reuse->vae_identity.same(impl->vae_identity)) {
     impl->vae_config = reuse->vae_config;
     impl->vae = reuse->vae;
     impl->load_report["reused"].push_back("vae");
   } else {
-    impl->vae_config = VaeConfig::from_json(JsonConfig::load(impl->vae_config_file));
-    impl->vae = load_component<AutoencoderKL>(impl->vae_config, impl->vae_weights, options);
+    impl->vae_config = VaeConfig::from_json(JsonConfig(vae.config, vae.config_source));
+    impl->vae = load_component<AutoencoderKL>(impl->vae_config, vae, options);
   }
   impl->load_report["vae_s"] = seconds_since(t0);
 
-  const auto sched_file = folder.config_file("scheduler");
-  impl->scheduler_config = read_json_file(sched_file);
-  impl->scheduler_source = sched_file.string();
+  impl->scheduler_config = source.scheduler_config();
+  impl->scheduler_source = source.scheduler_source();
   // Fail early on a scheduler config the class cannot use.
   make_scheduler("", impl->scheduler_config, impl->scheduler_source);
   t0 = Clock::now();
@@ -193,8 +214,7 @@ const nlohmann::json& Txt2ImgPipeline::load_report() const { return impl_->load_
 
 std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared_components() const {
   auto s = std::make_shared<SharedComponents>(SharedComponents{impl_->options.dtype, impl_->options.device,
-                                                               impl_->text_weights, impl_->text_config,
-                                                               impl_->vae_weights, impl_->vae_config_file,
+                                                               impl_->text_identity, impl_->vae_identity,
                                                                impl_->text_encoder, impl_->vae, impl_->vae_config});
   return s;
 }
@@ -202,7 +222,7 @@ std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared
 at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& prompts) {
   c10::InferenceMode guard;
   auto host_ids = impl_->tokenizer.encode_batch(prompts);  // [B,77]
-  check_token_ids(host_ids, impl_->text_encoder->config().vocab_size, impl_->text_config.string());
+  check_token_ids(host_ids, impl_->text_encoder->config().vocab_size, impl_->text_config_source);
   auto ids = host_ids.to(impl_->options.device);
   return impl_->text_encoder->forward(ids).last_hidden_state;                    // [B,77,D]
 }

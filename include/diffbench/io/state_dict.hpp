@@ -40,6 +40,10 @@ void load_into(torch::nn::Module& module, const StateDict& weights, const std::s
 // the whole file is made. Names and shapes are checked first, as load_into does, and nothing is
 // copied when they disagree. Returns the bytes read.
 uint64_t load_weights(torch::nn::Module& module, const std::filesystem::path& file, const LoadOptions& options = {});
+// The same from tensors already chosen (and possibly renamed, or narrowed to a byte range and
+// reshaped, as a single-file checkpoint's key table does); `source` names them in errors.
+uint64_t load_weights(torch::nn::Module& module, const std::vector<CheckpointPart>& parts, const std::string& source,
+                      const LoadOptions& options = {});
 
 // The parameter and buffer names of `module`, sorted (for the name-parity tests).
 std::vector<std::string> state_names(const torch::nn::Module& module);

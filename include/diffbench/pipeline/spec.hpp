@@ -11,6 +11,10 @@
 //   scheduler_options = { timestep_spacing = "trailing" }   # optional: as Scheduler.from_config(config, **options)
 //   # model may also be a Hugging Face id, "ORG/NAME", found in the local hub cache (io/hub_cache.hpp),
 //   # with optional revision = "main", variant = "fp16", cache_dir = "...", or "demo" (the bundled demo model)
+//   # model may be a single-file checkpoint, "model.safetensors" (pipeline/single_file.hpp), with optional
+//   # prediction_type = "v_prediction" (SD 2.x 768 models) and config = "diffusers-folder" (its configs)
+//   [[lora]]              # zero or more LoRAs fused into the weights at load (pipeline/lora.hpp)
+//   file = "style.safetensors"   scale = 0.8
 //   [[accelerate]]        # zero or more, applied in order
 //   method = "deepcache"  cache_interval = 3  cache_branch_id = 0   # plugin = "path/lib.so" for plugins
 #pragma once
@@ -71,6 +75,9 @@ struct PipelineSpec {
   int width = 0;
   std::string dtype = "fp32";
   std::string device = "cpu";
+  std::string prediction_type;          // "" = the model's; epsilon / v_prediction
+  std::filesystem::path model_config;   // `config`: single files' configs from this diffusers folder
+  std::vector<LoraSpec> loras;          // [[lora]] tables: part of the model, so baseline() keeps them
   std::vector<AccelEntry> accelerate;
   // Where a spec translated from a Python pipeline file came from (eval/pyimport.hpp):
   // {"python": FILE, "pipeline_class": ..., "statements": [...], "ignored": [...]}; null otherwise.
@@ -99,6 +106,9 @@ PipelineSpec parse_spec(const std::string& text, const std::filesystem::path& fi
 // becomes the snapshot folder and `hub` records it). Not cached: InputError listing the folders
 // looked in and the download command.
 void resolve_spec_model(PipelineSpec& spec);
+
+// One --lora FILE[:SCALE] argument (scale 1 when absent); UsageError on a bad scale.
+LoraSpec parse_lora_arg(const std::string& text, const std::string& option = "--lora");
 
 // Differences between two specs that the report lists (steps, scheduler, guidance, size, ...).
 std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineSpec& b);

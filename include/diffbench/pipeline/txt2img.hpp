@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffbench/log.hpp"
+#include "diffbench/pipeline/lora.hpp"
 #include "diffbench/pipeline/noise.hpp"
 #include "diffbench/pipeline/step_hooks.hpp"
 
@@ -22,7 +23,10 @@ namespace diffbench {
 constexpr int kMaxImageSide = 16384;
 
 struct ModelOptions {
-  std::filesystem::path dir;           // diffusers folder
+  std::filesystem::path dir;           // diffusers folder, or a single-file checkpoint (pipeline/single_file.hpp)
+  std::string prediction_type;         // "epsilon" / "v_prediction" over the model's ("" = the model's own)
+  std::filesystem::path config_dir;    // single files: the diffusers folder whose configs are used ("" = inferred)
+  std::vector<LoraSpec> loras;         // fused into the text encoder and UNet at load (pipeline/lora.hpp)
   at::ScalarType dtype = at::kFloat;   // weights and activations
   at::Device device = at::kCPU;
   std::string variant;                 // weights variant to prefer, e.g. "fp16"

@@ -1,5 +1,5 @@
-# expect-error: 5: load_lora_weights
+# expect-error: 5: set_adapters
 from diffusers import StableDiffusionPipeline
 
 pipe = StableDiffusionPipeline.from_pretrained("runwayml/stable-diffusion-v1-5")
-pipe.load_lora_weights("some/lora")
+pipe.set_adapters(["style"], adapter_weights=[0.5])

@@ -1,0 +1,187 @@
+// LoRA: fused into the weights at load, compared with diffusers' load_lora_weights + fuse_lora
+// (tests/pipeline/data/tiny-sd-lora*, made by tools/refs/make_lora_refs.py).
+#include <gtest/gtest.h>
+
+#include "diffbench/error.hpp"
+#include "diffbench/eval/evaluator.hpp"
+#include "diffbench/eval/pyimport.hpp"
+#include "diffbench/pipeline/spec.hpp"
+#include "diffbench/pipeline/txt2img.hpp"
+#include "pipeline/single_file_support.hpp"
+#include "test_support.hpp"
+
+namespace diffbench {
+namespace {
+
+namespace fs = std::filesystem;
+using test::fixture;
+
+fs::path data(const std::string& name) { return fs::path(DIFFBENCH_SOURCE_DIR) / "tests/pipeline/data" / name; }
+
+const SafetensorsFile& reference() {
+  static auto f = SafetensorsFile::open(data("tiny-sd-lora-reference.safetensors"));
+  return *f;
+}
+
+// The reference's protocol: its prompts in one batch, one generator seeded 42, PNDM 20 steps, 64x64.
+at::Tensor generate(const ModelOptions& mo) {
+  auto pipe = Txt2ImgPipeline::load(mo);
+  const auto& meta = reference().metadata();
+  const auto prompts = nlohmann::json::parse(meta["prompts"].get<std::string>()).get<std::vector<std::string>>();
+  GenerateOptions go;
+  go.steps = 20;
+  go.guidance = 7.5;
+  go.height = go.width = 64;
+  go.batch_size = static_cast<int>(prompts.size());
+  go.noise = NoiseMode::Diffusers;
+  return pipe->generate(prompts, go).images;
+}
+
+ModelOptions with_lora(const fs::path& model, const std::string& kind) {
+  ModelOptions mo;
+  mo.dir = model;
+  mo.loras = {{data("tiny-sd-lora." + kind + ".safetensors"), std::stod(reference().metadata()["lora_scale"].get<std::string>())}};
+  return mo;
+}
+
+// Final images within 2/255 of diffusers' (shared/README.md's tolerance for free-running images).
+constexpr double kImageTol = 2.0 / 255;
+
+TEST(Lora, BaseMatchesDiffusers) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  ModelOptions mo;
+  mo.dir = fixture("tiny-sd");
+  EXPECT_TENSOR_NEAR(generate(mo), reference().get("base.image"), kImageTol);
+}
+
+TEST(Lora, PeftFileMatchesDiffusersFused) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  const at::Tensor ours = generate(with_lora(fixture("tiny-sd"), "peft"));
+  EXPECT_TENSOR_NEAR(ours, reference().get("peft.image"), kImageTol);
+  // The LoRA changes the images well beyond the tolerance, so the comparison above can fail.
+  EXPECT_GT(test::max_abs_diff(ours, reference().get("base.image")), 10 * kImageTol);
+}
+
+TEST(Lora, KohyaFileMatchesDiffusersFused) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  EXPECT_TENSOR_NEAR(generate(with_lora(fixture("tiny-sd"), "kohya")), reference().get("kohya.image"), kImageTol);
+}
+
+// kohya files named after the original layout's modules (lora_unet_input_blocks_1_1_...) resolve
+// through the single-file key table; here on a single file, with the same result as the folder.
+TEST(Lora, KohyaOriginalNamesOnASingleFile) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  const fs::path dir = test::temp_dir("lora-original");
+  save_safetensors(dir / "model.safetensors", test::original_layout(fixture("tiny-sd"), CheckpointFamily::SD1, false));
+  UNetLayout u{4, 2, {true, true, true, false}};
+  std::vector<KeyRule> rules;
+  for (const auto& c : checkpoint_keys(CheckpointFamily::SD1, u, VaeLayout{4, 1}, 2))
+    if (c.component == "unet") rules = c.rules;
+  // flattened diffusers module name -> flattened original one
+  std::map<std::string, std::string> original_flat;
+  auto flatten = [](std::string n) {
+    std::replace(n.begin(), n.end(), '.', '_');
+    return n;
+  };
+  for (const auto& [name, _] : load_safetensors(fixture("tiny-sd/unet/diffusion_pytorch_model.safetensors"))) {
+    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".weight") != 0) continue;
+    const std::string o = to_original(rules, name);
+    original_flat[flatten(name.substr(0, name.size() - 7))] = flatten(o.substr(0, o.size() - 7));
+  }
+  StateDict renamed;
+  for (const auto& [k, t] : load_safetensors(data("tiny-sd-lora.kohya.safetensors"))) {
+    std::string key = k;
+    if (k.rfind("lora_unet_", 0) == 0) {
+      const size_t dot = k.find('.');
+      key = "lora_unet_" + original_flat.at(k.substr(10, dot - 10)) + k.substr(dot);
+    }
+    renamed[key] = t;
+  }
+  ASSERT_TRUE(renamed.count("lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_down.weight"));
+  save_safetensors(dir / "lora.safetensors", renamed);
+  ModelOptions mo;
+  mo.dir = dir / "model.safetensors";
+  mo.config_dir = fixture("tiny-sd");
+  mo.loras = {{dir / "lora.safetensors", std::stod(reference().metadata()["lora_scale"].get<std::string>())}};
+  EXPECT_TENSOR_NEAR(generate(mo), reference().get("kohya.image"), kImageTol);
+  fs::remove_all(dir);
+}
+
+TEST(Lora, UnmatchedKeysAreListed) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  const fs::path dir = test::temp_dir("lora-unmatched");
+  StateDict bad = load_safetensors(data("tiny-sd-lora.kohya.safetensors"));
+  bad["lora_unet_no_such_layer.lora_down.weight"] = at::zeros({4, 32});
+  bad["lora_unet_no_such_layer.lora_up.weight"] = at::zeros({32, 4});
+  bad["something_else"] = at::zeros({1});
+  save_safetensors(dir / "bad.safetensors", bad);
+  ModelOptions mo;
+  mo.dir = fixture("tiny-sd");
+  mo.loras = {{dir / "bad.safetensors", 1.0}};
+  try {
+    Txt2ImgPipeline::load(mo);
+    FAIL() << "no error";
+  } catch (const ModelError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("lora_unet_no_such_layer.lora_down.weight"), std::string::npos) << m;
+    EXPECT_NE(m.find("something_else"), std::string::npos) << m;
+    EXPECT_NE(e.where().find("bad.safetensors"), std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Lora, SpecAndPythonForms) {
+  const fs::path dir = test::temp_dir("lora-spec");
+  const PipelineSpec s = parse_spec(
+      "[pipeline]\nmodel = \"m.safetensors\"\nprediction_type = \"v_prediction\"\nconfig = \"cfg\"\n"
+      "[[lora]]\nfile = \"a.safetensors\"\nscale = 0.5\n[[lora]]\nfile = \"b.safetensors\"\n",
+      dir / "spec.toml");
+  ASSERT_EQ(s.loras.size(), 2u);
+  EXPECT_EQ(s.loras[0].file, dir / "a.safetensors");
+  EXPECT_EQ(s.loras[0].scale, 0.5);
+  EXPECT_EQ(s.loras[1].scale, 1.0);
+  EXPECT_EQ(s.prediction_type, "v_prediction");
+  EXPECT_EQ(s.model_config, dir / "cfg");
+  EXPECT_EQ(s.baseline().loras, s.loras);  // the LoRA is part of the model, not an acceleration
+  EXPECT_THROW(parse_spec("[pipeline]\nmodel = \"m\"\n[[lora]]\nscale = 1\n", dir / "x.toml"), InputError);
+  EXPECT_THROW(parse_spec("[pipeline]\nmodel = \"m\"\nprediction_type = \"x\"\n", dir / "x.toml"), InputError);
+
+  const PyImport py = import_python_text(
+      "import torch\nfrom diffusers import StableDiffusionPipeline\n"
+      "pipe = StableDiffusionPipeline.from_single_file(\"m.safetensors\", config=\"cfg\", prediction_type=\"epsilon\")\n"
+      "pipe.load_lora_weights(\"loras\", weight_name=\"style.safetensors\")\n"
+      "pipe.fuse_lora(lora_scale=0.7)\n"
+      "pipe.load_lora_weights(\"other.safetensors\")\n"
+      "image = pipe(\"a cat\", num_inference_steps=20).images[0]\n",
+      dir / "gen.py");
+  EXPECT_EQ(py.spec.model, dir / "m.safetensors");
+  EXPECT_EQ(py.spec.model_config, dir / "cfg");
+  EXPECT_EQ(py.spec.prediction_type, "epsilon");
+  ASSERT_EQ(py.spec.loras.size(), 2u);
+  EXPECT_EQ(py.spec.loras[0].file, dir / "loras/style.safetensors");
+  EXPECT_EQ(py.spec.loras[0].scale, 0.7);
+  EXPECT_EQ(py.spec.loras[1].scale, 1.0);  // loaded, not fused: active at scale 1
+  const std::string toml = to_toml(py);
+  EXPECT_NE(toml.find("[[lora]]"), std::string::npos) << toml;
+  EXPECT_EQ(parse_spec(toml, dir / "again.toml").loras.size(), 2u);
+  fs::remove_all(dir);
+}
+
+// Baseline and candidate are one model only with the same LoRAs.
+TEST(Lora, ConsistencyCheckSeesTheLora) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  PipelineSpec base;
+  base.model = fixture("tiny-sd");
+  PipelineSpec cand = base;
+  cand.loras = {{data("tiny-sd-lora.peft.safetensors"), 0.7}};
+  EXPECT_THROW(check_consistency(base, cand, false), InputError);
+  const auto allowed = check_consistency(base, cand, true);
+  EXPECT_FALSE(allowed["same_model"].get<bool>());
+  base.loras = cand.loras;
+  EXPECT_TRUE(check_consistency(base, cand, false)["same_model"].get<bool>());
+  base.loras[0].scale = 1.0;
+  EXPECT_FALSE(check_consistency(base, cand, true)["same_model"].get<bool>());
+}
+
+}  // namespace
+}  // namespace diffbench
