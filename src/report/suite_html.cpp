@@ -68,7 +68,7 @@ void tally_section(Writer& w, const json& s) {
   const json& b = s.value("baseline_runs", json::object());
   w.element("p", {}, "Baselines generated: " + b.value("generated", json(0)).dump() + ", taken from the cache: " +
                          b.value("from_cache", json(0)).dump() + ", timed again beside a candidate: " +
-                         b.value("retimed_with_candidate", json(0)).dump() + ". " +
+                         b.value("retimed_with_candidate", json(0)).dump() + ". Rule: " +
                          suite_page::str_at(s, "baseline_reuse_rule") + ".");
   std::string th;
   const json thresholds = s.value("thresholds", json::object());

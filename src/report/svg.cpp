@@ -162,10 +162,15 @@ std::string plot(const std::vector<Series>& series, const PlotOptions& o) {
       } else {
         w.leaf("circle", circle);
       }
-      if (i < s.labels.size() && !s.labels[i].empty())
-        w.element("text", {{"x", num(f.px(s.x[i]) + 5)}, {"y", num(f.py(s.y[i]) - 5)}, {"font-size", "10"},
-                           {"fill", "#33404d"}, {"class", "point-label"}},
+      if (i < s.labels.size() && !s.labels[i].empty()) {
+        // Right of the point, or left of it near the frame's right edge; below it near the top.
+        const double lx = f.px(s.x[i]), ly = f.py(s.y[i]);
+        const bool left = lx + 8 + 6.0 * static_cast<double>(s.labels[i].size()) > f.w - kRight;
+        w.element("text", {{"x", num(left ? lx - 5 : lx + 5)}, {"y", num(ly - 5 < kTop + 10 ? ly + 13 : ly - 5)},
+                           {"text-anchor", left ? "end" : "start"}, {"font-size", "10"}, {"fill", "#33404d"},
+                           {"class", "point-label"}},
                   s.labels[i]);
+      }
     }
   }
   std::vector<std::pair<std::string, std::string>> entries;

@@ -43,6 +43,19 @@ std::string short_label(const json& point, const json& grid) {
   return out.empty() ? suite_page::str_at(point, "name") : out;
 }
 
+// "key=value key=value" in the grid's order (sweep.json's params are sorted by key).
+std::string grid_params(const json& point, const json& grid) {
+  const json& params = point.value("params", json::object());
+  std::string out;
+  for (const auto& axis : grid) {
+    const std::string key = suite_page::str_at(axis, "key");
+    if (!params.is_object() || !params.contains(key)) continue;
+    const json& v = params[key];
+    out += (out.empty() ? "" : " ") + key + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return out;
+}
+
 // The grid's keys as text, "deepcache.cache_interval, deepcache.cache_branch_id".
 std::string grid_keys(const json& grid) {
   std::string out;
@@ -74,7 +87,7 @@ void frontier_plot(Writer& w, const std::string& field, const json& f, const jso
     s.x.push_back(p["x"].get<double>());
     s.y.push_back(p["y"].get<double>());
     s.labels.push_back(short_label(point, grid));
-    s.tips.push_back(suite_page::params_text(point.value("params", json())) + ": speedup " + suite_page::speedup_text(point) +
+    s.tips.push_back(grid_params(point, grid) + ": speedup " + suite_page::speedup_text(point) +
                      ", " + label + " " + suite_page::num(p["y"], digits(field)) + (on ? " (Pareto-optimal)" : ""));
     ++plotted;
   }
@@ -133,7 +146,7 @@ void points_table(Writer& w, const json& s) {
     for (size_t k = 0; k < metrics.size(); ++k)
       attrs.push_back({"data-m-" + std::to_string(k), suite_page::sort_key(p.value(metrics[k], json()))});
     w.open("tr", attrs).element("td", {{"class", "num"}}, std::to_string(i));
-    w.open("td").element("div", {{"class", "params"}}, suite_page::params_text(p.value("params", json())));
+    w.open("td").element("div", {{"class", "params"}}, grid_params(p, s.value("grid", json::array())));
     w.element("div", {{"class", "muted"}}, suite_page::str_at(p, "name")).close();
     const bool passed = suite_page::str_at(p, "status") == "passed";
     w.element("td", {{"class", passed ? "good" : "bad"}},
