@@ -28,8 +28,9 @@ class UNetRunner {
   UNetRunner(UNet2DConditionModel unet, const at::Device& device, UNetRunnerOptions options);
   ~UNetRunner();
   // A UNet call: replayed from a CUDA graph when possible; eagerly (with `hooks`) otherwise.
+  // `added`: SDXL's added conditioning (UNetAddedCond), empty for SD 1.x/2.x.
   at::Tensor run(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
-                 UNetHooks* hooks = nullptr);
+                 UNetHooks* hooks = nullptr, const UNetAddedCond& added = {});
   // Frees captured graphs (e.g. when shapes will not recur).
   void clear();
   bool graphs_active() const;
