@@ -22,8 +22,8 @@ namespace py {
 
 namespace {
 
-const std::set<std::string> kPipelineClasses = {"StableDiffusionPipeline", "DiffusionPipeline",
-                                                "AutoPipelineForText2Image"};
+const std::set<std::string> kPipelineClasses = {"StableDiffusionPipeline", "StableDiffusionXLPipeline",
+                                                "DiffusionPipeline", "AutoPipelineForText2Image"};
 
 std::string last_part(const std::string& dotted) {
   const auto p = dotted.rfind('.');
@@ -247,15 +247,18 @@ Value Interp::symbol_call(const std::string& name, const Args& args, const json&
   if (last == "from_pretrained" && kPipelineClasses.count(owner)) return create_pipe(owner, args, e);
   if (last == "from_single_file" && owner == "StableDiffusionPipeline") return create_pipe(owner, args, e, true);
   if ((last == "from_pretrained" || last == "from_single_file") && owner.find("Pipeline") != std::string::npos)
-    refuse(e, owner + "." + last + ": diffbench runs StableDiffusionPipeline (SD 1.x/2.x text-to-image) loaded with "
-                      "from_pretrained (or StableDiffusionPipeline.from_single_file); use StableDiffusionPipeline, DiffusionPipeline or "
+    refuse(e, owner + "." + last + ": diffbench runs StableDiffusionPipeline (SD 1.x/2.x) and StableDiffusionXLPipeline "
+                      "text-to-image loaded with from_pretrained (or StableDiffusionPipeline.from_single_file); use one of "
+                      "them, DiffusionPipeline or "
                       "AutoPipelineForText2Image");
   if ((last == "from_config" || last == "from_pretrained") && owner.size() > 9 &&
       owner.compare(owner.size() - 9, 9, "Scheduler") == 0)
     return make_scheduler_value(owner, last, args, e);
   if (last == "DeepCacheSDHelper") return create_helper(args, e);
   if (root == "tomesd" && (last == "apply_patch" || last == "remove_patch")) return tome(last == "apply_patch", args, e);
-  if (last == "TgateSDLoader" || last == "TgateSDDeepCacheLoader") return tgate_loader(last, args, e);
+  if (last == "TgateSDLoader" || last == "TgateSDDeepCacheLoader" || last == "TgateSDXLLoader" ||
+      last == "TgateSDXLDeepCacheLoader")
+    return tgate_loader(last, args, e);
   if (name == "torch.compile") {
     if (!args.pos.empty() && args.pos[0].kind == Kind::Component) {
       note("torch.compile of a component: not measured (diffbench runs its own UNet)");
@@ -459,6 +462,7 @@ std::string to_toml(const PyImport& r) {
   o << "steps = " << s.steps << "\nguidance = " << toml_value(s.guidance) << "\n";
   if (!s.prediction_type.empty()) o << "prediction_type = " << json(s.prediction_type).dump() << "\n";
   if (!s.model_config.empty()) o << "config = " << json(fs::absolute(s.model_config).lexically_normal().string()).dump() << "\n";
+  if (s.guidance_rescale > 0) o << "guidance_rescale = " << toml_value(s.guidance_rescale) << "\n";
   if (s.height) o << "height = " << s.height << "\n";
   if (s.width) o << "width = " << s.width << "\n";
   o << "dtype = " << json(s.dtype).dump() << "\ndevice = " << json(s.device).dump() << "\n";

@@ -276,7 +276,7 @@ Value Interp::pipe_method(const std::string& attr, const Args& args, const json&
     return pipe;
   }
   if (attr == "tgate") {
-    if (!tgate_loaded_) refuse(e, "pipe.tgate(...) without TgateSDLoader or TgateSDDeepCacheLoader");
+    if (!tgate_loaded_) refuse(e, "pipe.tgate(...) without a T-GATE loader (TgateSDLoader, TgateSDDeepCacheLoader or their SDXL forms)");
     return generation_call(args, e, true);
   }
   if (attr == "__call__") return generation_call(args, e, false);
@@ -492,8 +492,8 @@ Value Interp::tgate_loader(const std::string& cls, const Args& args, const json&
   const int line = e.value("lineno", 0);
   accel_.push_back({"tgate", -1, json::object(), line});
   std::string what = "[[accelerate]] tgate";
-  if (cls == "TgateSDDeepCacheLoader") {
-    json dc = {{"cache_interval", 3}, {"cache_branch_id", 0}};  // TgateSDDeepCacheLoader's defaults
+  if (cls == "TgateSDDeepCacheLoader" || cls == "TgateSDXLDeepCacheLoader") {
+    json dc = {{"cache_interval", 3}, {"cache_branch_id", 0}};  // both loaders' defaults
     const char* names[] = {"cache_interval", "cache_branch_id"};
     for (const auto& [k, v] : args.kw)
       if (k != "pipe" && k != names[0] && k != names[1]) refuse(e, cls + " has no option '" + k + "'");
@@ -529,6 +529,11 @@ Value Interp::generation_call(const Args& args, const json& e, bool tgate) {
       const json g = need_const(&v, e, k, "number");
       setting(guidance_, g.get<double>(), e, k);
       what.push_back("guidance = " + g.dump());
+    } else if (k == "guidance_rescale") {
+      const json g = need_const(&v, e, k, "number");
+      if (!(g.get<double>() >= 0 && g.get<double>() <= 1)) refuse(e, "guidance_rescale must lie in [0, 1]");
+      setting(guidance_rescale_, g.get<double>(), e, k);
+      what.push_back("guidance_rescale = " + g.dump());
     } else if (k == "height" || k == "width") {
       const json n = v.kind == Kind::Const && v.c.is_null() ? json() : need_const(&v, e, k, "int");
       setting(k == "height" ? height_ : width_, n, e, k);
@@ -587,6 +592,8 @@ PyImport Interp::result() {
   for (const auto& l : loras_) s.loras.push_back(LoraSpec{beside(l.file), l.scale});
   if (steps_) s.steps = steps_->value.get<int>();
   if (guidance_) s.guidance = guidance_->value.get<double>();
+  else if (pipe_class_ == "StableDiffusionXLPipeline") s.guidance = 5.0;  // its __call__'s default guidance_scale
+  if (guidance_rescale_) s.guidance_rescale = guidance_rescale_->value.get<double>();
   if (height_) s.height = height_->value.get<int>();
   if (width_) s.width = width_->value.get<int>();
   s.dtype = dtype_;

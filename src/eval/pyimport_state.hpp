@@ -163,7 +163,7 @@ class Interp {
   std::vector<json> helpers_;  // DeepCache helpers' params
   std::vector<Accel> accel_;   // in the order they were applied
   bool tgate_loaded_ = false;
-  std::optional<Setting> steps_, guidance_, height_, width_;
+  std::optional<Setting> steps_, guidance_, guidance_rescale_, height_, width_;
   json tgate_params_ = json::object();
   json statements_ = json::array(), ignored_ = json::array();
 };

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "diffbench/error.hpp"
+#include "diffbench/models/blocks/linear.hpp"
 
 namespace diffbench {
 
@@ -94,6 +95,20 @@ ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids, const at:
   ClipTextOutput out;
   out.last_hidden_state = clip_skip == 0 ? last : final_layer_norm(kept);
   out.pooled = pooled;
+  out.hidden_kept = clip_skip == 0 ? x : kept;
+  return out;
+}
+
+ClipTextModelWithProjectionImpl::ClipTextModelWithProjectionImpl(const ClipTextConfig& config) {
+  text_model = register_module("text_model", ClipTextModel(config));
+  text_projection = register_module(
+      "text_projection", make_linear(torch::nn::LinearOptions(config.hidden_size, config.projection_dim).bias(false)));
+}
+
+ClipTextOutput ClipTextModelWithProjectionImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                                        int64_t clip_skip) {
+  ClipTextOutput out = text_model->forward(input_ids, attention_mask, clip_skip);
+  out.text_embeds = linear(text_projection, out.pooled);  // [B, projection_dim]
   return out;
 }
 

@@ -69,10 +69,9 @@ bool is_cross_attn_up(const std::string& t) { return t == "CrossAttnUpBlock2D"; 
 UNetConfig UNetConfig::from_json(const JsonConfig& c) {
   UNetConfig u;
   u.source = c.source();
-  for (const char* key : {"class_embed_type", "num_class_embeds", "addition_embed_type", "time_cond_proj_dim",
+  for (const char* key : {"class_embed_type", "num_class_embeds", "time_cond_proj_dim",
                           "encoder_hid_dim", "encoder_hid_dim_type", "cross_attention_norm", "time_embedding_act_fn",
-                          "timestep_post_act", "reverse_transformer_layers_per_block",
-                          "projection_class_embeddings_input_dim"})
+                          "timestep_post_act", "reverse_transformer_layers_per_block"})
     reject_set(c, key);
   require_value(c, "act_fn", "silu");
   require_value(c, "resnet_time_scale_shift", "default");
@@ -108,6 +107,22 @@ UNetConfig UNetConfig::from_json(const JsonConfig& c) {
   for (const char* key : {"conv_in_kernel", "conv_out_kernel"})
     if (c.get<int64_t>(key, 3) % 2 == 0) c.out_of_range(key, std::to_string(c.get<int64_t>(key, 3)), "(odd sizes only)");
   if (c.has("time_embedding_dim")) u.time_embedding_dim = c.get_int("time_embedding_dim", 0, 1, 4 * kMaxChannels);
+  if (c.has("addition_embed_type")) {
+    u.addition_embed_type = c.get<std::string>("addition_embed_type", "");
+    if (u.addition_embed_type != "text_time")
+      throw ModelError("unsupported UNet setting: 'addition_embed_type' = \"" + u.addition_embed_type +
+                           "\" (only \"text_time\", SDXL's)",
+                       c.source());
+    if (!c.has("addition_time_embed_dim") || !c.has("projection_class_embeddings_input_dim"))
+      throw ModelError("addition_embed_type \"text_time\" needs addition_time_embed_dim and "
+                       "projection_class_embeddings_input_dim",
+                       c.source());
+    u.addition_time_embed_dim = c.get_int("addition_time_embed_dim", 0, 1, kMaxChannels);
+    u.projection_class_embeddings_input_dim =
+        c.get_int("projection_class_embeddings_input_dim", 0, 1, 16 * kMaxChannels);
+  } else if (c.has("projection_class_embeddings_input_dim")) {
+    reject_set(c, "projection_class_embeddings_input_dim");  // diffusers reads it only for added embeddings
+  }
 
   for (const auto& t : u.down_block_types)
     if (t != "CrossAttnDownBlock2D" && t != "DownBlock2D")
@@ -146,6 +161,8 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
   const auto& ch = c.block_out_channels;
 
   time_embedding = register_module("time_embedding", TimestepEmbedding(ch[0], temb));
+  if (!c.addition_embed_type.empty())
+    add_embedding = register_module("add_embedding", TimestepEmbedding(c.projection_class_embeddings_input_dim, temb));
   conv_in = register_module(
       "conv_in", make_conv2d(nn::Conv2dOptions(c.in_channels, ch[0], c.conv_in_kernel).padding((c.conv_in_kernel - 1) / 2)));
 
@@ -218,12 +235,34 @@ bool UNet2DConditionModelImpl::needs_upsample_size(const at::Tensor& sample) con
   return sample.size(-2) % f != 0 || sample.size(-1) % f != 0;
 }
 
-at::Tensor UNet2DConditionModelImpl::forward_time_embedding(const at::Tensor& timestep, const at::Tensor& sample) {
+at::Tensor UNet2DConditionModelImpl::forward_time_embedding(const at::Tensor& timestep, const at::Tensor& sample,
+                                                            const UNetAddedCond& added) {
   at::Tensor t = timestep.to(sample.device());
   if (t.dim() == 0) t = t.unsqueeze(0);
   t = t.expand({sample.size(0)});  // [B]
   at::Tensor proj = timestep_embedding(t, config_.block_out_channels[0], config_.flip_sin_to_cos, config_.freq_shift);
-  return time_embedding(proj.to(sample.scalar_type()));  // [B, time_embed_dim]
+  at::Tensor emb = time_embedding(proj.to(sample.scalar_type()));  // [B, time_embed_dim]
+  if (add_embedding.is_empty()) {
+    if (added.defined()) throw UsageError("this UNet takes no added conditioning (text_embeds, time_ids)", config_.source);
+    return emb;
+  }
+  // get_aug_embed, "text_time": each time id embedded sinusoidally, appended to the pooled text embedding.
+  if (!added.defined() || !added.time_ids.defined())
+    throw UsageError("this UNet (addition_embed_type \"text_time\") needs text_embeds and time_ids", config_.source);
+  const int64_t b = added.text_embeds.size(0);
+  if (added.time_ids.size(0) != b || b != sample.size(0) ||
+      added.text_embeds.size(1) + added.time_ids.size(1) * config_.addition_time_embed_dim !=
+          config_.projection_class_embeddings_input_dim)
+    throw UsageError("added conditioning of the wrong shape for projection_class_embeddings_input_dim " +
+                         std::to_string(config_.projection_class_embeddings_input_dim),
+                     config_.source);
+  at::Tensor time_embeds = timestep_embedding(added.time_ids.to(sample.device()).flatten(),
+                                              config_.addition_time_embed_dim, config_.flip_sin_to_cos,
+                                              config_.freq_shift);  // [B*N, addition_time_embed_dim]
+  time_embeds = time_embeds.reshape({b, -1});                      // [B, N*addition_time_embed_dim]
+  const at::Tensor add_embeds =
+      at::cat({added.text_embeds.to(sample.device()), time_embeds.to(added.text_embeds.scalar_type())}, -1);  // [B, P']
+  return emb + add_embedding(add_embeds.to(emb.scalar_type()));  // [B, time_embed_dim]
 }
 
 at::Tensor UNet2DConditionModelImpl::forward_conv_in(const at::Tensor& sample) { return conv_in(sample); }
@@ -285,10 +324,11 @@ at::Tensor UNet2DConditionModelImpl::forward_conv_out(const at::Tensor& h) {
 }
 
 at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at::Tensor& timestep,
-                                             const at::Tensor& encoder_hidden_states, UNetHooks* hooks) {
+                                             const at::Tensor& encoder_hidden_states, UNetHooks* hooks,
+                                             const UNetAddedCond& added) {
   const bool pass_sizes = needs_upsample_size(sample);
   const at::Tensor x = config_.center_input_sample ? sample * 2.0 - 1.0 : sample;  // [B, Cin, H, W]
-  const at::Tensor temb = forward_time_embedding(timestep, x);                      // [B, T]
+  const at::Tensor temb = forward_time_embedding(timestep, x, added);               // [B, T]
   at::Tensor h = forward_conv_in(x);                                                // [B, C0, H, W]
 
   std::vector<at::Tensor> skips{h};

@@ -71,6 +71,11 @@ void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& sp
       if (!std::isfinite(spec.guidance) || spec.guidance < 0)
         throw InputError("key 'guidance' must be a finite number >= 0 (got " + std::to_string(spec.guidance) + ")",
                          at_line(file, node));
+    } else if (key == "guidance_rescale") {
+      spec.guidance_rescale = expect<double>(node, file, key, "a number");
+      if (!(spec.guidance_rescale >= 0 && spec.guidance_rescale <= 1))
+        throw InputError("key 'guidance_rescale' must lie in [0, 1] (got " + std::to_string(spec.guidance_rescale) + ")",
+                         at_line(file, node));
     } else if (key == "dtype") {
       spec.dtype = expect<std::string>(node, file, key, "a string");
       if (spec.dtype != "fp32" && spec.dtype != "fp16" && spec.dtype != "bf16")
@@ -207,6 +212,7 @@ nlohmann::json PipelineSpec::to_json() const {
                       {"dtype", dtype},        {"device", device},     {"accelerate", methods}};
   if (!model_ref.empty() && model_ref != model.string()) j["model_ref"] = model_ref;  // as written (an id, a relative path)
   if (!scheduler_options.empty()) j["scheduler_options"] = scheduler_options;
+  if (guidance_rescale > 0) j["guidance_rescale"] = guidance_rescale;
   if (!variant.empty()) j["variant"] = variant;
   if (!prediction_type.empty()) j["prediction_type"] = prediction_type;
   if (!model_config.empty()) j["config"] = model_config.string();
@@ -240,6 +246,7 @@ GenerateOptions PipelineSpec::generate_options(const RunProtocol& protocol) cons
   go.scheduler_options = scheduler_options;
   go.steps = steps;
   go.guidance = guidance;
+  go.guidance_rescale = guidance_rescale;
   go.height = height;
   go.width = width;
   go.seed = protocol.seed;
@@ -280,6 +287,7 @@ std::vector<std::string> spec_differences(const PipelineSpec& a, const PipelineS
   diff("scheduler options", a.scheduler_options.dump(), b.scheduler_options.dump());
   diff("steps", a.steps, b.steps);
   diff("guidance", a.guidance, b.guidance);
+  diff("guidance_rescale", a.guidance_rescale, b.guidance_rescale);
   diff("height", a.height, b.height);
   diff("width", a.width, b.width);
   diff("dtype", a.dtype, b.dtype);

@@ -23,6 +23,8 @@
 #include "diffbench/pipeline/noise.hpp"
 #include "diffbench/schedulers/scheduler.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
+#include "load_component.hpp"
+#include "sdxl_text.hpp"
 #include "unet_runner.hpp"
 
 namespace diffbench {
@@ -63,24 +65,6 @@ void sync(const at::Device& device) { device_synchronize(device); }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Makes a component with its parameters allocated once, uninitialised, on the target device and
-// dtype, and reads its weights straight into them (from the file, or from a single file's renamed
-// tensors).
-template <typename Module, typename Config>
-Module load_component(const Config& config, const ComponentSource& source, const ModelOptions& opt,
-                      const LoadOptions& lo = {}) {
-  Module module{nullptr};
-  {
-    ParameterTarget target(at::TensorOptions().device(opt.device).dtype(opt.dtype));
-    module = Module(config);
-  }
-  if (source.parts.empty()) load_weights(*module, source.weights, lo);
-  else load_weights(*module, source.parts, source.weights.string(), lo);
-  module->to(opt.device, opt.dtype);  // the buffers the checkpoint does not hold
-  module->eval();
-  return module;
-}
-
 // What makes a loaded component what it is: its weights file, its config and the LoRAs fused in.
 struct ComponentIdentity {
   fs::path weights;
@@ -92,17 +76,29 @@ struct ComponentIdentity {
   }
 };
 
+// diffusers' rescale_noise_cfg (Lin et al., "Common Diffusion Noise Schedules and Sample Steps are
+// Flawed", section 3.4): the guided prediction rescaled to the text prediction's standard deviation,
+// mixed with the unrescaled one by `rescale`.
+at::Tensor rescale_noise_cfg(const at::Tensor& cfg, const at::Tensor& text, double rescale) {
+  const std::vector<int64_t> dims = {1, 2, 3};
+  const at::Tensor std_text = text.std(dims, /*unbiased=*/true, /*keepdim=*/true);  // [B,1,1,1]
+  const at::Tensor std_cfg = cfg.std(dims, /*unbiased=*/true, /*keepdim=*/true);
+  return rescale * (cfg * (std_text / std_cfg)) + (1 - rescale) * cfg;
+}
+
 }  // namespace
 
 struct Txt2ImgPipeline::Impl {
   ModelOptions options;
   ClipTokenizer tokenizer;
   ClipTextModel text_encoder{nullptr};
+  std::unique_ptr<SdxlText> sdxl;  // StableDiffusionXLPipeline: the second text encoder; null otherwise
   UNet2DConditionModel unet{nullptr};
   std::unique_ptr<UNetRunner> unet_runner;
   CompositeHooks::VariantCounts variant_counts;  // per graph variant of hooked UNet calls
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
+  at::ScalarType vae_dtype = at::kFloat;  // options.dtype, or float32 when SDXL's force_upcast applies
   nlohmann::json scheduler_config;
   std::string scheduler_source;
   nlohmann::json load_report = nlohmann::json::object();
@@ -132,7 +128,9 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
                                                        const std::shared_ptr<const SharedComponents>& reuse) {
   const ModelSource source =
       ModelSource::open(options.dir, ModelSourceOptions{options.variant, options.prediction_type, options.config_dir}, log);
-  if (!source.single_file() && !source.pipeline_class().empty() && source.pipeline_class() != "StableDiffusionPipeline")
+  const bool sdxl = !source.single_file() && source.pipeline_class() == "StableDiffusionXLPipeline";
+  if (!source.single_file() && !source.pipeline_class().empty() && source.pipeline_class() != "StableDiffusionPipeline" &&
+      !sdxl)
     log.warn("model_index.json names " + source.pipeline_class() + "; running it as a StableDiffusionPipeline");
   c10::InferenceMode guard;
   auto t0 = Clock::now();
@@ -161,6 +159,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     impl->text_encoder = load_component<ClipTextModel>(
         ClipTextConfig::from_json(JsonConfig(text.config, text.config_source)), text, options, text_lo);
   }
+  if (sdxl) impl->sdxl = SdxlText::load(DiffusersFolder::open(options.dir, {}, log), options);
   impl->load_report["text_encoder_s"] = seconds_since(t0);
 
   t0 = Clock::now();
@@ -191,8 +190,13 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     impl->load_report["reused"].push_back("vae");
   } else {
     impl->vae_config = VaeConfig::from_json(JsonConfig(vae.config, vae.config_source));
-    impl->vae = load_component<AutoencoderKL>(impl->vae_config, vae, options);
+    // StableDiffusionXLPipeline decodes in float32 when the VAE asks for it (force_upcast) and the
+    // model runs in float16 (the SDXL VAE overflows in float16); StableDiffusionPipeline never does.
+    const bool upcast = sdxl && impl->vae_config.force_upcast && options.dtype == at::kHalf;
+    impl->vae = load_component<AutoencoderKL>(impl->vae_config, vae, options, {},
+                                              upcast ? std::optional<at::ScalarType>(at::kFloat) : std::nullopt);
   }
+  impl->vae_dtype = impl->vae->parameters().empty() ? options.dtype : impl->vae->parameters().front().scalar_type();
   impl->load_report["vae_s"] = seconds_since(t0);
 
   impl->scheduler_config = source.scheduler_config();
@@ -221,6 +225,9 @@ std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared
 
 at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& prompts) {
   c10::InferenceMode guard;
+  if (impl_->sdxl)
+    return impl_->sdxl->encode(impl_->tokenizer, impl_->text_encoder, impl_->text_config_source, prompts,
+                               impl_->options.device).embeds;  // [B,77,D1+D2]
   auto host_ids = impl_->tokenizer.encode_batch(prompts);  // [B,77]
   check_token_ids(host_ids, impl_->text_encoder->config().vocab_size, impl_->text_config_source);
   auto ids = host_ids.to(impl_->options.device);
@@ -261,6 +268,7 @@ struct Txt2ImgPipeline::Generation::State {
   size_t next = 0;                 // first prompt of the next batch
   std::vector<at::Tensor> images;
   at::Tensor negative;             // empty-prompt embeddings, computed once per batch size
+  at::Tensor negative_pooled;      // SDXL: the empty prompt's pooled embedding, with `negative`
   GenerationResult result;
 
   State(Txt2ImgPipeline& owner, std::vector<std::string> p, GenerateOptions o, StepCallback cb)
@@ -272,6 +280,7 @@ struct Txt2ImgPipeline::Generation::State {
   struct PromptEmbeddings {
     at::Tensor cond;     // [B,77,D]
     at::Tensor context;  // [2B,77,D], the empty prompt's half first, with guidance; else cond
+    UNetAddedCond added_cond, added_context;  // SDXL's pooled embeddings and time ids, as cond / context
   };
   PromptEmbeddings encode_text(const std::vector<std::string>& batch, StageTimes& times);
   at::Tensor denoise(const PromptEmbeddings& text, BatchRecord& rec, at::Tensor& finite_steps, const Logger& log);
@@ -296,6 +305,9 @@ Txt2ImgPipeline::Generation Txt2ImgPipeline::start(const std::vector<std::string
   if (opt.batch_size < 1) throw UsageError("batch size must be at least 1", "--batch-size");
   if (!std::isfinite(opt.guidance) || opt.guidance < 0)
     throw UsageError("guidance must be a finite number >= 0 (got " + std::to_string(opt.guidance) + ")", "--guidance");
+  if (!(opt.guidance_rescale >= 0 && opt.guidance_rescale <= 1))
+    throw UsageError("guidance_rescale must lie in [0, 1] (got " + std::to_string(opt.guidance_rescale) + ")",
+                     "guidance_rescale");
   const int scale = vae_scale_factor();
   if (opt.height < 0 || opt.width < 0 || opt.height > kMaxImageSide || opt.width > kMaxImageSide)
     throw UsageError("height and width must lie in [" + std::to_string(scale) + ", " + std::to_string(kMaxImageSide) +
@@ -401,14 +413,29 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
     const std::vector<std::string>& batch, StageTimes& times) {
   const auto t0 = Clock::now();
   PromptEmbeddings text;
-  text.cond = pipe.encode_prompts(batch);  // [B,77,D]
-  text.context = text.cond;
-  if (opt.guidance > 1.0) {
-    const auto count = static_cast<int64_t>(batch.size());
-    if (!negative.defined() || negative.size(0) != count)
+  const auto count = static_cast<int64_t>(batch.size());
+  if (m.sdxl) {
+    const TextConditioning cond =
+        m.sdxl->encode(m.tokenizer, m.text_encoder, m.text_config_source, batch, m.options.device);
+    text.cond = cond.embeds;  // [B,77,D1+D2]
+    const at::Tensor time_ids = sdxl_time_ids(result.height, result.width, count, cond.pooled.options());  // [B,6]
+    text.added_cond = UNetAddedCond{cond.pooled, time_ids};
+    if (opt.guidance > 1.0) {
+      if (!negative.defined() || negative.size(0) != count) {
+        const TextConditioning neg =
+            m.sdxl->negative(m.tokenizer, m.text_encoder, m.text_config_source, cond, m.options.device);
+        negative = neg.embeds;
+        negative_pooled = neg.pooled;
+      }
+      text.added_context = UNetAddedCond{at::cat({negative_pooled, cond.pooled}, 0), at::cat({time_ids, time_ids}, 0)};
+    }
+  } else {
+    text.cond = pipe.encode_prompts(batch);  // [B,77,D]
+    if (opt.guidance > 1.0 && (!negative.defined() || negative.size(0) != count))
       negative = pipe.encode_prompts(std::vector<std::string>(batch.size(), ""));
-    text.context = at::cat({negative, text.cond}, 0);  // [2B,77,D]: unconditional half first
   }
+  text.context = text.cond;
+  if (opt.guidance > 1.0) text.context = at::cat({negative, text.cond}, 0);  // [2B,77,D]: unconditional half first
   sync(m.options.device);
   times.text_encoder = seconds_since(t0);
   return text;
@@ -486,12 +513,14 @@ at::Tensor Txt2ImgPipeline::Generation::State::denoise_step(size_t i, const at::
     hooks->begin_call(call);
   }
   // Hooked calls are replayed from graphs only where the hooks give a variant key.
-  at::Tensor eps = m.unet_runner->run(model_in, t, guided ? text.context : text.cond, hooks.get(), opt.warm_up_only);
+  at::Tensor eps = m.unet_runner->run(model_in, t, guided ? text.context : text.cond, hooks.get(),
+                                      guided ? text.added_context : text.added_cond, opt.warm_up_only);
   ++rec.unet_calls;
   if (guided) {
     ++rec.guided_calls;
     auto halves = eps.chunk(2, 0);
     eps = halves[0] + opt.guidance * (halves[1] - halves[0]);
+    if (opt.guidance_rescale > 0) eps = rescale_noise_cfg(eps, halves[1], opt.guidance_rescale);
   }
   const NoiseFn step_noise = [&](const at::Tensor& like) {
     return noise.draw(like.sizes().vec(), like.scalar_type(), like.device());
@@ -509,7 +538,8 @@ at::Tensor Txt2ImgPipeline::Generation::State::decode(const at::Tensor& latents,
   const auto t0 = Clock::now();
   at::Tensor z = latents / m.vae_config.scaling_factor;
   if (m.vae_config.shift_factor) z = z + *m.vae_config.shift_factor;
-  at::Tensor image = m.vae->decode(z);  // [B,3,H,W] in about [-1,1]
+  const bool upcast = m.vae_dtype != z.scalar_type();  // SDXL's force_upcast
+  at::Tensor image = m.vae->decode(upcast ? z.to(m.vae_dtype) : z);  // [B,3,H,W] in about [-1,1]
   finite_image = image.isfinite().all();
   image = (image / 2 + 0.5).clamp(0, 1).to(at::kFloat).cpu();
   sync(m.options.device);

@@ -17,6 +17,7 @@ struct UNetRunner::Graph {
   at::cuda::CUDAGraph graph;
 #endif
   at::Tensor sample, timestep, context, out;
+  UNetAddedCond added;
 };
 
 struct UNetRunner::Side {
@@ -64,12 +65,12 @@ void UNetRunner::clear() { graphs_.clear(); }
 bool UNetRunner::graphs_active() const { return options_.cuda_graphs; }
 
 at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timestep, const at::Tensor& context,
-                           UNetHooks* hooks, bool skip_replay) {
+                           UNetHooks* hooks, const UNetAddedCond& added, bool skip_replay) {
   const at::Tensor sample =
       options_.channels_last ? sample_in.contiguous(at::MemoryFormat::ChannelsLast) : sample_in;
   std::optional<std::string> variant = std::string();
   if (options_.cuda_graphs && hooks) variant = hooks->graph_variant();
-  if (!options_.cuda_graphs || !variant) return unet_->forward(sample, timestep, context, hooks);
+  if (!options_.cuda_graphs || !variant) return unet_->forward(sample, timestep, context, hooks, added);
 #ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
   if (!variant->empty()) {
     // Graphs of hooks read those hooks' buffers: keep only the graphs of the hooks in use now.
@@ -90,7 +91,7 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {  // first call of this shape and variant: eagerly, on the side stream
     graphs_.emplace(key, nullptr);
-    return side_->on_side(device_.index(), [&] { return unet_->forward(sample, timestep, context, hooks); });
+    return side_->on_side(device_.index(), [&] { return unet_->forward(sample, timestep, context, hooks, added); });
   }
   const bool capture = !it->second;
   if (capture) {  // second: capture on the side stream (the hooks run once, inside the capture)
@@ -98,9 +99,10 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
     g->sample = sample.clone(at::MemoryFormat::Preserve);
     g->timestep = timestep.to(device_, at::kFloat).clone();
     g->context = context.clone();
+    if (added.defined()) g->added = UNetAddedCond{added.text_embeds.clone(), added.time_ids.clone()};
     side_->on_side(device_.index(), [&] {
       g->graph.capture_begin();
-      g->out = unet_->forward(g->sample, g->timestep, g->context, hooks);
+      g->out = unet_->forward(g->sample, g->timestep, g->context, hooks, g->added);
       g->graph.capture_end();
       return 0;
     });
@@ -114,12 +116,16 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
   g.sample.copy_(sample);
   g.timestep.copy_(timestep);
   g.context.copy_(context);
+  if (added.defined()) {
+    g.added.text_embeds.copy_(added.text_embeds);
+    g.added.time_ids.copy_(added.time_ids);
+  }
   g.graph.replay();
   if (!capture && hooks) hooks->replayed();  // the capturing call ran the hooks itself
   return g.out.clone();
 #else
   (void)skip_replay;
-  return unet_->forward(sample, timestep, context, hooks);
+  return unet_->forward(sample, timestep, context, hooks, added);
 #endif
 }
 

@@ -28,10 +28,11 @@ class UNetRunner {
   UNetRunner(UNet2DConditionModel unet, const at::Device& device, UNetRunnerOptions options);
   ~UNetRunner();
   // A UNet call: replayed from a CUDA graph when possible; eagerly (with `hooks`) otherwise.
+  // `added`: SDXL's added conditioning (UNetAddedCond), empty for SD 1.x/2.x.
   // `skip_replay`: a call whose graph is already captured is not replayed; the graph's last output
   // is returned (warm-ups whose results are not used: GenerateOptions::warm_up_only).
   at::Tensor run(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
-                 UNetHooks* hooks = nullptr, bool skip_replay = false);
+                 UNetHooks* hooks = nullptr, const UNetAddedCond& added = {}, bool skip_replay = false);
   // Frees captured graphs (e.g. when shapes will not recur).
   void clear();
   bool graphs_active() const;

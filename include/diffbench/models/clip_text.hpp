@@ -13,6 +13,7 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
@@ -48,6 +49,10 @@ LoadOptions clip_text_load_options();
 struct ClipTextOutput {
   at::Tensor last_hidden_state;  // [B, L, D], after final_layer_norm
   at::Tensor pooled;             // [B, D], last_hidden_state at each sequence's EOS token
+  // The encoder's output after num_hidden_layers - clip_skip layers, before final_layer_norm
+  // (transformers' hidden_states[-1 - clip_skip]; SDXL reads it with clip_skip 1).
+  at::Tensor hidden_kept;        // [B, L, D]
+  at::Tensor text_embeds;        // [B, projection_dim]: ClipTextModelWithProjection only
 };
 
 // CLIPTextEmbeddings: token + learned absolute position embeddings.
@@ -80,6 +85,21 @@ class ClipTextModelImpl : public torch::nn::Module {
   torch::nn::LayerNorm final_layer_norm{nullptr};
 };
 TORCH_MODULE(ClipTextModel);
+
+// transformers.CLIPTextModelWithProjection (SDXL's text_encoder_2): the text model and a bias-free
+// text_projection of its pooled output. Keys: text_model.*, text_projection.weight.
+class ClipTextModelWithProjectionImpl : public torch::nn::Module {
+ public:
+  explicit ClipTextModelWithProjectionImpl(const ClipTextConfig& config);
+  // ClipTextModel's output with text_embeds = text_projection(pooled).
+  ClipTextOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, int64_t clip_skip = 0);
+  const ClipTextConfig& config() const { return text_model->config(); }
+
+ private:
+  ClipTextModel text_model{nullptr};
+  torch::nn::Linear text_projection{nullptr};
+};
+TORCH_MODULE(ClipTextModelWithProjection);
 
 // InputError when a token id lies outside [0, vocab_size): a tokenizer whose vocabulary is larger
 // than the text encoder's embedding table. `ids` is checked where it is (call it on the host copy).

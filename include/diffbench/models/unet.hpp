@@ -1,4 +1,4 @@
-// diffusers' UNet2DConditionModel for the SD1.x/SD2.x topology, built from its config.json.
+// diffusers' UNet2DConditionModel for the SD1.x/SD2.x and SDXL topologies, built from its config.json.
 // Parameter names equal the diffusers checkpoint keys (down_blocks.1.attentions.0. ...).
 #pragma once
 
@@ -53,9 +53,23 @@ struct UNetConfig {
   int64_t conv_in_kernel = 3;
   int64_t conv_out_kernel = 3;
   std::optional<int64_t> time_embedding_dim;  // default 4 * block_out_channels[0]
+  // SDXL's added conditioning: addition_embed_type "text_time" (empty: none), the sinusoidal width of
+  // each time id, and the width of [pooled text embedding, embedded time ids] that add_embedding reads.
+  std::string addition_embed_type;
+  int64_t addition_time_embed_dim = 0;
+  int64_t projection_class_embeddings_input_dim = 0;
 
   static UNetConfig from_json(const JsonConfig& config);
   int64_t time_embed_dim() const { return time_embedding_dim.value_or(block_out_channels.at(0) * 4); }
+};
+
+// diffusers' added_cond_kwargs for addition_embed_type "text_time" (SDXL): text_embeds [B, P] (the
+// pooled, projected text embedding) and time_ids [B, N] (original size, crop top-left, target size).
+// Both undefined for a UNet without added conditioning.
+struct UNetAddedCond {
+  at::Tensor text_embeds;
+  at::Tensor time_ids;
+  bool defined() const { return text_embeds.defined(); }
 };
 
 class UNet2DConditionModelImpl : public torch::nn::Module {
@@ -65,13 +79,16 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // sample: [B, in_channels, H, W]; timestep: 0-d or [B]; encoder_hidden_states: [B, 77, D].
   // Returns the noise prediction [B, out_channels, H, W]. `hooks` (optional, not owned) sees every
   // block and layer (unet_hooks.hpp); without hooks nothing is called and the result is unchanged.
-  // The caller calls hooks->begin_call before each forward.
+  // The caller calls hooks->begin_call before each forward. `added` is required exactly when the
+  // config has an addition_embed_type.
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states,
-                     UNetHooks* hooks = nullptr);
+                     UNetHooks* hooks = nullptr, const UNetAddedCond& added = {});
 
   // ---- the stages forward() runs, in order (hook points for acceleration methods) ----
-  // Sinusoidal projection + time_embedding MLP: [B, time_embed_dim] in sample's dtype.
-  at::Tensor forward_time_embedding(const at::Tensor& timestep, const at::Tensor& sample);
+  // Sinusoidal projection + time_embedding MLP, plus add_embedding of the added conditioning when
+  // the config has one: [B, time_embed_dim] in sample's dtype.
+  at::Tensor forward_time_embedding(const at::Tensor& timestep, const at::Tensor& sample,
+                                    const UNetAddedCond& added = {});
   at::Tensor forward_conv_in(const at::Tensor& sample);  // [B, block_out_channels[0], H, W]
   // Each block behind before_module / after_module when hooks are given (ids "down_blocks.<i>",
   // "mid_block", "up_blocks.<i>", numbered as diffusers numbers them).
@@ -100,6 +117,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   UNetConfig config_;
   int64_t num_upsamplers_ = 0;
   TimestepEmbedding time_embedding{nullptr};
+  TimestepEmbedding add_embedding{nullptr};  // text_time only (add_time_proj has no parameters)
   torch::nn::Conv2d conv_in{nullptr};
   torch::nn::ModuleList down_blocks{nullptr}, up_blocks{nullptr};
   std::vector<UNetDownBlock> down_blocks_;

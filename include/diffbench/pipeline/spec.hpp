@@ -9,6 +9,7 @@
 //   scheduler = "pndm"    steps = 50    guidance = 7.5    height = 512    width = 512
 //   dtype = "fp16"        device = "cuda"
 //   scheduler_options = { timestep_spacing = "trailing" }   # optional: as Scheduler.from_config(config, **options)
+//   guidance_rescale = 0.7   # optional: diffusers' guidance_rescale (0 = off, the default)
 //   # model may also be a Hugging Face id, "ORG/NAME", found in the local hub cache (io/hub_cache.hpp),
 //   # with optional revision = "main", variant = "fp16", cache_dir = "...", or "demo" (the bundled demo model)
 //   # model may be a single-file checkpoint, "model.safetensors" (pipeline/single_file.hpp), with optional
@@ -71,6 +72,7 @@ struct PipelineSpec {
   nlohmann::json scheduler_options = nlohmann::json::object();  // config keys over the checkpoint's
   int steps = 50;
   double guidance = 7.5;
+  double guidance_rescale = 0.0;  // diffusers' guidance_rescale (0: off)
   int height = 0;              // 0 = from the model
   int width = 0;
   std::string dtype = "fp32";

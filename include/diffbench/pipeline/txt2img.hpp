@@ -1,4 +1,5 @@
-// Stable Diffusion 1.x text-to-image, step for step as diffusers' StableDiffusionPipeline.
+// Stable Diffusion text-to-image, step for step as diffusers' StableDiffusionPipeline (SD 1.x/2.x) or
+// StableDiffusionXLPipeline (model_index.json naming it: two text encoders, added conditioning).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,9 @@ struct GenerateOptions {
   nlohmann::json scheduler_options = nlohmann::json::object();
   int steps = 50;
   double guidance = 7.5;   // classifier-free guidance runs when > 1
+  // diffusers' guidance_rescale: with guidance, the guided prediction is rescaled towards the text
+  // prediction's standard deviation by this fraction (0: off, diffusers' default).
+  double guidance_rescale = 0.0;
   uint64_t seed = 42;
   int height = 0;          // 0 = unet sample_size × VAE scale factor
   int width = 0;
@@ -152,7 +156,8 @@ class Txt2ImgPipeline {
   const nlohmann::json& load_report() const;
 
   // Exposed for tests and the evaluator.
-  at::Tensor encode_prompts(const std::vector<std::string>& prompts);  // [B,77,D]
+  // [B,77,D]; SDXL: both encoders' penultimate hidden states concatenated ([B,77,D1+D2]).
+  at::Tensor encode_prompts(const std::vector<std::string>& prompts);
 
  private:
   struct Impl;

@@ -1,4 +1,4 @@
-# expect-error: 4: StableDiffusionXLPipeline
-from diffusers import StableDiffusionXLPipeline
+# expect-error: 4: StableDiffusionXLImg2ImgPipeline
+from diffusers import StableDiffusionXLImg2ImgPipeline
 
-pipe = StableDiffusionXLPipeline.from_pretrained("stabilityai/stable-diffusion-xl-base-1.0")
+pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained("stabilityai/stable-diffusion-xl-refiner-1.0")
