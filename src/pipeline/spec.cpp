@@ -1,5 +1,6 @@
 #include "diffbench/pipeline/spec.hpp"
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -138,9 +139,62 @@ AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
   return e;
 }
 
+// toml++ 3.3 assumes (TOML_ASSERT_ASSUME: undefined behaviour in a release build) that a table
+// header's key starts with a key character or a quote; a header such as "[=" breaks that (found by
+// fuzz_spec). Such headers are refused here, before toml++ reads the text. Headers are the lines
+// that start with '[' outside strings, comments and the brackets of values.
+void refuse_malformed_headers(const std::string& text, const fs::path& file) {
+  const auto key_start = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '"' || c == '\'' || c == ']';
+  };
+  const size_t n = text.size();
+  size_t line = 1;
+  int depth = 0;               // open '[' and '{' of values
+  bool line_start = true;      // nothing but whitespace so far on this line
+  for (size_t i = 0; i < n; ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      line_start = true;
+    } else if (c == ' ' || c == '\t' || c == '\r') {
+    } else if (c == '#') {
+      while (i + 1 < n && text[i + 1] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      const bool triple = i + 2 < n && text[i + 1] == c && text[i + 2] == c;
+      i += triple ? 3 : 1;
+      for (; i < n; ++i) {
+        if (text[i] == '\n') ++line;
+        if (c == '"' && text[i] == '\\') {
+          if (i + 1 < n && text[i + 1] == '\n') ++line;
+          ++i;
+        } else if (text[i] == c && (!triple || (i + 2 < n && text[i + 1] == c && text[i + 2] == c))) {
+          if (triple) i += 2;
+          break;
+        } else if (!triple && text[i] == '\n') {
+          break;  // an unterminated string: toml++ reports it
+        }
+      }
+      line_start = false;
+    } else if (c == '[' && depth == 0 && line_start) {
+      size_t j = i + 1;
+      if (j < n && text[j] == '[') ++j;
+      while (j < n && (text[j] == ' ' || text[j] == '\t')) ++j;
+      if (j < n && !key_start(text[j]))
+        throw InputError("invalid TOML: a table header must start with a key (a name or a quoted string)",
+                         file.string() + ":" + std::to_string(line));
+      while (i + 1 < n && text[i + 1] != '\n') ++i;  // the rest of the header line
+    } else {
+      line_start = false;
+      if (c == '[' || c == '{') ++depth;
+      if ((c == ']' || c == '}') && depth > 0) --depth;
+    }
+  }
+}
+
 }  // namespace
 
 PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
+  refuse_malformed_headers(text, file);
   toml::table root;
   try {
     root = toml::parse(text, file.string());

@@ -30,31 +30,25 @@ std::vector<std::string> metric_order(const json& frontiers) {
 
 int digits(const std::string& field) { return field == "ssim" || field == "lpips" ? 4 : 2; }
 
-// A point's label on the plot: its grid values in the grid's order, "2, 0".
-std::string short_label(const json& point, const json& grid) {
+// A point's grid values in the grid's order (sweep.json's params are sorted by key): "2, 0" as a
+// label on the plot (the point's name when it has none), "key=value key=value" in the tables.
+std::string grid_values(const json& point, const json& grid, bool with_keys) {
   const json& params = point.value("params", json::object());
   std::string out;
   for (const auto& axis : grid) {
     const std::string key = suite_page::str_at(axis, "key");
     if (!params.is_object() || !params.contains(key)) continue;
     const json& v = params[key];
-    out += (out.empty() ? "" : ", ") + (v.is_string() ? v.get<std::string>() : v.dump());
-  }
-  return out.empty() ? suite_page::str_at(point, "name") : out;
-}
-
-// "key=value key=value" in the grid's order (sweep.json's params are sorted by key).
-std::string grid_params(const json& point, const json& grid) {
-  const json& params = point.value("params", json::object());
-  std::string out;
-  for (const auto& axis : grid) {
-    const std::string key = suite_page::str_at(axis, "key");
-    if (!params.is_object() || !params.contains(key)) continue;
-    const json& v = params[key];
-    out += (out.empty() ? "" : " ") + key + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+    out += (out.empty() ? "" : with_keys ? " " : ", ") + (with_keys ? key + "=" : "") +
+           (v.is_string() ? v.get<std::string>() : v.dump());
   }
   return out;
 }
+std::string short_label(const json& point, const json& grid) {
+  const std::string out = grid_values(point, grid, false);
+  return out.empty() ? suite_page::str_at(point, "name") : out;
+}
+std::string grid_params(const json& point, const json& grid) { return grid_values(point, grid, true); }
 
 // The grid's keys as text, "deepcache.cache_interval, deepcache.cache_branch_id".
 std::string grid_keys(const json& grid) {

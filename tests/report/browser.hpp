@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/cli_support.hpp"
+#include "report/page_text.hpp"
 #include "test_support.hpp"
 
 namespace diffbench::test {
@@ -26,12 +27,6 @@ inline std::string find_chromium() {
 inline std::string read_text(const std::filesystem::path& p) {
   std::ifstream in(p);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-inline size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-  return n;
 }
 
 struct Browser {

@@ -10,17 +10,13 @@
 #include "diffbench/report/svg.hpp"
 #include "report/heatmap.hpp"
 #include "report/quality_markdown.hpp"
+#include "report/page_text.hpp"
 
 using namespace diffbench;
+using diffbench::test::count;
 using nlohmann::json;
 
 namespace {
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-  return n;
-}
 
 // A report.json of three prompts as the evaluator writes it (schema diffbench.eval/2), prompt 1
 // carrying markup.

@@ -5,17 +5,13 @@
 
 #include "diffbench/eval/sweep.hpp"
 #include "diffbench/report/suite_html.hpp"
+#include "report/page_text.hpp"
 
 using namespace diffbench;
+using diffbench::test::count;
 using nlohmann::json;
 
 namespace {
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-  return n;
-}
 
 // A suite.json as run_suite writes it: one passed, one failed on quality, one that did not run,
 // with markup in its file name and message, and one whose report path leaves the folder.
