@@ -26,9 +26,19 @@ std::string xxh3(const at::Tensor& t) {
   return hex;
 }
 
+// The files written for a test process, removed when it exits.
+struct MadeFiles {
+  std::map<CheckpointFamily, fs::path> files;
+  ~MadeFiles() {
+    std::error_code ec;
+    for (const auto& entry : files) fs::remove_all(entry.second.parent_path(), ec);
+  }
+};
+
 // The original-layout file of tiny-sd (or its SD 2.x-shaped variant), written once per family.
 fs::path original_file(CheckpointFamily family) {
-  static std::map<CheckpointFamily, fs::path> made;
+  static MadeFiles made_files;
+  auto& made = made_files.files;
   auto it = made.find(family);
   if (it != made.end()) return it->second;
   const fs::path dir = test::temp_dir(family == CheckpointFamily::SD1 ? "single-sd1" : "single-sd2");
