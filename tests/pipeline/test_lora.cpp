@@ -20,7 +20,7 @@ using test::fixture;
 fs::path data(const std::string& name) { return fs::path(DIFFBENCH_SOURCE_DIR) / "tests/pipeline/data" / name; }
 
 const SafetensorsFile& reference() {
-  static auto f = SafetensorsFile::open(data("tiny-sd-lora-reference.safetensors"));
+  static auto f = SafetensorsFile::open(data("tiny-sd-lora-expected.safetensors"));
   return *f;
 }
 

@@ -7,7 +7,7 @@
                                    rank in the file's lora_adapter_metadata)
   tiny-sd-lora.kohya.safetensors   the same weights under kohya / A1111 names (lora_unet_*, lora_te_*,
                                    .lora_down / .lora_up / .alpha), written here
-  tiny-sd-lora-reference.safetensors  images of diffusers with each file loaded by load_lora_weights and
+  tiny-sd-lora-expected.safetensors  images of diffusers with each file loaded by load_lora_weights and
                                    fused with fuse_lora(lora_scale=0.7): "peft.image", "kohya.image" (the
                                    two agree to 1e-6), and "base.image" without the LoRA; 2 prompts, PNDM
                                    20 steps, guidance 7.5, 64x64, seed 42 (one CPU generator for the batch)
@@ -79,7 +79,7 @@ def main(folder, out):
         refs[f"{kind}.image"] = images(p)
     print("peft vs kohya max diff", (refs["peft.image"] - refs["kohya.image"]).abs().max().item(),
           "lora vs base", (refs["peft.image"] - base).abs().max().item())
-    save_file(refs, out / "tiny-sd-lora-reference.safetensors",
+    save_file(refs, out / "tiny-sd-lora-expected.safetensors",
               metadata={"prompts": json.dumps(PROMPTS), "lora_scale": str(SCALE), "steps": "20", "scheduler": "pndm",
                         "guidance": "7.5", "size": "64x64", "seed": "42"})
 
