@@ -74,7 +74,7 @@ const CLI::Validator kUnsigned(
 struct GenerateArgs {
   std::string spec;
   std::vector<std::string> accel;
-  std::string model, prediction_type;
+  std::string model, prediction_type, config;
   std::vector<std::string> lora;
   std::vector<std::string> prompt;
   std::string prompts;
@@ -335,6 +335,7 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
   c->add_option("--model", a.model, "diffusers pipeline folder, a single-file checkpoint (FILE.safetensors, SD 1.x/2.x original layout), a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
   c->add_option("--prediction-type", a.prediction_type, "epsilon or v_prediction, over the model's (SD 2.x single files need it)")
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  c->add_option("--config", a.config, "single-file checkpoints: a diffusers folder whose configs describe the model, for models off their family's defaults (the spec's config)");
   c->add_option("--lora", a.lora, "LoRA FILE[:SCALE] fused into the weights (repeatable; replaces the spec's [[lora]] list)");
   auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
   auto* f = c->add_option("--prompts", a.prompts,
@@ -432,6 +433,7 @@ PipelineSpec generate_spec(const GenerateArgs& a, const CLI::App& cmd) {
   }
   if (spec.model.empty()) throw UsageError("give --model DIR or --spec FILE.toml", "generate");
   if (given("--prediction-type")) spec.prediction_type = a.prediction_type;
+  if (given("--config")) spec.model_config = a.config;
   if (given("--lora")) {
     spec.loras.clear();
     for (const auto& text : a.lora) spec.loras.push_back(parse_lora_arg(text));

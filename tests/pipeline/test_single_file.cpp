@@ -8,6 +8,7 @@
 #include "diffbench/pipeline/single_file.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
 #include "pipeline/single_file_support.hpp"
+#include "cli/cli_support.hpp"
 #include "test_support.hpp"
 
 namespace diffbench {
@@ -109,6 +110,29 @@ TEST(SingleFile, Sd2SameImagesAsFolder) {
   const at::Tensor a = generate(folder);
   const at::Tensor b = generate(file, folder);
   EXPECT_TRUE(at::equal(a, b)) << "max abs diff " << test::max_abs_diff(a, b);
+}
+
+// `generate --model FILE --config DIR` is the spec's `config`: the single file with the folder's configs
+// writes the folder's PNG byte for byte; a --config that is not a folder is an input error naming it.
+TEST(SingleFile, GenerateCliTakesAConfigFolder) {
+  DIFFBENCH_REQUIRE_FIXTURE(fixture("tiny-sd"));
+  const fs::path dir = test::temp_dir("single-cli");
+  const std::string common = " --prompt 'a red cube' --steps 3 --height 64 --width 64 --quiet --out ";
+  const auto folder = run_diffbench("generate --model " + shell_quote(fixture("tiny-sd").string()) + common +
+                                    shell_quote((dir / "folder").string()));
+  ASSERT_EQ(folder.exit_code, 0) << folder.output;
+  const std::string file = shell_quote(original_file(CheckpointFamily::SD1).string());
+  const auto single = run_diffbench("generate --model " + file + " --config " + shell_quote(fixture("tiny-sd").string()) +
+                                    common + shell_quote((dir / "single").string()));
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  EXPECT_EQ(test::read_bytes(dir / "folder" / "000000.png"), test::read_bytes(dir / "single" / "000000.png"));
+  const auto bad = run_diffbench("generate --model " + file + " --config " + shell_quote((dir / "nowhere").string()) +
+                                 common + shell_quote((dir / "bad").string()));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("nowhere"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(dir / "bad"));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
 
 // What the tensors show is read from them; what they cannot show takes the family's default.
