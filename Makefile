@@ -67,9 +67,9 @@ demo: configure  # the command only: the tests are not built
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target diffbench_cli
 	./tools/demo.sh $(BUILD_DIR)/bin/diffbench
 
-fuzz:  # libFuzzer targets (clang, ASan + UBSan), each run FUZZ_SECONDS on a seed corpus; fails on any finding
+fuzz: deps venv  # libFuzzer targets (clang, ASan + UBSan), each run FUZZ_SECONDS on a seed corpus; fails on any finding
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="clang libclang-rt-dev"
-	./tools/fuzz.sh $(or $(FUZZ_SECONDS),30)
+	FUZZ_TORCH="$(TORCH_PREFIX)" ./tools/fuzz.sh $(or $(FUZZ_SECONDS),30) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD_DIR)
