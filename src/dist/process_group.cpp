@@ -248,8 +248,9 @@ ProcessGroup::~ProcessGroup() {
   try {
     finish();
     if (impl_->serves_store && !impl_->peer_failed) {
-      // The others' last calls go to this rank's store: it stays up until they are done.
-      const auto deadline = Clock::now() + impl_->options.join_timeout;
+      // The others' last calls go to this rank's store: it stays up until they are done (they finish
+      // right after the last collective, so this is short unless one died there).
+      const auto deadline = Clock::now() + impl_->options.heartbeat_timeout;
       for (int r = 1; r < impl_->world.size; ++r)
         while (!impl_->store->check({rank_key("finished", r)}) && !impl_->store->check({"failed"}) &&
                Clock::now() < deadline)

@@ -180,6 +180,34 @@ TEST_F(DistCli, KilledRankEndsTheOtherWithinTheTimeout) {
   EXPECT_FALSE(fs::exists(out / "report.json"));  // no report from half a run
 }
 
+// Rank 0 fails on bad input (its --out is occupied; the other ranks never look at --out) while
+// rank 1 is loading: rank 1 ends with rank 0's exit code and message, not after its whole run.
+TEST_F(DistCli, FailedRankEndsTheOtherWithItsMessage) {
+  const fs::path out = dir_ / "occupied";
+  fs::create_directories(out);
+  std::ofstream(out / "notes.txt") << "not diffbench's\n";
+  const std::string run_args = std::regex_replace(args(out), std::regex("--num-samples 4"), "--num-samples 16");
+  const std::string script =
+      "cd " + shell_quote(dir_.string()) + " && export MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+      std::to_string(free_port()) + " WORLD_SIZE=2 DIFFBENCH_DIST_TIMEOUT=5 DIFFBENCH_BASELINE_CACHE=off\n" +
+      "RANK=0 LOCAL_RANK=0 " + binary() + " " + run_args + " > rank0.log 2>&1 & p0=$!\n" +
+      "RANK=1 LOCAL_RANK=1 " + binary() + " " + run_args + " > rank1.log 2>&1 & p1=$!\n" +
+      "t0=$(date +%s%N); wait $p0; rc0=$?\n"
+      "for i in $(seq 600); do kill -0 $p1 2>/dev/null || break; sleep 0.1; done\n"
+      "t1=$(date +%s%N); if kill -0 $p1 2>/dev/null; then kill -9 $p1; echo 'rank 1 did not stop'; fi\n"
+      "wait $p1; echo \"rc0=$rc0 rc1=$? ms=$(( (t1 - t0) / 1000000 ))\"\n";
+  const auto r = run_shell(script);
+  const std::string rank0 = file_bytes(dir_ / "rank0.log"), rank1 = file_bytes(dir_ / "rank1.log");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("rc0=(\\d+) rc1=(\\d+) ms=(\\d+)"))) << r.output << rank1;
+  EXPECT_EQ(std::stoi(m[1]), 2) << rank0;
+  EXPECT_EQ(std::stoi(m[2]), 2) << rank1;  // rank 0's exit code: a usage error
+  EXPECT_LT(std::stoi(m[3]), 60000) << rank1;  // from rank 0's start to rank 1's end, on a loaded machine
+  EXPECT_NE(rank1.find("rank 1 stops: rank 0 ("), std::string::npos) << rank1;
+  EXPECT_NE(rank1.find("output folder exists and is not empty"), std::string::npos) << rank1;
+  EXPECT_TRUE(fs::exists(out / "notes.txt"));
+}
+
 TEST_F(DistCli, LauncherMistakesAreUsageErrors) {
   const std::string bin = binary();
   // A multi-process launch without the rendezvous address: exit 2 naming the variable.
