@@ -9,10 +9,11 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := cmake ninja-build g++ pkg-config python3-venv nlohmann-json3-dev libtomlplusplus-dev \
-                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev
+                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev libgloo-dev
 
-# Only tests need these: headless Chromium renders report.html in tests/report (skipped without it).
-TEST_DEB_PACKAGES := chromium
+# Only tests need these: headless Chromium renders report.html in tests/report, Open MPI's mpirun
+# launches tests/dist's two-process run (each skipped without it).
+TEST_DEB_PACKAGES := chromium openmpi-bin
 
 VENV_KEY := $(shell cat tools/requirements-torch.txt <($(PYTHON) -c 'import sys;print(sys.version_info[:2])') | sha1sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/diffbench/venv-$(VENV_KEY)

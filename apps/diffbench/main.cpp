@@ -3,8 +3,10 @@
 #include <chrono>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +16,8 @@
 #include "diffbench/accel/method_docs.hpp"
 #include "diffbench/accel/spec_run.hpp"
 #include "diffbench/demo/train.hpp"
+#include "diffbench/dist/process_group.hpp"
+#include "diffbench/dist/world.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/eval/bench.hpp"
@@ -565,17 +569,61 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   return o;
 }
 
-int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
-  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
-  EvalOptions o = eval_options(a, cmd);
-  o.candidate = load_pipeline_file(a.candidate);
-  if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
-  const EvalResult r = run_eval_cached(o, baseline_cache_dir(a.baseline_cache, a.no_baseline_cache), log);
-  if (a.json)
-    std::cout << r.report.dump(2) << "\n";
-  else
-    std::cout << render_summary(r.report) << "report: " << (r.out / "report.html").string() << "\n";
-  return r.passed ? 0 : 1;
+// A multi-process run's group options: DIFFBENCH_DIST_TIMEOUT (seconds, default 60) is how long a
+// rank may go without a heartbeat before the others take it for dead; a rank that learns of a
+// failed or dead rank prints why and ends with that rank's exit code (3 for a dead one).
+ProcessGroupOptions process_group_options(int rank) {
+  ProcessGroupOptions o;
+  if (const char* v = std::getenv("DIFFBENCH_DIST_TIMEOUT")) {
+    double s = 0;
+    size_t used = 0;
+    try {
+      s = std::stod(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || v[used] != '\0' || !std::isfinite(s) || s <= 0 || s > 1e6)
+      throw UsageError(std::string("'") + v + "' is not a number of seconds > 0", "DIFFBENCH_DIST_TIMEOUT");
+    o.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+  }
+  o.join_timeout = std::max<std::chrono::milliseconds>(std::chrono::minutes(5), o.heartbeat_timeout);
+  o.on_peer_failure = [rank](int code, const std::string& message) {
+    std::cerr << "diffbench: rank " << rank << " stops: " << message << std::endl;
+    std::_Exit(code);  // the main thread may be inside a collective that would wait for the dead rank
+  };
+  return o;
+}
+
+int run_eval_command(const EvalArgs& a, const CLI::App& cmd, const World& world) {
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2) && world.rank == 0);
+  std::unique_ptr<ProcessGroup> group;
+  if (world.distributed()) {
+    group = ProcessGroup::join(world, process_group_options(world.rank));
+    log.info(world.describe() + ": joined at " + world.master_addr + ":" + std::to_string(world.master_port));
+  }
+  try {
+    EvalOptions o = eval_options(a, cmd);
+    o.candidate = load_pipeline_file(a.candidate);
+    if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
+    o.group = group.get();
+    o.candidate.device = rank_device(o.candidate.device, world);  // "cuda": this rank's GPU
+    if (o.baseline) o.baseline->device = rank_device(o.baseline->device, world);
+    // The baseline cache is one process's: a multi-process run generates its baseline.
+    const EvalResult r =
+        group ? run_eval(o, log) : run_eval_cached(o, baseline_cache_dir(a.baseline_cache, a.no_baseline_cache), log);
+    if (world.rank != 0) return 0;  // rank 0 reports
+    if (a.json)
+      std::cout << r.report.dump(2) << "\n";
+    else
+      std::cout << render_summary(r.report) << "report: " << (r.out / "report.html").string() << "\n";
+    return r.passed ? 0 : 1;
+  } catch (const diffbench::Error& e) {
+    if (group) group->fail(e.exit_code(), e.what());
+    throw;
+  } catch (const std::exception& e) {
+    if (group) group->fail(3, std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
+    throw;
+  }
 }
 
 int run_score(const ScoreArgs& a) {
@@ -665,9 +713,14 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
+    const World world = detect_world();
+    if (world.distributed() && !app.got_subcommand("eval"))
+      throw UsageError("runs as one process only: under torchrun, mpirun or srun only eval is spread over processes "
+                       "so far (docs/distributed.md)",
+                       "diffbench " + app.get_subcommands().front()->get_name());
     if (app.got_subcommand("generate")) return run_generate(gen, *app.get_subcommand("generate"));
     if (app.got_subcommand("init-random")) return run_init_random(init);
-    if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"));
+    if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"), world);
     if (app.got_subcommand("score")) return run_score(score);
     for (auto [name, args, eval_args] : {std::tuple{"suite", &suite, &suite_eval}, std::tuple{"sweep", &sweep, &sweep_eval}})
       if (app.got_subcommand(name)) {

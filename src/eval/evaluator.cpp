@@ -7,6 +7,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "diffbench/dist/process_group.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/io/image.hpp"
@@ -17,6 +18,7 @@
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/report.hpp"
+#include "distributed_eval.hpp"
 #include "timed_runs.hpp"
 #include "util/format.hpp"
 
@@ -235,6 +237,14 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   nlohmann::json wall = {{"process_setup", process_age_s()}};
   validate_eval_options(o);
+  ProcessGroup* const group = o.group;
+  const bool root = !group || group->root();  // rank 0 scores and writes the report
+  if (group && o.noise != NoiseMode::PerPrompt)
+    throw UsageError("diffusers noise draws every prompt's noise from one generator in prompt order, so a rank "
+                     "cannot start in the middle: a multi-process run needs --noise per-prompt",
+                     "--noise");
+  if (group && o.baseline_result)
+    throw UsageError("a reused baseline is not supported in a multi-process run", "--baseline-cache");
   const PipelineSpec candidate = o.candidate;
   const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
@@ -247,16 +257,20 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   consistency["comparison"] = check_comparable(baseline, candidate, consistency, o);
   const PromptSet prompt_set = load_prompts(o.prompts, o.num_samples);
   const auto& prompts = prompt_set.prompts;
+  const Shard shard = group ? shard_prompts(prompts.size(), o.batch_size, group->world()) : Shard{0, prompts.size()};
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
-  StagingDir staging(out, o.force);  // a bad or occupied --out fails here, before any generation
-  for (const auto& stale : staging.removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
+  std::optional<StagingDir> staging;  // rank 0's alone in a multi-process run
+  if (root) {
+    staging.emplace(out, o.force);  // a bad or occupied --out fails here, before any generation
+    for (const auto& stale : staging->removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
+  }
   wall["checks_and_inputs"] = lap();
   // The scorer loads on a thread while the pipelines load and warm up (on their device, float16 on
   // CUDA); it is waited for before the first timed batch, so it never overlaps one.
   const at::Device device = parse_device(candidate.device);
   double scorer_load_s = 0;
   std::future<std::unique_ptr<ClipScorer>> scorer_loading;  // none without the clip metric
-  if (o.metrics.clip)
+  if (o.metrics.clip && root)
     scorer_loading = std::async(std::launch::async, [&] {
       const auto t0 = std::chrono::steady_clock::now();
       auto s = ClipScorer::load(o.clip, device);
@@ -270,15 +284,21 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     if (!scorer && scorer_loading.valid()) scorer = scorer_loading.get();
     scorer_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
+  const std::unique_ptr<Lpips> lpips = root && o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
   const std::unique_ptr<InceptionFeatures> inception =
-      o.metrics.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
+      root && o.metrics.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
   const auto reference_files =
-      o.reference_images.empty() ? std::vector<fs::path>{} : image_set_files(o.reference_images);
-  const PreferenceScorers preference = load_preference_scorers(o.metrics, o.pickscore, o.hps);
+      !root || o.reference_images.empty() ? std::vector<fs::path>{} : image_set_files(o.reference_images);
+  const PreferenceScorers preference =
+      root ? load_preference_scorers(o.metrics, o.pickscore, o.hps) : PreferenceScorers{};
   wall["device_query_and_lpips_load"] = lap();
 
-  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, prompts, o, log, join_scorer);
+  const std::vector<std::string> shard_prompts_list(prompts.begin() + static_cast<std::ptrdiff_t>(shard.first),
+                                                      prompts.begin() + static_cast<std::ptrdiff_t>(shard.end));
+  if (group)
+    log.info(group->world().describe() + ": generating prompts " + std::to_string(shard.first) + "-" +
+             std::to_string(shard.end - 1) + " of " + std::to_string(prompts.size()));
+  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, shard_prompts_list, o, log, join_scorer, shard.first);
   join_scorer();  // in case no batch was timed
   {
     const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
@@ -289,6 +309,17 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     wall["clip_scorer_load_on_thread"] = scorer_load_s;
     wall["clip_scorer_wait"] = scorer_wait_s;
     wall["timed_generation"] = total - loads - warmups - scorer_wait_s;
+  }
+  nlohmann::json distributed;  // the report's "distributed" section (rank 0 of a multi-process run)
+  if (group) {
+    timed = gather_timed_runs(*group, std::move(timed), shard, wall["timed_generation"].get<double>(),
+                              cand_spec_run.model.device.str(), &distributed);
+    wall["gather_from_ranks"] = lap();
+    if (!root) {
+      log.info(group->world().describe() + ": done; rank 0 scores and writes the report");
+      group->finish();
+      return EvalResult{};
+    }
   }
   PipelineRun& base_run = timed.baseline;
   PipelineRun& cand_run = timed.candidate;
@@ -438,6 +469,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["passed"] = res.passed;
   r["failures"] = res.failures;
   r["environment"] = environment_info(cand_spec_run.model.device);
+  if (group) r["distributed"] = distributed;
 
   // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
   auto image_dir = [&](const char* side, size_t k) {
@@ -445,17 +477,17 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
   for (size_t k = 0; k < seeds.size(); ++k) {
-    write_png_sequence(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
-    write_png_sequence(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
+    write_png_sequence(staging->path() / image_dir("baseline", k), timed.baseline_images[k]);
+    write_png_sequence(staging->path() / image_dir("candidate", k), timed.candidate_images[k]);
   }
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;
   r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
-  write_file_atomic(staging.path() / "report.md", render_markdown(r));
-  write_html_report(staging.path(), r, {o.embed_images});
-  staging.commit();
+  write_file_atomic(staging->path() / "report.json", r.dump(2) + "\n");
+  write_file_atomic(staging->path() / "report.md", render_markdown(r));
+  write_html_report(staging->path(), r, {o.embed_images});
+  staging->commit();
   log.info("wrote " + (out / "report.html").string());
   res.report = std::move(r);
   res.out = out;

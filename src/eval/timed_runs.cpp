@@ -30,10 +30,12 @@ using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
 // timed batches measured.
 class Side {
  public:
-  Side(std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o)
+  Side(std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o,
+       size_t first_index)
       : label_(std::move(label)), spec_run_(spec_run), mo_(spec_run.model), go_(spec_run.generate), prompts_(prompts),
         warmup_(o.warmup), seeds_(eval_seeds(o)), repeats_(o.repeats) {
     go_.seed = seeds_.front();  // the warm-up's
+    go_.first_index = first_index;
     run.spec = spec_run.spec;
   }
 
@@ -182,7 +184,8 @@ int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions&
 }
 
 TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
-                    const EvalOptions& o, const Logger& log, const std::function<void()>& before_timing) {
+                    const EvalOptions& o, const Logger& log, const std::function<void()>& before_timing,
+                    size_t first_index) {
   TimedRuns out;
   const int64_t free = o.memory_budget ? *o.memory_budget : free_memory(candidate.model.device);
   out.schedule = choose_schedule(o.schedule, estimate_weights_bytes(baseline.model, candidate.model), free);
@@ -191,7 +194,8 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
   out.baseline_timed = interleaved || !o.baseline_result;
   if (!out.baseline_timed) log.info("baseline: reusing its earlier run (sequential schedule: nothing to time beside)");
 
-  Side sides[2] = {Side("baseline", baseline, prompts, o), Side("candidate", candidate, prompts, o)};
+  Side sides[2] = {Side("baseline", baseline, prompts, o, first_index),
+                   Side("candidate", candidate, prompts, o, first_index)};
   Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
   if (interleaved)
     for (auto& s : sides) s.load_and_warm_up(&shared, log);

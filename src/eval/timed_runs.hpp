@@ -34,9 +34,12 @@ struct TimedRuns {
 int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions& candidate);
 
 // Runs both sides as prepared (accel/spec_run.hpp); the generate options' seed is set per pass.
+// `first_index` is the global index of prompts[0] (a rank's shard in a multi-process run), which
+// seeds per-prompt noise (GenerateOptions::first_index).
 // `before_timing` (if set) runs once, right before the first timed batch: work overlapping the
 // loads (the CLIP scorer's) is finished there, so it never overlaps a timed batch.
 TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
-                    const EvalOptions& options, const Logger& log, const std::function<void()>& before_timing = {});
+                    const EvalOptions& options, const Logger& log, const std::function<void()>& before_timing = {},
+                    size_t first_index = 0);
 
 }  // namespace diffbench

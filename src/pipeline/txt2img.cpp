@@ -387,8 +387,8 @@ void Txt2ImgPipeline::Generation::State::check_finite(const BatchRecord& rec) co
     what = "latents became NaN or inf at denoising step " + std::to_string(i + 1) + " of " +
            std::to_string(timesteps.size()) + " (timestep " + t + ")";
   }
-  what += " (batch " + std::to_string(result.batches.size()) + ", prompts " + std::to_string(rec.first) + "-" +
-          std::to_string(rec.first + rec.count - 1) + ")";
+  what += " (batch " + std::to_string(result.batches.size()) + ", prompts " + std::to_string(opt.first_index + rec.first) +
+          "-" + std::to_string(opt.first_index + rec.first + rec.count - 1) + ")";
   what += methods.empty() ? "; no acceleration method was active" : "; active methods: " + methods;
   throw NumericError(what + ". Try --dtype fp32 or other method parameters; --allow-nonfinite continues anyway",
                      m.options.dir.string());
@@ -449,7 +449,7 @@ at::Tensor Txt2ImgPipeline::Generation::State::denoise(const PromptEmbeddings& t
   const auto t0 = Clock::now();
   const size_t batch_index = result.batches.size();
   scheduler->set_timesteps(opt.steps);
-  noise.begin_batch(rec.first, rec.count);
+  noise.begin_batch(opt.first_index + rec.first, rec.count);
   const int64_t latent_c = m.unet->config().in_channels;
   at::Tensor latents = noise.draw({static_cast<int64_t>(rec.count), latent_c, lh, lw}, m.options.dtype, dev);  // [B,4,h,w]
   latents = latents * scheduler->init_noise_sigma();

@@ -145,6 +145,17 @@ std::string render_markdown(const nlohmann::json& r) {
       << ", fidelity metrics " << part("fidelity_metrics") << ", statistics and images " << part("statistics_and_images")
       << " (s).\n";
   }
+  if (r.contains("distributed")) {  // a multi-process run (docs/distributed.md)
+    const auto& d = r["distributed"];
+    o << "Processes: " << d["world_size"] << " (" << d["launcher"].get<std::string>() << ", "
+      << d["backend"].get<std::string>() << ")";
+    for (const auto& k : d["ranks"])
+      o << "; rank " << k["rank"] << " on " << k["device"].get<std::string>() << ", prompts " << k["prompts"][0] << "-"
+        << k["prompts"][1].get<int64_t>() - 1 << ", " << fmt(k["baseline_seconds_per_image"].get<double>()) << " / "
+        << fmt(k["candidate_seconds_per_image"].get<double>()) << " s per image (baseline / candidate)";
+    o << "; together " << fmt(d["images_per_second"].get<double>(), 2) << " images/s over "
+      << fmt(d["timed_wall_s"].get<double>(), 2) << " s of timed generation.\n";
+  }
   o << "\n";
   const auto& diffs = r["consistency"]["differences"];
   o << "Consistency: same model: " << (r["consistency"]["same_model"].get<bool>() ? "yes" : "NO");

@@ -23,6 +23,7 @@
 namespace diffbench {
 
 struct BaselineResult;  // eval/baseline_cache.hpp
+class ProcessGroup;     // dist/process_group.hpp
 
 struct EvalOptions {
   PipelineSpec candidate;
@@ -63,6 +64,10 @@ struct EvalOptions {
   // entry): its images and CLIP scores are reused; its times too under the sequential schedule,
   // while the interleaved schedule times the baseline again beside the candidate.
   std::shared_ptr<const BaselineResult> baseline_result;
+  // A multi-process run's group (not owned; null: one process). Each rank generates a contiguous
+  // shard of whole batches; rank 0 gathers the images and timings, scores, and writes the report
+  // (docs/distributed.md). The other ranks return an EvalResult with an empty report.
+  ProcessGroup* group = nullptr;
 };
 
 struct PipelineRun {
