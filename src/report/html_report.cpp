@@ -383,6 +383,17 @@ void details_section(Writer& w, const json& r) {
                       fixed(100.0 * t.value("cv_baseline", 0.0), 1) + " %, candidate " +
                       fixed(100.0 * t.value("cv_candidate", 0.0), 1) + " %");
   }
+  if (r.contains("distributed")) {  // a multi-process run (docs/distributed.md)
+    const json& d = r["distributed"];
+    std::string text = d.value("world_size", json()).dump() + " (" + str_at(d, "launcher") + ", " + str_at(d, "backend") +
+                       "), " + fixed(d.value("images_per_second", 0.0), 2) + " images/s together";
+    for (const auto& k : d.value("ranks", json::array()))
+      text += "; rank " + k.value("rank", json()).dump() + " on " + str_at(k, "device") + ": prompts " +
+              k["prompts"][0].dump() + "-" + std::to_string(k["prompts"][1].get<int64_t>() - 1) + ", " +
+              fixed(k.value("baseline_seconds_per_image", 0.0), 3) + " / " +
+              fixed(k.value("candidate_seconds_per_image", 0.0), 3) + " s per image";
+    row("processes", text);
+  }
   std::string defaults;
   for (const auto& d : p.value("defaults_used", json::array())) defaults += (defaults.empty() ? "" : ", ") + d.get<std::string>();
   if (!defaults.empty()) row("defaults used", defaults);

@@ -70,11 +70,14 @@ class DistCli : public test::EvalFixture {
            shell_quote(test::fixture("tiny-clip").string()) + " --out " + shell_quote(out.string()) + " --json";
   }
   std::string binary() const { return shell_quote(DIFFBENCH_BINARY); }
+  // One thread per process, in the one-process run too (the same kernels, and two processes of two
+  // threads each on a two-core machine run several times slower than with one each).
+  static std::string env() { return "OMP_NUM_THREADS=1 DIFFBENCH_BASELINE_CACHE=off "; }
 
   // The one-process run's report folder (made once per test).
   fs::path single_run() {
     const fs::path out = dir_ / "single";
-    const auto r = run_diffbench(args(out));
+    const auto r = run_shell(env() + binary() + " " + args(out));
     EXPECT_EQ(r.exit_code, 0) << r.output;
     return out;
   }
@@ -120,6 +123,8 @@ class DistCli : public test::EvalFixture {
     EXPECT_GT(d["images_per_second"].get<double>(), 0);
     const std::string md = file_bytes(multi / "report.md");
     EXPECT_NE(md.find("Processes: 2 (" + launcher + ", gloo); rank 0 on cpu, prompts 0-1, "), std::string::npos) << md;
+    const std::string html = file_bytes(multi / "report.html");
+    EXPECT_NE(html.find("<th>processes</th><td>2 (" + launcher + ", gloo), "), std::string::npos);
   }
 };
 
@@ -131,7 +136,7 @@ TEST_F(DistCli, TorchrunTwoProcessesMatchOneProcess) {
   const fs::path single = single_run();
   const fs::path multi = dir_ / "torchrun";
   // --standalone: a free rendezvous port on this machine; the ranks join torchrun's agent store.
-  const auto r = run_shell("DIFFBENCH_BASELINE_CACHE=off " + shell_quote(torchrun) +
+  const auto r = run_shell(env() + shell_quote(torchrun) +
                            " --standalone --nproc-per-node 2 --no-python " + binary() + " " + args(multi));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_report(single, multi, "torchrun");
@@ -144,9 +149,9 @@ TEST_F(DistCli, MpirunTwoProcessesMatchOneProcess) {
   const fs::path single = single_run();
   const fs::path multi = dir_ / "mpirun";
   // Root in a container: Open MPI asks for both variables before it starts processes as root.
-  const std::string env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                          std::to_string(free_port()) + " DIFFBENCH_BASELINE_CACHE=off ";
-  const auto r = run_shell(env + shell_quote(mpirun) + " -n 2 --oversubscribe -x MASTER_ADDR -x MASTER_PORT " + binary() +
+  const std::string root_env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                               std::to_string(free_port()) + " ";
+  const auto r = run_shell(env() + root_env + shell_quote(mpirun) + " -n 2 --oversubscribe -x MASTER_ADDR -x MASTER_PORT " + binary() +
                            " " + args(multi));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_report(single, multi, "mpirun");
@@ -161,7 +166,7 @@ TEST_F(DistCli, KilledRankEndsTheOtherWithinTheTimeout) {
   run_args = std::regex_replace(run_args, std::regex("--num-samples 4"), "--num-samples 16");
   const std::string script =
       "cd " + shell_quote(dir_.string()) + " && export MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-      std::to_string(free_port()) + " WORLD_SIZE=2 DIFFBENCH_DIST_TIMEOUT=5 DIFFBENCH_BASELINE_CACHE=off\n" +
+      std::to_string(free_port()) + " WORLD_SIZE=2 DIFFBENCH_DIST_TIMEOUT=5 " + env() + "\n" +
       "RANK=0 LOCAL_RANK=0 " + binary() + " " + run_args + " > rank0.log 2>&1 & p0=$!\n" +
       "RANK=1 LOCAL_RANK=1 " + binary() + " " + run_args + " > rank1.log 2>&1 & p1=$!\n" +
       "for i in $(seq 1200); do grep -q 'generating prompts' rank1.log && break; sleep 0.1; done\n"
@@ -189,7 +194,7 @@ TEST_F(DistCli, FailedRankEndsTheOtherWithItsMessage) {
   const std::string run_args = std::regex_replace(args(out), std::regex("--num-samples 4"), "--num-samples 16");
   const std::string script =
       "cd " + shell_quote(dir_.string()) + " && export MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-      std::to_string(free_port()) + " WORLD_SIZE=2 DIFFBENCH_DIST_TIMEOUT=5 DIFFBENCH_BASELINE_CACHE=off\n" +
+      std::to_string(free_port()) + " WORLD_SIZE=2 DIFFBENCH_DIST_TIMEOUT=5 " + env() + "\n" +
       "RANK=0 LOCAL_RANK=0 " + binary() + " " + run_args + " > rank0.log 2>&1 & p0=$!\n" +
       "RANK=1 LOCAL_RANK=1 " + binary() + " " + run_args + " > rank1.log 2>&1 & p1=$!\n" +
       "t0=$(date +%s%N); wait $p0; rc0=$?\n"
