@@ -336,7 +336,7 @@ void add_bench(CLI::App& app, BenchArgs& a) {
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
   c->add_option("--spec", a.spec, "pipeline spec (TOML) or Python pipeline file (.py), as for eval; the flags below override its fields");
-  c->add_option("--model", a.model, "diffusers pipeline folder, a single-file checkpoint (FILE.safetensors, SD 1.x/2.x original layout), a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
+  c->add_option("--model", a.model, "diffusers pipeline folder, a single-file checkpoint (FILE.safetensors, SD 1.x/2.x/SDXL original layout), a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
   c->add_option("--prediction-type", a.prediction_type, "epsilon or v_prediction, over the model's (SD 2.x single files need it)")
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
   c->add_option("--config", a.config, "single-file checkpoints: a diffusers folder whose configs describe the model, for models off their family's defaults (the spec's config)");

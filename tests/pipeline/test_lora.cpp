@@ -215,5 +215,80 @@ TEST(Lora, GenerateCommandWithSingleFileAndLora) {
   fs::remove_all(dir);
 }
 
+
+// ---- SDXL: both text encoders and the UNet (tests/pipeline/data/tiny-sdxl-lora*, made by
+// tools/refs/make_sdxl_lora_refs.py on the project's tiny SDXL folder).
+
+namespace {
+
+const SafetensorsFile& sdxl_reference() {
+  static auto f = SafetensorsFile::open(data("tiny-sdxl-lora-expected.safetensors"));
+  return *f;
+}
+
+// Its protocol: the prompts in one batch, one generator seeded 42, the folder's Euler, 10 steps,
+// guidance 5, the folder's 64x64. Returns the images and the final latents.
+std::pair<at::Tensor, at::Tensor> generate_sdxl(const std::string& kind, nlohmann::json* load = nullptr) {
+  ModelOptions mo;
+  mo.dir = data("tiny-sdxl");
+  if (!kind.empty())
+    mo.loras = {{data("tiny-sdxl-lora." + kind + ".safetensors"),
+                 std::stod(sdxl_reference().metadata()["lora_scale"].get<std::string>())}};
+  auto pipe = Txt2ImgPipeline::load(mo);
+  if (load) *load = pipe->load_report();
+  const auto prompts =
+      nlohmann::json::parse(sdxl_reference().metadata()["prompts"].get<std::string>()).get<std::vector<std::string>>();
+  GenerateOptions go;
+  go.steps = 10;
+  go.guidance = 5.0;
+  go.batch_size = static_cast<int>(prompts.size());
+  go.noise = NoiseMode::Diffusers;
+  at::Tensor last;
+  auto images = pipe->generate(prompts, go, [&](size_t, size_t, size_t, const at::Tensor& l) { last = l.clone(); }).images;
+  return {images, last};
+}
+
+// Final latents within 1e-3 (shared/README.md's bound for a free run's latents); the LoRA moves the
+// images by 0.28 from the base model's.
+constexpr double kLatentsTol = 1e-3;
+
+}  // namespace
+
+TEST(Lora, SdxlBaseMatchesDiffusers) {
+  EXPECT_TENSOR_NEAR(generate_sdxl("").first, sdxl_reference().get("base.image"), kImageTol);
+}
+
+TEST(Lora, SdxlPeftAndKohyaFilesMatchDiffusersFused) {
+  for (const std::string kind : {"peft", "kohya"}) {
+    SCOPED_TRACE(kind);
+    nlohmann::json load;
+    const auto [images, latents] = generate_sdxl(kind, &load);
+    std::cout << "[ sdxl lora " << kind << " ] final latents max abs diff "
+              << test::max_abs_diff(latents, sdxl_reference().get(kind + ".final_latents")) << ", image "
+              << test::max_abs_diff(images, sdxl_reference().get(kind + ".image")) << "\n";
+    EXPECT_TENSOR_NEAR(latents, sdxl_reference().get(kind + ".final_latents"), kLatentsTol);
+    EXPECT_TENSOR_NEAR(images, sdxl_reference().get(kind + ".image"), kImageTol);
+    // Every attention projection: 11 transformer blocks x 2 attentions x 4 in the UNet, 3 layers x 4
+    // in each text encoder.
+    EXPECT_EQ(load["lora"][0]["format"], kind);
+    EXPECT_EQ(load["lora"][0]["layers"]["unet"], 88);
+    EXPECT_EQ(load["lora"][0]["layers"]["text_encoder"], 12);
+    EXPECT_EQ(load["lora"][0]["layers"]["text_encoder_2"], 12);
+  }
+}
+
+// An SD 1.x LoRA's layers are not the tiny SDXL's: an error naming the file and keys, not a crash.
+TEST(Lora, SdxlRefusesALoraOfAnotherModel) {
+  ModelOptions mo;
+  mo.dir = data("tiny-sdxl");
+  mo.loras = {{data("tiny-sd-lora.peft.safetensors"), 1.0}};
+  try {
+    Txt2ImgPipeline::load(mo);
+    ADD_FAILURE() << "an SD 1.x LoRA loaded into the SDXL pipeline";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("LoRA"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace diffbench
