@@ -176,7 +176,10 @@ void add_eval_options(CLI::App* c, EvalArgs& a) {
       ->check(finite_number(0, true));
   c->add_option("--max-latency", a.max_latency, "fail above this candidate latency (seconds per image)")
       ->check(finite_number(0, true));
-  c->add_option("--repeats", a.repeats, "timed passes over the prompts per pipeline (images and scores from the first)")
+  c->add_option("--repeats", a.repeats,
+                "timed passes over the prompts per pipeline (images and scores from the first); when not given, "
+                "1 plus up to 4 automatic interleaved passes while the speedup's interval is wider than ±10 % or "
+                "fewer than 5 batch pairs were timed")
       ->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_option("--schedule", a.schedule,
                 "interleaved (both pipelines loaded, batches in ABBA order) or sequential (one at a time); "
@@ -559,6 +562,7 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   o.allow_task_change = a.allow_task_change;
   o.allow_nonfinite = a.allow_nonfinite;
   o.repeats = a.repeats;
+  o.auto_repeats = cmd.count("--repeats") == 0;
   o.seeds = a.seeds;
   for (int k = 0; k < a.num_seeds; ++k) o.seeds.push_back(a.seed + static_cast<uint64_t>(k));
   if (!a.schedule.empty()) o.schedule = parse_schedule(a.schedule);

@@ -18,6 +18,7 @@
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/report.hpp"
+#include "device_timer.hpp"
 #include "distributed_eval.hpp"
 #include "timed_runs.hpp"
 #include "util/format.hpp"
@@ -114,7 +115,8 @@ nlohmann::json per_seed_json(const std::vector<uint64_t>& seeds, const PipelineR
   return out;
 }
 
-// `timing_noise` (with every reason) and `nonfinite` warnings, as {code, message} objects.
+// `timing_noise` (with every reason), `clock_disagreement` (CUDA) and `nonfinite` warnings, as
+// {code, message} objects.
 nlohmann::json run_warnings(const SpeedupStats& speed, const PipelineRun& base, const PipelineRun& cand) {
   nlohmann::json warnings = nlohmann::json::array();
   if (speed.noisy()) {
@@ -125,6 +127,9 @@ nlohmann::json run_warnings(const SpeedupStats& speed, const PipelineRun& base, 
                                         ". Rerun with --repeats N (more timed passes) or on a quiet machine"}});
   }
   for (const auto& [side, run] : {std::pair{"baseline", &base}, std::pair{"candidate", &cand}})
+    if (auto message = clock_disagreement(side, run->batch_seconds, run->batch_device_seconds))
+      warnings.push_back({{"code", "clock_disagreement"}, {"message", *message}});
+  for (const auto& [side, run] : {std::pair{"baseline", &base}, std::pair{"candidate", &cand}})
     if (!run->nonfinite.empty())
       warnings.push_back({{"code", "nonfinite"},
                           {"message", std::string(side) + ": " + std::to_string(run->nonfinite.size()) +
@@ -132,12 +137,26 @@ nlohmann::json run_warnings(const SpeedupStats& speed, const PipelineRun& base, 
   return warnings;
 }
 
+// Seconds per image by the device clock (CUDA events), over the same batches as the host clock's;
+// null without device times (the CPU).
+nlohmann::json device_seconds_per_image(const PipelineRun& r) {
+  if (r.batch_device_seconds.empty() || r.batch_device_seconds.size() != r.batch_images.size()) return nullptr;
+  double seconds = 0, images = 0;
+  for (size_t k = 0; k < r.batch_images.size(); ++k) {
+    seconds += r.batch_device_seconds[k];
+    images += static_cast<double>(r.batch_images[k]);
+  }
+  return seconds / images;
+}
+
 nlohmann::json run_json(const PipelineRun& r) {
   nlohmann::json stages = to_json(r.stages);
   return {{"spec", r.spec.to_json()},
           {"methods", r.methods},
           {"seconds_per_image", r.seconds_per_image},
+          {"device_seconds_per_image", device_seconds_per_image(r)},
           {"batch_seconds", r.batch_seconds},
+          {"batch_device_seconds", r.batch_device_seconds},
           {"batch_images", r.batch_images},
           {"batch_start_s", r.batch_start_s},
           {"batch_seconds_summary",
@@ -451,6 +470,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["speedup"] = speed.speedup;
   r["speedup_ci"] = {speed.ci_low, speed.ci_high};
   r["timing"] = speed.to_json();
+  r["timing"]["automatic_passes"] = timed.automatic.to_json();
   r["quality_loss_pct"] = loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json();
   if (scorer && !loss.pct) r["quality_loss_undefined"] = loss.undefined_reason;
   if (scorer && seeds.size() > 1) r["per_seed"] = per_seed_json(seeds, base_run, cand_run, o.clip_score);

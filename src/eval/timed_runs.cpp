@@ -14,6 +14,7 @@
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/progress.hpp"
+#include "device_timer.hpp"
 
 namespace diffbench {
 
@@ -33,7 +34,8 @@ class Side {
   Side(std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o,
        size_t first_index)
       : label_(std::move(label)), spec_run_(spec_run), mo_(spec_run.model), go_(spec_run.generate), prompts_(prompts),
-        warmup_(o.warmup), seeds_(eval_seeds(o)), repeats_(o.repeats) {
+        warmup_(o.warmup), seeds_(eval_seeds(o)), repeats_(o.repeats),
+        regular_passes_(o.repeats * static_cast<int>(seeds_.size())), device_timer_(spec_run.model.device) {
     go_.seed = seeds_.front();  // the warm-up's
     go_.first_index = first_index;
     run.spec = spec_run.spec;
@@ -69,19 +71,23 @@ class Side {
   }
 
   // Times the next batch of pass `pass` (a pass's batches come in prompt order); `since` is the
-  // start of the first timed batch of either side.
+  // start of the first timed batch of either side. Passes from regular_passes_ on are automatic
+  // ones: the first seed's prompts again, for their times only.
   void time_batch(int pass, Clock::time_point since, const Logger& log) {
     if (!generation_) {
       if (pass == 0) spec_run_.methods.reset_stats();  // count the timed run only
-      go_.seed = seeds_[static_cast<size_t>(pass / repeats_)];
+      go_.seed = pass < regular_passes_ ? seeds_[static_cast<size_t>(pass / repeats_)] : seeds_.front();
       generation_.emplace(pipe_->start(prompts_, go_));
       log.info(label_ + ": pass " + std::to_string(pass + 1) + " (seed " + std::to_string(go_.seed) + "), generating " +
                std::to_string(prompts_.size()) + " images");
     }
     reset_peak_memory(mo_.device);
     run.batch_start_s.push_back(std::chrono::duration<double>(Clock::now() - since).count());
+    device_timer_.start();
     const BatchRecord& rec = generation_->next_batch(log);
+    const std::optional<double> device_seconds = device_timer_.stop();  // CUDA events; none on the CPU
     run.batch_seconds.push_back(rec.times.total);
+    if (device_seconds) run.batch_device_seconds.push_back(*device_seconds);
     run.batch_images.push_back(rec.count);
     const auto [peak, kind] = peak_memory(mo_.device);
     run.peak_memory_bytes = std::max(run.peak_memory_bytes, peak);
@@ -90,7 +96,7 @@ class Side {
       GenerationResult result = generation_->finish();
       generation_.reset();
       if (pass == 0) first_pass(result);
-      if (pass % repeats_ == 0) images.push_back(to_uint8(result.images));
+      if (pass < regular_passes_ && pass % repeats_ == 0) images.push_back(to_uint8(result.images));
     }
   }
 
@@ -119,6 +125,8 @@ class Side {
   int warmup_;
   std::vector<uint64_t> seeds_;
   int repeats_;
+  int regular_passes_;  // --repeats passes per seed
+  DeviceTimer device_timer_;
   std::unique_ptr<Txt2ImgPipeline> pipe_;
   std::optional<Txt2ImgPipeline::Generation> generation_;
 };
@@ -204,21 +212,38 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
   std::optional<Clock::time_point> since;
   const int passes = o.repeats * static_cast<int>(eval_seeds(o).size());
   const size_t per_side = batches * static_cast<size_t>(passes);
-  Progress progress(log, "timing", {{"baseline", per_side}, {"candidate", per_side}});
-  for (const TimedBatch& t : timing_order(out.schedule.schedule, batches, passes)) {
-    if (static_cast<size_t>(t.side) < first_side) continue;
-    Side& side = sides[t.side];
-    if (!side.loaded()) {
-      sides[1 - t.side].unload();  // sequential: one pipeline at a time
-      side.load_and_warm_up(&shared, log);
+  // The timed batches of `order` whose pass is at least `from_pass`.
+  auto time_batches = [&](const std::vector<TimedBatch>& order, int from_pass, const std::string& label, size_t each) {
+    Progress progress(log, label, {{"baseline", each}, {"candidate", each}});
+    for (const TimedBatch& t : order) {
+      if (static_cast<size_t>(t.side) < first_side || t.pass < from_pass) continue;
+      Side& side = sides[t.side];
+      if (!side.loaded()) {
+        sides[1 - t.side].unload();  // sequential: one pipeline at a time
+        side.load_and_warm_up(&shared, log);
+      }
+      if (!since) {
+        if (before_timing) before_timing();
+        since = Clock::now();
+      }
+      side.time_batch(t.pass, *since, log);
+      progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
+      out.order += t.side == 0 ? 'B' : 'C';
     }
-    if (!since) {
-      if (before_timing) before_timing();
-      since = Clock::now();
-    }
-    side.time_batch(t.pass, *since, log);
-    progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
-    out.order += t.side == 0 ? 'B' : 'C';
+  };
+  time_batches(timing_order(out.schedule.schedule, batches, passes), 0, "timing", per_side);
+  if (interleaved && o.auto_repeats && batches > 0) {
+    int pass = passes;  // the next automatic pass; the ABBA order continues across passes
+    out.automatic = run_automatic_passes(
+        [&] {
+          return speedup_stats(sides[0].run.batch_seconds, sides[1].run.batch_seconds, sides[0].run.batch_images,
+                               o.seed, 2000);
+        },
+        [&](const std::string& reason) {
+          log.info("timing: automatic pass " + std::to_string(pass - passes + 1) + " (--repeats not given): " + reason);
+          time_batches(timing_order(Schedule::Interleaved, batches, pass + 1), pass, "timing (automatic pass)", batches);
+          ++pass;
+        });
   }
   for (auto& s : sides) s.unload();
 

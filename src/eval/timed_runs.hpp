@@ -1,7 +1,9 @@
 // The timed part of an evaluation: both pipelines loaded and warmed up, then their batches timed
 // in the schedule's order (eval/timing.hpp). A side makes --repeats passes over the prompts per
 // seed (pass p uses seed p / repeats); images come from each seed's first pass, method counters
-// from the very first, times from all.
+// from the very first, times from all. Without --repeats (EvalOptions::auto_repeats) the interleaved
+// schedule may add passes over the first seed's prompts (eval/timing.hpp run_automatic_passes). On
+// CUDA each timed batch is also timed by CUDA events (eval/device_timer.hpp).
 #pragma once
 
 #include <functional>
@@ -24,6 +26,7 @@ struct TimedRuns {
   ScheduleChoice schedule;
   std::string order;  // the timed batches as run: B = baseline, C = candidate
   bool baseline_timed = true;  // false: options.baseline_result's run and images, the baseline not run
+  AutomaticPasses automatic;  // the passes run because --repeats was not given (interleaved only)
 };
 
 // With options.baseline_result and the sequential schedule the baseline is not run: its times and

@@ -150,6 +150,8 @@ AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
 //    character after a backslash in a """ string, and of the first one after a line-ending backslash.
 //    Outside strings and comments TOML allows ASCII only, and a backslash escape is ASCII too, so
 //    those are refused whatever they are; after a line-ending backslash only the broken ranges are.
+//  - it assumes (TOML_ASSERT_ASSUME in parse_value) that an array element does not start with '}';
+//    "[1, }" breaks that. A '}' whose innermost open bracket is an array's '[' is never valid TOML.
 bool breaks_tomlpp_whitespace_test(char32_t c) { return (c >= 0xA1 && c <= 0x499) || (c >= 0xFC06 && c <= 0xFEFE); }
 
 // The code point of the UTF-8 sequence at text[i] (0xFFFD when malformed: toml++ reports that itself).
@@ -177,7 +179,7 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
   const auto refuse = [&](const std::string& what) {
     throw InputError("invalid TOML: " + what, file.string() + ":" + std::to_string(line));
   };
-  int depth = 0;               // open '[' and '{' of values
+  std::string open;            // the open '[' and '{' of values, innermost last
   bool line_start = true;      // nothing but whitespace so far on this line
   for (size_t i = 0; i < n; ++i) {
     const char c = text[i];
@@ -216,7 +218,7 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
       line_start = false;
     } else if (non_ascii(c)) {
       refuse("a character outside a string or comment is not ASCII");
-    } else if (c == '[' && depth == 0 && line_start) {
+    } else if (c == '[' && open.empty() && line_start) {
       size_t j = i + 1;
       if (j < n && text[j] == '[') ++j;
       i = j - 1;  // the header's key and closing brackets are scanned as the rest of the line
@@ -225,8 +227,9 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
       line_start = false;
     } else {
       line_start = false;
-      if (c == '[' || c == '{') ++depth;
-      if ((c == ']' || c == '}') && depth > 0) --depth;
+      if (c == '}' && !open.empty() && open.back() == '[') refuse("a '}' inside an array (its '[' is not closed)");
+      if (c == '[' || c == '{') open.push_back(c);
+      if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
     }
   }
 }

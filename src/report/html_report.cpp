@@ -167,6 +167,9 @@ void summary_table(Writer& w, const json& r) {
   row("scheduler / steps", str_at(b["spec"], "scheduler") + " / " + b["spec"].value("steps", json()).dump(),
       str_at(c["spec"], "scheduler") + " / " + c["spec"].value("steps", json()).dump());
   row("seconds per image", num(b["seconds_per_image"], 4), num(c["seconds_per_image"], 4));
+  if (b.value("device_seconds_per_image", json()).is_number() || c.value("device_seconds_per_image", json()).is_number())
+    row("seconds per image, device clock (CUDA events)", num(b.value("device_seconds_per_image", json()), 4),
+        num(c.value("device_seconds_per_image", json()), 4));
   row("UNet calls per image", num(b["unet_calls_per_image"], 1), num(c["unet_calls_per_image"], 1));
   row("skipped UNet modules", fixed(100.0 * b.value("skipped_module_fraction", 0.0), 1) + " %",
       fixed(100.0 * c.value("skipped_module_fraction", 0.0), 1) + " %");
@@ -374,6 +377,12 @@ void details_section(Writer& w, const json& r) {
   row("noise", str_at(p, "noise"));
   row("warm-up batches", p.value("warmup", json()).dump());
   row("timed passes per seed", p.value("repeats", json(1)).dump());
+  const json automatic = r.contains("timing") ? r["timing"].value("automatic_passes", json::object()) : json::object();
+  if (automatic.value("passes", 0) > 0) {
+    std::string why;
+    for (const auto& reason : automatic["reasons"]) why += (why.empty() ? "" : "; then ") + reason.get<std::string>();
+    row("automatic timed passes", automatic["passes"].dump() + " (--repeats not given): " + why);
+  }
   row("CLIP scorer", str_at(p, "clip") + " (" + str_at(p, "clip_layout") + ", " + str_at(p, "clip_score") + ")");
   row("metrics", str_at(p, "metrics"));
   if (r.contains("schedule")) row("schedule", str_at(r["schedule"], "reason") + " Order: " + str_at(r["schedule"], "order"));

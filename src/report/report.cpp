@@ -86,7 +86,14 @@ std::string render_markdown(const nlohmann::json& r) {
     o << "Timing: " << r["schedule"]["reason"].get<std::string>() << "; " << r["protocol"]["repeats"]
       << " pass(es) per seed, " << t["pairs"] << " batch pairs; batch-time CV baseline "
       << fmt(100.0 * t["cv_baseline"].get<double>(), 1) << " %, candidate " << fmt(100.0 * t["cv_candidate"].get<double>(), 1)
-      << " %.\n\n";
+      << " %.";
+    const auto automatic = t.value("automatic_passes", nlohmann::json::object());
+    if (automatic.value("passes", 0) > 0) {
+      std::string why;
+      for (const auto& reason : automatic["reasons"]) why += (why.empty() ? "" : "; then ") + reason.get<std::string>();
+      o << " " << automatic["passes"] << " more pass(es) ran automatically (--repeats not given): " << why << ".";
+    }
+    o << "\n\n";
   }
   o << "| | baseline | candidate |\n|---|---|---|\n";
   o << "| methods | " << methods_text(b["methods"]) << " | " << methods_text(c["methods"]) << " |\n";
@@ -94,6 +101,14 @@ std::string render_markdown(const nlohmann::json& r) {
     << c["spec"]["scheduler"].get<std::string>() << " / " << c["spec"]["steps"] << " |\n";
   o << "| seconds per image | " << fmt(b["seconds_per_image"].get<double>(), 4) << " | "
     << fmt(c["seconds_per_image"].get<double>(), 4) << " |\n";
+  if (b.value("device_seconds_per_image", nlohmann::json()).is_number() ||
+      c.value("device_seconds_per_image", nlohmann::json()).is_number()) {
+    auto dev = [&](const nlohmann::json& side) {
+      const auto v = side.value("device_seconds_per_image", nlohmann::json());
+      return v.is_number() ? fmt(v.get<double>(), 4) : std::string("-");
+    };
+    o << "| seconds per image, device clock (CUDA events) | " << dev(b) << " | " << dev(c) << " |\n";
+  }
   o << "| batch seconds min / median / max | " << fmt(b["batch_seconds_summary"]["min"].get<double>()) << " / "
     << fmt(b["batch_seconds_summary"]["median"].get<double>()) << " / " << fmt(b["batch_seconds_summary"]["max"].get<double>())
     << " | " << fmt(c["batch_seconds_summary"]["min"].get<double>()) << " / "

@@ -24,7 +24,7 @@ class EvalCli : public test::EvalFixture {
   }
   std::string common(const fs::path& out) const {
     return " --prompts " + shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-           " --num-samples 8 --batch-size 4 --clip " + shell_quote(test::fixture("tiny-clip").string()) + " --out " +
+           " --repeats 1 --num-samples 8 --batch-size 4 --clip " + shell_quote(test::fixture("tiny-clip").string()) + " --out " +
            shell_quote(out.string());
   }
 };

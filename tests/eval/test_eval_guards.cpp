@@ -27,7 +27,7 @@ class EvalGuards : public test::EvalFixture {
     return " --prompts " + shell_quote("coco:" + test::shared_data("captions_val2017.json").string());
   }
   std::string common(const fs::path& out, int samples = 8, const fs::path& clip = {}, int batch = 4) const {
-    return prompts() + " --num-samples " + std::to_string(samples) + " --batch-size " + std::to_string(batch) + " --clip " +
+    return prompts() + " --repeats 1 --num-samples " + std::to_string(samples) + " --batch-size " + std::to_string(batch) + " --clip " +
            shell_quote((clip.empty() ? test::fixture("tiny-clip") : clip).string()) + " --out " + shell_quote(out.string());
   }
   CommandResult eval(const fs::path& cand, const fs::path& base, const std::string& args) {

@@ -73,6 +73,9 @@ TEST(Spec, ErrorsNameFileLineAndKey) {
       {"[pipeline] \xEF\xB9\xB0\nmodel = 'm'\n", "/s/x.toml:1", "not ASCII"},  // U+FE70 after a header
       {"[pipeline]\nmodel = \"\"\"a\\\xC3\xA9\"\"\"\n", "/s/x.toml:2", "backslash escape"},
       {"[pipeline]\nmodel = \"\"\"a \\\n  \xC3\xBC\"\"\"\n", "/s/x.toml:3", "line-ending backslash"},
+      // ... and assumes an array element does not start with '}' (fuzz_spec)
+      {"[pipeline]\nmodel = 'm'\nscheduler_options = { a = [1,\n } ]\n", "/s/x.toml:4", "inside an array"},
+      {"[pipeline]\nmodel = 'm'\n[[accelerate]]\nmethod = 'x'\nx = [#c\n}\n", "/s/x.toml:6", "inside an array"},
       {"", "/s/x.toml", "[pipeline]"},
   };
   for (const auto& c : cases) {

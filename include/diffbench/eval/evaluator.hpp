@@ -55,6 +55,8 @@ struct EvalOptions {
   bool allow_task_change = false;         // baseline and candidate differ in size or guidance
   bool allow_nonfinite = false;           // NaN/inf latents or images do not stop the run
   int repeats = 1;                        // timed passes over the prompt set per side
+  bool auto_repeats = false;              // --repeats not given: more interleaved passes while the timing
+                                          // needs them (eval/timing.hpp run_automatic_passes)
   std::optional<Schedule> schedule;       // default: interleaved when both pipelines fit in memory
   std::optional<int64_t> memory_budget;   // bytes taken as free instead of measuring (for the schedule)
   std::filesystem::path out;              // report folder
@@ -73,6 +75,7 @@ struct EvalOptions {
 struct PipelineRun {
   PipelineSpec spec;
   std::vector<double> batch_seconds;   // every timed batch, all passes, in prompt order per pass
+  std::vector<double> batch_device_seconds;  // the same batches by CUDA events (empty off CUDA)
   std::vector<size_t> batch_images;    // images in each of those batches
   std::vector<double> batch_start_s;   // when each began, seconds after the first timed batch of either side
   double seconds_per_image = 0;
