@@ -165,6 +165,18 @@ TEST(Lora, SpecAndPythonForms) {
   const std::string toml = to_toml(py);
   EXPECT_NE(toml.find("[[lora]]"), std::string::npos) << toml;
   EXPECT_EQ(parse_spec(toml, dir / "again.toml").loras.size(), 2u);
+  // SDXL single files load the same way, with SDXL's default guidance.
+  const PyImport xl = import_python_text(
+      "from diffusers import StableDiffusionXLPipeline\n"
+      "pipe = StableDiffusionXLPipeline.from_single_file(\"xl.safetensors\")\n"
+      "pipe.load_lora_weights(\"xl-lora.safetensors\")\n"
+      "pipe.fuse_lora(lora_scale=0.5)\n"
+      "image = pipe(\"a cat\", num_inference_steps=20).images[0]\n",
+      dir / "xl.py");
+  EXPECT_EQ(xl.spec.model, dir / "xl.safetensors");
+  EXPECT_EQ(xl.spec.guidance, 5.0);
+  ASSERT_EQ(xl.spec.loras.size(), 1u);
+  EXPECT_EQ(xl.spec.loras[0].scale, 0.5);
   fs::remove_all(dir);
 }
 
