@@ -165,6 +165,18 @@ TEST(Lora, SpecAndPythonForms) {
   const std::string toml = to_toml(py);
   EXPECT_NE(toml.find("[[lora]]"), std::string::npos) << toml;
   EXPECT_EQ(parse_spec(toml, dir / "again.toml").loras.size(), 2u);
+  // SDXL single files load the same way, with SDXL's default guidance.
+  const PyImport xl = import_python_text(
+      "from diffusers import StableDiffusionXLPipeline\n"
+      "pipe = StableDiffusionXLPipeline.from_single_file(\"xl.safetensors\")\n"
+      "pipe.load_lora_weights(\"xl-lora.safetensors\")\n"
+      "pipe.fuse_lora(lora_scale=0.5)\n"
+      "image = pipe(\"a cat\", num_inference_steps=20).images[0]\n",
+      dir / "xl.py");
+  EXPECT_EQ(xl.spec.model, dir / "xl.safetensors");
+  EXPECT_EQ(xl.spec.guidance, 5.0);
+  ASSERT_EQ(xl.spec.loras.size(), 1u);
+  EXPECT_EQ(xl.spec.loras[0].scale, 0.5);
   fs::remove_all(dir);
 }
 
@@ -228,11 +240,12 @@ const SafetensorsFile& sdxl_reference() {
 
 // Its protocol: the prompts in one batch, one generator seeded 42, the folder's Euler, 10 steps,
 // guidance 5, the folder's 64x64. Returns the images and the final latents.
-std::pair<at::Tensor, at::Tensor> generate_sdxl(const std::string& kind, nlohmann::json* load = nullptr) {
+std::pair<at::Tensor, at::Tensor> generate_sdxl(const std::string& kind, nlohmann::json* load = nullptr,
+                                                const fs::path& file = {}) {
   ModelOptions mo;
   mo.dir = data("tiny-sdxl");
   if (!kind.empty())
-    mo.loras = {{data("tiny-sdxl-lora." + kind + ".safetensors"),
+    mo.loras = {{file.empty() ? data("tiny-sdxl-lora." + kind + ".safetensors") : file,
                  std::stod(sdxl_reference().metadata()["lora_scale"].get<std::string>())}};
   auto pipe = Txt2ImgPipeline::load(mo);
   if (load) *load = pipe->load_report();
@@ -288,6 +301,41 @@ TEST(Lora, SdxlRefusesALoraOfAnotherModel) {
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("LoRA"), std::string::npos) << e.what();
   }
+}
+
+// kohya's SDXL files name the UNet's modules after the original layout (lora_unet_input_blocks_3_1_...):
+// they resolve through the key table as the diffusers names do.
+TEST(Lora, SdxlKohyaOriginalNames) {
+  const fs::path dir = test::temp_dir("lora-sdxl-original");
+  UNetLayout u{3, 1, {false, true, true}};  // the tiny SDXL's UNet
+  std::vector<KeyRule> rules;
+  for (const auto& c : checkpoint_keys(CheckpointFamily::SDXL, u, VaeLayout{4, 1}, 3))
+    if (c.component == "unet") rules = c.rules;
+  auto flatten = [](std::string n) {
+    std::replace(n.begin(), n.end(), '.', '_');
+    return n;
+  };
+  std::map<std::string, std::string> original_flat;
+  for (const auto& [name, _] : load_safetensors(data("tiny-sdxl/unet/diffusion_pytorch_model.safetensors"))) {
+    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".weight") != 0) continue;
+    const std::string o = to_original(rules, name);
+    original_flat[flatten(name.substr(0, name.size() - 7))] = flatten(o.substr(0, o.size() - 7));
+  }
+  StateDict renamed;
+  for (const auto& [k, t] : load_safetensors(data("tiny-sdxl-lora.kohya.safetensors"))) {
+    std::string key = k;
+    if (k.rfind("lora_unet_", 0) == 0) {
+      const size_t dot = k.find('.');
+      key = "lora_unet_" + original_flat.at(k.substr(10, dot - 10)) + k.substr(dot);
+    }
+    renamed[key] = t;
+  }
+  ASSERT_TRUE(renamed.count("lora_unet_input_blocks_3_1_transformer_blocks_0_attn1_to_q.lora_down.weight"));
+  save_safetensors(dir / "lora.safetensors", renamed);
+  const auto [images, latents] = generate_sdxl("kohya", nullptr, dir / "lora.safetensors");
+  EXPECT_TENSOR_NEAR(latents, sdxl_reference().get("kohya.final_latents"), kLatentsTol);
+  EXPECT_TENSOR_NEAR(images, sdxl_reference().get("kohya.image"), kImageTol);
+  fs::remove_all(dir);
 }
 
 }  // namespace
