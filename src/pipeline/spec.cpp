@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -181,15 +182,21 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
   };
   std::string open;            // the open '[' and '{' of values, innermost last
   bool line_start = true;      // nothing but whitespace so far on this line
+  char last = 0;               // the last character on this line that is not whitespace (0: none)
+  // A quote opens a string where TOML has a key or a value: first on a line, or after = [ , { or the
+  // '.' of a dotted key. Anywhere else (inside a bare value such as 1~2"x") toml++ reads it as part of
+  // that bad value, so it is scanned as such.
+  const auto opens_string = [&] { return last == 0 || std::strchr("=[,{.", last) != nullptr; };
   for (size_t i = 0; i < n; ++i) {
     const char c = text[i];
     if (c == '\n') {
       ++line;
       line_start = true;
+      last = 0;
     } else if (c == ' ' || c == '\t' || c == '\r') {
     } else if (c == '#') {
       while (i + 1 < n && text[i + 1] != '\n') ++i;
-    } else if (c == '"' || c == '\'') {
+    } else if ((c == '"' || c == '\'') && opens_string()) {
       const bool triple = i + 2 < n && text[i + 1] == c && text[i + 2] == c;
       i += triple ? 3 : 1;
       for (; i < n; ++i) {
@@ -216,6 +223,7 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
         }
       }
       line_start = false;
+      last = c;
     } else if (non_ascii(c)) {
       refuse("a character outside a string or comment is not ASCII");
     } else if (c == '[' && open.empty() && line_start) {
@@ -225,8 +233,10 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
       while (j < n && (text[j] == ' ' || text[j] == '\t')) ++j;
       if (j < n && !key_start(text[j])) refuse("a table header must start with a key (a name or a quoted string)");
       line_start = false;
+      last = '[';
     } else {
       line_start = false;
+      last = c;
       if (c == '}' && !open.empty() && open.back() == '[') refuse("a '}' inside an array (its '[' is not closed)");
       if (c == '[' || c == '{') open.push_back(c);
       if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
