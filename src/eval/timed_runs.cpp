@@ -188,6 +188,9 @@ int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions&
                         (part == "vae" || baseline.loras == candidate.loras) && same_content(ca.weights, cb.weights);
     if (!shared) bytes += weights_bytes(cb, db);
   }
+  // SDXL's second text encoder is loaded by each pipeline.
+  if (a.has_component("text_encoder_2")) bytes += weights_bytes(a.component("text_encoder_2"), da);
+  if (b.has_component("text_encoder_2")) bytes += weights_bytes(b.component("text_encoder_2"), db);
   return bytes;
 }
 
