@@ -317,7 +317,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (group)
     log.info(group->world().describe() + ": generating prompts " + std::to_string(shard.first) + "-" +
              std::to_string(shard.end - 1) + " of " + std::to_string(prompts.size()));
-  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, shard_prompts_list, o, log, join_scorer, shard.first);
+  // Automatic timing passes are decided from a process's own batches, so the ranks of a multi-process
+  // run would time different numbers of passes: there only the passes asked for (--repeats) run.
+  EvalOptions timed_options = o;
+  if (group) timed_options.auto_repeats = false;
+  TimedRuns timed =
+      run_timed(base_spec_run, cand_spec_run, shard_prompts_list, timed_options, log, join_scorer, shard.first);
   join_scorer();  // in case no batch was timed
   {
     const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
