@@ -95,6 +95,16 @@ json infer_unet(const Tensors& t, const UNetLayout& u, CheckpointFamily family, 
     if (u.attention[b] && first_attention.empty()) first_attention = block + "1.";
   }
   if (first_attention.empty()) throw ModelError("the UNet has no cross-attention blocks", t.f.path().string());
+  // What every family reads the same way from the tensors.
+  json c = {{"_class_name", "UNet2DConditionModel"},
+            {"in_channels", t.dim(p + "input_blocks.0.0.weight", 1)},
+            {"out_channels", t.dim(p + "out.2.weight", 0)},
+            {"down_block_types", down},
+            {"up_block_types", up},
+            {"block_out_channels", channels},
+            {"layers_per_block", u.layers_per_block},
+            {"cross_attention_dim", t.dim(first_attention + "transformer_blocks.0.attn2.to_k.weight", 1)},
+            {"use_linear_projection", t.shape(first_attention + "proj_in.weight").size() == 2}};
   if (family == CheckpointFamily::SDXL) {
     // sgm's SDXL UNet: 64 channels per head, transformer depth per block, linear projections, the
     // text_time added conditioning (pooled text embedding + 6 time ids at 256 each).
@@ -103,36 +113,18 @@ json infer_unet(const Tensors& t, const UNetLayout& u, CheckpointFamily family, 
       const std::string block = p + "input_blocks." + std::to_string(b * (u.layers_per_block + 1) + 1) + ".1.";
       depth.push_back(u.attention[b] ? t.count(block + "transformer_blocks.") : 1);
     }
-    return {{"_class_name", "UNet2DConditionModel"},
-            {"sample_size", 128},
-            {"in_channels", t.dim(p + "input_blocks.0.0.weight", 1)},
-            {"out_channels", t.dim(p + "out.2.weight", 0)},
-            {"down_block_types", down},
-            {"up_block_types", up},
-            {"block_out_channels", channels},
-            {"layers_per_block", u.layers_per_block},
-            {"cross_attention_dim", t.dim(first_attention + "transformer_blocks.0.attn2.to_k.weight", 1)},
-            {"transformer_layers_per_block", depth},
-            {"use_linear_projection", t.shape(first_attention + "proj_in.weight").size() == 2},
-            {"attention_head_dim", heads},
-            {"addition_embed_type", "text_time"},
-            {"addition_time_embed_dim", 256},
-            {"projection_class_embeddings_input_dim", t.dim(p + "label_emb.0.0.weight", 1)}};
+    c["sample_size"] = 128;
+    c["transformer_layers_per_block"] = depth;
+    c["attention_head_dim"] = heads;
+    c["addition_embed_type"] = "text_time";
+    c["addition_time_embed_dim"] = 256;
+    c["projection_class_embeddings_input_dim"] = t.dim(p + "label_emb.0.0.weight", 1);
+    return c;
   }
-  json c = {{"_class_name", "UNet2DConditionModel"},
-            {"sample_size", family == CheckpointFamily::SD2 && v_prediction ? 96 : 64},
-            {"in_channels", t.dim(p + "input_blocks.0.0.weight", 1)},
-            {"out_channels", t.dim(p + "out.2.weight", 0)},
-            {"down_block_types", down},
-            {"up_block_types", up},
-            {"block_out_channels", channels},
-            {"layers_per_block", u.layers_per_block},
-            {"cross_attention_dim", t.dim(first_attention + "transformer_blocks.0.attn2.to_k.weight", 1)},
-            {"transformer_layers_per_block", t.count(first_attention + "transformer_blocks.")},
-            {"use_linear_projection", t.shape(first_attention + "proj_in.weight").size() == 2},
-            // ldm's num_heads = 8 (SD 1.x) and num_head_channels = 64 (SD 2.x); diffusers calls both
-            // attention_head_dim.
-            {"attention_head_dim", family == CheckpointFamily::SD1 ? json(8) : heads}};
+  c["sample_size"] = family == CheckpointFamily::SD2 && v_prediction ? 96 : 64;
+  c["transformer_layers_per_block"] = t.count(first_attention + "transformer_blocks.");
+  // ldm's num_heads = 8 (SD 1.x) and num_head_channels = 64 (SD 2.x); diffusers calls both attention_head_dim.
+  c["attention_head_dim"] = family == CheckpointFamily::SD1 ? json(8) : heads;
   return c;
 }
 
