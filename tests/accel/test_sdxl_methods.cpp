@@ -42,12 +42,7 @@ Txt2ImgPipeline& tiny_sdxl() {
 // The references' protocol: 2 prompts in one batch, one diffusers-style generator seeded 42,
 // guidance 5.0, 10 steps of the folder's Euler (or DDIM without clip_sample), 64x64.
 GenerateOptions protocol(std::vector<Method*> methods, bool ddim = false) {
-  GenerateOptions opt;
-  opt.steps = 10;
-  opt.guidance = 5.0;
-  opt.seed = 42;
-  opt.batch_size = 2;
-  opt.noise = NoiseMode::Diffusers;
+  GenerateOptions opt = test::sdxl_reference_protocol();
   if (ddim) {
     opt.scheduler = "ddim";
     opt.scheduler_options = {{"clip_sample", false}};

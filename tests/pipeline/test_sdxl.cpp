@@ -44,15 +44,7 @@ std::vector<std::string> checkpoint_names(const fs::path& file) {
   return names;
 }
 
-GenerateOptions sdxl_protocol() {
-  GenerateOptions opt;
-  opt.steps = 10;
-  opt.guidance = 5.0;
-  opt.seed = 42;
-  opt.batch_size = 2;
-  opt.noise = NoiseMode::Diffusers;
-  return opt;
-}
+GenerateOptions sdxl_protocol() { return test::sdxl_reference_protocol(); }
 
 // Teacher-forced steps (see test::teacher_forced_step_errors), then a free run's final latents and
 // images.
