@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
+#include <set>
 
 #include <CLI/CLI.hpp>
 #include <c10/core/InferenceMode.h>
@@ -21,6 +23,7 @@
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/eval/bench.hpp"
+#include "diffbench/eval/distributed.hpp"
 #include "diffbench/eval/evaluator.hpp"
 #include "diffbench/eval/protocol.hpp"
 #include "diffbench/eval/pyimport.hpp"
@@ -34,6 +37,7 @@
 #include "diffbench/pipeline/init_random.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
+#include "ranks.hpp"
 #include "suite_commands.hpp"
 
 namespace {
@@ -459,9 +463,10 @@ PipelineSpec generate_spec(const GenerateArgs& a, const CLI::App& cmd) {
   return spec;
 }
 
-int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
-  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
-  const PipelineSpec spec = generate_spec(a, cmd);
+int run_generate(const GenerateArgs& a, const CLI::App& cmd, const World& world, ProcessGroup* group) {
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2) && world.rank == 0);
+  PipelineSpec spec = generate_spec(a, cmd);
+  spec.device = rank_device(spec.device, world);  // "cuda": this rank's GPU
   RunProtocol protocol;
   protocol.seed = a.seed;
   protocol.batch_size = a.batch_size;
@@ -490,12 +495,17 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
   const double setup_s = process_age_s();
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  StagingDir staging(a.out, a.force);  // a bad or occupied --out fails before any work
+  // A bad or occupied --out fails before any work; in a multi-process run rank 0 alone writes it.
+  std::optional<StagingDir> staging;
+  if (!group || group->root()) staging.emplace(a.out, a.force);
   auto pipe = Txt2ImgPipeline::load(run.model, log);
   const double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
   t0 = Clock::now();
-  auto result = pipe->generate(prompts, run.generate, {}, log);
+  nlohmann::json distributed;  // rank 0 of a multi-process run: the ranks' shares and throughput
+  auto result = group ? generate_over_ranks(*pipe, prompts, run.generate, *group, log, &distributed)
+                      : pipe->generate(prompts, run.generate, {}, log);
   const double generation_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!staging) return 0;  // rank 0 writes the images
   const GenerateOptions& go = run.generate;
   nlohmann::json settings = {{"model", spec.model.string()}, {"scheduler", result.scheduler}, {"steps", go.steps},
                              {"guidance", go.guidance}, {"seed", go.seed},              {"height", result.height},
@@ -505,8 +515,9 @@ int run_generate(const GenerateArgs& a, const CLI::App& cmd) {
                              {"load_s", pipe->load_report()}, {"environment", environment_info(run.model.device)},
                              {"wall_clock_s", {{"process_setup", setup_s}, {"load", load_s}, {"generation", generation_s}}}};
   if (!a.spec.empty()) settings["spec"] = a.spec;
+  if (group) settings["distributed"] = distributed;
   t0 = Clock::now();
-  save_generation(staging, result, prompts, settings);
+  save_generation(*staging, result, prompts, settings);
   log.info("wrote " + std::to_string(prompts.size()) + " images to " + a.out + " (" +
            seconds_text(result.times.total / static_cast<double>(prompts.size())) + " s per image); wall clock: set-up " +
            seconds_text(setup_s) + " s, load " + seconds_text(load_s) + " s, generation " + seconds_text(generation_s) +
@@ -573,43 +584,13 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   return o;
 }
 
-// A multi-process run's group options: DIFFBENCH_DIST_TIMEOUT (seconds, default 60) is how long a
-// rank may go without a heartbeat before the others take it for dead; a rank that learns of a
-// failed or dead rank prints why and ends with that rank's exit code (3 for a dead one).
-ProcessGroupOptions process_group_options(int rank) {
-  ProcessGroupOptions o;
-  if (const char* v = std::getenv("DIFFBENCH_DIST_TIMEOUT")) {
-    double s = 0;
-    size_t used = 0;
-    try {
-      s = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || v[used] != '\0' || !std::isfinite(s) || s <= 0 || s > 1e6)
-      throw UsageError(std::string("'") + v + "' is not a number of seconds > 0", "DIFFBENCH_DIST_TIMEOUT");
-    o.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
-  }
-  o.join_timeout = std::max<std::chrono::milliseconds>(std::chrono::minutes(5), o.heartbeat_timeout);
-  o.on_peer_failure = [rank](int code, const std::string& message) {
-    std::cerr << "diffbench: rank " << rank << " stops: " << message << std::endl;
-    std::_Exit(code);  // the main thread may be inside a collective that would wait for the dead rank
-  };
-  return o;
-}
-
 int run_eval_command(const EvalArgs& a, const CLI::App& cmd, const World& world) {
   const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2) && world.rank == 0);
-  std::unique_ptr<ProcessGroup> group;
-  if (world.distributed()) {
-    group = ProcessGroup::join(world, process_group_options(world.rank));
-    log.info(world.describe() + ": joined at " + world.master_addr + ":" + std::to_string(world.master_port));
-  }
-  try {
+  return run_on_ranks(world, log, [&](ProcessGroup* group) {
     EvalOptions o = eval_options(a, cmd);
     o.candidate = load_pipeline_file(a.candidate);
     if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
-    o.group = group.get();
+    o.group = group;
     o.candidate.device = rank_device(o.candidate.device, world);  // "cuda": this rank's GPU
     if (o.baseline) o.baseline->device = rank_device(o.baseline->device, world);
     // The baseline cache is one process's: a multi-process run generates its baseline.
@@ -621,17 +602,12 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd, const World& world)
     else
       std::cout << render_summary(r.report) << "report: " << (r.out / "report.html").string() << "\n";
     return r.passed ? 0 : 1;
-  } catch (const diffbench::Error& e) {
-    if (group) group->fail(e.exit_code(), e.what());
-    throw;
-  } catch (const std::exception& e) {
-    if (group) group->fail(3, std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
-    throw;
-  }
+  });
 }
 
-int run_score(const ScoreArgs& a) {
+int run_score(const ScoreArgs& a, const World& world, ProcessGroup* group) {
   ScoreOptions o;
+  o.group = group;
   o.images = a.images;
   o.prompts = a.prompts;
   o.num_samples = a.num_samples;
@@ -639,7 +615,7 @@ int run_score(const ScoreArgs& a) {
   o.clip_score = parse_clip_score_mode(a.clip_score);
   o.against = a.against;
   o.lpips = a.lpips;
-  o.device = parse_device(a.device);
+  o.device = parse_device(rank_device(a.device, world));  // "cuda": this rank's GPU
   o.inception = a.inception;
   o.reference_images = a.reference_images;
   o.metrics = a.metrics.empty() ? default_score_metrics(!a.against.empty(), !a.clip.empty(), !a.lpips.empty(),
@@ -651,6 +627,7 @@ int run_score(const ScoreArgs& a) {
   o.metrics.hps = o.metrics.hps || !a.hps.empty();
   if (a.metrics.empty() && a.clip.empty() && (o.metrics.pickscore || o.metrics.hps)) o.metrics.clip = false;
   const auto j = run_score(o);
+  if (world.rank != 0) return 0;  // rank 0 prints the scores
   std::cout << (a.json ? j.dump(2) + "\n" : render_score(j));
   return 0;
 }
@@ -718,14 +695,22 @@ int main(int argc, char** argv) {
   }
   try {
     const World world = detect_world();
-    if (world.distributed() && !app.got_subcommand("eval"))
-      throw UsageError("runs as one process only: under torchrun, mpirun or srun only eval is spread over processes "
-                       "so far (docs/distributed.md)",
-                       "diffbench " + app.get_subcommands().front()->get_name());
-    if (app.got_subcommand("generate")) return run_generate(gen, *app.get_subcommand("generate"));
+    const std::string command = app.get_subcommands().front()->get_name();
+    if (world.distributed() && !std::set<std::string>{"eval", "generate", "score"}.count(command))
+      throw UsageError("runs as one process only: under torchrun, mpirun or srun only eval, generate and score are "
+                       "spread over processes so far (docs/distributed.md)",
+                       "diffbench " + command);
+    if (app.got_subcommand("generate")) {
+      const Logger log(gen.quiet ? LogLevel::Error : LogLevel::Info, std::cerr);
+      return run_on_ranks(world, log, [&](ProcessGroup* group) {
+        return run_generate(gen, *app.get_subcommand("generate"), world, group);
+      });
+    }
     if (app.got_subcommand("init-random")) return run_init_random(init);
     if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"), world);
-    if (app.got_subcommand("score")) return run_score(score);
+    if (app.got_subcommand("score"))
+      return run_on_ranks(world, Logger(LogLevel::Info, std::cerr),
+                          [&](ProcessGroup* group) { return run_score(score, world, group); });
     for (auto [name, args, eval_args] : {std::tuple{"suite", &suite, &suite_eval}, std::tuple{"sweep", &sweep, &sweep_eval}})
       if (app.got_subcommand(name)) {
         const EvalArgs& e = *eval_args;

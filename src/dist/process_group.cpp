@@ -273,19 +273,21 @@ std::vector<std::string> ProcessGroup::gather(const std::string& bytes) {
 }
 
 std::vector<at::Tensor> ProcessGroup::gather(const at::Tensor& tensor) {
-  if (tensor.scalar_type() != at::kByte || tensor.dim() < 1)
-    throw RuntimeFailure("gathers uint8 tensors of at least one dimension only", "ProcessGroup::gather");
+  if (tensor.dim() < 1) throw RuntimeFailure("gathers tensors of at least one dimension only", "ProcessGroup::gather");
   const at::Tensor t = tensor.cpu().contiguous();
-  std::string shape;
-  for (auto d : t.sizes()) shape += std::to_string(d) + " ";
+  // The element type and shape travel as text, the elements as their bytes (exact for any type).
+  std::string shape = std::to_string(static_cast<int>(t.scalar_type()));
+  for (auto d : t.sizes()) shape += " " + std::to_string(d);
   const std::vector<std::string> shapes = gather(shape);
-  const std::vector<at::Tensor> flats = impl_->gather_flat(t.reshape({-1}));
+  const std::vector<at::Tensor> flats = impl_->gather_flat(t.reshape({-1}).view(at::kByte));
   std::vector<at::Tensor> out;
   for (size_t r = 0; r < flats.size(); ++r) {
-    std::vector<int64_t> sizes;
     std::istringstream in(shapes[r]);
+    int type = 0;
+    in >> type;
+    std::vector<int64_t> sizes;
     for (int64_t d; in >> d;) sizes.push_back(d);
-    out.push_back(flats[r].reshape(sizes));
+    out.push_back(flats[r].clone().view(static_cast<at::ScalarType>(type)).reshape(sizes));
   }
   return out;
 }

@@ -1,7 +1,5 @@
 #include "distributed_eval.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "diffbench/error.hpp"
@@ -10,11 +8,6 @@
 namespace diffbench {
 
 namespace {
-
-std::string host_name() {
-  char buf[256] = {};
-  return ::gethostname(buf, sizeof buf - 1) == 0 ? std::string(buf) : std::string("?");
-}
 
 // What rank 0 needs of one side's timed run.
 nlohmann::json side_json(const PipelineRun& r) {
@@ -77,28 +70,12 @@ double seconds_per_image(const PipelineRun& r) {
 
 }  // namespace
 
-Shard shard_prompts(size_t prompts, int batch_size, const World& world) {
-  const auto bs = static_cast<size_t>(batch_size);
-  const size_t batches = (prompts + bs - 1) / bs;
-  const auto ranks = static_cast<size_t>(world.size);
-  if (batches < ranks)
-    throw UsageError(std::to_string(prompts) + " prompts make " + std::to_string(batches) + " batch(es) of " +
-                         std::to_string(batch_size) + ", fewer than the " + std::to_string(ranks) +
-                         " processes: use more prompts, a smaller --batch-size or fewer processes",
-                     "--batch-size");
-  const auto r = static_cast<size_t>(world.rank);
-  const size_t base = batches / ranks, extra = batches % ranks;
-  const size_t first_batch = r * base + std::min(r, extra);
-  const size_t count = base + (r < extra ? 1 : 0);
-  return {first_batch * bs, std::min(prompts, (first_batch + count) * bs)};
-}
-
 TimedRuns gather_timed_runs(ProcessGroup& group, TimedRuns local, const Shard& shard, double timed_wall_s,
                             const std::string& device, nlohmann::json* distributed) {
   const World& world = group.world();
   const nlohmann::json mine = {{"rank", world.rank},
                                {"local_rank", world.local_rank},
-                               {"host", host_name()},
+                               {"host", rank_host_name()},
                                {"device", device},
                                {"prompts", {shard.first, shard.end}},
                                {"schedule", to_string(local.schedule.schedule)},

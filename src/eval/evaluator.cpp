@@ -258,10 +258,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   validate_eval_options(o);
   ProcessGroup* const group = o.group;
   const bool root = !group || group->root();  // rank 0 scores and writes the report
-  if (group && o.noise != NoiseMode::PerPrompt)
-    throw UsageError("diffusers noise draws every prompt's noise from one generator in prompt order, so a rank "
-                     "cannot start in the middle: a multi-process run needs --noise per-prompt",
-                     "--noise");
+  if (group) require_per_prompt_noise(o.noise);
   if (group && o.baseline_result)
     throw UsageError("a reused baseline is not supported in a multi-process run", "--baseline-cache");
   const PipelineSpec candidate = o.candidate;
@@ -340,8 +337,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                               cand_spec_run.model.device.str(), &distributed);
     wall["gather_from_ranks"] = lap();
     if (!root) {
+      // The group stays watched until the command ends (a suite runs more evaluations over it).
       log.info(group->world().describe() + ": done; rank 0 scores and writes the report");
-      group->finish();
       return EvalResult{};
     }
   }

@@ -1,8 +1,11 @@
 #include "diffbench/eval/score.hpp"
 
+#include <array>
 #include <cstdio>
 
+#include "diffbench/dist/process_group.hpp"
 #include "diffbench/error.hpp"
+#include "diffbench/eval/distributed.hpp"
 #include "diffbench/eval/distribution_quality.hpp"
 #include "diffbench/eval/preference_quality.hpp"
 #include "diffbench/eval/quality.hpp"
@@ -39,6 +42,55 @@ std::vector<std::string> run_json_prompts(const fs::path& images) {
     out.push_back(p.get<std::string>());
   }
   return out;
+}
+
+// A multi-process run: every rank's per-image results, gathered in image order into rank 0's
+// (which returns true); the Inception features are added again a batch at a time, so their running
+// moments are the one-process run's. The other ranks return false: they are done.
+bool gather_scores(ProcessGroup& group, const Shard& shard, int batch_size, std::array<std::vector<double>*, 3> lists,
+                   FidelityScores& fidelity, nlohmann::json& names, ImageSetFeatures* features,
+                   nlohmann::json* distributed) {
+  nlohmann::json psnr = nlohmann::json::array();
+  for (const auto& p : fidelity.psnr) psnr.push_back({p.db, p.capped, p.identical});
+  const nlohmann::json mine = {{"rank", group.world().rank},
+                               {"host", rank_host_name()},
+                               {"images", {shard.first, shard.end}},
+                               {"lists", {*lists[0], *lists[1], *lists[2]}},
+                               {"psnr", psnr},
+                               {"ssim", fidelity.ssim},
+                               {"lpips", fidelity.lpips},
+                               {"files", names}};
+  const std::vector<uint8_t> packed = nlohmann::json::to_cbor(mine);  // CBOR: every double as it is, NaN too
+  const std::vector<std::string> texts = group.gather(std::string(packed.begin(), packed.end()));
+  const std::vector<at::Tensor> rows = features ? group.gather(features->rows()) : std::vector<at::Tensor>{};
+  if (!group.root()) return false;
+  for (auto* list : lists) list->clear();
+  fidelity = {};
+  names = nlohmann::json::array();
+  nlohmann::json ranks = nlohmann::json::array();
+  for (const auto& text : texts) {
+    const nlohmann::json r = nlohmann::json::from_cbor(std::vector<uint8_t>(text.begin(), text.end()));
+    for (size_t k = 0; k < lists.size(); ++k)
+      for (double v : r["lists"][k]) lists[k]->push_back(v);
+    for (const auto& p : r["psnr"]) fidelity.psnr.push_back({p[0].get<double>(), p[1].get<bool>(), p[2].get<bool>()});
+    for (double v : r["ssim"]) fidelity.ssim.push_back(v);
+    for (double v : r["lpips"]) fidelity.lpips.push_back(v);
+    for (const auto& f : r["files"]) names.push_back(f);
+    ranks.push_back({{"rank", r["rank"]}, {"host", r["host"]}, {"images", r["images"]}});
+  }
+  if (features) {
+    *features = {};
+    const at::Tensor all = at::cat(rows, 0);
+    for (int64_t first = 0; first < all.size(0); first += batch_size)
+      features->add(all.narrow(0, first, std::min<int64_t>(batch_size, all.size(0) - first)));
+  }
+  const World& world = group.world();
+  *distributed = {{"world_size", world.size},
+                  {"launcher", world.launcher},
+                  {"backend", "gloo"},
+                  {"split", "contiguous shards of whole batches; rank 0 gathers every image's scores"},
+                  {"ranks", ranks}};
+  return true;
 }
 
 }  // namespace
@@ -95,8 +147,10 @@ nlohmann::json run_score(const ScoreOptions& o) {
   FidelityScores fidelity;
   nlohmann::json names = nlohmann::json::array();
   const auto batch = static_cast<size_t>(o.batch_size);
-  for (size_t first = 0; first < n; first += batch) {  // a batch at a time: never every image in memory
-    const size_t count = std::min(batch, n - first);
+  // A multi-process run: each rank scores a shard of whole batches (the one-process run's batches).
+  const Shard shard = o.group ? shard_prompts(n, o.batch_size, o.group->world(), true) : Shard{0, n};
+  for (size_t first = shard.first; first < shard.end; first += batch) {  // a batch at a time: never every image in memory
+    const size_t count = std::min(batch, shard.end - first);
     std::vector<at::Tensor> images;
     std::vector<std::string> texts;
     for (size_t i = first; i < first + count; ++i) {
@@ -127,7 +181,12 @@ nlohmann::json run_score(const ScoreOptions& o) {
       }
   }
 
+  nlohmann::json distributed;
+  if (o.group && !gather_scores(*o.group, shard, o.batch_size, {&per_sample, &per_pickscore, &per_hps}, fidelity, names,
+                                inception ? &image_features : nullptr, &distributed))
+    return nullptr;  // rank 0 has every rank's scores
   nlohmann::json j = {{"images", o.images.string()}, {"n", n}, {"files", names}, {"metrics", to_string(m)}};
+  if (o.group) j["distributed"] = distributed;
   if (m.clip) {
     j["clip_score"] = ClipScorer::aggregate(per_sample, o.clip_score);
     j["per_sample"] = per_sample;

@@ -1,59 +1,18 @@
 // `diffbench eval` spread over two processes on the CPU (Gloo): under torchrun and mpirun its images
 // are byte-identical to the one-process run's and its scores equal; a rank killed mid-run ends the
 // other within the heartbeat timeout, naming the rank. tiny-sd, the tiny-clip scorer, COCO captions.
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <fstream>
 #include <regex>
 
-#include "cli/cli_support.hpp"
 #include "diffbench/io/json_config.hpp"
+#include "dist/dist_support.hpp"
 #include "eval/eval_fixture.hpp"
-#include "test_support.hpp"
 
 using namespace diffbench;
+using namespace diffbench::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A TCP port free right now on the loopback (the rendezvous store's).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// The venv's torchrun (the Makefile's torch wheel), or $DIFFBENCH_TORCHRUN; empty when neither exists.
-std::string find_torchrun() {
-  if (const char* env = std::getenv("DIFFBENCH_TORCHRUN"); env && *env) return env;
-  return fs::exists(DIFFBENCH_TORCHRUN) ? std::string(DIFFBENCH_TORCHRUN) : std::string();
-}
-
-// A launcher the test needs: skipped when missing, a failure under DIFFBENCH_REQUIRE_FIXTURES (CI,
-// where `make test` installs it), as the browser tests treat Chromium.
-#define REQUIRE_LAUNCHER(path, what)                                                              \
-  do {                                                                                            \
-    if ((path).empty()) {                                                                         \
-      if (::diffbench::test::fixtures_required()) GTEST_FAIL() << what << " is missing";          \
-      GTEST_SKIP() << what << " is missing: the two-process run is not tested";                  \
-    }                                                                                             \
-  } while (0)
 
 class DistCli : public test::EvalFixture {
  protected:
@@ -69,10 +28,8 @@ class DistCli : public test::EvalFixture {
            " --num-samples 4 --batch-size 1 --warmup 0 --max-quality-loss 100 --clip " +
            shell_quote(test::fixture("tiny-clip").string()) + " --out " + shell_quote(out.string()) + " --json";
   }
-  std::string binary() const { return shell_quote(DIFFBENCH_BINARY); }
-  // One thread per process, in the one-process run too (the same kernels, and two processes of two
-  // threads each on a two-core machine run several times slower than with one each).
-  static std::string env() { return "OMP_NUM_THREADS=1 DIFFBENCH_BASELINE_CACHE=off "; }
+  std::string binary() const { return dist_binary(); }
+  static std::string env() { return dist_env(); }
 
   // The one-process run's report folder (made once per test).
   fs::path single_run() {
@@ -89,8 +46,7 @@ class DistCli : public test::EvalFixture {
     EXPECT_FALSE(one.contains("distributed"));
     for (const char* side : {"baseline", "candidate"})
       for (int i = 0; i < 4; ++i) {
-        char name[32];
-        std::snprintf(name, sizeof name, "%06d.png", i);
+        const std::string name = png_name(i);
         const fs::path a = single / side / name, b = multi / side / name;
         ASSERT_TRUE(fs::exists(b)) << b;
         EXPECT_TRUE(file_bytes(a) == file_bytes(b)) << side << "/" << name << " differs from the one-process run's";
@@ -135,16 +91,13 @@ TEST_F(DistCli, TorchrunTwoProcessesMatchOneProcess) {
   REQUIRE_LAUNCHER(torchrun, "torchrun (the torch wheel's virtualenv)");
   const fs::path single = single_run();
   const fs::path multi = dir_ / "torchrun";
-  // --standalone: a free rendezvous port on this machine; the ranks join torchrun's agent store.
-  const auto r = run_shell(env() + shell_quote(torchrun) +
-                           " --standalone --nproc-per-node 2 --no-python " + binary() + " " + args(multi));
+  const auto r = run_shell(env() + torchrun_prefix(torchrun) + binary() + " " + args(multi));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_report(single, multi, "torchrun");
 }
 
 TEST_F(DistCli, MpirunTwoProcessesMatchOneProcess) {
-  const auto which = run_shell("command -v mpirun");
-  const std::string mpirun = which.exit_code == 0 ? which.output.substr(0, which.output.find('\n')) : "";
+  const std::string mpirun = find_mpirun();
   REQUIRE_LAUNCHER(mpirun, "mpirun (Debian's openmpi-bin)");
   const fs::path single = single_run();
   const fs::path multi = dir_ / "mpirun";
@@ -222,5 +175,5 @@ TEST_F(DistCli, LauncherMistakesAreUsageErrors) {
   // Commands not spread over processes yet refuse to run under a launcher.
   r = run_shell("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " + bin + " methods");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("only eval is spread over processes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("runs as one process only"), std::string::npos) << r.output;
 }

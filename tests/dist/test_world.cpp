@@ -1,12 +1,12 @@
 // Launch detection (dist/world.hpp) from a launcher's environment, and how eval shards its prompts
-// over the ranks (eval/distributed_eval.hpp).
+// over the ranks (eval/distributed.hpp).
 #include <map>
 
 #include <gtest/gtest.h>
 
 #include "diffbench/dist/world.hpp"
 #include "diffbench/error.hpp"
-#include "eval/distributed_eval.hpp"
+#include "diffbench/eval/distributed.hpp"
 
 using namespace diffbench;
 
@@ -130,4 +130,11 @@ TEST(Shard, ContiguousWholeBatches) {
   World w;
   w.size = 3;
   EXPECT_THROW(shard_prompts(8, 4, w), UsageError);
+  // Unless idle ranks are allowed (score: its batch size is not an option): the last rank gets none.
+  w.rank = 1;
+  EXPECT_EQ(shard_prompts(8, 4, w, true).first, 4u);
+  EXPECT_EQ(shard_prompts(8, 4, w, true).end, 8u);
+  w.rank = 2;
+  EXPECT_EQ(shard_prompts(8, 4, w, true).size(), 0u);
+  EXPECT_EQ(shard_prompts(8, 4, w, true).first, 8u);
 }

@@ -11,6 +11,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "eval/eval_fixture.hpp"
+#include "eval/inception_support.hpp"
 #include "test_support.hpp"
 
 using namespace diffbench;
@@ -24,23 +25,6 @@ ImageSetFeatures gaussian_set(int64_t n, int64_t dim, double shift, uint64_t see
   ImageSetFeatures set;
   for (int64_t first = 0; first < n; first += batch) set.add(all.narrow(0, first, std::min(batch, n - first)));
   return set;
-}
-
-// A random FID Inception as the user's converted file would hold it: He-scaled convolutions, BatchNorm at
-// its identity statistics, the classifier the .pth carries.
-void write_random_inception(const fs::path& file) {
-  InceptionFid net;
-  at::Generator gen = at::detail::createCPUGenerator(7);
-  StateDict w;
-  for (const auto& p : net->named_parameters()) {
-    const auto s = p.value().sizes();
-    w[p.key()] = p.value().dim() == 4 ? at::randn(s, gen, at::kFloat) * std::sqrt(2.0 / double(s[1] * s[2] * s[3]))
-                                      : p.value().detach().clone();
-  }
-  for (const auto& b : net->named_buffers()) w[b.key()] = b.value().clone();
-  w["fc.weight"] = at::zeros({1008, 2048});
-  w["fc.bias"] = at::zeros({1008});
-  save_safetensors(file, w);
 }
 
 }  // namespace
@@ -134,7 +118,7 @@ class DistributionCli : public test::EvalFixture {
 
 TEST_F(DistributionCli, EvalWithoutClipReportsKidFidAgainstBaselineAndReferences) {
   const fs::path inception = dir_ / "inception.safetensors", refs = dir_ / "refs", out = dir_ / "report";
-  write_random_inception(inception);
+  test::write_random_inception(inception);
   fs::create_directories(refs);
   at::Generator gen = at::detail::createCPUGenerator(5);
   write_png(refs / "r0.png", at::randint(0, 256, {3, 40, 60}, gen, at::kByte));

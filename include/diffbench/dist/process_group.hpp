@@ -42,9 +42,9 @@ class ProcessGroup {
 
   // Rank 0 gets every rank's bytes in rank order; the other ranks get an empty vector.
   std::vector<std::string> gather(const std::string& bytes);
-  // Rank 0 gets every rank's uint8 tensor (its own first), which may differ in their first
-  // dimension; the other ranks get an empty vector.
-  std::vector<at::Tensor> gather(const at::Tensor& uint8_tensor);
+  // Rank 0 gets every rank's tensor (its own first, on the CPU, bit for bit), which may differ in
+  // their first dimension; the other ranks get an empty vector.
+  std::vector<at::Tensor> gather(const at::Tensor& tensor);
 
   // Tells the other ranks that this one failed (they end with `exit_code` and a message naming this
   // rank and `message`); when this rank serves the store, it waits a little for them to read it.

@@ -13,6 +13,8 @@
 
 namespace diffbench {
 
+class ProcessGroup;  // dist/process_group.hpp
+
 struct ScoreOptions {
   std::filesystem::path images;   // PNG files, taken in file-name order
   std::string prompts;            // prompt source, one prompt per image (CLIP); empty: images/run.json's prompts
@@ -28,6 +30,10 @@ struct ScoreOptions {
   int batch_size = 16;            // images read and scored at a time
   uint64_t seed = 42;             // of the bootstrap intervals
   at::Device device = at::kCPU;   // the CLIP scorer's (float16 on CUDA)
+  // A multi-process run's group (not owned; null: one process): each rank scores a contiguous shard
+  // of whole batches, rank 0 gathers every image's scores (and Inception features) and returns the
+  // one-process result plus a "distributed" section; the other ranks return null.
+  ProcessGroup* group = nullptr;
 };
 
 // --metrics' default: clip without --against; psnr,ssim with it, plus clip when a scorer is given,
