@@ -696,9 +696,9 @@ int main(int argc, char** argv) {
   try {
     const World world = detect_world();
     const std::string command = app.get_subcommands().front()->get_name();
-    if (world.distributed() && !std::set<std::string>{"eval", "generate", "score"}.count(command))
-      throw UsageError("runs as one process only: under torchrun, mpirun or srun only eval, generate and score are "
-                       "spread over processes so far (docs/distributed.md)",
+    if (world.distributed() && !std::set<std::string>{"eval", "generate", "score", "suite", "sweep"}.count(command))
+      throw UsageError("runs as one process only: under torchrun, mpirun or srun only eval, generate, score, suite "
+                       "and sweep are spread over processes (docs/distributed.md)",
                        "diffbench " + command);
     if (app.got_subcommand("generate")) {
       const Logger log(gen.quiet ? LogLevel::Error : LogLevel::Info, std::cerr);
@@ -715,7 +715,8 @@ int main(int argc, char** argv) {
       if (app.got_subcommand(name)) {
         const EvalArgs& e = *eval_args;
         return run_suite_command(*args, eval_options(e, *app.get_subcommand(name)), e.baseline,
-                                 baseline_cache_dir(e.baseline_cache, e.no_baseline_cache).string(), e.json, e.quiet);
+                                 baseline_cache_dir(e.baseline_cache, e.no_baseline_cache).string(), e.json, e.quiet,
+                                 world);
       }
     if (app.got_subcommand("bench")) return run_bench_command(bench);
     if (app.got_subcommand("import-py")) return run_import_py(import_py);

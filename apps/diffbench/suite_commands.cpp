@@ -1,5 +1,7 @@
 #include "suite_commands.hpp"
 
+#include "ranks.hpp"
+
 #include <unistd.h>
 
 #include <iostream>
@@ -11,6 +13,13 @@
 #include "diffbench/report/suite_html.hpp"
 
 namespace diffbench {
+
+namespace {
+
+int suite_on_this_rank(const SuiteArgs& a, EvalOptions options, const std::string& baseline,
+                       const std::string& baseline_cache, bool json, const Logger& log, bool prints);
+
+}  // namespace
 
 CLI::App* add_suite(CLI::App& app, SuiteArgs& a) {
   auto* c = app.add_subcommand(
@@ -37,9 +46,19 @@ CLI::App* add_sweep(CLI::App& app, SuiteArgs& a) {
 }
 
 int run_suite_command(const SuiteArgs& a, EvalOptions options, const std::string& baseline,
-                      const std::string& baseline_cache, bool json, bool quiet) {
+                      const std::string& baseline_cache, bool json, bool quiet, const World& world) {
   // As eval: --json keeps stdout to the JSON, progress and log lines still go to stderr unless --quiet.
-  const Logger log(quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !quiet && ::isatty(2));
+  const Logger log(quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !quiet && ::isatty(2) && world.rank == 0);
+  return run_on_ranks(world, log, [&](ProcessGroup* group) {
+    options.group = group;
+    return suite_on_this_rank(a, std::move(options), baseline, baseline_cache, json, log, world.rank == 0);
+  });
+}
+
+namespace {
+
+int suite_on_this_rank(const SuiteArgs& a, EvalOptions options, const std::string& baseline,
+                       const std::string& baseline_cache, bool json, const Logger& log, bool prints) {
   SuiteOptions so;
   so.out = options.out;
   so.force = options.force;
@@ -61,13 +80,14 @@ int run_suite_command(const SuiteArgs& a, EvalOptions options, const std::string
       write_file_atomic(dir / "sweep.md", render_sweep_markdown(sweep));
       write_suite_pages(dir, summary, sweep);
     });
-    if (json) std::cout << sweep.dump(2) << "\n";
+    if (json && prints) std::cout << sweep.dump(2) << "\n";
   } else {
     std::vector<std::filesystem::path> paths(a.candidates.begin(), a.candidates.end());
     r = run_suite(so, expand_candidates(paths), log,
                   [](const std::filesystem::path& dir, const nlohmann::json& summary) { write_suite_pages(dir, summary); });
-    if (json) std::cout << r.summary.dump(2) << "\n";
+    if (json && prints) std::cout << r.summary.dump(2) << "\n";
   }
+  if (!prints) return 0;  // rank 0 reports
   if (!json) {
     const auto& s = r.summary;
     std::cout << s["passed_count"].get<size_t>() << " of " << s["candidates"].get<size_t>() << " passed";
@@ -78,5 +98,7 @@ int run_suite_command(const SuiteArgs& a, EvalOptions options, const std::string
   }
   return r.all_passed ? 0 : 1;
 }
+
+}  // namespace
 
 }  // namespace diffbench

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "diffbench/dist/world.hpp"
 #include "diffbench/eval/evaluator.hpp"
 
 namespace diffbench {
@@ -22,7 +23,8 @@ CLI::App* add_suite(CLI::App& app, SuiteArgs& a);
 CLI::App* add_sweep(CLI::App& app, SuiteArgs& a);
 
 // Exit code: 0 every candidate passed, 1 any failed; errors of the suite itself are thrown (exit 2).
+// Under a launcher every rank runs it (docs/distributed.md); rank 0 prints and returns the result.
 int run_suite_command(const SuiteArgs& a, EvalOptions options, const std::string& baseline,
-                      const std::string& baseline_cache, bool json, bool quiet);
+                      const std::string& baseline_cache, bool json, bool quiet, const World& world);
 
 }  // namespace diffbench

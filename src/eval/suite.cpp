@@ -2,19 +2,27 @@
 // (baseline spec, protocol), failures recorded with a reason from a fixed vocabulary.
 #include "diffbench/eval/suite.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <ctime>
 #include <iomanip>
+#include <fstream>
+#include <iterator>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include <c10/util/Exception.h>
 
 #include "diffbench/accel/method.hpp"
+#include "diffbench/dist/process_group.hpp"
 #include "diffbench/error.hpp"
+#include "diffbench/eval/distributed.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/eval/pyimport.hpp"
 #include "diffbench/io/assets.hpp"
@@ -111,6 +119,62 @@ struct BaselineGroup {
   std::vector<std::string> candidates;
 };
 
+// Every file under `dir` (path relative to it -> bytes), to send a rank's candidate folders to rank 0.
+nlohmann::json folder_files(const fs::path& dir) {
+  nlohmann::json files = nlohmann::json::object();
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::vector<uint8_t> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    files[fs::relative(e.path(), dir).string()] = nlohmann::json::binary(bytes);
+  }
+  return files;
+}
+
+// A suite whose candidates are split over the ranks: each rank's rows, baseline groups, counts and
+// candidate folders go to rank 0, which appends them (in rank order, so in candidate order) to its
+// own and writes the folders into `dir`, its staging folder. The other ranks return false.
+bool gather_shares(ProcessGroup& pg, const fs::path& dir, nlohmann::json& rows, std::vector<BaselineGroup>& groups,
+                   std::array<int*, 3> counts) {
+  nlohmann::json mine = {{"rows", rows}, {"counts", {*counts[0], *counts[1], *counts[2]}}};
+  nlohmann::json gs = nlohmann::json::array();
+  for (const auto& g : groups)
+    gs.push_back({{"key", g.key}, {"material", g.material}, {"source", g.source}, {"ran_with", g.ran_with},
+                  {"candidates", g.candidates}, {"ran", g.result != nullptr}});
+  mine["groups"] = gs;
+  if (!pg.root()) mine["files"] = folder_files(dir);
+  const std::vector<uint8_t> packed = nlohmann::json::to_cbor(mine);
+  const std::vector<std::string> shares = pg.gather(std::string(packed.begin(), packed.end()));
+  if (!pg.root()) return false;
+  for (size_t r = 1; r < shares.size(); ++r) {
+    const nlohmann::json share = nlohmann::json::from_cbor(std::vector<uint8_t>(shares[r].begin(), shares[r].end()));
+    const size_t offset = groups.size();
+    for (auto row : share["rows"]) {
+      if (row.contains("baseline") && row["baseline"].contains("group"))
+        row["baseline"]["group"] = row["baseline"]["group"].get<size_t>() + offset;
+      rows.push_back(row);
+    }
+    for (const auto& g : share["groups"]) {
+      BaselineGroup b;
+      b.key = g["key"];
+      b.material = g["material"];
+      b.source = g["source"];
+      b.ran_with = g["ran_with"];
+      b.candidates = g["candidates"].get<std::vector<std::string>>();
+      if (g["ran"].get<bool>()) b.result = std::make_shared<BaselineResult>();  // ran on that rank
+      groups.push_back(std::move(b));
+    }
+    for (size_t k = 0; k < counts.size(); ++k) *counts[k] += share["counts"][k].get<int>();
+    for (const auto& [rel, bytes] : share["files"].items()) {
+      const fs::path file = dir / rel;
+      fs::create_directories(file.parent_path());
+      const auto& b = bytes.get_binary();
+      write_file_atomic(file, std::string(b.begin(), b.end()));
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 const std::vector<std::string>& suite_reasons() {
@@ -154,14 +218,40 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
   folder_hashes(resolve_demo_alias(common.clip, "clip"));  // a missing scorer is the suite's error, not each candidate's
   if (candidates.empty()) throw UsageError("no candidates", "suite");
   const fs::path out = so.out.empty() ? default_suite_out() : so.out;
-  StagingDir staging(out, so.force);
-  const BaselineCache cache(so.baseline_cache);
+  // A multi-process run (docs/distributed.md): with more candidates than ranks, each rank evaluates
+  // a contiguous share of whole candidates as one process, and rank 0 gathers them; otherwise every
+  // candidate's prompts are split over the ranks, as eval splits them. Rank 0 writes the suite.
+  ProcessGroup* const pg = so.eval.group;
+  const bool root = !pg || pg->root();
+  const bool by_candidate = pg && candidates.size() > static_cast<size_t>(pg->world().size);
+  const Shard share = by_candidate ? shard_prompts(candidates.size(), 1, pg->world()) : Shard{0, candidates.size()};
+  common.group = by_candidate ? nullptr : pg;
+  std::optional<StagingDir> staging;  // rank 0's
+  fs::path dir;  // where this rank writes its candidates' folders (none: it writes nothing)
+  if (root) {
+    staging.emplace(out, so.force);
+    dir = staging->path();
+  } else if (by_candidate) {
+    dir = fs::temp_directory_path() / ("diffbench-suite-rank" + std::to_string(pg->world().rank) + "-" +
+                                       std::to_string(::getpid()));
+    fs::create_directories(dir);
+  }
+  struct RankDir {  // a rank's own folder goes when the suite ends, however it ends
+    fs::path path;
+    ~RankDir() {
+      std::error_code ec;
+      if (!path.empty()) remove_tree(path, ec);
+    }
+  } rank_dir{root ? fs::path() : dir};
+  // The baseline cache is one process's: a multi-process suite generates its baselines.
+  const fs::path cache_dir = pg ? fs::path() : so.baseline_cache;
+  const BaselineCache cache(cache_dir);
   const std::vector<std::string> names = folder_names(candidates);
   std::vector<BaselineGroup> groups;
   nlohmann::json rows = nlohmann::json::array();
   int generated = 0, from_cache = 0, retimed = 0;
 
-  for (size_t i = 0; i < candidates.size(); ++i) {
+  for (size_t i = share.first; i < share.end; ++i) {
     const SuiteCandidate& c = candidates[i];
     const std::string& name = names[i];
     log.info("suite: candidate " + std::to_string(i + 1) + "/" + std::to_string(candidates.size()) + ": " + name);
@@ -170,9 +260,11 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
     std::string reason, message;
     try {
       if (!c.error.empty()) throw InputError(c.error, name);
-      const PipelineSpec spec = c.spec ? *c.spec : load_pipeline_file(c.file);
+      PipelineSpec spec = c.spec ? *c.spec : load_pipeline_file(c.file);
       MethodRegistry::with_builtins().create_all(spec.accelerate, spec.file.string());
-      const PipelineSpec baseline = so.baseline ? *so.baseline : spec.baseline();
+      PipelineSpec baseline = so.baseline ? *so.baseline : spec.baseline();
+      if (pg)  // "cuda": this rank's GPU
+        for (PipelineSpec* p : {&spec, &baseline}) p->device = rank_device(p->device, pg->world());
       stage = "load_error";
       for (const PipelineSpec* s : {&baseline, &spec})
         ModelSource::open(s->model, ModelSourceOptions{s->variant, s->prediction_type, s->model_config});
@@ -187,27 +279,28 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
         BaselineGroup g;
         g.key = key;
         g.material = material;
-        if (!so.baseline_cache.empty() && (g.result = cache.find(key, log))) g.source = "cache";
+        if (!cache_dir.empty() && (g.result = cache.find(key, log))) g.source = "cache";
         groups.push_back(std::move(g));
         group = groups.end() - 1;
       }
       EvalOptions e = common;
       e.candidate = spec;
       e.baseline = baseline;
-      e.out = staging.path() / name;
+      e.out = dir / name;
       e.force = false;
-      e.baseline_result = group->result;
+      e.baseline_result = common.group ? nullptr : group->result;  // prompts split: each generates its own
       stage = "run";
       const EvalResult r = run_eval(e, log);
+      if (!root && common.group) continue;  // rank 0 scores the candidate and writes its row
       group->candidates.push_back(name);
-      if (!group->result) {
+      if (!group->result || common.group) {
         auto shared = std::make_shared<BaselineResult>(*r.baseline_result);
         shared->provenance = {{"source", "suite"}, {"ran_with", name}};
         group->result = std::move(shared);
         group->source = "run";
         group->ran_with = name;
         ++generated;
-        if (!so.baseline_cache.empty()) cache.store(key, material, *r.baseline_result, log);
+        if (!cache_dir.empty()) cache.store(key, material, *r.baseline_result, log);
       } else if (group->source == "cache" && group->candidates.size() == 1) {
         ++from_cache;
       }
@@ -223,15 +316,19 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
       row["messages"] = r.failures;
       row["reason"] = r.failure_codes.empty() ? nlohmann::json() : nlohmann::json(r.failure_codes.front());
     } catch (const Error& err) {
+      if (common.group && stage == "run") throw;  // the ranks' collectives would no longer pair up
       reason = classify(stage, err);
       message = err.what();
     } catch (const c10::Error& err) {
+      if (common.group && stage == "run") throw;  // the ranks' collectives would no longer pair up
       reason = is_out_of_memory(err) ? "out_of_memory" : "error";
       message = err.what_without_backtrace();
     } catch (const std::bad_alloc&) {
+      if (common.group && stage == "run") throw;  // the ranks' collectives would no longer pair up
       reason = "out_of_memory";
       message = "out of host memory";
     } catch (const std::exception& err) {
+      if (common.group && stage == "run") throw;  // the ranks' collectives would no longer pair up
       reason = "error";
       message = err.what();
     }
@@ -242,13 +339,19 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
       row["reasons"] = {reason};
       row["messages"] = {message};
       const nlohmann::json error = {{"name", name}, {"file", c.file.string()}, {"reason", reason}, {"message", message}};
+      if (dir.empty()) continue;  // rank 0 writes it
       std::error_code ec;
-      remove_tree(staging.path() / name, ec);  // anything a failed run left
-      fs::create_directories(staging.path() / name);
-      write_file_atomic(staging.path() / name / "error.json", error.dump(2) + "\n");
+      remove_tree(dir / name, ec);  // anything a failed run left
+      fs::create_directories(dir / name);
+      write_file_atomic(dir / name / "error.json", error.dump(2) + "\n");
       row["report"] = name + "/error.json";
     }
     rows.push_back(row);
+  }
+  if (by_candidate) {
+    if (!gather_shares(*pg, dir, rows, groups, {&generated, &from_cache, &retimed})) return {};
+  } else if (!root) {
+    return {};
   }
 
   nlohmann::json tally = nlohmann::json::object();
@@ -293,14 +396,20 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
                    {"batch_size", common.batch_size},   {"seeds", eval_seeds(common)},
                    {"noise", to_string(common.noise)},  {"repeats", common.repeats},
                    {"clip", common.clip.string()}};
-  s["baseline_cache"] = so.baseline_cache.empty() ? nlohmann::json() : nlohmann::json(so.baseline_cache.string());
+  s["baseline_cache"] = cache_dir.empty() ? nlohmann::json() : nlohmann::json(cache_dir.string());
+  if (pg)
+    s["distributed"] = {{"world_size", pg->world().size},
+                        {"launcher", pg->world().launcher},
+                        {"backend", "gloo"},
+                        {"split", by_candidate ? "candidates: contiguous shares of whole candidates, each rank one process"
+                                               : "prompts: each candidate's prompts over the ranks, as eval"}};
   s["thresholds"] = thresholds;
   s["rows"] = rows;
-  write_file_atomic(staging.path() / "suite.json", s.dump(2) + "\n");
-  write_file_atomic(staging.path() / "suite.csv", render_suite_csv(s));
-  write_file_atomic(staging.path() / "suite.md", render_suite_markdown(s));
-  if (extra) extra(staging.path(), s);
-  staging.commit();
+  write_file_atomic(dir / "suite.json", s.dump(2) + "\n");
+  write_file_atomic(dir / "suite.csv", render_suite_csv(s));
+  write_file_atomic(dir / "suite.md", render_suite_markdown(s));
+  if (extra) extra(dir, s);
+  staging->commit();
   SuiteResult res;
   res.summary = std::move(s);
   res.all_passed = passed == rows.size();

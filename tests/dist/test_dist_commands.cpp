@@ -1,7 +1,8 @@
-// `diffbench generate` (and the commands built on eval's processes) under torchrun with two
-// processes on the CPU (Gloo): the output equals the one-process run's, images byte for byte.
-// tiny-sd, the tiny-clip scorer, COCO captions.
+// `diffbench generate`, `score`, `suite` and `sweep` under torchrun with two processes on the CPU
+// (Gloo): the output equals the one-process run's, images byte for byte and scores equal (timings
+// aside). tiny-sd, the tiny-clip scorer, COCO captions.
 #include <fstream>
+#include <regex>
 
 #include "diffbench/io/json_config.hpp"
 #include "dist/dist_support.hpp"
@@ -25,6 +26,43 @@ class DistCommands : public EvalFixture {
     ASSERT_EQ(r.exit_code, code) << r.output;
     r = run_shell(dist_env() + torchrun_prefix(torchrun) + dist_binary() + " " + args_multi);
     ASSERT_EQ(r.exit_code, code) << r.output;
+  }
+
+  std::string spec(int cache_interval) const {
+    return "[pipeline]\nmodel = \"" + fixture("tiny-sd").string() +
+           "\"\nsteps = 10\nguidance = 7.5\n\n[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = " +
+           std::to_string(cache_interval) + "\ncache_branch_id = 0\n";
+  }
+  // eval's protocol options of a suite or sweep: `n` prompts in batches of 1, no warm-up.
+  std::string protocol(int n) const {
+    return " --prompts " + captions() + " --num-samples " + std::to_string(n) +
+           " --batch-size 1 --warmup 0 --repeats 1 --max-quality-loss 100 --clip " +
+           shell_quote(fixture("tiny-clip").string()) + " --quiet";
+  }
+  // A candidate's report folders of both runs: images byte-identical, scores equal.
+  static void expect_same_candidate(const fs::path& one, const fs::path& two, int prompts) {
+    for (const char* side : {"baseline", "candidate"})
+      for (int i = 0; i < prompts; ++i) {
+        const fs::path a = one / side / png_name(i), b = two / side / png_name(i);
+        ASSERT_TRUE(fs::exists(b)) << b;
+        EXPECT_TRUE(file_bytes(a) == file_bytes(b)) << b << " differs from the one-process run's";
+      }
+    const auto r1 = read_json_file(one / "report.json"), r2 = read_json_file(two / "report.json");
+    for (const char* side : {"baseline", "candidate"}) {
+      EXPECT_EQ(r1[side]["per_sample_clip"], r2[side]["per_sample_clip"]) << one << " " << side;
+      EXPECT_EQ(r1[side]["unet_calls_per_image"], r2[side]["unet_calls_per_image"]) << one << " " << side;
+    }
+    EXPECT_EQ(r1["quality_loss_pct"], r2["quality_loss_pct"]) << one;
+    EXPECT_EQ(r1["metrics"]["psnr"], r2["metrics"]["psnr"]) << one;
+    EXPECT_EQ(r1["metrics"]["ssim"], r2["metrics"]["ssim"]) << one;
+  }
+  // A suite.json row's numbers that do not depend on timing.
+  static nlohmann::json row_scores(const nlohmann::json& row) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const char* key : {"name", "status", "reason", "reasons", "quality_loss_pct", "clip_score", "psnr_db", "ssim",
+                            "report", "params"})
+      out[key] = row.value(key, nlohmann::json());
+    return out;
   }
 };
 
@@ -101,4 +139,57 @@ TEST_F(DistCommands, ScoreTwoProcessesMatchOneProcess) {
   j2.erase("distributed");
   EXPECT_EQ(j1["per_sample"].size(), 20u);
   EXPECT_EQ(j1, j2) << "one process:\n" << j1.dump(1) << "\ntwo:\n" << j2.dump(1);
+}
+
+// Three candidates over two ranks, more candidates than ranks: rank 0 evaluates the first two (one
+// baseline run, reused by the second), rank 1 the third, which names an unknown method (an
+// invalid_spec row with its error.json, made on rank 1). Rank 0 gathers the rows and folders and
+// writes the one suite.
+TEST_F(DistCommands, SuiteSplitsCandidatesOverTheRanks) {
+  REQUIRE_LAUNCHER(find_torchrun(), "torchrun (the torch wheel's virtualenv)");
+  const fs::path cands = dir_ / "cands";
+  fs::create_directories(cands);
+  std::ofstream(cands / "a-interval2.toml") << spec(2);
+  std::ofstream(cands / "b-interval3.toml") << spec(3);
+  std::ofstream(cands / "c-unknown.toml") << std::regex_replace(spec(2), std::regex("deepcache"), "nosuchmethod");
+  const fs::path single = dir_ / "single", multi = dir_ / "multi";
+  const std::string args = "suite " + shell_quote(cands.string()) + protocol(2) + " --out ";
+  run_both(args + shell_quote(single.string()), args + shell_quote(multi.string()), 1);  // c fails
+  const auto one = read_json_file(single / "suite.json"), two = read_json_file(multi / "suite.json");
+  ASSERT_EQ(two["rows"].size(), 3u);
+  for (size_t k = 0; k < 3; ++k) EXPECT_EQ(row_scores(one["rows"][k]), row_scores(two["rows"][k])) << k;
+  EXPECT_EQ(two["rows"][2]["reason"], "invalid_spec");
+  EXPECT_EQ(one["tally"], two["tally"]);
+  EXPECT_EQ(one["baseline_runs"]["generated"], two["baseline_runs"]["generated"]);
+  EXPECT_EQ(two["distributed"]["world_size"], 2);
+  EXPECT_NE(two["distributed"]["split"].get<std::string>().find("candidates"), std::string::npos);
+  for (const char* name : {"a-interval2", "b-interval3"}) expect_same_candidate(single / name, multi / name, 2);
+  EXPECT_EQ(read_json_file(single / "c-unknown" / "error.json"), read_json_file(multi / "c-unknown" / "error.json"));
+  for (const char* page : {"suite.md", "suite.csv", "suite.html"}) EXPECT_TRUE(fs::exists(multi / page)) << page;
+}
+
+// Two grid points over two ranks, no more candidates than ranks: each point's prompts are split as
+// eval splits them (4 prompts: 2 per rank), and rank 0 writes the sweep and its frontier.
+TEST_F(DistCommands, SweepSplitsEachPointsPromptsOverTheRanks) {
+  REQUIRE_LAUNCHER(find_torchrun(), "torchrun (the torch wheel's virtualenv)");
+  const fs::path spec_file = write_spec("dc", spec(2));
+  const fs::path single = dir_ / "single", multi = dir_ / "multi";
+  const std::string args = "sweep " + shell_quote(spec_file.string()) + " --grid deepcache.cache_interval=2,3" +
+                           protocol(4) + " --out ";
+  run_both(args + shell_quote(single.string()), args + shell_quote(multi.string()));
+  const auto one = read_json_file(single / "suite.json"), two = read_json_file(multi / "suite.json");
+  ASSERT_EQ(two["rows"].size(), 2u);
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(row_scores(one["rows"][k]), row_scores(two["rows"][k])) << k;
+    const std::string name = two["rows"][k]["name"];
+    expect_same_candidate(single / name, multi / name, 4);
+    // The point's own report says how its prompts were split.
+    const auto d = read_json_file(multi / name / "report.json")["distributed"];
+    EXPECT_EQ(d["ranks"][1]["prompts"], nlohmann::json({2, 4})) << name;
+  }
+  EXPECT_NE(two["distributed"]["split"].get<std::string>().find("prompts"), std::string::npos);
+  const auto s1 = read_json_file(single / "sweep.json"), s2 = read_json_file(multi / "sweep.json");
+  EXPECT_EQ(s1["grid"], s2["grid"]);
+  EXPECT_EQ(s1["points"].size(), s2["points"].size());
+  EXPECT_TRUE(fs::exists(multi / "sweep.html"));
 }

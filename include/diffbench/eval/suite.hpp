@@ -65,6 +65,9 @@ std::vector<SuiteCandidate> expand_candidates(const std::vector<std::filesystem:
 
 // Runs every candidate. `extra` (optional) writes more files into the output folder before it is
 // committed (the sweep's). Throws only when the suite itself cannot run (options, prompts, --out).
+// In a multi-process run (options.eval.group) the ranks split the candidates when there are more
+// of them than ranks, else each candidate's prompts; rank 0 returns the result and alone writes the
+// folder (and calls `extra`), the other ranks return an empty SuiteResult (docs/distributed.md).
 SuiteResult run_suite(const SuiteOptions& options, const std::vector<SuiteCandidate>& candidates, const Logger& log,
                       const std::function<void(const std::filesystem::path& dir, const nlohmann::json& summary)>&
                           extra = {});
