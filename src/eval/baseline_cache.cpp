@@ -146,8 +146,7 @@ nlohmann::json folder_hashes(const fs::path& folder) {
   return out;
 }
 
-nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOptions& o,
-                                     const std::vector<std::string>& prompts, const std::string& version) {
+nlohmann::json spec_identity(const PipelineSpec& baseline) {
   nlohmann::json spec = baseline.to_json();
   for (const char* k : {"file", "name", "origin", "model", "model_ref", "hub", "config"}) spec.erase(k);
   spec["model_files"] = folder_hashes(resolve_demo_alias(baseline.model, "sd"));
@@ -157,6 +156,12 @@ nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOpt
   for (size_t i = 0; i < baseline.accelerate.size(); ++i)
     if (!baseline.accelerate[i].plugin.empty())
       spec["accelerate"][i]["plugin"] = content_hash(baseline.accelerate[i].plugin);
+  return spec;
+}
+
+nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOptions& o,
+                                     const std::vector<std::string>& prompts, const std::string& version) {
+  const nlohmann::json spec = spec_identity(baseline);
   const at::Device device = parse_device(baseline.device);
   nlohmann::json env = environment_info(device);
   if (!device.is_cuda()) env["cpu"] = cpu_model();

@@ -17,6 +17,7 @@
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/report.hpp"
+#include "eval_journal.hpp"
 #include "timed_runs.hpp"
 #include "util/format.hpp"
 
@@ -138,6 +139,7 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"batch_seconds", r.batch_seconds},
           {"batch_images", r.batch_images},
           {"batch_start_s", r.batch_start_s},
+          {"batch_process", r.batch_process},
           {"batch_seconds_summary",
            {{"min", *std::min_element(r.batch_seconds.begin(), r.batch_seconds.end())},
             {"median", median(r.batch_seconds)},
@@ -174,6 +176,29 @@ nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns
   }
   return j;
 }
+
+std::string signal_name(int sig) {
+  if (sig == SIGINT) return "SIGINT";
+  if (sig == SIGTERM) return "SIGTERM";
+  return "signal " + std::to_string(sig);
+}
+
+// Leaves the staging folder in place when the run ends by an exception it should survive: an
+// interruption (to be resumed), or any failure of a run that continues an earlier one (whose
+// finished batches are not this process's to lose).
+class KeepPartialOnFailure {
+ public:
+  explicit KeepPartialOnFailure(StagingDir& staging) : staging_(staging), exceptions_(std::uncaught_exceptions()) {}
+  ~KeepPartialOnFailure() {
+    if (std::uncaught_exceptions() > exceptions_ && (keep_ || !staging_.adopted().empty())) staging_.keep_partial();
+  }
+  void keep() { keep_ = true; }
+
+ private:
+  StagingDir& staging_;
+  int exceptions_;
+  bool keep_ = false;
+};
 
 }  // namespace
 
@@ -248,8 +273,28 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const PromptSet prompt_set = load_prompts(o.prompts, o.num_samples);
   const auto& prompts = prompt_set.prompts;
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
-  StagingDir staging(out, o.force);  // a bad or occupied --out fails here, before any generation
-  for (const auto& stale : staging.removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
+  // A bad or occupied --out fails here, before any generation; an interrupted run's folder is
+  // adopted with --resume, else removed.
+  StagingDir staging(out, o.force, StagingResume{EvalJournal::kFile, o.resume});
+  KeepPartialOnFailure keep_partial(staging);
+  for (const auto& stale : staging.removed_stale()) {
+    const auto& resumable = staging.removed_resumable();
+    const bool had_journal = std::find(resumable.begin(), resumable.end(), stale) != resumable.end();
+    log.info("removed " + stale.string() + " (left by an ended run" +
+             (had_journal ? "; it was interrupted with finished batches, which `eval ... --resume` would have "
+                            "continued instead)"
+                          : ")"));
+  }
+  const nlohmann::json material = eval_journal_material(baseline, candidate, o, prompts);
+  std::optional<EvalJournal> journal;
+  if (!staging.adopted().empty()) {
+    journal = EvalJournal::resume(staging.path(), material);
+    log.info("resuming the interrupted run in " + staging.adopted().string() + " (" +
+             std::to_string(journal->batches().size()) + " finished batches, process " +
+             std::to_string(journal->processes()) + ")");
+  } else if (o.resume) {
+    log.info("--resume: no interrupted run of " + normalize_output_path(out).string() + " to continue; starting a new run");
+  }
   wall["checks_and_inputs"] = lap();
   // The scorer loads on a thread while the pipelines load and warm up (on their device, float16 on
   // CUDA); it is waited for before the first timed batch, so it never overlaps one.
@@ -278,7 +323,63 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const PreferenceScorers preference = load_preference_scorers(o.metrics, o.pickscore, o.hps);
   wall["device_query_and_lpips_load"] = lap();
 
-  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, prompts, o, log, join_scorer);
+  const ScheduleChoice schedule = journal ? journal->schedule() : eval_schedule(base_spec_run, cand_spec_run, o);
+  if (!journal) journal = EvalJournal::create(staging.path(), material, schedule);
+
+  // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
+  const std::vector<uint64_t> seeds = eval_seeds(o);
+  auto image_dir = [&](const char* side, size_t k) {
+    return seeds.size() == 1 ? std::string(side) : std::string(side) + "/seed-" + std::to_string(seeds[k]);
+  };
+  auto batch_files = [&](const JournalBatch& b) {
+    const fs::path dir = staging.path() / image_dir(b.at.side == 0 ? "baseline" : "candidate",
+                                                    static_cast<size_t>(b.at.pass / o.repeats));
+    std::vector<fs::path> files;
+    for (size_t i = 0; i < b.record.count; ++i) files.push_back(dir / png_sequence_name(b.record.first + i));
+    return files;
+  };
+  // Each timed batch is scored, written and journaled right after it ran; between batches a
+  // signal (o.stop) ends the run, its staging folder kept for --resume.
+  size_t journaled = journal->batches().size();
+  double batch_work_s = 0;
+  auto check_stop = [&] {
+    if (!o.stop || *o.stop == 0) return;
+    keep_partial.keep();
+    const int sig = *o.stop;
+    throw Interrupted(sig, "interrupted by " + signal_name(sig) + " after " + std::to_string(journaled) +
+                               " finished timed batches, which are kept in " + staging.path().string() +
+                               "; run the same command with --resume to continue",
+                      normalize_output_path(out).string());
+  };
+  TimedRunHooks hooks;
+  hooks.before_timing = join_scorer;
+  hooks.before_batch = check_stop;
+  hooks.after_batch = [&](JournalBatch& b, const at::Tensor& images) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (images.defined()) {
+      const bool reused_side = b.at.side == 0 && o.baseline_result;
+      if (scorer && !reused_side) {
+        const std::vector<std::string> texts(prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first),
+                                             prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
+        b.clip = scorer->score(images, texts);
+      }
+      const auto files = batch_files(b);
+      fs::create_directories(files.front().parent_path());
+      write_pngs(files, images.unbind(0));  // on several threads
+      b.images = true;
+    }
+    journal->append(b);
+    ++journaled;
+    batch_work_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    check_stop();
+  };
+  hooks.finished = &journal->batches();
+  hooks.finished_images = [&](const JournalBatch& b) {
+    if (!b.images) throw InputError("the journal's batch has no images", journal->file().string());
+    return at::stack(read_pngs(batch_files(b)));  // decoded on several threads
+  };
+  hooks.process = journal->process();
+  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, prompts, o, schedule, log, hooks);
   join_scorer();  // in case no batch was timed
   {
     const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
@@ -288,12 +389,11 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     wall["warm_up"] = warmups;
     wall["clip_scorer_load_on_thread"] = scorer_load_s;
     wall["clip_scorer_wait"] = scorer_wait_s;
-    wall["timed_generation"] = total - loads - warmups - scorer_wait_s;
+    wall["timed_generation"] = total - loads - warmups - scorer_wait_s - batch_work_s;
   }
   PipelineRun& base_run = timed.baseline;
   PipelineRun& cand_run = timed.candidate;
 
-  const std::vector<uint64_t> seeds = eval_seeds(o);
   nlohmann::json reuse;  // null unless a baseline run was reused
   if (o.baseline_result) {
     reuse = baseline_reuse_json(*o.baseline_result, timed);
@@ -301,19 +401,19 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     base_run.per_seed_clip = o.baseline_result->run.per_seed_clip;
   }
   PooledScores pooled;
-  if (scorer) {
-    log.info("scoring with CLIP (" + scorer->layout() + ")");
-    for (size_t k = 0; k < seeds.size(); ++k) {
-      if (!o.baseline_result) base_run.per_seed_clip.push_back(scorer->score(timed.baseline_images[k], prompts));
-      cand_run.per_seed_clip.push_back(scorer->score(timed.candidate_images[k], prompts));
-    }
+  if (scorer) {  // each batch was scored as it finished (in this process or the one it continues)
+    for (auto [run, images] : {std::pair{&base_run, &timed.baseline_images}, std::pair{&cand_run, &timed.candidate_images}})
+      if (run->per_seed_clip.empty()) {
+        log.info("scoring with CLIP (" + scorer->layout() + ")");
+        for (size_t k = 0; k < seeds.size(); ++k) run->per_seed_clip.push_back(scorer->score((*images)[k], prompts));
+      }
     pooled = pool_scores(base_run.per_seed_clip, cand_run.per_seed_clip, o.clip_score, o.seed);
     base_run.per_sample_clip = base_run.per_seed_clip.front();
     cand_run.per_sample_clip = cand_run.per_seed_clip.front();
     base_run.clip_score = pooled.baseline;
     cand_run.clip_score = pooled.candidate;
   }
-  wall["clip_scoring"] = lap();
+  wall["clip_scoring"] = lap() + batch_work_s;  // with each batch's PNGs written
   const PairedStats& paired = pooled.paired;
 
   FidelityScores fidelity;  // candidate vs baseline, per prompt (the first seed's images)
@@ -420,6 +520,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["speedup"] = speed.speedup;
   r["speedup_ci"] = {speed.ci_low, speed.ci_high};
   r["timing"] = speed.to_json();
+  r["timing"]["processes"] = journal->processes();
+  if (journal->processes() > 1)
+    warnings.push_back({{"code", "resumed"},
+                        {"message", "timings come from " + std::to_string(journal->processes()) +
+                                        " processes: the run was interrupted and continued with --resume "
+                                        "(batch_process in report.json says which process timed each batch)"}});
   r["quality_loss_pct"] = loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json();
   if (scorer && !loss.pct) r["quality_loss_undefined"] = loss.undefined_reason;
   if (scorer && seeds.size() > 1) r["per_seed"] = per_seed_json(seeds, base_run, cand_run, o.clip_score);
@@ -439,15 +545,11 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["failures"] = res.failures;
   r["environment"] = environment_info(cand_spec_run.model.device);
 
-  // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
-  auto image_dir = [&](const char* side, size_t k) {
-    return seeds.size() == 1 ? std::string(side) : std::string(side) + "/seed-" + std::to_string(seeds[k]);
-  };
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
-  for (size_t k = 0; k < seeds.size(); ++k) {
-    write_png_sequence(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
-    write_png_sequence(staging.path() / image_dir("candidate", k), timed.candidate_images[k]);
-  }
+  // The timed batches' PNGs are written; a reused baseline's images are the reused ones.
+  if (o.baseline_result)
+    for (size_t k = 0; k < seeds.size(); ++k)
+      write_png_sequence(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;
   r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +
@@ -455,6 +557,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging.path() / "report.md", render_markdown(r));
   write_html_report(staging.path(), r, {o.embed_images});
+  fs::remove(journal->file());  // the finished report does not need it
   staging.commit();
   log.info("wrote " + (out / "report.html").string());
   res.report = std::move(r);
