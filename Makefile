@@ -9,10 +9,11 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := cmake ninja-build g++ pkg-config python3-venv nlohmann-json3-dev libtomlplusplus-dev \
-                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev
+                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev libgloo-dev
 
-# Only tests need these: headless Chromium renders report.html in tests/report (skipped without it).
-TEST_DEB_PACKAGES := chromium
+# Only tests need these: headless Chromium renders report.html in tests/report, Open MPI's mpirun
+# launches tests/dist's two-process run (each skipped without it).
+TEST_DEB_PACKAGES := chromium openmpi-bin
 
 VENV_KEY := $(shell cat tools/requirements-torch.txt <($(PYTHON) -c 'import sys;print(sys.version_info[:2])') | sha1sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/diffbench/venv-$(VENV_KEY)
@@ -67,9 +68,9 @@ demo: configure  # the command only: the tests are not built
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target diffbench_cli
 	./tools/demo.sh $(BUILD_DIR)/bin/diffbench
 
-fuzz:  # libFuzzer targets (clang, ASan + UBSan), each run FUZZ_SECONDS on a seed corpus; fails on any finding
+fuzz: deps venv  # libFuzzer targets (clang, ASan + UBSan), each run FUZZ_SECONDS on a seed corpus; fails on any finding
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="clang libclang-rt-dev"
-	./tools/fuzz.sh $(or $(FUZZ_SECONDS),30)
+	FUZZ_TORCH="$(TORCH_PREFIX)" ./tools/fuzz.sh $(or $(FUZZ_SECONDS),30) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -33,6 +33,12 @@ inline std::filesystem::path temp_dir(const std::string& tag) {
   return dir;
 }
 
+// A file's bytes ("" when it cannot be read).
+inline std::string read_bytes(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 // Flips the bits of a file's last byte in place (a copied fixture made writable first): the same
 // size, other content.
 inline void flip_last_byte(const std::filesystem::path& file) {

@@ -76,6 +76,19 @@ inline GenerateOptions reference_protocol(std::vector<PipelineHooks*> hooks = {}
 // then do not accumulate over the run: each step's difference is that step's own (UNet, guidance
 // and scheduler update on the same input), which a tight tolerance can bound on any CPU.
 // Returns the per-step max abs differences.
+// The tiny SDXL references' protocol (tools/refs/make_sdxl_refs.py and make_sdxl_accel_refs.py): 2
+// prompts in one batch, one diffusers-style generator seeded 42, guidance 5.0, 10 steps of the folder's
+// scheduler, its default size.
+inline GenerateOptions sdxl_reference_protocol() {
+  GenerateOptions opt;
+  opt.steps = 10;
+  opt.guidance = 5.0;
+  opt.seed = 42;
+  opt.batch_size = 2;
+  opt.noise = NoiseMode::Diffusers;
+  return opt;
+}
+
 inline std::vector<double> teacher_forced_step_errors(const at::Tensor& per_step, const GenerateOptions& opt) {
   std::vector<double> diffs;
   tiny_sd().generate(reference().prompts, opt, [&](size_t, size_t step, size_t, const at::Tensor& latents) {

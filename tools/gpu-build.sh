@@ -4,7 +4,7 @@
 # (default .deps/, fetched elsewhere with `apt-get download ...`) into a private prefix. Fetch them with
 #   mkdir -p .deps && cd .deps && apt-get download nlohmann-json3-dev libtomlplusplus-dev libtomlplusplus3 \
 #     libcli11-dev libutf8proc-dev libutf8proc2 libpng-dev libpng16-16 zlib1g-dev libxxhash-dev libxxhash0 \
-#     pkgconf-bin libpkgconf3 libgtest-dev   # the last for TESTS=ON
+#     pkgconf-bin libpkgconf3 libgloo-dev libgtest-dev   # the last for TESTS=ON; libgloo-dev: its headers (dist/)
 # Usage: tools/gpu-build.sh [BUILD_DIR]   -> BUILD_DIR/bin/diffbench
 #   TESTS=ON (with libgtest-dev in DEPS_DIR) also configures the tests; TARGETS="a b" builds only those.
 set -euo pipefail

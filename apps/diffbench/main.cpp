@@ -5,8 +5,10 @@
 #include <csignal>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +18,8 @@
 #include "diffbench/accel/method_docs.hpp"
 #include "diffbench/accel/spec_run.hpp"
 #include "diffbench/demo/train.hpp"
+#include "diffbench/dist/process_group.hpp"
+#include "diffbench/dist/world.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/eval/bench.hpp"
@@ -93,7 +97,7 @@ const CLI::Validator kUnsigned(
 struct GenerateArgs {
   std::string spec;
   std::vector<std::string> accel;
-  std::string model, prediction_type;
+  std::string model, prediction_type, config;
   std::vector<std::string> lora;
   std::vector<std::string> prompt;
   std::string prompts;
@@ -191,7 +195,10 @@ void add_eval_options(CLI::App* c, EvalArgs& a) {
       ->check(finite_number(0, true));
   c->add_option("--max-latency", a.max_latency, "fail above this candidate latency (seconds per image)")
       ->check(finite_number(0, true));
-  c->add_option("--repeats", a.repeats, "timed passes over the prompts per pipeline (images and scores from the first)")
+  c->add_option("--repeats", a.repeats,
+                "timed passes over the prompts per pipeline (images and scores from the first); when not given, "
+                "1 plus up to 4 automatic interleaved passes while the speedup's interval is wider than ±10 % or "
+                "fewer than 5 batch pairs were timed")
       ->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_option("--schedule", a.schedule,
                 "interleaved (both pipelines loaded, batches in ABBA order) or sequential (one at a time); "
@@ -354,9 +361,10 @@ void add_bench(CLI::App& app, BenchArgs& a) {
 void add_generate(CLI::App& app, GenerateArgs& a) {
   auto* c = app.add_subcommand("generate", "Generate images from prompts with a diffusers Stable Diffusion folder");
   c->add_option("--spec", a.spec, "pipeline spec (TOML) or Python pipeline file (.py), as for eval; the flags below override its fields");
-  c->add_option("--model", a.model, "diffusers pipeline folder, a single-file checkpoint (FILE.safetensors, SD 1.x/2.x original layout), a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
+  c->add_option("--model", a.model, "diffusers pipeline folder, a single-file checkpoint (FILE.safetensors, SD 1.x/2.x/SDXL original layout), a Hugging Face id ORG/NAME from the local hub cache, or demo (the bundled demo model); required without --spec");
   c->add_option("--prediction-type", a.prediction_type, "epsilon or v_prediction, over the model's (SD 2.x single files need it)")
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  c->add_option("--config", a.config, "single-file checkpoints: a diffusers folder whose configs describe the model, for models off their family's defaults (the spec's config)");
   c->add_option("--lora", a.lora, "LoRA FILE[:SCALE] fused into the weights (repeatable; replaces the spec's [[lora]] list)");
   auto* p = c->add_option("--prompt", a.prompt, "a prompt (repeatable)");
   auto* f = c->add_option("--prompts", a.prompts,
@@ -454,6 +462,7 @@ PipelineSpec generate_spec(const GenerateArgs& a, const CLI::App& cmd) {
   }
   if (spec.model.empty()) throw UsageError("give --model DIR or --spec FILE.toml", "generate");
   if (given("--prediction-type")) spec.prediction_type = a.prediction_type;
+  if (given("--config")) spec.model_config = a.config;
   if (given("--lora")) {
     spec.loras.clear();
     for (const auto& text : a.lora) spec.loras.push_back(parse_lora_arg(text));
@@ -575,6 +584,7 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   o.allow_task_change = a.allow_task_change;
   o.allow_nonfinite = a.allow_nonfinite;
   o.repeats = a.repeats;
+  o.auto_repeats = cmd.count("--repeats") == 0;
   o.seeds = a.seeds;
   for (int k = 0; k < a.num_seeds; ++k) o.seeds.push_back(a.seed + static_cast<uint64_t>(k));
   if (!a.schedule.empty()) o.schedule = parse_schedule(a.schedule);
@@ -586,19 +596,63 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   return o;
 }
 
-int run_eval_command(const EvalArgs& a, const CLI::App& cmd) {
-  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2));
-  EvalOptions o = eval_options(a, cmd);
-  o.candidate = load_pipeline_file(a.candidate);
-  if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
-  install_stop_handlers();
-  o.stop = &g_stop_signal;
-  const EvalResult r = run_eval_cached(o, baseline_cache_dir(a.baseline_cache, a.no_baseline_cache), log);
-  if (a.json)
-    std::cout << r.report.dump(2) << "\n";
-  else
-    std::cout << render_summary(r.report) << "report: " << (r.out / "report.html").string() << "\n";
-  return r.passed ? 0 : 1;
+// A multi-process run's group options: DIFFBENCH_DIST_TIMEOUT (seconds, default 60) is how long a
+// rank may go without a heartbeat before the others take it for dead; a rank that learns of a
+// failed or dead rank prints why and ends with that rank's exit code (3 for a dead one).
+ProcessGroupOptions process_group_options(int rank) {
+  ProcessGroupOptions o;
+  if (const char* v = std::getenv("DIFFBENCH_DIST_TIMEOUT")) {
+    double s = 0;
+    size_t used = 0;
+    try {
+      s = std::stod(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || v[used] != '\0' || !std::isfinite(s) || s <= 0 || s > 1e6)
+      throw UsageError(std::string("'") + v + "' is not a number of seconds > 0", "DIFFBENCH_DIST_TIMEOUT");
+    o.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+  }
+  o.join_timeout = std::max<std::chrono::milliseconds>(std::chrono::minutes(5), o.heartbeat_timeout);
+  o.on_peer_failure = [rank](int code, const std::string& message) {
+    std::cerr << "diffbench: rank " << rank << " stops: " << message << std::endl;
+    std::_Exit(code);  // the main thread may be inside a collective that would wait for the dead rank
+  };
+  return o;
+}
+
+int run_eval_command(const EvalArgs& a, const CLI::App& cmd, const World& world) {
+  const Logger log(a.quiet ? LogLevel::Error : LogLevel::Info, std::cerr, !a.quiet && ::isatty(2) && world.rank == 0);
+  std::unique_ptr<ProcessGroup> group;
+  if (world.distributed()) {
+    group = ProcessGroup::join(world, process_group_options(world.rank));
+    log.info(world.describe() + ": joined at " + world.master_addr + ":" + std::to_string(world.master_port));
+  }
+  try {
+    EvalOptions o = eval_options(a, cmd);
+    o.candidate = load_pipeline_file(a.candidate);
+    if (!a.baseline.empty()) o.baseline = load_pipeline_file(a.baseline);
+    o.group = group.get();
+    o.candidate.device = rank_device(o.candidate.device, world);  // "cuda": this rank's GPU
+    if (o.baseline) o.baseline->device = rank_device(o.baseline->device, world);
+    install_stop_handlers();
+    o.stop = &g_stop_signal;
+    // The baseline cache is one process's: a multi-process run generates its baseline.
+    const EvalResult r =
+        group ? run_eval(o, log) : run_eval_cached(o, baseline_cache_dir(a.baseline_cache, a.no_baseline_cache), log);
+    if (world.rank != 0) return 0;  // rank 0 reports
+    if (a.json)
+      std::cout << r.report.dump(2) << "\n";
+    else
+      std::cout << render_summary(r.report) << "report: " << (r.out / "report.html").string() << "\n";
+    return r.passed ? 0 : 1;
+  } catch (const diffbench::Error& e) {
+    if (group) group->fail(e.exit_code(), e.what());
+    throw;
+  } catch (const std::exception& e) {
+    if (group) group->fail(3, std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
+    throw;
+  }
 }
 
 int run_score(const ScoreArgs& a) {
@@ -688,9 +742,14 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
+    const World world = detect_world();
+    if (world.distributed() && !app.got_subcommand("eval"))
+      throw UsageError("runs as one process only: under torchrun, mpirun or srun only eval is spread over processes "
+                       "so far (docs/distributed.md)",
+                       "diffbench " + app.get_subcommands().front()->get_name());
     if (app.got_subcommand("generate")) return run_generate(gen, *app.get_subcommand("generate"));
     if (app.got_subcommand("init-random")) return run_init_random(init);
-    if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"));
+    if (app.got_subcommand("eval")) return run_eval_command(eval, *app.get_subcommand("eval"), world);
     if (app.got_subcommand("score")) return run_score(score);
     for (auto [name, args, eval_args] : {std::tuple{"suite", &suite, &suite_eval}, std::tuple{"sweep", &sweep, &sweep_eval}})
       if (app.got_subcommand(name)) {

@@ -50,7 +50,7 @@ nlohmann::json TgateMethod::stats() const {
           {"self_attention_reused", counters_.self_reused},
           {"cross_attention_computed", counters_.cross_computed},
           {"cross_attention_reused", counters_.cross_reused},
-          {"conditional_only_steps", counters_.conditional_only_steps}};
+          {"single_branch_steps", counters_.single_branch_steps}};
 }
 
 void TgateMethod::reset_stats() { counters_ = Counters{}; }
@@ -70,7 +70,7 @@ void TgateMethod::before_step(const StepInfo& step) {
   // (with scheduler order 1); on the others the previous plan stays.
   const auto i = static_cast<int64_t>(step.step);
   if (i == static_cast<int64_t>(step.total_steps) - 1 || i + 1 > warmup_calls_) plan_ = tgate_plan(cur_step(step.step), p_);
-  if (guidance_ && cur_step(step.step) >= p_.gate_step) ++counters_.conditional_only_steps;
+  if (guidance_ && cur_step(step.step) >= p_.gate_step) ++counters_.single_branch_steps;
 }
 
 bool TgateMethod::drop_unconditional(const StepInfo& step) {

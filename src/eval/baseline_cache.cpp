@@ -14,6 +14,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/assets.hpp"
+#include "diffbench/io/staging_dir.hpp"
 #include "diffbench/io/diffusers_folder.hpp"
 #include "diffbench/io/file_identity.hpp"
 #include "diffbench/io/image.hpp"
@@ -241,12 +242,12 @@ void BaselineCache::store(const std::string& key, const nlohmann::json& material
     std::ofstream(tmp / "entry.json") << j.dump(1) << "\n";
     fs::rename(tmp, entry, ec);
     if (ec) {
-      fs::remove_all(tmp, ec);  // another run stored it meanwhile
+      remove_tree(tmp, ec);  // another run stored it meanwhile
       return;
     }
     log.info("baseline cache: stored " + entry.string());
   } catch (const std::exception& e) {
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp, ec);
     log.warn("baseline cache: could not store the baseline in " + dir_.string() + " (" + e.what() + ")");
   }
 }

@@ -32,9 +32,11 @@ bool same_loras(const std::vector<LoraSpec>& a, const std::vector<LoraSpec>& b, 
 }  // namespace
 
 nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpec& candidate, bool allow_mismatch) {
-  const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
   const auto a = open_source(baseline);
   const auto b = open_source(candidate);
+  std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
+  // SDXL's second text encoder: a weight of the model as much as the first.
+  if (a.has_component("text_encoder_2") || b.has_component("text_encoder_2")) parts.push_back("text_encoder_2");
   nlohmann::json out;
   out["pipeline_type"] = {{"baseline", a.pipeline_class()}, {"candidate", b.pipeline_class()}};
   for (const auto& [run, spec] : {std::pair{"baseline", &baseline}, std::pair{"candidate", &candidate}})
@@ -43,6 +45,13 @@ nlohmann::json check_consistency(const PipelineSpec& baseline, const PipelineSpe
   bool same = a.pipeline_class() == b.pipeline_class();
   std::vector<std::string> mismatched;
   for (const auto& part : parts) {
+    if (!a.has_component(part) || !b.has_component(part)) {
+      out["components"][part] = {{"baseline_file", a.has_component(part) ? a.component(part).weights.string() : ""},
+                                 {"candidate_file", b.has_component(part) ? b.component(part).weights.string() : ""},
+                                 {"identical", false}};
+      mismatched.push_back(part);
+      continue;
+    }
     const fs::path fa = fs::weakly_canonical(a.component(part).weights),
                    fb = fs::weakly_canonical(b.component(part).weights);
     nlohmann::json c = {{"baseline_file", fa.string()}, {"candidate_file", fb.string()}};

@@ -75,6 +75,7 @@ nlohmann::json batch_to_json(const JournalBatch& b) {
                       {"clip", b.clip}};
   if (!b.methods.is_null()) j["methods"] = b.methods;
   if (!b.noise_state.empty()) j["noise_state"] = to_hex(b.noise_state);
+  if (b.device_seconds) j["device_seconds"] = *b.device_seconds;
   return j;
 }
 
@@ -107,6 +108,7 @@ JournalBatch batch_from_json(const nlohmann::json& j) {
   b.clip = j.at("clip").get<std::vector<double>>();
   if (j.contains("methods")) b.methods = j["methods"];
   if (j.contains("noise_state")) b.noise_state = from_hex(j["noise_state"].get<std::string>());
+  if (j.contains("device_seconds")) b.device_seconds = j["device_seconds"].get<double>();
   return b;
 }
 

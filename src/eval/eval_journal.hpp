@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@ struct JournalBatch {
   int process = 0;                   // which process ran it (0: the first)
   BatchRecord record;                // prompts, stage times, counters, non-finite flags
   double start_s = 0;                // seconds after that process's first timed batch
+  std::optional<double> device_seconds;  // the batch by CUDA events (none off CUDA)
   int64_t peak_memory_bytes = -1;
   std::string peak_memory_kind;
   nlohmann::json methods;            // pass 0: the side's method counters so far (summed over processes)

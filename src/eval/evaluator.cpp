@@ -7,6 +7,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "diffbench/dist/process_group.hpp"
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/io/image.hpp"
@@ -17,6 +18,8 @@
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/report.hpp"
+#include "device_timer.hpp"
+#include "distributed_eval.hpp"
 #include "eval_journal.hpp"
 #include "timed_runs.hpp"
 #include "util/format.hpp"
@@ -113,7 +116,8 @@ nlohmann::json per_seed_json(const std::vector<uint64_t>& seeds, const PipelineR
   return out;
 }
 
-// `timing_noise` (with every reason) and `nonfinite` warnings, as {code, message} objects.
+// `timing_noise` (with every reason), `clock_disagreement` (CUDA) and `nonfinite` warnings, as
+// {code, message} objects.
 nlohmann::json run_warnings(const SpeedupStats& speed, const PipelineRun& base, const PipelineRun& cand) {
   nlohmann::json warnings = nlohmann::json::array();
   if (speed.noisy()) {
@@ -124,6 +128,9 @@ nlohmann::json run_warnings(const SpeedupStats& speed, const PipelineRun& base, 
                                         ". Rerun with --repeats N (more timed passes) or on a quiet machine"}});
   }
   for (const auto& [side, run] : {std::pair{"baseline", &base}, std::pair{"candidate", &cand}})
+    if (auto message = clock_disagreement(side, run->batch_seconds, run->batch_device_seconds))
+      warnings.push_back({{"code", "clock_disagreement"}, {"message", *message}});
+  for (const auto& [side, run] : {std::pair{"baseline", &base}, std::pair{"candidate", &cand}})
     if (!run->nonfinite.empty())
       warnings.push_back({{"code", "nonfinite"},
                           {"message", std::string(side) + ": " + std::to_string(run->nonfinite.size()) +
@@ -131,12 +138,26 @@ nlohmann::json run_warnings(const SpeedupStats& speed, const PipelineRun& base, 
   return warnings;
 }
 
+// Seconds per image by the device clock (CUDA events), over the same batches as the host clock's;
+// null without device times (the CPU).
+nlohmann::json device_seconds_per_image(const PipelineRun& r) {
+  if (r.batch_device_seconds.empty() || r.batch_device_seconds.size() != r.batch_images.size()) return nullptr;
+  double seconds = 0, images = 0;
+  for (size_t k = 0; k < r.batch_images.size(); ++k) {
+    seconds += r.batch_device_seconds[k];
+    images += static_cast<double>(r.batch_images[k]);
+  }
+  return seconds / images;
+}
+
 nlohmann::json run_json(const PipelineRun& r) {
   nlohmann::json stages = to_json(r.stages);
   return {{"spec", r.spec.to_json()},
           {"methods", r.methods},
           {"seconds_per_image", r.seconds_per_image},
+          {"device_seconds_per_image", device_seconds_per_image(r)},
           {"batch_seconds", r.batch_seconds},
+          {"batch_device_seconds", r.batch_device_seconds},
           {"batch_images", r.batch_images},
           {"batch_start_s", r.batch_start_s},
           {"batch_process", r.batch_process},
@@ -260,6 +281,18 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   nlohmann::json wall = {{"process_setup", process_age_s()}};
   validate_eval_options(o);
+  ProcessGroup* const group = o.group;
+  const bool root = !group || group->root();  // rank 0 scores and writes the report
+  if (group && o.noise != NoiseMode::PerPrompt)
+    throw UsageError("diffusers noise draws every prompt's noise from one generator in prompt order, so a rank "
+                     "cannot start in the middle: a multi-process run needs --noise per-prompt",
+                     "--noise");
+  if (group && o.baseline_result)
+    throw UsageError("a reused baseline is not supported in a multi-process run", "--baseline-cache");
+  if (group && o.resume)
+    throw UsageError("a multi-process run does not journal its batches yet, so it cannot be resumed: run it again "
+                     "without --resume (or resume an interrupted one-process run with one process)",
+                     "--resume");
   const PipelineSpec candidate = o.candidate;
   const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
@@ -272,24 +305,30 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   consistency["comparison"] = check_comparable(baseline, candidate, consistency, o);
   const PromptSet prompt_set = load_prompts(o.prompts, o.num_samples);
   const auto& prompts = prompt_set.prompts;
+  const Shard shard = group ? shard_prompts(prompts.size(), o.batch_size, group->world()) : Shard{0, prompts.size()};
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
-  // A bad or occupied --out fails here, before any generation; an interrupted run's folder is
-  // adopted with --resume, else removed.
-  StagingDir staging(out, o.force, StagingResume{EvalJournal::kFile, o.resume});
-  KeepPartialOnFailure keep_partial(staging);
-  for (const auto& stale : staging.removed_stale()) {
-    const auto& resumable = staging.removed_resumable();
-    const bool had_journal = std::find(resumable.begin(), resumable.end(), stale) != resumable.end();
-    log.info("removed " + stale.string() + " (left by an ended run" +
-             (had_journal ? "; it was interrupted with finished batches, which `eval ... --resume` would have "
-                            "continued instead)"
-                          : ")"));
+  // A bad or occupied --out fails here, before any generation (rank 0's alone in a multi-process
+  // run); an interrupted run's folder is adopted with --resume, else removed.
+  std::optional<StagingDir> staging;
+  std::optional<KeepPartialOnFailure> keep_partial;
+  if (root) {
+    staging.emplace(out, o.force, StagingResume{EvalJournal::kFile, o.resume});
+    keep_partial.emplace(*staging);
+    for (const auto& stale : staging->removed_stale()) {
+      const auto& resumable = staging->removed_resumable();
+      const bool had_journal = std::find(resumable.begin(), resumable.end(), stale) != resumable.end();
+      log.info("removed " + stale.string() + " (left by an ended run" +
+               (had_journal ? "; it was interrupted with finished batches, which `eval ... --resume` would have "
+                              "continued instead)"
+                            : ")"));
+    }
   }
-  const nlohmann::json material = eval_journal_material(baseline, candidate, o, prompts);
+  // One process journals its batches for --resume; a multi-process run does not (yet).
+  const nlohmann::json material = group ? nlohmann::json() : eval_journal_material(baseline, candidate, o, prompts);
   std::optional<EvalJournal> journal;
-  if (!staging.adopted().empty()) {
-    journal = EvalJournal::resume(staging.path(), material);
-    log.info("resuming the interrupted run in " + staging.adopted().string() + " (" +
+  if (staging && !staging->adopted().empty()) {
+    journal = EvalJournal::resume(staging->path(), material);
+    log.info("resuming the interrupted run in " + staging->adopted().string() + " (" +
              std::to_string(journal->batches().size()) + " finished batches, process " +
              std::to_string(journal->processes()) + ")");
   } else if (o.resume) {
@@ -301,7 +340,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const at::Device device = parse_device(candidate.device);
   double scorer_load_s = 0;
   std::future<std::unique_ptr<ClipScorer>> scorer_loading;  // none without the clip metric
-  if (o.metrics.clip)
+  if (o.metrics.clip && root)
     scorer_loading = std::async(std::launch::async, [&] {
       const auto t0 = std::chrono::steady_clock::now();
       auto s = ClipScorer::load(o.clip, device);
@@ -315,16 +354,17 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     if (!scorer && scorer_loading.valid()) scorer = scorer_loading.get();
     scorer_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  const std::unique_ptr<Lpips> lpips = o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
+  const std::unique_ptr<Lpips> lpips = root && o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
   const std::unique_ptr<InceptionFeatures> inception =
-      o.metrics.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
+      root && o.metrics.distribution() ? InceptionFeatures::load(o.inception) : nullptr;
   const auto reference_files =
-      o.reference_images.empty() ? std::vector<fs::path>{} : image_set_files(o.reference_images);
-  const PreferenceScorers preference = load_preference_scorers(o.metrics, o.pickscore, o.hps);
+      !root || o.reference_images.empty() ? std::vector<fs::path>{} : image_set_files(o.reference_images);
+  const PreferenceScorers preference =
+      root ? load_preference_scorers(o.metrics, o.pickscore, o.hps) : PreferenceScorers{};
   wall["device_query_and_lpips_load"] = lap();
 
   const ScheduleChoice schedule = journal ? journal->schedule() : eval_schedule(base_spec_run, cand_spec_run, o);
-  if (!journal) journal = EvalJournal::create(staging.path(), material, schedule);
+  if (!journal && !group) journal = EvalJournal::create(staging->path(), material, schedule);
 
   // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
   const std::vector<uint64_t> seeds = eval_seeds(o);
@@ -332,54 +372,70 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     return seeds.size() == 1 ? std::string(side) : std::string(side) + "/seed-" + std::to_string(seeds[k]);
   };
   auto batch_files = [&](const JournalBatch& b) {
-    const fs::path dir = staging.path() / image_dir(b.at.side == 0 ? "baseline" : "candidate",
-                                                    static_cast<size_t>(b.at.pass / o.repeats));
+    const fs::path dir = staging->path() / image_dir(b.at.side == 0 ? "baseline" : "candidate",
+                                                     static_cast<size_t>(b.at.pass / o.repeats));
     std::vector<fs::path> files;
     for (size_t i = 0; i < b.record.count; ++i) files.push_back(dir / png_sequence_name(b.record.first + i));
     return files;
   };
-  // Each timed batch is scored, written and journaled right after it ran; between batches a
-  // signal (o.stop) ends the run, its staging folder kept for --resume.
-  size_t journaled = journal->batches().size();
+  // In one process each timed batch is scored, written and journaled right after it ran; between
+  // batches a signal (o.stop) ends the run, its staging folder kept for --resume.
+  size_t journaled = journal ? journal->batches().size() : 0;
   double batch_work_s = 0;
   auto check_stop = [&] {
     if (!o.stop || *o.stop == 0) return;
-    keep_partial.keep();
     const int sig = *o.stop;
+    if (!journal)
+      throw Interrupted(sig, "interrupted by " + signal_name(sig) + (group ? " (" + group->world().describe() + ")" : ""),
+                        normalize_output_path(out).string());
+    keep_partial->keep();
     throw Interrupted(sig, "interrupted by " + signal_name(sig) + " after " + std::to_string(journaled) +
-                               " finished timed batches, which are kept in " + staging.path().string() +
+                               " finished timed batches, which are kept in " + staging->path().string() +
                                "; run the same command with --resume to continue",
                       normalize_output_path(out).string());
   };
   TimedRunHooks hooks;
   hooks.before_timing = join_scorer;
   hooks.before_batch = check_stop;
-  hooks.after_batch = [&](JournalBatch& b, const at::Tensor& images) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (images.defined()) {
-      const bool reused_side = b.at.side == 0 && o.baseline_result;
-      if (scorer && !reused_side) {
-        const std::vector<std::string> texts(prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first),
-                                             prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
-        b.clip = scorer->score(images, texts);
+  if (journal) {
+    hooks.after_batch = [&](JournalBatch& b, const at::Tensor& images) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (images.defined()) {
+        const bool reused_side = b.at.side == 0 && o.baseline_result;
+        if (scorer && !reused_side) {
+          const std::vector<std::string> texts(
+              prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first),
+              prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
+          b.clip = scorer->score(images, texts);
+        }
+        const auto files = batch_files(b);
+        fs::create_directories(files.front().parent_path());
+        write_pngs(files, images.unbind(0));  // on several threads
+        b.images = true;
       }
-      const auto files = batch_files(b);
-      fs::create_directories(files.front().parent_path());
-      write_pngs(files, images.unbind(0));  // on several threads
-      b.images = true;
-    }
-    journal->append(b);
-    ++journaled;
-    batch_work_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    check_stop();
-  };
-  hooks.finished = &journal->batches();
-  hooks.finished_images = [&](const JournalBatch& b) {
-    if (!b.images) throw InputError("the journal's batch has no images", journal->file().string());
-    return at::stack(read_pngs(batch_files(b)));  // decoded on several threads
-  };
-  hooks.process = journal->process();
-  TimedRuns timed = run_timed(base_spec_run, cand_spec_run, prompts, o, schedule, log, hooks);
+      journal->append(b);
+      ++journaled;
+      batch_work_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      check_stop();
+    };
+    hooks.finished = &journal->batches();
+    hooks.finished_images = [&](const JournalBatch& b) {
+      if (!b.images) throw InputError("the journal's batch has no images", journal->file().string());
+      return at::stack(read_pngs(batch_files(b)));  // decoded on several threads
+    };
+    hooks.process = journal->process();
+  }
+  const std::vector<std::string> shard_prompts_list(prompts.begin() + static_cast<std::ptrdiff_t>(shard.first),
+                                                      prompts.begin() + static_cast<std::ptrdiff_t>(shard.end));
+  if (group)
+    log.info(group->world().describe() + ": generating prompts " + std::to_string(shard.first) + "-" +
+             std::to_string(shard.end - 1) + " of " + std::to_string(prompts.size()));
+  // Automatic timing passes are decided from a process's own batches, so the ranks of a multi-process
+  // run would time different numbers of passes: there only the passes asked for (--repeats) run.
+  EvalOptions timed_options = o;
+  if (group) timed_options.auto_repeats = false;
+  TimedRuns timed =
+      run_timed(base_spec_run, cand_spec_run, shard_prompts_list, timed_options, schedule, log, hooks, shard.first);
   join_scorer();  // in case no batch was timed
   {
     const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
@@ -391,6 +447,17 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     wall["clip_scorer_wait"] = scorer_wait_s;
     wall["timed_generation"] = total - loads - warmups - scorer_wait_s - batch_work_s;
   }
+  nlohmann::json distributed;  // the report's "distributed" section (rank 0 of a multi-process run)
+  if (group) {
+    timed = gather_timed_runs(*group, std::move(timed), shard, wall["timed_generation"].get<double>(),
+                              cand_spec_run.model.device.str(), &distributed);
+    wall["gather_from_ranks"] = lap();
+    if (!root) {
+      log.info(group->world().describe() + ": done; rank 0 scores and writes the report");
+      group->finish();
+      return EvalResult{};
+    }
+  }
   PipelineRun& base_run = timed.baseline;
   PipelineRun& cand_run = timed.candidate;
 
@@ -401,11 +468,21 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     base_run.per_seed_clip = o.baseline_result->run.per_seed_clip;
   }
   PooledScores pooled;
-  if (scorer) {  // each batch was scored as it finished (in this process or the one it continues)
+  if (scorer) {  // one process scored each batch as it finished (or the process it continues); rank 0 scores now
     for (auto [run, images] : {std::pair{&base_run, &timed.baseline_images}, std::pair{&cand_run, &timed.candidate_images}})
       if (run->per_seed_clip.empty()) {
         log.info("scoring with CLIP (" + scorer->layout() + ")");
-        for (size_t k = 0; k < seeds.size(); ++k) run->per_seed_clip.push_back(scorer->score((*images)[k], prompts));
+        for (size_t k = 0; k < seeds.size(); ++k) {  // in the timed batches, as one process scores them
+          std::vector<double> scores;
+          for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(o.batch_size)) {
+            const size_t n = std::min(static_cast<size_t>(o.batch_size), prompts.size() - first);
+            const std::vector<std::string> texts(prompts.begin() + static_cast<std::ptrdiff_t>(first),
+                                                 prompts.begin() + static_cast<std::ptrdiff_t>(first + n));
+            const auto batch = scorer->score((*images)[k].narrow(0, static_cast<int64_t>(first), static_cast<int64_t>(n)), texts);
+            scores.insert(scores.end(), batch.begin(), batch.end());
+          }
+          run->per_seed_clip.push_back(std::move(scores));
+        }
       }
     pooled = pool_scores(base_run.per_seed_clip, cand_run.per_seed_clip, o.clip_score, o.seed);
     base_run.per_sample_clip = base_run.per_seed_clip.front();
@@ -520,10 +597,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["speedup"] = speed.speedup;
   r["speedup_ci"] = {speed.ci_low, speed.ci_high};
   r["timing"] = speed.to_json();
-  r["timing"]["processes"] = journal->processes();
-  if (journal->processes() > 1)
+  const int processes = journal ? journal->processes() : 1;
+  r["timing"]["processes"] = processes;
+  r["timing"]["automatic_passes"] = timed.automatic.to_json();
+  if (processes > 1)
     warnings.push_back({{"code", "resumed"},
-                        {"message", "timings come from " + std::to_string(journal->processes()) +
+                        {"message", "timings come from " + std::to_string(processes) +
                                         " processes: the run was interrupted and continued with --resume "
                                         "(batch_process in report.json says which process timed each batch)"}});
   r["quality_loss_pct"] = loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json();
@@ -544,21 +623,24 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["passed"] = res.passed;
   r["failures"] = res.failures;
   r["environment"] = environment_info(cand_spec_run.model.device);
+  if (group) r["distributed"] = distributed;
 
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
-  // The timed batches' PNGs are written; a reused baseline's images are the reused ones.
-  if (o.baseline_result)
-    for (size_t k = 0; k < seeds.size(); ++k)
-      write_png_sequence(staging.path() / image_dir("baseline", k), timed.baseline_images[k]);
+  // One process wrote the timed batches' PNGs as they finished (a reused baseline's images are the
+  // reused ones); rank 0 of a multi-process run writes the gathered images now.
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    if (!journal || o.baseline_result) write_png_sequence(staging->path() / image_dir("baseline", k), timed.baseline_images[k]);
+    if (!journal) write_png_sequence(staging->path() / image_dir("candidate", k), timed.candidate_images[k]);
+  }
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;
   r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  write_file_atomic(staging.path() / "report.json", r.dump(2) + "\n");
-  write_file_atomic(staging.path() / "report.md", render_markdown(r));
-  write_html_report(staging.path(), r, {o.embed_images});
-  fs::remove(journal->file());  // the finished report does not need it
-  staging.commit();
+  write_file_atomic(staging->path() / "report.json", r.dump(2) + "\n");
+  write_file_atomic(staging->path() / "report.md", render_markdown(r));
+  write_html_report(staging->path(), r, {o.embed_images});
+  if (journal) fs::remove(journal->file());  // the finished report does not need it
+  staging->commit();
   log.info("wrote " + (out / "report.html").string());
   res.report = std::move(r);
   res.out = out;

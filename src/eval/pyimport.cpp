@@ -245,10 +245,11 @@ Value Interp::symbol_call(const std::string& name, const Args& args, const json&
   const std::string last = last_part(name), root = root_part(name);
   const std::string owner = name.find('.') == std::string::npos ? "" : last_part(name.substr(0, name.rfind('.')));
   if (last == "from_pretrained" && kPipelineClasses.count(owner)) return create_pipe(owner, args, e);
-  if (last == "from_single_file" && owner == "StableDiffusionPipeline") return create_pipe(owner, args, e, true);
+  if (last == "from_single_file" && (owner == "StableDiffusionPipeline" || owner == "StableDiffusionXLPipeline"))
+    return create_pipe(owner, args, e, true);
   if ((last == "from_pretrained" || last == "from_single_file") && owner.find("Pipeline") != std::string::npos)
     refuse(e, owner + "." + last + ": diffbench runs StableDiffusionPipeline (SD 1.x/2.x) and StableDiffusionXLPipeline "
-                      "text-to-image loaded with from_pretrained (or StableDiffusionPipeline.from_single_file); use one of "
+                      "text-to-image loaded with from_pretrained or from_single_file; use one of "
                       "them, DiffusionPipeline or "
                       "AutoPipelineForText2Image");
   if ((last == "from_config" || last == "from_pretrained") && owner.size() > 9 &&

@@ -243,7 +243,7 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
       row["messages"] = {message};
       const nlohmann::json error = {{"name", name}, {"file", c.file.string()}, {"reason", reason}, {"message", message}};
       std::error_code ec;
-      fs::remove_all(staging.path() / name, ec);  // anything a failed run left
+      remove_tree(staging.path() / name, ec);  // anything a failed run left
       fs::create_directories(staging.path() / name);
       write_file_atomic(staging.path() / name / "error.json", error.dump(2) + "\n");
       row["report"] = name + "/error.json";

@@ -14,6 +14,7 @@
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/progress.hpp"
+#include "device_timer.hpp"
 #include "eval_journal.hpp"
 
 namespace diffbench {
@@ -31,12 +32,15 @@ using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
 // timed batches measured (or an earlier process measured, for a resumed run's finished batches).
 class Side {
  public:
-  Side(int index, std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o)
+  Side(int index, std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o,
+       size_t first_index)
       : index_(index), label_(std::move(label)), spec_run_(spec_run), mo_(spec_run.model), go_(spec_run.generate),
         prompts_(prompts), warmup_(o.warmup), seeds_(eval_seeds(o)), repeats_(o.repeats),
+        regular_passes_(o.repeats * static_cast<int>(seeds_.size())),
         batches_((prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size)),
-        images_(seeds_.size()), clip_(seeds_.size()) {
+        device_timer_(spec_run.model.device), images_(seeds_.size()), clip_(seeds_.size()) {
     go_.seed = seeds_.front();  // the warm-up's
+    go_.first_index = first_index;
     run.spec = spec_run.spec;
   }
 
@@ -71,12 +75,13 @@ class Side {
 
   // Times batch `t` (a pass's batches come in prompt order); `since` is the start of this
   // process's first timed batch, `offset` when that was on the run's clock. Returns its journal
-  // entry; `*images` gets its images when the pass keeps them.
+  // entry; `*images` gets its images when the pass keeps them. Passes from regular_passes_ on are
+  // automatic ones: the first seed's prompts again, for their times only.
   JournalBatch time_batch(const TimedBatch& t, Clock::time_point since, double offset, int process, const Logger& log,
                           at::Tensor* images) {
     if (!generation_) {
       if (t.pass == 0) spec_run_.methods.reset_stats();  // count the timed run only
-      go_.seed = seeds_[static_cast<size_t>(t.pass / repeats_)];
+      go_.seed = t.pass < regular_passes_ ? seeds_[static_cast<size_t>(t.pass / repeats_)] : seeds_.front();
       generation_.emplace(pipe_->start(prompts_, go_));
       for (const JournalBatch& f : skipped_) generation_->skip_batch(f.record, f.noise_state);
       skipped_.clear();
@@ -88,13 +93,15 @@ class Side {
     b.at = t;
     b.process = process;
     b.start_s = offset + std::chrono::duration<double>(Clock::now() - since).count();
+    device_timer_.start();
     b.record = generation_->next_batch(log);
+    b.device_seconds = device_timer_.stop();  // CUDA events; none on the CPU
     const auto [peak, kind] = peak_memory(mo_.device);
     b.peak_memory_bytes = peak;
     b.peak_memory_kind = kind;
     b.noise_state = generation_->noise_state();
     const at::Tensor batch_images = to_uint8(generation_->take_batch_images());
-    if (t.pass % repeats_ == 0) *images = batch_images;
+    if (keeps_images(t.pass)) *images = batch_images;
     if (generation_->done()) generation_.reset();
     if (t.pass == 0) b.methods = add_method_counters(methods_before_, spec_run_.methods.to_json());
     return b;
@@ -112,6 +119,7 @@ class Side {
   void add(const JournalBatch& b, const at::Tensor& images) {
     run.batch_start_s.push_back(b.start_s);
     run.batch_seconds.push_back(b.record.times.total);
+    if (b.device_seconds) run.batch_device_seconds.push_back(*b.device_seconds);
     run.batch_images.push_back(b.record.count);
     run.batch_process.push_back(b.process);
     run.peak_memory_bytes = std::max(run.peak_memory_bytes, b.peak_memory_bytes);
@@ -120,7 +128,7 @@ class Side {
       first_pass_.push_back(b.record);
       if (b.at.batch + 1 == batches_) finish_first_pass(b.methods);
     }
-    if (b.at.pass % repeats_ == 0) {
+    if (keeps_images(b.at.pass)) {
       const size_t k = static_cast<size_t>(b.at.pass / repeats_);
       images_[k].push_back(images);
       clip_[k].insert(clip_[k].end(), b.clip.begin(), b.clip.end());
@@ -140,6 +148,8 @@ class Side {
   }
 
   int index() const { return index_; }
+  // Whether pass `pass` keeps its images (the first --repeats pass of each seed).
+  bool keeps_images(int pass) const { return pass < regular_passes_ && pass % repeats_ == 0; }
 
   PipelineRun run;
 
@@ -169,7 +179,9 @@ class Side {
   int warmup_;
   std::vector<uint64_t> seeds_;
   int repeats_;
-  size_t batches_;  // per pass
+  int regular_passes_;  // --repeats passes per seed
+  size_t batches_;      // per pass
+  DeviceTimer device_timer_;
   std::unique_ptr<Txt2ImgPipeline> pipe_;
   std::optional<Txt2ImgPipeline::Generation> generation_;
   std::vector<JournalBatch> skipped_;   // finished batches of the pass under way, not yet generated past
@@ -245,7 +257,8 @@ ScheduleChoice eval_schedule(const SpecRun& baseline, const SpecRun& candidate, 
 }
 
 TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
-                    const EvalOptions& o, const ScheduleChoice& schedule, const Logger& log, const TimedRunHooks& hooks) {
+                    const EvalOptions& o, const ScheduleChoice& schedule, const Logger& log, const TimedRunHooks& hooks,
+                    size_t first_index) {
   TimedRuns out;
   out.schedule = schedule;
   log.info("schedule: " + out.schedule.reason);
@@ -253,7 +266,8 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
   out.baseline_timed = interleaved || !o.baseline_result;
   if (!out.baseline_timed) log.info("baseline: reusing its earlier run (sequential schedule: nothing to time beside)");
 
-  Side sides[2] = {Side(0, "baseline", baseline, prompts, o), Side(1, "candidate", candidate, prompts, o)};
+  Side sides[2] = {Side(0, "baseline", baseline, prompts, o, first_index),
+                   Side(1, "candidate", candidate, prompts, o, first_index)};
   Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
   const size_t first_side = out.baseline_timed ? 0 : 1;
   const size_t batches = (prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size);
@@ -273,8 +287,8 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
     if (!(f.at == order[i]))
       throw InputError("the journal's batch " + std::to_string(i + 1) + " is not the run's (side, pass or batch differ)",
                        "journal");
-    const bool keeps_images = f.at.pass % o.repeats == 0;
-    sides[f.at.side].skip_batch(f, keeps_images ? hooks.finished_images(f) : at::Tensor());
+    Side& side = sides[f.at.side];
+    side.skip_batch(f, side.keeps_images(f.at.pass) ? hooks.finished_images(f) : at::Tensor());
     offset = std::max(offset, f.start_s + f.record.times.total);
     out.order += f.at.side == 0 ? 'B' : 'C';
   }
@@ -285,25 +299,48 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
   if (interleaved && finished.size() < order.size())
     for (auto& s : sides) s.load_and_warm_up(&shared, log);
   std::optional<Clock::time_point> since;
-  Progress progress(log, "timing", {{"baseline", per_side}, {"candidate", per_side}});
-  for (size_t i = finished.size(); i < order.size(); ++i) {
-    const TimedBatch& t = order[i];
-    Side& side = sides[t.side];
-    if (!side.loaded()) {
-      sides[1 - t.side].unload();  // sequential: one pipeline at a time
-      side.load_and_warm_up(&shared, log);
+  // Times order[from..]; after_batch (scoring, writing, journalling) runs for the regular passes
+  // only: an automatic pass keeps no images and is timed again by a resumed process.
+  auto time_batches = [&](const std::vector<TimedBatch>& order, size_t from, const std::string& label, size_t each) {
+    Progress progress(log, label, {{"baseline", each}, {"candidate", each}});
+    for (size_t i = from; i < order.size(); ++i) {
+      const TimedBatch& t = order[i];
+      Side& side = sides[t.side];
+      if (!side.loaded()) {
+        sides[1 - t.side].unload();  // sequential: one pipeline at a time
+        side.load_and_warm_up(&shared, log);
+      }
+      if (hooks.before_batch) hooks.before_batch();
+      if (!since) {
+        if (hooks.before_timing) hooks.before_timing();
+        since = Clock::now();
+      }
+      at::Tensor images;
+      JournalBatch b = side.time_batch(t, *since, offset, hooks.process, log, &images);
+      if (hooks.after_batch && t.pass < passes) hooks.after_batch(b, images);
+      side.add(b, images);
+      progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
+      out.order += t.side == 0 ? 'B' : 'C';
     }
-    if (hooks.before_batch) hooks.before_batch();
-    if (!since) {
-      if (hooks.before_timing) hooks.before_timing();
-      since = Clock::now();
-    }
-    at::Tensor images;
-    JournalBatch b = side.time_batch(t, *since, offset, hooks.process, log, &images);
-    if (hooks.after_batch) hooks.after_batch(b, images);
-    side.add(b, images);
-    progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
-    out.order += t.side == 0 ? 'B' : 'C';
+  };
+  time_batches(order, finished.size(), "timing", per_side);
+  if (interleaved && o.auto_repeats && batches > 0) {
+    int pass = passes;  // the next automatic pass; the ABBA order continues across passes
+    out.automatic = run_automatic_passes(
+        [&] {
+          return speedup_stats(sides[0].run.batch_seconds, sides[1].run.batch_seconds, sides[0].run.batch_images,
+                               o.seed, 2000);
+        },
+        [&](const std::string& reason) {
+          log.info("timing: automatic pass " + std::to_string(pass - passes + 1) + " (--repeats not given): " + reason);
+          if (!sides[0].loaded())  // a resumed run whose regular passes were all finished before
+            for (auto& s : sides) s.load_and_warm_up(&shared, log);
+          std::vector<TimedBatch> next;
+          for (const TimedBatch& t : timing_order(Schedule::Interleaved, batches, pass + 1))
+            if (t.pass == pass) next.push_back(t);
+          time_batches(next, 0, "timing (automatic pass)", batches);
+          ++pass;
+        });
   }
   for (auto& s : sides) s.unload();
 

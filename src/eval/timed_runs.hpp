@@ -1,7 +1,9 @@
 // The timed part of an evaluation: both pipelines loaded and warmed up, then their batches timed
 // in the schedule's order (eval/timing.hpp). A side makes --repeats passes over the prompts per
 // seed (pass p uses seed p / repeats); images come from each seed's first pass, method counters
-// from the very first, times from all.
+// from the very first, times from all. Without --repeats (EvalOptions::auto_repeats) the interleaved
+// schedule may add passes over the first seed's prompts (eval/timing.hpp run_automatic_passes). On
+// CUDA each timed batch is also timed by CUDA events (eval/device_timer.hpp).
 #pragma once
 
 #include <functional>
@@ -26,6 +28,7 @@ struct TimedRuns {
   ScheduleChoice schedule;
   std::string order;  // the timed batches as run: B = baseline, C = candidate
   bool baseline_timed = true;  // false: options.baseline_result's run and images, the baseline not run
+  AutomaticPasses automatic;  // the passes run because --repeats was not given (interleaved only)
 };
 
 // With options.baseline_result and the sequential schedule the baseline is not run: its times and
@@ -58,9 +61,10 @@ struct TimedRunHooks {
 
 // Runs both sides as prepared (accel/spec_run.hpp) under `schedule`; the generate options' seed is
 // set per pass. The sides' per_seed_clip are the scores after_batch put into the entries (and
-// the finished batches'), when it scored.
+// the finished batches'), when it scored. `first_index` is the global index of prompts[0] (a
+// rank's shard in a multi-process run), which seeds per-prompt noise (GenerateOptions::first_index).
 TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
                     const EvalOptions& options, const ScheduleChoice& schedule, const Logger& log,
-                    const TimedRunHooks& hooks = {});
+                    const TimedRunHooks& hooks = {}, size_t first_index = 0);
 
 }  // namespace diffbench

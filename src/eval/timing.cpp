@@ -133,6 +133,48 @@ SpeedupStats speedup_stats(const std::vector<double>& base, const std::vector<do
   return s;
 }
 
+std::string automatic_pass_reason(const SpeedupStats& s) {
+  if (s.pairs < kFewPairs)
+    return "only " + std::to_string(s.pairs) + " timed batch pair(s), fewer than " + std::to_string(kFewPairs);
+  const double lo = s.speedup * (1 - kNoisyIntervalFraction), hi = s.speedup * (1 + kNoisyIntervalFraction);
+  if (s.ci_low < lo || s.ci_high > hi)
+    return "the speedup's 95 % interval " + interval_text(s) + " reaches further than ±" +
+           fixed(kNoisyIntervalFraction * 100, 0) + " % from it";
+  return "";
+}
+
+std::string AutomaticPasses::note() const {
+  if (passes == 0) return "";
+  std::string why;
+  for (const auto& r : reasons) why += (why.empty() ? "" : "; then ") + r;
+  return std::to_string(passes) + " more timed pass(es) over the prompts ran automatically (--repeats not given): " +
+         why;
+}
+
+nlohmann::json AutomaticPasses::to_json() const {
+  return {{"enabled", enabled},
+          {"passes", passes},
+          {"max_passes", kMaxAutomaticPasses},
+          {"rule", "without --repeats, more interleaved passes while the speedup's 95 % interval reaches further than "
+                   "±" + fixed(kNoisyIntervalFraction * 100, 0) + " % from it or fewer than " +
+                       std::to_string(kFewPairs) + " batch pairs were timed"},
+          {"reasons", reasons}};
+}
+
+AutomaticPasses run_automatic_passes(const std::function<SpeedupStats()>& stats,
+                                     const std::function<void(const std::string&)>& run_pass, int max_passes) {
+  AutomaticPasses out;
+  out.enabled = true;
+  while (out.passes < max_passes) {
+    std::string why = automatic_pass_reason(stats());
+    if (why.empty()) break;
+    run_pass(why);
+    out.reasons.push_back(std::move(why));
+    ++out.passes;
+  }
+  return out;
+}
+
 SpeedupCheck check_min_speedup(const SpeedupStats& s, double min_speedup) {
   SpeedupCheck c;
   const std::string x = fixed(min_speedup, 2) + "×";

@@ -1,6 +1,7 @@
 #include "diffbench/io/staging_dir.hpp"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -77,6 +78,21 @@ bool process_alive(long pid) { return ::kill(static_cast<pid_t>(pid), 0) == 0 ||
 
 }  // namespace
 
+void remove_tree(const fs::path& p, std::error_code& ec) {
+  ec.clear();
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0) {
+    if (errno != ENOENT) ec.assign(errno, std::generic_category());
+    return;
+  }
+  // Depth first (children before their folder), never crossing a symbolic link: a link is removed, not
+  // what it points to.
+  auto remove_one = [](const char* path, const struct stat*, int type, struct FTW*) -> int {
+    return (type == FTW_DP ? ::rmdir(path) : ::unlink(path)) == 0 ? 0 : -1;
+  };
+  if (::nftw(p.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) ec.assign(errno ? errno : EIO, std::generic_category());
+}
+
 fs::path normalize_output_path(const fs::path& p) {
   std::error_code ec;
   fs::path abs = fs::absolute(p, ec);
@@ -134,12 +150,12 @@ StagingDir::StagingDir(const fs::path& target, bool replace, const StagingResume
     if (dir == adopted_) continue;
     const bool had_marker = resumable(dir);
     std::error_code rm;
-    fs::remove_all(dir, rm);
+    remove_tree(dir, rm);
     if (rm) continue;
     removed_stale_.push_back(dir);
     if (had_marker) removed_resumable_.push_back(dir);
   }
-  fs::remove_all(staging_, ec);
+  remove_tree(staging_, ec);
   if (!adopted_.empty()) {
     fs::rename(adopted_, staging_, ec);
     if (ec) throw InputError("cannot take over the interrupted run's folder: " + ec.message(), adopted_.string());
@@ -176,7 +192,7 @@ void StagingDir::lock() {
 
 StagingDir::~StagingDir() {
   std::error_code ec;
-  if (!committed_ && !keep_ && !staging_.empty()) fs::remove_all(staging_, ec);
+  if (!committed_ && !keep_ && !staging_.empty()) remove_tree(staging_, ec);
   if (lock_fd_ >= 0) {
     ::unlink(lock_file_.c_str());  // while still holding it; see lock()
     ::close(lock_fd_);
@@ -190,7 +206,7 @@ void StagingDir::commit() {
   fs::path old;
   if (is_nonempty_dir(target_)) {  // replace_ is set and the folder is diffbench's (check_target)
     old = target_.parent_path() / ("." + target_.filename().string() + ".old-" + std::to_string(::getpid()));
-    fs::remove_all(old, ec);
+    remove_tree(old, ec);
     fs::rename(target_, old, ec);
     if (ec) throw InputError("cannot move the old output folder aside: " + ec.message(), target_.string());
   }
@@ -201,7 +217,7 @@ void StagingDir::commit() {
     throw InputError("cannot move the finished output into place: " + ec.message(), target_.string());
   }
   committed_ = true;
-  if (!old.empty()) fs::remove_all(old, ec);
+  if (!old.empty()) remove_tree(old, ec);
 }
 
 void write_file_atomic(const fs::path& file, const std::string& text) {

@@ -50,7 +50,12 @@ void CompositeHooks::after_step(const StepInfo& step, const at::Tensor& latents)
 
 bool CompositeHooks::drop_unconditional(const StepInfo& step) {
   bool drop = false;
-  for (auto* m : methods_) drop = m->drop_unconditional(step) || drop;
+  branch_ = SingleBranch::Prompt;
+  for (auto* m : methods_) {
+    if (!m->drop_unconditional(step)) continue;
+    drop = true;
+    if (m->single_branch() == SingleBranch::Negative) branch_ = SingleBranch::Negative;
+  }
   return drop;
 }
 

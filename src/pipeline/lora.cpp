@@ -35,10 +35,14 @@ std::string join_some(const std::vector<std::string>& names, size_t limit = 5) {
   return out;
 }
 
-// kohya: lora_unet_<flat>.{lora_down.weight, lora_up.weight, alpha}; PEFT / diffusers:
-// <component>.<module>.{lora_A.weight, lora_B.weight} (also diffusers' older .lora.down/.lora.up).
+// kohya: lora_unet_<flat>.{lora_down.weight, lora_up.weight, alpha} (lora_te_ for SD's text encoder,
+// lora_te1_ / lora_te2_ for SDXL's two); PEFT / diffusers: <component>.<module>.{lora_A.weight,
+// lora_B.weight} (also diffusers' older .lora.down/.lora.up).
 bool classify(const std::string& key, Pair& p, std::string& role, std::string& format) {
-  static const std::pair<const char*, const char*> kKohya[] = {{"lora_unet_", "unet"}, {"lora_te_", "text_encoder"}};
+  static const std::pair<const char*, const char*> kKohya[] = {{"lora_unet_", "unet"},
+                                                               {"lora_te_", "text_encoder"},
+                                                               {"lora_te1_", "text_encoder"},
+                                                               {"lora_te2_", "text_encoder_2"}};
   static const std::pair<const char*, const char*> kRoles[] = {{".lora_down.weight", "down"}, {".lora_up.weight", "up"},
                                                                {".lora_A.weight", "down"},   {".lora_B.weight", "up"},
                                                                {".lora.down.weight", "down"}, {".lora.up.weight", "up"},
@@ -57,7 +61,7 @@ bool classify(const std::string& key, Pair& p, std::string& role, std::string& f
       format = "kohya";
       return true;
     }
-  for (const char* component : {"unet", "text_encoder"})
+  for (const char* component : {"unet", "text_encoder", "text_encoder_2"})
     if (starts_with(stem, std::string(component) + ".")) {
       p = {component, stem.substr(std::string(component).size() + 1), false, {}, {}, {}};
       format = "peft";
@@ -76,7 +80,11 @@ struct Layers {
   std::map<std::string, at::Tensor> by_module;  // "down_blocks.0....to_q" -> its weight
   std::map<std::string, std::string> by_flat;   // kohya's flattened names -> module name
 
+  bool fused_already = false;  // a reused component: its LoRA layers are skipped
+
   Layers(const LoraComponent& c) {
+    fused_already = c.module == nullptr;
+    if (fused_already) return;
     for (auto& item : c.module->named_parameters(true)) {
       if (!ends_with(item.key(), ".weight")) continue;
       const std::string module = item.key().substr(0, item.key().size() - 7);
@@ -89,14 +97,17 @@ struct Layers {
     }
   }
   std::optional<std::string> resolve(const Pair& p) const {
-    std::string name = p.module;
-    if (p.component == "text_encoder") {  // the engine's text encoder has no "text_model." level
+    auto find = [&](const std::string& name) -> std::optional<std::string> {
+      if (!p.flat) return by_module.count(name) ? std::optional<std::string>(name) : std::nullopt;
+      auto it = by_flat.find(name);
+      return it == by_flat.end() ? std::nullopt : std::optional<std::string>(it->second);
+    };
+    if (auto found = find(p.module)) return found;
+    // The engine's CLIPTextModel has no "text_model." level (CLIPTextModelWithProjection keeps it).
+    if (p.component != "unet")
       for (const char* prefix : {"text_model.", "text_model_"})
-        if (starts_with(name, prefix)) name = name.substr(std::string(prefix).size());
-    }
-    if (!p.flat) return by_module.count(name) ? std::optional<std::string>(name) : std::nullopt;
-    auto it = by_flat.find(name);
-    return it == by_flat.end() ? std::nullopt : std::optional<std::string>(it->second);
+        if (starts_with(p.module, prefix)) return find(p.module.substr(std::string(prefix).size()));
+    return std::nullopt;
   }
 };
 
@@ -112,7 +123,7 @@ std::map<std::string, double> metadata_alphas(const SafetensorsFile& f) {
   } catch (const std::exception&) {
     throw InputError("lora_adapter_metadata is not valid JSON", f.path().string());
   }
-  for (const char* component : {"unet", "text_encoder"}) {
+  for (const char* component : {"unet", "text_encoder", "text_encoder_2"}) {
     const std::string key = std::string(component) + ".lora_alpha";
     if (meta.contains(key) && meta[key].is_number()) out[component] = meta[key].get<double>();
     const std::string patterns = std::string(component) + ".alpha_pattern";
@@ -162,6 +173,7 @@ nlohmann::json fuse_loras(const std::vector<LoraSpec>& loras, const std::vector<
     std::vector<Delta> deltas;
     for (const auto& [id, p] : pairs) {
       auto it = layers.find(p.component);
+      if (it != layers.end() && it->second.fused_already) continue;
       const std::optional<std::string> module = it == layers.end() ? std::nullopt : it->second.resolve(p);
       if (!module || p.down.empty() || p.up.empty()) {
         for (const auto* k : {&p.down, &p.up, &p.alpha})

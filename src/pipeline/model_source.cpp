@@ -24,6 +24,12 @@ ModelSource ModelSource::open(const fs::path& model, const ModelSourceOptions& o
     s.components_["text_encoder"] = {model, ck.text_config, where, ck.parts("text_encoder")};
     s.tokenizer_dir_ = ck.tokenizer_dir;
     s.pad_token_ = ck.pad_token;
+    if (ck.family == CheckpointFamily::SDXL) {
+      s.components_["text_encoder_2"] = {model, ck.text_config_2, where, ck.parts("text_encoder_2")};
+      s.tokenizer_2_dir_ = ck.tokenizer_2_dir;
+      s.pad_token_2_ = ck.pad_token_2;
+      s.text_projection_transposed_ = ck.text_projection_transposed;
+    }
     s.scheduler_config_ = ck.scheduler_config;
     s.scheduler_source_ = where;
     if (!ck.ignored.empty())
@@ -36,11 +42,14 @@ ModelSource ModelSource::open(const fs::path& model, const ModelSourceOptions& o
                      options.config_dir.string());
   const auto folder = DiffusersFolder::open(model, {"text_encoder", "tokenizer", "unet", "vae", "scheduler"}, log);
   s.pipeline_class_ = folder.pipeline_class();
-  for (const char* name : {"text_encoder", "unet", "vae"}) {
+  for (const char* name : {"text_encoder", "unet", "vae", "text_encoder_2"}) {
+    if (!folder.has(name)) continue;  // text_encoder_2: SDXL's
     const fs::path config = folder.config_file(name);
     s.components_[name] = {folder.weights_file(name, options.variant), JsonConfig::load(config).raw(), config.string(), {}};
   }
   s.tokenizer_dir_ = folder.component("tokenizer").dir;
+  if (folder.has("tokenizer_2")) s.tokenizer_2_dir_ = folder.component("tokenizer_2").dir;
+  s.force_zeros_for_empty_prompt_ = JsonConfig::load(model / "model_index.json").get<bool>("force_zeros_for_empty_prompt", true);
   const fs::path sched = folder.config_file("scheduler");
   s.scheduler_config_ = read_json_file(sched);
   s.scheduler_source_ = sched.string();

@@ -1,5 +1,7 @@
 #include "sdxl_text.hpp"
 
+#include <c10/core/InferenceMode.h>
+
 #include "diffbench/error.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "load_component.hpp"
@@ -8,22 +10,28 @@ namespace diffbench {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<SdxlText> SdxlText::load(const DiffusersFolder& folder, const ModelOptions& options) {
-  for (const char* name : {"text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"})
-    if (!folder.has(name))
-      throw ModelError(std::string("an SDXL pipeline needs '") + name +
-                           "' (refiner-style folders without the first text encoder are not supported)",
-                       (folder.root() / "model_index.json").string());
-  const auto index = JsonConfig::load(folder.root() / "model_index.json");
-  const fs::path config = folder.config_file("text_encoder_2");
+std::unique_ptr<SdxlText> SdxlText::load(const ModelSource& source, const ModelOptions& options) {
+  if (source.tokenizer_2_dir().empty())
+    throw ModelError("an SDXL pipeline needs 'tokenizer_2' beside 'text_encoder_2'", source.path().string());
+  const ComponentSource& text = source.component("text_encoder_2");
   LoadOptions lo;
   lo.ignore_unexpected = {"text_model.embeddings.position_ids"};
+  TokenizerOptions tokenizer_options;
+  if (!source.pad_token_2().empty()) tokenizer_options.pad_token = source.pad_token_2();
   auto out = std::unique_ptr<SdxlText>(new SdxlText{
-      ClipTokenizer::from_dir(folder.component("tokenizer_2").dir),
-      load_component<ClipTextModelWithProjection>(
-          ClipTextConfig::from_json(JsonConfig::load(config)),
-          ComponentSource{folder.weights_file("text_encoder_2", options.variant), {}, config.string(), {}}, options, lo),
-      config.string(), index.get<bool>("force_zeros_for_empty_prompt", true)});
+      ClipTokenizer::from_dir(source.tokenizer_2_dir(), tokenizer_options),
+      load_component<ClipTextModelWithProjection>(ClipTextConfig::from_json(JsonConfig(text.config, text.config_source)),
+                                                  text, options, lo),
+      text.config_source, source.force_zeros_for_empty_prompt()});
+  if (source.text_projection_transposed()) {
+    // open_clip's [width, projection] bytes were read into the [projection, width] weight.
+    c10::InferenceMode guard;
+    auto params = out->text_encoder_2->named_parameters(true);
+    at::Tensor* found = params.find("text_projection.weight");
+    if (!found) throw ModelError("text_encoder_2 has no text_projection", text.config_source);
+    at::Tensor w = *found;
+    w.copy_(w.view({w.size(1), w.size(0)}).t().clone());
+  }
   return out;
 }
 

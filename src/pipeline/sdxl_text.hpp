@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include "diffbench/io/diffusers_folder.hpp"
+#include "diffbench/pipeline/model_source.hpp"
 #include "diffbench/models/clip_text.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
@@ -30,8 +31,9 @@ struct SdxlText {
   std::string text_config_2;  // for error messages
   bool force_zeros_for_empty_prompt = true;  // model_index.json's, diffusers' default true
 
-  // text_encoder_2 / tokenizer_2 of an SDXL folder (model_index.json naming StableDiffusionXLPipeline).
-  static std::unique_ptr<SdxlText> load(const DiffusersFolder& folder, const ModelOptions& options);
+  // text_encoder_2 / tokenizer_2 of an SDXL folder (model_index.json naming StableDiffusionXLPipeline)
+  // or single file.
+  static std::unique_ptr<SdxlText> load(const ModelSource& source, const ModelOptions& options);
 
   // encode_prompt for `prompts`: each tokenizer pads to 77; each encoder's hidden state before its
   // last layer (hidden_states[-2]), concatenated along the width; text_encoder_2's text_embeds pooled.

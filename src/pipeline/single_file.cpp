@@ -20,6 +20,8 @@ constexpr const char* kUNet = "model.diffusion_model.";
 constexpr const char* kVae = "first_stage_model.";
 constexpr const char* kSd1Text = "cond_stage_model.transformer.";
 constexpr const char* kSd2Text = "cond_stage_model.model.";
+constexpr const char* kSdxlText = "conditioner.embedders.0.transformer.";
+constexpr const char* kSdxlText2 = "conditioner.embedders.1.model.";
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
@@ -93,8 +95,8 @@ json infer_unet(const Tensors& t, const UNetLayout& u, CheckpointFamily family, 
     if (u.attention[b] && first_attention.empty()) first_attention = block + "1.";
   }
   if (first_attention.empty()) throw ModelError("the UNet has no cross-attention blocks", t.f.path().string());
+  // What every family reads the same way from the tensors.
   json c = {{"_class_name", "UNet2DConditionModel"},
-            {"sample_size", family == CheckpointFamily::SD2 && v_prediction ? 96 : 64},
             {"in_channels", t.dim(p + "input_blocks.0.0.weight", 1)},
             {"out_channels", t.dim(p + "out.2.weight", 0)},
             {"down_block_types", down},
@@ -102,11 +104,27 @@ json infer_unet(const Tensors& t, const UNetLayout& u, CheckpointFamily family, 
             {"block_out_channels", channels},
             {"layers_per_block", u.layers_per_block},
             {"cross_attention_dim", t.dim(first_attention + "transformer_blocks.0.attn2.to_k.weight", 1)},
-            {"transformer_layers_per_block", t.count(first_attention + "transformer_blocks.")},
-            {"use_linear_projection", t.shape(first_attention + "proj_in.weight").size() == 2},
-            // ldm's num_heads = 8 (SD 1.x) and num_head_channels = 64 (SD 2.x); diffusers calls both
-            // attention_head_dim.
-            {"attention_head_dim", family == CheckpointFamily::SD1 ? json(8) : heads}};
+            {"use_linear_projection", t.shape(first_attention + "proj_in.weight").size() == 2}};
+  if (family == CheckpointFamily::SDXL) {
+    // sgm's SDXL UNet: 64 channels per head, transformer depth per block, linear projections, the
+    // text_time added conditioning (pooled text embedding + 6 time ids at 256 each).
+    json depth = json::array();
+    for (int b = 0; b < u.blocks; ++b) {
+      const std::string block = p + "input_blocks." + std::to_string(b * (u.layers_per_block + 1) + 1) + ".1.";
+      depth.push_back(u.attention[b] ? t.count(block + "transformer_blocks.") : 1);
+    }
+    c["sample_size"] = 128;
+    c["transformer_layers_per_block"] = depth;
+    c["attention_head_dim"] = heads;
+    c["addition_embed_type"] = "text_time";
+    c["addition_time_embed_dim"] = 256;
+    c["projection_class_embeddings_input_dim"] = t.dim(p + "label_emb.0.0.weight", 1);
+    return c;
+  }
+  c["sample_size"] = family == CheckpointFamily::SD2 && v_prediction ? 96 : 64;
+  c["transformer_layers_per_block"] = t.count(first_attention + "transformer_blocks.");
+  // ldm's num_heads = 8 (SD 1.x) and num_head_channels = 64 (SD 2.x); diffusers calls both attention_head_dim.
+  c["attention_head_dim"] = family == CheckpointFamily::SD1 ? json(8) : heads;
   return c;
 }
 
@@ -122,15 +140,16 @@ json infer_vae(const Tensors& t, const VaeLayout& v, CheckpointFamily family, bo
           {"up_block_types", json::array_t(v.blocks, "UpDecoderBlock2D")},
           {"block_out_channels", channels},
           {"layers_per_block", v.layers_per_block},
-          {"sample_size", family == CheckpointFamily::SD2 && v_prediction ? 768 : 512},
-          {"scaling_factor", 0.18215}};
+          {"sample_size", family == CheckpointFamily::SDXL ? 1024 : family == CheckpointFamily::SD2 && v_prediction ? 768 : 512},
+          {"scaling_factor", family == CheckpointFamily::SDXL ? 0.13025 : 0.18215},
+          {"force_upcast", family == CheckpointFamily::SDXL}};
 }
 
 // transformers' CLIPTextConfig: OpenAI's ViT-L/14 text tower (SD 1.x) or open_clip's ViT-H/14 text
 // tower without its last layer (SD 2.x); 64 channels per head in both.
 json infer_text(const Tensors& t, CheckpointFamily family, int stored_layers) {
-  const bool sd1 = family == CheckpointFamily::SD1;
-  std::string p = sd1 ? kSd1Text : kSd2Text;
+  const bool sd1 = family == CheckpointFamily::SD1 || family == CheckpointFamily::SDXL;
+  std::string p = family == CheckpointFamily::SDXL ? kSdxlText : sd1 ? kSd1Text : kSd2Text;
   if (sd1 && t.has(p + "text_model.embeddings.token_embedding.weight")) p += "text_model.";
   const std::string token = sd1 ? p + "embeddings.token_embedding.weight" : p + "token_embedding.weight";
   const std::string position = sd1 ? p + "embeddings.position_embedding.weight" : p + "positional_embedding";
@@ -148,6 +167,47 @@ json infer_text(const Tensors& t, CheckpointFamily family, int stored_layers) {
           {"bos_token_id", 49406},
           {"eos_token_id", 49407},
           {"pad_token_id", sd1 ? 49407 : 0}};
+}
+
+// SDXL's second text encoder: open_clip's ViT-bigG/14 text tower as transformers'
+// CLIPTextModelWithProjection, every layer kept (64 channels per head, exact GELU).
+json infer_text_2(const Tensors& t, int stored_layers) {
+  const std::string p = kSdxlText2;
+  const int64_t hidden = t.dim(p + "token_embedding.weight", 1);
+  const int64_t projection = t.has(p + "text_projection") ? t.dim(p + "text_projection", 1)
+                                                          : t.dim(p + "text_projection.weight", 0);
+  return {{"architectures", {"CLIPTextModelWithProjection"}},
+          {"vocab_size", t.dim(p + "token_embedding.weight", 0)},
+          {"hidden_size", hidden},
+          {"intermediate_size", t.dim(p + "transformer.resblocks.0.mlp.c_fc.weight", 0)},
+          {"num_hidden_layers", stored_layers},
+          {"num_attention_heads", std::max<int64_t>(1, hidden / 64)},
+          {"max_position_embeddings", t.dim(p + "positional_embedding", 0)},
+          {"projection_dim", projection},
+          {"hidden_act", "gelu"},
+          {"layer_norm_eps", 1e-5},
+          {"bos_token_id", 49406},
+          {"eos_token_id", 49407},
+          {"pad_token_id", 0}};
+}
+
+// stabilityai/stable-diffusion-xl-base-1.0's scheduler_config.json.
+json sdxl_scheduler(const std::string& prediction_type) {
+  return {{"_class_name", "EulerDiscreteScheduler"},
+          {"beta_start", 0.00085},
+          {"beta_end", 0.012},
+          {"beta_schedule", "scaled_linear"},
+          {"num_train_timesteps", 1000},
+          {"steps_offset", 1},
+          {"timestep_spacing", "leading"},
+          {"interpolation_type", "linear"},
+          {"use_karras_sigmas", false},
+          {"clip_sample", false},
+          {"sample_max_value", 1.0},
+          {"set_alpha_to_one", false},
+          {"skip_prk_steps", true},
+          {"prediction_type", prediction_type.empty() ? "epsilon" : prediction_type},
+          {"trained_betas", nullptr}};
 }
 
 // The scheduler diffusers' hub configs give each family: PNDM for SD 1.x and the 512 SD 2.x base
@@ -208,15 +268,19 @@ SingleFileCheckpoint open_single_file(const fs::path& file, const SingleFileOpti
     sdxl = sdxl || starts_with(info.name, "conditioner.embedders.");
     unet = unet || starts_with(info.name, kUNet);
   }
-  if (sdxl)
-    throw ModelError("an SDXL checkpoint (conditioner.embedders.*): diffbench runs SD 1.x and SD 2.x single files",
+  if (!unet || (sdxl ? sd1 || sd2 : sd1 == sd2))
+    throw ModelError("not an original-layout SD 1.x / 2.x / SDXL checkpoint: expected model.diffusion_model.*, "
+                     "first_stage_model.* and one of cond_stage_model.transformer.* (SD 1.x), "
+                     "cond_stage_model.model.* (SD 2.x) or conditioner.embedders.{0,1}.* (SDXL); a diffusers "
+                     "folder is given as the folder itself",
                      file.string());
-  if (!unet || sd1 == sd2)
-    throw ModelError("not an original-layout SD 1.x / 2.x checkpoint: expected model.diffusion_model.*, "
-                     "first_stage_model.* and one of cond_stage_model.transformer.* (SD 1.x) or "
-                     "cond_stage_model.model.* (SD 2.x); a diffusers folder is given as the folder itself",
+  ck.family = sdxl ? CheckpointFamily::SDXL : sd1 ? CheckpointFamily::SD1 : CheckpointFamily::SD2;
+  if (sdxl && !(t.has(std::string(kSdxlText2) + "token_embedding.weight") &&
+                (t.has(std::string(kSdxlText) + "text_model.embeddings.token_embedding.weight") ||
+                 t.has(std::string(kSdxlText) + "embeddings.token_embedding.weight"))))
+    throw ModelError("an SDXL checkpoint needs both text encoders: conditioner.embedders.0.transformer.* (CLIP ViT-L) "
+                     "and conditioner.embedders.1.model.* (OpenCLIP ViT-bigG); refiner checkpoints are not supported",
                      file.string());
-  ck.family = sd1 ? CheckpointFamily::SD1 : CheckpointFamily::SD2;
   const bool have_config = !options.config_dir.empty();
   if (ck.family == CheckpointFamily::SD2 && options.prediction_type.empty() && !have_config)
     throw UsageError("an SD 2.x checkpoint: whether it predicts noise or v cannot be read from its weights. Set "
@@ -226,11 +290,13 @@ SingleFileCheckpoint open_single_file(const fs::path& file, const SingleFileOpti
 
   const UNetLayout unet_layout = read_unet_layout(t);
   const VaeLayout vae_layout = read_vae_layout(t);
-  const int text_layers = ck.family == CheckpointFamily::SD1
-                              ? std::max(t.count(std::string(kSd1Text) + "text_model.encoder.layers."),
-                                         t.count(std::string(kSd1Text) + "encoder.layers."))
-                              : t.count(std::string(kSd2Text) + "transformer.resblocks.");
-  if (text_layers < (ck.family == CheckpointFamily::SD1 ? 1 : 2))
+  const bool sdxl_family = ck.family == CheckpointFamily::SDXL;
+  const std::string clip_prefix = sdxl_family ? kSdxlText : kSd1Text;
+  const int clip_layers = std::max(t.count(clip_prefix + "text_model.encoder.layers."), t.count(clip_prefix + "encoder.layers."));
+  // The open_clip tower's stored layers (SD 2.x's text encoder, SDXL's second).
+  const int open_clip_layers = t.count(std::string(sdxl_family ? kSdxlText2 : kSd2Text) + "transformer.resblocks.");
+  const int text_layers = ck.family == CheckpointFamily::SD1 ? clip_layers : open_clip_layers;
+  if (text_layers < (ck.family == CheckpointFamily::SD2 ? 2 : 1) || (sdxl_family && clip_layers < 1))
     throw ModelError("the text encoder has too few layers (" + std::to_string(text_layers) + ")", file.string());
 
   const bool v_prediction = options.prediction_type == "v_prediction";
@@ -240,20 +306,27 @@ SingleFileCheckpoint open_single_file(const fs::path& file, const SingleFileOpti
     ck.unet_config = read_config(d / "unet" / "config.json");
     ck.vae_config = read_config(d / "vae" / "config.json");
     ck.text_config = read_config(d / "text_encoder" / "config.json");
+    if (sdxl_family) ck.text_config_2 = read_config(d / "text_encoder_2" / "config.json");
     ck.scheduler_config = read_config(d / "scheduler" / "scheduler_config.json");
     if (fs::is_directory(d / "tokenizer")) ck.tokenizer_dir = d / "tokenizer";
+    if (sdxl_family && fs::is_directory(d / "tokenizer_2")) ck.tokenizer_2_dir = d / "tokenizer_2";
     ck.config_source = d.string();
   } else {
     ck.unet_config = infer_unet(t, unet_layout, ck.family, v_prediction);
     ck.vae_config = infer_vae(t, vae_layout, ck.family, v_prediction);
-    ck.text_config = infer_text(t, ck.family, text_layers);
-    ck.scheduler_config = default_scheduler(options.prediction_type);
+    ck.text_config = infer_text(t, ck.family, sdxl_family ? clip_layers : text_layers);
+    if (sdxl_family) ck.text_config_2 = infer_text_2(t, open_clip_layers);
+    ck.scheduler_config = sdxl_family ? sdxl_scheduler(options.prediction_type) : default_scheduler(options.prediction_type);
     ck.config_source = "inferred";
   }
   if (!options.prediction_type.empty()) ck.scheduler_config["prediction_type"] = options.prediction_type;
   if (ck.tokenizer_dir.empty()) {
     ck.tokenizer_dir = assets_dir() / "clip-tokenizer";
     if (ck.family == CheckpointFamily::SD2) ck.pad_token = "!";  // Stability's SD 2.x tokenizer pads with id 0
+  }
+  if (sdxl_family && ck.tokenizer_2_dir.empty()) {
+    ck.tokenizer_2_dir = assets_dir() / "clip-tokenizer";
+    ck.pad_token_2 = "!";  // SDXL's tokenizer_2 pads with id 0, as open_clip's
   }
 
   // Each tensor under its component's diffusers name; transforms are byte ranges and shapes.
@@ -268,6 +341,16 @@ SingleFileCheckpoint open_single_file(const fs::path& file, const SingleFileOpti
       continue;
     }
     const std::string key = info.name.substr(comp->prefix.size());
+    if (comp->component == "text_encoder_2" && key == "text_projection") {
+      // open_clip's [width, projection] matrix: read as [projection, width] bytes, transposed on load.
+      if (info.shape.size() != 2) throw ModelError("text_projection is not a matrix", file.string());
+      TensorInfo renamed = info;
+      renamed.name = "text_projection.weight";
+      renamed.shape = {info.shape[1], info.shape[0]};
+      ck.tensors[comp->component].push_back(renamed);
+      ck.text_projection_transposed = true;
+      continue;
+    }
     const bool skip = std::any_of(comp->ignored.begin(), comp->ignored.end(), [&](const std::string& p) {
       return key == p || (p.back() == '.' && starts_with(key, p));
     });

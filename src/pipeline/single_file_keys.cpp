@@ -27,6 +27,10 @@ void unet_resnet(std::vector<KeyRule>& out, const std::string& original, const s
 std::vector<KeyRule> unet_rules(const UNetLayout& u) {
   std::vector<KeyRule> r = {{"time_embed.0.", "time_embedding.linear_1."},
                             {"time_embed.2.", "time_embedding.linear_2."},
+                            // SDXL's added conditioning (sgm's label_emb: Sequential(Sequential(
+                            // Linear, SiLU, Linear)))
+                            {"label_emb.0.0.", "add_embedding.linear_1."},
+                            {"label_emb.0.2.", "add_embedding.linear_2."},
                             {"input_blocks.0.0.", "conv_in."},
                             {"out.0.", "conv_norm_out."},
                             {"out.2.", "conv_out."}};
@@ -107,13 +111,31 @@ bool starts_with(const std::string& s, const std::string& p) { return s.compare(
 
 }  // namespace
 
-std::string to_string(CheckpointFamily family) { return family == CheckpointFamily::SD1 ? "SD 1.x" : "SD 2.x"; }
+std::string to_string(CheckpointFamily family) {
+  switch (family) {
+    case CheckpointFamily::SD1: return "SD 1.x";
+    case CheckpointFamily::SD2: return "SD 2.x";
+    case CheckpointFamily::SDXL: return "SDXL";
+  }
+  return "?";
+}
 
 std::vector<ComponentKeys> checkpoint_keys(CheckpointFamily family, const UNetLayout& unet, const VaeLayout& vae,
                                            int text_layers) {
   std::vector<ComponentKeys> out;
   out.push_back({"unet", "model.diffusion_model.", unet_rules(unet), {}});
   out.push_back({"vae", "first_stage_model.", vae_rules(vae), {"loss."}});
+  if (family == CheckpointFamily::SDXL) {
+    // sgm's GeneralConditioner: embedders.0 is FrozenCLIPEmbedder (transformers' CLIPTextModel under
+    // transformer.), embedders.1 FrozenOpenCLIPEmbedder2 (open_clip's text tower, all its layers:
+    // the pooled output comes from the last). Its text_projection is handled by the loader (a
+    // transposed matrix in Stability's files, "text_projection.weight" as diffusers' script writes).
+    out.push_back({"text_encoder", "conditioner.embedders.0.transformer.", {}, {}});
+    std::vector<KeyRule> rules = open_clip_text_rules(text_layers);
+    for (auto& r : rules) r.diffusers = "text_model." + r.diffusers;  // CLIPTextModelWithProjection's names
+    out.push_back({"text_encoder_2", "conditioner.embedders.1.model.", rules, {"logit_scale", "attn_mask", "visual."}});
+    return out;
+  }
   if (family == CheckpointFamily::SD1) {
     // transformers' CLIPTextModel as saved inside the checkpoint: its own names, with or without
     // "text_model." (which the text encoder's LoadOptions strip, as for a diffusers folder).

@@ -1,7 +1,9 @@
 #include "diffbench/pipeline/spec.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -139,32 +141,78 @@ AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
   return e;
 }
 
-// toml++ 3.3 assumes (TOML_ASSERT_ASSUME: undefined behaviour in a release build) that a table
-// header's key starts with a key character or a quote; a header such as "[=" breaks that (found by
-// fuzz_spec). Such headers are refused here, before toml++ reads the text. Headers are the lines
-// that start with '[' outside strings, comments and the brackets of values.
-void refuse_malformed_headers(const std::string& text, const fs::path& file) {
+// toml++ 3.3 (Debian's) has two kinds of undefined behaviour that text can reach; both are refused
+// here, before toml++ reads the text, with the file and line (both found by fuzz_spec):
+//  - it assumes (TOML_ASSERT_ASSUME) that a table header's key starts with a key character or a
+//    quote; a header such as "[=" breaks that. Headers are the lines that start with '[' outside
+//    strings, comments and the brackets of values.
+//  - its test for non-ASCII whitespace reaches __builtin_unreachable for U+00A1..U+0499 and
+//    U+FC06..U+FEFE, and it asks that test of every character outside strings and comments, of the
+//    character after a backslash in a """ string, and of the first one after a line-ending backslash.
+//    Outside strings and comments TOML allows ASCII only, and a backslash escape is ASCII too, so
+//    those are refused whatever they are; after a line-ending backslash only the broken ranges are.
+//  - it assumes (TOML_ASSERT_ASSUME in parse_value) that an array element does not start with '}';
+//    "[1, }" breaks that. A '}' whose innermost open bracket is an array's '[' is never valid TOML.
+bool breaks_tomlpp_whitespace_test(char32_t c) { return (c >= 0xA1 && c <= 0x499) || (c >= 0xFC06 && c <= 0xFEFE); }
+
+// The code point of the UTF-8 sequence at text[i] (0xFFFD when malformed: toml++ reports that itself).
+char32_t code_point_at(const std::string& text, size_t i) {
+  const auto b = [&](size_t k) { return k < text.size() ? static_cast<unsigned char>(text[k]) : 0u; };
+  const unsigned c = b(i);
+  if (c < 0x80) return c;
+  const int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : -1;
+  if (extra < 0) return 0xFFFD;
+  char32_t cp = c & (0x3F >> extra);
+  for (int k = 1; k <= extra; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0xFFFD;
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  return cp;
+}
+
+void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) {
   const auto key_start = [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '"' || c == '\'' || c == ']';
   };
+  const auto non_ascii = [](char c) { return static_cast<unsigned char>(c) >= 0x80; };
   const size_t n = text.size();
   size_t line = 1;
-  int depth = 0;               // open '[' and '{' of values
+  const auto refuse = [&](const std::string& what) {
+    throw InputError("invalid TOML: " + what, file.string() + ":" + std::to_string(line));
+  };
+  std::string open;            // the open '[' and '{' of values, innermost last
   bool line_start = true;      // nothing but whitespace so far on this line
+  char last = 0;               // the last character on this line that is not whitespace (0: none)
+  // A quote opens a string where TOML has a key or a value: first on a line, or after = [ , { or the
+  // '.' of a dotted key. Anywhere else (inside a bare value such as 1~2"x") toml++ reads it as part of
+  // that bad value, so it is scanned as such.
+  const auto opens_string = [&] { return last == 0 || std::strchr("=[,{.", last) != nullptr; };
   for (size_t i = 0; i < n; ++i) {
     const char c = text[i];
     if (c == '\n') {
       ++line;
       line_start = true;
+      last = 0;
     } else if (c == ' ' || c == '\t' || c == '\r') {
     } else if (c == '#') {
       while (i + 1 < n && text[i + 1] != '\n') ++i;
-    } else if (c == '"' || c == '\'') {
+    } else if ((c == '"' || c == '\'') && opens_string()) {
       const bool triple = i + 2 < n && text[i + 1] == c && text[i + 2] == c;
       i += triple ? 3 : 1;
       for (; i < n; ++i) {
         if (text[i] == '\n') ++line;
         if (c == '"' && text[i] == '\\') {
+          if (triple && i + 1 < n && non_ascii(text[i + 1]))
+            refuse("a backslash escape is an ASCII letter or character, not the one after this backslash");
+          if (triple) {  // a line-ending backslash: toml++ skips whitespace up to the next character
+            size_t j = i + 1;
+            while (j < n && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' || text[j] == '\n')) ++j;
+            if (j > i + 1 && j < n && non_ascii(text[j]) && breaks_tomlpp_whitespace_test(code_point_at(text, j))) {
+              line += static_cast<size_t>(std::count(text.begin() + static_cast<std::ptrdiff_t>(i), text.begin() + static_cast<std::ptrdiff_t>(j), '\n'));
+              refuse("the character after a line-ending backslash is not ASCII, which toml++ 3.3 misreads; "
+                     "put it on the backslash's line or write it as a \\u escape");
+            }
+          }
           if (i + 1 < n && text[i + 1] == '\n') ++line;
           ++i;
         } else if (text[i] == c && (!triple || (i + 2 < n && text[i + 1] == c && text[i + 2] == c))) {
@@ -175,18 +223,23 @@ void refuse_malformed_headers(const std::string& text, const fs::path& file) {
         }
       }
       line_start = false;
-    } else if (c == '[' && depth == 0 && line_start) {
+      last = c;
+    } else if (non_ascii(c)) {
+      refuse("a character outside a string or comment is not ASCII");
+    } else if (c == '[' && open.empty() && line_start) {
       size_t j = i + 1;
       if (j < n && text[j] == '[') ++j;
+      i = j - 1;  // the header's key and closing brackets are scanned as the rest of the line
       while (j < n && (text[j] == ' ' || text[j] == '\t')) ++j;
-      if (j < n && !key_start(text[j]))
-        throw InputError("invalid TOML: a table header must start with a key (a name or a quoted string)",
-                         file.string() + ":" + std::to_string(line));
-      while (i + 1 < n && text[i + 1] != '\n') ++i;  // the rest of the header line
+      if (j < n && !key_start(text[j])) refuse("a table header must start with a key (a name or a quoted string)");
+      line_start = false;
+      last = '[';
     } else {
       line_start = false;
-      if (c == '[' || c == '{') ++depth;
-      if ((c == ']' || c == '}') && depth > 0) --depth;
+      last = c;
+      if (c == '}' && !open.empty() && open.back() == '[') refuse("a '}' inside an array (its '[' is not closed)");
+      if (c == '[' || c == '{') open.push_back(c);
+      if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
     }
   }
 }
@@ -194,7 +247,7 @@ void refuse_malformed_headers(const std::string& text, const fs::path& file) {
 }  // namespace
 
 PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
-  refuse_malformed_headers(text, file);
+  refuse_what_tomlpp_misreads(text, file);
   toml::table root;
   try {
     root = toml::parse(text, file.string());

@@ -128,7 +128,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
                                                        const std::shared_ptr<const SharedComponents>& reuse) {
   const ModelSource source =
       ModelSource::open(options.dir, ModelSourceOptions{options.variant, options.prediction_type, options.config_dir}, log);
-  const bool sdxl = !source.single_file() && source.pipeline_class() == "StableDiffusionXLPipeline";
+  const bool sdxl = source.sdxl();
   if (!source.single_file() && !source.pipeline_class().empty() && source.pipeline_class() != "StableDiffusionPipeline" &&
       !sdxl)
     log.warn("model_index.json names " + source.pipeline_class() + "; running it as a StableDiffusionPipeline");
@@ -159,7 +159,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     impl->text_encoder = load_component<ClipTextModel>(
         ClipTextConfig::from_json(JsonConfig(text.config, text.config_source)), text, options, text_lo);
   }
-  if (sdxl) impl->sdxl = SdxlText::load(DiffusersFolder::open(options.dir, {}, log), options);
+  if (sdxl) impl->sdxl = SdxlText::load(source, options);
   impl->load_report["text_encoder_s"] = seconds_since(t0);
 
   t0 = Clock::now();
@@ -172,8 +172,9 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     t0 = Clock::now();
     std::vector<LoraComponent> targets = {{"unet", impl->unet.ptr().get(), unet_original_rules(unet_config)}};
     // A reused text encoder already holds the same LoRAs (its identity includes them).
-    if (impl->load_report["reused"].empty() || impl->load_report["reused"][0] != "text_encoder")
-      targets.push_back({"text_encoder", impl->text_encoder.ptr().get(), {}});
+    const bool reused_text = !impl->load_report["reused"].empty() && impl->load_report["reused"][0] == "text_encoder";
+    targets.push_back({"text_encoder", reused_text ? nullptr : impl->text_encoder.ptr().get(), {}});
+    if (impl->sdxl) targets.push_back({"text_encoder_2", impl->sdxl->text_encoder_2.ptr().get(), {}});
     impl->load_report["lora"] = fuse_loras(options.loras, targets);
     impl->load_report["lora_s"] = seconds_since(t0);
   }
@@ -280,12 +281,16 @@ struct Txt2ImgPipeline::Generation::State {
   struct PromptEmbeddings {
     at::Tensor cond;     // [B,77,D]
     at::Tensor context;  // [2B,77,D], the empty prompt's half first, with guidance; else cond
-    UNetAddedCond added_cond, added_context;  // SDXL's pooled embeddings and time ids, as cond / context
+    at::Tensor negative;  // [B,77,D], the negative half of context (with guidance)
+    // SDXL's pooled embeddings and time ids, as cond / context / negative
+    UNetAddedCond added_cond, added_context, added_negative;
   };
+  // Which embeddings the UNet gets: both halves while guided, else the hooks' single branch.
+  enum class Branch { Both, Prompt, Negative };
   PromptEmbeddings encode_text(const std::vector<std::string>& batch, StageTimes& times);
   at::Tensor denoise(const PromptEmbeddings& text, BatchRecord& rec, at::Tensor& finite_steps, const Logger& log);
   void begin_hooks(size_t batch_index, size_t count);
-  at::Tensor denoise_step(size_t i, const at::Tensor& latents, const PromptEmbeddings& text, bool& guided,
+  at::Tensor denoise_step(size_t i, const at::Tensor& latents, const PromptEmbeddings& text, Branch& branch,
                           at::Tensor& finite_steps, BatchRecord& rec);
   at::Tensor decode(const at::Tensor& latents, StageTimes& times, at::Tensor& finite_image);
   void record_nonfinite(const at::Tensor& finite_steps, const at::Tensor& finite_image, BatchRecord& rec) const;
@@ -411,8 +416,8 @@ void Txt2ImgPipeline::Generation::State::check_finite(const BatchRecord& rec) co
     what = "latents became NaN or inf at denoising step " + std::to_string(i + 1) + " of " +
            std::to_string(timesteps.size()) + " (timestep " + t + ")";
   }
-  what += " (batch " + std::to_string(result.batches.size()) + ", prompts " + std::to_string(rec.first) + "-" +
-          std::to_string(rec.first + rec.count - 1) + ")";
+  what += " (batch " + std::to_string(result.batches.size()) + ", prompts " + std::to_string(opt.first_index + rec.first) +
+          "-" + std::to_string(opt.first_index + rec.first + rec.count - 1) + ")";
   what += methods.empty() ? "; no acceleration method was active" : "; active methods: " + methods;
   throw NumericError(what + ". Try --dtype fp32 or other method parameters; --allow-nonfinite continues anyway",
                      m.options.dir.string());
@@ -452,6 +457,7 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
         negative_pooled = neg.pooled;
       }
       text.added_context = UNetAddedCond{at::cat({negative_pooled, cond.pooled}, 0), at::cat({time_ids, time_ids}, 0)};
+      text.added_negative = UNetAddedCond{negative_pooled, time_ids};
     }
   } else {
     text.cond = pipe.encode_prompts(batch);  // [B,77,D]
@@ -459,7 +465,10 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
       negative = pipe.encode_prompts(std::vector<std::string>(batch.size(), ""));
   }
   text.context = text.cond;
-  if (opt.guidance > 1.0) text.context = at::cat({negative, text.cond}, 0);  // [2B,77,D]: unconditional half first
+  if (opt.guidance > 1.0) {
+    text.negative = negative;
+    text.context = at::cat({negative, text.cond}, 0);  // [2B,77,D]: unconditional half first
+  }
   sync(m.options.device);
   times.text_encoder = seconds_since(t0);
   return text;
@@ -473,16 +482,16 @@ at::Tensor Txt2ImgPipeline::Generation::State::denoise(const PromptEmbeddings& t
   const auto t0 = Clock::now();
   const size_t batch_index = result.batches.size();
   scheduler->set_timesteps(opt.steps);
-  noise.begin_batch(rec.first, rec.count);
+  noise.begin_batch(opt.first_index + rec.first, rec.count);
   const int64_t latent_c = m.unet->config().in_channels;
   at::Tensor latents = noise.draw({static_cast<int64_t>(rec.count), latent_c, lh, lw}, m.options.dtype, dev);  // [B,4,h,w]
   latents = latents * scheduler->init_noise_sigma();
   const auto& timesteps = scheduler->model_timesteps();  // exact values the UNet sees
   finite_steps = at::empty({static_cast<int64_t>(timesteps.size())}, at::TensorOptions().dtype(at::kBool).device(dev));
   if (hooks) begin_hooks(batch_index, rec.count);
-  bool guided = opt.guidance > 1.0;  // until a method drops the unconditional half
+  Branch branch = opt.guidance > 1.0 ? Branch::Both : Branch::Prompt;  // until a method drops a half
   for (size_t i = 0; i < timesteps.size(); ++i) {
-    latents = denoise_step(i, latents, text, guided, finite_steps, rec);
+    latents = denoise_step(i, latents, text, branch, finite_steps, rec);
     if (on_step) on_step(batch_index, i, timesteps.size(), latents);
     log.progress("batch " + std::to_string(batch_index + 1), static_cast<long>(i + 1),
                  static_cast<long>(timesteps.size()));
@@ -514,15 +523,17 @@ void Txt2ImgPipeline::Generation::State::begin_hooks(size_t batch_index, size_t 
 
 // One step: the hooks' say, the UNet (both guidance halves while `guided`), guidance, the scheduler.
 at::Tensor Txt2ImgPipeline::Generation::State::denoise_step(size_t i, const at::Tensor& latents,
-                                                            const PromptEmbeddings& text, bool& guided,
+                                                            const PromptEmbeddings& text, Branch& branch,
                                                             at::Tensor& finite_steps, BatchRecord& rec) {
   const auto& timesteps = scheduler->model_timesteps();
   StepInfo step{i, timesteps.size(), timesteps[i]};
   if (hooks) {
     step.restart = hooks->restart_caches(step);
     hooks->before_step(step);
-    if (guided && hooks->drop_unconditional(step)) guided = false;
+    if (branch == Branch::Both && hooks->drop_unconditional(step))
+      branch = hooks->single_branch() == StepHooks::SingleBranch::Negative ? Branch::Negative : Branch::Prompt;
   }
+  const bool guided = branch == Branch::Both;
   at::Tensor model_in = guided ? at::cat({latents, latents}, 0) : latents;  // [2B or B,4,h,w]
   model_in = scheduler->scale_model_input(model_in, i);
   const auto t = at::scalar_tensor(timesteps[i], at::TensorOptions().dtype(at::kFloat).device(m.options.device));
@@ -537,8 +548,10 @@ at::Tensor Txt2ImgPipeline::Generation::State::denoise_step(size_t i, const at::
     hooks->begin_call(call);
   }
   // Hooked calls are replayed from graphs only where the hooks give a variant key.
-  at::Tensor eps = m.unet_runner->run(model_in, t, guided ? text.context : text.cond, hooks.get(),
-                                      guided ? text.added_context : text.added_cond, opt.warm_up_only);
+  const at::Tensor& context = guided ? text.context : branch == Branch::Negative ? text.negative : text.cond;
+  const UNetAddedCond& added =
+      guided ? text.added_context : branch == Branch::Negative ? text.added_negative : text.added_cond;
+  at::Tensor eps = m.unet_runner->run(model_in, t, context, hooks.get(), added, opt.warm_up_only);
   ++rec.unet_calls;
   if (guided) {
     ++rec.guided_calls;

@@ -167,6 +167,9 @@ void summary_table(Writer& w, const json& r) {
   row("scheduler / steps", str_at(b["spec"], "scheduler") + " / " + b["spec"].value("steps", json()).dump(),
       str_at(c["spec"], "scheduler") + " / " + c["spec"].value("steps", json()).dump());
   row("seconds per image", num(b["seconds_per_image"], 4), num(c["seconds_per_image"], 4));
+  if (b.value("device_seconds_per_image", json()).is_number() || c.value("device_seconds_per_image", json()).is_number())
+    row("seconds per image, device clock (CUDA events)", num(b.value("device_seconds_per_image", json()), 4),
+        num(c.value("device_seconds_per_image", json()), 4));
   row("UNet calls per image", num(b["unet_calls_per_image"], 1), num(c["unet_calls_per_image"], 1));
   row("skipped UNet modules", fixed(100.0 * b.value("skipped_module_fraction", 0.0), 1) + " %",
       fixed(100.0 * c.value("skipped_module_fraction", 0.0), 1) + " %");
@@ -374,6 +377,12 @@ void details_section(Writer& w, const json& r) {
   row("noise", str_at(p, "noise"));
   row("warm-up batches", p.value("warmup", json()).dump());
   row("timed passes per seed", p.value("repeats", json(1)).dump());
+  const json automatic = r.contains("timing") ? r["timing"].value("automatic_passes", json::object()) : json::object();
+  if (automatic.value("passes", 0) > 0) {
+    std::string why;
+    for (const auto& reason : automatic["reasons"]) why += (why.empty() ? "" : "; then ") + reason.get<std::string>();
+    row("automatic timed passes", automatic["passes"].dump() + " (--repeats not given): " + why);
+  }
   row("CLIP scorer", str_at(p, "clip") + " (" + str_at(p, "clip_layout") + ", " + str_at(p, "clip_score") + ")");
   row("metrics", str_at(p, "metrics"));
   if (r.contains("schedule")) row("schedule", str_at(r["schedule"], "reason") + " Order: " + str_at(r["schedule"], "order"));
@@ -382,6 +391,17 @@ void details_section(Writer& w, const json& r) {
     row("timing", std::to_string(t.value("pairs", 0)) + " batch pairs; batch-time CV baseline " +
                       fixed(100.0 * t.value("cv_baseline", 0.0), 1) + " %, candidate " +
                       fixed(100.0 * t.value("cv_candidate", 0.0), 1) + " %");
+  }
+  if (r.contains("distributed")) {  // a multi-process run (docs/distributed.md)
+    const json& d = r["distributed"];
+    std::string text = d.value("world_size", json()).dump() + " (" + str_at(d, "launcher") + ", " + str_at(d, "backend") +
+                       "), " + fixed(d.value("images_per_second", 0.0), 2) + " images/s together";
+    for (const auto& k : d.value("ranks", json::array()))
+      text += "; rank " + k.value("rank", json()).dump() + " on " + str_at(k, "device") + ": prompts " +
+              k["prompts"][0].dump() + "-" + std::to_string(k["prompts"][1].get<int64_t>() - 1) + ", " +
+              fixed(k.value("baseline_seconds_per_image", 0.0), 3) + " / " +
+              fixed(k.value("candidate_seconds_per_image", 0.0), 3) + " s per image";
+    row("processes", text);
   }
   std::string defaults;
   for (const auto& d : p.value("defaults_used", json::array())) defaults += (defaults.empty() ? "" : ", ") + d.get<std::string>();

@@ -86,7 +86,14 @@ std::string render_markdown(const nlohmann::json& r) {
     o << "Timing: " << r["schedule"]["reason"].get<std::string>() << "; " << r["protocol"]["repeats"]
       << " pass(es) per seed, " << t["pairs"] << " batch pairs; batch-time CV baseline "
       << fmt(100.0 * t["cv_baseline"].get<double>(), 1) << " %, candidate " << fmt(100.0 * t["cv_candidate"].get<double>(), 1)
-      << " %.\n\n";
+      << " %.";
+    const auto automatic = t.value("automatic_passes", nlohmann::json::object());
+    if (automatic.value("passes", 0) > 0) {
+      std::string why;
+      for (const auto& reason : automatic["reasons"]) why += (why.empty() ? "" : "; then ") + reason.get<std::string>();
+      o << " " << automatic["passes"] << " more pass(es) ran automatically (--repeats not given): " << why << ".";
+    }
+    o << "\n\n";
   }
   o << "| | baseline | candidate |\n|---|---|---|\n";
   o << "| methods | " << methods_text(b["methods"]) << " | " << methods_text(c["methods"]) << " |\n";
@@ -94,6 +101,14 @@ std::string render_markdown(const nlohmann::json& r) {
     << c["spec"]["scheduler"].get<std::string>() << " / " << c["spec"]["steps"] << " |\n";
   o << "| seconds per image | " << fmt(b["seconds_per_image"].get<double>(), 4) << " | "
     << fmt(c["seconds_per_image"].get<double>(), 4) << " |\n";
+  if (b.value("device_seconds_per_image", nlohmann::json()).is_number() ||
+      c.value("device_seconds_per_image", nlohmann::json()).is_number()) {
+    auto dev = [&](const nlohmann::json& side) {
+      const auto v = side.value("device_seconds_per_image", nlohmann::json());
+      return v.is_number() ? fmt(v.get<double>(), 4) : std::string("-");
+    };
+    o << "| seconds per image, device clock (CUDA events) | " << dev(b) << " | " << dev(c) << " |\n";
+  }
   o << "| batch seconds min / median / max | " << fmt(b["batch_seconds_summary"]["min"].get<double>()) << " / "
     << fmt(b["batch_seconds_summary"]["median"].get<double>()) << " / " << fmt(b["batch_seconds_summary"]["max"].get<double>())
     << " | " << fmt(c["batch_seconds_summary"]["min"].get<double>()) << " / "
@@ -144,6 +159,17 @@ std::string render_markdown(const nlohmann::json& r) {
       << " on a thread (waited " << part("clip_scorer_wait") << "), CLIP scoring " << part("clip_scoring")
       << ", fidelity metrics " << part("fidelity_metrics") << ", statistics and images " << part("statistics_and_images")
       << " (s).\n";
+  }
+  if (r.contains("distributed")) {  // a multi-process run (docs/distributed.md)
+    const auto& d = r["distributed"];
+    o << "Processes: " << d["world_size"] << " (" << d["launcher"].get<std::string>() << ", "
+      << d["backend"].get<std::string>() << ")";
+    for (const auto& k : d["ranks"])
+      o << "; rank " << k["rank"] << " on " << k["device"].get<std::string>() << ", prompts " << k["prompts"][0] << "-"
+        << k["prompts"][1].get<int64_t>() - 1 << ", " << fmt(k["baseline_seconds_per_image"].get<double>()) << " / "
+        << fmt(k["candidate_seconds_per_image"].get<double>()) << " s per image (baseline / candidate)";
+    o << "; together " << fmt(d["images_per_second"].get<double>(), 2) << " images/s over "
+      << fmt(d["timed_wall_s"].get<double>(), 2) << " s of timed generation.\n";
   }
   o << "\n";
   const auto& diffs = r["consistency"]["differences"];

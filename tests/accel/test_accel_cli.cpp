@@ -101,7 +101,7 @@ TEST_F(AccelCli, EvalReportsDeepCacheAndItIsFaster) {
   auto out = dir_ / "report";
   auto r = run_diffbench("eval " + shell_quote(cand.string()) + " --prompts " +
                          shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-                         " --num-samples 8 --batch-size 4 --max-quality-loss 100 --clip " +
+                         " --repeats 1 --num-samples 8 --batch-size 4 --max-quality-loss 100 --clip " +
                          shell_quote(test::fixture("tiny-clip").string()) + " --out " + shell_quote(out.string()) +
                          " --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.output;

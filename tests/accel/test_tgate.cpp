@@ -214,7 +214,7 @@ TEST_F(TgateParity, Gate10Sp5Fi1Warmup2) {
   EXPECT_EQ(result.batches[0].guided_calls, 11);
   EXPECT_DOUBLE_EQ(result.unet_calls_per_image(), 26.0);
   const auto stats = tgate->stats();
-  EXPECT_EQ(stats.at("conditional_only_steps"), 15);
+  EXPECT_EQ(stats.at("single_branch_steps"), 15);
   // tiny-sd: 3 cross-attention down blocks x 2 + mid 1 + 3 up blocks x 3 = 16 transformer blocks.
   const int64_t blocks = 16;
   EXPECT_EQ(stats.at("cross_attention_computed"), 11 * blocks);

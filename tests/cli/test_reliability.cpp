@@ -127,7 +127,7 @@ TEST_F(Reliability, ASecondEvalIntoTheSameOutFailsWithoutForce) {
   fs::create_directories(dir_ / "rep");
   std::ofstream(dir_ / "rep" / "report.json") << "{\"first\": true}";  // an earlier eval's report
   const auto r = run_in(dir_, "eval spec.toml --prompts p.txt --clip " + shell_quote(test::fixture("tiny-clip").string()) +
-                                  " --num-samples 1 --out rep/ --quiet --allow-identical");
+                                  " --repeats 1 --num-samples 1 --out rep/ --quiet --allow-identical");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_CONTAINS(r.output, "not empty");
   EXPECT_EQ(read(dir_ / "rep" / "report.json"), "{\"first\": true}");

@@ -63,7 +63,7 @@ std::optional<SweepPoint> deepcache_quality_loss(const fs::path& dir, int interv
                       << "cache_interval = " << interval << "\ncache_branch_id = 0\n";
   const fs::path json = dir / ("report-i" + std::to_string(interval) + ".json");
   const std::string cmd = std::string(DIFFBENCH_BINARY) + " eval " + spec.string() +
-                          " --prompts demo --clip demo --num-samples 32 --batch-size 8 --warmup 0 --max-quality-loss 100 --json --out " +
+                          " --prompts demo --clip demo --repeats 1 --num-samples 32 --batch-size 8 --warmup 0 --max-quality-loss 100 --json --out " +
                           (dir / ("run-i" + std::to_string(interval))).string() + " > " + json.string() + " 2> " +
                           (dir / "stderr.txt").string();
   if (std::system(cmd.c_str()) != 0) {

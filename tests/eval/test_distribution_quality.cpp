@@ -126,7 +126,7 @@ class DistributionCli : public test::EvalFixture {
   }
   std::string common(const fs::path& out) const {
     return " --prompts " + shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-           " --num-samples 3 --batch-size 3 --out " + shell_quote(out.string());
+           " --repeats 1 --num-samples 3 --batch-size 3 --out " + shell_quote(out.string());
   }
 };
 

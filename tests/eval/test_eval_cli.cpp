@@ -24,7 +24,7 @@ class EvalCli : public test::EvalFixture {
   }
   std::string common(const fs::path& out) const {
     return " --prompts " + shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-           " --num-samples 8 --batch-size 4 --clip " + shell_quote(test::fixture("tiny-clip").string()) + " --out " +
+           " --repeats 1 --num-samples 8 --batch-size 4 --clip " + shell_quote(test::fixture("tiny-clip").string()) + " --out " +
            shell_quote(out.string());
   }
 };
@@ -272,4 +272,45 @@ TEST_F(EvalCli, ScoreTakesImagesOfDifferentSizesAndChecksReferences) {
   r = run_diffbench("score --images " + shell_quote(images.string()) + " --metrics clip");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--clip"), std::string::npos) << r.output;
+}
+
+// `eval` on an SDXL diffusers folder (the project's tiny SDXL, tests/pipeline/data/tiny-sdxl) with
+// each acceleration method: the same-model check covers both text encoders, each method acts (its
+// counters), and the candidate's images differ from the baseline's.
+TEST_F(EvalCli, SdxlFolderWithEachMethod) {
+  const fs::path sdxl = fs::path(DIFFBENCH_SOURCE_DIR) / "tests/pipeline/data/tiny-sdxl";
+  const std::string base_spec =
+      "[pipeline]\nmodel = \"" + sdxl.string() + "\"\nsteps = 10\nguidance = 5.0\n";
+  auto base = write_spec("sdxl_base", base_spec);
+  struct Case {
+    std::string name, accelerate, counter;
+  };
+  const std::vector<Case> cases = {
+      {"deepcache", "[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = 3\n", "partial_calls"},
+      {"tome", "[[accelerate]]\nmethod = \"tome\"\nratio = 0.5\nmax_downsample = 2\n", "merging_block_calls"},
+      {"tgate", "[[accelerate]]\nmethod = \"tgate\"\ngate_step = 4\n", "single_branch_steps"},
+      {"tgate_deepcache",
+       "[[accelerate]]\nmethod = \"tgate\"\ngate_step = 4\n[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = 3\n",
+       "single_branch_steps"}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto cand = write_spec("sdxl_" + c.name, base_spec + c.accelerate);
+    const fs::path out = dir_ / ("report_" + c.name);
+    auto r = run_diffbench("eval " + shell_quote(cand.string()) + " --baseline " + shell_quote(base.string()) +
+                           " --prompts " + shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
+                           " --num-samples 4 --batch-size 2 --clip " + shell_quote(test::fixture("tiny-clip").string()) +
+                           " --out " + shell_quote(out.string()) + " --max-quality-loss 100 --quiet");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto rep = read_json_file(out / "report.json");
+    EXPECT_TRUE(rep["consistency"]["same_model"].get<bool>());
+    EXPECT_TRUE(rep["consistency"]["components"]["text_encoder_2"]["identical"].get<bool>()) << rep["consistency"].dump();
+    EXPECT_EQ(rep["consistency"]["pipeline_type"]["candidate"], "StableDiffusionXLPipeline");
+    const auto& methods = rep["candidate"]["methods"];
+    ASSERT_FALSE(methods.empty());
+    EXPECT_GT(methods[0]["stats"][c.counter].get<int64_t>(), 0) << methods.dump();
+    EXPECT_EQ(rep["candidate"]["per_sample_clip"].size(), 4u);
+    EXPECT_LT(rep["metrics"]["psnr"]["mean"].get<double>(), kPsnrCapDb);  // the method changed the images
+    for (const char* which : {"baseline", "candidate"})
+      EXPECT_TRUE(fs::exists(out / which / "000003.png")) << which;
+  }
 }

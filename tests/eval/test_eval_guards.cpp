@@ -26,8 +26,9 @@ class EvalGuards : public test::EvalFixture {
   std::string prompts() const {
     return " --prompts " + shell_quote("coco:" + test::shared_data("captions_val2017.json").string());
   }
-  std::string common(const fs::path& out, int samples = 8, const fs::path& clip = {}, int batch = 4) const {
-    return prompts() + " --num-samples " + std::to_string(samples) + " --batch-size " + std::to_string(batch) + " --clip " +
+  // --repeats is always given (1 by default): no automatic timing passes.
+  std::string common(const fs::path& out, int samples = 8, const fs::path& clip = {}, int batch = 4, int repeats = 1) const {
+    return prompts() + " --repeats " + std::to_string(repeats) + " --num-samples " + std::to_string(samples) + " --batch-size " + std::to_string(batch) + " --clip " +
            shell_quote((clip.empty() ? test::fixture("tiny-clip") : clip).string()) + " --out " + shell_quote(out.string());
   }
   CommandResult eval(const fs::path& cand, const fs::path& base, const std::string& args) {
@@ -59,7 +60,7 @@ TEST_F(EvalGuards, IdenticalCandidateIsAnErrorUnlessAllowed) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
 
   // Allowed: a noise measurement whose interval contains 1, unless it is flagged as noisy.
-  r = eval(spec, {}, common(dir_ / "r3", 4, {}, 2) + " --allow-identical --repeats 3 --quiet");
+  r = eval(spec, {}, common(dir_ / "r3", 4, {}, 2, 3) + " --allow-identical --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto rep = read_json_file(dir_ / "r3" / "report.json");
   EXPECT_TRUE(rep["consistency"]["comparison"]["identical"].get<bool>());
@@ -83,7 +84,9 @@ TEST_F(EvalGuards, OutOfRangeNumbersAreUsageErrors) {
       {"--schedule abba", "--schedule"},
   };
   for (const auto& c : cases) {
-    auto r = eval(cand, base, common(dir_ / "out", 4) + " " + c.args + " --quiet");
+    std::string args = common(dir_ / "out", 4);
+    if (c.args.rfind("--repeats", 0) == 0) args.erase(args.find(" --repeats 1 "), 12);  // given once, by the case
+    auto r = eval(cand, base, args + " " + c.args + " --quiet");
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.output;
     EXPECT_NE(r.output.find(c.words), std::string::npos) << c.args << "\n" << r.output;
     EXPECT_FALSE(fs::exists(dir_ / "out")) << c.args;
@@ -185,7 +188,7 @@ TEST_F(EvalGuards, InterleavedAbbaWithRepeatsAndMemoryFallback) {
   // A candidate of known cost: 5 instead of 10 PNDM steps (6 vs 11 UNet calls).
   auto base = write_spec("base10", pipeline(10));
   auto cand = write_spec("steps5", pipeline(5));
-  auto r = eval(cand, base, common(dir_ / "inter", 4, {}, 2) + " --repeats 2 --max-quality-loss 100 --min-speedup 1.2 --quiet");
+  auto r = eval(cand, base, common(dir_ / "inter", 4, {}, 2, 2) + " --max-quality-loss 100 --min-speedup 1.2 --quiet");
   ASSERT_LE(r.exit_code, 1) << r.output;
   auto rep = read_json_file(dir_ / "inter" / "report.json");
   EXPECT_EQ(rep["schema"], "diffbench.eval/2");

@@ -42,11 +42,12 @@ class EvalResume : public test::EvalFixture {
  protected:
   // 4 prompts in batches of 1, both sides, 3 steps, no warm-up: 8 timed batches, so a SIGTERM
   // sent when the first is journaled arrives while later ones still run. Diffusers noise (one
-  // generator through the pass) is the mode whose state a resumed pass must restore.
+  // generator through the pass) is the mode whose state a resumed pass must restore. --repeats 1:
+  // no automatic timing passes, so the 8 batches are all there is.
   std::string args(const fs::path& out, const std::string& extra = "") const {
     const std::string spec = (dir_ / "cand.toml").string();
     return "eval " + spec + " --prompts coco:" + test::shared_data("captions_val2017.json").string() +
-           " --num-samples 4 --batch-size 1 --warmup 0 --noise diffusers --clip " + test::fixture("tiny-clip").string() +
+           " --num-samples 4 --batch-size 1 --repeats 1 --warmup 0 --noise diffusers --clip " + test::fixture("tiny-clip").string() +
            " --max-quality-loss 100 --baseline-cache off --out " + out.string() + " " + extra;
   }
   void write_candidate() {

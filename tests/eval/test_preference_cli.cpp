@@ -22,7 +22,7 @@ TEST_F(PreferenceCli, ScoresOfBothRunsAgreeWithScore) {
                               shell_quote(test::fixture("tiny-openclip").string());
   const fs::path out = dir_ / "report";
   auto r = run_diffbench("eval " + shell_quote(cand.string()) + " --baseline " + shell_quote(base.string()) +
-                         " --prompts " + prompts + " --num-samples 3 --batch-size 3 --metrics psnr" + scorers +
+                         " --prompts " + prompts + " --repeats 1 --num-samples 3 --batch-size 3 --metrics psnr" + scorers +
                          " --max-metric-loss pickscore=1e6 --max-metric-loss hps=1e6 --out " + shell_quote(out.string()) +
                          " --quiet");
   EXPECT_NE(r.output.find("preference: PickScore"), std::string::npos) << r.output;

@@ -60,7 +60,7 @@ TEST(ProtocolDefaults, EvalWithoutPromptsOrClipUsesTheDefaults) {
 
   // The last listed scorer cached (tiny-clip under its name): eval runs with no --prompts or --clip.
   cache_folder_as(cache, default_clip_ids().back(), test::fixture("tiny-clip"));
-  r = run_with_env(env, "eval " + spec + " --num-samples 2 --batch-size 2 --warmup 0 --max-quality-loss 100 --json --out " + shell_quote((dir / "r1").string()));
+  r = run_with_env(env, "eval " + spec + " --repeats 1 --num-samples 2 --batch-size 2 --warmup 0 --max-quality-loss 100 --json --out " + shell_quote((dir / "r1").string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto rep = read_json_file(dir / "r1" / "report.json");
   const auto& proto = rep["protocol"];

@@ -197,7 +197,7 @@ TEST(PyImport, EvalOfPyMatchesEvalOfSpec) {
   std::ofstream(dir / "spec.toml") << "[pipeline]\nmodel = " << json(model).dump()
                                    << "\nscheduler = \"ddim\"\nsteps = 4\nguidance = 7.5\n"
                                       "[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = 3\ncache_branch_id = 0\n";
-  const std::string common = " --prompts demo --num-samples 2 --batch-size 2 --warmup 0 --clip " +
+  const std::string common = " --prompts demo --repeats 1 --num-samples 2 --batch-size 2 --warmup 0 --clip " +
                              shell_quote(test::fixture("tiny-clip").string()) + " --json --out ";
   // The random tiny scorer may give these prompts a CLIP score of 0, which makes the quality loss
   // undefined and fails the default threshold (exit 1): both routes must end the same way.

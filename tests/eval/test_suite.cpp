@@ -27,7 +27,7 @@ class SuiteCli : public test::EvalFixture {
   // Two prompts in one batch, no warm-up; thresholds loose except the one a test sets.
   std::string common(const fs::path& out, int samples = 2) const {
     return " --prompts " + shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-           " --num-samples " + std::to_string(samples) + " --batch-size 2 --warmup 0 --max-quality-loss 100 --clip " +
+           " --repeats 1 --num-samples " + std::to_string(samples) + " --batch-size 2 --warmup 0 --max-quality-loss 100 --clip " +
            shell_quote(test::fixture("tiny-clip").string()) + " --out " + shell_quote(out.string());
   }
   static std::string read(const fs::path& p) {
@@ -304,7 +304,7 @@ TEST_F(SuiteCli, SuiteLevelErrorsAreExit2) {
   EXPECT_EQ(bad_base.exit_code, 2) << bad_base.output;
   auto no_clip = run_diffbench("suite " + shell_quote(cand.string()) + " --prompts " +
                                shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-                               " --num-samples 2 --clip " + shell_quote((dir_ / "no-clip").string()) + " --out " +
+                               " --repeats 1 --num-samples 2 --clip " + shell_quote((dir_ / "no-clip").string()) + " --out " +
                                shell_quote((dir_ / "s5").string()));
   EXPECT_EQ(no_clip.exit_code, 2) << no_clip.output;
   EXPECT_NE(no_clip.output.find("no-clip"), std::string::npos) << no_clip.output;

@@ -4,6 +4,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/eval/timing.hpp"
+#include "eval/device_timer.hpp"
 #include "test_support.hpp"
 
 using namespace diffbench;
@@ -170,4 +171,110 @@ TEST(SpeedupCheck, FailsOnlyWhenTheWholeIntervalIsBelow) {
   EXPECT_FALSE(clear.uncertain);
   s.noise.push_back("noisy");
   EXPECT_TRUE(check_min_speedup(s, 1.1).uncertain);
+}
+
+// Without --repeats the evaluator adds interleaved passes while the interval is wider than ±10 % or
+// fewer than 5 pairs were timed, at most 4; the fake timer stands in for the pipelines.
+namespace {
+
+struct AutomaticRun {
+  FakeTimer timer;
+  size_t batches = 8;
+  int passes = 1;
+  std::vector<double> base, cand;
+  size_t clock = 0;
+  void time_passes(int from, int to) {  // passes [from, to), the ABBA order continued
+    std::normal_distribution<double> z(0.0, 1.0);
+    base.resize(static_cast<size_t>(to) * batches);
+    cand.resize(static_cast<size_t>(to) * batches);
+    for (const auto& t : timing_order(Schedule::Interleaved, batches, to)) {
+      if (t.pass < from) continue;
+      const double seconds = timer.cost[t.side] * std::exp(timer.noise * z(timer.rng)) * (1.0 + timer.drift * double(clock++));
+      (t.side == 0 ? base : cand)[static_cast<size_t>(t.pass) * batches + t.batch] = seconds;
+    }
+  }
+  AutomaticPasses run() {
+    time_passes(0, passes);
+    return run_automatic_passes(
+        [&] { return speedup_stats(base, cand, std::vector<size_t>(base.size(), 4), 7, 2000); },
+        [&](const std::string&) {
+          time_passes(passes, passes + 1);
+          ++passes;
+        });
+  }
+};
+
+}  // namespace
+
+TEST(AutomaticPasses, NoneWhenTheTimingIsTightAlready) {
+  AutomaticRun r;
+  r.timer.noise = 0.01;
+  const auto a = r.run();
+  EXPECT_TRUE(a.enabled);
+  EXPECT_EQ(a.passes, 0);
+  EXPECT_EQ(a.note(), "");
+  EXPECT_EQ(r.base.size(), 8u);
+}
+
+TEST(AutomaticPasses, UntilFivePairs) {
+  AutomaticRun r;
+  r.timer.noise = 0.01;
+  r.batches = 2;  // 2 pairs a pass: 2, 4, 6
+  const auto a = r.run();
+  EXPECT_EQ(a.passes, 2);
+  EXPECT_EQ(r.base.size(), 6u);
+  ASSERT_EQ(a.reasons.size(), 2u);
+  EXPECT_NE(a.reasons[0].find("only 2 timed batch pair(s)"), std::string::npos) << a.reasons[0];
+  EXPECT_NE(a.reasons[1].find("only 4 timed batch pair(s)"), std::string::npos) << a.reasons[1];
+  EXPECT_NE(a.note().find("2 more timed pass(es)"), std::string::npos) << a.note();
+  EXPECT_EQ(a.to_json()["passes"], 2);
+  const auto s = speedup_stats(r.base, r.cand, std::vector<size_t>(6, 4), 7);
+  EXPECT_LE(s.ci_low, 2.0);
+  EXPECT_GE(s.ci_high, 2.0);
+}
+
+TEST(AutomaticPasses, AtMostFourUnderLargeNoiseAndTheyNarrowTheInterval) {
+  AutomaticRun r;
+  r.timer.noise = 0.3;
+  r.timer.rng.seed(3);
+  r.time_passes(0, 1);
+  const auto before = speedup_stats(r.base, r.cand, std::vector<size_t>(8, 4), 7);
+  r.base.clear();
+  r.cand.clear();
+  r.clock = 0;
+  r.timer.rng.seed(3);
+  const auto a = r.run();
+  EXPECT_EQ(a.passes, kMaxAutomaticPasses);
+  EXPECT_EQ(r.base.size(), 8u * (1 + kMaxAutomaticPasses));
+  for (const auto& why : a.reasons) EXPECT_NE(why.find("reaches further than ±10 %"), std::string::npos) << why;
+  const auto after = speedup_stats(r.base, r.cand, std::vector<size_t>(r.base.size(), 4), 7);
+  EXPECT_LT(after.ci_high - after.ci_low, before.ci_high - before.ci_low);
+  EXPECT_LE(after.ci_low, 2.0);
+  EXPECT_GE(after.ci_high, 2.0);
+}
+
+// The device clock (CUDA events) against the host clock: a side whose totals differ by more than 5 %
+// is named; nothing without device times (the CPU).
+TEST(ClockDisagreement, OverFivePercentOfTheHostTotal) {
+  const std::vector<double> host = {1.0, 1.0, 2.0};
+  EXPECT_FALSE(clock_disagreement("baseline", host, {}));
+  EXPECT_FALSE(clock_disagreement("baseline", host, {1.0, 1.0}));                // not the same batches
+  EXPECT_FALSE(clock_disagreement("baseline", host, {1.05, 1.05, 2.05}));        // +3.75 %
+  EXPECT_FALSE(clock_disagreement("baseline", host, {0.955, 0.955, 1.91}));      // -4.5 %
+  const auto slow = clock_disagreement("candidate", host, {1.1, 1.1, 2.1});      // +7.5 %
+  ASSERT_TRUE(slow);
+  EXPECT_NE(slow->find("candidate"), std::string::npos) << *slow;
+  EXPECT_NE(slow->find("4.300 s"), std::string::npos) << *slow;
+  EXPECT_NE(slow->find("4.000 s"), std::string::npos) << *slow;
+  EXPECT_NE(slow->find("7.5 %"), std::string::npos) << *slow;
+  const auto fast = clock_disagreement("baseline", host, {0.5, 0.5, 1.0});
+  ASSERT_TRUE(fast);
+  EXPECT_NE(fast->find("-50.0 %"), std::string::npos) << *fast;
+}
+
+TEST(DeviceTimer, DoesNothingOnTheCpu) {
+  DeviceTimer timer(at::kCPU);
+  EXPECT_FALSE(timer.active());
+  timer.start();
+  EXPECT_FALSE(timer.stop());
 }

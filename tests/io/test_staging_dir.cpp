@@ -164,3 +164,43 @@ TEST(StagingDir, RemovesStagingFoldersOfDeadProcesses) {
   EXPECT_TRUE(fs::exists(alive));
   fs::remove_all(base);
 }
+
+// remove_tree replaces std::filesystem::remove_all, which crashed on the GPU machine (see the header):
+// it removes a nested tree, removes a symbolic link without touching what it points to, and a missing
+// path is no error.
+TEST(RemoveTree, RemovesNestedFoldersAndLinksButNotTheirTargets) {
+  const fs::path base = test::temp_dir("remove-tree");
+  const fs::path keep = base / "keep";
+  fs::create_directories(keep);
+  touch(keep / "precious.txt", "mine");
+  const fs::path tree = base / "tree";
+  fs::create_directories(tree / "a" / "b" / "c");
+  for (const auto& d : {tree, tree / "a", tree / "a" / "b", tree / "a" / "b" / "c"}) touch(d / "f.png");
+  fs::create_directory_symlink(keep, tree / "a" / "link-to-keep");
+  fs::create_symlink(keep / "precious.txt", tree / "file-link");
+  std::error_code ec;
+  remove_tree(tree, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_FALSE(fs::exists(fs::symlink_status(tree)));
+  EXPECT_EQ(read(keep / "precious.txt"), "mine");
+  remove_tree(base / "not-there", ec);
+  EXPECT_FALSE(ec) << ec.message();
+  remove_tree(keep / "precious.txt", ec);  // a plain file
+  EXPECT_FALSE(ec);
+  EXPECT_FALSE(fs::exists(keep / "precious.txt"));
+  remove_tree(base, ec);
+}
+
+// diffbench's own sources never call std::filesystem::remove_all (the reason is in staging_dir.hpp).
+TEST(RemoveTree, NoSourceCallsFilesystemRemoveAll) {
+  const fs::path root = DIFFBENCH_SOURCE_DIR;
+  std::vector<std::string> offenders;
+  for (const char* dir : {"src", "apps", "include"})
+    for (const auto& e : fs::recursive_directory_iterator(root / dir)) {
+      if (!e.is_regular_file()) continue;
+      const std::string text = read(e.path());
+      if (text.find("fs::remove_all(") != std::string::npos || text.find("filesystem::remove_all(") != std::string::npos)
+        offenders.push_back(fs::relative(e.path(), root).string());
+    }
+  EXPECT_TRUE(offenders.empty()) << "use remove_tree (io/staging_dir.hpp) in: " << ::testing::PrintToString(offenders);
+}

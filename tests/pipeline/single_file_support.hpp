@@ -24,7 +24,7 @@ inline void write_json(const std::filesystem::path& file, const nlohmann::json& 
 }
 }  // namespace sf_detail
 
-// The original-layout tensors of a diffusers folder (SD 1.x or SD 2.x family). The SD 2.x text encoder
+// The original-layout tensors of a diffusers folder (SD 1.x, SD 2.x or SDXL family). The SD 2.x text encoder
 // is written as open_clip's tower with its q/k/v joined; `extra_text_layer` appends one more resblock
 // (a copy of the last), as Stability's files hold the layer the penultimate convention skips.
 inline StateDict original_layout(const std::filesystem::path& folder, CheckpointFamily family, bool extra_text_layer) {
@@ -36,11 +36,14 @@ inline StateDict original_layout(const std::filesystem::path& folder, Checkpoint
   u.layers_per_block = unet_cfg["layers_per_block"].get<int>();
   for (const auto& t : unet_cfg["down_block_types"]) u.attention.push_back(t == "CrossAttnDownBlock2D");
   VaeLayout v{static_cast<int>(vae_cfg["block_out_channels"].size()), vae_cfg["layers_per_block"].get<int>()};
-  const int text_layers = text_cfg["num_hidden_layers"].get<int>() + (family == CheckpointFamily::SD2 ? 1 : 0);
+  int text_layers = text_cfg["num_hidden_layers"].get<int>() + (family == CheckpointFamily::SD2 ? 1 : 0);
+  if (family == CheckpointFamily::SDXL)  // the open_clip tower is SDXL's second encoder
+    text_layers = read_json_file(folder / "text_encoder_2/config.json")["num_hidden_layers"].get<int>();
   const auto table = checkpoint_keys(family, u, v, text_layers);
   const std::map<std::string, std::string> files = {{"unet", "unet/diffusion_pytorch_model.safetensors"},
                                                     {"vae", "vae/diffusion_pytorch_model.safetensors"},
-                                                    {"text_encoder", "text_encoder/model.safetensors"}};
+                                                    {"text_encoder", "text_encoder/model.safetensors"},
+                                                    {"text_encoder_2", "text_encoder_2/model.safetensors"}};
   StateDict out;
   for (const auto& c : table) {
     std::map<std::string, std::array<at::Tensor, 3>> qkv;  // joined in_proj keys -> q, k, v
@@ -95,6 +98,16 @@ inline void write_sd2_folder(const std::filesystem::path& tiny_sd, const std::fi
     if ((k.find(".proj_in.weight") != std::string::npos || k.find(".proj_out.weight") != std::string::npos) && t.dim() == 4)
       t = t.reshape({t.size(0), t.size(1)}).contiguous();
   save_safetensors(out / "unet/diffusion_pytorch_model.safetensors", weights);
+}
+
+// The tiny SDXL pipeline with SDXL base's exact UNet block structure, as a diffusers folder: a copy
+// of tests/pipeline/data/tiny-sdxl whose UNet is tests/pipeline/data/tiny-sdxl-l2-unet (both made with
+// diffusers; tools/refs/make_sdxl_single_file_refs.py says why).
+inline void write_sdxl_l2_folder(const std::filesystem::path& data, const std::filesystem::path& out) {
+  namespace fs = std::filesystem;
+  fs::copy(data / "tiny-sdxl", out, fs::copy_options::recursive);
+  fs::remove_all(out / "unet");
+  fs::copy(data / "tiny-sdxl-l2-unet", out / "unet", fs::copy_options::recursive);
 }
 
 }  // namespace diffbench::test

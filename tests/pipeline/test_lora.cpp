@@ -165,6 +165,18 @@ TEST(Lora, SpecAndPythonForms) {
   const std::string toml = to_toml(py);
   EXPECT_NE(toml.find("[[lora]]"), std::string::npos) << toml;
   EXPECT_EQ(parse_spec(toml, dir / "again.toml").loras.size(), 2u);
+  // SDXL single files load the same way, with SDXL's default guidance.
+  const PyImport xl = import_python_text(
+      "from diffusers import StableDiffusionXLPipeline\n"
+      "pipe = StableDiffusionXLPipeline.from_single_file(\"xl.safetensors\")\n"
+      "pipe.load_lora_weights(\"xl-lora.safetensors\")\n"
+      "pipe.fuse_lora(lora_scale=0.5)\n"
+      "image = pipe(\"a cat\", num_inference_steps=20).images[0]\n",
+      dir / "xl.py");
+  EXPECT_EQ(xl.spec.model, dir / "xl.safetensors");
+  EXPECT_EQ(xl.spec.guidance, 5.0);
+  ASSERT_EQ(xl.spec.loras.size(), 1u);
+  EXPECT_EQ(xl.spec.loras[0].scale, 0.5);
   fs::remove_all(dir);
 }
 
@@ -212,6 +224,117 @@ TEST(Lora, GenerateCommandWithSingleFileAndLora) {
                           " --prompt cat --quiet --out " + shell_quote((dir / "out2").string()));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--prediction-type v_prediction"), std::string::npos) << r.output;
+  fs::remove_all(dir);
+}
+
+
+// ---- SDXL: both text encoders and the UNet (tests/pipeline/data/tiny-sdxl-lora*, made by
+// tools/refs/make_sdxl_lora_refs.py on the project's tiny SDXL folder).
+
+namespace {
+
+const SafetensorsFile& sdxl_reference() {
+  static auto f = SafetensorsFile::open(data("tiny-sdxl-lora-expected.safetensors"));
+  return *f;
+}
+
+// Its protocol: the prompts in one batch, one generator seeded 42, the folder's Euler, 10 steps,
+// guidance 5, the folder's 64x64. Returns the images and the final latents.
+std::pair<at::Tensor, at::Tensor> generate_sdxl(const std::string& kind, nlohmann::json* load = nullptr,
+                                                const fs::path& file = {}) {
+  ModelOptions mo;
+  mo.dir = data("tiny-sdxl");
+  if (!kind.empty())
+    mo.loras = {{file.empty() ? data("tiny-sdxl-lora." + kind + ".safetensors") : file,
+                 std::stod(sdxl_reference().metadata()["lora_scale"].get<std::string>())}};
+  auto pipe = Txt2ImgPipeline::load(mo);
+  if (load) *load = pipe->load_report();
+  const auto prompts =
+      nlohmann::json::parse(sdxl_reference().metadata()["prompts"].get<std::string>()).get<std::vector<std::string>>();
+  GenerateOptions go;
+  go.steps = 10;
+  go.guidance = 5.0;
+  go.batch_size = static_cast<int>(prompts.size());
+  go.noise = NoiseMode::Diffusers;
+  at::Tensor last;
+  auto images = pipe->generate(prompts, go, [&](size_t, size_t, size_t, const at::Tensor& l) { last = l.clone(); }).images;
+  return {images, last};
+}
+
+// Final latents within 1e-3 (shared/README.md's bound for a free run's latents); the LoRA moves the
+// images by 0.28 from the base model's.
+constexpr double kLatentsTol = 1e-3;
+
+}  // namespace
+
+TEST(Lora, SdxlBaseMatchesDiffusers) {
+  EXPECT_TENSOR_NEAR(generate_sdxl("").first, sdxl_reference().get("base.image"), kImageTol);
+}
+
+TEST(Lora, SdxlPeftAndKohyaFilesMatchDiffusersFused) {
+  for (const std::string kind : {"peft", "kohya"}) {
+    SCOPED_TRACE(kind);
+    nlohmann::json load;
+    const auto [images, latents] = generate_sdxl(kind, &load);
+    std::cout << "[ sdxl lora " << kind << " ] final latents max abs diff "
+              << test::max_abs_diff(latents, sdxl_reference().get(kind + ".final_latents")) << ", image "
+              << test::max_abs_diff(images, sdxl_reference().get(kind + ".image")) << "\n";
+    EXPECT_TENSOR_NEAR(latents, sdxl_reference().get(kind + ".final_latents"), kLatentsTol);
+    EXPECT_TENSOR_NEAR(images, sdxl_reference().get(kind + ".image"), kImageTol);
+    // Every attention projection: 11 transformer blocks x 2 attentions x 4 in the UNet, 3 layers x 4
+    // in each text encoder.
+    EXPECT_EQ(load["lora"][0]["format"], kind);
+    EXPECT_EQ(load["lora"][0]["layers"]["unet"], 88);
+    EXPECT_EQ(load["lora"][0]["layers"]["text_encoder"], 12);
+    EXPECT_EQ(load["lora"][0]["layers"]["text_encoder_2"], 12);
+  }
+}
+
+// An SD 1.x LoRA's layers are not the tiny SDXL's: an error naming the file and keys, not a crash.
+TEST(Lora, SdxlRefusesALoraOfAnotherModel) {
+  ModelOptions mo;
+  mo.dir = data("tiny-sdxl");
+  mo.loras = {{data("tiny-sd-lora.peft.safetensors"), 1.0}};
+  try {
+    Txt2ImgPipeline::load(mo);
+    ADD_FAILURE() << "an SD 1.x LoRA loaded into the SDXL pipeline";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("LoRA"), std::string::npos) << e.what();
+  }
+}
+
+// kohya's SDXL files name the UNet's modules after the original layout (lora_unet_input_blocks_3_1_...):
+// they resolve through the key table as the diffusers names do.
+TEST(Lora, SdxlKohyaOriginalNames) {
+  const fs::path dir = test::temp_dir("lora-sdxl-original");
+  UNetLayout u{3, 1, {false, true, true}};  // the tiny SDXL's UNet
+  std::vector<KeyRule> rules;
+  for (const auto& c : checkpoint_keys(CheckpointFamily::SDXL, u, VaeLayout{4, 1}, 3))
+    if (c.component == "unet") rules = c.rules;
+  auto flatten = [](std::string n) {
+    std::replace(n.begin(), n.end(), '.', '_');
+    return n;
+  };
+  std::map<std::string, std::string> original_flat;
+  for (const auto& [name, _] : load_safetensors(data("tiny-sdxl/unet/diffusion_pytorch_model.safetensors"))) {
+    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".weight") != 0) continue;
+    const std::string o = to_original(rules, name);
+    original_flat[flatten(name.substr(0, name.size() - 7))] = flatten(o.substr(0, o.size() - 7));
+  }
+  StateDict renamed;
+  for (const auto& [k, t] : load_safetensors(data("tiny-sdxl-lora.kohya.safetensors"))) {
+    std::string key = k;
+    if (k.rfind("lora_unet_", 0) == 0) {
+      const size_t dot = k.find('.');
+      key = "lora_unet_" + original_flat.at(k.substr(10, dot - 10)) + k.substr(dot);
+    }
+    renamed[key] = t;
+  }
+  ASSERT_TRUE(renamed.count("lora_unet_input_blocks_3_1_transformer_blocks_0_attn1_to_q.lora_down.weight"));
+  save_safetensors(dir / "lora.safetensors", renamed);
+  const auto [images, latents] = generate_sdxl("kohya", nullptr, dir / "lora.safetensors");
+  EXPECT_TENSOR_NEAR(latents, sdxl_reference().get("kohya.final_latents"), kLatentsTol);
+  EXPECT_TENSOR_NEAR(images, sdxl_reference().get("kohya.image"), kImageTol);
   fs::remove_all(dir);
 }
 

@@ -1,9 +1,12 @@
 // Parity of the SDXL pipeline (StableDiffusionXLPipeline) with diffusers on the project's tiny
 // random-weight SDXL folder (tests/pipeline/data/tiny-sdxl, made with diffusers by
 // tools/refs/make_sdxl_refs.py, with its references in sdxl_refs.*): float32 on the CPU.
+#include "diffbench/error.hpp"
+#include "diffbench/eval/evaluator.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
 #include "diffbench/models/unet.hpp"
+#include "diffbench/pipeline/model_source.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
 #include "pipeline/sdxl_text.hpp"
 #include "tiny_sd_support.hpp"
@@ -41,15 +44,7 @@ std::vector<std::string> checkpoint_names(const fs::path& file) {
   return names;
 }
 
-GenerateOptions sdxl_protocol() {
-  GenerateOptions opt;
-  opt.steps = 10;
-  opt.guidance = 5.0;
-  opt.seed = 42;
-  opt.batch_size = 2;
-  opt.noise = NoiseMode::Diffusers;
-  return opt;
-}
+GenerateOptions sdxl_protocol() { return test::sdxl_reference_protocol(); }
 
 // Teacher-forced steps (see test::teacher_forced_step_errors), then a free run's final latents and
 // images.
@@ -99,8 +94,8 @@ TEST(Sdxl, TextConditioningMatchesDiffusers) {
   c10::InferenceMode guard;
   ModelOptions mo;
   mo.dir = model_dir();
-  const auto folder = DiffusersFolder::open(mo.dir, {});
-  auto text = SdxlText::load(folder, mo);
+  const auto source = ModelSource::open(mo.dir);
+  auto text = SdxlText::load(source, mo);
   EXPECT_TRUE(text->force_zeros_for_empty_prompt);
   ClipTokenizer tokenizer = ClipTokenizer::from_dir(model_dir() / "tokenizer");
   EXPECT_TRUE(at::equal(tokenizer.encode_batch(sdxl_reference().prompts), expected("prompt.input_ids")));
@@ -161,4 +156,31 @@ TEST(Sdxl, GuidanceRescaleMatchesDiffusers) {
   GenerateOptions opt = sdxl_protocol();
   opt.guidance_rescale = 0.7;
   check_run("euler10.rescale0.7", opt);
+}
+
+// The evaluator's same-model check reads SDXL's second text encoder too: a copy of the folder is
+// the same model until one byte of text_encoder_2's weights changes.
+TEST(Sdxl, ConsistencyCheckComparesTextEncoder2) {
+  const fs::path copy = test::temp_dir("sdxl-consistency") / "tiny-sdxl";
+  fs::copy(model_dir(), copy, fs::copy_options::recursive);
+  PipelineSpec base, cand;
+  base.model = model_dir();
+  cand.model = copy;
+  const auto same = check_consistency(base, cand, false);
+  EXPECT_TRUE(same["same_model"].get<bool>());
+  ASSERT_TRUE(same["components"].contains("text_encoder_2")) << same.dump();
+  EXPECT_TRUE(same["components"]["text_encoder_2"]["identical"].get<bool>());
+
+  test::flip_last_byte(copy / "text_encoder_2/model.safetensors");  // a float of its last tensor
+  try {
+    check_consistency(base, cand, false);
+    ADD_FAILURE() << "a changed text_encoder_2 passed the same-model check";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("text_encoder_2"), std::string::npos) << e.what();
+  }
+  const auto differs = check_consistency(base, cand, true);
+  EXPECT_FALSE(differs["same_model"].get<bool>());
+  EXPECT_FALSE(differs["components"]["text_encoder_2"]["identical"].get<bool>());
+  EXPECT_TRUE(differs["components"]["text_encoder"]["identical"].get<bool>());
+  fs::remove_all(copy.parent_path());
 }

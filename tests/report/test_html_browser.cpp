@@ -38,7 +38,7 @@ TEST_F(HtmlBrowser, ReportRendersWithoutErrorsAndInjectedPromptsStayText) {
   const fs::path out = dir_ / "report";
   const auto r = run_shell_split(shell_quote(DIFFBENCH_BINARY) + " eval " + shell_quote(cand.string()) + " --baseline " +
                                  shell_quote(base.string()) + " --prompts " + shell_quote(prompts.string()) +
-                                 " --num-samples 5 --batch-size 2 --clip " + shell_quote(test::fixture("tiny-clip").string()) +
+                                 " --repeats 1 --num-samples 5 --batch-size 2 --clip " + shell_quote(test::fixture("tiny-clip").string()) +
                                  " --max-quality-loss 100 --json --out " + shell_quote(out.string()));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   // --json: stdout is report.json alone; stderr (not a terminal here) has a progress line per timed batch.
@@ -81,7 +81,7 @@ TEST_F(HtmlBrowser, EmbeddedReportIsOneFile) {
   const auto r = run_shell_split(shell_quote(DIFFBENCH_BINARY) + " eval " + shell_quote(cand.string()) + " --baseline " +
                                  shell_quote(base.string()) + " --prompts " +
                                  shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-                                 " --num-samples 3 --batch-size 3 --clip " + shell_quote(test::fixture("tiny-clip").string()) +
+                                 " --repeats 1 --num-samples 3 --batch-size 3 --clip " + shell_quote(test::fixture("tiny-clip").string()) +
                                  " --max-quality-loss 100 --embed-images --quiet --out " + shell_quote(out.string()));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.err, "") << "--quiet printed on stderr";

@@ -37,7 +37,7 @@ TEST_F(SuiteBrowser, SweepAndSuitePagesRenderWithoutErrors) {
   const auto r = run_diffbench("sweep " + shell_quote(spec.string()) + " --grid deepcache.cache_interval=2,3 --grid " +
                                shell_quote("scheduler=pndm," + evil) + " --prompts " +
                                shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
-                               " --num-samples 2 --batch-size 2 --warmup 0 --max-quality-loss 100 --schedule sequential "
+                               " --repeats 1 --num-samples 2 --batch-size 2 --warmup 0 --max-quality-loss 100 --schedule sequential "
                                "--no-baseline-cache --clip " +
                                shell_quote(test::fixture("tiny-clip").string()) + " --out " + shell_quote(out.string()));
   ASSERT_EQ(r.exit_code, 1) << r.output;  // the two points with the unknown scheduler fail

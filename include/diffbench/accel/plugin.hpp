@@ -12,7 +12,7 @@
 
 #include "diffbench/accel/method.hpp"
 
-#define DIFFBENCH_PLUGIN_ABI 1
+#define DIFFBENCH_PLUGIN_ABI 2  // 2: StepHooks::single_branch
 
 #define DIFFBENCH_PLUGIN_EXPORT extern "C" __attribute__((visibility("default")))
 

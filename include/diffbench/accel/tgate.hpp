@@ -6,9 +6,11 @@
 //   that are a multiple of sp_interval (and on the warm_up step itself) and reused in between.
 // - Gate (cur_step == gate_step - 1): every attention is computed and cached as the mean of its
 //   classifier-free-guidance halves, (uncond + text) / 2.
-// - Fidelity-improving phase (cur_step >= gate_step): the pipeline runs only the conditional half
-//   and skips guidance; cross-attention reuses the gate's cache; self-attention is computed and
-//   cached on multiples of fi_interval and reused in between.
+// - Fidelity-improving phase (cur_step >= gate_step): the pipeline runs one branch, with the negative
+//   prompt's inputs as tgate's loaders pass them (single_branch(): SDXL's negative pooled embedding
+//   and time ids; the text embeddings no longer matter), and skips guidance; cross-attention reuses
+//   the gate's cache; self-attention is computed and cached on multiples of fi_interval and reused
+//   in between. TgateSDXLLoader runs SDXL the same way.
 //
 // cur_step = UNet call index - num_warmup_steps, where num_warmup_steps = len(timesteps) -
 // num_inference_steps * scheduler.order as in diffusers (1 for PNDM, whose n steps make n + 1
@@ -75,6 +77,10 @@ class TgateMethod : public Method {
   void begin_generation(const GenerationInfo& info) override;
   void before_step(const StepInfo& step) override;
   bool drop_unconditional(const StepInfo& step) override;
+  // After the gate tgate's loaders run the branch of the negative prompt (prompt_embeds =
+  // negative_prompt_embeds; TgateSDXLLoader also passes negative_pooled_prompt_embeds and the
+  // negative time ids as added_cond_kwargs): its cross-attention is the cached mean of both halves.
+  SingleBranch single_branch() override { return SingleBranch::Negative; }
   bool restart_caches(const StepInfo& step) override;
   std::optional<at::Tensor> before_attention(const TransformerId& id, TransformerPart part,
                                              const at::Tensor& x) override;
@@ -96,7 +102,7 @@ class TgateMethod : public Method {
 
   struct Counters {
     int64_t self_computed = 0, self_reused = 0, cross_computed = 0, cross_reused = 0;
-    int64_t conditional_only_steps = 0;
+    int64_t single_branch_steps = 0;
   };
   // What one call of a graph variant did on the host: counter increments and cache entries set.
   struct CallRecord {

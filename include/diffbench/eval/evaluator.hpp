@@ -25,6 +25,7 @@
 namespace diffbench {
 
 struct BaselineResult;  // eval/baseline_cache.hpp
+class ProcessGroup;     // dist/process_group.hpp
 
 // An evaluation stopped between two batches because a signal asked it to (EvalOptions::stop): its
 // staging folder is kept and the message says how to continue (--resume). The command exits with
@@ -70,6 +71,8 @@ struct EvalOptions {
   bool allow_task_change = false;         // baseline and candidate differ in size or guidance
   bool allow_nonfinite = false;           // NaN/inf latents or images do not stop the run
   int repeats = 1;                        // timed passes over the prompt set per side
+  bool auto_repeats = false;              // --repeats not given: more interleaved passes while the timing
+                                          // needs them (eval/timing.hpp run_automatic_passes)
   std::optional<Schedule> schedule;       // default: interleaved when both pipelines fit in memory
   std::optional<int64_t> memory_budget;   // bytes taken as free instead of measuring (for the schedule)
   std::filesystem::path out;              // report folder
@@ -84,11 +87,16 @@ struct EvalOptions {
   // entry): its images and CLIP scores are reused; its times too under the sequential schedule,
   // while the interleaved schedule times the baseline again beside the candidate.
   std::shared_ptr<const BaselineResult> baseline_result;
+  // A multi-process run's group (not owned; null: one process). Each rank generates a contiguous
+  // shard of whole batches; rank 0 gathers the images and timings, scores, and writes the report
+  // (docs/distributed.md). The other ranks return an EvalResult with an empty report.
+  ProcessGroup* group = nullptr;
 };
 
 struct PipelineRun {
   PipelineSpec spec;
   std::vector<double> batch_seconds;   // every timed batch, all passes, in prompt order per pass
+  std::vector<double> batch_device_seconds;  // the same batches by CUDA events (empty off CUDA)
   std::vector<size_t> batch_images;    // images in each of those batches
   std::vector<double> batch_start_s;   // when each began, seconds after the first timed batch of either side
   std::vector<int> batch_process;      // which process timed each (0 unless the run was resumed: --resume)

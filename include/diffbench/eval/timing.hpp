@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,6 +74,29 @@ struct SpeedupStats {
 // batch's image count. Throws UsageError when the lengths differ or a time is not positive.
 SpeedupStats speedup_stats(const std::vector<double>& baseline_seconds, const std::vector<double>& candidate_seconds,
                            const std::vector<size_t>& images_per_batch, uint64_t seed, size_t resamples = 10000);
+
+// Automatic timing passes: when --repeats is not given, the interleaved schedule runs up to
+// kMaxAutomaticPasses more timed passes over the prompts (both sides, ABBA order continued) while the
+// speedup's interval reaches further than ±kNoisyIntervalFraction from it or fewer than kFewPairs
+// batch pairs were timed. A side's batch-time CV alone does not ask for more passes.
+constexpr int kMaxAutomaticPasses = 4;
+
+// Why the timing needs another pass (empty: it does not).
+std::string automatic_pass_reason(const SpeedupStats& stats);
+
+struct AutomaticPasses {
+  bool enabled = false;               // --repeats not given (and the interleaved schedule)
+  int passes = 0;                     // extra passes run
+  std::vector<std::string> reasons;   // why each ran, in order
+  std::string note() const;           // one sentence for the report ("" when none ran)
+  nlohmann::json to_json() const;
+};
+
+// Calls run_pass(reason) while automatic_pass_reason(stats()) is not empty, at most max_passes
+// times; stats() measures the batches timed so far.
+AutomaticPasses run_automatic_passes(const std::function<SpeedupStats()>& stats,
+                                     const std::function<void(const std::string&)>& run_pass,
+                                     int max_passes = kMaxAutomaticPasses);
 
 // --min-speedup X fails only when the interval's upper end is below X. A pass whose point
 // estimate or lower end is below X, or whose timing is noisy, is `uncertain` and says why.

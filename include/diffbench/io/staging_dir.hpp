@@ -23,6 +23,12 @@
 
 namespace diffbench {
 
+// Removes `p` and everything under it without following symbolic links; a missing `p` is no error.
+// Use it instead of std::filesystem::remove_all: the torch wheel's libtorch.so exports its own copy of
+// remove_all, built against an older libstdc++, and the dynamic linker binds diffbench's calls to it;
+// with a newer compiler's libstdc++ (the GPU machine's) it crashed on any non-empty folder.
+void remove_tree(const std::filesystem::path& p, std::error_code& ec);
+
 // `p` absolute and lexically normal, without a trailing separator ("runs/x/" -> "/cwd/runs/x").
 std::filesystem::path normalize_output_path(const std::filesystem::path& p);
 

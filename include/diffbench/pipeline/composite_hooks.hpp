@@ -5,6 +5,8 @@
 //   after_module, after_attention   every method, in order
 //   drop_unconditional,
 //   restart_caches                  every method is asked; true when any says true
+//   single_branch                   Negative when a method that dropped the unconditional half
+//                                   says so
 //   before_module, before_attention the first method that returns an output wins; later methods
 //                                   are not asked for that module
 //   tokens                          the methods' transforms composed: merges in order, unmerges in
@@ -36,6 +38,7 @@ class CompositeHooks : public PipelineHooks {
   void before_step(const StepInfo& step) override;
   void after_step(const StepInfo& step, const at::Tensor& latents) override;
   bool drop_unconditional(const StepInfo& step) override;
+  SingleBranch single_branch() override { return branch_; }
   bool restart_caches(const StepInfo& step) override;
   void end_generation() override;
 
@@ -62,6 +65,7 @@ class CompositeHooks : public PipelineHooks {
   std::vector<PipelineHooks*> methods_;
   int64_t module_calls_ = 0;
   int64_t module_skips_ = 0;
+  SingleBranch branch_ = SingleBranch::Prompt;  // of the methods that last dropped the unconditional half
   // Per call: the variant key and before_module calls / skips since begin_call; per variant: those
   // of its last call that ran the hooks (what a replay of it does).
   std::optional<std::string> variant_;

@@ -1,8 +1,9 @@
 // LoRA files fused into a pipeline's weights when it loads (W += scale · alpha/rank · up·down), so the
 // denoiser runs exactly as without a LoRA: accelerations and timings see an ordinary model.
-// Formats: kohya / A1111 (lora_unet_*, lora_te_* with .lora_down.weight, .lora_up.weight, .alpha;
+// Formats: kohya / A1111 (lora_unet_*, lora_te_* (SDXL: lora_te1_*, lora_te2_*) with .lora_down.weight,
+// .lora_up.weight, .alpha;
 // the flattened module names may be diffusers' or, for the UNet, the original layout's) and
-// diffusers / PEFT (unet.* / text_encoder.* with .lora_A.weight / .lora_B.weight, alpha and rank from
+// diffusers / PEFT (unet.* / text_encoder.* / text_encoder_2.* with .lora_A.weight / .lora_B.weight, alpha and rank from
 // the file's lora_adapter_metadata as diffusers' save_lora_weights writes it, else alpha = rank).
 #pragma once
 
@@ -27,9 +28,11 @@ struct LoraSpec {
   bool operator==(const LoraSpec& o) const { return file == o.file && scale == o.scale; }
 };
 
-// A component the LoRA may touch: its name ("unet", "text_encoder"), its module (parameter names as
-// the engine's, e.g. without "text_model." for the text encoder), and for the UNet the original-layout
-// key rules, so kohya names taken from an original checkpoint resolve too.
+// A component the LoRA may touch: its name ("unet", "text_encoder", "text_encoder_2"), its module
+// (parameter names as the engine's, e.g. without "text_model." for the text encoders; null for a
+// component reused from an earlier load that already holds the same LoRAs: its layers are skipped),
+// and for the UNet the original-layout key rules, so kohya names taken from an original checkpoint
+// resolve too.
 struct LoraComponent {
   std::string name;
   torch::nn::Module* module = nullptr;

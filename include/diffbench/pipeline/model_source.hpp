@@ -47,11 +47,23 @@ class ModelSource {
 
   const std::filesystem::path& path() const { return path_; }
   bool single_file() const { return single_.has_value(); }
-  // "StableDiffusionPipeline" (the folder's model_index.json, or "SD 1.x single file" / "SD 2.x ...").
+  // "StableDiffusionPipeline" (the folder's model_index.json, or "SD 1.x single file" / "SD 2.x ..." /
+  // "SDXL single file").
   const std::string& pipeline_class() const { return pipeline_class_; }
-  const ComponentSource& component(const std::string& name) const;  // "text_encoder", "unet", "vae"
+  // "text_encoder", "unet", "vae", and "text_encoder_2" where the folder has one (SDXL)
+  const ComponentSource& component(const std::string& name) const;
+  bool has_component(const std::string& name) const { return components_.count(name) != 0; }
   const std::filesystem::path& tokenizer_dir() const { return tokenizer_dir_; }
   const std::string& pad_token() const { return pad_token_; }  // "" = the tokenizer's own
+  // SDXL's second tokenizer (empty path otherwise) and its pad token ("" = the tokenizer's own).
+  const std::filesystem::path& tokenizer_2_dir() const { return tokenizer_2_dir_; }
+  const std::string& pad_token_2() const { return pad_token_2_; }
+  // SDXL single files: text_encoder_2's text_projection is open_clip's transposed matrix.
+  bool text_projection_transposed() const { return text_projection_transposed_; }
+  // model_index.json's (true for single files, as SDXL base's).
+  bool force_zeros_for_empty_prompt() const { return force_zeros_for_empty_prompt_; }
+  // An SDXL pipeline: a StableDiffusionXLPipeline folder or an SDXL single file.
+  bool sdxl() const { return has_component("text_encoder_2"); }
   const nlohmann::json& scheduler_config() const { return scheduler_config_; }
   const std::string& scheduler_source() const { return scheduler_source_; }
   // What the load report says about the source: {"layout": "diffusers" | "single_file", ...}.
@@ -65,6 +77,10 @@ class ModelSource {
   std::map<std::string, ComponentSource> components_;
   std::filesystem::path tokenizer_dir_;
   std::string pad_token_;
+  std::filesystem::path tokenizer_2_dir_;
+  std::string pad_token_2_;
+  bool text_projection_transposed_ = false;
+  bool force_zeros_for_empty_prompt_ = true;
   nlohmann::json scheduler_config_;
   std::string scheduler_source_;
 };

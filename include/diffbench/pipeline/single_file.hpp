@@ -8,7 +8,8 @@
 // defaults, or comes from a diffusers folder given as `config` (from_single_file(..., config=DIR)).
 //
 // SDXL (conditioner.embedders.0.transformer.* and conditioner.embedders.1.model.*) fits the same
-// table: a family with two text-encoder components, the second with open_clip's rules.
+// table: a family with two text-encoder components, the second with open_clip's rules, and the UNet's
+// label_emb (the added conditioning) as add_embedding.
 #pragma once
 
 #include <filesystem>
@@ -23,7 +24,7 @@
 
 namespace diffbench {
 
-enum class CheckpointFamily { SD1, SD2 };
+enum class CheckpointFamily { SD1, SD2, SDXL };
 std::string to_string(CheckpointFamily family);
 
 // One rename: a key starting with `original` becomes `diffusers` + the rest of the key.
@@ -52,15 +53,16 @@ struct VaeLayout {
 // A component's keys in the checkpoint: under `prefix`, renamed by `rules` (longest original prefix
 // wins; a key no rule matches keeps its name), minus `ignored` (exact keys or prefixes ending in '.').
 struct ComponentKeys {
-  std::string component;  // "unet", "vae", "text_encoder"
+  std::string component;  // "unet", "vae", "text_encoder", "text_encoder_2" (SDXL)
   std::string prefix;     // "model.diffusion_model.", ...
   std::vector<KeyRule> rules;
   std::vector<std::string> ignored;
 };
 
-// The table of a family: one ComponentKeys per component. `text_layers`: the text encoder's layers as
-// stored (SD 2.x keeps all of open_clip's; the last is skipped, as Stability's penultimate-layer
-// conditioning does, and the tower's ln_final is applied to the layer before it).
+// The table of a family: one ComponentKeys per component. `text_layers`: the open_clip text tower's
+// layers as stored (SD 2.x keeps all of open_clip's; the last is skipped, as Stability's
+// penultimate-layer conditioning does, and the tower's ln_final is applied to the layer before it;
+// SDXL's second encoder uses them all).
 std::vector<ComponentKeys> checkpoint_keys(CheckpointFamily family, const UNetLayout& unet, const VaeLayout& vae,
                                            int text_layers);
 
@@ -85,10 +87,18 @@ struct SingleFileCheckpoint {
   CheckpointFamily family = CheckpointFamily::SD1;
   std::shared_ptr<const SafetensorsFile> handle;
   nlohmann::json unet_config, vae_config, text_config, scheduler_config;
+  nlohmann::json text_config_2;           // SDXL: text_encoder_2's (CLIPTextModelWithProjection)
   std::filesystem::path tokenizer_dir;    // assets/clip-tokenizer unless config_dir has a tokenizer/
   std::string pad_token;                  // the family's pad token for that tokenizer ("" = its own)
+  std::filesystem::path tokenizer_2_dir;  // SDXL: as tokenizer_dir, for tokenizer_2/
+  std::string pad_token_2;                // SDXL: "!" for the shipped tokenizer, as Stability's
+  // SDXL: open_clip's text_projection is stored as [width, projection] (x @ P), the transpose of
+  // transformers' text_projection.weight; its bytes load as [projection, width] and the loader
+  // transposes them (diffusers' conversion script writes text_projection.weight as it is: false).
+  bool text_projection_transposed = false;
   std::string config_source;              // where the configs came from: "inferred" or config_dir
-  // Per component ("unet", "vae", "text_encoder"): the tensors under their diffusers names.
+  // Per component ("unet", "vae", "text_encoder", SDXL's "text_encoder_2"): the tensors under their
+  // diffusers names.
   std::map<std::string, std::vector<TensorInfo>> tensors;
   std::vector<std::string> ignored;       // keys not loaded (EMA copies, schedule buffers, ...), for the log
 
@@ -100,7 +110,7 @@ struct SingleFileCheckpoint {
 bool is_single_file(const std::filesystem::path& path);
 
 // Opens and maps a checkpoint. Pickle files (.ckpt, .pt, .pth, .bin) are refused with the one-line
-// conversion; an SDXL or unknown layout, or an SD 2.x file without a prediction type, is a ModelError.
+// conversion; an unknown layout, or an SD 2.x file without a prediction type, is a ModelError.
 SingleFileCheckpoint open_single_file(const std::filesystem::path& file, const SingleFileOptions& options = {});
 
 }  // namespace diffbench

@@ -45,10 +45,17 @@ class StepHooks {
   virtual void begin_generation(const GenerationInfo& info) {}
   virtual void before_step(const StepInfo& step) {}
   virtual void after_step(const StepInfo& step, const at::Tensor& latents) {}
-  // True: from this step on the UNet runs only the conditional half (the prompts' embeddings) and
-  // its output is used directly, without guidance (as T-GATE does after its gate step). Asked
+  // True: from this step on the UNet runs only one branch (batch B; single_branch() says which
+  // embeddings) and its output is used directly, without guidance (as T-GATE does after its gate step). Asked
   // only while guidance runs; once true it stays so for the rest of the batch.
   virtual bool drop_unconditional(const StepInfo& step) { return false; }
+  // Asked once, at the step where drop_unconditional first said true: which conditioning the one
+  // remaining branch gets from then on. Prompt: the prompts' embeddings (and on SDXL their pooled
+  // embeddings). Negative: the negative prompt's embeddings, pooled embedding and time ids, the
+  // batch of B that tgate's loaders run after the gate (there every cross-attention is reused, so
+  // on SD 1.x/2.x the two agree; on SDXL the pooled embedding still enters the time embedding).
+  enum class SingleBranch { Prompt, Negative };
+  virtual SingleBranch single_branch() { return SingleBranch::Prompt; }
   // True: outputs cached across steps must not be reused at this step; the pipeline passes the
   // answer (any method's) to every method as StepInfo::restart. T-GATE asks for it at its gate,
   // where every attention must run to be cached, and when the batch drops to the conditional

@@ -54,6 +54,10 @@ struct GenerateOptions {
   int width = 0;
   int batch_size = 1;
   NoiseMode noise = NoiseMode::PerPrompt;
+  // The global index of prompts[0] when these prompts are one share of a larger set (a rank's shard
+  // in a multi-process run): per-prompt noise of prompt i is seeded seed + first_index + i, so each
+  // image equals the one-process run's.
+  size_t first_index = 0;
   // Non-finite latents (after any step) or decoded images stop the run with a NumericError naming
   // the batch, step and `hook_names`; when allowed, they are only counted in BatchRecord.
   bool allow_nonfinite = false;
