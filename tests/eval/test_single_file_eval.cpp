@@ -1,9 +1,10 @@
 // `eval` on single-file checkpoints with each acceleration method, through `diffbench suite` (one
-// process runs every candidate through the evaluator): the original-layout file of tiny-sd with a LoRA,
-// and the tiny SDXL file, each beside the same candidates on the equivalent diffusers folder. Both
-// forms load the same weights, so every baseline and candidate image must be the folder's byte for byte
-// (tests/pipeline/test_single_file.cpp shows it for plain generations); the same-model check accepts each
-// candidate against its baseline, and each method acts (its counters, images unlike the baseline's).
+// process runs every candidate through the evaluator; one plain `eval` besides): the original-layout
+// file of tiny-sd with a LoRA, and the tiny SDXL file, each beside the same candidates on the equivalent
+// diffusers folder. Both forms load the same weights, so every baseline and candidate image must be the
+// folder's byte for byte (tests/pipeline/test_single_file.cpp shows it for plain generations); the
+// same-model check accepts each candidate against its baseline, and each method acts (its counters,
+// images unlike the baseline's).
 #include <fstream>
 #include <map>
 
@@ -125,6 +126,24 @@ TEST_F(SingleFileEval, Sd1FileWithLoraEachMethodAsTheFolder) {
     EXPECT_EQ(load["lora"][0]["layers"]["unet"], 128) << load.dump();
   }
   expect_same_pngs("single", "folder", methods);
+
+  // The eval command itself on its default schedule (both pipelines loaded at once, the baseline's text
+  // encoder, LoRA fused, and VAE shared with the candidate): the suite's images again.
+  const fs::path spec = write_spec("single-eval", forms.at("single") + methods[0].accelerate);
+  const auto r = run_diffbench("eval " + shell_quote(spec.string()) + " --prompts " +
+                               shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
+                               " --num-samples 2 --batch-size 2 --repeats 1 --warmup 0 --max-quality-loss 100 --clip " +
+                               shell_quote(test::fixture("tiny-clip").string()) + " --out " +
+                               shell_quote((dir_ / "eval").string()) + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto rep = read_json_file(dir_ / "eval" / "report.json");
+  EXPECT_TRUE(rep["consistency"]["same_model"].get<bool>()) << rep["consistency"].dump();
+  EXPECT_EQ(rep["schedule"]["schedule"], "interleaved") << rep["schedule"].dump();
+  EXPECT_EQ(rep["candidate"]["reused_components"], nlohmann::json({"text_encoder", "vae"}));
+  for (const char* which : {"baseline", "candidate"})
+    for (const char* png : {"000000.png", "000001.png"})
+      EXPECT_TRUE(test::read_bytes(dir_ / "eval" / which / png) == test::read_bytes(out_ / "folder-deepcache" / which / png))
+          << which << " " << png;
 }
 
 // SDXL: the tiny SDXL pipeline with SDXL base's UNet block structure (which the original layout needs),
