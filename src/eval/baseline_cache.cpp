@@ -123,15 +123,16 @@ nlohmann::json folder_hashes(const fs::path& folder) {
   };
   if (fs::exists(folder / "model_index.json")) {
     // A diffusers folder: what the pipeline reads, nothing else (not the safety checker, not the
-    // other weight variants or pickle files beside).
-    const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
+    // other weight variants or pickle files beside). SDXL's second text encoder and tokenizer included.
+    std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
     const auto d = DiffusersFolder::open(folder, parts);
+    if (d.has("text_encoder_2")) parts.push_back("text_encoder_2");
     add(folder / "model_index.json");
     for (const auto& part : parts) {
       add(d.config_file(part));
       for (const auto& f : weights_and_shards(d.weights_file(part))) add(f);
     }
-    for (const char* small : {"tokenizer", "scheduler"})
+    for (const char* small : {"tokenizer", "tokenizer_2", "scheduler"})
       if (fs::is_directory(folder / small))
         for (const auto& e : fs::directory_iterator(folder / small)) add(e.path());
     return out;
