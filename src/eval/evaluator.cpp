@@ -13,6 +13,7 @@
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
+#include "diffbench/metrics/psnr.hpp"
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/pipeline/outputs.hpp"
@@ -181,16 +182,43 @@ nlohmann::json run_json(const PipelineRun& r) {
 
 // Which baseline numbers a reused baseline supplied (eval/baseline_cache.hpp); when the baseline was
 // timed again, whether its regenerated images equal the reused ones.
+// Whether the baseline timed now strays from the reused one enough to say so: on the CPU any
+// difference (its arithmetic is deterministic); on a GPU, where another process may pick other
+// kernels, a PSNR under kReproducedPsnrDb.
+constexpr double kReproducedPsnrDb = 40.0;
+std::optional<std::string> reproduction_warning(const nlohmann::json& reuse, const at::Device& device) {
+  if (reuse.value("images_reproduced", true)) return std::nullopt;
+  const nlohmann::json& r = reuse.value("reproduction", nlohmann::json::object());
+  if (r.value("shapes_differ", false)) return "the baseline timed now made images of other sizes than the reused baseline";
+  const double db = r.value("psnr_db", 0.0);
+  if (!device.is_cpu() && db >= kReproducedPsnrDb) return std::nullopt;
+  return "the baseline timed now made other images than the reused baseline (worst PSNR " + fixed(db, 1) +
+         " dB, largest pixel difference " + std::to_string(r.value("max_abs_diff", 0)) + "/255" +
+         (device.is_cpu() ? "" : "; under " + fixed(kReproducedPsnrDb, 0) + " dB") + ")";
+}
+
 nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns& timed) {
   nlohmann::json j = reused.provenance;
   j["reused"] = {"images", "clip_scores"};
   if (timed.baseline_timed) {
-    bool same = timed.baseline_images.size() == reused.images.size();
-    for (size_t k = 0; same && k < reused.images.size(); ++k)
-      same = timed.baseline_images[k].sizes() == reused.images[k].sizes() &&
-             at::equal(timed.baseline_images[k].cpu(), reused.images[k].cpu());
+    // Bit for bit, or how close: another process's GPU kernels may round differently.
+    bool comparable = timed.baseline_images.size() == reused.images.size();
+    for (size_t k = 0; comparable && k < reused.images.size(); ++k)
+      comparable = timed.baseline_images[k].sizes() == reused.images[k].sizes();
+    bool same = comparable;
+    int64_t max_diff = 0;
+    double worst_psnr = kPsnrCapDb;
+    for (size_t k = 0; comparable && k < reused.images.size(); ++k) {
+      const at::Tensor now = timed.baseline_images[k].cpu(), then = reused.images[k].cpu();
+      if (at::equal(now, then)) continue;
+      same = false;
+      max_diff = std::max(max_diff, (now.to(at::kShort) - then.to(at::kShort)).abs().max().item<int64_t>());
+      worst_psnr = std::min(worst_psnr, psnr_capped(now, then).db);
+    }
     j["measured_now"] = {"timings"};
     j["images_reproduced"] = same;
+    j["reproduction"] = comparable ? nlohmann::json{{"max_abs_diff", max_diff}, {"psnr_db", worst_psnr}}
+                                   : nlohmann::json{{"shapes_differ", true}};
   } else {
     j["reused"].push_back("timings");
     j["measured_now"] = nlohmann::json::array();
@@ -516,9 +544,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                         {"message", "baseline images and CLIP scores reused from " + reuse.value("source", "") +
                                         (timed.baseline_timed ? "; baseline times measured now, beside the candidate"
                                                               : "; baseline times reused too (sequential schedule)")}});
-    if (!reuse.value("images_reproduced", true))
-      warnings.push_back({{"code", "baseline_not_reproduced"},
-                          {"message", "the baseline timed now made other images than the reused baseline"}});
+    if (auto message = reproduction_warning(reuse, cand_spec_run.model.device))
+      warnings.push_back({{"code", "baseline_not_reproduced"}, {"message", *message}});
   }
   nlohmann::json thresholds = nlohmann::json::object();  // without CLIP no quality loss: other metrics decide
   if (scorer) thresholds["max_quality_loss_pct"] = o.max_quality_loss;
