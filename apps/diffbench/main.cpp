@@ -1,6 +1,8 @@
 // The diffbench command: parses options and calls the library. One catch maps error kinds to exit
-// codes (0 ok, 1 thresholds failed, 2 usage/input error, 3 internal failure).
+// codes (0 ok, 1 thresholds failed, 2 usage/input error, 3 internal failure, 128 + N stopped by
+// signal N: 130 SIGINT, 143 SIGTERM).
 #include <chrono>
+#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +45,23 @@
 namespace {
 
 using namespace diffbench;
+
+// The one piece of global state: the number of the signal that asked `eval` to stop (0: none).
+// The handler only stores it; the evaluator reads it between batches (EvalOptions::stop), keeps
+// its finished batches and ends with Interrupted. SA_RESETHAND makes a second signal end the
+// process at once, as without a handler.
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND | SA_RESTART;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
 
 // A finite number >= min (> min when `exclusive`): NaN and inf are usage errors, which CLI11's
 // Range lets through.
@@ -113,7 +132,7 @@ struct EvalArgs {
   std::string schedule;
   std::optional<double> memory_budget_mib;
   bool json = false, quiet = false, force = false, allow_model_mismatch = false, allow_identical = false,
-       allow_task_change = false, allow_nonfinite = false, embed_images = false;
+       allow_task_change = false, allow_nonfinite = false, embed_images = false, resume = false;
   std::string metrics = "clip,psnr,ssim", lpips;
   std::optional<double> min_psnr, min_ssim, max_lpips;
   std::string inception, reference_images, pickscore, hps;
@@ -226,6 +245,9 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   auto* c = app.add_subcommand("eval", "Compare a candidate pipeline (spec or .py file) with its unaccelerated baseline");
   c->add_option("candidate", a.candidate, "candidate pipeline: a spec (TOML) or a Python pipeline file (.py, read by import-py)")->required();
   add_eval_options(c, a);
+  c->add_flag("--resume", a.resume,
+              "continue the run of this --out that SIGINT/SIGTERM interrupted (its finished batches are kept); the "
+              "command's other options must be the same");
 }
 
 void add_score(CLI::App& app, ScoreArgs& a) {
@@ -580,6 +602,7 @@ EvalOptions eval_options(const EvalArgs& a, const CLI::App& cmd) {
   if (a.memory_budget_mib) o.memory_budget = static_cast<int64_t>(*a.memory_budget_mib * 1024.0 * 1024.0);
   o.out = a.out;
   o.force = a.force;
+  o.resume = a.resume;
   o.embed_images = a.embed_images;
   return o;
 }
@@ -593,6 +616,8 @@ int run_eval_command(const EvalArgs& a, const CLI::App& cmd, const World& world)
     o.group = group;
     o.candidate.device = rank_device(o.candidate.device, world);  // "cuda": this rank's GPU
     if (o.baseline) o.baseline->device = rank_device(o.baseline->device, world);
+    install_stop_handlers();
+    o.stop = &g_stop_signal;
     // The baseline cache is one process's: a multi-process run generates its baseline.
     const EvalResult r =
         group ? run_eval(o, log) : run_eval_cached(o, baseline_cache_dir(a.baseline_cache, a.no_baseline_cache), log);
@@ -726,6 +751,9 @@ int main(int argc, char** argv) {
       for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
       return run_train_demo(train_demo, command);
     }
+  } catch (const diffbench::Interrupted& e) {  // eval stopped by SIGINT/SIGTERM, its batches kept
+    std::cerr << "diffbench: " << e.what() << "\n";
+    return e.exit_code();
   } catch (const diffbench::Error& e) {
     std::cerr << "diffbench: " << e.what() << "\n";
     return e.exit_code();

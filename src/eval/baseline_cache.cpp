@@ -123,15 +123,16 @@ nlohmann::json folder_hashes(const fs::path& folder) {
   };
   if (fs::exists(folder / "model_index.json")) {
     // A diffusers folder: what the pipeline reads, nothing else (not the safety checker, not the
-    // other weight variants or pickle files beside).
-    const std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
+    // other weight variants or pickle files beside). SDXL's second text encoder and tokenizer included.
+    std::vector<std::string> parts = {"text_encoder", "unet", "vae"};
     const auto d = DiffusersFolder::open(folder, parts);
+    if (d.has("text_encoder_2")) parts.push_back("text_encoder_2");
     add(folder / "model_index.json");
     for (const auto& part : parts) {
       add(d.config_file(part));
       for (const auto& f : weights_and_shards(d.weights_file(part))) add(f);
     }
-    for (const char* small : {"tokenizer", "scheduler"})
+    for (const char* small : {"tokenizer", "tokenizer_2", "scheduler"})
       if (fs::is_directory(folder / small))
         for (const auto& e : fs::directory_iterator(folder / small)) add(e.path());
     return out;
@@ -147,8 +148,7 @@ nlohmann::json folder_hashes(const fs::path& folder) {
   return out;
 }
 
-nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOptions& o,
-                                     const std::vector<std::string>& prompts, const std::string& version) {
+nlohmann::json spec_identity(const PipelineSpec& baseline) {
   nlohmann::json spec = baseline.to_json();
   for (const char* k : {"file", "name", "origin", "model", "model_ref", "hub", "config"}) spec.erase(k);
   spec["model_files"] = folder_hashes(resolve_demo_alias(baseline.model, "sd"));
@@ -158,6 +158,12 @@ nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOpt
   for (size_t i = 0; i < baseline.accelerate.size(); ++i)
     if (!baseline.accelerate[i].plugin.empty())
       spec["accelerate"][i]["plugin"] = content_hash(baseline.accelerate[i].plugin);
+  return spec;
+}
+
+nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOptions& o,
+                                     const std::vector<std::string>& prompts, const std::string& version) {
+  const nlohmann::json spec = spec_identity(baseline);
   const at::Device device = parse_device(baseline.device);
   nlohmann::json env = environment_info(device);
   if (!device.is_cuda()) env["cpu"] = cpu_model();

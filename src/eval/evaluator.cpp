@@ -13,6 +13,7 @@
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
+#include "diffbench/metrics/psnr.hpp"
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/pipeline/outputs.hpp"
@@ -20,6 +21,7 @@
 #include "diffbench/report/report.hpp"
 #include "device_timer.hpp"
 #include "distributed_eval.hpp"
+#include "eval_journal.hpp"
 #include "timed_runs.hpp"
 #include "util/format.hpp"
 
@@ -159,6 +161,7 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"batch_device_seconds", r.batch_device_seconds},
           {"batch_images", r.batch_images},
           {"batch_start_s", r.batch_start_s},
+          {"batch_process", r.batch_process},
           {"batch_seconds_summary",
            {{"min", *std::min_element(r.batch_seconds.begin(), r.batch_seconds.end())},
             {"median", median(r.batch_seconds)},
@@ -179,22 +182,72 @@ nlohmann::json run_json(const PipelineRun& r) {
 
 // Which baseline numbers a reused baseline supplied (eval/baseline_cache.hpp); when the baseline was
 // timed again, whether its regenerated images equal the reused ones.
+// Whether the baseline timed now strays from the reused one enough to say so: on the CPU any
+// difference (its arithmetic is deterministic); on a GPU, where another process may pick other
+// kernels, a PSNR under kReproducedPsnrDb.
+constexpr double kReproducedPsnrDb = 40.0;
+std::optional<std::string> reproduction_warning(const nlohmann::json& reuse, const at::Device& device) {
+  if (reuse.value("images_reproduced", true)) return std::nullopt;
+  const nlohmann::json& r = reuse.value("reproduction", nlohmann::json::object());
+  if (r.value("shapes_differ", false)) return "the baseline timed now made images of other sizes than the reused baseline";
+  const double db = r.value("psnr_db", 0.0);
+  if (!device.is_cpu() && db >= kReproducedPsnrDb) return std::nullopt;
+  return "the baseline timed now made other images than the reused baseline (worst PSNR " + fixed(db, 1) +
+         " dB, largest pixel difference " + std::to_string(r.value("max_abs_diff", 0)) + "/255" +
+         (device.is_cpu() ? "" : "; under " + fixed(kReproducedPsnrDb, 0) + " dB") + ")";
+}
+
 nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns& timed) {
   nlohmann::json j = reused.provenance;
   j["reused"] = {"images", "clip_scores"};
   if (timed.baseline_timed) {
-    bool same = timed.baseline_images.size() == reused.images.size();
-    for (size_t k = 0; same && k < reused.images.size(); ++k)
-      same = timed.baseline_images[k].sizes() == reused.images[k].sizes() &&
-             at::equal(timed.baseline_images[k].cpu(), reused.images[k].cpu());
+    // Bit for bit, or how close: another process's GPU kernels may round differently.
+    bool comparable = timed.baseline_images.size() == reused.images.size();
+    for (size_t k = 0; comparable && k < reused.images.size(); ++k)
+      comparable = timed.baseline_images[k].sizes() == reused.images[k].sizes();
+    bool same = comparable;
+    int64_t max_diff = 0;
+    double worst_psnr = kPsnrCapDb;
+    for (size_t k = 0; comparable && k < reused.images.size(); ++k) {
+      const at::Tensor now = timed.baseline_images[k].cpu(), then = reused.images[k].cpu();
+      if (at::equal(now, then)) continue;
+      same = false;
+      max_diff = std::max(max_diff, (now.to(at::kShort) - then.to(at::kShort)).abs().max().item<int64_t>());
+      worst_psnr = std::min(worst_psnr, psnr_capped(now, then).db);
+    }
     j["measured_now"] = {"timings"};
     j["images_reproduced"] = same;
+    j["reproduction"] = comparable ? nlohmann::json{{"max_abs_diff", max_diff}, {"psnr_db", worst_psnr}}
+                                   : nlohmann::json{{"shapes_differ", true}};
   } else {
     j["reused"].push_back("timings");
     j["measured_now"] = nlohmann::json::array();
   }
   return j;
 }
+
+std::string signal_name(int sig) {
+  if (sig == SIGINT) return "SIGINT";
+  if (sig == SIGTERM) return "SIGTERM";
+  return "signal " + std::to_string(sig);
+}
+
+// Leaves the staging folder in place when the run ends by an exception it should survive: an
+// interruption (to be resumed), or any failure of a run that continues an earlier one (whose
+// finished batches are not this process's to lose).
+class KeepPartialOnFailure {
+ public:
+  explicit KeepPartialOnFailure(StagingDir& staging) : staging_(staging), exceptions_(std::uncaught_exceptions()) {}
+  ~KeepPartialOnFailure() {
+    if (std::uncaught_exceptions() > exceptions_ && (keep_ || !staging_.adopted().empty())) staging_.keep_partial();
+  }
+  void keep() { keep_ = true; }
+
+ private:
+  StagingDir& staging_;
+  int exceptions_;
+  bool keep_ = false;
+};
 
 }  // namespace
 
@@ -261,6 +314,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (group) require_per_prompt_noise(o.noise);
   if (group && o.baseline_result)
     throw UsageError("a reused baseline is not supported in a multi-process run", "--baseline-cache");
+  if (group && o.resume)
+    throw UsageError("a multi-process run does not journal its batches yet, so it cannot be resumed: run it again "
+                     "without --resume (or resume an interrupted one-process run with one process)",
+                     "--resume");
   const PipelineSpec candidate = o.candidate;
   const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
@@ -275,10 +332,32 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const auto& prompts = prompt_set.prompts;
   const Shard shard = group ? shard_prompts(prompts.size(), o.batch_size, group->world()) : Shard{0, prompts.size()};
   const fs::path out = o.out.empty() ? default_out(candidate) : o.out;
-  std::optional<StagingDir> staging;  // rank 0's alone in a multi-process run
+  // A bad or occupied --out fails here, before any generation (rank 0's alone in a multi-process
+  // run); an interrupted run's folder is adopted with --resume, else removed.
+  std::optional<StagingDir> staging;
+  std::optional<KeepPartialOnFailure> keep_partial;
   if (root) {
-    staging.emplace(out, o.force);  // a bad or occupied --out fails here, before any generation
-    for (const auto& stale : staging->removed_stale()) log.info("removed " + stale.string() + " (left by an ended run)");
+    staging.emplace(out, o.force, StagingResume{EvalJournal::kFile, o.resume});
+    keep_partial.emplace(*staging);
+    for (const auto& stale : staging->removed_stale()) {
+      const auto& resumable = staging->removed_resumable();
+      const bool had_journal = std::find(resumable.begin(), resumable.end(), stale) != resumable.end();
+      log.info("removed " + stale.string() + " (left by an ended run" +
+               (had_journal ? "; it was interrupted with finished batches, which `eval ... --resume` would have "
+                              "continued instead)"
+                            : ")"));
+    }
+  }
+  // One process journals its batches for --resume; a multi-process run does not (yet).
+  const nlohmann::json material = group ? nlohmann::json() : eval_journal_material(baseline, candidate, o, prompts);
+  std::optional<EvalJournal> journal;
+  if (staging && !staging->adopted().empty()) {
+    journal = EvalJournal::resume(staging->path(), material);
+    log.info("resuming the interrupted run in " + staging->adopted().string() + " (" +
+             std::to_string(journal->batches().size()) + " finished batches, process " +
+             std::to_string(journal->processes()) + ")");
+  } else if (o.resume) {
+    log.info("--resume: no interrupted run of " + normalize_output_path(out).string() + " to continue; starting a new run");
   }
   wall["checks_and_inputs"] = lap();
   // The scorer loads on a thread while the pipelines load and warm up (on their device, float16 on
@@ -309,6 +388,68 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       root ? load_preference_scorers(o.metrics, o.pickscore, o.hps) : PreferenceScorers{};
   wall["device_query_and_lpips_load"] = lap();
 
+  const ScheduleChoice schedule = journal ? journal->schedule() : eval_schedule(base_spec_run, cand_spec_run, o);
+  if (!journal && !group) journal = EvalJournal::create(staging->path(), material, schedule);
+
+  // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
+  const std::vector<uint64_t> seeds = eval_seeds(o);
+  auto image_dir = [&](const char* side, size_t k) {
+    return seeds.size() == 1 ? std::string(side) : std::string(side) + "/seed-" + std::to_string(seeds[k]);
+  };
+  auto batch_files = [&](const JournalBatch& b) {
+    const fs::path dir = staging->path() / image_dir(b.at.side == 0 ? "baseline" : "candidate",
+                                                     static_cast<size_t>(b.at.pass / o.repeats));
+    std::vector<fs::path> files;
+    for (size_t i = 0; i < b.record.count; ++i) files.push_back(dir / png_sequence_name(b.record.first + i));
+    return files;
+  };
+  // In one process each timed batch is scored, written and journaled right after it ran; between
+  // batches a signal (o.stop) ends the run, its staging folder kept for --resume.
+  size_t journaled = journal ? journal->batches().size() : 0;
+  double batch_work_s = 0;
+  auto check_stop = [&] {
+    if (!o.stop || *o.stop == 0) return;
+    const int sig = *o.stop;
+    if (!journal)
+      throw Interrupted(sig, "interrupted by " + signal_name(sig) + (group ? " (" + group->world().describe() + ")" : ""),
+                        normalize_output_path(out).string());
+    keep_partial->keep();
+    throw Interrupted(sig, "interrupted by " + signal_name(sig) + " after " + std::to_string(journaled) +
+                               " finished timed batches, which are kept in " + staging->path().string() +
+                               "; run the same command with --resume to continue",
+                      normalize_output_path(out).string());
+  };
+  TimedRunHooks hooks;
+  hooks.before_timing = join_scorer;
+  hooks.before_batch = check_stop;
+  if (journal) {
+    hooks.after_batch = [&](JournalBatch& b, const at::Tensor& images) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (images.defined()) {
+        const bool reused_side = b.at.side == 0 && o.baseline_result;
+        if (scorer && !reused_side) {
+          const std::vector<std::string> texts(
+              prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first),
+              prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
+          b.clip = scorer->score(images, texts);
+        }
+        const auto files = batch_files(b);
+        fs::create_directories(files.front().parent_path());
+        write_pngs(files, images.unbind(0));  // on several threads
+        b.images = true;
+      }
+      journal->append(b);
+      ++journaled;
+      batch_work_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      check_stop();
+    };
+    hooks.finished = &journal->batches();
+    hooks.finished_images = [&](const JournalBatch& b) {
+      if (!b.images) throw InputError("the journal's batch has no images", journal->file().string());
+      return at::stack(read_pngs(batch_files(b)));  // decoded on several threads
+    };
+    hooks.process = journal->process();
+  }
   const std::vector<std::string> shard_prompts_list(prompts.begin() + static_cast<std::ptrdiff_t>(shard.first),
                                                       prompts.begin() + static_cast<std::ptrdiff_t>(shard.end));
   if (group)
@@ -319,7 +460,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   EvalOptions timed_options = o;
   if (group) timed_options.auto_repeats = false;
   TimedRuns timed =
-      run_timed(base_spec_run, cand_spec_run, shard_prompts_list, timed_options, log, join_scorer, shard.first);
+      run_timed(base_spec_run, cand_spec_run, shard_prompts_list, timed_options, schedule, log, hooks, shard.first);
   join_scorer();  // in case no batch was timed
   {
     const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
@@ -329,7 +470,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     wall["warm_up"] = warmups;
     wall["clip_scorer_load_on_thread"] = scorer_load_s;
     wall["clip_scorer_wait"] = scorer_wait_s;
-    wall["timed_generation"] = total - loads - warmups - scorer_wait_s;
+    wall["timed_generation"] = total - loads - warmups - scorer_wait_s - batch_work_s;
   }
   nlohmann::json distributed;  // the report's "distributed" section (rank 0 of a multi-process run)
   if (group) {
@@ -345,7 +486,6 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   PipelineRun& base_run = timed.baseline;
   PipelineRun& cand_run = timed.candidate;
 
-  const std::vector<uint64_t> seeds = eval_seeds(o);
   nlohmann::json reuse;  // null unless a baseline run was reused
   if (o.baseline_result) {
     reuse = baseline_reuse_json(*o.baseline_result, timed);
@@ -353,19 +493,29 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     base_run.per_seed_clip = o.baseline_result->run.per_seed_clip;
   }
   PooledScores pooled;
-  if (scorer) {
-    log.info("scoring with CLIP (" + scorer->layout() + ")");
-    for (size_t k = 0; k < seeds.size(); ++k) {
-      if (!o.baseline_result) base_run.per_seed_clip.push_back(scorer->score(timed.baseline_images[k], prompts));
-      cand_run.per_seed_clip.push_back(scorer->score(timed.candidate_images[k], prompts));
-    }
+  if (scorer) {  // one process scored each batch as it finished (or the process it continues); rank 0 scores now
+    for (auto [run, images] : {std::pair{&base_run, &timed.baseline_images}, std::pair{&cand_run, &timed.candidate_images}})
+      if (run->per_seed_clip.empty()) {
+        log.info("scoring with CLIP (" + scorer->layout() + ")");
+        for (size_t k = 0; k < seeds.size(); ++k) {  // in the timed batches, as one process scores them
+          std::vector<double> scores;
+          for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(o.batch_size)) {
+            const size_t n = std::min(static_cast<size_t>(o.batch_size), prompts.size() - first);
+            const std::vector<std::string> texts(prompts.begin() + static_cast<std::ptrdiff_t>(first),
+                                                 prompts.begin() + static_cast<std::ptrdiff_t>(first + n));
+            const auto batch = scorer->score((*images)[k].narrow(0, static_cast<int64_t>(first), static_cast<int64_t>(n)), texts);
+            scores.insert(scores.end(), batch.begin(), batch.end());
+          }
+          run->per_seed_clip.push_back(std::move(scores));
+        }
+      }
     pooled = pool_scores(base_run.per_seed_clip, cand_run.per_seed_clip, o.clip_score, o.seed);
     base_run.per_sample_clip = base_run.per_seed_clip.front();
     cand_run.per_sample_clip = cand_run.per_seed_clip.front();
     base_run.clip_score = pooled.baseline;
     cand_run.clip_score = pooled.candidate;
   }
-  wall["clip_scoring"] = lap();
+  wall["clip_scoring"] = lap() + batch_work_s;  // with each batch's PNGs written
   const PairedStats& paired = pooled.paired;
 
   FidelityScores fidelity;  // candidate vs baseline, per prompt (the first seed's images)
@@ -391,9 +541,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                         {"message", "baseline images and CLIP scores reused from " + reuse.value("source", "") +
                                         (timed.baseline_timed ? "; baseline times measured now, beside the candidate"
                                                               : "; baseline times reused too (sequential schedule)")}});
-    if (!reuse.value("images_reproduced", true))
-      warnings.push_back({{"code", "baseline_not_reproduced"},
-                          {"message", "the baseline timed now made other images than the reused baseline"}});
+    if (auto message = reproduction_warning(reuse, cand_spec_run.model.device))
+      warnings.push_back({{"code", "baseline_not_reproduced"}, {"message", *message}});
   }
   nlohmann::json thresholds = nlohmann::json::object();  // without CLIP no quality loss: other metrics decide
   if (scorer) thresholds["max_quality_loss_pct"] = o.max_quality_loss;
@@ -472,7 +621,14 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["speedup"] = speed.speedup;
   r["speedup_ci"] = {speed.ci_low, speed.ci_high};
   r["timing"] = speed.to_json();
+  const int processes = journal ? journal->processes() : 1;
+  r["timing"]["processes"] = processes;
   r["timing"]["automatic_passes"] = timed.automatic.to_json();
+  if (processes > 1)
+    warnings.push_back({{"code", "resumed"},
+                        {"message", "timings come from " + std::to_string(processes) +
+                                        " processes: the run was interrupted and continued with --resume "
+                                        "(batch_process in report.json says which process timed each batch)"}});
   r["quality_loss_pct"] = loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json();
   if (scorer && !loss.pct) r["quality_loss_undefined"] = loss.undefined_reason;
   if (scorer && seeds.size() > 1) r["per_seed"] = per_seed_json(seeds, base_run, cand_run, o.clip_score);
@@ -493,14 +649,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["environment"] = environment_info(cand_spec_run.model.device);
   if (group) r["distributed"] = distributed;
 
-  // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
-  auto image_dir = [&](const char* side, size_t k) {
-    return seeds.size() == 1 ? std::string(side) : std::string(side) + "/seed-" + std::to_string(seeds[k]);
-  };
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
+  // One process wrote the timed batches' PNGs as they finished (a reused baseline's images are the
+  // reused ones); rank 0 of a multi-process run writes the gathered images now.
   for (size_t k = 0; k < seeds.size(); ++k) {
-    write_png_sequence(staging->path() / image_dir("baseline", k), timed.baseline_images[k]);
-    write_png_sequence(staging->path() / image_dir("candidate", k), timed.candidate_images[k]);
+    if (!journal || o.baseline_result) write_png_sequence(staging->path() / image_dir("baseline", k), timed.baseline_images[k]);
+    if (!journal) write_png_sequence(staging->path() / image_dir("candidate", k), timed.candidate_images[k]);
   }
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;
@@ -509,6 +663,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   write_file_atomic(staging->path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging->path() / "report.md", render_markdown(r));
   write_html_report(staging->path(), r, {o.embed_images});
+  if (journal) fs::remove(journal->file());  // the finished report does not need it
   staging->commit();
   log.info("wrote " + (out / "report.html").string());
   res.report = std::move(r);

@@ -15,6 +15,7 @@
 #include "diffbench/pipeline/device.hpp"
 #include "diffbench/progress.hpp"
 #include "device_timer.hpp"
+#include "eval_journal.hpp"
 
 namespace diffbench {
 
@@ -28,14 +29,16 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 using Shared = std::shared_ptr<const Txt2ImgPipeline::SharedComponents>;
 
 // One side of the comparison: its pipeline, the generation of the pass under way, and what its
-// timed batches measured.
+// timed batches measured (or an earlier process measured, for a resumed run's finished batches).
 class Side {
  public:
-  Side(std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o,
+  Side(int index, std::string label, SpecRun& spec_run, const std::vector<std::string>& prompts, const EvalOptions& o,
        size_t first_index)
-      : label_(std::move(label)), spec_run_(spec_run), mo_(spec_run.model), go_(spec_run.generate), prompts_(prompts),
-        warmup_(o.warmup), seeds_(eval_seeds(o)), repeats_(o.repeats),
-        regular_passes_(o.repeats * static_cast<int>(seeds_.size())), device_timer_(spec_run.model.device) {
+      : index_(index), label_(std::move(label)), spec_run_(spec_run), mo_(spec_run.model), go_(spec_run.generate),
+        prompts_(prompts), warmup_(o.warmup), seeds_(eval_seeds(o)), repeats_(o.repeats),
+        regular_passes_(o.repeats * static_cast<int>(seeds_.size())),
+        batches_((prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size)),
+        device_timer_(spec_run.model.device), images_(seeds_.size()), clip_(seeds_.size()) {
     go_.seed = seeds_.front();  // the warm-up's
     go_.first_index = first_index;
     run.spec = spec_run.spec;
@@ -70,53 +73,104 @@ class Side {
     pipe_.reset();
   }
 
-  // Times the next batch of pass `pass` (a pass's batches come in prompt order); `since` is the
-  // start of the first timed batch of either side. Passes from regular_passes_ on are automatic
-  // ones: the first seed's prompts again, for their times only.
-  void time_batch(int pass, Clock::time_point since, const Logger& log) {
+  // Times batch `t` (a pass's batches come in prompt order); `since` is the start of this
+  // process's first timed batch, `offset` when that was on the run's clock. Returns its journal
+  // entry; `*images` gets its images when the pass keeps them. Passes from regular_passes_ on are
+  // automatic ones: the first seed's prompts again, for their times only.
+  JournalBatch time_batch(const TimedBatch& t, Clock::time_point since, double offset, int process, const Logger& log,
+                          at::Tensor* images) {
     if (!generation_) {
-      if (pass == 0) spec_run_.methods.reset_stats();  // count the timed run only
-      go_.seed = pass < regular_passes_ ? seeds_[static_cast<size_t>(pass / repeats_)] : seeds_.front();
+      if (t.pass == 0) spec_run_.methods.reset_stats();  // count the timed run only
+      go_.seed = t.pass < regular_passes_ ? seeds_[static_cast<size_t>(t.pass / repeats_)] : seeds_.front();
       generation_.emplace(pipe_->start(prompts_, go_));
-      log.info(label_ + ": pass " + std::to_string(pass + 1) + " (seed " + std::to_string(go_.seed) + "), generating " +
+      for (const JournalBatch& f : skipped_) generation_->skip_batch(f.record, f.noise_state);
+      skipped_.clear();
+      log.info(label_ + ": pass " + std::to_string(t.pass + 1) + " (seed " + std::to_string(go_.seed) + "), generating " +
                std::to_string(prompts_.size()) + " images");
     }
     reset_peak_memory(mo_.device);
-    run.batch_start_s.push_back(std::chrono::duration<double>(Clock::now() - since).count());
+    JournalBatch b;
+    b.at = t;
+    b.process = process;
+    b.start_s = offset + std::chrono::duration<double>(Clock::now() - since).count();
     device_timer_.start();
-    const BatchRecord& rec = generation_->next_batch(log);
-    const std::optional<double> device_seconds = device_timer_.stop();  // CUDA events; none on the CPU
-    run.batch_seconds.push_back(rec.times.total);
-    if (device_seconds) run.batch_device_seconds.push_back(*device_seconds);
-    run.batch_images.push_back(rec.count);
+    b.record = generation_->next_batch(log);
+    b.device_seconds = device_timer_.stop();  // CUDA events; none on the CPU
     const auto [peak, kind] = peak_memory(mo_.device);
-    run.peak_memory_bytes = std::max(run.peak_memory_bytes, peak);
-    run.peak_memory_kind = kind;
-    if (generation_->done()) {
-      GenerationResult result = generation_->finish();
-      generation_.reset();
-      if (pass == 0) first_pass(result);
-      if (pass < regular_passes_ && pass % repeats_ == 0) images.push_back(to_uint8(result.images));
+    b.peak_memory_bytes = peak;
+    b.peak_memory_kind = kind;
+    b.noise_state = generation_->noise_state();
+    const at::Tensor batch_images = to_uint8(generation_->take_batch_images());
+    if (keeps_images(t.pass)) *images = batch_images;
+    if (generation_->done()) generation_.reset();
+    if (t.pass == 0) b.methods = add_method_counters(methods_before_, spec_run_.methods.to_json());
+    return b;
+  }
+
+  // Takes in the batch an earlier process finished (its images, for a pass that keeps them).
+  void skip_batch(const JournalBatch& b, const at::Tensor& images) {
+    skipped_.push_back(b);
+    if (b.at.pass == 0) methods_before_ = b.methods;
+    if (b.at.batch + 1 == batches_) skipped_.clear();  // a whole pass finished: no generation needed
+    add(b, images);
+  }
+
+  // Records a batch, timed now (`b` as after_batch left it) or before.
+  void add(const JournalBatch& b, const at::Tensor& images) {
+    run.batch_start_s.push_back(b.start_s);
+    run.batch_seconds.push_back(b.record.times.total);
+    if (b.device_seconds) run.batch_device_seconds.push_back(*b.device_seconds);
+    run.batch_images.push_back(b.record.count);
+    run.batch_process.push_back(b.process);
+    run.peak_memory_bytes = std::max(run.peak_memory_bytes, b.peak_memory_bytes);
+    run.peak_memory_kind = b.peak_memory_kind;
+    if (b.at.pass == 0) {
+      first_pass_.push_back(b.record);
+      if (b.at.batch + 1 == batches_) finish_first_pass(b.methods);
+    }
+    if (keeps_images(b.at.pass)) {
+      const size_t k = static_cast<size_t>(b.at.pass / repeats_);
+      images_[k].push_back(images);
+      clip_[k].insert(clip_[k].end(), b.clip.begin(), b.clip.end());
     }
   }
 
+  // Every seed's images, uint8 [N,3,H,W], and (when scored) CLIP scores.
+  std::vector<at::Tensor> images() const {
+    std::vector<at::Tensor> out;
+    for (const auto& batches : images_) out.push_back(at::cat(batches, 0));
+    return out;
+  }
+  std::vector<std::vector<double>> clip() const {
+    for (const auto& c : clip_)
+      if (c.size() != prompts_.size()) return {};
+    return clip_;
+  }
+
+  int index() const { return index_; }
+  // Whether pass `pass` keeps its images (the first --repeats pass of each seed).
+  bool keeps_images(int pass) const { return pass < regular_passes_ && pass % repeats_ == 0; }
+
   PipelineRun run;
-  std::vector<at::Tensor> images;  // uint8, per seed
 
  private:
-  void first_pass(const GenerationResult& result) {
+  void finish_first_pass(const nlohmann::json& methods) {
+    GenerationResult pass;
+    pass.batches = first_pass_;
     double sum = 0;
-    for (const auto& b : result.batches) {
+    for (const auto& b : first_pass_) {
       sum += b.times.total;
+      pass.times += b.times;
       if (b.first_nonfinite_step >= 0 || b.nonfinite_images) run.nonfinite.push_back(b);
     }
     run.seconds_per_image = sum / static_cast<double>(prompts_.size());  // replaced over all passes later
-    run.stages = result.times;
-    run.unet_calls_per_image = result.unet_calls_per_image();
-    run.skipped_module_fraction = result.skipped_module_fraction();
-    run.methods = spec_run_.methods.to_json();
+    run.stages = pass.times;
+    run.unet_calls_per_image = pass.unet_calls_per_image();
+    run.skipped_module_fraction = pass.skipped_module_fraction();
+    run.methods = methods;
   }
 
+  int index_;
   std::string label_;
   SpecRun& spec_run_;
   const ModelOptions& mo_;
@@ -126,9 +180,15 @@ class Side {
   std::vector<uint64_t> seeds_;
   int repeats_;
   int regular_passes_;  // --repeats passes per seed
+  size_t batches_;      // per pass
   DeviceTimer device_timer_;
   std::unique_ptr<Txt2ImgPipeline> pipe_;
   std::optional<Txt2ImgPipeline::Generation> generation_;
+  std::vector<JournalBatch> skipped_;   // finished batches of the pass under way, not yet generated past
+  nlohmann::json methods_before_;       // method counters of the first pass's finished batches
+  std::vector<BatchRecord> first_pass_;
+  std::vector<std::vector<at::Tensor>> images_;  // per seed, per batch
+  std::vector<std::vector<double>> clip_;        // per seed
 };
 
 // The safetensors files behind a weights path (one file, or the shards a *.index.json names).
@@ -188,53 +248,82 @@ int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions&
                         (part == "vae" || baseline.loras == candidate.loras) && same_content(ca.weights, cb.weights);
     if (!shared) bytes += weights_bytes(cb, db);
   }
-  // SDXL's second text encoder is loaded by each pipeline.
-  if (a.has_component("text_encoder_2")) bytes += weights_bytes(a.component("text_encoder_2"), da);
-  if (b.has_component("text_encoder_2")) bytes += weights_bytes(b.component("text_encoder_2"), db);
   return bytes;
 }
 
+ScheduleChoice eval_schedule(const SpecRun& baseline, const SpecRun& candidate, const EvalOptions& o) {
+  const int64_t free = o.memory_budget ? *o.memory_budget : free_memory(candidate.model.device);
+  return choose_schedule(o.schedule, estimate_weights_bytes(baseline.model, candidate.model), free);
+}
+
 TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
-                    const EvalOptions& o, const Logger& log, const std::function<void()>& before_timing,
+                    const EvalOptions& o, const ScheduleChoice& schedule, const Logger& log, const TimedRunHooks& hooks,
                     size_t first_index) {
   TimedRuns out;
-  const int64_t free = o.memory_budget ? *o.memory_budget : free_memory(candidate.model.device);
-  out.schedule = choose_schedule(o.schedule, estimate_weights_bytes(baseline.model, candidate.model), free);
+  out.schedule = schedule;
   log.info("schedule: " + out.schedule.reason);
   const bool interleaved = out.schedule.schedule == Schedule::Interleaved;
   out.baseline_timed = interleaved || !o.baseline_result;
   if (!out.baseline_timed) log.info("baseline: reusing its earlier run (sequential schedule: nothing to time beside)");
 
-  Side sides[2] = {Side("baseline", baseline, prompts, o, first_index),
-                   Side("candidate", candidate, prompts, o, first_index)};
+  Side sides[2] = {Side(0, "baseline", baseline, prompts, o, first_index),
+                   Side(1, "candidate", candidate, prompts, o, first_index)};
   Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
-  if (interleaved)
-    for (auto& s : sides) s.load_and_warm_up(&shared, log);
   const size_t first_side = out.baseline_timed ? 0 : 1;
   const size_t batches = (prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size);
-  std::optional<Clock::time_point> since;
   const int passes = o.repeats * static_cast<int>(eval_seeds(o).size());
   const size_t per_side = batches * static_cast<size_t>(passes);
-  // The timed batches of `order` whose pass is at least `from_pass`.
-  auto time_batches = [&](const std::vector<TimedBatch>& order, int from_pass, const std::string& label, size_t each) {
+  std::vector<TimedBatch> order;
+  for (const TimedBatch& t : timing_order(out.schedule.schedule, batches, passes))
+    if (static_cast<size_t>(t.side) >= first_side) order.push_back(t);
+
+  // An earlier process's batches: the first of the order, taken in as they were.
+  static const std::vector<JournalBatch> none;
+  const std::vector<JournalBatch>& finished = hooks.finished ? *hooks.finished : none;
+  if (finished.size() > order.size()) throw InputError("the journal holds more batches than the run has", "journal");
+  double offset = 0;  // this process's clock starts where the earlier ones' batches ended
+  for (size_t i = 0; i < finished.size(); ++i) {
+    const JournalBatch& f = finished[i];
+    if (!(f.at == order[i]))
+      throw InputError("the journal's batch " + std::to_string(i + 1) + " is not the run's (side, pass or batch differ)",
+                       "journal");
+    Side& side = sides[f.at.side];
+    side.skip_batch(f, side.keeps_images(f.at.pass) ? hooks.finished_images(f) : at::Tensor());
+    offset = std::max(offset, f.start_s + f.record.times.total);
+    out.order += f.at.side == 0 ? 'B' : 'C';
+  }
+  if (!finished.empty())
+    log.info("resuming: " + std::to_string(finished.size()) + " of " + std::to_string(order.size()) +
+             " timed batches were finished by an earlier process");
+
+  if (interleaved && finished.size() < order.size())
+    for (auto& s : sides) s.load_and_warm_up(&shared, log);
+  std::optional<Clock::time_point> since;
+  // Times order[from..]; after_batch (scoring, writing, journalling) runs for the regular passes
+  // only: an automatic pass keeps no images and is timed again by a resumed process.
+  auto time_batches = [&](const std::vector<TimedBatch>& order, size_t from, const std::string& label, size_t each) {
     Progress progress(log, label, {{"baseline", each}, {"candidate", each}});
-    for (const TimedBatch& t : order) {
-      if (static_cast<size_t>(t.side) < first_side || t.pass < from_pass) continue;
+    for (size_t i = from; i < order.size(); ++i) {
+      const TimedBatch& t = order[i];
       Side& side = sides[t.side];
       if (!side.loaded()) {
         sides[1 - t.side].unload();  // sequential: one pipeline at a time
         side.load_and_warm_up(&shared, log);
       }
+      if (hooks.before_batch) hooks.before_batch();
       if (!since) {
-        if (before_timing) before_timing();
+        if (hooks.before_timing) hooks.before_timing();
         since = Clock::now();
       }
-      side.time_batch(t.pass, *since, log);
+      at::Tensor images;
+      JournalBatch b = side.time_batch(t, *since, offset, hooks.process, log, &images);
+      if (hooks.after_batch && t.pass < passes) hooks.after_batch(b, images);
+      side.add(b, images);
       progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
       out.order += t.side == 0 ? 'B' : 'C';
     }
   };
-  time_batches(timing_order(out.schedule.schedule, batches, passes), 0, "timing", per_side);
+  time_batches(order, finished.size(), "timing", per_side);
   if (interleaved && o.auto_repeats && batches > 0) {
     int pass = passes;  // the next automatic pass; the ABBA order continues across passes
     out.automatic = run_automatic_passes(
@@ -244,7 +333,12 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
         },
         [&](const std::string& reason) {
           log.info("timing: automatic pass " + std::to_string(pass - passes + 1) + " (--repeats not given): " + reason);
-          time_batches(timing_order(Schedule::Interleaved, batches, pass + 1), pass, "timing (automatic pass)", batches);
+          if (!sides[0].loaded())  // a resumed run whose regular passes were all finished before
+            for (auto& s : sides) s.load_and_warm_up(&shared, log);
+          std::vector<TimedBatch> next;
+          for (const TimedBatch& t : timing_order(Schedule::Interleaved, batches, pass + 1))
+            if (t.pass == pass) next.push_back(t);
+          time_batches(next, 0, "timing (automatic pass)", batches);
           ++pass;
         });
   }
@@ -258,13 +352,14 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
       images += static_cast<double>(s.run.batch_images[k]);
     }
     s.run.seconds_per_image = sum / images;  // over every pass
+    s.run.per_seed_clip = s.clip();
     if (interleaved) s.run.peak_memory_kind += "+both-loaded";
   }
   out.baseline = out.baseline_timed ? std::move(sides[0].run) : o.baseline_result->run;
   out.baseline.spec = baseline.spec;  // a reused run may have been derived under another candidate's name
   out.candidate = std::move(sides[1].run);
-  out.baseline_images = out.baseline_timed ? sides[0].images : o.baseline_result->images;
-  out.candidate_images = sides[1].images;
+  out.baseline_images = out.baseline_timed ? sides[0].images() : o.baseline_result->images;
+  out.candidate_images = sides[1].images();
   return out;
 }
 

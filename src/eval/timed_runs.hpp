@@ -20,6 +20,8 @@
 
 namespace diffbench {
 
+struct JournalBatch;  // eval_journal.hpp
+
 struct TimedRuns {
   PipelineRun baseline, candidate;
   std::vector<at::Tensor> baseline_images, candidate_images;  // per seed: uint8 [N,3,H,W]
@@ -36,13 +38,33 @@ struct TimedRuns {
 // two (as the evaluator shares them) is counted once.
 int64_t estimate_weights_bytes(const ModelOptions& baseline, const ModelOptions& candidate);
 
-// Runs both sides as prepared (accel/spec_run.hpp); the generate options' seed is set per pass.
-// `first_index` is the global index of prompts[0] (a rank's shard in a multi-process run), which
-// seeds per-prompt noise (GenerateOptions::first_index).
-// `before_timing` (if set) runs once, right before the first timed batch: work overlapping the
-// loads (the CLIP scorer's) is finished there, so it never overlaps a timed batch.
+// The schedule chosen by memory (or options.schedule): both pipelines' weights against the
+// device's free memory (or options.memory_budget).
+ScheduleChoice eval_schedule(const SpecRun& baseline, const SpecRun& candidate, const EvalOptions& options);
+
+// What the caller does around the timed batches; every member may be left empty.
+struct TimedRunHooks {
+  // Runs once, right before the first timed batch: work overlapping the loads (the CLIP scorer's)
+  // is finished there, so it never overlaps a timed batch.
+  std::function<void()> before_timing;
+  // Runs before each batch this process times, and after it (with its journal entry, and its
+  // images, uint8 [n,3,H,W] on the CPU, for the passes that keep images; else undefined): scores,
+  // writes and journals the batch. Either may throw (an interruption) to stop the run.
+  std::function<void()> before_batch;
+  std::function<void(JournalBatch&, const at::Tensor&)> after_batch;
+  // Batches an earlier process finished (a prefix of the timing order), skipped here, and how to
+  // read back one's images (for the passes that keep images).
+  const std::vector<JournalBatch>* finished = nullptr;
+  std::function<at::Tensor(const JournalBatch&)> finished_images;
+  int process = 0;  // this process's index, for the journal entries
+};
+
+// Runs both sides as prepared (accel/spec_run.hpp) under `schedule`; the generate options' seed is
+// set per pass. The sides' per_seed_clip are the scores after_batch put into the entries (and
+// the finished batches'), when it scored. `first_index` is the global index of prompts[0] (a
+// rank's shard in a multi-process run), which seeds per-prompt noise (GenerateOptions::first_index).
 TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std::string>& prompts,
-                    const EvalOptions& options, const Logger& log, const std::function<void()>& before_timing = {},
-                    size_t first_index = 0);
+                    const EvalOptions& options, const ScheduleChoice& schedule, const Logger& log,
+                    const TimedRunHooks& hooks = {}, size_t first_index = 0);
 
 }  // namespace diffbench

@@ -103,7 +103,7 @@ fs::path normalize_output_path(const fs::path& p) {
   return n;
 }
 
-StagingDir::StagingDir(const fs::path& target, bool replace) : replace_(replace) {
+StagingDir::StagingDir(const fs::path& target, bool replace, const StagingResume& resume) : replace_(replace) {
   if (target.empty()) throw UsageError("no output folder given", "--out");
   target_ = normalize_output_path(target);
   check_target(target_, replace_);
@@ -118,20 +118,49 @@ StagingDir::StagingDir(const fs::path& target, bool replace) : replace_(replace)
   check_target(target_, replace_);
 
   // Holding the lock, every other staging folder of this target belongs to a process that ended
-  // (or is not a diffbench writing this target any more): remove those of dead processes.
+  // (or is not a diffbench writing this target any more): adopt the newest resumable one when
+  // asked to, remove those of dead processes.
   const std::string prefix = "." + name + ".partial-";
+  std::vector<fs::path> stale;
   for (const auto& entry : fs::directory_iterator(parent, ec)) {
     const std::string f = entry.path().filename().string();
     if (f.compare(0, prefix.size(), prefix) != 0) continue;
     char* end = nullptr;
     const long pid = std::strtol(f.c_str() + prefix.size(), &end, 10);
     if (!end || *end != '\0' || pid <= 0 || pid == ::getpid() || process_alive(pid)) continue;
-    std::error_code rm;
-    remove_tree(entry.path(), rm);
-    if (!rm) removed_stale_.push_back(entry.path());
+    stale.push_back(entry.path());
   }
+  auto resumable = [&](const fs::path& dir) {
+    std::error_code e;
+    return !resume.marker.empty() && fs::is_regular_file(dir / resume.marker, e);
+  };
   staging_ = parent / (prefix + std::to_string(::getpid()));
+  if (resume.adopt) {
+    fs::file_time_type newest{};
+    for (const auto& dir : stale) {
+      std::error_code e;
+      const auto t = fs::last_write_time(dir / resume.marker, e);
+      if (resumable(dir) && !e && (adopted_.empty() || t > newest)) {
+        adopted_ = dir;
+        newest = t;
+      }
+    }
+  }
+  for (const auto& dir : stale) {
+    if (dir == adopted_) continue;
+    const bool had_marker = resumable(dir);
+    std::error_code rm;
+    remove_tree(dir, rm);
+    if (rm) continue;
+    removed_stale_.push_back(dir);
+    if (had_marker) removed_resumable_.push_back(dir);
+  }
   remove_tree(staging_, ec);
+  if (!adopted_.empty()) {
+    fs::rename(adopted_, staging_, ec);
+    if (ec) throw InputError("cannot take over the interrupted run's folder: " + ec.message(), adopted_.string());
+    return;
+  }
   fs::create_directories(staging_, ec);
   if (ec) throw InputError("cannot create folder: " + ec.message(), staging_.string());
 }
@@ -163,7 +192,7 @@ void StagingDir::lock() {
 
 StagingDir::~StagingDir() {
   std::error_code ec;
-  if (!committed_ && !staging_.empty()) remove_tree(staging_, ec);
+  if (!committed_ && !keep_ && !staging_.empty()) remove_tree(staging_, ec);
   if (lock_fd_ >= 0) {
     ::unlink(lock_file_.c_str());  // while still holding it; see lock()
     ::close(lock_fd_);

@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
+
 #include "diffbench/error.hpp"
 
 namespace diffbench {
@@ -36,6 +38,24 @@ at::Tensor NoiseSource::draw(std::vector<int64_t> shape, at::ScalarType dtype, c
     out = at::cat(parts, 0);
   }
   return out.to(device, dtype);
+}
+
+std::vector<uint8_t> NoiseSource::state() const {
+  if (mode_ != NoiseMode::Diffusers) return {};
+  const at::Tensor t = shared_.get_state().contiguous();  // uint8 bytes of the CPU generator
+  const auto* p = t.data_ptr<uint8_t>();
+  return std::vector<uint8_t>(p, p + t.numel());
+}
+
+void NoiseSource::set_state(const std::vector<uint8_t>& state) {
+  if (mode_ != NoiseMode::Diffusers) return;
+  at::Tensor t = at::empty({static_cast<int64_t>(state.size())}, at::TensorOptions().dtype(at::kByte));
+  std::copy(state.begin(), state.end(), t.data_ptr<uint8_t>());
+  try {
+    shared_.set_state(t);
+  } catch (const c10::Error& e) {
+    throw InputError(std::string("not a noise generator state: ") + e.what_without_backtrace(), "noise_state");
+  }
 }
 
 }  // namespace diffbench

@@ -374,10 +374,34 @@ const BatchRecord& Txt2ImgPipeline::Generation::next_batch(const Logger& log) {
 GenerationResult Txt2ImgPipeline::Generation::finish() {
   State& s = *state_;
   if (!done()) throw RuntimeFailure("Generation::finish called before the last batch");
-  s.result.images = at::cat(s.images, 0);
+  if (!s.images.empty()) s.result.images = at::cat(s.images, 0);
   s.images.clear();
   return std::move(s.result);
 }
+
+at::Tensor Txt2ImgPipeline::Generation::take_batch_images() {
+  State& s = *state_;
+  if (s.images.empty()) throw RuntimeFailure("Generation::take_batch_images: no batch images to take");
+  at::Tensor out = std::move(s.images.back());
+  s.images.pop_back();
+  return out;
+}
+
+void Txt2ImgPipeline::Generation::skip_batch(const BatchRecord& rec, const std::vector<uint8_t>& noise_state) {
+  State& s = *state_;
+  if (done()) throw RuntimeFailure("Generation::skip_batch called after the last batch");
+  const size_t count = std::min(s.prompts.size() - s.next, static_cast<size_t>(s.opt.batch_size));
+  if (rec.first != s.next || rec.count != count)
+    throw InputError("a finished batch covers prompts " + std::to_string(rec.first) + "+" + std::to_string(rec.count) +
+                         ", the next batch " + std::to_string(s.next) + "+" + std::to_string(count),
+                     "journal");
+  s.noise.set_state(noise_state);
+  s.next += count;
+  s.result.times += rec.times;
+  s.result.batches.push_back(rec);
+}
+
+std::vector<uint8_t> Txt2ImgPipeline::Generation::noise_state() const { return state_->noise.state(); }
 
 void Txt2ImgPipeline::Generation::State::check_finite(const BatchRecord& rec) const {
   if (opt.allow_nonfinite || opt.warm_up_only || (rec.first_nonfinite_step < 0 && !rec.nonfinite_images)) return;

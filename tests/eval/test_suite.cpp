@@ -1,5 +1,6 @@
 // `diffbench suite`, `diffbench sweep` and the baseline cache end to end on tiny-sd with the
 // tiny-clip scorer: few prompts, few steps (the runs are small on purpose).
+#include <cmath>
 #include <fstream>
 
 #include "cli/cli_support.hpp"
@@ -239,6 +240,29 @@ TEST_F(SuiteCli, BaselineCacheHitAndMiss) {
   EXPECT_TRUE(r3["baseline_reuse"]["images_reproduced"].get<bool>());
   EXPECT_EQ(r3["schedule"]["order"], "BC");
   EXPECT_EQ(r3["baseline"]["per_sample_clip"], r1["baseline"]["per_sample_clip"]);
+  EXPECT_EQ(r3["baseline_reuse"]["reproduction"], nlohmann::json({{"max_abs_diff", 0}, {"psnr_db", 100.0}}));
+
+  // A stored image changed by 7 levels in one pixel: the retimed baseline no longer reproduces it,
+  // and on the CPU (deterministic arithmetic) any difference is a warning with its size.
+  fs::path stored;
+  for (const auto& e : fs::directory_iterator(cache))
+    if (fs::is_regular_file(e.path() / "entry.json")) stored = e.path() / "seed-42" / "000000.png";
+  at::Tensor img = read_png(stored);
+  img.index_put_({0, 0, 0}, static_cast<uint8_t>((img.index({0, 0, 0}).item<int>() + 7) % 256));
+  write_png(stored, img);
+  auto changed = run_diffbench("eval " + shell_quote(cand.string()) + common(dir_ / "r3b") + opts + " --schedule interleaved");
+  ASSERT_LE(changed.exit_code, 1) << changed.output;
+  const auto r3b = read_json_file(dir_ / "r3b" / "report.json");
+  EXPECT_FALSE(r3b["baseline_reuse"]["images_reproduced"].get<bool>());
+  EXPECT_EQ(r3b["baseline_reuse"]["reproduction"]["max_abs_diff"], 7);
+  const double db = r3b["baseline_reuse"]["reproduction"]["psnr_db"].get<double>();
+  const double elements = 2.0 * static_cast<double>(img.numel());  // both images of the seed
+  EXPECT_NEAR(db, 10 * std::log10(255.0 * 255.0 / (49.0 / elements)), 1e-9);
+  bool warned = false;
+  for (const auto& w : r3b["warnings"])
+    warned = warned || (w["code"] == "baseline_not_reproduced" &&
+                        w["message"].get<std::string>().find("largest pixel difference 7/255") != std::string::npos);
+  EXPECT_TRUE(warned) << r3b["warnings"].dump();
 
   // Another protocol (one prompt fewer): a miss, a second entry.
   auto other = run_diffbench("eval " + shell_quote(cand.string()) + common(dir_ / "r4", 1) + opts +

@@ -162,3 +162,22 @@ TEST_F(BaselineKey, ChangesWithModelProtocolAndVersion) {
   test::flip_last_byte(unet);
   EXPECT_NE(baseline_key(baseline_key_material(spec, o, prompts)), key);
 }
+
+// An SDXL folder's second text encoder and tokenizer are as much the model as the first: a folder that
+// differs only in text_encoder_2 is another baseline (in a suite as in the cache).
+TEST_F(BaselineKey, SdxlSecondTextEncoderIsInTheKey) {
+  const fs::path model = dir_ / "tiny-sdxl";
+  fs::copy(fs::path(DIFFBENCH_SOURCE_DIR) / "tests/pipeline/data/tiny-sdxl", model, fs::copy_options::recursive);
+  const PipelineSpec spec = parse_spec("[pipeline]\nmodel = \"tiny-sdxl\"\nsteps = 10\n", dir_ / "a.toml");
+  EvalOptions o;
+  o.clip = test::fixture("tiny-clip");
+  const std::vector<std::string> prompts = {"a cat", "a dog"};
+  const auto base = baseline_key_material(spec, o, prompts);
+  const auto& files = base["baseline"]["model_files"];
+  for (const char* f : {"text_encoder_2/config.json", "text_encoder_2/model.safetensors", "tokenizer_2/tokenizer.json",
+                        "tokenizer_2/tokenizer_config.json"})
+    EXPECT_TRUE(files.contains(f)) << f << " missing from " << files.dump();
+  const std::string key = baseline_key(base);
+  test::flip_last_byte(model / "text_encoder_2" / "model.safetensors");
+  EXPECT_NE(baseline_key(baseline_key_material(spec, o, prompts)), key);
+}

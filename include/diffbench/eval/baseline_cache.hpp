@@ -39,6 +39,10 @@ nlohmann::json baseline_key_material(const PipelineSpec& baseline, const EvalOpt
                                      const std::vector<std::string>& prompts,
                                      const std::string& version = DIFFBENCH_VERSION);
 
+// A spec as its results depend on it: its JSON without names and paths, the model (and config,
+// LoRA and plugin files) as content hashes. Part of the cache key and of eval's journal key.
+nlohmann::json spec_identity(const PipelineSpec& spec);
+
 // XXH3-128 of the material's canonical JSON, 32 hex digits.
 std::string baseline_key(const nlohmann::json& material);
 

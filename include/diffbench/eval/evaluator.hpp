@@ -2,6 +2,7 @@
 // size; time per image, CLIP score, speedup, quality loss, paired statistics, thresholds.
 #pragma once
 
+#include <csignal>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffbench/error.hpp"
 #include "diffbench/eval/distribution_quality.hpp"
 #include "diffbench/eval/metric_loss.hpp"
 #include "diffbench/eval/preference_quality.hpp"
@@ -24,6 +26,20 @@ namespace diffbench {
 
 struct BaselineResult;  // eval/baseline_cache.hpp
 class ProcessGroup;     // dist/process_group.hpp
+
+// An evaluation stopped between two batches because a signal asked it to (EvalOptions::stop): its
+// staging folder is kept and the message says how to continue (--resume). The command exits with
+// 128 + signal (130 SIGINT, 143 SIGTERM).
+class Interrupted : public Error {
+ public:
+  Interrupted(int signal, const std::string& message, const std::string& where = {})
+      : Error(ErrorKind::Runtime, message, where), signal_(signal) {}
+  int signal() const noexcept { return signal_; }
+  int exit_code() const noexcept { return 128 + signal_; }
+
+ private:
+  int signal_;
+};
 
 struct EvalOptions {
   PipelineSpec candidate;
@@ -62,6 +78,11 @@ struct EvalOptions {
   std::filesystem::path out;              // report folder
   bool embed_images = false;              // report.html carries its images as data URIs
   bool force = false;
+  // Continue the interrupted run of `out` from its journal (eval_journal.hpp) instead of removing it.
+  bool resume = false;
+  // Set (to the signal's number) by a signal handler: the run stops after the batch under way,
+  // keeps its staging folder and throws Interrupted. Null: nothing asks it to stop.
+  const volatile std::sig_atomic_t* stop = nullptr;
   // A baseline already run with this baseline spec and protocol (a suite's shared one, a cache
   // entry): its images and CLIP scores are reused; its times too under the sequential schedule,
   // while the interleaved schedule times the baseline again beside the candidate.
@@ -78,6 +99,7 @@ struct PipelineRun {
   std::vector<double> batch_device_seconds;  // the same batches by CUDA events (empty off CUDA)
   std::vector<size_t> batch_images;    // images in each of those batches
   std::vector<double> batch_start_s;   // when each began, seconds after the first timed batch of either side
+  std::vector<int> batch_process;      // which process timed each (0 unless the run was resumed: --resume)
   double seconds_per_image = 0;
   StageTimes stages;
   double unet_calls_per_image = 0;

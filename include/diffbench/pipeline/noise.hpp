@@ -30,6 +30,10 @@ class NoiseSource {
   // other noise than its float32 run. Drawing in float32 keeps fp16/bf16 images comparable to
   // (and, for fp32, identical with) diffusers' float32 images.
   at::Tensor draw(std::vector<int64_t> shape, at::ScalarType dtype, const at::Device& device);
+  // The shared generator's state (diffusers mode; empty in per-prompt mode, whose generators are
+  // seeded afresh per batch), and setting it back: how a resumed run skips finished batches.
+  std::vector<uint8_t> state() const;
+  void set_state(const std::vector<uint8_t>& state);
 
  private:
   NoiseMode mode_;

@@ -141,6 +141,15 @@ class Txt2ImgPipeline {
     bool done() const;
     const BatchRecord& next_batch(const Logger& log = Logger::silent());  // generates the next batch
     GenerationResult finish();  // every batch's images and records; call once, after done()
+    // The last generated batch's images ([n,3,H,W] float32 on the CPU, in [0,1]), handed over:
+    // finish() then leaves them out (a caller that takes every batch's gets no images there), so
+    // a long run need not hold them all.
+    at::Tensor take_batch_images();
+    // Skips the next batch as if it had run with record `rec` (from an earlier process that ran it):
+    // later batches see the same batch index, and in diffusers noise mode `noise_state` (noise_state()
+    // after that batch) as their generator. What a resumed evaluation does for its finished batches.
+    void skip_batch(const BatchRecord& rec, const std::vector<uint8_t>& noise_state);
+    std::vector<uint8_t> noise_state() const;  // NoiseSource::state() now
 
    private:
     friend class Txt2ImgPipeline;
