@@ -3,7 +3,9 @@
 // Three kernels:
 //  1. partial sums: block (chunk of pixels, sample); a thread owns 8 adjacent channels (one 16-byte
 //     load per pixel) and accumulates sum and sum of squares over its share of the chunk's pixels,
-//     then folds them into per-group shared sums; one (sum, sumsq) per group is written;
+//     puts them in shared memory, and one thread per group adds its channels' sums over the rows in
+//     a fixed order; one (sum, sumsq) per group is written. No atomics: the float sums, and with them
+//     the images, are the same in every run and every process;
 //  2. finalise: per (sample, group) one warp adds the chunks' partials in double -> mean, 1/std;
 //  3. apply: elementwise (x - mean) * rstd * w + b, then SiLU, 8 values per thread when C % 8 == 0.
 #include <algorithm>
@@ -20,6 +22,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxThreads = 1024;  // the statistics kernel's block: max(256, C/8 rounded up to a warp)
+constexpr size_t kMaxShared = 48 * 1024;  // the statistics kernel's shared memory without an opt-in
 constexpr int kPixelsPerChunk = 32;
 
 // Thread t owns the 8 channels 8·(t mod C/8) .. +7 and reads them as one 16-byte load per pixel;
@@ -51,32 +54,28 @@ __global__ void partial_sums(const T* __restrict__ x, const float* __restrict__ 
       }
     }
   }
-  extern __shared__ float shared[];  // [2 * G]
-  for (int g = threadIdx.x; g < 2 * G; g += blockDim.x) shared[g] = 0.f;
-  __syncthreads();
+  extern __shared__ float shared[];  // [rows][2][C]: each row's per-channel sums, then sums of squares
   if (r < rows) {
-    const int cg = C / G;
-    // Fold the 8 channels into their groups first (at most a few distinct groups), then one atomic each.
-    int g = c0 / cg;
-    float gs = 0.f, gq = 0.f;
+    float* row = shared + static_cast<size_t>(r) * 2 * C;
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      const int gk = (c0 + k) / cg;
-      if (gk != g) {
-        atomicAdd(&shared[g], gs);
-        atomicAdd(&shared[G + g], gq);
-        g = gk;
-        gs = gq = 0.f;
-      }
-      gs += s[k];
-      gq += q[k];
+      row[c0 + k] = s[k];
+      row[C + c0 + k] = q[k];
     }
-    atomicAdd(&shared[g], gs);
-    atomicAdd(&shared[G + g], gq);
   }
   __syncthreads();
-  for (int g = threadIdx.x; g < G; g += blockDim.x)
-    partial[(static_cast<size_t>(n) * chunks + chunk) * G + g] = make_float2(shared[g], shared[G + g]);
+  const int cg = C / G;
+  for (int g = threadIdx.x; g < G; g += blockDim.x) {
+    float gs = 0.f, gq = 0.f;
+    for (int rr = 0; rr < rows; ++rr) {
+      const float* row = shared + static_cast<size_t>(rr) * 2 * C;
+      for (int c = g * cg; c < (g + 1) * cg; ++c) {
+        gs += row[c];
+        gq += row[C + c];
+      }
+    }
+    partial[(static_cast<size_t>(n) * chunks + chunk) * G + g] = make_float2(gs, gq);
+  }
 }
 
 // One warp per (sample, group): lanes add strided chunks in double, then a shuffle reduction.
@@ -130,6 +129,12 @@ __global__ void apply(const T* __restrict__ x, const float* __restrict__ shift, 
   }
 }
 
+// The statistics kernel's shared memory: a row of C/8 threads per (block / (C/8)) rows, 2 floats a channel.
+size_t stats_shared_bytes(int64_t C) {
+  const int64_t threads = std::max<int64_t>(kThreads, (C / 8 + 31) / 32 * 32);
+  return static_cast<size_t>(threads / (C / 8)) * 2 * static_cast<size_t>(C) * sizeof(float);
+}
+
 template <typename T>
 void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Tensor& w, const at::Tensor& b, int G,
             double eps, bool silu) {
@@ -145,7 +150,7 @@ void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Te
   at::Tensor stats = at::empty({N, G, 2}, opts);
   const T* xp = reinterpret_cast<const T*>(x.data_ptr());
   const int stat_threads = std::max(kThreads, (C / 8 + 31) / 32 * 32);
-  partial_sums<T><<<dim3(chunks, N), stat_threads, 2 * G * sizeof(float), stream>>>(
+  partial_sums<T><<<dim3(chunks, N), stat_threads, stats_shared_bytes(C), stream>>>(
       xp, shift, reinterpret_cast<float2*>(partial.data_ptr()), HW, C, G, chunks, ppc);
   const int total_groups = N * G;
   finalise<<<(total_groups * 32 + 255) / 256, 256, 0, stream>>>(reinterpret_cast<const float2*>(partial.data_ptr()),
@@ -171,7 +176,7 @@ at::Tensor group_norm_nhwc(const at::Tensor& x, const at::Tensor& weight, const 
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t N = x.size(0), C = x.size(1);
   // The vectorised apply needs 8 channels per load; fall back to LibTorch otherwise.
-  if (C % 8 != 0 || C / 8 > kMaxThreads) {
+  if (C % 8 != 0 || C / 8 > kMaxThreads || stats_shared_bytes(C) > kMaxShared) {
     const at::Tensor in = shift.defined() ? x + shift.view({N, C, 1, 1}).to(x.scalar_type()) : x;
     at::Tensor y = at::group_norm(in, groups, weight, bias, eps);
     return silu ? at::silu(y) : y;
