@@ -180,11 +180,10 @@ nlohmann::json run_json(const PipelineRun& r) {
           {"nonfinite_batches", nonfinite_json(r.nonfinite)}};
 }
 
-// Which baseline numbers a reused baseline supplied (eval/baseline_cache.hpp); when the baseline was
-// timed again, whether its regenerated images equal the reused ones.
 // Whether the baseline timed now strays from the reused one enough to say so: on the CPU any
-// difference (its arithmetic is deterministic); on a GPU, where another process may pick other
-// kernels, a PSNR under kReproducedPsnrDb.
+// difference (its arithmetic is deterministic); on a GPU, where a cache entry made under another
+// driver or library version may have met other kernels that round differently, a PSNR under
+// kReproducedPsnrDb.
 constexpr double kReproducedPsnrDb = 40.0;
 std::optional<std::string> reproduction_warning(const nlohmann::json& reuse, const at::Device& device) {
   if (reuse.value("images_reproduced", true)) return std::nullopt;
@@ -197,11 +196,13 @@ std::optional<std::string> reproduction_warning(const nlohmann::json& reuse, con
          (device.is_cpu() ? "" : "; under " + fixed(kReproducedPsnrDb, 0) + " dB") + ")";
 }
 
+// Which baseline numbers a reused baseline supplied (eval/baseline_cache.hpp); when the baseline was
+// timed again, whether its regenerated images equal the reused ones.
 nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns& timed) {
   nlohmann::json j = reused.provenance;
   j["reused"] = {"images", "clip_scores"};
   if (timed.baseline_timed) {
-    // Bit for bit, or how close: another process's GPU kernels may round differently.
+    // Bit for bit, or how close (GPU kernels of another driver or library version round differently).
     bool comparable = timed.baseline_images.size() == reused.images.size();
     for (size_t k = 0; comparable && k < reused.images.size(); ++k)
       comparable = timed.baseline_images[k].sizes() == reused.images[k].sizes();
