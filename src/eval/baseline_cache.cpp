@@ -85,11 +85,7 @@ PipelineRun run_from_json(const nlohmann::json& j) {
   r.batch_images = j.at("batch_images").get<std::vector<size_t>>();
   r.batch_start_s = j.at("batch_start_s").get<std::vector<double>>();
   r.seconds_per_image = j.at("seconds_per_image").get<double>();
-  const auto& s = j.at("stages");
-  r.stages.text_encoder = s.at("text_encoder_s").get<double>();
-  r.stages.denoise = s.at("denoise_s").get<double>();
-  r.stages.vae_decode = s.at("vae_decode_s").get<double>();
-  r.stages.total = s.at("total_s").get<double>();
+  r.stages = stage_times_from_json(j.at("stages"));
   r.unet_calls_per_image = j.at("unet_calls_per_image").get<double>();
   r.skipped_module_fraction = j.at("skipped_module_fraction").get<double>();
   r.peak_memory_bytes = j.at("peak_memory_bytes").get<int64_t>();
@@ -110,7 +106,7 @@ std::string png_name(int64_t i) {
 
 }  // namespace
 
-nlohmann::json folder_hashes(const fs::path& folder) {
+nlohmann::json folder_hashes(const fs::path& folder, const std::string& variant) {
   nlohmann::json out = nlohmann::json::object();
   std::error_code ec;
   if (!fs::exists(folder, ec)) throw InputError("no such file or folder", folder.string());
@@ -130,7 +126,7 @@ nlohmann::json folder_hashes(const fs::path& folder) {
     add(folder / "model_index.json");
     for (const auto& part : parts) {
       add(d.config_file(part));
-      for (const auto& f : weights_and_shards(d.weights_file(part))) add(f);
+      for (const auto& f : weights_and_shards(d.weights_file(part, variant))) add(f);
     }
     for (const char* small : {"tokenizer", "tokenizer_2", "scheduler"})
       if (fs::is_directory(folder / small))
@@ -151,7 +147,7 @@ nlohmann::json folder_hashes(const fs::path& folder) {
 nlohmann::json spec_identity(const PipelineSpec& baseline) {
   nlohmann::json spec = baseline.to_json();
   for (const char* k : {"file", "name", "origin", "model", "model_ref", "hub", "config"}) spec.erase(k);
-  spec["model_files"] = folder_hashes(resolve_demo_alias(baseline.model, "sd"));
+  spec["model_files"] = folder_hashes(resolve_demo_alias(baseline.model, "sd"), baseline.variant);
   if (!baseline.model_config.empty()) spec["config_files"] = folder_hashes(baseline.model_config);
   for (size_t i = 0; i < baseline.loras.size(); ++i) spec["lora"][i]["file"] = content_hash(baseline.loras[i].file);
   if (!baseline.variant.empty()) spec["variant"] = baseline.variant;

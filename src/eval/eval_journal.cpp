@@ -58,11 +58,7 @@ nlohmann::json batch_to_json(const JournalBatch& b) {
                       {"first", r.first},
                       {"count", r.count},
                       {"start_s", b.start_s},
-                      {"times",
-                       {{"text_encoder", r.times.text_encoder},
-                        {"denoise", r.times.denoise},
-                        {"vae_decode", r.times.vae_decode},
-                        {"total", r.times.total}}},
+                      {"times", to_json(r.times)},
                       {"unet_calls", r.unet_calls},
                       {"module_calls", r.module_calls},
                       {"module_skips", r.module_skips},
@@ -90,11 +86,7 @@ JournalBatch batch_from_json(const nlohmann::json& j) {
   BatchRecord& r = b.record;
   r.first = j.at("first").get<size_t>();
   r.count = j.at("count").get<size_t>();
-  const auto& t = j.at("times");
-  r.times.text_encoder = t.at("text_encoder").get<double>();
-  r.times.denoise = t.at("denoise").get<double>();
-  r.times.vae_decode = t.at("vae_decode").get<double>();
-  r.times.total = t.at("total").get<double>();
+  r.times = stage_times_from_json(j.at("times"));
   r.unet_calls = j.at("unet_calls").get<int64_t>();
   r.module_calls = j.at("module_calls").get<int64_t>();
   r.module_skips = j.at("module_skips").get<int64_t>();

@@ -12,6 +12,15 @@ nlohmann::json to_json(const StageTimes& t) {
   return {{"text_encoder_s", t.text_encoder}, {"denoise_s", t.denoise}, {"vae_decode_s", t.vae_decode}, {"total_s", t.total}};
 }
 
+StageTimes stage_times_from_json(const nlohmann::json& j) {
+  StageTimes t;
+  t.text_encoder = j.at("text_encoder_s").get<double>();
+  t.denoise = j.at("denoise_s").get<double>();
+  t.vae_decode = j.at("vae_decode_s").get<double>();
+  t.total = j.at("total_s").get<double>();
+  return t;
+}
+
 void save_generation(const fs::path& out, bool replace, const GenerationResult& result,
                      const std::vector<std::string>& prompts, const nlohmann::json& settings) {
   StagingDir staging(out, replace);

@@ -163,6 +163,29 @@ TEST_F(BaselineKey, ChangesWithModelProtocolAndVersion) {
   EXPECT_NE(baseline_key(baseline_key_material(spec, o, prompts)), key);
 }
 
+// A spec's weight variant (fp16) is what the pipeline loads, so its files are what the key hashes: a
+// changed .fp16.safetensors is another baseline, a changed plain file beside it is not.
+TEST_F(BaselineKey, HashesTheVariantsWeights) {
+  const fs::path model = dir_ / "tiny-sd";
+  fs::copy(test::fixture("tiny-sd"), model, fs::copy_options::recursive);
+  const fs::path plain = model / "unet" / "diffusion_pytorch_model.safetensors";
+  const fs::path fp16 = model / "unet" / "diffusion_pytorch_model.fp16.safetensors";
+  fs::copy_file(plain, fp16);
+  const PipelineSpec spec = parse_spec("[pipeline]\nmodel = \"tiny-sd\"\nvariant = \"fp16\"\nsteps = 10\n", dir_ / "a.toml");
+  ASSERT_EQ(spec.variant, "fp16");
+  EvalOptions o;
+  o.clip = test::fixture("tiny-clip");
+  const std::vector<std::string> prompts = {"a cat"};
+  const auto base = baseline_key_material(spec, o, prompts);
+  EXPECT_TRUE(base["baseline"]["model_files"].contains("unet/diffusion_pytorch_model.fp16.safetensors"))
+      << base["baseline"]["model_files"].dump();
+  const std::string key = baseline_key(base);
+  test::flip_last_byte(plain);
+  EXPECT_EQ(baseline_key(baseline_key_material(spec, o, prompts)), key) << "the plain file is not loaded";
+  test::flip_last_byte(fp16);
+  EXPECT_NE(baseline_key(baseline_key_material(spec, o, prompts)), key);
+}
+
 // An SDXL folder's second text encoder and tokenizer are as much the model as the first: a folder that
 // differs only in text_encoder_2 is another baseline (in a suite as in the cache).
 TEST_F(BaselineKey, SdxlSecondTextEncoderIsInTheKey) {

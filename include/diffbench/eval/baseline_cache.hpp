@@ -47,8 +47,9 @@ nlohmann::json spec_identity(const PipelineSpec& spec);
 std::string baseline_key(const nlohmann::json& material);
 
 // Content hashes of the regular files under a model or scorer folder (relative path -> hash;
-// symbolic links, as in a hub snapshot, are followed). A file is named as itself.
-nlohmann::json folder_hashes(const std::filesystem::path& folder);
+// symbolic links, as in a hub snapshot, are followed). A file is named as itself. Of a diffusers
+// folder, the weights the pipeline loads: those of `variant` (e.g. fp16) where the folder has them.
+nlohmann::json folder_hashes(const std::filesystem::path& folder, const std::string& variant = {});
 
 class BaselineCache {
  public:

@@ -13,8 +13,10 @@
 
 namespace diffbench {
 
-// Per-stage timings as JSON (seconds).
+// Per-stage timings as JSON (seconds: text_encoder_s, denoise_s, vae_decode_s, total_s), and back
+// (a missing key is nlohmann's out_of_range).
 nlohmann::json to_json(const StageTimes& t);
+StageTimes stage_times_from_json(const nlohmann::json& j);
 
 // Writes `out`/NNNNNN.png for every image, and `out`/run.json holding `settings`, the prompts,
 // per-batch and per-stage timings and the environment; the folder appears only when complete.
