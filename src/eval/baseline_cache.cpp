@@ -106,6 +106,14 @@ std::string png_name(int64_t i) {
 
 }  // namespace
 
+at::Tensor BaselineResult::batch(size_t k, size_t first, size_t count) const {
+  if (k < images.size()) return images[k].narrow(0, static_cast<int64_t>(first), static_cast<int64_t>(count));
+  if (k >= image_dirs.size()) throw RuntimeFailure("a reused baseline has no images of seed " + std::to_string(k));
+  std::vector<fs::path> files;
+  for (size_t i = first; i < first + count; ++i) files.push_back(image_dirs[k] / png_name(static_cast<int64_t>(i)));
+  return at::stack(read_pngs(files));  // decoded on several threads
+}
+
 nlohmann::json folder_hashes(const fs::path& folder, const std::string& variant) {
   nlohmann::json out = nlohmann::json::object();
   std::error_code ec;
@@ -199,11 +207,12 @@ std::shared_ptr<const BaselineResult> BaselineCache::find(const std::string& key
     const auto seeds = j.at("seeds").get<std::vector<uint64_t>>();
     const size_t n = r->run.per_seed_clip.front().size();
     if (seeds.size() != r->run.per_seed_clip.size()) throw InputError("seeds and scores differ", key);
-    for (uint64_t seed : seeds) {
-      std::vector<fs::path> files;
+    for (uint64_t seed : seeds) {  // read a batch at a time when used; here only checked to be there
       const fs::path dir = entry / ("seed-" + std::to_string(seed));
-      for (size_t i = 0; i < n; ++i) files.push_back(dir / png_name(static_cast<int64_t>(i)));
-      r->images.push_back(at::stack(read_pngs(files)));  // decoded on several threads
+      for (size_t i = 0; i < n; ++i)
+        if (!fs::is_regular_file(dir / png_name(static_cast<int64_t>(i))))
+          throw InputError("missing image", (dir / png_name(static_cast<int64_t>(i))).string());
+      r->image_dirs.push_back(dir);
     }
     r->provenance = {{"source", "cache"},
                      {"cache_entry", entry.string()},
@@ -226,10 +235,16 @@ void BaselineCache::store(const std::string& key, const nlohmann::json& material
   try {
     fs::create_directories(tmp);
     const std::vector<uint64_t> seeds = material.at("protocol").at("seeds").get<std::vector<uint64_t>>();
-    if (seeds.size() != result.images.size()) throw InputError("one image set per seed expected", key);
+    const size_t sets = result.images.empty() ? result.image_dirs.size() : result.images.size();
+    if (seeds.size() != sets) throw InputError("one image set per seed expected", key);
     for (size_t k = 0; k < seeds.size(); ++k) {
       const fs::path dir = tmp / ("seed-" + std::to_string(seeds[k]));
       fs::create_directories(dir);
+      if (result.images.empty()) {  // the PNGs as they are: no decoding, no encoding
+        for (const auto& e : fs::directory_iterator(result.image_dirs[k]))
+          if (e.path().extension() == ".png") fs::copy_file(e.path(), dir / e.path().filename());
+        continue;
+      }
       std::vector<fs::path> files;
       for (int64_t i = 0; i < result.images[k].size(0); ++i) files.push_back(dir / png_name(i));
       write_pngs(files, result.images[k].unbind(0));  // on several threads

@@ -169,6 +169,16 @@ nlohmann::json eval_distribution_metrics(const InceptionFeatures& net, const std
   ImageSetFeatures baseline, candidate;
   for (const auto& images : baseline_images) add_images_features(net, images, batch_size, baseline);
   for (const auto& images : candidate_images) add_images_features(net, images, batch_size, candidate);
+  return eval_distribution_metrics(net, baseline, candidate, reference_files, reference_dir, m, t, batch_size, seed,
+                                   failures, log);
+}
+
+nlohmann::json eval_distribution_metrics(const InceptionFeatures& net, const ImageSetFeatures& baseline,
+                                         const ImageSetFeatures& candidate, const std::vector<fs::path>& reference_files,
+                                         const fs::path& reference_dir, const MetricSet& m,
+                                         const DistributionThresholds& t, int batch_size, uint64_t seed,
+                                         std::vector<std::string>* failures, const Logger& log) {
+  if (!m.distribution()) return nlohmann::json::object();
   std::optional<ImageSetFeatures> reference;
   if (!reference_files.empty()) {
     log.info("Inception features of " + std::to_string(reference_files.size()) + " reference images in " +

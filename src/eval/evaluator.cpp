@@ -1,5 +1,6 @@
 #include "diffbench/eval/evaluator.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -22,6 +23,7 @@
 #include "device_timer.hpp"
 #include "distributed_eval.hpp"
 #include "eval_journal.hpp"
+#include "streamed_quality.hpp"
 #include "timed_runs.hpp"
 #include "util/format.hpp"
 
@@ -198,28 +200,16 @@ std::optional<std::string> reproduction_warning(const nlohmann::json& reuse, con
 
 // Which baseline numbers a reused baseline supplied (eval/baseline_cache.hpp); when the baseline was
 // timed again, whether its regenerated images equal the reused ones.
-nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns& timed) {
+nlohmann::json baseline_reuse_json(const BaselineResult& reused, const TimedRuns& timed, const Reproduction& rep) {
   nlohmann::json j = reused.provenance;
   j["reused"] = {"images", "clip_scores"};
   if (timed.baseline_timed) {
-    // Bit for bit, or how close (GPU kernels of another driver or library version round differently).
-    bool comparable = timed.baseline_images.size() == reused.images.size();
-    for (size_t k = 0; comparable && k < reused.images.size(); ++k)
-      comparable = timed.baseline_images[k].sizes() == reused.images[k].sizes();
-    bool same = comparable;
-    int64_t max_diff = 0;
-    double worst_psnr = kPsnrCapDb;
-    for (size_t k = 0; comparable && k < reused.images.size(); ++k) {
-      const at::Tensor now = timed.baseline_images[k].cpu(), then = reused.images[k].cpu();
-      if (at::equal(now, then)) continue;
-      same = false;
-      max_diff = std::max(max_diff, (now.to(at::kShort) - then.to(at::kShort)).abs().max().item<int64_t>());
-      worst_psnr = std::min(worst_psnr, psnr_capped(now, then).db);
-    }
+    // Bit for bit, or how close (GPU kernels of another driver or library version round differently);
+    // accumulated batch by batch as the baseline timed now finished (streamed_quality.hpp).
     j["measured_now"] = {"timings"};
-    j["images_reproduced"] = same;
-    j["reproduction"] = comparable ? nlohmann::json{{"max_abs_diff", max_diff}, {"psnr_db", worst_psnr}}
-                                   : nlohmann::json{{"shapes_differ", true}};
+    j["images_reproduced"] = rep.comparable && rep.same;
+    j["reproduction"] = rep.comparable ? nlohmann::json{{"max_abs_diff", rep.max_abs_diff}, {"psnr_db", rep.worst_psnr_db()}}
+                                       : nlohmann::json{{"shapes_differ", true}};
   } else {
     j["reused"].push_back("timings");
     j["measured_now"] = nlohmann::json::array();
@@ -404,8 +394,33 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     for (size_t i = 0; i < b.record.count; ++i) files.push_back(dir / png_sequence_name(b.record.first + i));
     return files;
   };
-  // In one process each timed batch is scored, written and journaled right after it ran; between
-  // batches a signal (o.stop) ends the run, its staging folder kept for --resume.
+  // The image metrics, a batch at a time as the batches finish (rank 0 of a multi-process run: the
+  // gathered images, a batch at a time); a batch's partner is read back from its PNGs.
+  std::optional<StreamedQuality> quality;
+  if (root) {
+    StreamedQualityInputs qin;
+    qin.metrics = o.metrics;
+    qin.prompts = prompts.size();
+    qin.seeds = seeds.size();
+    qin.batch_size = o.batch_size;
+    qin.prompt_texts = &prompts;
+    qin.lpips = lpips.get();
+    qin.inception = inception.get();
+    qin.preference = &preference;
+    qin.device = device;
+    qin.reused = o.baseline_result.get();
+    quality.emplace(qin, [&](int side, size_t k, size_t first, size_t count) {
+      const fs::path dir = staging->path() / image_dir(side == 0 ? "baseline" : "candidate", k);
+      std::vector<fs::path> files;
+      for (size_t i = first; i < first + count; ++i) files.push_back(dir / png_sequence_name(i));
+      return at::stack(read_pngs(files));  // decoded on several threads
+    });
+  }
+  auto stream = [&](const JournalBatch& b, const at::Tensor& images) {
+    quality->add(b.at.side, static_cast<size_t>(b.at.pass / o.repeats), b.record.first, images);
+  };
+  // In one process each timed batch is scored, written, journaled and streamed right after it ran;
+  // between batches a signal (o.stop) ends the run, its staging folder kept for --resume.
   size_t journaled = journal ? journal->batches().size() : 0;
   double batch_work_s = 0;
   auto check_stop = [&] {
@@ -440,6 +455,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
         b.images = true;
       }
       journal->append(b);
+      if (images.defined()) stream(b, images);
       ++journaled;
       batch_work_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       check_stop();
@@ -447,10 +463,11 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     hooks.finished = &journal->batches();
     hooks.finished_images = [&](const JournalBatch& b) {
       if (!b.images) throw InputError("the journal's batch has no images", journal->file().string());
-      return at::stack(read_pngs(batch_files(b)));  // decoded on several threads
+      stream(b, at::stack(read_pngs(batch_files(b))));  // decoded on several threads
     };
     hooks.process = journal->process();
   }
+  hooks.keep_images = group != nullptr;  // gathered to rank 0 (no journal, no after_batch)
   const std::vector<std::string> shard_prompts_list(prompts.begin() + static_cast<std::ptrdiff_t>(shard.first),
                                                       prompts.begin() + static_cast<std::ptrdiff_t>(shard.end));
   if (group)
@@ -484,13 +501,22 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       return EvalResult{};
     }
   }
+  if (group) {  // rank 0 holds every rank's images: streamed a batch at a time as one process does
+    quality->holding(2 * static_cast<int64_t>(seeds.size() * prompts.size()));
+    for (size_t k = 0; k < seeds.size(); ++k)
+      for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(o.batch_size)) {
+        const auto n = static_cast<int64_t>(std::min(static_cast<size_t>(o.batch_size), prompts.size() - first));
+        quality->add(0, k, first, timed.baseline_images[k].narrow(0, static_cast<int64_t>(first), n));
+        quality->add(1, k, first, timed.candidate_images[k].narrow(0, static_cast<int64_t>(first), n));
+      }
+  }
+  quality->finish();
   PipelineRun& base_run = timed.baseline;
   PipelineRun& cand_run = timed.candidate;
 
   nlohmann::json reuse;  // null unless a baseline run was reused
   if (o.baseline_result) {
-    reuse = baseline_reuse_json(*o.baseline_result, timed);
-    timed.baseline_images = o.baseline_result->images;
+    reuse = baseline_reuse_json(*o.baseline_result, timed, quality->reproduction());
     base_run.per_seed_clip = o.baseline_result->run.per_seed_clip;
   }
   PooledScores pooled;
@@ -519,12 +545,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   wall["clip_scoring"] = lap() + batch_work_s;  // with each batch's PNGs written
   const PairedStats& paired = pooled.paired;
 
-  FidelityScores fidelity;  // candidate vs baseline, per prompt (the first seed's images)
-  if (o.metrics.fidelity()) {
-    log.info("comparing the candidate's images with the baseline's (" + to_string(o.metrics) + ")");
-    fidelity.add_batch(timed.baseline_images.front(), timed.candidate_images.front(), o.metrics, lpips.get(),
-                       device);  // PSNR and SSIM on the pipelines' device
-  }
+  // Candidate vs baseline, per prompt (the first seed's images), compared batch by batch.
+  const FidelityScores fidelity = quality->fidelity();
 
   wall["fidelity_metrics"] = lap();
   const SpeedupStats speed =
@@ -583,16 +605,15 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                        {"loss_pct", loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json()},
                        {"paired", "see paired"}};
   if (inception) {
-    metrics.update(eval_distribution_metrics(*inception, timed.baseline_images, timed.candidate_images, reference_files,
+    metrics.update(eval_distribution_metrics(*inception, quality->features(0), quality->features(1), reference_files,
                                              o.reference_images, o.metrics, o.distribution, o.batch_size, o.seed,
                                              &res.failures, log));
     res.failure_codes.resize(res.failures.size(), "distribution");
     if (o.distribution.max_fid_increase) thresholds["max_fid_increase"] = *o.distribution.max_fid_increase;
     if (o.distribution.max_kid) thresholds["max_kid"] = *o.distribution.max_kid;
   }
-  if (preference.any())
-    metrics.update(eval_preference_metrics(preference, timed.baseline_images, timed.candidate_images, prompts,
-                                           o.batch_size, o.seed, log));
+  for (const PreferenceScorer* s : {preference.pickscore.get(), preference.hps.get()})
+    if (s) metrics[to_string(s->model())] = preference_metrics_json(*s, quality->preference(0, s), quality->preference(1, s), o.seed);
   if (!o.max_metric_loss.empty())
     thresholds["max_metric_loss_pct"] = apply_metric_loss_limits(o.max_metric_loss, metrics, &res.failures);
   res.failure_codes.resize(res.failures.size(), "metric_loss");
@@ -651,12 +672,30 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (group) r["distributed"] = distributed;
 
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
-  // One process wrote the timed batches' PNGs as they finished (a reused baseline's images are the
-  // reused ones); rank 0 of a multi-process run writes the gathered images now.
+  // One process wrote the timed batches' PNGs as they finished; a reused baseline's images are the
+  // reused ones, written a batch at a time; rank 0 of a multi-process run writes the gathered images.
   for (size_t k = 0; k < seeds.size(); ++k) {
-    if (!journal || o.baseline_result) write_png_sequence(staging->path() / image_dir("baseline", k), timed.baseline_images[k]);
-    if (!journal) write_png_sequence(staging->path() / image_dir("candidate", k), timed.candidate_images[k]);
+    if (!journal) {
+      write_png_sequence(staging->path() / image_dir("baseline", k), timed.baseline_images[k]);
+      write_png_sequence(staging->path() / image_dir("candidate", k), timed.candidate_images[k]);
+    } else if (o.baseline_result) {
+      const fs::path dir = staging->path() / image_dir("baseline", k);
+      fs::create_directories(dir);
+      for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(o.batch_size)) {
+        const size_t count = std::min(static_cast<size_t>(o.batch_size), prompts.size() - first);
+        std::vector<fs::path> files;
+        for (size_t i = first; i < first + count; ++i) files.push_back(dir / png_sequence_name(i));
+        write_pngs(files, o.baseline_result->batch(k, first, count).unbind(0));  // on several threads
+      }
+    }
   }
+  r["memory"] = {{"max_images_held", quality->max_images_held()},
+                 {"bound", group ? nlohmann::json() : nlohmann::json(2 * o.batch_size)},
+                 {"note", group ? "a multi-process run gathers every rank's images to rank 0, which holds them all "
+                                  "(the two-batch bound holds for one process)"
+                                : "decoded images held at once by the evaluation: each batch is scored, compared and "
+                                  "written as it finishes, its partner for PSNR/SSIM/LPIPS kept from the batch before "
+                                  "or read back from its PNGs; only per-prompt scores and Inception features are kept"}};
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;
   r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +
@@ -674,7 +713,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   } else {
     auto made = std::make_shared<BaselineResult>();
     made->run = std::move(base_run);
-    made->images = std::move(timed.baseline_images);
+    for (size_t k = 0; k < seeds.size(); ++k) made->image_dirs.push_back(staging->target() / image_dir("baseline", k));
     made->provenance = {{"source", "run"}};
     res.baseline_result = std::move(made);
   }

@@ -13,13 +13,16 @@ namespace {
 
 double average(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); }
 
-nlohmann::json side_by_side(const PreferenceScorer& scorer, const std::vector<at::Tensor>& base_images,
-                            const std::vector<at::Tensor>& cand_images, const std::vector<std::string>& prompts,
-                            int batch_size, uint64_t seed) {
-  const size_t n = prompts.size(), seeds = base_images.size();
+}  // namespace
+
+nlohmann::json preference_metrics_json(const PreferenceScorer& scorer, const std::vector<std::vector<double>>& base_scores,
+                                       const std::vector<std::vector<double>>& cand_scores, uint64_t seed) {
+  const size_t seeds = base_scores.size(), n = seeds ? base_scores.front().size() : 0;
   std::vector<double> all_base, all_cand, prompt_base(n, 0.0), prompt_cand(n, 0.0), first_base, first_cand;
   for (size_t k = 0; k < seeds; ++k) {
-    const auto b = scorer.score(base_images[k], prompts, batch_size), c = scorer.score(cand_images[k], prompts, batch_size);
+    const auto& b = base_scores[k];
+    const auto& c = cand_scores[k];
+    if (b.size() != n || c.size() != n) throw RuntimeFailure("preference scores: one per prompt and seed expected");
     if (k == 0) first_base = b, first_cand = c;
     for (size_t i = 0; i < n; ++i) {
       all_base.push_back(b[i]);
@@ -43,6 +46,19 @@ nlohmann::json side_by_side(const PreferenceScorer& scorer, const std::vector<at
             {"resamples", 10000}}},
           {"baseline_per_image", first_base},
           {"candidate_per_image", first_cand}};
+}
+
+namespace {
+
+nlohmann::json side_by_side(const PreferenceScorer& scorer, const std::vector<at::Tensor>& base_images,
+                            const std::vector<at::Tensor>& cand_images, const std::vector<std::string>& prompts,
+                            int batch_size, uint64_t seed) {
+  std::vector<std::vector<double>> base, cand;
+  for (size_t k = 0; k < base_images.size(); ++k) {
+    base.push_back(scorer.score(base_images[k], prompts, batch_size));
+    cand.push_back(scorer.score(cand_images[k], prompts, batch_size));
+  }
+  return preference_metrics_json(scorer, base, cand, seed);
 }
 
 }  // namespace

@@ -107,15 +107,16 @@ class Side {
     return b;
   }
 
-  // Takes in the batch an earlier process finished (its images, for a pass that keeps them).
-  void skip_batch(const JournalBatch& b, const at::Tensor& images) {
+  // Takes in the batch an earlier process finished.
+  void skip_batch(const JournalBatch& b) {
     skipped_.push_back(b);
     if (b.at.pass == 0) methods_before_ = b.methods;
     if (b.at.batch + 1 == batches_) skipped_.clear();  // a whole pass finished: no generation needed
-    add(b, images);
+    add(b, at::Tensor());
   }
 
-  // Records a batch, timed now (`b` as after_batch left it) or before.
+  // Records a batch, timed now (`b` as after_batch left it) or before; `images` are kept when
+  // defined (TimedRunHooks::keep_images).
   void add(const JournalBatch& b, const at::Tensor& images) {
     run.batch_start_s.push_back(b.start_s);
     run.batch_seconds.push_back(b.record.times.total);
@@ -130,15 +131,16 @@ class Side {
     }
     if (keeps_images(b.at.pass)) {
       const size_t k = static_cast<size_t>(b.at.pass / repeats_);
-      images_[k].push_back(images);
+      if (images.defined()) images_[k].push_back(images);
       clip_[k].insert(clip_[k].end(), b.clip.begin(), b.clip.end());
     }
   }
 
-  // Every seed's images, uint8 [N,3,H,W], and (when scored) CLIP scores.
+  // Every seed's kept images, uint8 [N,3,H,W] (empty when none were kept), and (when scored) CLIP scores.
   std::vector<at::Tensor> images() const {
     std::vector<at::Tensor> out;
-    for (const auto& batches : images_) out.push_back(at::cat(batches, 0));
+    for (const auto& batches : images_)
+      if (!batches.empty()) out.push_back(at::cat(batches, 0));
     return out;
   }
   std::vector<std::vector<double>> clip() const {
@@ -187,7 +189,7 @@ class Side {
   std::vector<JournalBatch> skipped_;   // finished batches of the pass under way, not yet generated past
   nlohmann::json methods_before_;       // method counters of the first pass's finished batches
   std::vector<BatchRecord> first_pass_;
-  std::vector<std::vector<at::Tensor>> images_;  // per seed, per batch
+  std::vector<std::vector<at::Tensor>> images_;  // per seed, per batch (TimedRunHooks::keep_images)
   std::vector<std::vector<double>> clip_;        // per seed
 };
 
@@ -288,7 +290,8 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
       throw InputError("the journal's batch " + std::to_string(i + 1) + " is not the run's (side, pass or batch differ)",
                        "journal");
     Side& side = sides[f.at.side];
-    side.skip_batch(f, side.keeps_images(f.at.pass) ? hooks.finished_images(f) : at::Tensor());
+    if (side.keeps_images(f.at.pass) && hooks.finished_images) hooks.finished_images(f);
+    side.skip_batch(f);
     offset = std::max(offset, f.start_s + f.record.times.total);
     out.order += f.at.side == 0 ? 'B' : 'C';
   }
@@ -318,7 +321,7 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
       at::Tensor images;
       JournalBatch b = side.time_batch(t, *since, offset, hooks.process, log, &images);
       if (hooks.after_batch && t.pass < passes) hooks.after_batch(b, images);
-      side.add(b, images);
+      side.add(b, hooks.keep_images ? images : at::Tensor());
       progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
       out.order += t.side == 0 ? 'B' : 'C';
     }
@@ -358,8 +361,10 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
   out.baseline = out.baseline_timed ? std::move(sides[0].run) : o.baseline_result->run;
   out.baseline.spec = baseline.spec;  // a reused run may have been derived under another candidate's name
   out.candidate = std::move(sides[1].run);
-  out.baseline_images = out.baseline_timed ? sides[0].images() : o.baseline_result->images;
-  out.candidate_images = sides[1].images();
+  if (hooks.keep_images) {
+    out.baseline_images = out.baseline_timed ? sides[0].images() : std::vector<at::Tensor>{};
+    out.candidate_images = sides[1].images();
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 // from the very first, times from all. Without --repeats (EvalOptions::auto_repeats) the interleaved
 // schedule may add passes over the first seed's prompts (eval/timing.hpp run_automatic_passes). On
 // CUDA each timed batch is also timed by CUDA events (eval/device_timer.hpp).
+// Images are handed to the hooks a batch at a time and not kept, unless TimedRunHooks::keep_images.
 #pragma once
 
 #include <functional>
@@ -24,7 +25,9 @@ struct JournalBatch;  // eval_journal.hpp
 
 struct TimedRuns {
   PipelineRun baseline, candidate;
-  std::vector<at::Tensor> baseline_images, candidate_images;  // per seed: uint8 [N,3,H,W]
+  // Per seed, uint8 [N,3,H,W]: only with TimedRunHooks::keep_images (a multi-process run, whose
+  // images are gathered to rank 0), and the baseline's only when it was timed.
+  std::vector<at::Tensor> baseline_images, candidate_images;
   ScheduleChoice schedule;
   std::string order;  // the timed batches as run: B = baseline, C = candidate
   bool baseline_timed = true;  // false: options.baseline_result's run and images, the baseline not run
@@ -52,11 +55,14 @@ struct TimedRunHooks {
   // writes and journals the batch. Either may throw (an interruption) to stop the run.
   std::function<void()> before_batch;
   std::function<void(JournalBatch&, const at::Tensor&)> after_batch;
-  // Batches an earlier process finished (a prefix of the timing order), skipped here, and how to
-  // read back one's images (for the passes that keep images).
+  // Batches an earlier process finished (a prefix of the timing order), skipped here; for those of
+  // the passes that keep images, finished_images runs in their place (to read them back).
   const std::vector<JournalBatch>* finished = nullptr;
-  std::function<at::Tensor(const JournalBatch&)> finished_images;
+  std::function<void(const JournalBatch&)> finished_images;
   int process = 0;  // this process's index, for the journal entries
+  // Keep the image-keeping passes' images in TimedRuns (a multi-process run gathers them to rank 0);
+  // else they are only handed to after_batch.
+  bool keep_images = false;
 };
 
 // Runs both sides as prepared (accel/spec_run.hpp) under `schedule`; the generate options' seed is

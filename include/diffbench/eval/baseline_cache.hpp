@@ -25,7 +25,12 @@ namespace diffbench {
 
 struct BaselineResult {
   PipelineRun run;                 // times, stages, per-seed CLIP scores of the baseline
-  std::vector<at::Tensor> images;  // per seed: uint8 [N,3,H,W]
+  // Per seed, the images: uint8 [N,3,H,W] tensors, or (when `images` is empty) the folders holding
+  // them as NNNNNN.png, read a batch at a time (an eval's report folder, a cache entry).
+  std::vector<at::Tensor> images;
+  std::vector<std::filesystem::path> image_dirs;
+  // Images [first, first+count) of seed `k`, uint8 [count,3,H,W].
+  at::Tensor batch(size_t k, size_t first, size_t count) const;
   // Where it came from: {"source": "run"|"suite"|"cache", ...} (the suite adds the candidate that
   // ran it, the cache its entry and key); copied into the report's baseline_reuse.
   nlohmann::json provenance = nlohmann::json::object();
@@ -60,7 +65,8 @@ class BaselineCache {
   // entry is a miss, logged, never an error).
   std::shared_ptr<const BaselineResult> find(const std::string& key, const Logger& log) const;
 
-  // Stores a baseline under `key` (entry.json + PNGs), written beside and renamed into place; an
+  // Stores a baseline under `key` (entry.json + PNGs, copied from its image_dirs or written from its
+  // images), written beside and renamed into place; an
   // existing entry is kept. A cache that cannot be written is logged and otherwise ignored.
   void store(const std::string& key, const nlohmann::json& material, const BaselineResult& result,
              const Logger& log) const;

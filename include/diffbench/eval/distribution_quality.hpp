@@ -82,6 +82,14 @@ nlohmann::json eval_distribution_metrics(const InceptionFeatures& net, const std
                                          const DistributionThresholds& thresholds, int batch_size, uint64_t seed,
                                          std::vector<std::string>* failures, const Logger& log);
 
+// The same with both runs' features already computed (eval adds each batch's as it comes).
+nlohmann::json eval_distribution_metrics(const InceptionFeatures& net, const ImageSetFeatures& baseline,
+                                         const ImageSetFeatures& candidate,
+                                         const std::vector<std::filesystem::path>& reference_files,
+                                         const std::filesystem::path& reference_dir, const MetricSet& metrics,
+                                         const DistributionThresholds& thresholds, int batch_size, uint64_t seed,
+                                         std::vector<std::string>* failures, const Logger& log);
+
 // score's fid and kid: the image set against each named other set ({"against", ...} and/or
 // {"reference", ...}), with the set sizes and `reliable` as above.
 struct NamedImageSet {

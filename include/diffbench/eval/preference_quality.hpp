@@ -40,6 +40,10 @@ nlohmann::json eval_preference_metrics(const PreferenceScorers& scorers, const s
                                        const std::vector<std::string>& prompts, int batch_size, uint64_t seed,
                                        const Logger& log);
 
+// The same from scores already computed (eval scores each batch as it comes): per seed, one per prompt.
+nlohmann::json preference_metrics_json(const PreferenceScorer& scorer, const std::vector<std::vector<double>>& baseline,
+                                       const std::vector<std::vector<double>>& candidate, uint64_t seed);
+
 // report.json's per_prompt rows (per_prompt_rows in quality.hpp) with the preference scores of `metrics` added
 // as the CLIP score's are: NAME_baseline, NAME_candidate and NAME_drop (baseline - candidate) for pickscore and
 // hps, from the first seed's per-image values. Rows are returned unchanged when neither was computed.

@@ -1,0 +1,95 @@
+// eval's image metrics computed batch by batch as the timed batches finish (issue 23: metrics over
+// 10,000 images stay within memory). Each image-keeping batch of either side comes here once (a
+// resumed run's finished batches too, read back from their PNGs): its Inception features and
+// preference scores are kept, never the images. PSNR/SSIM/LPIPS need the baseline and candidate
+// image of the same prompt: the batch that came just before is held, so an interleaved pair meets
+// in memory; otherwise (sequential schedule) the partner is read back from its PNGs. At most two
+// batches of decoded images are held at a time; max_images_held() is what was.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "diffbench/eval/baseline_cache.hpp"
+#include "diffbench/eval/distribution_quality.hpp"
+#include "diffbench/eval/preference_quality.hpp"
+#include "diffbench/eval/quality.hpp"
+#include "diffbench/metrics/lpips.hpp"
+#include "diffbench/metrics/metric_set.hpp"
+#include "diffbench/models/inception_fid.hpp"
+
+namespace diffbench {
+
+struct StreamedQualityInputs {
+  MetricSet metrics;
+  size_t prompts = 0;
+  size_t seeds = 1;
+  int batch_size = 1;
+  const std::vector<std::string>* prompt_texts = nullptr;
+  const Lpips* lpips = nullptr;
+  const InceptionFeatures* inception = nullptr;      // for kid / fid
+  const PreferenceScorers* preference = nullptr;     // for pickscore / hps
+  at::Device device = at::kCPU;                      // where PSNR and SSIM run
+  const BaselineResult* reused = nullptr;            // a reused baseline: its images stand for side 0's
+};
+
+// A reused baseline timed again beside the candidate, compared with the reused images batch by batch:
+// the largest pixel difference, and per seed the squared-error sum and element count, so the PSNR is
+// over all of a seed's images together (as if compared in one piece).
+struct Reproduction {
+  bool comparable = true;  // every batch had the reused images' shape
+  bool same = true;        // and equal bit for bit
+  int64_t max_abs_diff = 0;
+  std::vector<double> sse;       // per seed
+  std::vector<double> elements;  // per seed
+  // The lowest PSNR of a seed whose images differ (capped at kPsnrCapDb; the cap when none differ).
+  double worst_psnr_db() const;
+};
+
+class StreamedQuality {
+ public:
+  // Reads back images [first, first+count) of `side`'s seed k from the PNGs written for them.
+  using ReadBack = std::function<at::Tensor(int side, size_t k, size_t first, size_t count)>;
+  StreamedQuality(StreamedQualityInputs inputs, ReadBack read_back);
+
+  // Batch of side `side` (0 baseline, 1 candidate), seed index k, prompts [first, first+n): uint8
+  // [n,3,H,W]. A reused baseline's batch timed again is only compared with the reused images.
+  void add(int side, size_t k, size_t first, const at::Tensor& images);
+  // After the last batch: a reused baseline's images enter the set and preference metrics, a batch
+  // at a time.
+  void finish();
+
+  FidelityScores fidelity() const;  // the first seed's pairs, in prompt order
+  const ImageSetFeatures& features(int side) const { return features_[side]; }
+  // Per seed, per prompt: the scores of `model` (pickscore or hps) of a side.
+  const std::vector<std::vector<double>>& preference(int side, const PreferenceScorer* scorer) const;
+  const Reproduction& reproduction() const { return reproduction_; }  // a reused baseline timed again
+  // Notes that the caller holds `n` decoded images (rank 0's gathered images).
+  void holding(int64_t n) { held(n); }
+  int64_t max_images_held() const { return max_held_; }
+
+ private:
+  void set_metrics(int side, size_t k, size_t first, const at::Tensor& images);
+  void held(int64_t n) { max_held_ = std::max(max_held_, n); }
+
+  StreamedQualityInputs in_;
+  ReadBack read_back_;
+  at::Tensor last_;  // the batch before, kept for its partner
+  int last_side_ = -1;
+  size_t last_k_ = 0, last_first_ = 0;
+  std::set<size_t> seen_[2];                // first prompts of the first seed's batches added
+  std::map<size_t, FidelityScores> pairs_;  // by first prompt
+  ImageSetFeatures features_[2];
+  std::vector<std::vector<double>> pickscore_[2], hps_[2];
+  Reproduction reproduction_;
+  int64_t max_held_ = 0;
+};
+
+}  // namespace diffbench
