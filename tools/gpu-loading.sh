@@ -5,7 +5,8 @@
 # page cache, then times: the UNet and the whole pipeline into GPU memory, `generate` (one prompt, 50
 # steps) from process start to the PNG, the evaluation protocol (32 COCO prompts, batch 4, baseline +
 # DeepCache (3, 0), ViT-g-14 scorer) and `score` of 32 images with ViT-g-14; then the same with diffusers,
-# safetensors and open_clip (their wheels installed beforehand when the machine lacks them).
+# safetensors, open_clip and DeepCache (installed beforehand when the machine lacks them), the protocol
+# written as a diffusers user would (tools/py-loading-bench.py protocol), twice.
 #   tools/gpu-loading.sh CLIP_TOKENIZER_DIR [WORK_DIR]   (summary lines start with "==")
 set -uo pipefail
 tok=${1:?usage: $0 CLIP_TOKENIZER_DIR [WORK_DIR]}
@@ -95,3 +96,9 @@ s=$(now)
 python3 tools/py-loading-bench.py generate "$work/sd15" "$work/py.png" 2>&1 | grep "^py_" | sed 's/^/== /'
 echo "== python generate: process start to PNG $(dt $s $(now)) s"
 python3 tools/py-loading-bench.py score "$work/vitg" "$work/eval1/baseline" 32 2>&1 | grep "^py_" | sed 's/^/== /'
+for i in 1 2; do
+  rm -rf "$work/py-protocol"; s=$(now)
+  python3 tools/py-loading-bench.py protocol "$work/sd15" "$work/vitg" assets/prompts/coco2017-val-first-captions.jsonl \
+    "$work/py-protocol" 2>&1 | grep "^py_" | sed 's/^/== /'
+  echo "== python protocol #$i: $(dt $s $(now)) s end to end"
+done

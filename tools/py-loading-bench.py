@@ -4,8 +4,9 @@
   python3 tools/py-loading-bench.py load SD_DIR                   # UNet file -> GPU, whole pipeline -> GPU
   python3 tools/py-loading-bench.py generate SD_DIR OUT.png       # one prompt, 50 steps, 512x512 (time the process)
   python3 tools/py-loading-bench.py score VITG_DIR IMAGES_DIR N   # build ViT-g-14 + load, then score N images
+  python3 tools/py-loading-bench.py protocol SD_DIR VITG_DIR PROMPTS_JSONL OUT_DIR  # the evaluation protocol
 
-Needs torch, safetensors, diffusers and open_clip_torch. Timings are printed as `name seconds`.
+Needs torch, safetensors, diffusers and open_clip_torch (and DeepCache for `protocol`). Timings are printed as `name seconds`.
 """
 import json
 import os
@@ -95,6 +96,64 @@ def score(vitg_dir, images_dir, n):
     print(f"py_vitg_build_random_init {t1 - t0:.3f} load_to_gpu_fp16 {t2 - t1:.3f} score_{len(files)} {t3 - t2:.3f} (mean {s.mean().item():.2f}) config_width {cfg['model_cfg']['vision_cfg']['width']}")
 
 
+def protocol(sd_dir, vitg_dir, prompts_file, out):
+    """What `diffbench eval deepcache.toml --baseline sd15.toml --num-samples 32 --batch-size 4 --clip vitg` does,
+    written as a user of the Python stack would: the first caption of the first 32 COCO images, batch 4, seed 42,
+    50 PNDM steps, baseline then DeepCache (3, 0), every image saved as a PNG and CLIP-scored by ViT-g-14."""
+    t_start = time.perf_counter()
+    import open_clip
+    import torch
+    from DeepCache import DeepCacheSDHelper
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+    from safetensors.torch import load_file
+    prompts = [json.loads(line)["prompt"] for line in open(prompts_file) if line.strip()][:32]
+    t = {"imports": time.perf_counter() - t_start}
+    t0 = time.perf_counter()
+    pipe = StableDiffusionPipeline.from_pretrained(sd_dir, torch_dtype=torch.float16, safety_checker=None).to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    t["pipeline_load"] = now() - t0
+    t0 = time.perf_counter()
+    model = open_clip.create_model("ViT-g-14", pretrained=None)  # random init on the CPU, as open_clip builds it
+    model.load_state_dict(load_file(os.path.join(vitg_dir, "open_clip_model.safetensors")))
+    model = model.half().cuda().eval()
+    preprocess = open_clip.image_transform(224, is_train=False)
+    tok = open_clip.get_tokenizer("ViT-g-14")
+    t["scorer_build_and_load"] = now() - t0
+
+    def run(name):
+        os.makedirs(os.path.join(out, name), exist_ok=True)
+        g = torch.Generator("cuda").manual_seed(42)
+        images, t0 = [], now()
+        for i in range(0, len(prompts), 4):
+            images += pipe(prompts[i:i + 4], num_inference_steps=50, guidance_scale=7.5, height=512, width=512,
+                           generator=g).images
+        t[name + "_generation"] = now() - t0
+        t0 = time.perf_counter()
+        for i, im in enumerate(images):
+            im.save(os.path.join(out, name, "%06d.png" % i))
+        t[name + "_pngs"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            clip = []
+            for i in range(0, len(images), 4):
+                x = torch.stack([preprocess(im) for im in images[i:i + 4]]).half().cuda()
+                fi = model.encode_image(x).float()
+                ft = model.encode_text(tok(prompts[i:i + 4]).cuda()).float()
+                clip += (100 * (fi / fi.norm(dim=-1, keepdim=True) * ft / ft.norm(dim=-1, keepdim=True)).sum(-1)).tolist()
+        t[name + "_clip"] = now() - t0
+        return sum(clip) / len(clip)
+
+    base = run("baseline")
+    helper = DeepCacheSDHelper(pipe=pipe)
+    helper.set_params(cache_interval=3, cache_branch_id=0)
+    helper.enable()
+    cand = run("deepcache")
+    t["total_in_process"] = time.perf_counter() - t_start
+    print("py_protocol " + " ".join("%s %.2f" % kv for kv in t.items()) + " clip %.3f %.3f speedup %.3f" % (
+        base, cand, t["baseline_generation"] / t["deepcache_generation"]))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "make-vitg":
@@ -105,3 +164,5 @@ if __name__ == "__main__":
         generate(sys.argv[2], sys.argv[3])
     elif cmd == "score":
         score(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "protocol":
+        protocol(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])

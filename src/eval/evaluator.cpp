@@ -22,6 +22,7 @@
 #include "diffbench/report/report.hpp"
 #include "device_timer.hpp"
 #include "distributed_eval.hpp"
+#include "batch_writer.hpp"
 #include "eval_journal.hpp"
 #include "streamed_quality.hpp"
 #include "timed_runs.hpp"
@@ -396,6 +397,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   // The image metrics, a batch at a time as the batches finish (rank 0 of a multi-process run: the
   // gathered images, a batch at a time); a batch's partner is read back from its PNGs.
+  // One process's finished batches are written (PNGs, then journal line) by `writer`: on a GPU
+  // while the next batch is generated, on the CPU before it starts.
+  std::optional<BatchWriter> writer;
+  if (journal) writer.emplace(*journal, device.is_cuda());
   std::optional<StreamedQuality> quality;
   if (root) {
     StreamedQualityInputs qin;
@@ -410,6 +415,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     qin.device = device;
     qin.reused = o.baseline_result.get();
     quality.emplace(qin, [&](int side, size_t k, size_t first, size_t count) {
+      if (writer) writer->drain();  // the partner's PNGs may still be on their way to disk
       const fs::path dir = staging->path() / image_dir(side == 0 ? "baseline" : "candidate", k);
       std::vector<fs::path> files;
       for (size_t i = first; i < first + count; ++i) files.push_back(dir / png_sequence_name(i));
@@ -419,9 +425,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   auto stream = [&](const JournalBatch& b, const at::Tensor& images) {
     quality->add(b.at.side, static_cast<size_t>(b.at.pass / o.repeats), b.record.first, images);
   };
-  // In one process each timed batch is scored, written, journaled and streamed right after it ran;
-  // between batches a signal (o.stop) ends the run, its staging folder kept for --resume.
-  size_t journaled = journal ? journal->batches().size() : 0;
+  // In one process each timed batch is scored and streamed right after it ran, then handed to the
+  // writer; between batches a signal (o.stop) ends the run, its staging folder kept for --resume.
+  const size_t journaled_before = journal ? journal->batches().size() : 0;
   double batch_work_s = 0;
   auto check_stop = [&] {
     if (!o.stop || *o.stop == 0) return;
@@ -429,7 +435,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     if (!journal)
       throw Interrupted(sig, "interrupted by " + signal_name(sig) + (group ? " (" + group->world().describe() + ")" : ""),
                         normalize_output_path(out).string());
+    writer->drain();  // every batch finished so far is kept
     keep_partial->keep();
+    const size_t journaled = journaled_before + writer->written();
     throw Interrupted(sig, "interrupted by " + signal_name(sig) + " after " + std::to_string(journaled) +
                                " finished timed batches, which are kept in " + staging->path().string() +
                                "; run the same command with --resume to continue",
@@ -449,14 +457,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
               prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
           b.clip = scorer->score(images, texts);
         }
-        const auto files = batch_files(b);
-        fs::create_directories(files.front().parent_path());
-        write_pngs(files, images.unbind(0));  // on several threads
         b.images = true;
       }
-      journal->append(b);
       if (images.defined()) stream(b, images);
-      ++journaled;
+      writer->push(b, images.defined() ? batch_files(b) : std::vector<fs::path>{}, images);
       batch_work_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       check_stop();
     };
@@ -480,6 +484,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   TimedRuns timed =
       run_timed(base_spec_run, cand_spec_run, shard_prompts_list, timed_options, schedule, log, hooks, shard.first);
   join_scorer();  // in case no batch was timed
+  if (writer) writer->drain();
   {
     const double loads = timed.baseline.load_wall_s + timed.candidate.load_wall_s;
     const double warmups = timed.baseline.warmup_wall_s + timed.candidate.warmup_wall_s;
