@@ -98,20 +98,29 @@ PipelineRun run_from_json(const nlohmann::json& j) {
   return r;
 }
 
-std::string png_name(int64_t i) {
-  char name[32];
-  std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
-  return name;
-}
-
 }  // namespace
 
 at::Tensor BaselineResult::batch(size_t k, size_t first, size_t count) const {
   if (k < images.size()) return images[k].narrow(0, static_cast<int64_t>(first), static_cast<int64_t>(count));
   if (k >= image_dirs.size()) throw RuntimeFailure("a reused baseline has no images of seed " + std::to_string(k));
   std::vector<fs::path> files;
-  for (size_t i = first; i < first + count; ++i) files.push_back(image_dirs[k] / png_name(static_cast<int64_t>(i)));
+  for (size_t i = first; i < first + count; ++i) files.push_back(image_dirs[k] / png_sequence_name(i));
   return at::stack(read_pngs(files));  // decoded on several threads
+}
+
+void BaselineResult::write_pngs(size_t k, size_t count, const fs::path& dir) const {
+  fs::create_directories(dir);
+  if (k < images.size()) {
+    std::vector<fs::path> files;
+    for (size_t i = 0; i < count; ++i) files.push_back(dir / png_sequence_name(i));
+    diffbench::write_pngs(files, images[k].narrow(0, 0, static_cast<int64_t>(count)).unbind(0));  // on several threads
+    return;
+  }
+  if (k >= image_dirs.size()) throw RuntimeFailure("a reused baseline has no images of seed " + std::to_string(k));
+  for (size_t i = 0; i < count; ++i) {
+    const std::string name = png_sequence_name(i);
+    fs::copy_file(image_dirs[k] / name, dir / name, fs::copy_options::overwrite_existing);
+  }
 }
 
 nlohmann::json folder_hashes(const fs::path& folder, const std::string& variant) {
@@ -210,8 +219,8 @@ std::shared_ptr<const BaselineResult> BaselineCache::find(const std::string& key
     for (uint64_t seed : seeds) {  // read a batch at a time when used; here only checked to be there
       const fs::path dir = entry / ("seed-" + std::to_string(seed));
       for (size_t i = 0; i < n; ++i)
-        if (!fs::is_regular_file(dir / png_name(static_cast<int64_t>(i))))
-          throw InputError("missing image", (dir / png_name(static_cast<int64_t>(i))).string());
+        if (!fs::is_regular_file(dir / png_sequence_name(i)))
+          throw InputError("missing image", (dir / png_sequence_name(i)).string());
       r->image_dirs.push_back(dir);
     }
     r->provenance = {{"source", "cache"},
@@ -246,7 +255,7 @@ void BaselineCache::store(const std::string& key, const nlohmann::json& material
         continue;
       }
       std::vector<fs::path> files;
-      for (int64_t i = 0; i < result.images[k].size(0); ++i) files.push_back(dir / png_name(i));
+      for (int64_t i = 0; i < result.images[k].size(0); ++i) files.push_back(dir / png_sequence_name(static_cast<size_t>(i)));
       write_pngs(files, result.images[k].unbind(0));  // on several threads
     }
     const nlohmann::json j = {{"schema", kEntrySchema}, {"key", key},    {"created", utc_now()},

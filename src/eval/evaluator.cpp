@@ -428,7 +428,11 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   // In one process each timed batch is scored and streamed right after it ran, then handed to the
   // writer; between batches a signal (o.stop) ends the run, its staging folder kept for --resume.
   const size_t journaled_before = journal ? journal->batches().size() : 0;
-  double batch_work_s = 0;
+  double batch_work_s = 0;  // between timed batches: CLIP scoring, image metrics, handing PNGs to the writer
+  double batch_clip_s = 0, batch_metrics_s = 0;
+  auto since_s = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   auto check_stop = [&] {
     if (!o.stop || *o.stop == 0) return;
     const int sig = *o.stop;
@@ -459,9 +463,12 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
         }
         b.images = true;
       }
+      batch_clip_s += since_s(t0);
+      const auto t1 = std::chrono::steady_clock::now();
       if (images.defined()) stream(b, images);
+      batch_metrics_s += since_s(t1);
       writer->push(b, images.defined() ? batch_files(b) : std::vector<fs::path>{}, images);
-      batch_work_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      batch_work_s += since_s(t0);
       check_stop();
     };
     hooks.finished = &journal->batches();
@@ -547,7 +554,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     base_run.clip_score = pooled.baseline;
     cand_run.clip_score = pooled.candidate;
   }
-  wall["clip_scoring"] = lap() + batch_work_s;  // with each batch's PNGs written
+  wall["clip_scoring"] = lap() + batch_work_s;  // with each batch's image metrics and PNG hand-off
+  wall["batch_clip_scoring"] = batch_clip_s;      // the parts of clip_scoring done between timed batches
+  wall["batch_image_metrics"] = batch_metrics_s;
+  wall["batch_png_handoff"] = batch_work_s - batch_clip_s - batch_metrics_s;
   const PairedStats& paired = pooled.paired;
 
   // Candidate vs baseline, per prompt (the first seed's images), compared batch by batch.
@@ -679,21 +689,16 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["image_dirs"] = {{"baseline", image_dir("baseline", 0)}, {"candidate", image_dir("candidate", 0)}};
   // One process wrote the timed batches' PNGs as they finished; a reused baseline's images are the
   // reused ones, written a batch at a time; rank 0 of a multi-process run writes the gathered images.
+  const auto images_started = std::chrono::steady_clock::now();
   for (size_t k = 0; k < seeds.size(); ++k) {
     if (!journal) {
       write_png_sequence(staging->path() / image_dir("baseline", k), timed.baseline_images[k]);
       write_png_sequence(staging->path() / image_dir("candidate", k), timed.candidate_images[k]);
     } else if (o.baseline_result) {
-      const fs::path dir = staging->path() / image_dir("baseline", k);
-      fs::create_directories(dir);
-      for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(o.batch_size)) {
-        const size_t count = std::min(static_cast<size_t>(o.batch_size), prompts.size() - first);
-        std::vector<fs::path> files;
-        for (size_t i = first; i < first + count; ++i) files.push_back(dir / png_sequence_name(i));
-        write_pngs(files, o.baseline_result->batch(k, first, count).unbind(0));  // on several threads
-      }
+      o.baseline_result->write_pngs(k, prompts.size(), staging->path() / image_dir("baseline", k));
     }
   }
+  wall["output_images"] = since_s(images_started);  // part of statistics_and_images
   r["memory"] = {{"max_images_held", quality->max_images_held()},
                  {"bound", group ? nlohmann::json() : nlohmann::json(2 * o.batch_size)},
                  {"note", group ? "a multi-process run gathers every rank's images to rank 0, which holds them all "
@@ -705,12 +710,14 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["wall_clock_s"] = wall;
   r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const auto files_started = std::chrono::steady_clock::now();
   write_file_atomic(staging->path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging->path() / "report.md", render_markdown(r));
   write_html_report(staging->path(), r, {o.embed_images});
   if (journal) fs::remove(journal->file());  // the finished report does not need it
   staging->commit();
-  log.info("wrote " + (out / "report.html").string());
+  log.info("wrote " + (out / "report.html").string() + " (report files " + fixed(since_s(files_started), 2) +
+           " s after the total above)");
   res.report = std::move(r);
   res.out = out;
   if (o.baseline_result) {

@@ -38,14 +38,18 @@ void StreamedQuality::add(int side, size_t k, size_t first, const at::Tensor& im
     Reproduction& rep = reproduction_;
     if (!rep.comparable || r.sizes() != images.sizes()) {
       rep.comparable = false;
-      return;
+    } else if (!at::equal(r, images)) {
+      rep.same = false;
+      const at::Tensor diff = images.to(at::kDouble) - r.to(at::kDouble);
+      rep.max_abs_diff = std::max(rep.max_abs_diff, static_cast<int64_t>(diff.abs().max().item<double>()));
+      rep.sse[k] += diff.square().sum().item<double>();
+      rep.elements[k] += static_cast<double>(diff.numel());
     }
-    if (at::equal(r, images)) return;
-    rep.same = false;
-    const at::Tensor diff = images.to(at::kDouble) - r.to(at::kDouble);
-    rep.max_abs_diff = std::max(rep.max_abs_diff, static_cast<int64_t>(diff.abs().max().item<double>()));
-    rep.sse[k] += diff.square().sum().item<double>();
-    rep.elements[k] += static_cast<double>(diff.numel());
+    // Held for the candidate's batch of the same prompts, which is compared with the reused images.
+    last_ = r;
+    last_side_ = 0;
+    last_k_ = k;
+    last_first_ = first;
     return;
   }
   set_metrics(side, k, first, images);
@@ -90,7 +94,8 @@ void StreamedQuality::set_metrics(int side, size_t k, size_t first, const at::Te
 
 void StreamedQuality::finish() {
   last_ = at::Tensor();
-  if (!in_.reused) return;
+  // Only the set metrics (KID/FID) and the preference scores need every baseline image.
+  if (!in_.reused || (!in_.inception && (!in_.preference || !in_.preference->any()))) return;
   const auto batch = static_cast<size_t>(in_.batch_size);
   for (size_t k = 0; k < in_.seeds; ++k)
     for (size_t first = 0; first < in_.prompts; first += batch) {

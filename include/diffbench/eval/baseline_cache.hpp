@@ -31,6 +31,9 @@ struct BaselineResult {
   std::vector<std::filesystem::path> image_dirs;
   // Images [first, first+count) of seed `k`, uint8 [count,3,H,W].
   at::Tensor batch(size_t k, size_t first, size_t count) const;
+  // Writes images [0, count) of seed `k` into `dir` as NNNNNN.png: the PNG files copied as they are
+  // when they are files (no decoding, no encoding), else encoded.
+  void write_pngs(size_t k, size_t count, const std::filesystem::path& dir) const;
   // Where it came from: {"source": "run"|"suite"|"cache", ...} (the suite adds the candidate that
   // ran it, the cache its entry and key); copied into the report's baseline_reuse.
   nlohmann::json provenance = nlohmann::json::object();
