@@ -1,5 +1,9 @@
 #include "diffbench/models/blocks/norm.hpp"
 
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/add_layer_norm.hpp"
 #include "kernels/group_norm.hpp"
 
 namespace diffbench {
@@ -39,6 +43,32 @@ at::Tensor bias_residual(const at::Tensor& x, const at::Tensor& bias, const at::
 #endif
   at::Tensor out = residual + (x + bias.view({1, -1, 1, 1}));
   return scale != 1.0 ? out * scale : out;
+}
+
+bool fused_add_layer_norm(const at::Tensor& x) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (!x.is_cuda() || (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16 && x.scalar_type() != at::kFloat))
+    return false;
+  if (at::GradMode::is_enabled()) return false;  // training (the demo's, on CPU) keeps LibTorch's autograd ops
+  const char* v = std::getenv("DIFFBENCH_FUSED_ADDLN");  // "0": the add and the LayerNorm apart (A/B timing)
+  return !(v && std::strcmp(v, "0") == 0);
+#else
+  (void)x;
+  return false;
+#endif
+}
+
+std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::Tensor& r, torch::nn::LayerNorm& norm,
+                                                 const at::Tensor& extra) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  const auto& o = norm->options;
+  if (fused_add_layer_norm(a) && o.elementwise_affine() && o.normalized_shape().size() == 1)
+    return kernels::add_layer_norm(a, r, norm->weight, norm->bias, o.eps(), extra);
+#endif
+  at::Tensor y = a + r;
+  at::Tensor n = norm(y);
+  if (extra.defined()) y = y + extra;
+  return {y, n};
 }
 
 }  // namespace diffbench

@@ -7,6 +7,8 @@
 #include "kernels/geglu.hpp"
 #endif
 
+#include <tuple>
+
 #include <torch/nn/modules/dropout.h>
 
 namespace diffbench {
@@ -69,11 +71,12 @@ at::Tensor hooked_attention(UNetHooks& hooks, const TransformerId& id, Transform
 
 at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
                                               const TransformerId* id, int64_t h, int64_t w) {
+  // Each residual add and the LayerNorm after it are one pass (add_layer_norm: a kernel on CUDA,
+  // LibTorch's add and norm elsewhere): y is the running activation, n the next sublayer's input.
   if (!hooks || !id) {
-    at::Tensor y = attn1(norm1(x)) + x;  // [B, N, dim] self-attention
-    y = attn2(norm2(y), context) + y;    // cross-attention to the text
-    y = ff(norm3(y)) + y;                // GEGLU feed-forward
-    return y;
+    auto [y, n] = add_layer_norm(attn1(norm1(x)), x, norm2);      // [B, N, dim] self-attention, norm2
+    std::tie(y, n) = add_layer_norm(attn2(n, context), y, norm3);  // cross-attention to the text, norm3
+    return ff(n) + y;                                              // GEGLU feed-forward
   }
   // As tomesd's ToMeBlock: x = u(f(m(norm(x)))) + x for each part, m/u from the block's input.
   const std::shared_ptr<TokenTransform> tokens = hooks->tokens(*id, x, h, w);
@@ -83,12 +86,11 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Ten
 
   at::Tensor a = hooked_attention(*hooks, *id, P::SelfAttention, merge(P::SelfAttention, norm1(x)),
                                   [&](const at::Tensor& t) { return attn1(t); });  // [B, N', dim]
-  at::Tensor y = unmerge(P::SelfAttention, a) + x;                                  // [B, N, dim]
-  a = hooked_attention(*hooks, *id, P::CrossAttention, merge(P::CrossAttention, norm2(y)),
+  auto [y, n] = add_layer_norm(unmerge(P::SelfAttention, a), x, norm2);            // [B, N, dim] each
+  a = hooked_attention(*hooks, *id, P::CrossAttention, merge(P::CrossAttention, n),
                        [&](const at::Tensor& t) { return attn2(t, context); });
-  y = unmerge(P::CrossAttention, a) + y;
-  y = unmerge(P::FeedForward, ff(merge(P::FeedForward, norm3(y)))) + y;
-  return y;
+  std::tie(y, n) = add_layer_norm(unmerge(P::CrossAttention, a), y, norm3);
+  return unmerge(P::FeedForward, ff(merge(P::FeedForward, n))) + y;
 }
 
 Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& options) : options_(options) {

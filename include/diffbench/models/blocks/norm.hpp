@@ -2,6 +2,8 @@
 // activations (built with nvcc when DIFFBENCH_CUDA_KERNELS is on) and LibTorch's ops otherwise.
 #pragma once
 
+#include <utility>
+
 #include <ATen/ATen.h>
 #include <torch/nn/modules/normalization.h>
 
@@ -13,6 +15,18 @@ at::Tensor group_norm_act(const at::Tensor& x, torch::nn::GroupNorm& norm, bool 
 
 // (x + bias[c] + residual) * scale: one pass with the kernel, LibTorch's ops otherwise.
 at::Tensor bias_residual(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& residual, double scale = 1.0);
+
+// The transformer block's residual add and its next LayerNorm: (y, norm(y)) for y = a + r. One
+// kernel reads a and r once and writes both on CUDA without gradients (unless DIFFBENCH_FUSED_ADDLN=0,
+// read at every call, for A/B timing); elsewhere LibTorch's `a + r` and `norm(y)`, the same ops as
+// unfused. With `extra` ([C]): y + extra is returned in place of y (n is still norm(y)), for a GEMM
+// that accumulates onto it in place of adding its own bias.
+std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::Tensor& r, torch::nn::LayerNorm& norm,
+                                                 const at::Tensor& extra = {});
+
+// True where add_layer_norm runs its kernel on tensors like x (CUDA, half/bfloat16/float, built with
+// the kernels, no gradient needed, not switched off).
+bool fused_add_layer_norm(const at::Tensor& x);
 
 // True where the fused kernels take x (CUDA, half/bfloat16, channels-last 4-D, built with them):
 // modules then fold convolution biases into the following norm or skip connection.
