@@ -414,6 +414,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     qin.preference = &preference;
     qin.device = device;
     qin.reused = o.baseline_result.get();
+    qin.decode_ahead = device.is_cuda() && !group;
     quality.emplace(qin, [&](int side, size_t k, size_t first, size_t count) {
       if (writer) writer->drain();  // the partner's PNGs may still be on their way to disk
       const fs::path dir = staging->path() / image_dir(side == 0 ? "baseline" : "candidate", k);
@@ -700,12 +701,13 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   }
   wall["output_images"] = since_s(images_started);  // part of statistics_and_images
   r["memory"] = {{"max_images_held", quality->max_images_held()},
-                 {"bound", group ? nlohmann::json() : nlohmann::json(2 * o.batch_size)},
+                 {"bound", group ? nlohmann::json() : nlohmann::json(quality->bound())},
                  {"note", group ? "a multi-process run gathers every rank's images to rank 0, which holds them all "
                                   "(the two-batch bound holds for one process)"
                                 : "decoded images held at once by the evaluation: each batch is scored, compared and "
                                   "written as it finishes, its partner for PSNR/SSIM/LPIPS kept from the batch before "
-                                  "or read back from its PNGs; only per-prompt scores and Inception features are kept"}};
+                                  "or read back from its PNGs (a reused baseline's next batch decoded ahead on a GPU); "
+                                  "only per-prompt scores and Inception features are kept"}};
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;
   r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +

@@ -28,38 +28,17 @@ double Reproduction::worst_psnr_db() const {
 }
 
 void StreamedQuality::add(int side, size_t k, size_t first, const at::Tensor& images) {
-  const size_t count = static_cast<size_t>(images.size(0));
-  held(images.size(0) + (last_.defined() ? last_.size(0) : 0));
-  if (side == 0 && in_.reused) {
-    // Timed again beside the candidate: the metrics use the reused images; these are only compared.
-    last_ = at::Tensor();
-    const at::Tensor r = in_.reused->batch(k, first, count);
-    held(images.size(0) + r.size(0));
-    Reproduction& rep = reproduction_;
-    if (!rep.comparable || r.sizes() != images.sizes()) {
-      rep.comparable = false;
-    } else if (!at::equal(r, images)) {
-      rep.same = false;
-      const at::Tensor diff = images.to(at::kDouble) - r.to(at::kDouble);
-      rep.max_abs_diff = std::max(rep.max_abs_diff, static_cast<int64_t>(diff.abs().max().item<double>()));
-      rep.sse[k] += diff.square().sum().item<double>();
-      rep.elements[k] += static_cast<double>(diff.numel());
-    }
-    // Held for the candidate's batch of the same prompts, which is compared with the reused images.
-    last_ = r;
-    last_side_ = 0;
-    last_k_ = k;
-    last_first_ = first;
+  if (in_.reused) {
+    add_beside_reused(side, k, first, images);
     return;
   }
+  const size_t count = static_cast<size_t>(images.size(0));
+  held(images.size(0) + (last_.defined() ? last_.size(0) : 0));
   set_metrics(side, k, first, images);
   if (k == 0 && in_.metrics.fidelity()) {
     at::Tensor partner;
     if (last_.defined() && last_side_ == 1 - side && last_k_ == 0 && last_first_ == first) {
       partner = last_;
-    } else if (side == 1 && in_.reused) {
-      last_ = at::Tensor();
-      partner = in_.reused->batch(0, first, count);
     } else if (seen_[1 - side].count(first)) {
       last_ = at::Tensor();
       partner = read_back_(1 - side, 0, first, count);
@@ -78,6 +57,71 @@ void StreamedQuality::add(int side, size_t k, size_t first, const at::Tensor& im
   last_first_ = first;
 }
 
+void StreamedQuality::add_beside_reused(int side, size_t k, size_t first, const at::Tensor& images) {
+  const size_t count = static_cast<size_t>(images.size(0));
+  held(images.size(0) + reused_held());
+  if (side == 0) {
+    // Timed again beside the candidate: the metrics use the reused images; these are only compared.
+    const at::Tensor r = reused_batch(k, first, count);
+    held(images.size(0) + reused_held());
+    Reproduction& rep = reproduction_;
+    if (!rep.comparable || r.sizes() != images.sizes()) {
+      rep.comparable = false;
+    } else if (!at::equal(r, images)) {
+      rep.same = false;
+      const at::Tensor diff = images.to(at::kDouble) - r.to(at::kDouble);
+      rep.max_abs_diff = std::max(rep.max_abs_diff, static_cast<int64_t>(diff.abs().max().item<double>()));
+      rep.sse[k] += diff.square().sum().item<double>();
+      rep.elements[k] += static_cast<double>(diff.numel());
+    }
+    return;
+  }
+  set_metrics(side, k, first, images);
+  if (k != 0 || !in_.metrics.fidelity()) return;
+  const at::Tensor partner = reused_batch(0, first, count);
+  held(images.size(0) + reused_held());
+  FidelityScores pair;  // PSNR and SSIM on the pipelines' device
+  pair.add_batch(partner, images, in_.metrics, in_.lpips, in_.device);
+  pairs_[first] = std::move(pair);
+}
+
+at::Tensor StreamedQuality::reused_batch(size_t k, size_t first, size_t count) {
+  const BatchKey key{k, first};
+  if (reused_key_ != key) {
+    reused_ = at::Tensor();
+    if (ahead_key_ == key) {
+      reused_ = ahead_.get();
+    } else {
+      if (ahead_.valid()) ahead_.wait();  // a batch decoded ahead in vain (the order changed): dropped
+      reused_ = in_.reused->batch(k, first, count);
+    }
+    ahead_key_.reset();
+    ahead_ = {};
+    reused_key_ = key;
+    // The next batch of the order both sides follow (prompts ascending, then the next seed).
+    const auto batch = static_cast<size_t>(in_.batch_size);
+    std::optional<BatchKey> next;
+    if (first + batch < in_.prompts) next = BatchKey{k, first + batch};
+    else if (k + 1 < in_.seeds) next = BatchKey{k + 1, 0};
+    if (in_.decode_ahead && next) {
+      const size_t n = std::min(batch, in_.prompts - next->second);
+      const BaselineResult* reused = in_.reused;
+      ahead_ = std::async(std::launch::async, [reused, next, n] { return reused->batch(next->first, next->second, n); });
+      ahead_key_ = next;
+    }
+  }
+  if (reused_.size(0) != static_cast<int64_t>(count))
+    throw RuntimeFailure("a reused baseline batch of " + std::to_string(count) + " images expected");
+  return reused_;
+}
+
+int64_t StreamedQuality::reused_held() const {
+  const int64_t ahead = ahead_key_ ? static_cast<int64_t>(std::min(static_cast<size_t>(in_.batch_size),
+                                                                   in_.prompts - ahead_key_->second))
+                                   : 0;
+  return (reused_.defined() ? reused_.size(0) : 0) + ahead;
+}
+
 void StreamedQuality::set_metrics(int side, size_t k, size_t first, const at::Tensor& images) {
   if (in_.inception) features_[side].add(in_.inception->features(images));
   if (!in_.preference || !in_.preference->any()) return;
@@ -94,6 +138,11 @@ void StreamedQuality::set_metrics(int side, size_t k, size_t first, const at::Te
 
 void StreamedQuality::finish() {
   last_ = at::Tensor();
+  reused_ = at::Tensor();
+  reused_key_.reset();
+  if (ahead_.valid()) ahead_.wait();
+  ahead_ = {};
+  ahead_key_.reset();
   // Only the set metrics (KID/FID) and the preference scores need every baseline image.
   if (!in_.reused || (!in_.inception && (!in_.preference || !in_.preference->any()))) return;
   const auto batch = static_cast<size_t>(in_.batch_size);

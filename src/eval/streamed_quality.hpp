@@ -4,11 +4,14 @@
 // preference scores are kept, never the images. PSNR/SSIM/LPIPS need the baseline and candidate
 // image of the same prompt: the batch that came just before is held, so an interleaved pair meets
 // in memory; otherwise (sequential schedule) the partner is read back from its PNGs. At most two
-// batches of decoded images are held at a time; max_images_held() is what was.
+// batches of decoded images are held at a time (three when a reused baseline's next batch is
+// decoded ahead); max_images_held() is what was.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <future>
+#include <utility>
 #include <map>
 #include <optional>
 #include <set>
@@ -38,6 +41,9 @@ struct StreamedQualityInputs {
   const PreferenceScorers* preference = nullptr;     // for pickscore / hps
   at::Device device = at::kCPU;                      // where PSNR and SSIM run
   const BaselineResult* reused = nullptr;            // a reused baseline: its images stand for side 0's
+  // Decode a reused baseline's next batch on a thread while the current one is used (a GPU run: the
+  // decoding overlaps the next timed batch; never on the CPU, whose timed batches it would slow).
+  bool decode_ahead = false;
 };
 
 // A reused baseline timed again beside the candidate, compared with the reused images batch by batch:
@@ -74,9 +80,18 @@ class StreamedQuality {
   // Notes that the caller holds `n` decoded images (rank 0's gathered images).
   void holding(int64_t n) { held(n); }
   int64_t max_images_held() const { return max_held_; }
+  // The most it holds in one process: two batches, three when a reused baseline is decoded ahead.
+  int64_t bound() const { return (in_.reused && in_.decode_ahead ? 3 : 2) * static_cast<int64_t>(in_.batch_size); }
 
  private:
   void set_metrics(int side, size_t k, size_t first, const at::Tensor& images);
+  // add() when a reused baseline's images stand for side 0's.
+  void add_beside_reused(int side, size_t k, size_t first, const at::Tensor& images);
+  // The reused baseline's images [first, first+count) of seed k, decoded once for both of their uses
+  // (checking the batch timed again, pairing the candidate's); with decode_ahead the next batch is
+  // being decoded meanwhile.
+  at::Tensor reused_batch(size_t k, size_t first, size_t count);
+  int64_t reused_held() const;
   void held(int64_t n) { max_held_ = std::max(max_held_, n); }
 
   StreamedQualityInputs in_;
@@ -90,6 +105,10 @@ class StreamedQuality {
   std::vector<std::vector<double>> pickscore_[2], hps_[2];
   Reproduction reproduction_;
   int64_t max_held_ = 0;
+  using BatchKey = std::pair<size_t, size_t>;  // seed index, first prompt
+  std::optional<BatchKey> reused_key_, ahead_key_;
+  at::Tensor reused_;              // the reused batch of reused_key_
+  std::future<at::Tensor> ahead_;  // the one of ahead_key_, being decoded
 };
 
 }  // namespace diffbench

@@ -64,15 +64,13 @@ void write_html_report(const fs::path& dir, const nlohmann::json& r, const HtmlR
   for (const auto& m : maps)
     if (m.defined()) scale_max = std::max(scale_max, m.max().item<double>());
   scale_max = std::max(scale_max, 1.0);  // identical images: a scale of one grey level, all dark
-  std::vector<fs::path> heat_files;  // the heat maps, encoded on several threads
-  std::vector<at::Tensor> heat_images;
+  std::vector<size_t> heat;  // the prompts with a heat map, coloured and encoded on several threads
   for (size_t i = 0; i < n; ++i)
-    if (maps[i].defined()) {
-      heat_files.push_back(dir / "diff" / png_sequence_name(i));
-      heat_images.push_back(heat_image(maps[i], scale_max));
-    }
-  if (!heat_files.empty()) fs::create_directories(dir / "diff");
-  write_pngs(heat_files, heat_images);
+    if (maps[i].defined()) heat.push_back(i);
+  if (!heat.empty()) fs::create_directories(dir / "diff");
+  parallel_for(heat.size(), [&](size_t j) {
+    write_png(dir / "diff" / png_sequence_name(heat[j]), heat_image(maps[heat[j]], scale_max));
+  });
   ReportImages images;
   images.scale_max = scale_max;
   for (size_t i = 0; i < n; ++i) {
