@@ -156,7 +156,10 @@ class TomeMethod final : public Method {
       }
       ++next_draw_;
     }
-    auto merge = bipartite_soft_matching_random2d(x, grid_w, grid_h, options_.sx, options_.sy, r, choice);
+    auto merge = choice.defined()
+                     ? bipartite_soft_matching_random2d(x, grid_w, grid_h, options_.sx, options_.sy, r, choice)
+                     : bipartite_soft_matching_random2d(x, grid_w, grid_h, options_.sx, options_.sy, r,
+                                                        fixed_partition(grid_h, grid_w, x.device()));
     if (!merge) return nullptr;
     current_ += Counts{1, n, merge->removed()};
     total_ += Counts{1, n, merge->removed()};
@@ -174,6 +177,16 @@ class TomeMethod final : public Method {
     }
   };
   using Key = std::tuple<int64_t, int64_t, int64_t>;  // latent h, w, UNet batch
+  using PartitionKey = std::tuple<int64_t, int64_t, int, int>;  // grid h, w, device type, index
+
+  // The partition without a random choice depends only on the grid: made once per grid and device.
+  const TomePartition& fixed_partition(int64_t h, int64_t w, at::Device device) {
+    const PartitionKey key{h, w, static_cast<int>(device.type()), device.index()};
+    auto it = partitions_.find(key);
+    if (it == partitions_.end())
+      it = partitions_.emplace(key, tome_partition(h, w, options_.sx, options_.sy, {}, device)).first;
+    return it->second;
+  }
 
   at::Generator& generator_for(at::Device where) {
     if (!generator_ || generator_->device() != where) generator_ = generator_on(where, seed_);
@@ -191,6 +204,7 @@ class TomeMethod final : public Method {
   std::set<Key> recorded_;
   std::map<Key, std::vector<at::Tensor>> draws_;
   size_t next_draw_ = 0;
+  std::map<PartitionKey, TomePartition> partitions_;
   Counts total_, current_;
   std::map<Key, Counts> last_;  // per shape: what its last call with hooks merged
 };

@@ -8,20 +8,59 @@
 //    gathers again), and unmerge is a single gather through a precomputed row index where tomesd
 //    scatters three times into a zero tensor. Every value is the same copy or the same
 //    scatter_reduce("mean") as tomesd's.
+// On CUDA, with the own kernels built (kernels/tome_merge.cu), the same partition and maps come
+// from a few kernels instead of about 35 LibTorch ops per block call; this file's LibTorch code is
+// their reference (and the CPU's path).
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "diffbench/accel/tome.hpp"
 #include "diffbench/error.hpp"
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+#include "kernels/tome_merge.hpp"
+#endif
 
 namespace diffbench {
 
+bool tome_kernels_built() {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+namespace {
+
+// Auto: the kernels, unless the environment says DIFFBENCH_TOME_KERNELS=0 (to time both paths in one build).
+bool kernels_wanted(TomeImpl impl) {
+  static const bool on = [] {
+    const char* v = std::getenv("DIFFBENCH_TOME_KERNELS");
+    return !(v && std::string(v) == "0");
+  }();
+  return impl == TomeImpl::Auto && on;
+}
+
+}  // namespace
+#endif
+
 TomePartition tome_partition(int64_t h, int64_t w, int64_t sx, int64_t sy, const at::Tensor& cell_choice,
-                             at::Device device) {
+                             at::Device device, TomeImpl impl) {
   const int64_t n = h * w;
   const int64_t hsy = h / sy, wsx = w / sx;
   const int64_t num_dst = hsy * wsx;
   const auto opt = at::TensorOptions().dtype(at::kLong).device(device);
   if (num_dst == 0) return {at::empty({0}, opt), at::arange(n, opt)};
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (kernels_wanted(impl) && device.is_cuda()) {
+    auto [dst, src] = kernels::tome_partition(h, w, sx, sy, cell_choice, device);
+    return {dst, src};
+  }
+#else
+  (void)impl;
+#endif
 
   // Destination of each cell: row-major offset k within the sy×sx cell.
   at::Tensor k = cell_choice.defined() ? cell_choice.to(device, at::kLong).reshape({hsy, wsx})
@@ -39,7 +78,7 @@ TomePartition tome_partition(int64_t h, int64_t w, int64_t sx, int64_t sy, const
   return {order.slice(0, 0, num_dst), order.slice(0, num_dst)};
 }
 
-TokenMerge::TokenMerge(const TomePartition& partition, const at::Tensor& metric, int64_t r) {
+TokenMerge::TokenMerge(const TomePartition& partition, const at::Tensor& metric, int64_t r, TomeImpl impl) {
   // metric: [B, N, C]
   const int64_t b = metric.size(0);
   n_ = metric.size(1);
@@ -47,6 +86,22 @@ TokenMerge::TokenMerge(const TomePartition& partition, const at::Tensor& metric,
   const at::Tensor& src = partition.src;
   const int64_t num_dst = dst_.size(0), num_src = src.size(0);
   r_ = std::min(r, num_src);
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (kernels_wanted(impl) && r_ > 0 && kernels::tome_match_supported(metric, num_src, num_dst)) {
+    at::NoGradGuard no_grad;
+    kernels::TomeMatch m = kernels::tome_match(metric, dst_, src, r_);
+    unm_tok_ = m.unm_tok;
+    src_tok_ = m.src_tok;
+    dst_of_ = m.dst_of;
+    row_of_ = m.row_of;
+    csr_tok_ = m.csr_tok;
+    csr_dst_ = m.csr_dst;
+    fused_ = true;
+    return;
+  }
+#else
+  (void)impl;
+#endif
 
   at::Tensor scores;
   {
@@ -75,6 +130,9 @@ TokenMerge::TokenMerge(const TomePartition& partition, const at::Tensor& metric,
 
 at::Tensor TokenMerge::merge(const at::Tensor& x) const {
   // x: [B, N, C]
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (fused_ && kernels::tome_rows_supported(x)) return kernels::tome_merge(x, unm_tok_, dst_, csr_tok_, csr_dst_);
+#endif
   const int64_t b = x.size(0), c = x.size(2);
   at::Tensor unm = x.gather(1, unm_tok_.unsqueeze(-1).expand({b, unm_tok_.size(1), c}));  // [B, Na - r, C]
   at::Tensor src = x.gather(1, src_tok_.unsqueeze(-1).expand({b, r_, c}));                // [B, r, C]
@@ -85,6 +143,9 @@ at::Tensor TokenMerge::merge(const at::Tensor& x) const {
 
 at::Tensor TokenMerge::unmerge(const at::Tensor& x) const {
   // x: [B, N - r, C]
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (fused_ && kernels::tome_rows_supported(x)) return kernels::tome_unmerge(x, row_of_);
+#endif
   const int64_t b = x.size(0), c = x.size(2);
   return x.gather(1, row_of_.unsqueeze(-1).expand({b, n_, c}));  // [B, N, C]
 }
@@ -94,15 +155,35 @@ bool tome_draws_choice(int64_t w, int64_t h, int64_t sx, int64_t sy, int64_t r) 
   return r > 0 && cells < h * w && cells > 0;
 }
 
-std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
-                                                           int64_t sy, int64_t r, const at::Tensor& cell_choice) {
-  if (r <= 0) return std::nullopt;
+namespace {
+
+// Whether a merge does anything (tomesd's do_nothing otherwise); a metric that is not [B, h·w, C]
+// is a UsageError.
+bool merges_anything(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx, int64_t sy, int64_t r) {
+  if (r <= 0) return false;
   if (metric.dim() != 3 || metric.size(1) != h * w)
     throw UsageError("ToMe: metric of shape " + std::string(c10::str(metric.sizes())) + " is not [B, h*w, C] for h=" +
                          std::to_string(h) + ", w=" + std::to_string(w),
                      "tome");
-  if ((h / sy) * (w / sx) >= h * w) return std::nullopt;  // every token is a destination: nothing to merge
+  return (h / sy) * (w / sx) < h * w;  // every token a destination: nothing to merge
+}
+
+}  // namespace
+
+std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
+                                                           int64_t sy, int64_t r, const at::Tensor& cell_choice) {
+  if (!merges_anything(metric, w, h, sx, sy, r)) return std::nullopt;
   return TokenMerge(tome_partition(h, w, sx, sy, cell_choice, metric.device()), metric, r);
+}
+
+std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
+                                                           int64_t sy, int64_t r, const TomePartition& partition) {
+  if (!merges_anything(metric, w, h, sx, sy, r)) return std::nullopt;
+  if (partition.dst.size(0) + partition.src.size(0) != h * w)
+    throw UsageError("ToMe: a partition of " + std::to_string(partition.dst.size(0) + partition.src.size(0)) +
+                         " tokens for h=" + std::to_string(h) + ", w=" + std::to_string(w),
+                     "tome");
+  return TokenMerge(partition, metric, r);
 }
 
 std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,

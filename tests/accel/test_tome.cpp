@@ -131,6 +131,20 @@ TEST(TomeMerge, NothingToDo) {
   EXPECT_EQ(m->merge(x).size(1), 4);
 }
 
+// The method keeps the partition of a grid without random destinations: merging on it is merging
+// on a fresh one, and a partition of another grid is refused.
+TEST(TomeMerge, PrecomputedPartitionGivesTheSameMerge) {
+  at::manual_seed(5);
+  const at::Tensor metric = at::randn({2, 36, 8}), x = at::randn({2, 36, 3});
+  auto fresh = bipartite_soft_matching_random2d(metric, 6, 6, 2, 2, 10, at::Tensor());
+  auto kept = bipartite_soft_matching_random2d(metric, 6, 6, 2, 2, 10, tome_partition(6, 6, 2, 2, {}, at::kCPU));
+  ASSERT_TRUE(fresh.has_value() && kept.has_value());
+  EXPECT_TRUE(at::equal(fresh->merge(x), kept->merge(x)));
+  EXPECT_TRUE(at::equal(fresh->unmerge(fresh->merge(x)), kept->unmerge(kept->merge(x))));
+  EXPECT_THROW(bipartite_soft_matching_random2d(metric, 6, 6, 2, 2, 10, tome_partition(4, 4, 2, 2, {}, at::kCPU)),
+               UsageError);
+}
+
 // Merged tokens come out in another order than tomesd's (its argsort of the index buffer is
 // unstable), so compare what is order-free: the merged set's size, and unmerge ∘ f ∘ merge.
 TEST(TomeMerge, MatchesTomesdTranscription) {

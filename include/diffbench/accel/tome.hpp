@@ -42,15 +42,24 @@ struct TomePartition {
   at::Tensor src;  // [N - num_dst] int64 token indices (tomesd's a_idx)
 };
 
+// How tome_partition and TokenMerge compute on CUDA tensors: with diffbench's own kernels where the
+// build has them (-DDIFFBENCH_CUDA_KERNELS=ON) and the tensors fit (Auto), or with LibTorch's ops
+// (the reference the kernels are tested against; always so on the CPU). Both give the same
+// partition and index maps; merged means differ only by their rounding (the kernels add in float
+// in a fixed order, LibTorch's scatter_reduce in the tensor's type in arrival order). The
+// environment variable DIFFBENCH_TOME_KERNELS=0 makes Auto the LibTorch path (for timing both).
+enum class TomeImpl { Auto, LibTorch };
+bool tome_kernels_built();
+
 // `cell_choice`: [h/sy, w/sx] int64 in [0, sy·sx), the destination's index within each cell
 // (row-major within the cell), or undefined for the top-left token of every cell.
 TomePartition tome_partition(int64_t h, int64_t w, int64_t sx, int64_t sy, const at::Tensor& cell_choice,
-                             at::Device device);
+                             at::Device device, TomeImpl impl = TomeImpl::Auto);
 
 // The merge and unmerge of one block call (tomesd's closures), built from the metric tokens.
 class TokenMerge {
  public:
-  TokenMerge(const TomePartition& partition, const at::Tensor& metric, int64_t r);
+  TokenMerge(const TomePartition& partition, const at::Tensor& metric, int64_t r, TomeImpl impl = TomeImpl::Auto);
 
   // [B, N, C] -> [B, N - r, C]: unmerged sources (most similar first), then every destination
   // averaged with the sources merged into it.
@@ -60,15 +69,25 @@ class TokenMerge {
 
   int64_t removed() const { return r_; }
   int64_t tokens() const { return n_; }
+  bool fused() const { return fused_; }  // built and merging with the CUDA kernels
+
+  // The index maps, as int64 tensors on the metric's device (for tests).
+  struct Maps {
+    at::Tensor unm_tok, src_tok, dst_of, row_of;
+  };
+  Maps maps() const { return {unm_tok_, src_tok_, dst_of_, row_of_}; }
 
  private:
   int64_t n_ = 0;
   int64_t r_ = 0;
+  bool fused_ = false;
   at::Tensor dst_;      // [num_dst] token indices of the destinations
   at::Tensor unm_tok_;  // [B, Na - r] token indices of the unmerged sources, in merged order
   at::Tensor src_tok_;  // [B, r] token indices of the merged sources
   at::Tensor dst_of_;   // [B, r] destination (0..num_dst) each merged source goes into
   at::Tensor row_of_;   // [B, N] row of the merged sequence each token is restored from
+  at::Tensor csr_tok_;  // fused: [B, r] int32 merged sources' tokens, by destination, then token
+  at::Tensor csr_dst_;  // fused: [B, r] int32 their destinations, ascending
 };
 
 // tomesd.merge.bipartite_soft_matching_random2d: metric [B, N, C] on an h×w grid (h·w = N), r tokens
@@ -84,6 +103,11 @@ std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& met
 std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
                                                            int64_t sy, int64_t r, const at::Tensor& cell_choice);
 bool tome_draws_choice(int64_t w, int64_t h, int64_t sx, int64_t sy, int64_t r);
+
+// The same on a partition made beforehand by tome_partition(h, w, sx, sy, ...): without a random
+// choice it depends only on the grid, so the method makes it once per grid.
+std::optional<TokenMerge> bipartite_soft_matching_random2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
+                                                           int64_t sy, int64_t r, const TomePartition& partition);
 
 // The "tome" acceleration method (registered as "tome" by register_tome in accel/builtins.hpp).
 // Options out of range are InputErrors naming the parameter.

@@ -7,8 +7,6 @@
 #include "kernels/geglu.hpp"
 #endif
 
-#include <tuple>
-
 #include <torch/nn/modules/dropout.h>
 
 namespace diffbench {
@@ -36,6 +34,12 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
 }
 
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return linear(out, act(x)); }
+
+at::Tensor FeedForwardImpl::forward_onto(const at::Tensor& x, at::Tensor acc) {
+  const at::Tensor h = act(x);                                                    // [B, N, inner]
+  acc.view({-1, acc.size(-1)}).addmm_(h.reshape({-1, h.size(-1)}), out->weight.t());  // [B·N, dim], beta = 1
+  return acc;
+}
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(const TransformerBlockOptions& o) {
   auto layer_norm = [&] { return make_layer_norm(nn::LayerNormOptions({o.dim}).eps(o.norm_eps)); };
@@ -74,9 +78,8 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Ten
   // Each residual add and the LayerNorm after it are one pass (add_layer_norm: a kernel on CUDA,
   // LibTorch's add and norm elsewhere): y is the running activation, n the next sublayer's input.
   if (!hooks || !id) {
-    auto [y, n] = add_layer_norm(attn1(norm1(x)), x, norm2);      // [B, N, dim] self-attention, norm2
-    std::tie(y, n) = add_layer_norm(attn2(n, context), y, norm3);  // cross-attention to the text, norm3
-    return ff(n) + y;                                              // GEGLU feed-forward
+    auto [y, n] = add_layer_norm(attn1(norm1(x)), x, norm2);  // [B, N, dim] self-attention, norm2
+    return add_feed_forward(attn2(n, context), y, nullptr);   // cross-attention to the text, norm3, GEGLU
   }
   // As tomesd's ToMeBlock: x = u(f(m(norm(x)))) + x for each part, m/u from the block's input.
   const std::shared_ptr<TokenTransform> tokens = hooks->tokens(*id, x, h, w);
@@ -89,8 +92,21 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Ten
   auto [y, n] = add_layer_norm(unmerge(P::SelfAttention, a), x, norm2);            // [B, N, dim] each
   a = hooked_attention(*hooks, *id, P::CrossAttention, merge(P::CrossAttention, n),
                        [&](const at::Tensor& t) { return attn2(t, context); });
-  std::tie(y, n) = add_layer_norm(unmerge(P::CrossAttention, a), y, norm3);
-  return unmerge(P::FeedForward, ff(merge(P::FeedForward, n))) + y;
+  return add_feed_forward(unmerge(P::CrossAttention, a), y, tokens.get());
+}
+
+at::Tensor BasicTransformerBlockImpl::add_feed_forward(const at::Tensor& a, const at::Tensor& y,
+                                                       TokenTransform* tokens) {
+  if (!tokens && fused_add_layer_norm(y) && ff->out_bias().defined()) {
+    // The feed-forward's residual add is its last GEMM accumulating onto the sum, which the fused
+    // add wrote with that GEMM's bias added (norm3 is of the sum itself).
+    auto [acc, n] = add_layer_norm(a, y, norm3, ff->out_bias());  // [B, N, dim] each
+    return ff->forward_onto(n, acc);
+  }
+  auto [sum, n] = add_layer_norm(a, y, norm3);
+  if (!tokens) return ff(n) + sum;
+  using P = TransformerPart;
+  return tokens->unmerge(P::FeedForward, ff(tokens->merge(P::FeedForward, n))) + sum;
 }
 
 Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& options) : options_(options) {

@@ -33,6 +33,11 @@ class FeedForwardImpl : public torch::nn::Module {
  public:
   FeedForwardImpl(int64_t dim, int64_t mult = 4);
   at::Tensor forward(const at::Tensor& x);  // [B, N, dim] -> [B, N, dim]
+  // acc + forward(x) - net.2's bias, with the last GEMM accumulating onto acc ([B, N, dim],
+  // contiguous; overwritten and returned) instead of writing its own output: the caller has
+  // added the bias (out_bias()) to acc. Without gradients only.
+  at::Tensor forward_onto(const at::Tensor& x, at::Tensor acc);
+  const at::Tensor& out_bias() const { return out->bias; }
 
  private:
   torch::nn::ModuleList net{nullptr};
@@ -58,6 +63,9 @@ class BasicTransformerBlockImpl : public torch::nn::Module {
                      const TransformerId* id = nullptr, int64_t h = 0, int64_t w = 0);
 
  private:
+  // y + a, then + ff(norm3(y + a)), with the feed-forward's tokens merged by `tokens` when given.
+  at::Tensor add_feed_forward(const at::Tensor& a, const at::Tensor& y, TokenTransform* tokens);
+
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
   Attention attn1{nullptr}, attn2{nullptr};
   FeedForward ff{nullptr};
