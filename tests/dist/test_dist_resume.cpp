@@ -200,3 +200,43 @@ TEST_F(DistResume, OneProcessRunResumedByTwoRanks) {
   const auto two = read_json_file(dir_ / "run" / "report.json");
   EXPECT_EQ(two["timing"]["world_sizes"], nlohmann::json({1, 2}));
 }
+
+// SIGTERM to torchrun, which forwards it to both ranks: they stop after their batches under way and
+// keep the run; the same command with --resume under torchrun finishes it.
+TEST_F(DistResume, SigtermToTorchrunKeepsTheRunForResume) {
+  const std::string torchrun = find_torchrun();
+  REQUIRE_LAUNCHER(torchrun, "torchrun (the torch wheel's virtualenv)");
+  write_candidate(2);
+  const std::string script =
+      "cd " + shell_quote(dir_.string()) + " && export " + dist_env() + "\n" + torchrun_prefix(torchrun, 2) +
+      dist_binary() + " " + args(dir_ / "run") + " > torchrun.log 2>&1 & p=$!\n" +
+      "for i in $(seq 6000); do grep -qs '\"type\":\"batch\"' .run.partial-*/journal.rank-*.jsonl && break; "
+      "sleep 0.05; done\nkill -TERM $p; wait $p; echo \"rc=$?\"\n";
+  const std::string out = run_shell(script).output;
+  const std::string log = file_bytes(dir_ / "torchrun.log");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("rc=(\\d+)"))) << out;
+  EXPECT_NE(std::stoi(m[1]), 0) << log;  // torchrun's own code after a signal (1, with its traceback)
+  EXPECT_NE(log.find("interrupted by SIGTERM"), std::string::npos) << log;
+  EXPECT_NE(log.find("run the same command with --resume"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(dir_ / "run"));
+  fs::path partial;
+  for (const auto& e : fs::directory_iterator(dir_))
+    if (e.path().filename().string().rfind(".run.partial-", 0) == 0) partial = e.path();
+  ASSERT_FALSE(partial.empty()) << log;
+  const size_t done = journaled_batches(partial);
+  EXPECT_GT(done, 0u);
+  EXPECT_LT(done, 32u);
+
+  const auto r = run_shell(dist_env() + torchrun_prefix(torchrun, 2) + dist_binary() + " " +
+                           args(dir_ / "run", "--resume --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto report = read_json_file(dir_ / "run" / "report.json");
+  EXPECT_EQ(report["timing"]["world_sizes"], nlohmann::json({2, 2}));
+  std::vector<int> processes;
+  for (const char* side : {"baseline", "candidate"})
+    for (const auto& p : report[side]["batch_process"]) processes.push_back(p.get<int>());
+  EXPECT_EQ(processes.size(), 32u);
+  EXPECT_EQ(std::count(processes.begin(), processes.end(), 0), static_cast<long>(done));
+  EXPECT_EQ(pngs(dir_ / "run").size(), 48u);
+}
