@@ -436,7 +436,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   // In one process each timed batch is scored, written, journaled and streamed right after it ran;
   // between batches a signal (o.stop) ends the run, its staging folder kept for --resume.
-  size_t journaled = journal ? journal->batches().size() : 0;
+  // Journalled batches: the run's so far (one process), this rank's own (a multi-process run).
+  size_t journaled = journal && !group ? journal->batches().size() : 0;
   double batch_work_s = 0;
   // A multi-process run stops together: a signal to any rank is published to all, each ends after
   // its batch under way and waits for the others to do so before the run ends (ranks that already
@@ -454,8 +455,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     if (!journal)
       throw Interrupted(sig, "interrupted by " + signal_name(sig) + who, normalize_output_path(out).string());
     if (keep_partial) keep_partial->keep();
-    throw Interrupted(sig, "interrupted by " + signal_name(sig) + who + " after " + std::to_string(journaled) +
-                               " finished timed batches" + (group ? " of this rank" : "") + ", which are kept in " +
+    throw Interrupted(sig, "interrupted by " + signal_name(sig) + who + " after " + (group ? "its " : "") +
+                               std::to_string(journaled) + " finished timed batches, which are kept in " +
                                journal->file().parent_path().string() + "; run the same command with --resume to continue",
                       normalize_output_path(out).string());
   };

@@ -52,7 +52,8 @@ class ProcessGroup {
   // in the store; every rank's watchdog reads it within a heartbeat period, and stop_requested()
   // returns it (0: none) so each rank ends after the batch under way. settle() says that this rank
   // times no more batches (it stopped, or waits for the others' results); wait_settled() waits until
-  // every other rank has settled, finished or failed, at most `timeout`.
+  // every other rank has settled, finished or failed, at most `timeout`. A rank stays settled for the
+  // group's life: only `eval`, one evaluation per group, stops by signal.
   void request_stop(int signal);
   int stop_requested() const;
   void settle();
