@@ -240,3 +240,47 @@ TEST_F(DistResume, SigtermToTorchrunKeepsTheRunForResume) {
   EXPECT_EQ(std::count(processes.begin(), processes.end(), 0), static_cast<long>(done));
   EXPECT_EQ(pngs(dir_ / "run").size(), 48u);
 }
+
+// Ranks that do not see rank 0's staging folder (machines without a shared file system; here rank 1
+// runs in a mount namespace with an empty tmpfs over the output's parent folder): the run is not
+// journalled, rank 0 says so and gathers the images through the group, and the report still equals
+// the one-process run's. Needs unshare(1) and the right to mount (root in a container); skipped
+// otherwise, as that is the machine's permission, not a missing fixture.
+TEST_F(DistResume, RanksWithoutASharedFolderGatherTheImagesUnjournalled) {
+  if (run_shell("unshare -m --propagation private true").exit_code != 0)
+    GTEST_SKIP() << "unshare -m is not permitted here: the ranks cannot be given separate file systems";
+  write_candidate(2);
+  const fs::path outs = dir_ / "outs";
+  fs::create_directories(outs);
+  const std::string run_args = args(outs / "run", "--json");
+  const std::string script =
+      "cd " + shell_quote(dir_.string()) + " && export MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+      std::to_string(free_port()) + " WORLD_SIZE=2 DIFFBENCH_DIST_TIMEOUT=5 " + dist_env() + "\n" +
+      "RANK=0 LOCAL_RANK=0 " + dist_binary() + " " + run_args + " > rank0.log 2>&1 & p0=$!\n" +
+      "RANK=1 LOCAL_RANK=1 unshare -m --propagation private sh -c " +
+      shell_quote("mount -t tmpfs none " + shell_quote(outs.string()) + " && exec " + dist_binary() + " " + run_args) +
+      " > rank1.log 2>&1 & p1=$!\n" + "wait $p0; rc0=$?; wait $p1; echo \"rc0=$rc0 rc1=$?\"\n";
+  const std::string out = run_shell(script).output;
+  const std::string rank0 = file_bytes(dir_ / "rank0.log"), rank1 = file_bytes(dir_ / "rank1.log");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("rc0=(\\d+) rc1=(\\d+)"))) << out;
+  ASSERT_EQ(std::stoi(m[1]), 0) << rank0;
+  ASSERT_EQ(std::stoi(m[2]), 0) << rank1;
+  EXPECT_NE(rank0.find("rank(s) 1 do not see the staging folder"), std::string::npos) << rank0;
+  const auto report = read_json_file(outs / "run" / "report.json");
+  EXPECT_TRUE(report["memory"]["bound"].is_null()) << report["memory"].dump();
+  EXPECT_EQ(report["timing"]["world_sizes"], nlohmann::json({2}));
+
+  const auto r = run_shell(dist_env() + dist_binary() + " " + args(dir_ / "whole", "--json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto a = pngs(outs / "run"), b = pngs(dir_ / "whole");
+  EXPECT_EQ(a.size(), 48u);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, bytes] : a) EXPECT_TRUE(b.at(name) == bytes) << name;
+  const auto whole = read_json_file(dir_ / "whole" / "report.json");
+  for (const char* side : {"baseline", "candidate"})
+    EXPECT_EQ(report[side]["per_sample_clip"], whole[side]["per_sample_clip"]) << side;
+  EXPECT_EQ(report["metrics"], whole["metrics"]);
+  for (const auto& e : fs::directory_iterator(outs / "run"))
+    EXPECT_NE(e.path().filename().string().rfind("journal", 0), 0u) << e.path();
+}
