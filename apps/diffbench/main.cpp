@@ -246,8 +246,8 @@ void add_eval(CLI::App& app, EvalArgs& a) {
   c->add_option("candidate", a.candidate, "candidate pipeline: a spec (TOML) or a Python pipeline file (.py, read by import-py)")->required();
   add_eval_options(c, a);
   c->add_flag("--resume", a.resume,
-              "continue the run of this --out that SIGINT/SIGTERM interrupted (its finished batches are kept); the "
-              "command's other options must be the same");
+              "continue the run of this --out that SIGINT/SIGTERM interrupted (its finished batches are kept), with "
+              "any number of processes; the command's other options must be the same");
 }
 
 void add_score(CLI::App& app, ScoreArgs& a) {

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "diffbench/error.hpp"
+#include "diffbench/eval/evaluator.hpp"
 
 namespace diffbench {
 
@@ -45,6 +46,9 @@ int run_on_ranks(const World& world, const Logger& log, const std::function<int(
   }
   try {
     return command(group.get());
+  } catch (const diffbench::Interrupted& e) {  // every rank stopped after its batch: 128 + the signal
+    if (group) group->fail(e.exit_code(), e.what());
+    throw;
   } catch (const diffbench::Error& e) {
     if (group) group->fail(e.exit_code(), e.what());
     throw;

@@ -70,6 +70,7 @@ struct ProcessGroup::Impl {
   bool stopping = false;
   bool finished = false;
   std::atomic<bool> peer_failed{false};
+  std::atomic<int> stop_signal{0};  // a stop some rank published (request_stop), read by the watchdog
   std::string verdict;  // the watchdog's message, under `mutex`
 
   c10::intrusive_ptr<c10d::Store> connect(bool server) const {
@@ -116,6 +117,8 @@ struct ProcessGroup::Impl {
       std::string failure;
       try {
         watch_store->add(rank_key("heartbeat", world.rank), 1);
+        if (stop_signal == 0 && watch_store->check({"stop"}))
+          stop_signal = std::atoi(string_of(watch_store->get("stop")).c_str());
         if (watch_store->check({"failed"})) {
           const std::string v = string_of(watch_store->get("failed"));
           const size_t a = v.find('\n'), b = v.find('\n', a + 1);
@@ -290,6 +293,51 @@ std::vector<at::Tensor> ProcessGroup::gather(const at::Tensor& tensor) {
     out.push_back(flats[r].clone().view(static_cast<at::ScalarType>(type)).reshape(sizes));
   }
   return out;
+}
+
+std::string ProcessGroup::broadcast(const std::string& bytes) {
+  Impl& s = *impl_;
+  c10d::BroadcastOptions bo;
+  bo.rootRank = 0;
+  bo.timeout = kCollectiveTimeout;
+  std::vector<at::Tensor> size{at::full({1}, static_cast<int64_t>(bytes.size()), at::kLong)};
+  s.run(s.gloo->broadcast(size, bo));
+  const int64_t n = size[0].item<int64_t>();
+  std::vector<at::Tensor> flat{at::zeros({std::max<int64_t>(n, 1)}, at::kByte)};  // Gloo wants a non-empty buffer
+  if (s.world.rank == 0 && n > 0) std::memcpy(flat[0].data_ptr<uint8_t>(), bytes.data(), bytes.size());
+  s.run(s.gloo->broadcast(flat, bo));
+  return std::string(reinterpret_cast<const char*>(flat[0].data_ptr<uint8_t>()), static_cast<size_t>(n));
+}
+
+void ProcessGroup::request_stop(int signal) {
+  Impl& s = *impl_;
+  if (s.stop_signal == 0) s.stop_signal = signal;
+  try {
+    s.store->compareSet("stop", {}, bytes_of(std::to_string(signal)));
+  } catch (const std::exception&) {  // the store is gone: the peers' watchdogs find that out
+  }
+}
+
+int ProcessGroup::stop_requested() const { return impl_->stop_signal; }
+
+void ProcessGroup::settle() {
+  try {
+    impl_->store->set(rank_key("settled", impl_->world.rank), bytes_of("1"));
+  } catch (const std::exception&) {
+  }
+}
+
+void ProcessGroup::wait_settled(milliseconds timeout) {
+  Impl& s = *impl_;
+  const auto deadline = Clock::now() + timeout;
+  try {
+    for (int r = 0; r < s.world.size; ++r)
+      while (r != s.world.rank && !s.store->check({rank_key("settled", r)}) &&
+             !s.store->check({rank_key("finished", r)}) && !s.store->check({"failed"}) && !s.peer_failed &&
+             Clock::now() < deadline)
+        std::this_thread::sleep_for(milliseconds(50));
+  } catch (const std::exception&) {  // the store is gone: nothing left to wait for
+  }
 }
 
 void ProcessGroup::fail(int exit_code, const std::string& message) {

@@ -1,11 +1,19 @@
 #include "distributed_eval.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
+#include <random>
+#include <sstream>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/staging_dir.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 
 namespace diffbench {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -17,6 +25,7 @@ nlohmann::json side_json(const PipelineRun& r) {
   return {{"batch_seconds", r.batch_seconds},
           {"batch_images", r.batch_images},
           {"batch_start_s", r.batch_start_s},
+          {"batch_process", r.batch_process},
           {"seconds_per_image", r.seconds_per_image},
           {"stages", {r.stages.text_encoder, r.stages.denoise, r.stages.vae_decode, r.stages.total}},
           {"unet_calls_per_image", r.unet_calls_per_image},
@@ -34,6 +43,7 @@ void merge_side(PipelineRun& into, const nlohmann::json& j, size_t first, double
     into.batch_seconds.clear();
     into.batch_images.clear();
     into.batch_start_s.clear();
+    into.batch_process.clear();
     into.stages = {};
     into.unet_calls_per_image = into.skipped_module_fraction = 0;
     into.nonfinite.clear();
@@ -41,6 +51,7 @@ void merge_side(PipelineRun& into, const nlohmann::json& j, size_t first, double
   for (double s : j["batch_seconds"]) into.batch_seconds.push_back(s);
   for (size_t n : j["batch_images"]) into.batch_images.push_back(n);
   for (double s : j["batch_start_s"]) into.batch_start_s.push_back(s);
+  for (int p : j["batch_process"]) into.batch_process.push_back(p);
   const auto& st = j["stages"];
   into.stages.text_encoder += st[0].get<double>();
   into.stages.denoise += st[1].get<double>();
@@ -134,6 +145,56 @@ TimedRuns gather_timed_runs(ProcessGroup& group, TimedRuns local, const Shard& s
                   {"images_per_second", slowest > 0 ? images / slowest : 0.0},
                   {"same_schedule", same_schedule}};
   return merged;
+}
+
+std::optional<fs::path> shared_staging(ProcessGroup& group, const fs::path* staging, const Logger& log) {
+  constexpr const char* kCheck = ".ranks-see-this";
+  std::string token;
+  if (group.root()) {
+    std::random_device rd;
+    token = std::to_string(rd()) + "-" + std::to_string(rd()) + "-" + std::to_string(::getpid());
+    write_file_atomic(*staging / kCheck, token);
+  }
+  const std::string sent = group.broadcast(group.root() ? staging->string() + "\n" + token : std::string());
+  const fs::path dir = sent.substr(0, sent.find('\n'));
+  token = sent.substr(sent.find('\n') + 1);
+  std::ifstream in(dir / kCheck, std::ios::binary);
+  std::stringstream seen;
+  seen << in.rdbuf();
+  const std::vector<std::string> answers = group.gather(in && seen.str() == token ? "1" : "0");
+  std::string blind;  // the ranks that do not see it
+  for (size_t r = 0; r < answers.size(); ++r)
+    if (answers[r] != "1") blind += (blind.empty() ? "" : ", ") + std::to_string(r);
+  const bool shared = group.broadcast(blind.empty() ? "1" : "0") == "1";
+  if (group.root()) {
+    std::error_code ec;
+    fs::remove(dir / kCheck, ec);
+    if (!shared)
+      log.info("rank(s) " + blind + " do not see the staging folder " + dir.string() +
+               " (no shared file system): rank 0 gathers the images, and the run is not journalled, so it cannot "
+               "be resumed (--resume)");
+  }
+  if (!shared) return std::nullopt;
+  return dir;
+}
+
+EvalJournal share_journal(ProcessGroup& group, const fs::path& dir, EvalJournal* root) {
+  nlohmann::json sent;
+  if (group.root()) {
+    nlohmann::json batches = nlohmann::json::array();
+    for (const auto& b : root->batches()) batches.push_back(journal_batch_json(b));
+    sent = {{"process", root->process()}, {"schedule", root->schedule().to_json()}, {"batches", batches}};
+  }
+  const nlohmann::json got = nlohmann::json::parse(group.broadcast(group.root() ? sent.dump() : std::string()));
+  const int rank = group.world().rank;
+  if (group.root()) {
+    root->write_batches_as_rank(rank);
+    return std::move(*root);
+  }
+  std::vector<JournalBatch> batches;
+  for (const auto& b : got["batches"]) batches.push_back(journal_batch_from_json(b));
+  return EvalJournal::for_rank(dir, rank, got["process"].get<int>(), std::move(batches),
+                               schedule_from_json(got["schedule"]));
 }
 
 }  // namespace diffbench

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -48,10 +49,23 @@ std::vector<uint8_t> from_hex(const std::string& hex) {
 
 const char* side_name(int side) { return side == 0 ? "baseline" : "candidate"; }
 
-nlohmann::json batch_to_json(const JournalBatch& b) {
+}  // namespace
+
+ScheduleChoice schedule_from_json(const nlohmann::json& j) {
+  ScheduleChoice c;
+  c.schedule = parse_schedule(j.at("schedule").get<std::string>());
+  c.asked = j.at("asked").get<bool>();
+  c.estimated_bytes = j.at("estimated_bytes").get<int64_t>();
+  c.free_bytes = j.at("free_bytes").get<int64_t>();
+  c.reason = j.at("reason").get<std::string>();
+  return c;
+}
+
+nlohmann::json journal_batch_json(const JournalBatch& b) {
   const BatchRecord& r = b.record;
   nlohmann::json j = {{"type", "batch"},
                       {"process", b.process},
+                      {"rank", b.rank},
                       {"side", side_name(b.at.side)},
                       {"pass", b.at.pass},
                       {"batch", b.at.batch},
@@ -75,7 +89,7 @@ nlohmann::json batch_to_json(const JournalBatch& b) {
   return j;
 }
 
-JournalBatch batch_from_json(const nlohmann::json& j) {
+JournalBatch journal_batch_from_json(const nlohmann::json& j) {
   JournalBatch b;
   const std::string side = j.at("side").get<std::string>();
   if (side != "baseline" && side != "candidate") throw InputError("unknown side '" + side + "'", "journal");
@@ -83,6 +97,7 @@ JournalBatch batch_from_json(const nlohmann::json& j) {
   b.at.pass = j.at("pass").get<int>();
   b.at.batch = j.at("batch").get<size_t>();
   b.process = j.at("process").get<int>();
+  b.rank = j.value("rank", 0);
   BatchRecord& r = b.record;
   r.first = j.at("first").get<size_t>();
   r.count = j.at("count").get<size_t>();
@@ -104,15 +119,8 @@ JournalBatch batch_from_json(const nlohmann::json& j) {
   return b;
 }
 
-ScheduleChoice schedule_from_json(const nlohmann::json& j) {
-  ScheduleChoice c;
-  c.schedule = parse_schedule(j.at("schedule").get<std::string>());
-  c.asked = j.at("asked").get<bool>();
-  c.estimated_bytes = j.at("estimated_bytes").get<int64_t>();
-  c.free_bytes = j.at("free_bytes").get<int64_t>();
-  c.reason = j.at("reason").get<std::string>();
-  return c;
-}
+namespace {
+
 
 std::string short_value(const nlohmann::json& v) {
   if (v.is_null()) return "(none)";
@@ -147,6 +155,39 @@ nlohmann::json add_counters(const nlohmann::json& a, const nlohmann::json& b) {
   }
   return b;  // not a counter: the later value
 }
+
+nlohmann::json subtract_counters(const nlohmann::json& before, const nlohmann::json& after) {
+  if (before.is_number_integer() && after.is_number_integer()) return after.get<int64_t>() - before.get<int64_t>();
+  if (before.is_object() && after.is_object()) {
+    nlohmann::json out = after;
+    for (const auto& [k, v] : after.items())
+      if (before.contains(k)) out[k] = subtract_counters(before[k], v);
+    return out;
+  }
+  return after;  // not a counter: the later value
+}
+
+// The batch files of a journal folder: journal.jsonl, then journal.rank-R.jsonl by R.
+std::vector<fs::path> batch_files(const fs::path& dir) {
+  std::vector<std::pair<long, fs::path>> ranks;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const std::string head = "journal.rank-", tail = ".jsonl";
+    if (name.size() <= head.size() + tail.size() || name.rfind(head, 0) != 0 ||
+        name.compare(name.size() - tail.size(), tail.size(), tail) != 0)
+      continue;
+    const std::string digits = name.substr(head.size(), name.size() - head.size() - tail.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    ranks.emplace_back(std::stol(digits), e.path());
+  }
+  std::sort(ranks.begin(), ranks.end());
+  std::vector<fs::path> out{dir / EvalJournal::kFile};
+  for (const auto& [r, p] : ranks) out.push_back(p);
+  return out;
+}
+
+std::string rank_file_name(int rank) { return "journal.rank-" + std::to_string(rank) + ".jsonl"; }
 
 }  // namespace
 
@@ -183,6 +224,15 @@ std::vector<std::string> material_differences(const nlohmann::json& journal, con
   return out;
 }
 
+nlohmann::json method_counters_delta(const nlohmann::json& before, const nlohmann::json& after) {
+  if (!before.is_array() || !after.is_array() || before.size() != after.size()) return after;
+  nlohmann::json out = after;
+  for (size_t i = 0; i < after.size(); ++i)
+    out[i]["stats"] = subtract_counters(before[i].value("stats", nlohmann::json::object()),
+                                        after[i].value("stats", nlohmann::json::object()));
+  return out;
+}
+
 nlohmann::json add_method_counters(const nlohmann::json& a, const nlohmann::json& b) {
   if (!a.is_array() || a.empty()) return b;
   if (!b.is_array() || a.size() != b.size()) return a;
@@ -192,79 +242,115 @@ nlohmann::json add_method_counters(const nlohmann::json& a, const nlohmann::json
   return out;
 }
 
-EvalJournal EvalJournal::create(const fs::path& dir, const nlohmann::json& material, const ScheduleChoice& schedule) {
+EvalJournal EvalJournal::create(const fs::path& dir, const nlohmann::json& material, const ScheduleChoice& schedule,
+                                int world_size) {
   EvalJournal j;
-  j.file_ = dir / kFile;
+  j.file_ = j.batch_file_ = dir / kFile;
   j.schedule_ = schedule;
-  std::error_code ec;
-  fs::remove(j.file_, ec);
-  j.append_line({{"type", "header"}, {"schema", kSchema}, {"material", material}, {"schedule", schedule.to_json()}});
-  j.append_line({{"type", "process"}, {"process", 0}, {"pid", static_cast<long>(::getpid())}});
+  j.world_sizes_ = {world_size};
+  for (const auto& f : batch_files(dir)) {
+    std::error_code ec;
+    fs::remove(f, ec);
+  }
+  j.append_line(j.file_, {{"type", "header"}, {"schema", kSchema}, {"material", material}, {"schedule", schedule.to_json()}});
+  j.append_line(j.file_, {{"type", "process"}, {"process", 0}, {"pid", static_cast<long>(::getpid())}, {"world_size", world_size}});
   return j;
 }
 
-EvalJournal EvalJournal::resume(const fs::path& dir, const nlohmann::json& material) {
+EvalJournal EvalJournal::resume(const fs::path& dir, const nlohmann::json& material, int world_size) {
   EvalJournal j;
-  j.file_ = dir / kFile;
-  std::ifstream in(j.file_, std::ios::binary);
-  if (!in) throw InputError("cannot read the journal", j.file_.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string all = text.str();
-  size_t pos = 0, line_no = 0;
-  int processes = 0;
+  j.file_ = j.batch_file_ = dir / kFile;
   bool header = false;
-  while (pos < all.size()) {
-    const size_t nl = all.find('\n', pos);
-    if (nl == std::string::npos) break;  // a torn last line: its batch is run again
-    const std::string line = all.substr(pos, nl - pos);
-    pos = nl + 1;
-    ++line_no;
-    const std::string where = j.file_.string() + ":" + std::to_string(line_no);
-    const nlohmann::json l = nlohmann::json::parse(line, nullptr, false);
-    if (l.is_discarded() || !l.is_object()) throw InputError("damaged journal line", where);
-    try {
-      const std::string type = l.value("type", "");
-      if (!header) {
-        if (type != "header" || l.value("schema", "") != kSchema) throw InputError("not an eval journal", where);
-        const auto diff = material_differences(l.at("material"), material);
-        if (!diff.empty()) {
-          std::string what;
-          for (const auto& d : diff) what += "\n  " + d;
-          throw UsageError("--resume: the interrupted run was made with other inputs, so it cannot be continued; "
-                           "what differs:" + what + "\nrun the same command as before, or drop --resume to start over",
-                           "--resume");
+  for (const fs::path& file : batch_files(dir)) {
+    const bool main_file = file == j.file_;
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw InputError("cannot read the journal", file.string());
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string all = text.str();
+    size_t pos = 0, line_no = 0;
+    while (pos < all.size()) {
+      const size_t nl = all.find('\n', pos);
+      if (nl == std::string::npos) break;  // a torn last line: its batch is run again
+      const std::string line = all.substr(pos, nl - pos);
+      pos = nl + 1;
+      ++line_no;
+      const std::string where = file.string() + ":" + std::to_string(line_no);
+      const nlohmann::json l = nlohmann::json::parse(line, nullptr, false);
+      if (l.is_discarded() || !l.is_object()) throw InputError("damaged journal line", where);
+      try {
+        const std::string type = l.value("type", "");
+        if (main_file && !header) {
+          if (type != "header" || l.value("schema", "") != kSchema) throw InputError("not an eval journal", where);
+          const auto diff = material_differences(l.at("material"), material);
+          if (!diff.empty()) {
+            std::string what;
+            for (const auto& d : diff) what += "\n  " + d;
+            throw UsageError("--resume: the interrupted run was made with other inputs, so it cannot be continued; "
+                             "what differs:" + what + "\nrun the same command as before, or drop --resume to start over",
+                             "--resume");
+          }
+          j.schedule_ = schedule_from_json(l.at("schedule"));
+          header = true;
+        } else if (type == "process" && main_file) {
+          j.world_sizes_.push_back(l.value("world_size", 1));
+        } else if (type == "batch") {
+          j.batches_.push_back(journal_batch_from_json(l));
+        } else {
+          throw InputError("unknown journal line type '" + type + "'", where);
         }
-        j.schedule_ = schedule_from_json(l.at("schedule"));
-        header = true;
-      } else if (type == "process") {
-        ++processes;
-      } else if (type == "batch") {
-        j.batches_.push_back(batch_from_json(l));
-      } else {
-        throw InputError("unknown journal line type '" + type + "'", where);
+      } catch (const nlohmann::json::exception& e) {
+        throw InputError(std::string("damaged journal line: ") + e.what(), where);
       }
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(std::string("damaged journal line: ") + e.what(), where);
+    }
+    if (main_file && !header) throw InputError("the journal has no header", file.string());
+    if (pos < all.size()) {  // drop the torn line, so that the next line starts on a line of its own
+      std::error_code ec;
+      fs::resize_file(file, pos, ec);
+      if (ec) throw InputError("cannot drop the journal's torn last line: " + ec.message(), file.string());
     }
   }
-  if (!header) throw InputError("the journal has no header", j.file_.string());
-  if (pos < all.size()) {  // drop the torn line, so that the next line starts on a line of its own
-    std::error_code ec;
-    fs::resize_file(j.file_, pos, ec);
-    if (ec) throw InputError("cannot drop the journal's torn last line: " + ec.message(), j.file_.string());
-  }
-  j.process_ = processes;
-  j.append_line({{"type", "process"}, {"process", j.process_}, {"pid", static_cast<long>(::getpid())}});
+  j.process_ = static_cast<int>(j.world_sizes_.size());
+  j.world_sizes_.push_back(world_size);
+  j.append_line(j.file_, {{"type", "process"}, {"process", j.process_}, {"pid", static_cast<long>(::getpid())},
+                          {"world_size", world_size}});
   return j;
 }
 
-void EvalJournal::append(const JournalBatch& batch) const { append_line(batch_to_json(batch)); }
+EvalJournal EvalJournal::for_rank(const fs::path& dir, int rank, int process, std::vector<JournalBatch> batches,
+                                  const ScheduleChoice& schedule) {
+  EvalJournal j;
+  j.file_ = dir / kFile;
+  j.batch_file_ = dir / rank_file_name(rank);
+  j.rank_ = rank;
+  j.process_ = process;
+  j.batches_ = std::move(batches);
+  j.schedule_ = schedule;
+  return j;
+}
 
-void EvalJournal::append_line(const nlohmann::json& line) const {
+void EvalJournal::write_batches_as_rank(int rank) {
+  rank_ = rank;
+  batch_file_ = file_.parent_path() / rank_file_name(rank);
+}
+
+void EvalJournal::append(const JournalBatch& batch) const {
+  JournalBatch b = batch;
+  b.rank = rank_;
+  append_line(batch_file_, journal_batch_json(b));
+}
+
+void EvalJournal::remove_files() const {
+  for (const auto& f : batch_files(file_.parent_path())) {
+    std::error_code ec;
+    fs::remove(f, ec);
+  }
+}
+
+void EvalJournal::append_line(const fs::path& file, const nlohmann::json& line) const {
   const std::string text = line.dump() + "\n";
-  const int fd = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw InputError(std::string("cannot open the journal: ") + std::strerror(errno), file_.string());
+  const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw InputError(std::string("cannot open the journal: ") + std::strerror(errno), file.string());
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -272,7 +358,7 @@ void EvalJournal::append_line(const nlohmann::json& line) const {
     if (n <= 0) {
       const int err = errno;
       ::close(fd);
-      throw InputError(std::string("cannot write the journal: ") + std::strerror(err), file_.string());
+      throw InputError(std::string("cannot write the journal: ") + std::strerror(err), file.string());
     }
     done += static_cast<size_t>(n);
   }

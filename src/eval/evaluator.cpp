@@ -306,10 +306,6 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (group) require_per_prompt_noise(o.noise);
   if (group && o.baseline_result)
     throw UsageError("a reused baseline is not supported in a multi-process run", "--baseline-cache");
-  if (group && o.resume)
-    throw UsageError("a multi-process run does not journal its batches yet, so it cannot be resumed: run it again "
-                     "without --resume (or resume an interrupted one-process run with one process)",
-                     "--resume");
   const PipelineSpec candidate = o.candidate;
   const PipelineSpec baseline = o.baseline ? *o.baseline : candidate.baseline();
   // Methods are created (and plugins loaded) before anything else runs, so a bad one fails early.
@@ -340,16 +336,30 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                             : ")"));
     }
   }
-  // One process journals its batches for --resume; a multi-process run does not (yet).
-  const nlohmann::json material = group ? nlohmann::json() : eval_journal_material(baseline, candidate, o, prompts);
+  // The run journals its batches for --resume (eval_journal.hpp): one process, or every rank of a
+  // multi-process run whose ranks all see rank 0's staging folder, each writing its own batches'
+  // PNGs and journal lines there. The key material is the same whatever the world size.
+  const nlohmann::json material = root ? eval_journal_material(baseline, candidate, o, prompts) : nlohmann::json();
+  const int world_size = group ? group->world().size : 1;
   std::optional<EvalJournal> journal;
+  std::optional<fs::path> shared_dir;  // the staging folder every rank of a multi-process run writes into
+  if (group) shared_dir = shared_staging(*group, staging ? &staging->path() : nullptr, log);
+  if (group && !shared_dir && staging && !staging->adopted().empty())
+    throw UsageError("the ranks do not all see the interrupted run's folder " + staging->path().string() +
+                         ", so they cannot continue it: resume on a file system every rank sees, or with one process",
+                     "--resume");
   if (staging && !staging->adopted().empty()) {
-    journal = EvalJournal::resume(staging->path(), material);
+    journal = EvalJournal::resume(staging->path(), material, world_size);
     log.info("resuming the interrupted run in " + staging->adopted().string() + " (" +
              std::to_string(journal->batches().size()) + " finished batches, process " +
-             std::to_string(journal->processes()) + ")");
-  } else if (o.resume) {
+             std::to_string(journal->processes()) + (group ? ", " + std::to_string(world_size) + " ranks" : "") + ")");
+  } else if (o.resume && root) {
     log.info("--resume: no interrupted run of " + normalize_output_path(out).string() + " to continue; starting a new run");
+  }
+  if (shared_dir) {
+    if (root && !journal)
+      journal = EvalJournal::create(staging->path(), material, eval_schedule(base_spec_run, cand_spec_run, o), world_size);
+    journal = share_journal(*group, *shared_dir, journal ? &*journal : nullptr);
   }
   wall["checks_and_inputs"] = lap();
   // The scorer loads on a thread while the pipelines load and warm up (on their device, float16 on
@@ -380,7 +390,9 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       root ? load_preference_scorers(o.metrics, o.pickscore, o.hps) : PreferenceScorers{};
   wall["device_query_and_lpips_load"] = lap();
 
-  const ScheduleChoice schedule = journal ? journal->schedule() : eval_schedule(base_spec_run, cand_spec_run, o);
+  // A new multi-process run's ranks choose by their own memory; a resumed run keeps its schedule.
+  const bool journal_schedule = journal && (root || journal->process() > 0);
+  const ScheduleChoice schedule = journal_schedule ? journal->schedule() : eval_schedule(base_spec_run, cand_spec_run, o);
   if (!journal && !group) journal = EvalJournal::create(staging->path(), material, schedule);
 
   // One seed: baseline/NNNNNN.png; several: baseline/seed-S/NNNNNN.png.
@@ -388,8 +400,11 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   auto image_dir = [&](const char* side, size_t k) {
     return seeds.size() == 1 ? std::string(side) : std::string(side) + "/seed-" + std::to_string(seeds[k]);
   };
+  // The folder the batches' PNGs go to: the staging folder, which every rank of a journalled
+  // multi-process run writes into.
+  const fs::path batch_root = shared_dir ? *shared_dir : staging ? staging->path() : fs::path();
   auto batch_files = [&](const JournalBatch& b) {
-    const fs::path dir = staging->path() / image_dir(b.at.side == 0 ? "baseline" : "candidate",
+    const fs::path dir = batch_root / image_dir(b.at.side == 0 ? "baseline" : "candidate",
                                                      static_cast<size_t>(b.at.pass / o.repeats));
     std::vector<fs::path> files;
     for (size_t i = 0; i < b.record.count; ++i) files.push_back(dir / png_sequence_name(b.record.first + i));
@@ -427,59 +442,86 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     quality->add(b.at.side, static_cast<size_t>(b.at.pass / o.repeats), b.record.first, images);
   };
   // In one process each timed batch is scored and streamed right after it ran, then handed to the
-  // writer; between batches a signal (o.stop) ends the run, its staging folder kept for --resume.
-  const size_t journaled_before = journal ? journal->batches().size() : 0;
+  // writer (its PNGs and journal line); between batches a signal (o.stop) ends the run, its staging
+  // folder kept for --resume. Journalled batches: the run's so far (one process), this rank's own (a
+  // multi-process run), plus what the writer has written.
+  const size_t journaled_before = journal && !group ? journal->batches().size() : 0;
   double batch_work_s = 0;  // between timed batches: CLIP scoring, image metrics, handing PNGs to the writer
   double batch_clip_s = 0, batch_metrics_s = 0;
   auto since_s = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
+  // A multi-process run stops together: a signal to any rank is published to all, each ends after
+  // its batch under way and waits for the others to do so before the run ends (ranks that already
+  // wait for the results end with it).
   auto check_stop = [&] {
-    if (!o.stop || *o.stop == 0) return;
-    const int sig = *o.stop;
+    int sig = o.stop ? static_cast<int>(*o.stop) : 0;
+    if (group && sig) group->request_stop(sig);
+    if (group && !sig) sig = group->stop_requested();
+    if (sig == 0) return;
+    if (writer) writer->drain();  // every batch finished here is kept
+    if (group) {
+      group->settle();
+      group->wait_settled(std::chrono::minutes(5));
+    }
+    const std::string who = group ? " on " + group->world().describe() : "";
     if (!journal)
-      throw Interrupted(sig, "interrupted by " + signal_name(sig) + (group ? " (" + group->world().describe() + ")" : ""),
-                        normalize_output_path(out).string());
-    writer->drain();  // every batch finished so far is kept
-    keep_partial->keep();
+      throw Interrupted(sig, "interrupted by " + signal_name(sig) + who, normalize_output_path(out).string());
+    if (keep_partial) keep_partial->keep();
     const size_t journaled = journaled_before + writer->written();
-    throw Interrupted(sig, "interrupted by " + signal_name(sig) + " after " + std::to_string(journaled) +
-                               " finished timed batches, which are kept in " + staging->path().string() +
-                               "; run the same command with --resume to continue",
+    throw Interrupted(sig, "interrupted by " + signal_name(sig) + who + " after " + (group ? "its " : "") +
+                               std::to_string(journaled) + " finished timed batches, which are kept in " +
+                               journal->file().parent_path().string() + "; run the same command with --resume to continue",
                       normalize_output_path(out).string());
+  };
+  auto score_batch = [&](JournalBatch& b, const at::Tensor& images) {
+    const std::vector<std::string> texts(prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first),
+                                         prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
+    b.clip = scorer->score(images, texts);
+  };
+  // A finished batch, handed to the writer: its PNGs (under their global index) into the staging
+  // folder every rank writes into, then its journal line (durable once the writer has drained).
+  auto write_and_journal_batch = [&](JournalBatch& b, const at::Tensor& images) {
+    if (images.defined()) b.images = true;
+    writer->push(b, images.defined() ? batch_files(b) : std::vector<fs::path>{}, images);
   };
   TimedRunHooks hooks;
   hooks.before_timing = join_scorer;
   hooks.before_batch = check_stop;
-  if (journal) {
+  if (journal && !group) {
     hooks.after_batch = [&](JournalBatch& b, const at::Tensor& images) {
       const auto t0 = std::chrono::steady_clock::now();
-      if (images.defined()) {
-        const bool reused_side = b.at.side == 0 && o.baseline_result;
-        if (scorer && !reused_side) {
-          const std::vector<std::string> texts(
-              prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first),
-              prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
-          b.clip = scorer->score(images, texts);
-        }
-        b.images = true;
-      }
+      const bool reused_side = b.at.side == 0 && o.baseline_result;
+      if (images.defined() && scorer && !reused_side) score_batch(b, images);
       batch_clip_s += since_s(t0);
       const auto t1 = std::chrono::steady_clock::now();
       if (images.defined()) stream(b, images);
       batch_metrics_s += since_s(t1);
-      writer->push(b, images.defined() ? batch_files(b) : std::vector<fs::path>{}, images);
+      write_and_journal_batch(b, images);
       batch_work_s += since_s(t0);
       check_stop();
     };
-    hooks.finished = &journal->batches();
-    hooks.finished_images = [&](const JournalBatch& b) {
+    hooks.finished_images = [&](JournalBatch& b) {
       if (!b.images) throw InputError("the journal's batch has no images", journal->file().string());
-      stream(b, at::stack(read_pngs(batch_files(b))));  // decoded on several threads
+      const at::Tensor images = at::stack(read_pngs(batch_files(b)));  // decoded on several threads
+      const bool reused_side = b.at.side == 0 && o.baseline_result;
+      if (b.clip.empty() && o.metrics.clip && !reused_side) {  // a rank of a multi-process run made it: not scored
+        join_scorer();
+        score_batch(b, images);
+      }
+      stream(b, images);
     };
+  } else if (journal) {  // a rank of a multi-process run: rank 0 reads every batch back after the last
+    hooks.after_batch = [&](JournalBatch& b, const at::Tensor& images) {
+      write_and_journal_batch(b, images);
+      check_stop();
+    };
+  }
+  if (journal) {
+    hooks.finished = &journal->batches();
     hooks.process = journal->process();
   }
-  hooks.keep_images = group != nullptr;  // gathered to rank 0 (no journal, no after_batch)
+  hooks.keep_images = group && !journal;  // gathered to rank 0 (no journal, no after_batch)
   const std::vector<std::string> shard_prompts_list(prompts.begin() + static_cast<std::ptrdiff_t>(shard.first),
                                                       prompts.begin() + static_cast<std::ptrdiff_t>(shard.end));
   if (group)
@@ -505,6 +547,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   }
   nlohmann::json distributed;  // the report's "distributed" section (rank 0 of a multi-process run)
   if (group) {
+    group->settle();  // no more batches here: a stop need not wait for this rank
     timed = gather_timed_runs(*group, std::move(timed), shard, wall["timed_generation"].get<double>(),
                               cand_spec_run.model.device.str(), &distributed);
     wall["gather_from_ranks"] = lap();
@@ -514,7 +557,31 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
       return EvalResult{};
     }
   }
-  if (group) {  // rank 0 holds every rank's images: streamed a batch at a time as one process does
+  if (group && journal) {
+    // Every rank's batches (and earlier processes') are PNGs in the staging folder: rank 0 reads them
+    // back a batch at a time, in prompt order with each batch's partner, and scores them in the
+    // timed batches, as one process does.
+    if (scorer) log.info("scoring with CLIP (" + scorer->layout() + ")");
+    std::vector<std::vector<double>> clip[2];
+    for (size_t k = 0; k < seeds.size(); ++k)
+      for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(o.batch_size)) {
+        JournalBatch b;
+        b.at.pass = static_cast<int>(k) * o.repeats;
+        b.record.first = first;
+        b.record.count = std::min(static_cast<size_t>(o.batch_size), prompts.size() - first);
+        for (int side = 0; side < 2; ++side) {
+          b.at.side = side;
+          const at::Tensor images = at::stack(read_pngs(batch_files(b)));  // decoded on several threads
+          quality->add(side, k, first, images);
+          if (!scorer) continue;
+          score_batch(b, images);
+          clip[side].resize(seeds.size());
+          clip[side][k].insert(clip[side][k].end(), b.clip.begin(), b.clip.end());
+        }
+      }
+    timed.baseline.per_seed_clip = clip[0];
+    timed.candidate.per_seed_clip = clip[1];
+  } else if (group) {  // rank 0 holds every rank's images: streamed a batch at a time as one process does
     quality->holding(2 * static_cast<int64_t>(seeds.size() * prompts.size()));
     for (size_t k = 0; k < seeds.size(); ++k)
       for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(o.batch_size)) {
@@ -661,12 +728,15 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   r["timing"] = speed.to_json();
   const int processes = journal ? journal->processes() : 1;
   r["timing"]["processes"] = processes;
+  // Each process's world size (a resumed run may have continued with another).
+  r["timing"]["world_sizes"] = journal ? nlohmann::json(journal->world_sizes()) : nlohmann::json::array({world_size});
   r["timing"]["automatic_passes"] = timed.automatic.to_json();
   if (processes > 1)
     warnings.push_back({{"code", "resumed"},
                         {"message", "timings come from " + std::to_string(processes) +
                                         " processes: the run was interrupted and continued with --resume "
-                                        "(batch_process in report.json says which process timed each batch)"}});
+                                        "(batch_process in report.json says which process timed each batch; "
+                                        "timing.world_sizes how many ranks each had)"}});
   r["quality_loss_pct"] = loss.pct ? nlohmann::json(*loss.pct) : nlohmann::json();
   if (scorer && !loss.pct) r["quality_loss_undefined"] = loss.undefined_reason;
   if (scorer && seeds.size() > 1) r["per_seed"] = per_seed_json(seeds, base_run, cand_run, o.clip_score);
@@ -700,10 +770,11 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     }
   }
   wall["output_images"] = since_s(images_started);  // part of statistics_and_images
+  const bool gathered = group && !journal;  // rank 0 got every rank's images through the group
   r["memory"] = {{"max_images_held", quality->max_images_held()},
-                 {"bound", group ? nlohmann::json() : nlohmann::json(quality->bound())},
-                 {"note", group ? "a multi-process run gathers every rank's images to rank 0, which holds them all "
-                                  "(the two-batch bound holds for one process)"
+                 {"bound", gathered ? nlohmann::json() : nlohmann::json(quality->bound())},
+                 {"note", gathered ? "the ranks of this multi-process run do not share the staging folder, so rank 0 "
+                                  "gathered every rank's images and held them all (the two-batch bound holds otherwise)"
                                 : "decoded images held at once by the evaluation: each batch is scored, compared and "
                                   "written as it finishes, its partner for PSNR/SSIM/LPIPS kept from the batch before "
                                   "or read back from its PNGs (a reused baseline's next batch decoded ahead on a GPU); "
@@ -716,7 +787,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   write_file_atomic(staging->path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging->path() / "report.md", render_markdown(r));
   write_html_report(staging->path(), r, {o.embed_images});
-  if (journal) fs::remove(journal->file());  // the finished report does not need it
+  if (journal) journal->remove_files();  // the finished report does not need them
   staging->commit();
   log.info("wrote " + (out / "report.html").string() + " (report files " + fixed(since_s(files_started), 2) +
            " s after the total above)");

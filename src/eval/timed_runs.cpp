@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "diffbench/error.hpp"
 #include "diffbench/eval/baseline_cache.hpp"
@@ -79,8 +81,10 @@ class Side {
   // automatic ones: the first seed's prompts again, for their times only.
   JournalBatch time_batch(const TimedBatch& t, Clock::time_point since, double offset, int process, const Logger& log,
                           at::Tensor* images) {
-    if (!generation_) {
-      if (t.pass == 0) spec_run_.methods.reset_stats();  // count the timed run only
+    const bool starting = !generation_;
+    if (starting && t.pass == 0) spec_run_.methods.reset_stats();  // count the timed run only
+    const nlohmann::json counters_before = t.pass == 0 ? spec_run_.methods.to_json() : nlohmann::json();
+    if (starting) {
       go_.seed = t.pass < regular_passes_ ? seeds_[static_cast<size_t>(t.pass / repeats_)] : seeds_.front();
       generation_.emplace(pipe_->start(prompts_, go_));
       for (const JournalBatch& f : skipped_) generation_->skip_batch(f.record, f.noise_state);
@@ -103,15 +107,21 @@ class Side {
     const at::Tensor batch_images = to_uint8(generation_->take_batch_images());
     if (keeps_images(t.pass)) *images = batch_images;
     if (generation_->done()) generation_.reset();
-    if (t.pass == 0) b.methods = add_method_counters(methods_before_, spec_run_.methods.to_json());
+    if (t.pass == 0) b.methods = method_counters_delta(counters_before, spec_run_.methods.to_json());
     return b;
   }
 
-  // Takes in the batch an earlier process finished.
+  // Takes in the batch an earlier process finished (its prompts local to this side's list): the
+  // next batch of the pass under way, or one before that pass's generation starts.
   void skip_batch(const JournalBatch& b) {
-    skipped_.push_back(b);
-    if (b.at.pass == 0) methods_before_ = b.methods;
-    if (b.at.batch + 1 == batches_) skipped_.clear();  // a whole pass finished: no generation needed
+    if (generation_) {
+      generation_->skip_batch(b.record, b.noise_state);
+      if (generation_->done()) generation_.reset();
+    } else if (b.at.batch + 1 == batches_) {
+      skipped_.clear();  // the rest of the pass finished: no generation needed
+    } else {
+      skipped_.push_back(b);
+    }
     add(b, at::Tensor());
   }
 
@@ -127,7 +137,8 @@ class Side {
     run.peak_memory_kind = b.peak_memory_kind;
     if (b.at.pass == 0) {
       first_pass_.push_back(b.record);
-      if (b.at.batch + 1 == batches_) finish_first_pass(b.methods);
+      first_pass_methods_ = add_method_counters(first_pass_methods_, b.methods);  // each batch's own counters
+      if (b.at.batch + 1 == batches_) finish_first_pass(first_pass_methods_);
     }
     if (keeps_images(b.at.pass)) {
       const size_t k = static_cast<size_t>(b.at.pass / repeats_);
@@ -186,8 +197,8 @@ class Side {
   DeviceTimer device_timer_;
   std::unique_ptr<Txt2ImgPipeline> pipe_;
   std::optional<Txt2ImgPipeline::Generation> generation_;
-  std::vector<JournalBatch> skipped_;   // finished batches of the pass under way, not yet generated past
-  nlohmann::json methods_before_;       // method counters of the first pass's finished batches
+  std::vector<JournalBatch> skipped_;   // finished batches of the pass to come, not yet generated past
+  nlohmann::json first_pass_methods_;   // method counters summed over the first pass's batches so far
   std::vector<BatchRecord> first_pass_;
   std::vector<std::vector<at::Tensor>> images_;  // per seed, per batch (TimedRunHooks::keep_images)
   std::vector<std::vector<double>> clip_;        // per seed
@@ -279,35 +290,59 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
   for (const TimedBatch& t : timing_order(out.schedule.schedule, batches, passes))
     if (static_cast<size_t>(t.side) >= first_side) order.push_back(t);
 
-  // An earlier process's batches: the first of the order, taken in as they were.
+  // Batches earlier processes finished, known by their global identity (batch index and first
+  // prompt of the whole prompt list): those of this process's prompts are taken in where the order
+  // reaches them instead of being generated (in any order: with per-prompt noise a batch does not
+  // depend on the ones before it; one process's journal under diffusers noise is a prefix of the order).
   static const std::vector<JournalBatch> none;
   const std::vector<JournalBatch>& finished = hooks.finished ? *hooks.finished : none;
-  if (finished.size() > order.size()) throw InputError("the journal holds more batches than the run has", "journal");
-  double offset = 0;  // this process's clock starts where the earlier ones' batches ended
-  for (size_t i = 0; i < finished.size(); ++i) {
-    const JournalBatch& f = finished[i];
-    if (!(f.at == order[i]))
-      throw InputError("the journal's batch " + std::to_string(i + 1) + " is not the run's (side, pass or batch differ)",
+  const size_t bs = static_cast<size_t>(o.batch_size);
+  const size_t first_batch = first_index / bs;  // shards are whole batches
+  auto key = [](const JournalBatch& b) { return std::tuple(b.at.side, b.at.pass, b.at.batch); };
+  std::map<std::tuple<int, int, size_t>, const JournalBatch*> taken;  // by local identity
+  for (const JournalBatch& f : finished) {
+    if (f.at.batch < first_batch || f.at.batch >= first_batch + batches) continue;  // another rank's
+    JournalBatch local;
+    local.at = f.at;
+    local.at.batch -= first_batch;
+    if (f.at.side < static_cast<int>(first_side) || f.at.pass < 0 || f.at.pass >= passes ||
+        f.record.first != f.at.batch * bs || f.record.count != std::min(bs, prompts.size() - local.at.batch * bs))
+      throw InputError("the journal's " + std::string(f.at.side == 0 ? "baseline" : "candidate") + " batch " +
+                           std::to_string(f.at.batch) + " of pass " + std::to_string(f.at.pass) +
+                           " is not one of the run's batches",
                        "journal");
-    Side& side = sides[f.at.side];
-    if (side.keeps_images(f.at.pass) && hooks.finished_images) hooks.finished_images(f);
-    side.skip_batch(f);
-    offset = std::max(offset, f.start_s + f.record.times.total);
-    out.order += f.at.side == 0 ? 'B' : 'C';
+    taken.emplace(key(local), &f);
   }
-  if (!finished.empty())
-    log.info("resuming: " + std::to_string(finished.size()) + " of " + std::to_string(order.size()) +
+  double offset = 0;  // this process's clock starts where the earlier ones' batches ended
+  for (const auto& [k, f] : taken) offset = std::max(offset, f->start_s + f->record.times.total);
+  // Takes in order[i], finished before: its images read back (finished_images), its record as it was.
+  auto take_in = [&](const JournalBatch& global) {
+    Side& side = sides[global.at.side];
+    JournalBatch b = global;
+    if (side.keeps_images(b.at.pass) && hooks.finished_images) hooks.finished_images(b);
+    b.at.batch -= first_batch;
+    b.record.first -= first_index;
+    side.skip_batch(b);
+    out.order += b.at.side == 0 ? 'B' : 'C';
+  };
+  if (!taken.empty())
+    log.info("resuming: " + std::to_string(taken.size()) + " of " + std::to_string(order.size()) +
              " timed batches were finished by an earlier process");
 
-  if (interleaved && finished.size() < order.size())
+  if (interleaved && taken.size() < order.size())
     for (auto& s : sides) s.load_and_warm_up(&shared, log);
   std::optional<Clock::time_point> since;
   // Times order[from..]; after_batch (scoring, writing, journalling) runs for the regular passes
-  // only: an automatic pass keeps no images and is timed again by a resumed process.
+  // only, with the batch's global identity: an automatic pass keeps no images and is timed again by
+  // a resumed process.
   auto time_batches = [&](const std::vector<TimedBatch>& order, size_t from, const std::string& label, size_t each) {
     Progress progress(log, label, {{"baseline", each}, {"candidate", each}});
     for (size_t i = from; i < order.size(); ++i) {
       const TimedBatch& t = order[i];
+      if (auto f = taken.find(std::tuple(t.side, t.pass, t.batch)); f != taken.end() && t.pass < passes) {
+        take_in(*f->second);
+        continue;
+      }
       Side& side = sides[t.side];
       if (!side.loaded()) {
         sides[1 - t.side].unload();  // sequential: one pipeline at a time
@@ -320,13 +355,20 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
       }
       at::Tensor images;
       JournalBatch b = side.time_batch(t, *since, offset, hooks.process, log, &images);
-      if (hooks.after_batch && t.pass < passes) hooks.after_batch(b, images);
+      if (hooks.after_batch && t.pass < passes) {
+        JournalBatch global = b;
+        global.at.batch += first_batch;
+        global.record.first += first_index;
+        hooks.after_batch(global, images);
+        b.clip = global.clip;
+        b.images = global.images;
+      }
       side.add(b, hooks.keep_images ? images : at::Tensor());
       progress.batch_done(static_cast<size_t>(t.side), side.run.batch_images.back(), side.run.batch_seconds.back());
       out.order += t.side == 0 ? 'B' : 'C';
     }
   };
-  time_batches(order, finished.size(), "timing", per_side);
+  time_batches(order, 0, "timing", per_side);
   if (interleaved && o.auto_repeats && batches > 0) {
     int pass = passes;  // the next automatic pass; the ABBA order continues across passes
     out.automatic = run_automatic_passes(

@@ -52,14 +52,18 @@ struct TimedRunHooks {
   std::function<void()> before_timing;
   // Runs before each batch this process times, and after it (with its journal entry, and its
   // images, uint8 [n,3,H,W] on the CPU, for the passes that keep images; else undefined): scores,
-  // writes and journals the batch. Either may throw (an interruption) to stop the run.
+  // writes and journals the batch. Either may throw (an interruption) to stop the run. The entry
+  // names the batch globally: `at.batch` and `record.first` count from the whole prompt list's
+  // start, not this rank's shard's.
   std::function<void()> before_batch;
   std::function<void(JournalBatch&, const at::Tensor&)> after_batch;
-  // Batches an earlier process finished (a prefix of the timing order), skipped here; for those of
-  // the passes that keep images, finished_images runs in their place (to read them back).
+  // Batches earlier processes finished (globally named, as above; those outside this rank's shard
+  // are ignored), skipped here wherever the timing order reaches them; for those of the passes that
+  // keep images, finished_images runs in their place (to read them back, and score them when the
+  // entry has no CLIP scores).
   const std::vector<JournalBatch>* finished = nullptr;
-  std::function<void(const JournalBatch&)> finished_images;
-  int process = 0;  // this process's index, for the journal entries
+  std::function<void(JournalBatch&)> finished_images;
+  int process = 0;  // this process's index (all ranks of a multi-process run share it), for the journal entries
   // Keep the image-keeping passes' images in TimedRuns (a multi-process run gathers them to rank 0);
   // else they are only handed to after_batch.
   bool keep_images = false;

@@ -45,6 +45,19 @@ class ProcessGroup {
   // Rank 0 gets every rank's tensor (its own first, on the CPU, bit for bit), which may differ in
   // their first dimension; the other ranks get an empty vector.
   std::vector<at::Tensor> gather(const at::Tensor& tensor);
+  // Every rank gets rank 0's bytes (the other ranks' `bytes` are ignored).
+  std::string broadcast(const std::string& bytes);
+
+  // Stopping together (a signal to one rank or to all): request_stop publishes the signal's number
+  // in the store; every rank's watchdog reads it within a heartbeat period, and stop_requested()
+  // returns it (0: none) so each rank ends after the batch under way. settle() says that this rank
+  // times no more batches (it stopped, or waits for the others' results); wait_settled() waits until
+  // every other rank has settled, finished or failed, at most `timeout`. A rank stays settled for the
+  // group's life: only `eval`, one evaluation per group, stops by signal.
+  void request_stop(int signal);
+  int stop_requested() const;
+  void settle();
+  void wait_settled(std::chrono::milliseconds timeout);
 
   // Tells the other ranks that this one failed (they end with `exit_code` and a message naming this
   // rank and `message`); when this rank serves the store, it waits a little for them to read it.

@@ -78,7 +78,8 @@ struct EvalOptions {
   std::filesystem::path out;              // report folder
   bool embed_images = false;              // report.html carries its images as data URIs
   bool force = false;
-  // Continue the interrupted run of `out` from its journal (eval_journal.hpp) instead of removing it.
+  // Continue the interrupted run of `out` from its journal (eval_journal.hpp) instead of removing it,
+  // whatever the world size of the run that made it and of this one.
   bool resume = false;
   // Set (to the signal's number) by a signal handler: the run stops after the batch under way,
   // keeps its staging folder and throws Interrupted. Null: nothing asks it to stop.
@@ -88,8 +89,10 @@ struct EvalOptions {
   // while the interleaved schedule times the baseline again beside the candidate.
   std::shared_ptr<const BaselineResult> baseline_result;
   // A multi-process run's group (not owned; null: one process). Each rank generates a contiguous
-  // shard of whole batches; rank 0 gathers the images and timings, scores, and writes the report
-  // (docs/distributed.md). The other ranks return an EvalResult with an empty report.
+  // shard of whole batches, writing and journalling its PNGs in rank 0's staging folder when every
+  // rank sees it (else rank 0 gathers the images); rank 0 gathers the timings, scores, and writes the
+  // report (docs/distributed.md). The other ranks return an EvalResult with an empty report. A signal
+  // to any rank (`stop`) stops every rank after its batch under way.
   ProcessGroup* group = nullptr;
 };
 
