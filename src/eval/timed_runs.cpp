@@ -281,7 +281,7 @@ TimedRuns run_timed(SpecRun& baseline, SpecRun& candidate, const std::vector<std
 
   Side sides[2] = {Side(0, "baseline", baseline, prompts, o, first_index),
                    Side(1, "candidate", candidate, prompts, o, first_index)};
-  Shared shared;  // the text encoder and VAE are loaded once when both pipelines have the same ones
+  Shared shared;  // the text encoder, UNet and VAE are loaded once when both pipelines have the same ones
   const size_t first_side = out.baseline_timed ? 0 : 1;
   const size_t batches = (prompts.size() + static_cast<size_t>(o.batch_size) - 1) / static_cast<size_t>(o.batch_size);
   const int passes = o.repeats * static_cast<int>(eval_seeds(o).size());

@@ -9,6 +9,7 @@
 #include "diffbench/metrics/preprocess.hpp"
 #include "diffbench/models/clip_embedder.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
+#include "util/parallel.hpp"
 
 namespace diffbench {
 
@@ -87,9 +88,10 @@ at::Tensor ClipScorer::image_embeddings(const std::vector<at::Tensor>& images_u8
   const auto count = static_cast<int64_t>(images_u8.size());
   for (int64_t first = 0; first < count; first += batch_size) {
     const int64_t n = std::min<int64_t>(count - first, batch_size);
-    std::vector<at::Tensor> pixels;
-    for (int64_t i = 0; i < n; ++i)
-      pixels.push_back(clip_preprocess(images_u8[static_cast<size_t>(first + i)], spec.size, spec.mean, spec.std, crop));
+    std::vector<at::Tensor> pixels(static_cast<size_t>(n));
+    parallel_for(pixels.size(), [&](size_t i) {  // Pillow's resampling on the CPU, an image per core
+      pixels[i] = clip_preprocess(images_u8[static_cast<size_t>(first) + i], spec.size, spec.mean, spec.std, crop);
+    });
     at::Tensor img = impl_->model->image_features(at::stack(pixels).to(impl_->device)).to(at::kFloat);
     out.push_back(img / img.norm(2, -1, true));
   }
@@ -122,7 +124,7 @@ at::Tensor ClipScorer::text_embeddings(const std::vector<std::string>& prompts, 
 std::vector<double> ClipScorer::score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
                                       int batch_size) const {
   check_images(images_u8);
-  return score(images_u8.unbind(0), prompts, batch_size);
+  return score(images_u8.cpu().unbind(0), prompts, batch_size);  // one copy off the device, not one per image
 }
 
 std::vector<double> ClipScorer::score(const std::vector<at::Tensor>& images_u8, const std::vector<std::string>& prompts,

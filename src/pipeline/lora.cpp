@@ -171,9 +171,14 @@ nlohmann::json fuse_loras(const std::vector<LoraSpec>& loras, const std::vector<
     const auto alphas = metadata_alphas(*file);
     struct Delta { at::Tensor weight; std::string down, up, alpha; std::string component; };
     std::vector<Delta> deltas;
+    // The pairs of reused components, which hold them already (the load that made them checked them).
+    std::map<std::string, int> fused_already;
     for (const auto& [id, p] : pairs) {
       auto it = layers.find(p.component);
-      if (it != layers.end() && it->second.fused_already) continue;
+      if (it != layers.end() && it->second.fused_already) {
+        if (!p.down.empty() && !p.up.empty()) ++fused_already[p.component];
+        continue;
+      }
       const std::optional<std::string> module = it == layers.end() ? std::nullopt : it->second.resolve(p);
       if (!module || p.down.empty() || p.up.empty()) {
         for (const auto* k : {&p.down, &p.up, &p.alpha})
@@ -186,9 +191,10 @@ nlohmann::json fuse_loras(const std::vector<LoraSpec>& loras, const std::vector<
       std::sort(unmatched.begin(), unmatched.end());
       throw ModelError("LoRA keys that match no layer of the model: " + join_some(unmatched), where);
     }
-    if (deltas.empty()) throw ModelError("no LoRA weights in the file", where);
+    if (deltas.empty() && fused_already.empty()) throw ModelError("no LoRA weights in the file", where);
 
     nlohmann::json counts = nlohmann::json::object();
+    for (const auto& [component, n] : fused_already) counts[component] = n;
     for (const auto& d : deltas) {
       at::Tensor down = file->get(d.down, at::kFloat).to(d.weight.device());
       at::Tensor up = file->get(d.up, at::kFloat).to(d.weight.device());

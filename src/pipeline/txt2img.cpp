@@ -102,7 +102,7 @@ struct Txt2ImgPipeline::Impl {
   nlohmann::json scheduler_config;
   std::string scheduler_source;
   nlohmann::json load_report = nlohmann::json::object();
-  ComponentIdentity text_identity, vae_identity;
+  ComponentIdentity text_identity, unet_identity, vae_identity;
   std::string text_config_source;
 
   Impl(ModelOptions o, ClipTokenizer t) : options(std::move(o)), tokenizer(std::move(t)) {}
@@ -114,8 +114,10 @@ Txt2ImgPipeline::~Txt2ImgPipeline() = default;
 struct Txt2ImgPipeline::SharedComponents {
   at::ScalarType dtype;
   at::Device device;
-  ComponentIdentity text_identity, vae_identity;
+  bool channels_last;  // the UNet's convolution weights' layout (UNetRunner sets it)
+  ComponentIdentity text_identity, unet_identity, vae_identity;
   ClipTextModel text_encoder{nullptr};
+  UNet2DConditionModel unet{nullptr};
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
 };
@@ -162,16 +164,27 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   if (sdxl) impl->sdxl = SdxlText::load(source, options);
   impl->load_report["text_encoder_s"] = seconds_since(t0);
 
+  // The UNet too: methods act through hooks given with each call and never change the model, so a
+  // baseline and its candidate on the same weights run one module (each with its own CUDA graphs).
   t0 = Clock::now();
   const ComponentSource& unet = source.component("unet");
   const UNetConfig unet_config = UNetConfig::from_json(JsonConfig(unet.config, unet.config_source));
-  impl->unet = load_component<UNet2DConditionModel>(unet_config, unet, options);
+  impl->unet_identity = {unet.weights, unet.config, options.loras};
+  const bool reused_unet =
+      same_place && reuse->channels_last == options.channels_last && reuse->unet_identity.same(impl->unet_identity);
+  if (reused_unet) {
+    impl->unet = reuse->unet;
+    impl->load_report["reused"].push_back("unet");
+  } else {
+    impl->unet = load_component<UNet2DConditionModel>(unet_config, unet, options);
+  }
   impl->load_report["unet_s"] = seconds_since(t0);
 
   if (!options.loras.empty()) {
     t0 = Clock::now();
-    std::vector<LoraComponent> targets = {{"unet", impl->unet.ptr().get(), unet_original_rules(unet_config)}};
-    // A reused text encoder already holds the same LoRAs (its identity includes them).
+    // A reused UNet or text encoder already holds the same LoRAs (its identity includes them).
+    std::vector<LoraComponent> targets = {
+        {"unet", reused_unet ? nullptr : impl->unet.ptr().get(), unet_original_rules(unet_config)}};
     const bool reused_text = !impl->load_report["reused"].empty() && impl->load_report["reused"][0] == "text_encoder";
     targets.push_back({"text_encoder", reused_text ? nullptr : impl->text_encoder.ptr().get(), {}});
     if (impl->sdxl) targets.push_back({"text_encoder_2", impl->sdxl->text_encoder_2.ptr().get(), {}});
@@ -218,9 +231,9 @@ int Txt2ImgPipeline::default_width() const { return default_height(); }
 const nlohmann::json& Txt2ImgPipeline::load_report() const { return impl_->load_report; }
 
 std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared_components() const {
-  auto s = std::make_shared<SharedComponents>(SharedComponents{impl_->options.dtype, impl_->options.device,
-                                                               impl_->text_identity, impl_->vae_identity,
-                                                               impl_->text_encoder, impl_->vae, impl_->vae_config});
+  auto s = std::make_shared<SharedComponents>(SharedComponents{
+      impl_->options.dtype, impl_->options.device, impl_->options.channels_last, impl_->text_identity,
+      impl_->unet_identity, impl_->vae_identity, impl_->text_encoder, impl_->unet, impl_->vae, impl_->vae_config});
   return s;
 }
 

@@ -47,9 +47,9 @@ TEST_F(EvalCli, IdenticalCandidateHasZeroLoss) {
   EXPECT_EQ(rep["protocol"]["prompts"][0], "A man is in a kitchen making pizzas.");
   EXPECT_TRUE(rep["consistency"]["same_model"].get<bool>());
   EXPECT_EQ(rep["paired"]["mean_diff"].get<double>(), 0.0);
-  // Same text encoder and VAE: loaded once, for the baseline.
+  // Same text encoder, UNet and VAE: loaded once, for the baseline.
   EXPECT_TRUE(rep["baseline"]["reused_components"].empty());
-  EXPECT_EQ(rep["candidate"]["reused_components"], nlohmann::json({"text_encoder", "vae"}));
+  EXPECT_EQ(rep["candidate"]["reused_components"], nlohmann::json({"text_encoder", "unet", "vae"}));
   // Identical images: PSNR capped (and said so), SSIM 1, every prompt in the per-prompt table.
   EXPECT_EQ(rep["protocol"]["metrics"], "clip,psnr,ssim");
   const auto& psnr = rep["metrics"]["psnr"];

@@ -128,7 +128,7 @@ TEST_F(SingleFileEval, Sd1FileWithLoraEachMethodAsTheFolder) {
   expect_same_pngs("single", "folder", methods);
 
   // The eval command itself on its default schedule (both pipelines loaded at once, the baseline's text
-  // encoder, LoRA fused, and VAE shared with the candidate): the suite's images again.
+  // encoder and UNet, LoRA fused, and VAE shared with the candidate): the suite's images again.
   const fs::path spec = write_spec("single-eval", forms.at("single") + methods[0].accelerate);
   const auto r = run_diffbench("eval " + shell_quote(spec.string()) + " --prompts " +
                                shell_quote("coco:" + test::shared_data("captions_val2017.json").string()) +
@@ -139,7 +139,8 @@ TEST_F(SingleFileEval, Sd1FileWithLoraEachMethodAsTheFolder) {
   const auto rep = read_json_file(dir_ / "eval" / "report.json");
   EXPECT_TRUE(rep["consistency"]["same_model"].get<bool>()) << rep["consistency"].dump();
   EXPECT_EQ(rep["schedule"]["schedule"], "interleaved") << rep["schedule"].dump();
-  EXPECT_EQ(rep["candidate"]["reused_components"], nlohmann::json({"text_encoder", "vae"}));
+  EXPECT_EQ(rep["candidate"]["reused_components"], nlohmann::json({"text_encoder", "unet", "vae"}));
+  EXPECT_EQ(rep["candidate"]["load_s"]["lora"][0]["layers"]["unet"], 128) << "the shared UNet holds the LoRA";
   for (const char* which : {"baseline", "candidate"})
     for (const char* png : {"000000.png", "000001.png"})
       EXPECT_TRUE(test::read_bytes(dir_ / "eval" / which / png) == test::read_bytes(out_ / "folder-deepcache" / which / png))

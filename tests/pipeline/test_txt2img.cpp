@@ -171,13 +171,13 @@ TEST_F(Txt2Img, RejectsBadSizes) {
   EXPECT_THROW(tiny_sd().generate({"x"}, opt), UsageError);
 }
 
-TEST_F(Txt2Img, ReusesTextEncoderAndVaeOnlyWhenTheirFilesMatch) {
+TEST_F(Txt2Img, ReusesTextEncoderUNetAndVaeOnlyWhenTheirFilesMatch) {
   DIFFBENCH_REQUIRE_FIXTURE(test::fixture("clip-tokenizer/vocab.json"));
   auto shared = tiny_sd().shared_components();
   ModelOptions mo;
   mo.dir = test::fixture("tiny-sd");
   auto again = Txt2ImgPipeline::load(mo, Logger::silent(), shared);
-  EXPECT_EQ(again->load_report()["reused"], nlohmann::json({"text_encoder", "vae"}));
+  EXPECT_EQ(again->load_report()["reused"], nlohmann::json({"text_encoder", "unet", "vae"}));
   GenerateOptions opt;
   opt.steps = 2;
   EXPECT_TRUE(at::equal(again->generate({"a cat"}, opt).images, tiny_sd().generate({"a cat"}, opt).images));
