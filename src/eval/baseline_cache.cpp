@@ -246,18 +246,9 @@ void BaselineCache::store(const std::string& key, const nlohmann::json& material
     const std::vector<uint64_t> seeds = material.at("protocol").at("seeds").get<std::vector<uint64_t>>();
     const size_t sets = result.images.empty() ? result.image_dirs.size() : result.images.size();
     if (seeds.size() != sets) throw InputError("one image set per seed expected", key);
-    for (size_t k = 0; k < seeds.size(); ++k) {
-      const fs::path dir = tmp / ("seed-" + std::to_string(seeds[k]));
-      fs::create_directories(dir);
-      if (result.images.empty()) {  // the PNGs as they are: no decoding, no encoding
-        for (const auto& e : fs::directory_iterator(result.image_dirs[k]))
-          if (e.path().extension() == ".png") fs::copy_file(e.path(), dir / e.path().filename());
-        continue;
-      }
-      std::vector<fs::path> files;
-      for (int64_t i = 0; i < result.images[k].size(0); ++i) files.push_back(dir / png_sequence_name(static_cast<size_t>(i)));
-      write_pngs(files, result.images[k].unbind(0));  // on several threads
-    }
+    const size_t count = material.at("protocol").at("prompts").size();
+    for (size_t k = 0; k < seeds.size(); ++k)  // PNG files copied as they are, tensors encoded
+      result.write_pngs(k, count, tmp / ("seed-" + std::to_string(seeds[k])));
     const nlohmann::json j = {{"schema", kEntrySchema}, {"key", key},    {"created", utc_now()},
                               {"material", material},    {"seeds", seeds}, {"run", run_to_json(result.run)}};
     std::ofstream(tmp / "entry.json") << j.dump(1) << "\n";

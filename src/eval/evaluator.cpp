@@ -491,13 +491,15 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   if (journal && !group) {
     hooks.after_batch = [&](JournalBatch& b, const at::Tensor& images) {
       const auto t0 = std::chrono::steady_clock::now();
+      // One copy off the device, for the CLIP scorer's preprocessing and the PNGs.
+      const at::Tensor host = images.defined() ? images.cpu() : images;
       const bool reused_side = b.at.side == 0 && o.baseline_result;
-      if (images.defined() && scorer && !reused_side) score_batch(b, images);
+      if (images.defined() && scorer && !reused_side) score_batch(b, host);
       batch_clip_s += since_s(t0);
       const auto t1 = std::chrono::steady_clock::now();
       if (images.defined()) stream(b, images);
       batch_metrics_s += since_s(t1);
-      write_and_journal_batch(b, images);
+      write_and_journal_batch(b, host);
       batch_work_s += since_s(t0);
       check_stop();
     };

@@ -195,16 +195,22 @@ __global__ void best_match_kernel(const T* __restrict__ scores, int64_t rows, in
 
 // ---- counting ---------------------------------------------------------------------------------
 
-// For the block's kCountTile sources (lane + 32·t of the tile), the number of keys in the batch
-// row's `padded` keys (16-byte aligned, padded % 4 == 0) that are greater (Greater) or less than
-// each one's own key. The warps take a share of the keys each, summed in a fixed order; the
-// counts are valid in warp 0.
+// For the block's kCountTile sources from `base` (lane + 32·t of the tile), the number of keys in
+// the batch row's `padded` keys (16-byte aligned, padded % 4 == 0) that are greater (Greater) or
+// less than each one's own key (past the row: the largest key). The warps take a share of the keys
+// each, summed in a fixed order; the counts are valid in warp 0.
 template <typename K, bool Greater>
-__device__ __forceinline__ void count_keys(const K* __restrict__ keys, int64_t padded, const K (&mine)[kCountPerLane],
+__device__ __forceinline__ void count_keys(const K* __restrict__ keys, int64_t padded, int64_t base,
                                            int (&count)[kCountPerLane]) {
   __shared__ int partial[kCountWarps][kCountTile];
   constexpr int V = 16 / sizeof(K);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  K mine[kCountPerLane];
+#pragma unroll
+  for (int t = 0; t < kCountPerLane; ++t) {
+    const int64_t i = base + t * 32 + lane;
+    mine[t] = i < padded ? keys[i] : static_cast<K>(~static_cast<K>(0));
+  }
   const int64_t vecs = padded / V, per = (vecs + kCountWarps - 1) / kCountWarps;
   const int64_t v0 = warp * per, v1 = min(vecs, v0 + per);
   const auto* kv = reinterpret_cast<const uint4*>(keys);
@@ -240,14 +246,8 @@ __global__ void __launch_bounds__(kCountWarps * 32)
   const int64_t b = blockIdx.y, base = static_cast<int64_t>(blockIdx.x) * kCountTile;
   const K* row = keys + b * padded;
   const int lane = threadIdx.x % 32;
-  K mine[kCountPerLane];
-#pragma unroll
-  for (int t = 0; t < kCountPerLane; ++t) {
-    const int64_t i = base + t * 32 + lane;
-    mine[t] = i < padded ? row[i] : static_cast<K>(~static_cast<K>(0));
-  }
   int count[kCountPerLane];
-  count_keys<K, true>(row, padded, mine, count);
+  count_keys<K, true>(row, padded, base, count);
   if (threadIdx.x >= 32) return;
 #pragma unroll
   for (int t = 0; t < kCountPerLane; ++t) {
@@ -274,14 +274,8 @@ __global__ void __launch_bounds__(kCountWarps * 32)
   const int64_t b = blockIdx.y, base = static_cast<int64_t>(blockIdx.x) * kCountTile;
   const uint32_t* row = group_keys + b * padded;
   const int lane = threadIdx.x % 32;
-  uint32_t mine[kCountPerLane];
-#pragma unroll
-  for (int t = 0; t < kCountPerLane; ++t) {
-    const int64_t i = base + t * 32 + lane;
-    mine[t] = i < padded ? row[i] : 0xFFFFFFFFu;
-  }
   int count[kCountPerLane];
-  count_keys<uint32_t, false>(row, padded, mine, count);
+  count_keys<uint32_t, false>(row, padded, base, count);
   if (threadIdx.x >= 32) return;
   const int64_t unm_len = na - r;
 #pragma unroll
