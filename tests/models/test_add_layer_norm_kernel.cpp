@@ -1,14 +1,15 @@
 // The fused residual add + LayerNorm of the CUDA build (add_layer_norm) against LibTorch on the
 // transformer blocks' shapes of SD 1.5 at 512² and 1024² (batch 2 and 8), in half, bfloat16 and float,
 // bit-identical from one call to the next (fixed-order sums, no atomics); and a whole
-// BasicTransformerBlock with the fusion on and off (DIFFBENCH_FUSED_ADDLN=0). Skipped without CUDA or
-// without the kernels.
+// BasicTransformerBlock and a ResNet block with a 1×1 shortcut with the fusions on and off
+// (DIFFBENCH_FUSED_ADDLN=0). Skipped without CUDA or without the kernels.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cstdlib>
 
 #include "diffbench/models/blocks/norm.hpp"
+#include "diffbench/models/blocks/resnet.hpp"
 #include "diffbench/models/blocks/transformer.hpp"
 
 using namespace diffbench;
@@ -174,4 +175,40 @@ TEST(AddLayerNormKernel, TransformerBlockFusedMatchesUnfused) {
     EXPECT_LT(mean_err, mean_bound) << "mean difference, output range " << scale;
     EXPECT_GT(scale, 1.0);  // the block did compute something
   }
+}
+
+// An SD 1.5 ResNet block with a 1×1 shortcut (up_blocks.3's first: 640 -> 320 channels at 64², batch 2,
+// channels-last half, the fused GroupNorm path): the shortcut as a GEMM with its bias in the epilogue
+// against cuDNN's 1×1 convolution and its separate bias add (DIFFBENCH_FUSED_ADDLN=0). Both accumulate
+// in float; the shortcut is rounded to half once instead of twice, then added with the same kernel.
+TEST(AddLayerNormKernel, ResnetShortcutGemmMatchesConvolution) {
+  std::string why;
+  if (skip_reason(why)) GTEST_SKIP() << why;
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(3);
+  ResnetBlock2DOptions o;
+  o.in_channels = 640;
+  o.out_channels = 320;
+  o.temb_channels = 1280;
+  o.eps = 1e-5;
+  ResnetBlock2D block(o);
+  block->to(torch::kCUDA, torch::kHalf);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const at::Tensor x = (torch::randn({2, 640, 64, 64}, cuda) * 2).to(torch::kHalf).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor temb = torch::randn({2, 1280}, cuda).to(torch::kHalf);
+  ASSERT_TRUE(fused_nhwc(x) && fused_add_layer_norm(x));
+  const at::Tensor fused = block(x, temb), again = block(x, temb);
+  at::Tensor plain;
+  {
+    ScopedEnv off("DIFFBENCH_FUSED_ADDLN", "0");
+    plain = block(x, temb);
+  }
+  EXPECT_TRUE(at::equal(fused, again)) << "two calls on the same input differ";
+  EXPECT_TRUE(fused.is_contiguous(at::MemoryFormat::ChannelsLast));
+  const double scale = plain.abs().max().item<double>();
+  const double max_err = (fused.to(torch::kFloat) - plain.to(torch::kFloat)).abs().max().item<double>();
+  // The shortcut's values differ by at most one rounding (half an ulp), the sum by one more: 2 ulps of
+  // the largest value at most.
+  EXPECT_LT(max_err, 2 * 0x1p-10 * scale) << "largest difference, output range " << scale;
+  EXPECT_GT(scale, 1.0);
 }

@@ -33,7 +33,19 @@ at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& tem
     at::Tensor shift = conv1->bias.unsqueeze(0);  // [1, Cout]
     if (time_emb_proj && temb.defined()) shift = shift + linear(time_emb_proj, at::silu(temb));  // [B, Cout]
     h = conv(conv2, group_norm_act(h, norm2, /*silu=*/true, shift));
-    const at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;
+    at::Tensor shortcut = x;
+    if (conv_shortcut && fused_add_layer_norm(x)) {
+      // The 1×1 shortcut as a GEMM over the pixels' channel vectors (views of channels-last x), its
+      // bias in the GEMM's epilogue: LibTorch's cuDNN convolution adds a bias in a pass of its own.
+      const int64_t B = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
+      const at::Tensor& w = conv_shortcut->weight;  // [Cout, Cin, 1, 1]
+      shortcut = at::linear(x.permute({0, 2, 3, 1}).reshape({B * H * W, Cin}), w.reshape({w.size(0), Cin}),
+                            conv_shortcut->bias)                    // [B·H·W, Cout]
+                     .view({B, H, W, w.size(0)})
+                     .permute({0, 3, 1, 2});                        // [B, Cout, H, W], channels-last
+    } else if (conv_shortcut) {
+      shortcut = conv_shortcut(x);
+    }
     return bias_residual(h, conv2->bias, shortcut, 1.0 / options_.output_scale_factor);
   }
   at::Tensor h = conv1(group_norm_act(x, norm1, /*silu=*/true));  // [B, Cout, H, W]

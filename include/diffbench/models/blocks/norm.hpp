@@ -25,7 +25,9 @@ std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::
                                                  const at::Tensor& extra = {});
 
 // True where add_layer_norm runs its kernel on tensors like x (CUDA, half/bfloat16/float, built with
-// the kernels, no gradient needed, not switched off).
+// the kernels, no gradient needed, not switched off). The other residual paths of the same round
+// follow it: the feed-forward's GEMM accumulating onto the residual, the ResNet's 1×1 shortcut as a
+// GEMM with its bias in the epilogue (DIFFBENCH_FUSED_ADDLN=0 turns them all off).
 bool fused_add_layer_norm(const at::Tensor& x);
 
 // True where the fused kernels take x (CUDA, half/bfloat16, channels-last 4-D, built with them):
