@@ -50,6 +50,7 @@ struct alignas(sizeof(T) * V) Pack {
 // ---- partition --------------------------------------------------------------------------------
 
 constexpr int kPartitionThreads = 1024;
+constexpr int kPartitionItems = 4;  // tokens per thread and round, consecutive
 
 __global__ void partition_kernel(const int64_t* __restrict__ choice, int64_t h, int64_t w, int64_t sx, int64_t sy,
                                  int64_t* __restrict__ dst, int64_t* __restrict__ src) {
@@ -59,21 +60,28 @@ __global__ void partition_kernel(const int64_t* __restrict__ choice, int64_t h, 
   const int64_t n = h * w, hsy = h / sy, wsx = w / sx;
   if (threadIdx.x == 0) carry = 0;
   __syncthreads();
-  for (int64_t base = 0; base < n; base += kPartitionThreads) {
-    const int64_t t = base + threadIdx.x;
-    int is_dst = 0;
-    if (t < n) {
-      const int64_t y = t / w, x = t % w;
-      if (y < hsy * sy && x < wsx * sx) {
-        const int64_t k = choice ? choice[(y / sy) * wsx + x / sx] : 0;  // offset within the cell, row-major
-        is_dst = (y % sy == k / sx) && (x % sx == k % sx);
+  for (int64_t base = 0; base < n; base += kPartitionThreads * kPartitionItems) {
+    int is_dst[kPartitionItems], before[kPartitionItems];
+#pragma unroll
+    for (int k = 0; k < kPartitionItems; ++k) {
+      const int64_t t = base + threadIdx.x * kPartitionItems + k;
+      is_dst[k] = 0;
+      if (t < n) {
+        const int64_t y = t / w, x = t % w;
+        if (y < hsy * sy && x < wsx * sx) {
+          const int64_t c = choice ? choice[(y / sy) * wsx + x / sx] : 0;  // offset within the cell, row-major
+          is_dst[k] = (y % sy == c / sx) && (x % sx == c % sx);
+        }
       }
     }
-    int before = 0, total = 0;
+    int total = 0;
     Scan(scan).ExclusiveSum(is_dst, before, total);
-    if (t < n) {
-      const int64_t d = carry + before;
-      if (is_dst)
+#pragma unroll
+    for (int k = 0; k < kPartitionItems; ++k) {
+      const int64_t t = base + threadIdx.x * kPartitionItems + k;
+      if (t >= n) continue;
+      const int64_t d = carry + before[k];
+      if (is_dst[k])
         dst[d] = t;
       else
         src[t - d] = t;
