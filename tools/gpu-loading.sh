@@ -6,7 +6,7 @@
 # steps) from process start to the PNG, the evaluation protocol (32 COCO prompts, batch 4, baseline +
 # DeepCache (3, 0), ViT-g-14 scorer) and `score` of 32 images with ViT-g-14; then the same with diffusers,
 # safetensors, open_clip and DeepCache (installed beforehand when the machine lacks them), the protocol
-# written as a diffusers user would (tools/py-loading-bench.py protocol), twice.
+# written as a diffusers user would (tools/py-loading-bench.py protocol), twice (PY_PROTOCOL_RUNS).
 #   tools/gpu-loading.sh CLIP_TOKENIZER_DIR [WORK_DIR]   (summary lines start with "==")
 set -uo pipefail
 tok=${1:?usage: $0 CLIP_TOKENIZER_DIR [WORK_DIR]}
@@ -50,13 +50,21 @@ print("== diffbench generate %s: process start to PNG %.2f s (to exit %.2f): set
 PY
 }
 for i in 1 2 3 4; do gen "gen$i" || exit 1; done  # the first process on a fresh machine pays one-time costs
+# The text encoder and VAE on the caller's thread (their first calls one after another): time and images.
+gen gen-one-thread DIFFBENCH_COMPONENT_THREADS=0 || exit 1
+cmp -s "$work/gen4/000000.png" "$work/gen-one-thread/000000.png" && same=identical || same=DIFFERENT
+echo "== generate's PNG with the components on their own threads vs on one thread: $same"
 # Peak host memory of a whole `generate` process (the weights go to the GPU through 64 MiB staging buffers).
 python3 -c 'import resource, subprocess, sys
 r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
 print("== generate peak host RSS %.0f MiB (largest file %.0f MiB), exit %d" % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1719125304 / 2**20, r.returncode))' \
   $B generate --spec "$work/baseline.toml" --prompt "A man is in a kitchen making pizzas." --out "$work/gen-rss" --quiet
-$B bench "$work/baseline.toml" --batch-size 1 --runs 5 --warmup 1 --json >"$work/bench.json" 2>/dev/null &&
-  python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('== bench batch 1: %.4f s/image, first generation %.2f s, load %.2f s' % (j['seconds_per_image']['median'], j['first_generation_s'], j['load_s']))" "$work/bench.json"
+for threads in 1 0 1; do  # the first generation with the components' first calls at once, and one after another
+  DIFFBENCH_COMPONENT_THREADS=$threads $B bench "$work/baseline.toml" --batch-size 1 --runs 5 --warmup 1 --json \
+    >"$work/bench.json" 2>/dev/null &&
+    python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('== bench batch 1 (component threads %s): %.4f s/image, first generation %.2f s, load %.2f s' % (sys.argv[2], j['seconds_per_image']['median'], j['first_generation_s'], j['load_s']))" \
+      "$work/bench.json" $threads
+done
 for i in 1 2 3; do
   rm -rf "$work/eval$i"; s=$(now)
   # Its log lines, stamped with the seconds since the process started (where the time after the report goes).
@@ -67,6 +75,15 @@ for line in sys.stdin: print("%6.2f %s" % (time.time() - float(sys.argv[1]), lin
   e=$(now)
   echo "== diffbench eval #$i: $(dt $s $e) s end to end (exit $rc)"
   grep "^Wall clock" "$work/eval$i/report.md"
+  grep -E "warm-up batch 1 took|report files" "$work/eval$i.log" | sed 's/^/   log /'
+  python3 - "$work/eval$i/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print('   baseline reused, timed again:', r.get('baseline_reuse', {}).get('reproduction'))
+ev = sorted((s, s + d, side[0]) for side in ('baseline', 'candidate')
+            for s, d in zip(r[side].get('batch_start_s', []), r[side]['batch_seconds']))
+print('   between timed batches (s):', ' '.join('%s%.3f' % (a[2], b[0] - a[1]) for a, b in zip(ev, ev[1:])))
+PY
   sleep 0.5; tail -3 "$work/eval$i.log" | sed 's/^/   log /'
 done
 # eval's PSNR and SSIM ran on the GPU; `score --against` computes them on the CPU from the PNGs.
@@ -96,7 +113,7 @@ s=$(now)
 python3 tools/py-loading-bench.py generate "$work/sd15" "$work/py.png" 2>&1 | grep "^py_" | sed 's/^/== /'
 echo "== python generate: process start to PNG $(dt $s $(now)) s"
 python3 tools/py-loading-bench.py score "$work/vitg" "$work/eval1/baseline" 32 2>&1 | grep "^py_" | sed 's/^/== /'
-for i in 1 2; do
+for i in $(seq 1 "${PY_PROTOCOL_RUNS:-2}"); do
   rm -rf "$work/py-protocol"; s=$(now)
   python3 tools/py-loading-bench.py protocol "$work/sd15" "$work/vitg" assets/prompts/coco2017-val-first-captions.jsonl \
     "$work/py-protocol" 2>&1 | grep "^py_" | sed 's/^/== /'

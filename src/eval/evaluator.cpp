@@ -6,6 +6,7 @@
 #include <ctime>
 #include <future>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "diffbench/dist/process_group.hpp"
@@ -27,6 +28,7 @@
 #include "streamed_quality.hpp"
 #include "timed_runs.hpp"
 #include "util/format.hpp"
+#include "util/worker_thread.hpp"
 
 namespace diffbench {
 
@@ -362,24 +364,39 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     journal = share_journal(*group, *shared_dir, journal ? &*journal : nullptr);
   }
   wall["checks_and_inputs"] = lap();
-  // The scorer loads on a thread while the pipelines load and warm up (on their device, float16 on
-  // CUDA); it is waited for before the first timed batch, so it never overlaps one.
+  // The scorer lives on a thread of its own: it loads there while the pipelines load and warm up (on
+  // their device, float16 on CUDA), warms up there on CUDA (every prompt's text features and one batch
+  // of images: LibTorch keeps cuDNN's attention plans per thread) and scores there, on a stream of its
+  // own. It is waited for before the first timed batch, so it never overlaps one.
   const at::Device device = parse_device(candidate.device);
-  double scorer_load_s = 0;
+  double scorer_load_s = 0, scorer_warm_up_s = 0;
+  std::optional<WorkerThread> scorer_thread;
   std::future<std::unique_ptr<ClipScorer>> scorer_loading;  // none without the clip metric
-  if (o.metrics.clip && root)
-    scorer_loading = std::async(std::launch::async, [&] {
-      const auto t0 = std::chrono::steady_clock::now();
+  if (o.metrics.clip && root) {
+    scorer_thread.emplace();
+    scorer_loading = scorer_thread->submit([&] {
+      use_own_stream(device);
+      auto t0 = std::chrono::steady_clock::now();
       auto s = ClipScorer::load(o.clip, device);
       scorer_load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (device.is_cuda()) {
+        t0 = std::chrono::steady_clock::now();
+        s->warm_up(prompts, static_cast<int>(std::min(prompts.size(), static_cast<size_t>(o.batch_size))));
+        scorer_warm_up_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
       return s;
     });
+  }
   std::unique_ptr<ClipScorer> scorer;
   double scorer_wait_s = 0;
   auto join_scorer = [&] {
     const auto t0 = std::chrono::steady_clock::now();
     if (!scorer && scorer_loading.valid()) scorer = scorer_loading.get();
     scorer_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // Per-image CLIP scores of uint8 [n,3,H,W] images against their prompts, on the scorer's thread.
+  auto clip_scores = [&](const at::Tensor& images, const std::vector<std::string>& texts) {
+    return scorer_thread->run([&] { return scorer->score(images, texts); });
   };
   const std::unique_ptr<Lpips> lpips = root && o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
   const std::unique_ptr<InceptionFeatures> inception =
@@ -477,7 +494,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   auto score_batch = [&](JournalBatch& b, const at::Tensor& images) {
     const std::vector<std::string> texts(prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first),
                                          prompts.begin() + static_cast<std::ptrdiff_t>(b.record.first + b.record.count));
-    b.clip = scorer->score(images, texts);
+    b.clip = clip_scores(images, texts);
   };
   // A finished batch, handed to the writer: its PNGs (under their global index) into the staging
   // folder every rank writes into, then its journal line (durable once the writer has drained).
@@ -544,6 +561,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     wall["pipeline_loads"] = loads;
     wall["warm_up"] = warmups;
     wall["clip_scorer_load_on_thread"] = scorer_load_s;
+    wall["clip_scorer_warm_up_on_thread"] = scorer_warm_up_s;
     wall["clip_scorer_wait"] = scorer_wait_s;
     wall["timed_generation"] = total - loads - warmups - scorer_wait_s - batch_work_s;
   }
@@ -612,7 +630,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
             const size_t n = std::min(static_cast<size_t>(o.batch_size), prompts.size() - first);
             const std::vector<std::string> texts(prompts.begin() + static_cast<std::ptrdiff_t>(first),
                                                  prompts.begin() + static_cast<std::ptrdiff_t>(first + n));
-            const auto batch = scorer->score((*images)[k].narrow(0, static_cast<int64_t>(first), static_cast<int64_t>(n)), texts);
+            const auto batch = clip_scores((*images)[k].narrow(0, static_cast<int64_t>(first), static_cast<int64_t>(n)), texts);
             scores.insert(scores.end(), batch.begin(), batch.end());
           }
           run->per_seed_clip.push_back(std::move(scores));
@@ -788,7 +806,10 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   const auto files_started = std::chrono::steady_clock::now();
   write_file_atomic(staging->path() / "report.json", r.dump(2) + "\n");
   write_file_atomic(staging->path() / "report.md", render_markdown(r));
-  write_html_report(staging->path(), r, {o.embed_images});
+  HtmlReportOptions html;
+  html.embed_images = o.embed_images;
+  if (quality) html.channel_abs_diff_sums = quality->channel_abs_diff_sums();  // no PNG decoded again
+  write_html_report(staging->path(), r, html);
   if (journal) journal->remove_files();  // the finished report does not need them
   staging->commit();
   log.info("wrote " + (out / "report.html").string() + " (report files " + fixed(since_s(files_started), 2) +

@@ -48,6 +48,7 @@ void StreamedQuality::add(int side, size_t k, size_t first, const at::Tensor& im
       FidelityScores pair;  // PSNR and SSIM on the pipelines' device
       pair.add_batch(side == 0 ? images : partner, side == 0 ? partner : images, in_.metrics, in_.lpips, in_.device);
       pairs_[first] = std::move(pair);
+      keep_diff_sums(first, side == 0 ? images : partner, side == 0 ? partner : images);
     }
     seen_[side].insert(first);
   }
@@ -83,6 +84,27 @@ void StreamedQuality::add_beside_reused(int side, size_t k, size_t first, const 
   FidelityScores pair;  // PSNR and SSIM on the pipelines' device
   pair.add_batch(partner, images, in_.metrics, in_.lpips, in_.device);
   pairs_[first] = std::move(pair);
+  keep_diff_sums(first, partner, images);
+}
+
+void StreamedQuality::keep_diff_sums(size_t first, const at::Tensor& baseline, const at::Tensor& candidate) {
+  if (diff_sums_dropped_ || baseline.sizes() != candidate.sizes()) return;
+  const at::Tensor sums = channel_abs_diff_sum(baseline.to(candidate.device()), candidate).cpu();  // [n,H,W]
+  diff_sums_bytes_ += sums.numel() * static_cast<int64_t>(sums.element_size());
+  if (diff_sums_bytes_ > kDiffSumsBytes) {
+    diff_sums_.clear();
+    diff_sums_dropped_ = true;
+    return;
+  }
+  diff_sums_[first] = sums;
+}
+
+std::vector<at::Tensor> StreamedQuality::channel_abs_diff_sums() const {
+  std::vector<at::Tensor> out(in_.prompts);
+  for (const auto& [first, sums] : diff_sums_)
+    for (int64_t i = 0; i < sums.size(0) && first + static_cast<size_t>(i) < out.size(); ++i)
+      out[first + static_cast<size_t>(i)] = sums[i];
+  return out;
 }
 
 at::Tensor StreamedQuality::reused_batch(size_t k, size_t first, size_t count) {

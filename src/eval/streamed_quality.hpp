@@ -73,6 +73,11 @@ class StreamedQuality {
   void finish();
 
   FidelityScores fidelity() const;  // the first seed's pairs, in prompt order
+  // Per prompt, the first seed's pair's channel_abs_diff_sum (int16 [H,W] on the host), made as the
+  // pairs meet, for report.html's heat maps; kept while they take at most kDiffSumsBytes (else, and
+  // for a prompt without both images of one size, undefined: the page reads the PNGs).
+  std::vector<at::Tensor> channel_abs_diff_sums() const;
+  static constexpr int64_t kDiffSumsBytes = int64_t{256} << 20;
   const ImageSetFeatures& features(int side) const { return features_[side]; }
   // Per seed, per prompt: the scores of `model` (pickscore or hps) of a side.
   const std::vector<std::vector<double>>& preference(int side, const PreferenceScorer* scorer) const;
@@ -101,6 +106,10 @@ class StreamedQuality {
   size_t last_k_ = 0, last_first_ = 0;
   std::set<size_t> seen_[2];                // first prompts of the first seed's batches added
   std::map<size_t, FidelityScores> pairs_;  // by first prompt
+  void keep_diff_sums(size_t first, const at::Tensor& baseline, const at::Tensor& candidate);
+  std::map<size_t, at::Tensor> diff_sums_;  // by first prompt: int16 [n,H,W] on the host
+  int64_t diff_sums_bytes_ = 0;
+  bool diff_sums_dropped_ = false;  // over kDiffSumsBytes
   ImageSetFeatures features_[2];
   std::vector<std::vector<double>> pickscore_[2], hps_[2];
   Reproduction reproduction_;

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <fstream>
+#include <iomanip>
+#include <sstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -65,7 +67,17 @@ class Side {
     warm_go.warm_up_only = true;  // captured graphs are not replayed: the warm-up's images are not used
     for (int i = 0; i < warmup_; ++i) {
       log.info(label_ + ": warm-up batch " + std::to_string(i + 1) + "/" + std::to_string(warmup_));
-      pipe_->generate(warm, warm_go, {}, Logger::silent());
+      const auto before = pipe_->graph_set_up();
+      const GenerationResult r = pipe_->generate(warm, warm_go, {}, Logger::silent());
+      const auto after = pipe_->graph_set_up();
+      std::ostringstream line;
+      line << std::fixed << std::setprecision(2) << label_ << ": warm-up batch " << i + 1 << " took "
+           << r.times.total << " s: text encoder " << r.times.text_encoder << ", denoising " << r.times.denoise;
+      if (after.graphs > before.graphs || after.first_calls_s > before.first_calls_s)
+        line << " (UNet first calls " << after.first_calls_s - before.first_calls_s << ", graph captures "
+             << after.captures_s - before.captures_s << ")";
+      line << ", VAE decode " << r.times.vae_decode;
+      log.info(line.str());
     }
     run.warmup_wall_s += seconds_since(t0);
   }

@@ -121,6 +121,14 @@ at::Tensor ClipScorer::text_embeddings(const std::vector<std::string>& prompts, 
   return at::stack(out);
 }
 
+void ClipScorer::warm_up(const std::vector<std::string>& prompts, int images_per_call, int batch_size) const {
+  text_embeddings(prompts, batch_size);
+  const int64_t size = impl_->model->image_spec().size;
+  const std::vector<at::Tensor> blank(static_cast<size_t>(std::max(images_per_call, 1)),
+                                      at::zeros({3, size, size}, at::kByte));
+  image_embeddings(blank, std::min(images_per_call, batch_size)).cpu();
+}
+
 std::vector<double> ClipScorer::score(const at::Tensor& images_u8, const std::vector<std::string>& prompts,
                                       int batch_size) const {
   check_images(images_u8);

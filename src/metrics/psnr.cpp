@@ -28,4 +28,11 @@ CappedPsnr psnr_capped(const at::Tensor& a, const at::Tensor& b, double cap_db) 
   return out;
 }
 
+at::Tensor channel_abs_diff_sum(const at::Tensor& a, const at::Tensor& b) {
+  if (a.dim() < 3 || a.size(-3) != 3 || a.sizes() != b.sizes() || a.scalar_type() != at::kByte ||
+      b.scalar_type() != at::kByte)
+    throw UsageError("channel_abs_diff_sum needs two uint8 [...,3,H,W] images of one shape", "images");
+  return (a.to(at::kShort) - b.to(at::kShort)).abs().sum(-3, /*keepdim=*/false, at::kShort);
+}
+
 }  // namespace diffbench

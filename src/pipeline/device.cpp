@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -84,9 +85,21 @@ void device_synchronize(const at::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
+void use_own_stream(const at::Device& device) {
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  if (device.is_cuda())
+    c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index()));
+#else
+  (void)device;
+#endif
+}
+
 void reset_peak_memory(const at::Device& device) {
 #ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+  if (device.is_cuda()) {
+    at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);  // the allocator's statistics exist once it does
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+  }
 #else
   (void)device;
 #endif
@@ -95,6 +108,7 @@ void reset_peak_memory(const at::Device& device) {
 std::pair<int64_t, std::string> peak_memory(const at::Device& device) {
 #ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
   if (device.is_cuda()) {
+    at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
     return {stats.allocated_bytes[0].peak, "cuda"};
   }
@@ -111,6 +125,7 @@ int64_t free_memory(const at::Device& device) {
     c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
     size_t free = 0, total = 0;
     if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
+    at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);  // whichever thread touched the device first
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
     const int64_t cached_unused = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
     return static_cast<int64_t>(free) + std::max<int64_t>(cached_unused, 0);

@@ -2,7 +2,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <future>
+#include <type_traits>
+
+#include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -26,6 +31,7 @@
 #include "load_component.hpp"
 #include "sdxl_text.hpp"
 #include "unet_runner.hpp"
+#include "util/worker_thread.hpp"
 
 namespace diffbench {
 
@@ -86,6 +92,25 @@ at::Tensor rescale_noise_cfg(const at::Tensor& cfg, const at::Tensor& text, doub
   return rescale * (cfg * (std_text / std_cfg)) + (1 - rescale) * cfg;
 }
 
+// f wrapped to run on a component's own thread: in inference mode, on `device`, with the intra-op
+// thread count the calling thread has (OpenMP's is per thread).
+template <class F>
+auto in_component_thread(const at::Device& device, F&& f) {
+  return [&device, &f, threads = at::get_num_threads()]() -> std::invoke_result_t<F> {
+    if (at::get_num_threads() != threads) at::set_num_threads(threads);
+    c10::InferenceMode guard;
+    c10::DeviceGuard device_guard(device);
+    return f();
+  };
+}
+
+// Runs f on `worker` (a component's own thread, on CUDA) and waits for it; here when there is none.
+template <class F>
+std::invoke_result_t<F> on_thread(WorkerThread* worker, const at::Device& device, F&& f) {
+  if (!worker) return f();
+  return worker->run(in_component_thread(device, f));
+}
+
 }  // namespace
 
 struct Txt2ImgPipeline::Impl {
@@ -104,8 +129,15 @@ struct Txt2ImgPipeline::Impl {
   nlohmann::json load_report = nlohmann::json::object();
   ComponentIdentity text_identity, unet_identity, vae_identity;
   std::string text_config_source;
+  // On CUDA the text encoder and the VAE each run on a thread of their own (shared with the pipeline
+  // that reuses them), the UNet on the caller's: LibTorch keeps cuDNN's plans per thread, so the three
+  // components' one-time first calls can run at once (Generation::State::first_calls).
+  std::shared_ptr<WorkerThread> text_worker, vae_worker;
+  bool generated = false;  // a batch has run (the first one warms the components up together)
 
   Impl(ModelOptions o, ClipTokenizer t) : options(std::move(o)), tokenizer(std::move(t)) {}
+  // The text encoder's last hidden states [B,77,D] of `prompts`, on the calling thread.
+  at::Tensor encode_prompts(const std::vector<std::string>& prompts);
 };
 
 Txt2ImgPipeline::Txt2ImgPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -120,6 +152,7 @@ struct Txt2ImgPipeline::SharedComponents {
   UNet2DConditionModel unet{nullptr};
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
+  std::shared_ptr<WorkerThread> text_worker, vae_worker;
 };
 
 std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& options, const Logger& log) {
@@ -153,6 +186,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->load_report["reused"] = nlohmann::json::array();
   if (same_place && reuse->text_identity.same(impl->text_identity)) {
     impl->text_encoder = reuse->text_encoder;
+    impl->text_worker = reuse->text_worker;
     impl->load_report["reused"].push_back("text_encoder");
   } else {
     LoadOptions text_lo;
@@ -201,6 +235,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   if (same_place && reuse->vae_identity.same(impl->vae_identity)) {
     impl->vae_config = reuse->vae_config;
     impl->vae = reuse->vae;
+    impl->vae_worker = reuse->vae_worker;
     impl->load_report["reused"].push_back("vae");
   } else {
     impl->vae_config = VaeConfig::from_json(JsonConfig(vae.config, vae.config_source));
@@ -213,6 +248,11 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->vae_dtype = impl->vae->parameters().empty() ? options.dtype : impl->vae->parameters().front().scalar_type();
   impl->load_report["vae_s"] = seconds_since(t0);
 
+  const char* threads_env = std::getenv("DIFFBENCH_COMPONENT_THREADS");  // "0": off, for A/B timing
+  if (options.component_threads.value_or(options.device.is_cuda() && !(threads_env && std::string(threads_env) == "0"))) {
+    if (!impl->text_worker) impl->text_worker = std::make_shared<WorkerThread>();
+    if (!impl->vae_worker) impl->vae_worker = std::make_shared<WorkerThread>();
+  }
   impl->scheduler_config = source.scheduler_config();
   impl->scheduler_source = source.scheduler_source();
   // Fail early on a scheduler config the class cannot use.
@@ -230,22 +270,31 @@ int Txt2ImgPipeline::default_height() const { return impl_->unet->config().sampl
 int Txt2ImgPipeline::default_width() const { return default_height(); }
 const nlohmann::json& Txt2ImgPipeline::load_report() const { return impl_->load_report; }
 
+Txt2ImgPipeline::GraphSetUp Txt2ImgPipeline::graph_set_up() const {
+  const UNetRunner::OneTime& t = impl_->unet_runner->one_time();
+  return {t.first_calls_s, t.captures_s, t.graphs};
+}
+
 std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared_components() const {
   auto s = std::make_shared<SharedComponents>(SharedComponents{
       impl_->options.dtype, impl_->options.device, impl_->options.channels_last, impl_->text_identity,
-      impl_->unet_identity, impl_->vae_identity, impl_->text_encoder, impl_->unet, impl_->vae, impl_->vae_config});
+      impl_->unet_identity, impl_->vae_identity, impl_->text_encoder, impl_->unet, impl_->vae, impl_->vae_config,
+      impl_->text_worker, impl_->vae_worker});
   return s;
 }
 
 at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& prompts) {
   c10::InferenceMode guard;
-  if (impl_->sdxl)
-    return impl_->sdxl->encode(impl_->tokenizer, impl_->text_encoder, impl_->text_config_source, prompts,
-                               impl_->options.device).embeds;  // [B,77,D1+D2]
-  auto host_ids = impl_->tokenizer.encode_batch(prompts);  // [B,77]
-  check_token_ids(host_ids, impl_->text_encoder->config().vocab_size, impl_->text_config_source);
-  auto ids = host_ids.to(impl_->options.device);
-  return impl_->text_encoder->forward(ids).last_hidden_state;                    // [B,77,D]
+  return on_thread(impl_->text_worker.get(), impl_->options.device, [&] { return impl_->encode_prompts(prompts); });
+}
+
+at::Tensor Txt2ImgPipeline::Impl::encode_prompts(const std::vector<std::string>& prompts) {
+  if (sdxl)
+    return sdxl->encode(tokenizer, text_encoder, text_config_source, prompts, options.device).embeds;  // [B,77,D1+D2]
+  auto host_ids = tokenizer.encode_batch(prompts);  // [B,77]
+  check_token_ids(host_ids, text_encoder->config().vocab_size, text_config_source);
+  auto ids = host_ids.to(options.device);
+  return text_encoder->forward(ids).last_hidden_state;  // [B,77,D]
 }
 
 namespace {
@@ -300,12 +349,19 @@ struct Txt2ImgPipeline::Generation::State {
   };
   // Which embeddings the UNet gets: both halves while guided, else the hooks' single branch.
   enum class Branch { Both, Prompt, Negative };
+  // On the text encoder's thread (encode_text_here on the calling one).
   PromptEmbeddings encode_text(const std::vector<std::string>& batch, StageTimes& times);
+  PromptEmbeddings encode_text_here(const std::vector<std::string>& batch, StageTimes& times);
+  // A pipeline's first batch and its warm-ups on CUDA: encode_text while the other components' first
+  // calls run at once (see the definition).
+  PromptEmbeddings first_calls(const std::vector<std::string>& batch, StageTimes& times);
   at::Tensor denoise(const PromptEmbeddings& text, BatchRecord& rec, at::Tensor& finite_steps, const Logger& log);
   void begin_hooks(size_t batch_index, size_t count);
   at::Tensor denoise_step(size_t i, const at::Tensor& latents, const PromptEmbeddings& text, Branch& branch,
                           at::Tensor& finite_steps, BatchRecord& rec);
+  // On the VAE's thread (decode_here on the calling one).
   at::Tensor decode(const at::Tensor& latents, StageTimes& times, at::Tensor& finite_image);
+  at::Tensor decode_here(const at::Tensor& latents, StageTimes& times, at::Tensor& finite_image);
   void record_nonfinite(const at::Tensor& finite_steps, const at::Tensor& finite_image, BatchRecord& rec) const;
 };
 
@@ -441,7 +497,9 @@ void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& b
                                                const Logger& log) {
   sync(m.options.device);
   const auto t_batch = Clock::now();
-  const PromptEmbeddings text = encode_text(batch, rec.times);
+  const bool first = (opt.warm_up_only || !m.generated) && m.text_worker && m.vae_worker && !m.sdxl;
+  m.generated = true;
+  const PromptEmbeddings text = first ? first_calls(batch, rec.times) : encode_text(batch, rec.times);
   at::Tensor finite_steps, finite_image;  // device flags, read after the clock
   const at::Tensor latents = denoise(text, rec, finite_steps, log);
   at::Tensor image = decode(latents, rec.times, finite_image);
@@ -450,8 +508,46 @@ void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& b
   images.push_back(std::move(image));
 }
 
+// The first batch of a pipeline on CUDA, and each warm-up batch: the text encoder encodes the batch on
+// its thread while the VAE decodes blank latents on its thread and the UNet runs once on blank inputs
+// on this one, so that the three components' one-time work (kernel selection, cuDNN's plans, loading
+// kernels) happens at the same time rather than one after another. The blank calls' outputs are
+// dropped: the batch's images are those it makes without them.
+Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation::State::first_calls(
+    const std::vector<std::string>& batch, StageTimes& times) {
+  const auto& dev = m.options.device;
+  const auto count = static_cast<int64_t>(batch.size());
+  const at::TensorOptions blank = at::TensorOptions().dtype(m.options.dtype).device(dev);
+  const int64_t latent_c = m.unet->config().in_channels;
+  const auto encode = [&] { return encode_text_here(batch, times); };
+  const auto blank_decode = [&] {
+    StageTimes unused;
+    at::Tensor finite;
+    decode_here(at::zeros({count, latent_c, lh, lw}, blank), unused, finite);
+  };
+  std::future<PromptEmbeddings> text = m.text_worker->submit(in_component_thread(dev, encode));
+  std::future<void> vae = m.vae_worker->submit(in_component_thread(dev, blank_decode));
+  try {
+    const int64_t rows = opt.guidance > 1.0 ? 2 * count : count;
+    m.unet_runner->first_call(at::zeros({rows, latent_c, lh, lw}, blank),
+                              at::scalar_tensor(999.0, at::TensorOptions().dtype(at::kFloat).device(dev)),
+                              at::zeros({rows, m.tokenizer.max_length(), m.text_encoder->config().hidden_size}, blank));
+  } catch (...) {
+    text.wait();  // they use this frame's variables
+    vae.wait();
+    throw;
+  }
+  vae.get();
+  return text.get();
+}
+
 // 1. Text encoding: the prompts and, for guidance, the empty negative prompt.
 Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation::State::encode_text(
+    const std::vector<std::string>& batch, StageTimes& times) {
+  return on_thread(m.text_worker.get(), m.options.device, [&] { return encode_text_here(batch, times); });
+}
+
+Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation::State::encode_text_here(
     const std::vector<std::string>& batch, StageTimes& times) {
   const auto t0 = Clock::now();
   PromptEmbeddings text;
@@ -473,9 +569,9 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
       text.added_negative = UNetAddedCond{negative_pooled, time_ids};
     }
   } else {
-    text.cond = pipe.encode_prompts(batch);  // [B,77,D]
+    text.cond = m.encode_prompts(batch);  // [B,77,D]
     if (opt.guidance > 1.0 && (!negative.defined() || negative.size(0) != count))
-      negative = pipe.encode_prompts(std::vector<std::string>(batch.size(), ""));
+      negative = m.encode_prompts(std::vector<std::string>(batch.size(), ""));
   }
   text.context = text.cond;
   if (opt.guidance > 1.0) {
@@ -585,6 +681,11 @@ at::Tensor Txt2ImgPipeline::Generation::State::denoise_step(size_t i, const at::
 // flag: were the decoded pixels all finite.
 at::Tensor Txt2ImgPipeline::Generation::State::decode(const at::Tensor& latents, StageTimes& times,
                                                       at::Tensor& finite_image) {
+  return on_thread(m.vae_worker.get(), m.options.device, [&] { return decode_here(latents, times, finite_image); });
+}
+
+at::Tensor Txt2ImgPipeline::Generation::State::decode_here(const at::Tensor& latents, StageTimes& times,
+                                                           at::Tensor& finite_image) {
   const auto t0 = Clock::now();
   at::Tensor z = latents / m.vae_config.scaling_factor;
   if (m.vae_config.shift_factor) z = z + *m.vae_config.shift_factor;

@@ -8,6 +8,8 @@
 #define DIFFBENCH_HAVE_CUDA_GRAPHS 1
 #endif
 
+#include <chrono>
+
 #include <torch/torch.h>
 
 namespace diffbench {
@@ -61,6 +63,19 @@ UNetRunner::UNetRunner(UNet2DConditionModel unet, const at::Device& device, UNet
 
 UNetRunner::~UNetRunner() = default;
 
+void UNetRunner::first_call(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  unet_->forward(options_.channels_last ? sample.contiguous(at::MemoryFormat::ChannelsLast) : sample, timestep, context,
+                 nullptr, {});
+  if (device_.is_cuda()) {
+#ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
+    c10::cuda::getCurrentCUDAStream(device_.index()).synchronize();
+#endif
+  }
+  one_time_.first_calls_s += std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 void UNetRunner::clear() { graphs_.clear(); }
 bool UNetRunner::graphs_active() const { return options_.cuda_graphs; }
 
@@ -89,9 +104,18 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
   const Key key{sample.size(0), sample.size(1), sample.size(2), sample.size(3), context.size(1), *variant};
   if (!side_) side_ = std::make_unique<Side>(device_.index());
   auto it = graphs_.find(key);
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  const auto since = [&] {
+    c10::cuda::getCurrentCUDAStream(device_.index()).synchronize();
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
   if (it == graphs_.end()) {  // first call of this shape and variant: eagerly, on the side stream
     graphs_.emplace(key, nullptr);
-    return side_->on_side(device_.index(), [&] { return unet_->forward(sample, timestep, context, hooks, added); });
+    at::Tensor out =
+        side_->on_side(device_.index(), [&] { return unet_->forward(sample, timestep, context, hooks, added); });
+    one_time_.first_calls_s += since();
+    return out;
   }
   const bool capture = !it->second;
   if (capture) {  // second: capture on the side stream (the hooks run once, inside the capture)
@@ -101,12 +125,16 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
     g->context = context.clone();
     if (added.defined()) g->added = UNetAddedCond{added.text_embeds.clone(), added.time_ids.clone()};
     side_->on_side(device_.index(), [&] {
-      g->graph.capture_begin();
+      // Thread-local: other threads (eval's CLIP scorer warming up) may allocate and synchronise
+      // meanwhile; only this thread must not.
+      g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
       g->out = unet_->forward(g->sample, g->timestep, g->context, hooks, g->added);
       g->graph.capture_end();
       return 0;
     });
     it->second = std::move(g);
+    one_time_.captures_s += since();
+    ++one_time_.graphs;
   }
   Graph& g = *it->second;
   if (!capture && skip_replay) {

@@ -33,9 +33,21 @@ class UNetRunner {
   // is returned (warm-ups whose results are not used: GenerateOptions::warm_up_only).
   at::Tensor run(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
                  UNetHooks* hooks = nullptr, const UNetAddedCond& added = {}, bool skip_replay = false);
+  // An eager call whose output is dropped (blank inputs of the shapes to come, no hooks): the one-time
+  // work of a first call (kernel selection, cuDNN's plans, which LibTorch keeps per thread) done ahead,
+  // on the calling thread, while other components do theirs.
+  void first_call(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context);
   // Frees captured graphs (e.g. when shapes will not recur).
   void clear();
   bool graphs_active() const;
+  // Seconds spent so far in first (eager) calls and in captures, each ended by a device sync:
+  // the one-time costs a warm-up pays (kernel selection, cuDNN plans, graph instantiation).
+  struct OneTime {
+    double first_calls_s = 0;
+    double captures_s = 0;
+    int graphs = 0;
+  };
+  const OneTime& one_time() const { return one_time_; }
 
  private:
   struct Graph;
@@ -47,6 +59,7 @@ class UNetRunner {
   std::map<Key, std::unique_ptr<Graph>> graphs_;  // null: seen once (ran eagerly), capture next time
   std::unique_ptr<Side> side_;
   std::string hooks_owner_;  // instance ids of the hooks whose graphs are kept
+  OneTime one_time_;
 };
 
 }  // namespace diffbench

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "diffbench/error.hpp"
+#include "diffbench/metrics/psnr.hpp"
 
 namespace diffbench {
 
@@ -20,7 +21,11 @@ constexpr std::array<std::array<int, 3>, 6> kStops = {{
 at::Tensor abs_diff_map(const at::Tensor& a, const at::Tensor& b) {
   if (a.dim() != 3 || a.size(0) != 3 || a.sizes() != b.sizes())
     throw UsageError("abs_diff_map needs two uint8 [3,H,W] images of one size", "heat map");
-  return (a.to(at::kFloat) - b.to(at::kFloat)).abs().mean(0);  // [H,W]
+  return abs_diff_map_from_sum(channel_abs_diff_sum(a, b));
+}
+
+at::Tensor abs_diff_map_from_sum(const at::Tensor& channel_sum) {
+  return channel_sum.to(at::kCPU).to(at::kFloat).div_(3);  // [H,W]
 }
 
 const std::vector<std::string>& heat_colours() {

@@ -11,6 +11,8 @@ namespace diffbench {
 // |Δ| per pixel of two uint8 [3,H,W] images of one size: the mean over R, G and B of the absolute
 // difference, in 0..255, as float [H,W].
 at::Tensor abs_diff_map(const at::Tensor& a_u8, const at::Tensor& b_u8);
+// The same from their channel_abs_diff_sum (int16 [H,W], metrics/psnr.hpp).
+at::Tensor abs_diff_map_from_sum(const at::Tensor& channel_sum);
 
 // The colour scale's stops (CSS hex colours, dark = no difference, bright = `scale_max`).
 const std::vector<std::string>& heat_colours();

@@ -156,7 +156,8 @@ std::string render_markdown(const nlohmann::json& r) {
     o << "Wall clock: " << part("total") << " s in all: process set-up " << part("process_setup") << ", checks and inputs "
       << part("checks_and_inputs") << ", pipeline loads " << part("pipeline_loads") << ", warm-up " << part("warm_up")
       << ", timed generation " << part("timed_generation") << ", CLIP scorer load " << part("clip_scorer_load_on_thread")
-      << " on a thread (waited " << part("clip_scorer_wait") << "), CLIP scoring " << part("clip_scoring")
+      << " and warm-up " << part("clip_scorer_warm_up_on_thread") << " on a thread (waited " << part("clip_scorer_wait")
+      << "), CLIP scoring " << part("clip_scoring")
       << ", fidelity metrics " << part("fidelity_metrics") << ", statistics and images " << part("statistics_and_images")
       << " (s).\n";
   }

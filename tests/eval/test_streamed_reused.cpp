@@ -7,6 +7,7 @@
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/eval/timing.hpp"
 #include "diffbench/io/image.hpp"
+#include "diffbench/metrics/psnr.hpp"
 #include "eval/streamed_quality.hpp"
 #include "test_support.hpp"
 
@@ -31,6 +32,7 @@ TEST(StreamedReused, DecodingAheadChangesNoScoreAndHoldsThreeBatches) {
     FidelityScores fidelity;
     Reproduction reproduction;
     int64_t held = 0, bound = 0;
+    std::vector<at::Tensor> diff_sums;
   };
   auto run = [&](bool ahead) {
     StreamedQualityInputs in;
@@ -49,7 +51,7 @@ TEST(StreamedReused, DecodingAheadChangesNoScoreAndHoldsThreeBatches) {
       q.add(t.side, 0, first, (t.side == 0 ? again : candidate).narrow(0, static_cast<int64_t>(first), n));
     }
     q.finish();
-    return Outcome{q.fidelity(), q.reproduction(), q.max_images_held(), q.bound()};
+    return Outcome{q.fidelity(), q.reproduction(), q.max_images_held(), q.bound(), q.channel_abs_diff_sums()};
   };
   const Outcome now = run(false), ahead = run(true);
   ASSERT_EQ(ahead.fidelity.psnr.size(), prompts);
@@ -64,6 +66,13 @@ TEST(StreamedReused, DecodingAheadChangesNoScoreAndHoldsThreeBatches) {
   both.psnr = both.ssim = true;
   direct.add_batch(reused_images, candidate, both);
   for (size_t i = 0; i < prompts; ++i) EXPECT_EQ(ahead.fidelity.psnr[i].db, direct.psnr[i].db) << i;
+  // So are report.html's per-pixel differences.
+  ASSERT_EQ(ahead.diff_sums.size(), prompts);
+  for (size_t i = 0; i < prompts; ++i) {
+    const auto k = static_cast<int64_t>(i);
+    ASSERT_TRUE(ahead.diff_sums[i].defined()) << i;
+    EXPECT_TRUE(at::equal(ahead.diff_sums[i], channel_abs_diff_sum(reused_images[k], candidate[k]))) << i;
+  }
   EXPECT_FALSE(ahead.reproduction.same);
   EXPECT_EQ(ahead.reproduction.max_abs_diff, 2);
   EXPECT_EQ(ahead.reproduction.sse, now.reproduction.sse);
@@ -73,4 +82,36 @@ TEST(StreamedReused, DecodingAheadChangesNoScoreAndHoldsThreeBatches) {
   EXPECT_LE(ahead.held, ahead.bound);
   EXPECT_GT(ahead.held, now.held) << "the batch decoded ahead is counted";
   fs::remove_all(dir);
+}
+
+// Without a reused baseline the pairs meet as the batches finish, in either order, or one is read
+// back (sequential schedule): each prompt's per-pixel difference is kept for report.html.
+TEST(StreamedQuality, KeepsEachPairsDifferenceForTheReport) {
+  const size_t prompts = 5;
+  const int batch = 2;
+  at::manual_seed(6);
+  const at::Tensor base = at::randint(0, 256, {static_cast<int64_t>(prompts), 3, 8, 10}, at::kByte);
+  const at::Tensor cand = at::randint(0, 256, base.sizes(), at::kByte);
+  for (Schedule schedule : {Schedule::Interleaved, Schedule::Sequential}) {
+    StreamedQualityInputs in;
+    in.metrics.psnr = true;
+    in.prompts = prompts;
+    in.batch_size = batch;
+    StreamedQuality q(in, [&](int side, size_t, size_t first, size_t count) {
+      return (side == 0 ? base : cand).narrow(0, static_cast<int64_t>(first), static_cast<int64_t>(count));
+    });
+    for (const TimedBatch& t : timing_order(schedule, (prompts + batch - 1) / batch, 1)) {
+      const size_t first = static_cast<size_t>(t.batch) * batch;
+      const int64_t n = static_cast<int64_t>(std::min<size_t>(batch, prompts - first));
+      q.add(t.side, 0, first, (t.side == 0 ? base : cand).narrow(0, static_cast<int64_t>(first), n));
+    }
+    const std::vector<at::Tensor> sums = q.channel_abs_diff_sums();
+    ASSERT_EQ(sums.size(), prompts);
+    for (size_t i = 0; i < prompts; ++i) {
+      const auto k = static_cast<int64_t>(i);
+      ASSERT_TRUE(sums[i].defined()) << i;
+      EXPECT_EQ(sums[i].scalar_type(), at::kShort);
+      EXPECT_TRUE(at::equal(sums[i], (base[k].to(at::kInt) - cand[k].to(at::kInt)).abs().sum(0).to(at::kShort))) << i;
+    }
+  }
 }

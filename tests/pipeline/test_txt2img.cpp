@@ -192,3 +192,28 @@ TEST_F(Txt2Img, ReusesTextEncoderUNetAndVaeOnlyWhenTheirFilesMatch) {
   EXPECT_TRUE(other->load_report()["reused"].empty());
   std::filesystem::remove_all(dir);
 }
+
+// On CUDA the text encoder and the VAE run on threads of their own, their first calls at the same
+// time as a blank first call of the UNet (ModelOptions::component_threads, turned on here on the CPU):
+// the images are bit for bit those of one thread, for a first batch, a warm-up, later batches and a
+// pipeline that reuses the components and their threads.
+TEST_F(Txt2Img, ComponentThreadsChangeNoImage) {
+  ModelOptions mo;
+  mo.dir = test::fixture("tiny-sd");
+  mo.component_threads = true;
+  auto threaded = Txt2ImgPipeline::load(mo);
+  GenerateOptions opt = test::reference_protocol({}, 3);
+  opt.batch_size = 2;  // the first batch with the blank first calls, the second as every later one
+  const std::vector<std::string>& prompts = reference().prompts;
+  ASSERT_EQ(prompts.size(), 4u);
+  const at::Tensor expected = tiny_sd().generate(prompts, opt).images;
+  EXPECT_TRUE(at::equal(threaded->generate(prompts, opt).images, expected));
+  GenerateOptions warm = opt;
+  warm.warm_up_only = true;
+  threaded->generate(prompts, warm);
+  EXPECT_TRUE(at::equal(threaded->generate(prompts, opt).images, expected));
+  auto again = Txt2ImgPipeline::load(mo, Logger::silent(), threaded->shared_components());
+  EXPECT_EQ(again->load_report()["reused"], nlohmann::json({"text_encoder", "unet", "vae"}));
+  EXPECT_TRUE(at::equal(again->generate(prompts, opt).images, expected));
+  EXPECT_TRUE(at::equal(threaded->encode_prompts({"a cat"}), tiny_sd().encode_prompts({"a cat"})));
+}

@@ -5,11 +5,14 @@
 #include <regex>
 
 #include "diffbench/eval/preference_quality.hpp"
+#include "diffbench/io/image.hpp"
+#include "diffbench/metrics/psnr.hpp"
 #include "diffbench/report/html.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/svg.hpp"
 #include "report/heatmap.hpp"
 #include "report/quality_markdown.hpp"
+#include "test_support.hpp"
 #include "report/page_text.hpp"
 
 using namespace diffbench;
@@ -222,4 +225,40 @@ TEST(HtmlReport, PreferenceColumnsAndNoClipPlotWithoutClip) {
   r["per_prompt"] = with_preference_columns(rows, r["metrics"]);
   EXPECT_EQ(r["per_prompt"], rows);
   EXPECT_EQ(render_html(r, ReportImages{}).find("PickScore"), std::string::npos);
+}
+
+// eval hands report.html the per-pixel differences it computed as the batches finished: the page
+// and its heat maps are byte for byte those made by decoding the PNGs; a prompt without them (sizes
+// differ) makes the page read the PNGs.
+TEST(HtmlReport, GivenDifferencesMakeTheSamePageAsThePngs) {
+  const auto dir = diffbench::test::temp_dir("html-given-diffs");
+  json r = small_report();
+  at::manual_seed(3);
+  std::vector<at::Tensor> base, cand;
+  std::filesystem::create_directories(dir / "baseline");
+  std::filesystem::create_directories(dir / "candidate");
+  for (int i = 0; i < 3; ++i) {
+    base.push_back(at::randint(0, 256, {3, 24, 32}, at::kByte));
+    cand.push_back(at::randint(0, 256, {3, 24, 32}, at::kByte));
+    write_png(dir / "baseline" / png_sequence_name(static_cast<size_t>(i)), base.back());
+    write_png(dir / "candidate" / png_sequence_name(static_cast<size_t>(i)), cand.back());
+  }
+  auto page_and_maps = [&](const HtmlReportOptions& o) {
+    std::filesystem::remove_all(dir / "diff");
+    write_html_report(dir, r, o);
+    std::string all = diffbench::test::read_bytes(dir / "report.html");
+    for (size_t i = 0; i < 3; ++i) all += diffbench::test::read_bytes(dir / "diff" / png_sequence_name(i));
+    return all;
+  };
+  const std::string from_pngs = page_and_maps({});
+  HtmlReportOptions given;
+  for (int i = 0; i < 3; ++i) given.channel_abs_diff_sums.push_back(channel_abs_diff_sum(base[i], cand[i]));
+  EXPECT_TRUE(at::equal(abs_diff_map_from_sum(given.channel_abs_diff_sums[1]), abs_diff_map(base[1], cand[1])));
+  EXPECT_EQ(page_and_maps(given), from_pngs);
+  // The same after one prompt's difference went missing, and the PNGs were what was used.
+  given.channel_abs_diff_sums[2] = at::Tensor();
+  EXPECT_EQ(page_and_maps(given), from_pngs);
+  given.channel_abs_diff_sums[2] = at::zeros({24, 32}, at::kShort);  // not the PNGs' difference: used as given
+  EXPECT_NE(page_and_maps(given), from_pngs);
+  std::filesystem::remove_all(dir);
 }

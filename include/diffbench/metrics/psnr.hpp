@@ -26,4 +26,8 @@ struct CappedPsnr {
 // psnr(a, b) capped at `cap_db`.
 CappedPsnr psnr_capped(const at::Tensor& a, const at::Tensor& b, double cap_db = kPsnrCapDb);
 
+// Per pixel, the absolute differences of two uint8 [...,3,H,W] images of one shape summed over R, G
+// and B: int16 [...,H,W] in 0..765, on their device (exact on any device; report.html's heat maps).
+at::Tensor channel_abs_diff_sum(const at::Tensor& a_u8, const at::Tensor& b_u8);
+
 }  // namespace diffbench

@@ -25,6 +25,10 @@ std::future<void> warm_up_device_async(const at::Device& device);
 // Waits for all queued work on `device` (no-op on the CPU).
 void device_synchronize(const at::Device& device);
 
+// Sends the calling thread's later work on `device` to a CUDA stream of its own, so that it neither
+// waits for nor holds up the work other threads put on the default stream (nothing off CUDA).
+void use_own_stream(const at::Device& device);
+
 // Peak memory since the last reset: the CUDA caching allocator's peak of allocated bytes on
 // CUDA ("cuda"), the process's peak resident set on the CPU ("host-rss", never reset).
 void reset_peak_memory(const at::Device& device);

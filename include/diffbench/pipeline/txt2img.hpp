@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,6 +37,10 @@ struct ModelOptions {
   bool cudnn_benchmark = false;        // CUDA: time cuDNN's convolution algorithms per shape (process-wide
                                        // LibTorch setting) instead of taking its heuristic choice: on the
                                        // H100 no faster for SD1.5 and 6.6 s more for the first image
+  // The text encoder and the VAE each on a thread of their own, their first calls at the same time as
+  // the UNet's (nullopt: on CUDA, where LibTorch's per-thread cuDNN plans make it pay; the tests turn it
+  // on for the CPU; DIFFBENCH_COMPONENT_THREADS=0 turns it off). The images are the same either way.
+  std::optional<bool> component_threads;
 };
 
 struct GenerateOptions {
@@ -129,6 +134,15 @@ class Txt2ImgPipeline {
 
   GenerationResult generate(const std::vector<std::string>& prompts, const GenerateOptions& options,
                             const StepCallback& on_step = {}, const Logger& log = Logger::silent());
+
+  // The one-time work of the UNet's CUDA graphs so far: seconds in first (eager) calls and in
+  // captures, and graphs captured (all zero without graphs).
+  struct GraphSetUp {
+    double first_calls_s = 0;
+    double captures_s = 0;
+    int graphs = 0;
+  };
+  GraphSetUp graph_set_up() const;
 
   // The same generation one batch per call, for a caller that interleaves the batches of two
   // pipelines (the evaluator): start(), next_batch() until done(), finish(). generate() is exactly

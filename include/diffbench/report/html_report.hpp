@@ -9,12 +9,18 @@
 #include <string>
 #include <vector>
 
+#include <ATen/ATen.h>
+
 #include <nlohmann/json.hpp>
 
 namespace diffbench {
 
 struct HtmlReportOptions {
   bool embed_images = false;  // images as data URIs in report.html (one portable file)
+  // Per prompt, channel_abs_diff_sum of its baseline and candidate images (int16 [H,W], metrics/psnr.hpp)
+  // when the caller has them (eval computes them as the batches finish), so that the page need not
+  // decode the PNGs again; empty, or one undefined: the PNGs are read.
+  std::vector<at::Tensor> channel_abs_diff_sums;
 };
 
 // One prompt's images as the page shows them: a relative path or a data URI each ("" when absent),
