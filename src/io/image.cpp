@@ -133,7 +133,7 @@ at::Tensor as_hwc_u8(const at::Tensor& image, const std::string& where) {
 
 }  // namespace
 
-void write_png(const fs::path& file, const at::Tensor& image) {
+void write_png(const fs::path& file, const at::Tensor& image, int zlib_level) {
   const std::string where = file.string();
   at::Tensor hwc = as_hwc_u8(image, where);
 
@@ -152,6 +152,7 @@ void write_png(const fs::path& file, const at::Tensor& image) {
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &msgs, on_png_error, on_png_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   const bool created = png && info;
+  if (created && zlib_level >= 0) png_set_compression_level(png, std::min(zlib_level, 9));
   bool ok = created && encode_png(png, info, &enc);
   if (png) png_destroy_write_struct(&png, info ? &info : nullptr);
   if (!created) msgs.error = "out of memory creating the PNG writer";

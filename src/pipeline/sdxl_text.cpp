@@ -35,7 +35,7 @@ std::unique_ptr<SdxlText> SdxlText::load(const ModelSource& source, const ModelO
   return out;
 }
 
-TextConditioning SdxlText::encode(ClipTokenizer& tokenizer, ClipTextModel& text_encoder,
+TextConditioning SdxlText::encode(const ClipTokenizer& tokenizer, ClipTextModel& text_encoder,
                                   const std::string& text_config, const std::vector<std::string>& prompts,
                                   const at::Device& device) {
   const at::Tensor ids_1 = tokenizer.encode_batch(prompts);    // [B, 77]
@@ -50,7 +50,7 @@ TextConditioning SdxlText::encode(ClipTokenizer& tokenizer, ClipTextModel& text_
   return c;
 }
 
-TextConditioning SdxlText::negative(ClipTokenizer& tokenizer, ClipTextModel& text_encoder,
+TextConditioning SdxlText::negative(const ClipTokenizer& tokenizer, ClipTextModel& text_encoder,
                                     const std::string& text_config, const TextConditioning& cond,
                                     const at::Device& device) {
   if (force_zeros_for_empty_prompt) return TextConditioning{at::zeros_like(cond.embeds), at::zeros_like(cond.pooled)};

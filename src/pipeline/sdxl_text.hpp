@@ -37,11 +37,11 @@ struct SdxlText {
 
   // encode_prompt for `prompts`: each tokenizer pads to 77; each encoder's hidden state before its
   // last layer (hidden_states[-2]), concatenated along the width; text_encoder_2's text_embeds pooled.
-  TextConditioning encode(ClipTokenizer& tokenizer, ClipTextModel& text_encoder, const std::string& text_config,
+  TextConditioning encode(const ClipTokenizer& tokenizer, ClipTextModel& text_encoder, const std::string& text_config,
                           const std::vector<std::string>& prompts, const at::Device& device);
   // The negative (empty) prompt's conditioning for the images of `cond`: zeros like it when
   // force_zeros_for_empty_prompt, else "" encoded as a prompt.
-  TextConditioning negative(ClipTokenizer& tokenizer, ClipTextModel& text_encoder, const std::string& text_config,
+  TextConditioning negative(const ClipTokenizer& tokenizer, ClipTextModel& text_encoder, const std::string& text_config,
                             const TextConditioning& cond, const at::Device& device);
 };
 

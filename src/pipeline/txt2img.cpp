@@ -115,7 +115,9 @@ std::invoke_result_t<F> on_thread(WorkerThread* worker, const at::Device& device
 
 struct Txt2ImgPipeline::Impl {
   ModelOptions options;
-  ClipTokenizer tokenizer;
+  std::shared_ptr<const ClipTokenizer> tokenizer;
+  fs::path tokenizer_dir;  // where it was read from, and its pad token: a later load of the same reuses it
+  std::string pad_token;
   ClipTextModel text_encoder{nullptr};
   std::unique_ptr<SdxlText> sdxl;  // StableDiffusionXLPipeline: the second text encoder; null otherwise
   UNet2DConditionModel unet{nullptr};
@@ -135,7 +137,7 @@ struct Txt2ImgPipeline::Impl {
   std::shared_ptr<WorkerThread> text_worker, vae_worker;
   bool generated = false;  // a batch has run (the first one warms the components up together)
 
-  Impl(ModelOptions o, ClipTokenizer t) : options(std::move(o)), tokenizer(std::move(t)) {}
+  Impl(ModelOptions o, std::shared_ptr<const ClipTokenizer> t) : options(std::move(o)), tokenizer(std::move(t)) {}
   // The text encoder's last hidden states [B,77,D] of `prompts`, on the calling thread.
   at::Tensor encode_prompts(const std::vector<std::string>& prompts);
 };
@@ -153,6 +155,9 @@ struct Txt2ImgPipeline::SharedComponents {
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
   std::shared_ptr<WorkerThread> text_worker, vae_worker;
+  std::shared_ptr<const ClipTokenizer> tokenizer;
+  fs::path tokenizer_dir;
+  std::string pad_token;
 };
 
 std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& options, const Logger& log) {
@@ -171,10 +176,21 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   auto t0 = Clock::now();
   // CUDA's context, cuBLAS and cuDNN start on a thread while the files are read.
   std::future<void> device_ready = warm_up_device_async(options.device);
-  TokenizerOptions tokenizer_options;
-  if (!source.pad_token().empty()) tokenizer_options.pad_token = source.pad_token();
-  auto impl = std::make_unique<Impl>(options, ClipTokenizer::from_dir(source.tokenizer_dir(), tokenizer_options));
+  // The tokenizer of a pipeline read from the same folder is reused (eval's candidate).
+  const fs::path tokenizer_dir = fs::weakly_canonical(source.tokenizer_dir());
+  const bool same_tokenizer =
+      reuse && reuse->tokenizer && reuse->tokenizer_dir == tokenizer_dir && reuse->pad_token == source.pad_token();
+  std::shared_ptr<const ClipTokenizer> tokenizer = same_tokenizer ? reuse->tokenizer : nullptr;
+  if (!tokenizer) {
+    TokenizerOptions tokenizer_options;
+    if (!source.pad_token().empty()) tokenizer_options.pad_token = source.pad_token();
+    tokenizer = std::make_shared<const ClipTokenizer>(ClipTokenizer::from_dir(source.tokenizer_dir(), tokenizer_options));
+  }
+  auto impl = std::make_unique<Impl>(options, std::move(tokenizer));
+  impl->tokenizer_dir = tokenizer_dir;
+  impl->pad_token = source.pad_token();
   impl->load_report["tokenizer_s"] = seconds_since(t0);
+  impl->load_report["tokenizer_reused"] = same_tokenizer;
   impl->load_report["source"] = source.describe();
 
   // A LoRA changes the text encoder and the UNet; the VAE is shared whatever the LoRAs.
@@ -279,7 +295,7 @@ std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared
   auto s = std::make_shared<SharedComponents>(SharedComponents{
       impl_->options.dtype, impl_->options.device, impl_->options.channels_last, impl_->text_identity,
       impl_->unet_identity, impl_->vae_identity, impl_->text_encoder, impl_->unet, impl_->vae, impl_->vae_config,
-      impl_->text_worker, impl_->vae_worker});
+      impl_->text_worker, impl_->vae_worker, impl_->tokenizer, impl_->tokenizer_dir, impl_->pad_token});
   return s;
 }
 
@@ -290,8 +306,8 @@ at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& promp
 
 at::Tensor Txt2ImgPipeline::Impl::encode_prompts(const std::vector<std::string>& prompts) {
   if (sdxl)
-    return sdxl->encode(tokenizer, text_encoder, text_config_source, prompts, options.device).embeds;  // [B,77,D1+D2]
-  auto host_ids = tokenizer.encode_batch(prompts);  // [B,77]
+    return sdxl->encode(*tokenizer, text_encoder, text_config_source, prompts, options.device).embeds;  // [B,77,D1+D2]
+  auto host_ids = tokenizer->encode_batch(prompts);  // [B,77]
   check_token_ids(host_ids, text_encoder->config().vocab_size, text_config_source);
   auto ids = host_ids.to(options.device);
   return text_encoder->forward(ids).last_hidden_state;  // [B,77,D]
@@ -531,7 +547,7 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
     const int64_t rows = opt.guidance > 1.0 ? 2 * count : count;
     m.unet_runner->first_call(at::zeros({rows, latent_c, lh, lw}, blank),
                               at::scalar_tensor(999.0, at::TensorOptions().dtype(at::kFloat).device(dev)),
-                              at::zeros({rows, m.tokenizer.max_length(), m.text_encoder->config().hidden_size}, blank));
+                              at::zeros({rows, m.tokenizer->max_length(), m.text_encoder->config().hidden_size}, blank));
   } catch (...) {
     text.wait();  // they use this frame's variables
     vae.wait();
@@ -554,14 +570,14 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
   const auto count = static_cast<int64_t>(batch.size());
   if (m.sdxl) {
     const TextConditioning cond =
-        m.sdxl->encode(m.tokenizer, m.text_encoder, m.text_config_source, batch, m.options.device);
+        m.sdxl->encode(*m.tokenizer, m.text_encoder, m.text_config_source, batch, m.options.device);
     text.cond = cond.embeds;  // [B,77,D1+D2]
     const at::Tensor time_ids = sdxl_time_ids(result.height, result.width, count, cond.pooled.options());  // [B,6]
     text.added_cond = UNetAddedCond{cond.pooled, time_ids};
     if (opt.guidance > 1.0) {
       if (!negative.defined() || negative.size(0) != count) {
         const TextConditioning neg =
-            m.sdxl->negative(m.tokenizer, m.text_encoder, m.text_config_source, cond, m.options.device);
+            m.sdxl->negative(*m.tokenizer, m.text_encoder, m.text_config_source, cond, m.options.device);
         negative = neg.embeds;
         negative_pooled = neg.pooled;
       }

@@ -76,7 +76,8 @@ void write_html_report(const fs::path& dir, const nlohmann::json& r, const HtmlR
     if (maps[i].defined()) heat.push_back(i);
   if (!heat.empty()) fs::create_directories(dir / "diff");
   parallel_for(heat.size(), [&](size_t j) {
-    write_png(dir / "diff" / png_sequence_name(heat[j]), heat_image(maps[heat[j]], scale_max));
+    // Fast zlib: a heat map is a look, made when the report is, at the end of the run.
+    write_png(dir / "diff" / png_sequence_name(heat[j]), heat_image(maps[heat[j]], scale_max), 1);
   });
   ReportImages images;
   images.scale_max = scale_max;

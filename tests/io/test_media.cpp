@@ -98,6 +98,21 @@ TEST(Png, RoundTripChwAndHwc) {
   fs::remove_all(dir);
 }
 
+// The zlib level changes the file's size, never its pixels.
+TEST(Png, ZlibLevelKeepsThePixels) {
+  auto dir = test::temp_dir("png-level");
+  // A smooth image with some noise: compressible, so the levels differ in size.
+  auto ramp = torch::arange(0, 96 * 128, torch::kLong).remainder(256).to(torch::kByte).view({1, 96, 128}).repeat({3, 1, 1});
+  torch::manual_seed(8);
+  auto image = (ramp + torch::randint(0, 2, ramp.sizes(), torch::kByte)).contiguous();
+  write_png(dir / "fast.png", image, 1);
+  write_png(dir / "small.png", image, 9);
+  write_png(dir / "default.png", image);
+  for (const char* f : {"fast.png", "small.png", "default.png"}) EXPECT_TRUE(torch::equal(read_png(dir / f), image)) << f;
+  EXPECT_LT(fs::file_size(dir / "small.png"), fs::file_size(dir / "fast.png"));
+  fs::remove_all(dir);
+}
+
 TEST(Png, FileIsAValidPng) {
   auto dir = test::temp_dir("png-valid");
   auto img = torch::randint(0, 256, {3, 21, 34}, torch::kByte);

@@ -178,6 +178,7 @@ TEST_F(Txt2Img, ReusesTextEncoderUNetAndVaeOnlyWhenTheirFilesMatch) {
   mo.dir = test::fixture("tiny-sd");
   auto again = Txt2ImgPipeline::load(mo, Logger::silent(), shared);
   EXPECT_EQ(again->load_report()["reused"], nlohmann::json({"text_encoder", "unet", "vae"}));
+  EXPECT_EQ(again->load_report()["tokenizer_reused"], true);  // read from the same folder
   GenerateOptions opt;
   opt.steps = 2;
   EXPECT_TRUE(at::equal(again->generate({"a cat"}, opt).images, tiny_sd().generate({"a cat"}, opt).images));
@@ -190,6 +191,7 @@ TEST_F(Txt2Img, ReusesTextEncoderUNetAndVaeOnlyWhenTheirFilesMatch) {
   mo.dir = dir / "other";
   auto other = Txt2ImgPipeline::load(mo, Logger::silent(), shared);
   EXPECT_TRUE(other->load_report()["reused"].empty());
+  EXPECT_EQ(other->load_report()["tokenizer_reused"], false);
   std::filesystem::remove_all(dir);
 }
 

@@ -18,7 +18,8 @@ namespace diffbench {
 // half-written image. The parent folder must exist.
 // Throws UsageError for a tensor of the wrong dtype/shape, InputError when the file cannot be
 // created, RuntimeFailure when writing fails part-way (e.g. a full disk).
-void write_png(const std::filesystem::path& file, const at::Tensor& image);
+// `zlib_level` 0-9 trades size for speed (-1: zlib's default, 6).
+void write_png(const std::filesystem::path& file, const at::Tensor& image, int zlib_level = -1);
 
 // The image sequence every command writes (generate's --out, eval's baseline/ and candidate/) and
 // the report links: image i of a batch is "NNNNNN.png", i zero-padded to six digits.
