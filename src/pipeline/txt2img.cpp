@@ -525,10 +525,10 @@ void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& b
 }
 
 // The first batch of a pipeline on CUDA, and each warm-up batch: the text encoder encodes the batch on
-// its thread while the VAE decodes blank latents on its thread and the UNet runs once on blank inputs
-// on this one, so that the three components' one-time work (kernel selection, cuDNN's plans, loading
-// kernels) happens at the same time rather than one after another. The blank calls' outputs are
-// dropped: the batch's images are those it makes without them.
+// its thread while the VAE decodes a blank latent on its thread and the UNet runs once on blank inputs
+// of the batch's shape on this one, so that the three components' one-time work (kernel selection,
+// cuDNN's plans, loading kernels) happens at the same time rather than one after another. The blank
+// calls' outputs are dropped: the batch's images are those it makes without them.
 Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation::State::first_calls(
     const std::vector<std::string>& batch, StageTimes& times) {
   const auto& dev = m.options.device;
@@ -536,10 +536,10 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
   const at::TensorOptions blank = at::TensorOptions().dtype(m.options.dtype).device(dev);
   const int64_t latent_c = m.unet->config().in_channels;
   const auto encode = [&] { return encode_text_here(batch, times); };
-  const auto blank_decode = [&] {
+  const auto blank_decode = [&] {  // one image: little memory beside the UNet's blank call
     StageTimes unused;
     at::Tensor finite;
-    decode_here(at::zeros({count, latent_c, lh, lw}, blank), unused, finite);
+    decode_here(at::zeros({1, latent_c, lh, lw}, blank), unused, finite);
   };
   std::future<PromptEmbeddings> text = m.text_worker->submit(in_component_thread(dev, encode));
   std::future<void> vae = m.vae_worker->submit(in_component_thread(dev, blank_decode));
