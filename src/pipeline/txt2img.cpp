@@ -176,20 +176,26 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   auto t0 = Clock::now();
   // CUDA's context, cuBLAS and cuDNN start on a thread while the files are read.
   std::future<void> device_ready = warm_up_device_async(options.device);
-  // The tokenizer of a pipeline read from the same folder is reused (eval's candidate).
+  // The tokenizer is read on a thread while the weights load; one read from the same folder by the
+  // pipeline given in `reuse` is taken as it is (eval's candidate).
   const fs::path tokenizer_dir = fs::weakly_canonical(source.tokenizer_dir());
   const bool same_tokenizer =
       reuse && reuse->tokenizer && reuse->tokenizer_dir == tokenizer_dir && reuse->pad_token == source.pad_token();
-  std::shared_ptr<const ClipTokenizer> tokenizer = same_tokenizer ? reuse->tokenizer : nullptr;
-  if (!tokenizer) {
+  double tokenizer_s = 0;
+  std::future<std::shared_ptr<const ClipTokenizer>> tokenizer_reading;
+  if (!same_tokenizer) {
     TokenizerOptions tokenizer_options;
     if (!source.pad_token().empty()) tokenizer_options.pad_token = source.pad_token();
-    tokenizer = std::make_shared<const ClipTokenizer>(ClipTokenizer::from_dir(source.tokenizer_dir(), tokenizer_options));
+    tokenizer_reading = std::async(std::launch::async, [dir = source.tokenizer_dir(), tokenizer_options, &tokenizer_s] {
+      const auto start = Clock::now();
+      auto t = std::make_shared<const ClipTokenizer>(ClipTokenizer::from_dir(dir, tokenizer_options));
+      tokenizer_s = seconds_since(start);
+      return t;
+    });
   }
-  auto impl = std::make_unique<Impl>(options, std::move(tokenizer));
+  auto impl = std::make_unique<Impl>(options, same_tokenizer ? reuse->tokenizer : nullptr);
   impl->tokenizer_dir = tokenizer_dir;
   impl->pad_token = source.pad_token();
-  impl->load_report["tokenizer_s"] = seconds_since(t0);
   impl->load_report["tokenizer_reused"] = same_tokenizer;
   impl->load_report["source"] = source.describe();
 
@@ -273,6 +279,10 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->scheduler_source = source.scheduler_source();
   // Fail early on a scheduler config the class cannot use.
   make_scheduler("", impl->scheduler_config, impl->scheduler_source);
+  t0 = Clock::now();
+  if (tokenizer_reading.valid()) impl->tokenizer = tokenizer_reading.get();
+  impl->load_report["tokenizer_s"] = tokenizer_s;  // on its thread
+  impl->load_report["tokenizer_wait_s"] = seconds_since(t0);
   t0 = Clock::now();
   device_ready.get();
   sync(options.device);
