@@ -364,17 +364,16 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     journal = share_journal(*group, *shared_dir, journal ? &*journal : nullptr);
   }
   wall["checks_and_inputs"] = lap();
-  // The scorer lives on a thread of its own: it loads there while the pipelines load and warm up (on
-  // their device, float16 on CUDA), warms up there on CUDA (every prompt's text features and one batch
-  // of images: LibTorch keeps cuDNN's attention plans per thread) and scores there, on a stream of its
+  // On CUDA the scorer lives on a thread of its own: it loads there while the pipelines load and warm up
+  // (on their device, in float16), warms up there (every prompt's text features and one batch of
+  // images: LibTorch keeps cuDNN's attention plans per thread) and scores there, on a stream of its
   // own. It is waited for before the first timed batch, so it never overlaps one.
   const at::Device device = parse_device(candidate.device);
   double scorer_load_s = 0, scorer_warm_up_s = 0;
   std::optional<WorkerThread> scorer_thread;
   std::future<std::unique_ptr<ClipScorer>> scorer_loading;  // none without the clip metric
   if (o.metrics.clip && root) {
-    scorer_thread.emplace();
-    scorer_loading = scorer_thread->submit([&] {
+    auto load = [&] {
       use_own_stream(device);
       auto t0 = std::chrono::steady_clock::now();
       auto s = ClipScorer::load(o.clip, device);
@@ -385,7 +384,15 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
         scorer_warm_up_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       }
       return s;
-    });
+    };
+    // On the CPU the scorer loads on a thread and scores on the caller's: a second thread's OpenMP team
+    // would keep spinning into the next timed batch on the same cores.
+    if (device.is_cuda()) {
+      scorer_thread.emplace();
+      scorer_loading = scorer_thread->submit(load);
+    } else {
+      scorer_loading = std::async(std::launch::async, load);
+    }
   }
   std::unique_ptr<ClipScorer> scorer;
   double scorer_wait_s = 0;
@@ -396,7 +403,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
   };
   // Per-image CLIP scores of uint8 [n,3,H,W] images against their prompts, on the scorer's thread.
   auto clip_scores = [&](const at::Tensor& images, const std::vector<std::string>& texts) {
-    return scorer_thread->run([&] { return scorer->score(images, texts); });
+    const auto score = [&] { return scorer->score(images, texts); };
+    return scorer_thread ? scorer_thread->run(score) : score();
   };
   const std::unique_ptr<Lpips> lpips = root && o.metrics.lpips ? Lpips::load(o.lpips) : nullptr;
   const std::unique_ptr<InceptionFeatures> inception =
