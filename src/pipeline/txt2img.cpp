@@ -378,8 +378,8 @@ struct Txt2ImgPipeline::Generation::State {
   // On the text encoder's thread (encode_text_here on the calling one).
   PromptEmbeddings encode_text(const std::vector<std::string>& batch, StageTimes& times);
   PromptEmbeddings encode_text_here(const std::vector<std::string>& batch, StageTimes& times);
-  // A pipeline's first batch and its warm-ups on CUDA: encode_text while the other components' first
-  // calls run at once (see the definition).
+  // A pipeline's first batch on CUDA: encode_text while the other components' first calls run at once
+  // (see the definition).
   PromptEmbeddings first_calls(const std::vector<std::string>& batch, StageTimes& times);
   at::Tensor denoise(const PromptEmbeddings& text, BatchRecord& rec, at::Tensor& finite_steps, const Logger& log);
   void begin_hooks(size_t batch_index, size_t count);
@@ -523,7 +523,7 @@ void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& b
                                                const Logger& log) {
   sync(m.options.device);
   const auto t_batch = Clock::now();
-  const bool first = (opt.warm_up_only || !m.generated) && m.text_worker && m.vae_worker && !m.sdxl;
+  const bool first = !m.generated && m.text_worker && m.vae_worker && !m.sdxl;
   m.generated = true;
   const PromptEmbeddings text = first ? first_calls(batch, rec.times) : encode_text(batch, rec.times);
   at::Tensor finite_steps, finite_image;  // device flags, read after the clock
@@ -534,7 +534,7 @@ void Txt2ImgPipeline::Generation::State::batch(const std::vector<std::string>& b
   images.push_back(std::move(image));
 }
 
-// The first batch of a pipeline on CUDA, and each warm-up batch: the text encoder encodes the batch on
+// The first batch of a pipeline on CUDA (eval's warm-up batch): the text encoder encodes the batch on
 // its thread while the VAE decodes a blank latent on its thread and the UNet runs once on blank inputs
 // of the batch's shape on this one, so that the three components' one-time work (kernel selection,
 // cuDNN's plans, loading kernels) happens at the same time rather than one after another. The blank

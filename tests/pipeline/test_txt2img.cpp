@@ -197,8 +197,8 @@ TEST_F(Txt2Img, ReusesTextEncoderUNetAndVaeOnlyWhenTheirFilesMatch) {
 
 // On CUDA the text encoder and the VAE run on threads of their own, their first calls at the same
 // time as a blank first call of the UNet (ModelOptions::component_threads, turned on here on the CPU):
-// the images are bit for bit those of one thread, for a first batch, a warm-up, later batches and a
-// pipeline that reuses the components and their threads.
+// the images are bit for bit those of one thread, for a first batch, later batches (after a warm-up)
+// and a pipeline that reuses the components and their threads.
 TEST_F(Txt2Img, ComponentThreadsChangeNoImage) {
   ModelOptions mo;
   mo.dir = test::fixture("tiny-sd");
