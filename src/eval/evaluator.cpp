@@ -301,7 +301,8 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
     last = now;
     return s;
   };
-  nlohmann::json wall = {{"process_setup", process_age_s()}};
+  nlohmann::json wall = {{"process_setup", process_age_s() - o.cache_key_s}};
+  if (o.cache_key_s > 0) wall["baseline_cache_key"] = o.cache_key_s;
   validate_eval_options(o);
   ProcessGroup* const group = o.group;
   const bool root = !group || group->root();  // rank 0 scores and writes the report
@@ -809,7 +810,7 @@ EvalResult run_eval(const EvalOptions& o, const Logger& log) {
                                   "only per-prompt scores and Inception features are kept"}};
   wall["statistics_and_images"] = lap();
   r["wall_clock_s"] = wall;
-  r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() +
+  r["wall_clock_s"]["total"] = wall["process_setup"].get<double>() + o.cache_key_s +
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const auto files_started = std::chrono::steady_clock::now();
   write_file_atomic(staging->path() / "report.json", r.dump(2) + "\n");

@@ -221,6 +221,14 @@ TEST_F(SuiteCli, BaselineCacheHitAndMiss) {
   EXPECT_EQ(entries(), 1u);
   const auto r1 = read_json_file(dir_ / "r1" / "report.json");
   EXPECT_FALSE(r1.contains("baseline_reuse"));
+  // The wall clock names the key's time (hashing the files) apart from the process's set-up.
+  const auto& w1 = r1["wall_clock_s"];
+  ASSERT_TRUE(w1.contains("baseline_cache_key")) << w1.dump();
+  EXPECT_GT(w1["baseline_cache_key"].get<double>(), 0.0);
+  EXPECT_GE(w1["process_setup"].get<double>(), 0.0);
+  EXPECT_GE(w1["total"].get<double>(), w1["process_setup"].get<double>() + w1["baseline_cache_key"].get<double>() +
+                                           w1["timed_generation"].get<double>());
+  EXPECT_NE(read(dir_ / "r1" / "report.md").find("hashing files for the baseline cache's key"), std::string::npos);
 
   auto second = run_diffbench("eval " + shell_quote(cand.string()) + common(dir_ / "r2") + opts + " --schedule sequential");
   ASSERT_LE(second.exit_code, 1) << second.output;

@@ -88,6 +88,10 @@ struct EvalOptions {
   // entry): its images and CLIP scores are reused; its times too under the sequential schedule,
   // while the interleaved schedule times the baseline again beside the candidate.
   std::shared_ptr<const BaselineResult> baseline_result;
+  // Seconds spent before the run on its baseline cache key (run_eval_cached: hashing the model's and
+  // the scorer's files the first time they are seen): the wall-clock breakdown names them apart from
+  // the process's set-up.
+  double cache_key_s = 0;
   // A multi-process run's group (not owned; null: one process). Each rank generates a contiguous
   // shard of whole batches, writing and journalling its PNGs in rank 0's staging folder when every
   // rank sees it (else rank 0 gathers the images); rank 0 gathers the timings, scores, and writes the
