@@ -84,7 +84,9 @@ uint64_t hash_fd(int fd, size_t size, const fs::path& file, size_t chunk, unsign
   return h;
 }
 
-unsigned hash_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+// Threads for one long file's chunks: the hardware's, at most 16 (memory bandwidth runs out long before
+// that, and content_hashes may hash several long files at once).
+unsigned hash_threads() { return std::clamp(std::thread::hardware_concurrency(), 1u, 16u); }
 
 // One line of the cache file.
 struct Entry {

@@ -8,7 +8,14 @@
 //     the images, are the same in every run and every process;
 //  2. finalise: per (sample, group) one warp adds the chunks' partials in double -> mean, 1/std;
 //  3. apply: elementwise (x - mean) * rstd * w + b, then SiLU, 8 values per thread when C % 8 == 0.
+// A small group (at most kOnePassElements values: the UNet's 8x8 and 16x16 levels) is normalised by one
+// kernel instead, a block per (group, sample): it adds the group's values in a fixed order, then reads
+// them again (from L1/L2) to write the output. Those levels launch tens of thousands of the three kernels
+// per generation, each too small to fill the GPU. DIFFBENCH_GN_ONE_PASS=0 turns it off (A/B timing).
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -24,6 +31,8 @@ constexpr int kThreads = 256;
 constexpr int kMaxThreads = 1024;  // the statistics kernel's block: max(256, C/8 rounded up to a warp)
 constexpr size_t kMaxShared = 48 * 1024;  // the statistics kernel's shared memory without an opt-in
 constexpr int kPixelsPerChunk = 32;
+constexpr int kOnePassElements = 16384;  // values of one (sample, group) normalised by the one-pass kernel
+constexpr int kOnePassThreads = 256;
 
 // Thread t owns the 8 channels 8·(t mod C/8) .. +7 and reads them as one 16-byte load per pixel;
 // the block's C/8-thread rows take the chunk's pixels in turn (C ≤ 8192, C % 8 == 0; above 2048
@@ -129,6 +138,93 @@ __global__ void apply(const T* __restrict__ x, const float* __restrict__ shift, 
   }
 }
 
+// One block per (group, sample): thread t adds the values t, t + blockDim, ... of the group (VEC adjacent
+// channels of one pixel at a time) in float, the warps' sums meet in shared memory and are added in
+// double in a fixed order; then the same values are read again and written normalised.
+template <typename T, int VEC, bool Silu>
+__global__ void one_pass(const T* __restrict__ x, const float* __restrict__ shift, T* __restrict__ y,
+                         const T* __restrict__ w, const T* __restrict__ b, int HW, int C, int G, float eps) {
+  const int g = blockIdx.x, n = blockIdx.y;
+  const int cg = C / G, per_pixel = cg / VEC, count = HW * per_pixel;
+  const size_t base = static_cast<size_t>(n) * HW * C + static_cast<size_t>(g) * cg;
+  const float* sh = shift ? shift + static_cast<size_t>(n) * C + g * cg : nullptr;
+  using Vec = typename std::conditional<VEC == 8, uint4, typename std::conditional<VEC == 4, uint2,
+              typename std::conditional<VEC == 2, unsigned int, unsigned short>::type>::type>::type;
+  auto load = [&](int e, float* f) {
+    const int p = e / per_pixel, v = (e % per_pixel) * VEC;
+    const Vec in = *reinterpret_cast<const Vec*>(x + base + static_cast<size_t>(p) * C + v);
+    const T* t = reinterpret_cast<const T*>(&in);
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) f[k] = to_float(t[k]) + (sh ? sh[v + k] : 0.f);
+  };
+  float s = 0.f, q = 0.f;
+  for (int e = threadIdx.x; e < count; e += blockDim.x) {
+    float f[VEC];
+    load(e, f);
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      s += f[k];
+      q += f[k] * f[k];
+    }
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    s += __shfl_down_sync(0xffffffffu, s, off);
+    q += __shfl_down_sync(0xffffffffu, q, off);
+  }
+  __shared__ float2 warp_sums[kOnePassThreads / 32];
+  __shared__ float2 stats;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) warp_sums[warp] = make_float2(s, q);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double ds = 0, dq = 0;
+    for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) {
+      ds += warp_sums[i].x;
+      dq += warp_sums[i].y;
+    }
+    const double values = static_cast<double>(HW) * cg;
+    const double mean = ds / values;
+    const double var = fmax(dq / values - mean * mean, 0.0);
+    stats = make_float2(static_cast<float>(mean), static_cast<float>(rsqrt(var + static_cast<double>(eps))));
+  }
+  __syncthreads();
+  const float2 st = stats;
+  for (int e = threadIdx.x; e < count; e += blockDim.x) {
+    float f[VEC];
+    load(e, f);
+    const int p = e / per_pixel, v = (e % per_pixel) * VEC;
+    Vec out;
+    T* o = reinterpret_cast<T*>(&out);
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      const int c = g * cg + v + k;
+      float r = (f[k] - st.x) * st.y * to_float(w[c]) + to_float(b[c]);
+      if (Silu) r = r / (1.f + __expf(-r));
+      o[k] = from_float<T>(r);
+    }
+    *reinterpret_cast<Vec*>(y + base + static_cast<size_t>(p) * C + v) = out;
+  }
+}
+
+template <typename T, int VEC>
+void launch_one_pass(const T* x, const float* shift, T* y, const T* w, const T* b, int N, int HW, int C, int G,
+                     double eps, bool silu, cudaStream_t stream) {
+  if (silu)
+    one_pass<T, VEC, true><<<dim3(G, N), kOnePassThreads, 0, stream>>>(x, shift, y, w, b, HW, C, G,
+                                                                         static_cast<float>(eps));
+  else
+    one_pass<T, VEC, false><<<dim3(G, N), kOnePassThreads, 0, stream>>>(x, shift, y, w, b, HW, C, G,
+                                                                          static_cast<float>(eps));
+}
+
+// Whether a (sample, group) of this shape goes to the one-pass kernel.
+bool use_one_pass(int64_t HW, int64_t C, int64_t G) {
+  const char* env = std::getenv("DIFFBENCH_GN_ONE_PASS");  // "0": the three kernels always (A/B timing)
+  if (env && std::strcmp(env, "0") == 0) return false;
+  return HW * (C / G) <= kOnePassElements;
+}
+
 // The statistics kernel's shared memory: a row of C/8 threads per (block / (C/8)) rows, 2 floats a channel.
 size_t stats_shared_bytes(int64_t C) {
   const int64_t threads = std::max<int64_t>(kThreads, (C / 8 + 31) / 32 * 32);
@@ -140,6 +236,26 @@ void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Te
             double eps, bool silu) {
   const int N = static_cast<int>(x.size(0)), C = static_cast<int>(x.size(1));
   const int HW = static_cast<int>(x.size(2) * x.size(3));
+  if (use_one_pass(HW, C, G)) {
+    const int cg = C / G;
+    const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+    auto* yp = reinterpret_cast<T*>(y.data_ptr());
+    auto* wp = reinterpret_cast<const T*>(w.data_ptr());
+    auto* bp = reinterpret_cast<const T*>(b.data_ptr());
+    auto stream = at::cuda::getCurrentCUDAStream();
+    // Vector loads as wide as the group's channels allow (C % 8 == 0, so every group starts 16-byte
+    // aligned when cg % 8 == 0, 8-byte aligned when cg % 4 == 0, ...).
+    if (cg % 8 == 0)
+      launch_one_pass<T, 8>(xp, shift, yp, wp, bp, N, HW, C, G, eps, silu, stream);
+    else if (cg % 4 == 0)
+      launch_one_pass<T, 4>(xp, shift, yp, wp, bp, N, HW, C, G, eps, silu, stream);
+    else if (cg % 2 == 0)
+      launch_one_pass<T, 2>(xp, shift, yp, wp, bp, N, HW, C, G, eps, silu, stream);
+    else
+      launch_one_pass<T, 1>(xp, shift, yp, wp, bp, N, HW, C, G, eps, silu, stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   // Pixels per block: each of its 256 / (C/8) thread rows takes a few; small levels get shorter
   // chunks, so that enough blocks run.
   const int ppc = HW >= 1024 ? kPixelsPerChunk : 4;

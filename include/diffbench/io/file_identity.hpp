@@ -18,8 +18,8 @@ constexpr size_t kHashChunkBytes = size_t{64} << 20;
 // The file's content hash as 16 hex digits, read through mmap, without the cache: for a file of up to
 // `chunk_bytes` bytes XXH3-64 of its bytes (what `xxhsum -H3` prints); for a longer one, XXH3-64 with
 // the file's size as seed of the concatenated little-endian XXH3-64 values of its `chunk_bytes` chunks,
-// hashed on up to `threads` threads (0: the hardware's). InputError naming the file when it is missing
-// or not a regular file.
+// hashed on up to `threads` threads (0: the hardware's, at most 16). InputError naming the file when
+// it is missing or not a regular file.
 std::string content_hash_uncached(const std::filesystem::path& file, size_t chunk_bytes = kHashChunkBytes,
                                   unsigned threads = 0);
 
