@@ -1,5 +1,6 @@
-// GroupNorm (+SiLU) for channels-last activations, optionally of x + shift[n, c] (a convolution's
-// bias plus the time embedding, which the resnet would otherwise add in two broadcast passes).
+// GroupNorm (+SiLU) for channels-last activations, optionally of x + shift[n, c] + channel_shift[c] (the
+// time embedding's projection and a convolution's bias, which the resnet would otherwise add in passes
+// of their own).
 // Three kernels:
 //  1. partial sums: block (chunk of pixels, sample); a thread owns 8 adjacent channels (one 16-byte
 //     load per pixel) and accumulates sum and sum of squares over its share of the chunk's pixels,
@@ -34,11 +35,30 @@ constexpr int kPixelsPerChunk = 32;
 constexpr int kOnePassElements = 16384;  // values of one (sample, group) normalised by the one-pass kernel
 constexpr int kOnePassThreads = 256;
 
+// What is added to x before the normalisation, in float: a per-sample shift ([N, C], or [1, C] for every
+// sample: `stride` 0), in x's type or float, plus a per-channel one ([C], x's type): the time embedding's
+// projection and conv1's bias in a resnet, added here instead of in two passes of their own.
+template <typename T>
+struct Shift {
+  const T* sample = nullptr;
+  const float* sample_float = nullptr;
+  int stride = 0;
+  const T* channel = nullptr;
+  __host__ __device__ bool any() const { return sample || sample_float || channel; }
+  __device__ float at(int n, int c) const {
+    float v = 0.f;
+    if (sample) v += to_float(sample[n * stride + c]);
+    else if (sample_float) v += sample_float[n * stride + c];
+    if (channel) v += to_float(channel[c]);
+    return v;
+  }
+};
+
 // Thread t owns the 8 channels 8·(t mod C/8) .. +7 and reads them as one 16-byte load per pixel;
 // the block's C/8-thread rows take the chunk's pixels in turn (C ≤ 8192, C % 8 == 0; above 2048
 // channels the block has one row of C/8 threads).
 template <typename T>
-__global__ void partial_sums(const T* __restrict__ x, const float* __restrict__ shift, float2* __restrict__ partial,
+__global__ void partial_sums(const T* __restrict__ x, const Shift<T> shift, float2* __restrict__ partial,
                              int HW, int C, int G, int chunks, int ppc) {
   const int chunk = blockIdx.x, n = blockIdx.y;
   const int p0 = chunk * ppc, p1 = min(p0 + ppc, HW);
@@ -47,9 +67,9 @@ __global__ void partial_sums(const T* __restrict__ x, const float* __restrict__ 
   const int c0 = lane * 8;
   float s[8] = {0}, q[8] = {0}, sh[8] = {0};
   if (r < rows) {
-    if (shift) {
+    if (shift.any()) {
 #pragma unroll
-      for (int k = 0; k < 8; ++k) sh[k] = shift[static_cast<size_t>(n) * C + c0 + k];
+      for (int k = 0; k < 8; ++k) sh[k] = shift.at(n, c0 + k);
     }
     const T* base = x + static_cast<size_t>(n) * HW * C + c0;
     for (int p = p0 + r; p < p1; p += rows) {
@@ -112,7 +132,7 @@ __global__ void finalise(const float2* __restrict__ partial, float2* __restrict_
 }
 
 template <typename T, bool Silu>
-__global__ void apply(const T* __restrict__ x, const float* __restrict__ shift, T* __restrict__ y,
+__global__ void apply(const T* __restrict__ x, const Shift<T> shift, T* __restrict__ y,
                       const float2* __restrict__ stats, const T* __restrict__ w, const T* __restrict__ b, size_t total,
                       int HW, int C, int G) {
   const int cg = C / G;
@@ -129,7 +149,7 @@ __global__ void apply(const T* __restrict__ x, const float* __restrict__ shift, 
     for (int k = 0; k < 8; ++k) {
       const int c = c0 + k;
       const float2 st = stats[n * G + c / cg];
-      const float xv = to_float(v[k]) + (shift ? shift[static_cast<size_t>(n) * C + c] : 0.f);
+      const float xv = to_float(v[k]) + (shift.any() ? shift.at(n, c) : 0.f);
       float r = (xv - st.x) * st.y * to_float(w[c]) + to_float(b[c]);
       if (Silu) r = r / (1.f + __expf(-r));
       o[k] = from_float<T>(r);
@@ -142,12 +162,12 @@ __global__ void apply(const T* __restrict__ x, const float* __restrict__ shift, 
 // channels of one pixel at a time) in float, the warps' sums meet in shared memory and are added in
 // double in a fixed order; then the same values are read again and written normalised.
 template <typename T, int VEC, bool Silu>
-__global__ void one_pass(const T* __restrict__ x, const float* __restrict__ shift, T* __restrict__ y,
+__global__ void one_pass(const T* __restrict__ x, const Shift<T> shift, T* __restrict__ y,
                          const T* __restrict__ w, const T* __restrict__ b, int HW, int C, int G, float eps) {
   const int g = blockIdx.x, n = blockIdx.y;
   const int cg = C / G, per_pixel = cg / VEC, count = HW * per_pixel;
   const size_t base = static_cast<size_t>(n) * HW * C + static_cast<size_t>(g) * cg;
-  const float* sh = shift ? shift + static_cast<size_t>(n) * C + g * cg : nullptr;
+  const bool shifted = shift.any();
   using Vec = typename std::conditional<VEC == 8, uint4, typename std::conditional<VEC == 4, uint2,
               typename std::conditional<VEC == 2, unsigned int, unsigned short>::type>::type>::type;
   auto load = [&](int e, float* f) {
@@ -155,7 +175,7 @@ __global__ void one_pass(const T* __restrict__ x, const float* __restrict__ shif
     const Vec in = *reinterpret_cast<const Vec*>(x + base + static_cast<size_t>(p) * C + v);
     const T* t = reinterpret_cast<const T*>(&in);
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) f[k] = to_float(t[k]) + (sh ? sh[v + k] : 0.f);
+    for (int k = 0; k < VEC; ++k) f[k] = to_float(t[k]) + (shifted ? shift.at(n, g * cg + v + k) : 0.f);
   };
   float s = 0.f, q = 0.f;
   for (int e = threadIdx.x; e < count; e += blockDim.x) {
@@ -208,7 +228,7 @@ __global__ void one_pass(const T* __restrict__ x, const float* __restrict__ shif
 }
 
 template <typename T, int VEC>
-void launch_one_pass(const T* x, const float* shift, T* y, const T* w, const T* b, int N, int HW, int C, int G,
+void launch_one_pass(const T* x, const Shift<T>& shift, T* y, const T* w, const T* b, int N, int HW, int C, int G,
                      double eps, bool silu, cudaStream_t stream) {
   if (silu)
     one_pass<T, VEC, true><<<dim3(G, N), kOnePassThreads, 0, stream>>>(x, shift, y, w, b, HW, C, G,
@@ -232,7 +252,7 @@ size_t stats_shared_bytes(int64_t C) {
 }
 
 template <typename T>
-void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Tensor& w, const at::Tensor& b, int G,
+void launch(const at::Tensor& x, const Shift<T>& shift, at::Tensor& y, const at::Tensor& w, const at::Tensor& b, int G,
             double eps, bool silu) {
   const int N = static_cast<int>(x.size(0)), C = static_cast<int>(x.size(1));
   const int HW = static_cast<int>(x.size(2) * x.size(3));
@@ -288,24 +308,42 @@ void launch(const at::Tensor& x, const float* shift, at::Tensor& y, const at::Te
 }  // namespace
 
 at::Tensor group_norm_nhwc(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t groups,
-                           double eps, bool silu, const at::Tensor& shift) {
+                           double eps, bool silu, const at::Tensor& shift, const at::Tensor& channel_shift) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t N = x.size(0), C = x.size(1);
   // The vectorised apply needs 8 channels per load; fall back to LibTorch otherwise.
   if (C % 8 != 0 || C / 8 > kMaxThreads || stats_shared_bytes(C) > kMaxShared) {
-    const at::Tensor in = shift.defined() ? x + shift.view({N, C, 1, 1}).to(x.scalar_type()) : x;
+    at::Tensor in = x;
+    if (shift.defined()) in = in + shift.view({shift.size(0), C, 1, 1}).to(x.scalar_type());
+    if (channel_shift.defined()) in = in + channel_shift.view({1, C, 1, 1}).to(x.scalar_type());
     at::Tensor y = at::group_norm(in, groups, weight, bias, eps);
     return silu ? at::silu(y) : y;
   }
   at::Tensor y = at::empty_like(x, at::MemoryFormat::ChannelsLast);
   const at::Tensor w = weight.to(x.scalar_type()).contiguous(), b = bias.to(x.scalar_type()).contiguous();
-  at::Tensor sh;
-  if (shift.defined()) sh = shift.to(at::kFloat).expand({N, C}).contiguous();
-  const float* shp = sh.defined() ? sh.data_ptr<float>() : nullptr;
+  // The shifts as they are when they are x's type (a resnet's), else in float; kept alive here.
+  at::Tensor sample, channel;
+  if (shift.defined()) {
+    sample = shift.reshape({-1, C});
+    TORCH_CHECK(sample.size(0) == 1 || sample.size(0) == N, "group_norm_nhwc: shift must be [N, C] or [1, C]");
+    sample = sample.scalar_type() == x.scalar_type() ? sample.contiguous() : sample.to(at::kFloat).contiguous();
+  }
+  if (channel_shift.defined()) channel = channel_shift.reshape({C}).to(x.scalar_type()).contiguous();
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    Shift<T> sh;
+    if (sample.defined()) {
+      sh.stride = sample.size(0) == 1 ? 0 : static_cast<int>(C);
+      if (sample.scalar_type() == at::kFloat) sh.sample_float = sample.data_ptr<float>();
+      else sh.sample = reinterpret_cast<const T*>(sample.data_ptr());
+    }
+    if (channel.defined()) sh.channel = reinterpret_cast<const T*>(channel.data_ptr());
+    launch<T>(x, sh, y, w, b, static_cast<int>(groups), eps, silu);
+  };
   if (x.scalar_type() == at::kHalf)
-    launch<__half>(x, shp, y, w, b, static_cast<int>(groups), eps, silu);
+    run(__half());
   else
-    launch<__nv_bfloat16>(x, shp, y, w, b, static_cast<int>(groups), eps, silu);
+    run(__nv_bfloat16());
   return y;
 }
 

@@ -1,10 +1,10 @@
-// The fused channels-last GroupNorm (+SiLU, + per-channel shift) of the CUDA build against LibTorch's
-// group_norm in float32 on the same values, for the channel counts of SD 1.x/2.x/SDXL UNets and VAEs,
-// and bit-identical from one call to the next (its statistics add in a fixed order, no atomics, so an
-// evaluation's images are the same in every process). Small groups (the 8x8 and 16x16 levels) go to
-// the one-pass kernel, and again with DIFFBENCH_GN_ONE_PASS=0 to the three kernels: both are checked,
-// including every vector width of the one-pass kernel (group sizes of 8n, 4n, 2n and odd channels).
-// Skipped without CUDA or without the kernels.
+// The fused channels-last GroupNorm (+SiLU, + per-sample and per-channel shifts) of the CUDA build
+// against LibTorch's group_norm in float32 on the same values, for the channel counts of SD 1.x/2.x/SDXL
+// UNets and VAEs, and bit-identical from one call to the next (its statistics add in a fixed order, no
+// atomics, so an evaluation's images are the same in every process). Small groups (the 8x8 and 16x16
+// levels) go to the one-pass kernel, and again with DIFFBENCH_GN_ONE_PASS=0 to the three kernels: both
+// are checked, including every vector width of the one-pass kernel (group sizes of 8n, 4n, 2n and odd
+// channels). Skipped without CUDA or without the kernels.
 #include <cstdlib>
 
 #include <gtest/gtest.h>
@@ -36,10 +36,10 @@ TEST(GroupNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
   for (const char* one_pass : {"1", "0"})
     for (const Case& k : cases)
       for (bool silu : {false, true})
-        for (bool shifted : {false, true}) {
+        for (int shifted : {0, 1, 2, 3}) {
           ::setenv("DIFFBENCH_GN_ONE_PASS", one_pass, 1);
           SCOPED_TRACE("C=" + std::to_string(k.c) + " HW=" + std::to_string(k.h * k.w) + " silu=" + std::to_string(silu) +
-                       " shift=" + std::to_string(shifted) + " one pass allowed=" + one_pass);
+                       " shifts=" + std::to_string(shifted) + " one pass allowed=" + one_pass);
           const auto cuda = torch::TensorOptions().device(torch::kCUDA);
           const at::Tensor x32 = torch::randn({k.n, k.c, k.h, k.w}, cuda) * 3 + 0.5;
           const at::Tensor x = x32.to(torch::kHalf).contiguous(at::MemoryFormat::ChannelsLast);
@@ -50,18 +50,25 @@ TEST(GroupNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
             norm->weight.uniform_(0.5, 1.5);
             norm->bias.uniform_(-0.5, 0.5);
           }
-          const at::Tensor shift = shifted ? torch::randn({k.n, k.c}, cuda) : at::Tensor();
+          // Shifts: none; a float [N, C] one; a half [N, C] one and a half [C] one (a resnet's time
+          // embedding and conv1's bias); a float [1, C] one and a half [C] one.
+          at::Tensor shift, channel_shift;
+          if (shifted == 1) shift = torch::randn({k.n, k.c}, cuda);
+          if (shifted == 2) shift = torch::randn({k.n, k.c}, cuda).to(torch::kHalf);
+          if (shifted == 3) shift = torch::randn({1, k.c}, cuda);
+          if (shifted >= 2) channel_shift = torch::randn({k.c}, cuda).to(torch::kHalf);
           at::Tensor y1, y2;
           {
             torch::NoGradGuard no_grad;
-            y1 = group_norm_act(x, norm, silu, shift);
-            y2 = group_norm_act(x, norm, silu, shift);
+            y1 = group_norm_act(x, norm, silu, shift, channel_shift);
+            y2 = group_norm_act(x, norm, silu, shift, channel_shift);
           }
           ASSERT_EQ(y1.scalar_type(), torch::kHalf);
           EXPECT_TRUE(at::equal(y1, y2)) << "two calls on the same input differ";
           // Reference: float32 on the half input's values (the kernel reads half, computes in float).
           at::Tensor in = x.to(torch::kFloat).contiguous();
-          if (shifted) in = in + shift.view({k.n, k.c, 1, 1});
+          if (shift.defined()) in = in + shift.to(torch::kFloat).view({shift.size(0), k.c, 1, 1});
+          if (channel_shift.defined()) in = in + channel_shift.to(torch::kFloat).view({1, k.c, 1, 1});
           at::Tensor ref = at::group_norm(in, k.groups, norm->weight, norm->bias, 1e-5);
           if (silu) ref = at::silu(ref);
           const double err = (y1.to(torch::kFloat) - ref).abs().max().item<double>();

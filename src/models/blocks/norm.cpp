@@ -26,13 +26,16 @@ bool fused_nhwc(const at::Tensor& x) {
 #endif
 }
 
-at::Tensor group_norm_act(const at::Tensor& x, torch::nn::GroupNorm& norm, bool silu, const at::Tensor& shift) {
+at::Tensor group_norm_act(const at::Tensor& x, torch::nn::GroupNorm& norm, bool silu, const at::Tensor& shift,
+                          const at::Tensor& channel_shift) {
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
   const auto& o = norm->options;
   if (fused_nhwc(x) && o.affine() && x.size(1) % o.num_groups() == 0)
-    return kernels::group_norm_nhwc(x, norm->weight, norm->bias, o.num_groups(), o.eps(), silu, shift);
+    return kernels::group_norm_nhwc(x, norm->weight, norm->bias, o.num_groups(), o.eps(), silu, shift, channel_shift);
 #endif
-  const at::Tensor in = shift.defined() ? x + shift.view({shift.size(0), shift.size(1), 1, 1}).to(x.scalar_type()) : x;
+  at::Tensor in = x;
+  if (shift.defined()) in = in + shift.view({shift.size(0), shift.size(1), 1, 1}).to(x.scalar_type());
+  if (channel_shift.defined()) in = in + channel_shift.view({1, -1, 1, 1}).to(x.scalar_type());
   at::Tensor y = norm(in);
   return silu ? at::silu(y) : y;
 }

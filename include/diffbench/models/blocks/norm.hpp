@@ -10,8 +10,10 @@
 namespace diffbench {
 
 // silu(norm(x)) when `silu`, else norm(x); numerically the same as the LibTorch ops. With `shift`
-// ([N, C] or [1, C]): the same of x + shift (broadcast over H, W), added in float by the kernel.
-at::Tensor group_norm_act(const at::Tensor& x, torch::nn::GroupNorm& norm, bool silu, const at::Tensor& shift = {});
+// ([N, C] or [1, C]) and/or `channel_shift` ([C]): the same of x + shift + channel_shift (broadcast over
+// H, W), added in float by the kernel.
+at::Tensor group_norm_act(const at::Tensor& x, torch::nn::GroupNorm& norm, bool silu, const at::Tensor& shift = {},
+                          const at::Tensor& channel_shift = {});
 
 // (x + bias[c] + residual) * scale: one pass with the kernel, LibTorch's ops otherwise.
 at::Tensor bias_residual(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& residual, double scale = 1.0);
