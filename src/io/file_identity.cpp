@@ -245,7 +245,11 @@ std::vector<std::string> content_hashes(const std::vector<fs::path>& files, Hash
     }
   };
   std::vector<std::thread> threads;
-  for (size_t t = 1; t < workers; ++t) threads.emplace_back(work);
+  try {
+    for (size_t t = 1; t < workers; ++t) threads.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No more threads to be had: those started and this one do the work.
+  }
   work();
   for (auto& t : threads) t.join();
   for (const auto& e : errors)  // the first file's error in the caller's order, as one at a time would
