@@ -106,7 +106,8 @@ std::vector<Entry> read_entries(const fs::path& file) {
     Entry e;
     // Hashes are written "2:" + 16 hex digits: lines of the whole-file XXH3 of diffbench before the
     // chunked hash (16 digits alone) are not read as this hash, nor these by it.
-    if (!(fields >> e.hash >> e.size >> e.mtime >> e.dev >> e.ino) || e.hash.size() != 18 || e.hash.rfind("2:", 0) != 0)
+    if (!(fields >> e.hash >> e.size >> e.mtime >> e.dev >> e.ino) || e.hash.size() != 18 ||
+        e.hash.rfind("2:", 0) != 0)
       continue;
     e.hash.erase(0, 2);
     fields.get();  // the tab before the path (a path may hold spaces)
@@ -121,7 +122,8 @@ void write_entries(const fs::path& file, const std::vector<Entry>& entries) {
   const size_t first = entries.size() > HashCache::kMaxEntries ? entries.size() - HashCache::kMaxEntries : 0;
   for (size_t i = first; i < entries.size(); ++i) {
     const Entry& e = entries[i];
-    o << "2:" << e.hash << '\t' << e.size << '\t' << e.mtime << '\t' << e.dev << '\t' << e.ino << '\t' << e.path << '\n';
+    o << "2:" << e.hash << '\t' << e.size << '\t' << e.mtime << '\t' << e.dev << '\t' << e.ino << '\t' << e.path
+      << '\n';
   }
   // A temporary name of this process's own, then a rename: concurrent runs each leave a whole file.
   // A cache that cannot be written (read-only folder, full disk) costs only the speed-up.
@@ -149,7 +151,8 @@ std::string content_hash_uncached(const fs::path& file, size_t chunk_bytes, unsi
   struct stat st {};
   ::fstat(fd, &st);
   try {
-    const uint64_t h = hash_fd(fd, static_cast<size_t>(st.st_size), file, chunk_bytes, threads == 0 ? hash_threads() : threads);
+    const uint64_t h =
+        hash_fd(fd, static_cast<size_t>(st.st_size), file, chunk_bytes, threads == 0 ? hash_threads() : threads);
     ::close(fd);
     return hex16(h);
   } catch (...) {

@@ -154,8 +154,10 @@ std::string render_markdown(const nlohmann::json& r) {
     const auto& w = r["wall_clock_s"];
     auto part = [&](const char* key) { return fmt(w.value(key, 0.0), 2); };
     o << "Wall clock: " << part("total") << " s in all: process set-up " << part("process_setup");
-    if (w.contains("baseline_cache_key")) o << ", hashing files for the baseline cache's key " << part("baseline_cache_key");
-    o << ", checks and inputs " << part("checks_and_inputs") << ", pipeline loads " << part("pipeline_loads") << ", warm-up " << part("warm_up")
+    if (w.contains("baseline_cache_key"))
+      o << ", hashing files for the baseline cache's key " << part("baseline_cache_key");
+    o << ", checks and inputs " << part("checks_and_inputs") << ", pipeline loads " << part("pipeline_loads")
+      << ", warm-up " << part("warm_up")
       << ", timed generation " << part("timed_generation") << ", CLIP scorer load " << part("clip_scorer_load_on_thread")
       << " and warm-up " << part("clip_scorer_warm_up_on_thread") << " on a thread (waited " << part("clip_scorer_wait")
       << "), CLIP scoring " << part("clip_scoring")

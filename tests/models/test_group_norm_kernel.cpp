@@ -38,8 +38,9 @@ TEST(GroupNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
       for (bool silu : {false, true})
         for (int shifted : {0, 1, 2, 3}) {
           ::setenv("DIFFBENCH_GN_ONE_PASS", one_pass, 1);
-          SCOPED_TRACE("C=" + std::to_string(k.c) + " HW=" + std::to_string(k.h * k.w) + " silu=" + std::to_string(silu) +
-                       " shifts=" + std::to_string(shifted) + " one pass allowed=" + one_pass);
+          SCOPED_TRACE("C=" + std::to_string(k.c) + " HW=" + std::to_string(k.h * k.w) +
+                       " silu=" + std::to_string(silu) + " shifts=" + std::to_string(shifted) +
+                       " one pass allowed=" + one_pass);
           const auto cuda = torch::TensorOptions().device(torch::kCUDA);
           const at::Tensor x32 = torch::randn({k.n, k.c, k.h, k.w}, cuda) * 3 + 0.5;
           const at::Tensor x = x32.to(torch::kHalf).contiguous(at::MemoryFormat::ChannelsLast);
