@@ -8,14 +8,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <sstream>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -23,6 +21,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/read_file.hpp"
+#include "util/parallel.hpp"
 
 namespace diffbench {
 
@@ -57,27 +56,23 @@ uint64_t hash_fd(int fd, size_t size, const fs::path& file, size_t chunk, unsign
   } else {
     const size_t chunks = (size + chunk - 1) / chunk;
     std::vector<unsigned char> sums(chunks * 8);
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < chunks;) {
-        unsigned char* begin = const_cast<unsigned char*>(bytes) + i * chunk;
-        const size_t len = std::min(chunk, size - i * chunk);
-#ifdef MADV_POPULATE_READ
-        ::madvise(begin, len, MADV_POPULATE_READ);
-#endif
-        const uint64_t c = XXH3_64bits(begin, len);
-        for (int k = 0; k < 8; ++k) sums[i * 8 + k] = static_cast<unsigned char>(c >> (8 * k));
-      }
-    };
-    std::vector<std::thread> pool;
-    const size_t helpers = std::min<size_t>(chunks, std::max(1u, threads)) - 1;
     try {
-      for (size_t t = 0; t < helpers; ++t) pool.emplace_back(work);
-    } catch (const std::system_error&) {
-      // No more threads to be had: those started and this one do the work.
+      parallel_for(
+          chunks,
+          [&](size_t i) {
+            unsigned char* begin = const_cast<unsigned char*>(bytes) + i * chunk;
+            const size_t len = std::min(chunk, size - i * chunk);
+#ifdef MADV_POPULATE_READ
+            ::madvise(begin, len, MADV_POPULATE_READ);
+#endif
+            const uint64_t c = XXH3_64bits(begin, len);
+            for (int k = 0; k < 8; ++k) sums[i * 8 + k] = static_cast<unsigned char>(c >> (8 * k));
+          },
+          std::max(1u, threads));
+    } catch (...) {  // no thread to be had
+      ::munmap(map, size);
+      throw;
     }
-    work();
-    for (auto& t : pool) t.join();
     h = XXH3_64bits_withSeed(sums.data(), sums.size(), static_cast<XXH64_hash_t>(size));
   }
   ::munmap(map, size);
@@ -233,28 +228,19 @@ std::vector<std::string> content_hashes(const std::vector<fs::path>& files, Hash
     order.emplace_back(ec ? 0 : size, i);
   }
   std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  const size_t workers =
-      std::min(files.size(), static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency() / 2)));
-  std::atomic<size_t> next{0};
+  // A file's error is kept, not thrown, so that the others are still hashed.
   std::vector<std::exception_ptr> errors(files.size());
-  auto work = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < order.size();) {
-      const size_t i = order[k].second;
-      try {
-        out[i] = cache.hash(files[i]);
-      } catch (...) {
-        errors[i] = std::current_exception();
-      }
-    }
-  };
-  std::vector<std::thread> threads;
-  try {
-    for (size_t t = 1; t < workers; ++t) threads.emplace_back(work);
-  } catch (const std::system_error&) {
-    // No more threads to be had: those started and this one do the work.
-  }
-  work();
-  for (auto& t : threads) t.join();
+  parallel_for(
+      order.size(),
+      [&](size_t k) {
+        const size_t i = order[k].second;
+        try {
+          out[i] = cache.hash(files[i]);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      },
+      std::max(1u, std::thread::hardware_concurrency() / 2));
   for (const auto& e : errors)  // the first file's error in the caller's order, as one at a time would
     if (e) std::rethrow_exception(e);
   return out;
