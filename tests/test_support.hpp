@@ -50,6 +50,25 @@ inline void flip_last_byte(const std::filesystem::path& file) {
   f.put(static_cast<char>(last ^ 0x55));
 }
 
+// Sets an environment variable for a scope (an A/B switch, a cache's location); restores the old value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) ::setenv(name_.c_str(), old_.c_str(), 1);
+    else ::unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
 }  // namespace diffbench::test
 
 namespace diffbench::test {

@@ -19,6 +19,7 @@
 #include "diffbench/error.hpp"
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
 #include "kernels/tome_merge.hpp"
+#include "util/ab_switch.hpp"
 #endif
 
 namespace diffbench {
@@ -36,11 +37,7 @@ namespace {
 
 // Auto: the kernels, unless the environment says DIFFBENCH_TOME_KERNELS=0 (to time both paths in one build).
 bool kernels_wanted(TomeImpl impl) {
-  static const bool on = [] {
-    const char* v = std::getenv("DIFFBENCH_TOME_KERNELS");
-    return !(v && std::string(v) == "0");
-  }();
-  return impl == TomeImpl::Auto && on;
+  return impl == TomeImpl::Auto && ab_switch_on("DIFFBENCH_TOME_KERNELS");
 }
 
 }  // namespace

@@ -14,8 +14,7 @@
 // them again (from L1/L2) to write the output. Those levels launch tens of thousands of the three kernels
 // per generation, each too small to fill the GPU. DIFFBENCH_GN_ONE_PASS=0 turns it off (A/B timing).
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include <ATen/cuda/CUDAContext.h>
@@ -23,6 +22,7 @@
 
 #include "convert.cuh"
 #include "group_norm.hpp"
+#include "util/ab_switch.hpp"
 
 namespace diffbench::kernels {
 
@@ -35,9 +35,10 @@ constexpr int kPixelsPerChunk = 32;
 constexpr int kOnePassElements = 16384;  // values of one (sample, group) normalised by the one-pass kernel
 constexpr int kOnePassThreads = 256;
 
-// What is added to x before the normalisation, in float: a per-sample shift ([N, C], or [1, C] for every
-// sample: `stride` 0), in x's type or float, plus a per-channel one ([C], x's type): the time embedding's
-// projection and conv1's bias in a resnet, added here instead of in two passes of their own.
+// What is added to x before the normalisation, in float: a per-sample shift ([N, C] with rows `stride`
+// apart, or [1, C] for every sample: `stride` 0), in x's type or float, plus a per-channel one ([C], x's
+// type): the time embedding's projection and conv1's bias in a resnet, added here instead of in two
+// passes of their own.
 template <typename T>
 struct Shift {
   const T* sample = nullptr;
@@ -240,9 +241,7 @@ void launch_one_pass(const T* x, const Shift<T>& shift, T* y, const T* w, const 
 
 // Whether a (sample, group) of this shape goes to the one-pass kernel.
 bool use_one_pass(int64_t HW, int64_t C, int64_t G) {
-  const char* env = std::getenv("DIFFBENCH_GN_ONE_PASS");  // "0": the three kernels always (A/B timing)
-  if (env && std::strcmp(env, "0") == 0) return false;
-  return HW * (C / G) <= kOnePassElements;
+  return HW * (C / G) <= kOnePassElements && ab_switch_on("DIFFBENCH_GN_ONE_PASS");
 }
 
 // The statistics kernel's shared memory: a row of C/8 threads per (block / (C/8)) rows, 2 floats a channel.
@@ -326,14 +325,17 @@ at::Tensor group_norm_nhwc(const at::Tensor& x, const at::Tensor& weight, const 
   if (shift.defined()) {
     sample = shift.reshape({-1, C});
     TORCH_CHECK(sample.size(0) == 1 || sample.size(0) == N, "group_norm_nhwc: shift must be [N, C] or [1, C]");
-    sample = sample.scalar_type() == x.scalar_type() ? sample.contiguous() : sample.to(at::kFloat).contiguous();
+    // Rows may be apart (a UNet's time projections are column blocks of one [N, Σ C] tensor).
+    if (sample.scalar_type() != x.scalar_type()) sample = sample.to(at::kFloat);
+    if (sample.stride(1) != 1 || sample.size(0) * sample.stride(0) > std::numeric_limits<int>::max())
+      sample = sample.contiguous();
   }
   if (channel_shift.defined()) channel = channel_shift.reshape({C}).to(x.scalar_type()).contiguous();
   auto run = [&](auto tag) {
     using T = decltype(tag);
     Shift<T> sh;
     if (sample.defined()) {
-      sh.stride = sample.size(0) == 1 ? 0 : static_cast<int>(C);
+      sh.stride = sample.size(0) == 1 ? 0 : static_cast<int>(sample.stride(0));
       if (sample.scalar_type() == at::kFloat) sh.sample_float = sample.data_ptr<float>();
       else sh.sample = reinterpret_cast<const T*>(sample.data_ptr());
     }

@@ -5,6 +5,7 @@
 
 #include "diffbench/error.hpp"
 #include "diffbench/models/blocks/norm.hpp"
+#include "util/ab_switch.hpp"
 
 namespace diffbench {
 
@@ -228,6 +229,35 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
   conv_out = register_module(
       "conv_out",
       make_conv2d(nn::Conv2dOptions(ch[0], c.out_channels, c.conv_out_kernel).padding((c.conv_out_kernel - 1) / 2)));
+
+  time_projections_ = RowFusedLinears(time_projection_layers());
+  int64_t column = 0;
+  for (auto r : resnet_blocks()) {
+    r->set_projection_column(column);
+    column += r->out_channels();
+  }
+}
+
+std::vector<ResnetBlock2D> UNet2DConditionModelImpl::resnet_blocks() const {
+  std::vector<ResnetBlock2D> all;
+  const auto add = [&](const std::vector<ResnetBlock2D>& rs) { all.insert(all.end(), rs.begin(), rs.end()); };
+  for (const auto& b : down_blocks_) add(b->resnet_blocks());
+  if (mid_block) add(mid_block->resnet_blocks());
+  for (const auto& b : up_blocks_) add(b->resnet_blocks());
+  return all;
+}
+
+std::vector<torch::nn::Linear> UNet2DConditionModelImpl::time_projection_layers() const {
+  std::vector<torch::nn::Linear> layers;
+  for (const auto& r : resnet_blocks()) layers.push_back(r->time_projection());
+  return layers;
+}
+
+TimeEmbedding UNet2DConditionModelImpl::project_time_embedding(const at::Tensor& emb) {
+  TimeEmbedding t(emb);
+  if (ab_switch_on("DIFFBENCH_FUSED_TEMB") && time_projections_.intact(time_projection_layers()))
+    t.projected = time_projections_.forward(at::silu(emb));  // [B, Σ Cout]
+  return t;
 }
 
 bool UNet2DConditionModelImpl::needs_upsample_size(const at::Tensor& sample) const {
@@ -283,7 +313,7 @@ ModuleId block_id(UNetSection section, size_t i, size_t num_blocks, size_t num_l
 
 }  // namespace
 
-DownBlockOutput UNet2DConditionModelImpl::forward_down_block(size_t i, const at::Tensor& h, const at::Tensor& temb,
+DownBlockOutput UNet2DConditionModelImpl::forward_down_block(size_t i, const at::Tensor& h, const TimeEmbedding& temb,
                                                              const at::Tensor& context, UNetHooks* hooks) {
   UNetDownBlock& block = down_blocks_.at(i);
   if (!hooks) return block(h, temb, context);
@@ -294,7 +324,7 @@ DownBlockOutput UNet2DConditionModelImpl::forward_down_block(size_t i, const at:
   return out;
 }
 
-at::Tensor UNet2DConditionModelImpl::forward_mid_block(const at::Tensor& h, const at::Tensor& temb,
+at::Tensor UNet2DConditionModelImpl::forward_mid_block(const at::Tensor& h, const TimeEmbedding& temb,
                                                        const at::Tensor& context, UNetHooks* hooks) {
   if (!mid_block) return h;
   if (!hooks) return mid_block(h, temb, context);
@@ -306,7 +336,7 @@ at::Tensor UNet2DConditionModelImpl::forward_mid_block(const at::Tensor& h, cons
 }
 
 at::Tensor UNet2DConditionModelImpl::forward_up_block(size_t i, const at::Tensor& h,
-                                                      const std::vector<at::Tensor>& skips, const at::Tensor& temb,
+                                                      const std::vector<at::Tensor>& skips, const TimeEmbedding& temb,
                                                       const at::Tensor& context,
                                                       const std::optional<std::vector<int64_t>>& upsample_size,
                                                       UNetHooks* hooks) {
@@ -328,7 +358,7 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at:
                                              const UNetAddedCond& added) {
   const bool pass_sizes = needs_upsample_size(sample);
   const at::Tensor x = config_.center_input_sample ? sample * 2.0 - 1.0 : sample;  // [B, Cin, H, W]
-  const at::Tensor temb = forward_time_embedding(timestep, x, added);               // [B, T]
+  const TimeEmbedding temb = project_time_embedding(forward_time_embedding(timestep, x, added));  // [B, T]
   at::Tensor h = forward_conv_in(x);                                                // [B, C0, H, W]
 
   std::vector<at::Tensor> skips{h};

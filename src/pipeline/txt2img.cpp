@@ -31,6 +31,7 @@
 #include "load_component.hpp"
 #include "sdxl_text.hpp"
 #include "unet_runner.hpp"
+#include "util/ab_switch.hpp"
 #include "util/worker_thread.hpp"
 
 namespace diffbench {
@@ -270,8 +271,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->vae_dtype = impl->vae->parameters().empty() ? options.dtype : impl->vae->parameters().front().scalar_type();
   impl->load_report["vae_s"] = seconds_since(t0);
 
-  const char* threads_env = std::getenv("DIFFBENCH_COMPONENT_THREADS");  // "0": off, for A/B timing
-  if (options.component_threads.value_or(options.device.is_cuda() && !(threads_env && std::string(threads_env) == "0"))) {
+  if (options.component_threads.value_or(options.device.is_cuda() && ab_switch_on("DIFFBENCH_COMPONENT_THREADS"))) {
     if (!impl->text_worker) impl->text_worker = std::make_shared<WorkerThread>();
     if (!impl->vae_worker) impl->vae_worker = std::make_shared<WorkerThread>();
   }

@@ -11,6 +11,7 @@
 #include "diffbench/models/blocks/norm.hpp"
 #include "diffbench/models/blocks/resnet.hpp"
 #include "diffbench/models/blocks/transformer.hpp"
+#include "test_support.hpp"
 
 using namespace diffbench;
 
@@ -33,14 +34,7 @@ bool skip_reason(std::string& why) {
 // Half of the dtype's spacing at 1 (its rounding of the output), relative.
 double half_ulp(torch::Dtype t) { return t == torch::kHalf ? 0x1p-11 : t == torch::kBFloat16 ? 0x1p-8 : 0x1p-24; }
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
-  ~ScopedEnv() { unsetenv(name_); }
-
- private:
-  const char* name_;
-};
+using test::ScopedEnv;
 
 }  // namespace
 

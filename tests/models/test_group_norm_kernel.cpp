@@ -36,7 +36,7 @@ TEST(GroupNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
   for (const char* one_pass : {"1", "0"})
     for (const Case& k : cases)
       for (bool silu : {false, true})
-        for (int shifted : {0, 1, 2, 3}) {
+        for (int shifted : {0, 1, 2, 3, 4}) {
           ::setenv("DIFFBENCH_GN_ONE_PASS", one_pass, 1);
           SCOPED_TRACE("C=" + std::to_string(k.c) + " HW=" + std::to_string(k.h * k.w) +
                        " silu=" + std::to_string(silu) + " shifts=" + std::to_string(shifted) +
@@ -52,11 +52,13 @@ TEST(GroupNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
             norm->bias.uniform_(-0.5, 0.5);
           }
           // Shifts: none; a float [N, C] one; a half [N, C] one and a half [C] one (a resnet's time
-          // embedding and conv1's bias); a float [1, C] one and a half [C] one.
+          // embedding and conv1's bias); a float [1, C] one and a half [C] one; a half [N, C] column
+          // block of a wider tensor (the UNet's time projections, one GEMM's output) and a half [C] one.
           at::Tensor shift, channel_shift;
           if (shifted == 1) shift = torch::randn({k.n, k.c}, cuda);
           if (shifted == 2) shift = torch::randn({k.n, k.c}, cuda).to(torch::kHalf);
           if (shifted == 3) shift = torch::randn({1, k.c}, cuda);
+          if (shifted == 4) shift = torch::randn({k.n, k.c + 24}, cuda).to(torch::kHalf).narrow(1, 16, k.c);
           if (shifted >= 2) channel_shift = torch::randn({k.c}, cuda).to(torch::kHalf);
           at::Tensor y1, y2;
           {

@@ -124,6 +124,51 @@ TEST(UNet, MatchesDiffusersOnTinySd) {
   EXPECT_TENSOR_NEAR(out_vec, out, 0.0);
 }
 
+// Every ResNet block's time_emb_proj is a row block of one weight, so the UNet projects the time
+// embedding for all of them in one GEMM and each block reads its columns. Those columns equal each
+// block's own projection, for a UNet loaded as the pipeline loads it (the blocks filled through the
+// layers) and for one made with LibTorch's initialisation (the layers' values concatenated); the
+// output is the same with the fusion off (DIFFBENCH_FUSED_TEMB=0); a UNet whose weights have left
+// the fused tensor projects block by block and still matches diffusers.
+TEST(UNet, TimeProjectionsOfAllBlocksAreOneGemm) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  DIFFBENCH_REQUIRE_FIXTURE(reference());
+  c10::InferenceMode guard;
+  auto ref = load_safetensors(reference());
+  const at::Tensor noise = ref.at("init_noise.seed42.shape_4x4x16x16"), context = ref.at("prompt.embeds");
+  const at::Tensor t = torch::tensor(981, torch::kLong), expected = ref.at("unet.call.t981.out");
+  for (bool loaded : {true, false}) {
+    SCOPED_TRACE(loaded ? "loaded" : "initialised by LibTorch");
+    auto unet = loaded ? load_unet(unet_dir())
+                       : UNet2DConditionModel(UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json")));
+    const at::Tensor emb = unet->forward_time_embedding(t, noise);
+    const TimeEmbedding projected = unet->project_time_embedding(emb);
+    ASSERT_TRUE(projected.projected.defined());
+    int64_t column = 0;
+    for (const auto& r : unet->resnet_blocks()) {
+      const at::Tensor own = at::linear(at::silu(emb), r->time_projection()->weight, r->time_projection()->bias);
+      EXPECT_TENSOR_NEAR(projected.projected.narrow(1, column, r->out_channels()), own, 1e-6);
+      column += r->out_channels();
+    }
+    EXPECT_EQ(column, projected.projected.size(1));
+    EXPECT_EQ(unet->resnet_blocks().size(), 22u);  // tiny-sd: 4 down blocks of 2, the mid block's 2, 4 up blocks of 3
+    const at::Tensor fused = unet(noise, t, context);
+    {
+      test::ScopedEnv off("DIFFBENCH_FUSED_TEMB", "0");
+      EXPECT_FALSE(unet->project_time_embedding(emb).projected.defined());
+      EXPECT_TENSOR_NEAR(unet(noise, t, context), fused, 1e-5);
+    }
+    if (!loaded) continue;
+    EXPECT_TENSOR_NEAR(fused, expected, 1e-4);
+    // A layer given a tensor of its own (as a module moved to another device or dtype gets) has left
+    // the fused weight: every block projects for itself again.
+    auto layer = unet->resnet_blocks().back()->time_projection();
+    layer->weight.set_data(layer->weight.clone());
+    EXPECT_FALSE(unet->project_time_embedding(emb).projected.defined());
+    EXPECT_TENSOR_NEAR(unet(noise, t, context), expected, 1e-4);
+  }
+}
+
 TEST(Vae, DecodeMatchesDiffusersOnTinySd) {
   DIFFBENCH_REQUIRE_FIXTURE(vae_dir());
   DIFFBENCH_REQUIRE_FIXTURE(reference());

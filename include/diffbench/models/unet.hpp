@@ -14,6 +14,7 @@
 
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/models/blocks/embeddings.hpp"
+#include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/unet_blocks.hpp"
 #include "diffbench/models/unet_hooks.hpp"
 
@@ -89,15 +90,19 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // the config has one: [B, time_embed_dim] in sample's dtype.
   at::Tensor forward_time_embedding(const at::Tensor& timestep, const at::Tensor& sample,
                                     const UNetAddedCond& added = {});
+  // The embedding with every ResNet block's projection of it computed at once (one GEMM of the
+  // blocks' time_emb_proj weights, which are row blocks of one tensor), unless the weights have left
+  // that tensor or DIFFBENCH_FUSED_TEMB=0: then each block projects it itself.
+  TimeEmbedding project_time_embedding(const at::Tensor& emb);
   at::Tensor forward_conv_in(const at::Tensor& sample);  // [B, block_out_channels[0], H, W]
   // Each block behind before_module / after_module when hooks are given (ids "down_blocks.<i>",
   // "mid_block", "up_blocks.<i>", numbered as diffusers numbers them).
-  DownBlockOutput forward_down_block(size_t i, const at::Tensor& h, const at::Tensor& temb,
+  DownBlockOutput forward_down_block(size_t i, const at::Tensor& h, const TimeEmbedding& temb,
                                      const at::Tensor& context, UNetHooks* hooks = nullptr);
-  at::Tensor forward_mid_block(const at::Tensor& h, const at::Tensor& temb, const at::Tensor& context,
+  at::Tensor forward_mid_block(const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
                                UNetHooks* hooks = nullptr);
   at::Tensor forward_up_block(size_t i, const at::Tensor& h, const std::vector<at::Tensor>& skips,
-                              const at::Tensor& temb, const at::Tensor& context,
+                              const TimeEmbedding& temb, const at::Tensor& context,
                               const std::optional<std::vector<int64_t>>& upsample_size, UNetHooks* hooks = nullptr);
   at::Tensor forward_conv_out(const at::Tensor& h);  // norm, SiLU, conv: [B, out_channels, H, W]
 
@@ -112,6 +117,8 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   UNetDownBlock& down_block(size_t i) { return down_blocks_.at(i); }
   UNetUpBlock& up_block(size_t i) { return up_blocks_.at(i); }
   bool has_mid_block() const { return !mid_block.is_empty(); }
+  // Every ResNet block, down path to up path.
+  std::vector<ResnetBlock2D> resnet_blocks() const;
 
  private:
   UNetConfig config_;
@@ -125,6 +132,9 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   std::vector<UNetUpBlock> up_blocks_;
   torch::nn::GroupNorm conv_norm_out{nullptr};
   torch::nn::Conv2d conv_out{nullptr};
+  // Their time_emb_proj layers, whose weights are the rows of one tensor in that order.
+  std::vector<torch::nn::Linear> time_projection_layers() const;
+  RowFusedLinears time_projections_;
 };
 TORCH_MODULE(UNet2DConditionModel);
 

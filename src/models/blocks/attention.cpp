@@ -3,12 +3,12 @@
 
 #include "diffbench/models/blocks/linear.hpp"
 
-#include <cstdlib>
-#include <string>
 #include <vector>
 
 #include <torch/nn/modules/dropout.h>
 #include <torch/utils.h>
+
+#include "util/ab_switch.hpp"
 
 namespace diffbench {
 
@@ -25,56 +25,14 @@ AttentionImpl::AttentionImpl(const AttentionOptions& options) : options_(options
   to_v = register_module("to_v", make_linear(nn::LinearOptions(kv_dim, inner).bias(options_.bias)));
   to_out_proj = make_linear(nn::LinearOptions(inner, options_.query_dim).bias(options_.out_bias));
   to_out = register_module("to_out", nn::ModuleList(to_out_proj, nn::Dropout(0.0)));
-  if (!options_.bias && fused_projections_enabled()) {
-    // One weight [3·inner, dim] (self-attention: q, k, v) or [2·inner, kv_dim] (cross-attention: k,
-    // v) whose row blocks are to_q/to_k/to_v's weights: loading fills it through them, and one GEMM
-    // computes every projection that reads the same input.
-    torch::NoGradGuard no_grad;
-    std::vector<at::Tensor> parts;
-    if (options_.cross_attention_dim <= 0) parts.push_back(to_q->weight);
-    parts.push_back(to_k->weight);
-    parts.push_back(to_v->weight);
-    int64_t rows = 0;
-    for (const auto& w : parts) rows += w.size(0);
-    // Under a ParameterTarget the weights are uninitialised (the loader fills them): nothing to copy.
-    fused_weight_ = ParameterTarget::current() ? at::empty({rows, parts[0].size(1)}, parts[0].options())
-                                               : at::cat(parts, 0);
-    int64_t row = 0;
-    for (auto* m : fused_modules()) {
-      const int64_t n = (*m)->weight.size(0);
-      (*m)->weight.set_data(fused_weight_.narrow(0, row, n));
-      row += n;
-    }
-  }
+  // The projections that read the same input share one weight tensor (and bias): self-attention's q,
+  // k, v or cross-attention's k, v run as one GEMM.
+  if (ab_switch_on("DIFFBENCH_FUSED_QKV")) fused_ = RowFusedLinears(fused_modules());
 }
 
-bool AttentionImpl::fused_projections_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("DIFFBENCH_FUSED_QKV");  // "0": separate projections (for A/B timing)
-    return !(v && std::string(v) == "0");
-  }();
-  return on;
-}
-
-std::vector<torch::nn::Linear*> AttentionImpl::fused_modules() {
-  if (options_.cross_attention_dim <= 0) return {&to_q, &to_k, &to_v};
-  return {&to_k, &to_v};
-}
-
-// The weights are still the row blocks of fused_weight_ (a module moved to another device or dtype,
-// or given other weight tensors, has separate ones again) and no gradient is needed (training needs
-// to_q/to_k/to_v's own): otherwise the projections run one by one.
-bool AttentionImpl::fused_intact() {
-  if (!fused_weight_.defined() || (at::GradMode::is_enabled() && to_k->weight.requires_grad())) return false;
-  int64_t offset = fused_weight_.storage_offset();
-  for (auto* m : fused_modules()) {
-    const at::Tensor& w = (*m)->weight;
-    if (!w.is_alias_of(fused_weight_) || w.storage_offset() != offset || !w.is_contiguous() ||
-        w.size(1) != fused_weight_.size(1))
-      return false;
-    offset += w.numel();
-  }
-  return true;
+std::vector<torch::nn::Linear> AttentionImpl::fused_modules() const {
+  if (options_.cross_attention_dim <= 0) return {to_q, to_k, to_v};
+  return {to_k, to_v};
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& context) {
@@ -91,14 +49,14 @@ at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& co
 
   const int64_t heads = options_.heads, dh = options_.dim_head;
   at::Tensor q, k, v;
-  if (fused_intact()) {
+  if (fused_.intact(fused_modules())) {
     if (!context.defined() && options_.cross_attention_dim <= 0) {  // [B, N, 3, heads, dh]
-      const auto qkv = at::linear(x, fused_weight_).view({B, -1, 3, heads, dh});
+      const auto qkv = fused_.forward(x).view({B, -1, 3, heads, dh});
       q = qkv.select(2, 0).transpose(1, 2);
       k = qkv.select(2, 1).transpose(1, 2);
       v = qkv.select(2, 2).transpose(1, 2);
     } else if (context.defined() && options_.cross_attention_dim > 0) {  // [B, M, 2, heads, dh]
-      const auto kv2 = at::linear(kv, fused_weight_).view({B, -1, 2, heads, dh});
+      const auto kv2 = fused_.forward(kv).view({B, -1, 2, heads, dh});
       k = kv2.select(2, 0).transpose(1, 2);
       v = kv2.select(2, 1).transpose(1, 2);
     }

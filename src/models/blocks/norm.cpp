@@ -1,10 +1,9 @@
 #include "diffbench/models/blocks/norm.hpp"
 
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/add_layer_norm.hpp"
 #include "kernels/group_norm.hpp"
+#include "util/ab_switch.hpp"
 
 namespace diffbench {
 
@@ -53,8 +52,7 @@ bool fused_add_layer_norm(const at::Tensor& x) {
   if (!x.is_cuda() || (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16 && x.scalar_type() != at::kFloat))
     return false;
   if (at::GradMode::is_enabled()) return false;  // training (the demo's, on CPU) keeps LibTorch's autograd ops
-  const char* v = std::getenv("DIFFBENCH_FUSED_ADDLN");  // "0": the add and the LayerNorm apart (A/B timing)
-  return !(v && std::strcmp(v, "0") == 0);
+  return ab_switch_on("DIFFBENCH_FUSED_ADDLN");  // "0": the add and the LayerNorm apart
 #else
   (void)x;
   return false;

@@ -1,14 +1,13 @@
 #include "diffbench/models/blocks/resnet.hpp"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "diffbench/models/blocks/layers.hpp"
 
 #include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/blocks/norm.hpp"
 
 #include <torch/nn/functional/activation.h>
+
+#include "util/ab_switch.hpp"
 
 namespace diffbench {
 
@@ -26,7 +25,15 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& options) : opti
   if (cin != cout) conv_shortcut = register_module("conv_shortcut", make_conv2d(nn::Conv2dOptions(cin, cout, 1)));
 }
 
-at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) {
+at::Tensor ResnetBlock2DImpl::time_shift(const TimeEmbedding& temb) const {
+  if (!time_emb_proj) return {};
+  if (temb.projected.defined() && projection_column_ >= 0)
+    return temb.projected.narrow(1, projection_column_, options_.out_channels);
+  if (!temb.emb.defined()) return {};
+  return linear(time_emb_proj, at::silu(temb.emb));
+}
+
+at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const TimeEmbedding& temb) {
   if (fused_nhwc(x)) {
     // The same computation with conv1's bias and the time embedding added inside norm2's kernel
     // and conv2's bias inside the skip connection's add (three fewer passes over h).
@@ -34,10 +41,8 @@ at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& tem
       return at::conv2d(in, c->weight, {}, /*stride=*/1, /*padding=*/1);
     };
     at::Tensor h = conv(conv1, group_norm_act(x, norm1, /*silu=*/true));
-    at::Tensor temb_shift;  // [B, Cout]; conv1's bias is added beside it, in the kernel
-    if (time_emb_proj && temb.defined()) temb_shift = linear(time_emb_proj, at::silu(temb));
-    const char* apart = std::getenv("DIFFBENCH_GN_SHIFTS");  // "0": the two added in a pass first (A/B timing)
-    if (apart && std::strcmp(apart, "0") == 0)
+    const at::Tensor temb_shift = time_shift(temb);  // [B, Cout]; conv1's bias is added beside it, in the kernel
+    if (!ab_switch_on("DIFFBENCH_GN_SHIFTS"))  // the two added in a pass first
       h = conv(conv2, group_norm_act(h, norm2, /*silu=*/true,
                                      temb_shift.defined() ? temb_shift + conv1->bias : conv1->bias.unsqueeze(0)));
     else
@@ -58,10 +63,7 @@ at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& tem
     return bias_residual(h, conv2->bias, shortcut, 1.0 / options_.output_scale_factor);
   }
   at::Tensor h = conv1(group_norm_act(x, norm1, /*silu=*/true));  // [B, Cout, H, W]
-  if (time_emb_proj && temb.defined()) {
-    at::Tensor t = linear(time_emb_proj, at::silu(temb));  // [B, Cout]
-    h = h + t.unsqueeze(-1).unsqueeze(-1);                 // broadcast over H, W
-  }
+  if (const at::Tensor t = time_shift(temb); t.defined()) h = h + t.unsqueeze(-1).unsqueeze(-1);  // over H, W
   h = conv2(group_norm_act(h, norm2, /*silu=*/true));  // dropout is the identity at inference
   at::Tensor shortcut = conv_shortcut ? conv_shortcut(x) : x;
   at::Tensor out = shortcut + h;

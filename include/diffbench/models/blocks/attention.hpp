@@ -9,6 +9,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "diffbench/models/blocks/linear.hpp"
+
 #include <vector>
 
 namespace diffbench {
@@ -41,13 +43,11 @@ class AttentionImpl : public torch::nn::Module {
   torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
   torch::nn::ModuleList to_out{nullptr};  // 0: Linear, 1: Dropout
   torch::nn::Linear to_out_proj{nullptr};  // the same module as to_out[0], typed
-  // Without biases, the projections that read the same input share one weight tensor (their
-  // weights are views of it): self-attention's q, k, v or cross-attention's k, v run as one GEMM.
+  // The projections that read the same input share one weight tensor and bias (their parameters
+  // are views of them): self-attention's q, k, v or cross-attention's k, v run as one GEMM.
   // The environment variable DIFFBENCH_FUSED_QKV=0 turns this off (for timing both).
-  at::Tensor fused_weight_;
-  static bool fused_projections_enabled();
-  std::vector<torch::nn::Linear*> fused_modules();
-  bool fused_intact();
+  RowFusedLinears fused_;
+  std::vector<torch::nn::Linear> fused_modules() const;
 };
 TORCH_MODULE(Attention);
 
