@@ -9,7 +9,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := cmake ninja-build g++ pkg-config python3-venv nlohmann-json3-dev libtomlplusplus-dev \
-                libcli11-dev libpng-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev libgloo-dev
+                libcli11-dev libpng-dev zlib1g-dev libutf8proc-dev libxxhash-dev libgtest-dev libgmock-dev libgloo-dev
 
 # Only tests need these: headless Chromium renders report.html in tests/report, Open MPI's mpirun
 # launches tests/dist's two-process run (each skipped without it).

@@ -1,6 +1,7 @@
 // Helpers shared by the test binaries: where the reference fixtures are, tensor comparison.
 #pragma once
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -37,6 +38,28 @@ inline std::filesystem::path temp_dir(const std::string& tag) {
 inline std::string read_bytes(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// CRC-32 (IEEE, as zlib and PNG compute it).
+inline uint32_t crc32(const std::string& bytes) {
+  uint32_t c = 0xffffffffu;
+  for (unsigned char b : bytes) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return c ^ 0xffffffffu;
+}
+
+inline std::string le32(uint32_t v) {
+  return {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16), static_cast<char>(v >> 24)};
+}
+
+// One gzip member (RFC 1952) holding `text` (under 64 KiB) in a single stored deflate block (RFC 1951).
+inline std::string gzip_stored(const std::string& text) {
+  const auto n = static_cast<uint16_t>(text.size());
+  const std::string header("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff", 10);
+  const std::string block = std::string(1, '\x01') + le32(n | (uint32_t(uint16_t(~n)) << 16)) + text;
+  return header + block + le32(crc32(text)) + le32(static_cast<uint32_t>(text.size()));
 }
 
 // Flips the bits of a file's last byte in place (a copied fixture made writable first): the same

@@ -66,7 +66,7 @@ srcs[fuzz_json]="${json_srcs[*]}"
 srcs[fuzz_prompts]="${json_srcs[*]} src/io/prompts.cpp src/io/assets.cpp"
 srcs[fuzz_safetensors]="${json_srcs[*]} src/io/safetensors.cpp"
 srcs[fuzz_spec]="src/util/error.cpp src/io/read_file.cpp src/io/assets.cpp src/io/hub_cache.cpp src/pipeline/device.cpp src/pipeline/spec.cpp"
-srcs[fuzz_tokenizer]="${json_srcs[*]} src/tokenizer/text.cpp src/tokenizer/html_entities.cpp src/tokenizer/tokenizer_files.cpp src/tokenizer/clip_tokenizer.cpp"
+srcs[fuzz_tokenizer]="${json_srcs[*]} src/tokenizer/text.cpp src/tokenizer/html_entities.cpp src/tokenizer/tokenizer_files.cpp src/tokenizer/clip_tokenizer.cpp src/io/gzip.cpp src/io/staging_dir.cpp"
 srcs[fuzz_png]="src/util/error.cpp src/io/read_file.cpp src/io/image.cpp"
 torch_libs="-L$torch/lib -Wl,-rpath,$torch/lib -ltorch_cpu -lc10"
 libs[fuzz_safetensors]="$torch_libs"
@@ -75,7 +75,7 @@ if [ -n "$torch" ] && [ -f "$torch/include/c10/cuda/CUDAFunctions.h" ]; then
   cudart=$(find "$torch/lib" "$torch/../nvidia" -name 'libcudart.so*' 2>/dev/null | head -1)
   libs[fuzz_spec]+=" -lc10_cuda ${cudart:+$cudart -Wl,-rpath,$(dirname "$cudart")}"
 fi
-libs[fuzz_tokenizer]="$torch_libs -lutf8proc"
+libs[fuzz_tokenizer]="$torch_libs -lutf8proc -lz"
 libs[fuzz_png]="$torch_libs -lpng -lz"
 
 for t in "${targets[@]}"; do

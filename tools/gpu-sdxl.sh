@@ -14,7 +14,8 @@ python3 -c 'import diffusers' 2>/dev/null || python3 -m pip install -q --no-deps
   python3 -m pip install -q --no-deps --break-system-packages "$wheels"/*.whl >/dev/null
 mkdir -p "$work"
 t0=$(date +%s)
-[ -d "$work/sdxl" ] || python3 tools/py-sdxl-bench.py make "$work/sdxl" assets/clip-tokenizer >"$work/make.log" 2>&1 &
+python3 tools/clip-tokenizer-files.py assets/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz "$work/tok" >/dev/null || exit 1
+[ -d "$work/sdxl" ] || python3 tools/py-sdxl-bench.py make "$work/sdxl" "$work/tok" >"$work/make.log" 2>&1 &
 made=$!
 TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
 echo "== build $(( $(date +%s) - t0 )) s"

@@ -35,8 +35,9 @@ def make_vitg(out, tokenizer):
                               "interpolation": "bicubic", "resize_mode": "shortest"}}
     with open(os.path.join(out, "open_clip_config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(os.path.join(tokenizer, name), out)
+    for name in ("vocab.json", "merges.txt", "bpe_simple_vocab_16e6.txt.gz"):  # either layout diffbench reads
+        if os.path.exists(os.path.join(tokenizer, name)):
+            shutil.copy(os.path.join(tokenizer, name), out)
 
 
 def load(sd_dir):

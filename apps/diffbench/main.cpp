@@ -404,7 +404,7 @@ void add_init_random(CLI::App& app, InitRandomArgs& a) {
   c->add_option("--arch", a.arch, "sd15 (SD 1.5 topology, full size) or tiny")
       ->capture_default_str()->check(CLI::IsMember({"sd15", "tiny"}));
   c->add_option("--out", a.out, "folder to create")->required();
-  c->add_option("--tokenizer", a.tokenizer, "CLIP tokenizer folder (vocab.json + merges.txt) to copy in")->required();
+  c->add_option("--tokenizer", a.tokenizer, "CLIP tokenizer folder to copy in (assets/clip-tokenizer will do)")->required();
   c->add_option("--seed", a.seed, "weights seed")->capture_default_str()->check(kUnsigned);
   c->add_option("--weights-dtype", a.weights_dtype, "fp32 or fp16 weights on disk")
       ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16"}));

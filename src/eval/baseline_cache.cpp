@@ -160,13 +160,13 @@ nlohmann::json folder_hashes(const fs::path& folder, const std::string& variant)
         for (const auto& e : fs::directory_iterator(folder / small)) add(e.path());
     return hashed();
   }
-  // A scorer folder: its configs, vocabularies and safetensors.
+  // A scorer folder: its configs, vocabularies (open_clip's gzipped merges list too) and safetensors.
   auto it = fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink, ec);
   if (ec) throw InputError("cannot list the folder: " + ec.message(), folder.string());
   for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) throw InputError("cannot list the folder: " + ec.message(), folder.string());
     const std::string ext = it->path().extension().string();
-    if (ext == ".json" || ext == ".txt" || ext == ".safetensors") add(it->path());
+    if (ext == ".json" || ext == ".txt" || ext == ".gz" || ext == ".safetensors") add(it->path());
   }
   return hashed();
 }

@@ -138,11 +138,13 @@ json sd_model_index() {
 void write_random_pipeline(const fs::path& out, const RandomPipelineOptions& o) {
   if (o.arch != "sd15" && o.arch != "tiny") throw UsageError("unknown architecture '" + o.arch + "' (sd15 or tiny)", "--arch");
   if (o.tokenizer.empty())
-    throw UsageError("a tokenizer folder is needed (vocab.json + merges.txt, e.g. a CLIP tokenizer): pass --tokenizer DIR",
+    throw UsageError("a CLIP tokenizer folder is needed (e.g. the bundled assets/clip-tokenizer): pass --tokenizer DIR",
                      "--tokenizer");
   const bool has_bpe = fs::exists(o.tokenizer / "vocab.json") && fs::exists(o.tokenizer / "merges.txt");
-  if (!has_bpe && !fs::exists(o.tokenizer / "tokenizer.json"))
-    throw InputError("tokenizer folder has neither vocab.json + merges.txt nor tokenizer.json", o.tokenizer.string());
+  const bool has_json = fs::exists(o.tokenizer / "tokenizer.json");
+  if (!has_bpe && !has_json && !fs::exists(o.tokenizer / "bpe_simple_vocab_16e6.txt.gz"))
+    throw InputError("tokenizer folder has neither vocab.json + merges.txt, tokenizer.json nor bpe_simple_vocab_16e6.txt.gz",
+                     o.tokenizer.string());
   ClipTokenizer::from_dir(o.tokenizer);  // a broken vocab.json or merges.txt fails here, not in every later run
 
   StagingDir staging(out, /*replace=*/false);
@@ -158,6 +160,8 @@ void write_random_pipeline(const fs::path& out, const RandomPipelineOptions& o) 
   fs::create_directories(dir / "tokenizer");
   for (const char* f : {"vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
     if (fs::exists(o.tokenizer / f)) fs::copy_file(o.tokenizer / f, dir / "tokenizer" / f);
+  // open_clip's merges list alone (assets/clip-tokenizer): written out in the layout diffusers reads.
+  if (!has_bpe && !has_json) write_clip_vocab_files(o.tokenizer, dir / "tokenizer");
   if (!fs::exists(dir / "tokenizer" / "tokenizer_config.json"))
     write_json(dir / "tokenizer" / "tokenizer_config.json",
                {{"bos_token", "<|startoftext|>"}, {"eos_token", "<|endoftext|>"}, {"pad_token", "<|endoftext|>"},

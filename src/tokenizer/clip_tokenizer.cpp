@@ -24,17 +24,6 @@ namespace {
 constexpr const char* kEndOfWord = "</w>";
 constexpr size_t kMaxCachedWords = 100000;
 
-// GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the others to U+0100 onwards.
-std::array<char32_t, 256> byte_to_unicode() {
-  std::array<char32_t, 256> table{};
-  char32_t next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    table[b] = printable ? static_cast<char32_t>(b) : next++;
-  }
-  return table;
-}
-
 uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
@@ -232,10 +221,9 @@ std::shared_ptr<ClipTokenizer::Impl> build(const TokenizerFiles& files, const To
     return id;
   };
 
-  const auto unicode = byte_to_unicode();
+  const auto symbols = byte_symbols();
   for (int b = 0; b < 256; ++b) {
-    std::string symbol;
-    append_utf8(symbol, unicode[b]);
+    const std::string& symbol = symbols[b];
     impl->byte_id[b] = static_cast<int32_t>(find(symbol));
     impl->byte_end_id[b] = static_cast<int32_t>(find(symbol + kEndOfWord));
   }
@@ -296,6 +284,30 @@ std::shared_ptr<ClipTokenizer::Impl> build(const TokenizerFiles& files, const To
   return impl;
 }
 
+constexpr const char* kBpeSimpleVocab = "bpe_simple_vocab_16e6.txt.gz";
+
+// The vocabulary and merges a tokenizer folder holds: vocab.json + merges.txt, else tokenizer.json
+// (when `tokenizer_json`), else open_clip's bpe_simple_vocab_16e6.txt.gz.
+TokenizerFiles read_vocab_and_merges(const fs::path& dir, bool tokenizer_json) {
+  if (!fs::is_directory(dir)) throw InputError("not a tokenizer directory", dir.string());
+  TokenizerFiles files;
+  const bool has_vocab = fs::exists(dir / "vocab.json"), has_merges = fs::exists(dir / "merges.txt");
+  if (has_vocab && has_merges) {
+    read_vocab_json(dir / "vocab.json", files);
+    read_merges_txt(dir / "merges.txt", files);
+  } else if (tokenizer_json && fs::exists(dir / "tokenizer.json")) {
+    read_tokenizer_json(dir / "tokenizer.json", files);
+  } else if (!has_vocab && !has_merges && fs::exists(dir / kBpeSimpleVocab)) {
+    read_bpe_simple_vocab(dir / kBpeSimpleVocab, files);
+  } else {
+    const fs::path missing = dir / (has_vocab ? "merges.txt" : "vocab.json");
+    throw InputError(std::string("missing (and no ") + (tokenizer_json ? "tokenizer.json or " : "") + kBpeSimpleVocab +
+                         " either)",
+                     missing.string());
+  }
+  return files;
+}
+
 }  // namespace
 
 ClipTokenizer::ClipTokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -306,18 +318,7 @@ ClipTokenizer::ClipTokenizer(ClipTokenizer&&) noexcept = default;
 ClipTokenizer& ClipTokenizer::operator=(ClipTokenizer&&) noexcept = default;
 
 ClipTokenizer ClipTokenizer::from_dir(const fs::path& dir, const TokenizerOptions& options) {
-  if (!fs::is_directory(dir)) throw InputError("not a tokenizer directory", dir.string());
-  TokenizerFiles files;
-  const bool has_vocab = fs::exists(dir / "vocab.json"), has_merges = fs::exists(dir / "merges.txt");
-  if (has_vocab && has_merges) {
-    read_vocab_json(dir / "vocab.json", files);
-    read_merges_txt(dir / "merges.txt", files);
-  } else if (fs::exists(dir / "tokenizer.json")) {
-    read_tokenizer_json(dir / "tokenizer.json", files);
-  } else {
-    const fs::path missing = dir / (has_vocab ? "merges.txt" : "vocab.json");
-    throw InputError("missing (and no tokenizer.json either)", missing.string());
-  }
+  TokenizerFiles files = read_vocab_and_merges(dir, /*tokenizer_json=*/true);
   read_special_token_configs(dir, files);
   return ClipTokenizer(build(files, options, false));
 }
@@ -329,10 +330,11 @@ ClipTokenizer ClipTokenizer::from_tokenizer_json(const fs::path& file, const Tok
 }
 
 ClipTokenizer ClipTokenizer::open_clip(const fs::path& dir, const TokenizerOptions& options) {
-  TokenizerFiles files;
-  read_vocab_json(dir / "vocab.json", files);
-  read_merges_txt(dir / "merges.txt", files);
-  return ClipTokenizer(build(files, options, true));
+  return ClipTokenizer(build(read_vocab_and_merges(dir, /*tokenizer_json=*/false), options, true));
+}
+
+void write_clip_vocab_files(const fs::path& dir, const fs::path& out_dir) {
+  write_vocab_files(read_vocab_and_merges(dir, /*tokenizer_json=*/true), out_dir);
 }
 
 std::vector<int64_t> ClipTokenizer::tokenize(const std::string& text) const { return impl_->tokenize(text); }

@@ -1,19 +1,37 @@
 #include "tokenizer/tokenizer_files.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/gzip.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/read_file.hpp"
+#include "diffbench/io/staging_dir.hpp"
+#include "tokenizer/text.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace diffbench::tokenizer_detail {
 namespace {
+
+// GPT-2's bytes_to_unicode(): which bytes keep their own code point.
+bool printable_byte(int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); }
+
+// One merge "a b": two non-empty symbols, one space.
+std::pair<std::string, std::string> parse_merge(std::string_view line, const std::string& what,
+                                                const std::string& source) {
+  const size_t space = line.find(' ');
+  if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
+      line.find(' ', space + 1) != std::string_view::npos)
+    throw InputError(what + " is not a merge 'a b': '" + std::string(line) + "'", source);
+  return {std::string(line.substr(0, space)), std::string(line.substr(space + 1))};
+}
 
 void read_vocab_object(const json& vocab, const std::string& source, TokenizerFiles& out) {
   if (!vocab.is_object()) throw InputError("the vocabulary is not a JSON object of token -> id", source);
@@ -86,13 +104,66 @@ void read_merges_txt(const fs::path& file, TokenizerFiles& out) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
-    const size_t space = line.find(' ');
-    if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
-        line.find(' ', space + 1) != std::string::npos)
-      throw InputError("line " + std::to_string(line_no) + " is not a merge 'a b': '" + line + "'", file.string());
-    out.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+    out.merges.push_back(parse_merge(line, "line " + std::to_string(line_no), file.string()));
   }
   out.merges_source = file.string();
+}
+
+std::array<std::string, 256> byte_symbols() {
+  std::array<std::string, 256> symbols;
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) append_utf8(symbols[b], printable_byte(b) ? static_cast<char32_t>(b) : next++);
+  return symbols;
+}
+
+void read_bpe_simple_vocab(const fs::path& file, TokenizerFiles& out) {
+  constexpr size_t kMerges = 49152 - 256 - 2;  // as CLIP's SimpleTokenizer slices them
+  const std::string source = file.string();
+  const std::string text = read_gzip_file(file, 64ull << 20);
+  out.merges.clear();
+  out.merges.reserve(kMerges);
+  size_t pos = text.find('\n');  // line 1 is the file's header
+  for (size_t line_no = 2; pos != std::string::npos && out.merges.size() < kMerges; ++line_no) {
+    const size_t begin = pos + 1;
+    pos = text.find('\n', begin);
+    const std::string_view line(text.data() + begin, (pos == std::string::npos ? text.size() : pos) - begin);
+    if (line.empty() && pos == std::string::npos) break;  // the final newline
+    out.merges.push_back(parse_merge(line, "line " + std::to_string(line_no), source));
+  }
+  if (out.merges.size() < kMerges)
+    throw InputError("has " + std::to_string(out.merges.size()) + " merges; CLIP's vocabulary needs " +
+                         std::to_string(kMerges),
+                     source);
+  out.merges_source = source;
+
+  const auto symbols = byte_symbols();
+  std::vector<std::string> tokens;
+  tokens.reserve(2 * 256 + kMerges + 2);
+  for (const bool printable : {true, false})  // bytes_to_unicode()'s order: the printable bytes first
+    for (int b = 0; b < 256; ++b)
+      if (printable_byte(b) == printable) tokens.push_back(symbols[b]);
+  for (size_t i = 0; i < 256; ++i) tokens.push_back(tokens[i] + "</w>");
+  for (const auto& [a, b] : out.merges) tokens.push_back(a + b);
+  tokens.push_back("<|startoftext|>");
+  tokens.push_back("<|endoftext|>");
+  out.vocab.clear();
+  out.vocab.reserve(tokens.size());
+  for (size_t id = 0; id < tokens.size(); ++id) out.vocab.emplace_back(std::move(tokens[id]), static_cast<int64_t>(id));
+  out.vocab_source = source;
+}
+
+void write_vocab_files(const TokenizerFiles& files, const fs::path& dir) {
+  auto by_id = files.vocab;
+  std::sort(by_id.begin(), by_id.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  std::string vocab = "{";
+  for (size_t i = 0; i < by_id.size(); ++i)
+    vocab += (i ? ", " : "") + json(by_id[i].first).dump() + ": " + std::to_string(by_id[i].second);
+  vocab += "}";
+  std::string merges = "#version: 0.2\n";
+  for (const auto& [a, b] : files.merges) merges += a + " " + b + "\n";
+  fs::create_directories(dir);
+  write_file_atomic(dir / "vocab.json", vocab);
+  write_file_atomic(dir / "merges.txt", merges);
 }
 
 void read_tokenizer_json(const fs::path& file, TokenizerFiles& out) {
@@ -110,12 +181,7 @@ void read_tokenizer_json(const fs::path& file, TokenizerFiles& out) {
   out.merges.reserve(model["merges"].size());
   for (const auto& m : model["merges"]) {
     if (m.is_string()) {  // "a b"
-      const auto s = m.get<std::string>();
-      const size_t space = s.find(' ');
-      if (space == std::string::npos || space == 0 || space + 1 == s.size() ||
-          s.find(' ', space + 1) != std::string::npos)
-        throw InputError("model.merges entry '" + s + "' is not 'a b'", source);
-      out.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+      out.merges.push_back(parse_merge(m.get<std::string>(), "model.merges entry", source));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["a", "b"]
       out.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
     } else {

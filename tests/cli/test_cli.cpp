@@ -186,6 +186,20 @@ TEST(Cli, InitRandomWritesALoadableFolder) {
   r = run_diffbench("init-random --arch tiny --out " + shell_quote((dir / "m2").string()));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("--tokenizer"), std::string::npos) << r.output;
+
+  // The bundled tokenizer (open_clip's merges list alone): the model folder gets Hugging Face's files,
+  // the same bytes as the reference folder's, and the same image comes out.
+  const fs::path bundled = fs::path(DIFFBENCH_SOURCE_DIR) / "assets" / "clip-tokenizer";
+  r = run_diffbench("init-random --arch tiny --seed 3 --tokenizer " + shell_quote(bundled.string()) + " --out " +
+                    shell_quote((dir / "m3").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* f : {"vocab.json", "merges.txt"})
+    EXPECT_TRUE(test::read_bytes(dir / "m3" / "tokenizer" / f) == test::read_bytes(test::fixture("clip-tokenizer") / f)) << f;
+  EXPECT_FALSE(fs::exists(dir / "m3" / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz"));
+  r = run_diffbench("generate --model " + shell_quote((dir / "m3").string()) +
+                    " --prompt 'a red square' --steps 3 --quiet --out " + shell_quote((dir / "out3").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::read_bytes(dir / "out3" / "000000.png") == test::read_bytes(dir / "out" / "000000.png"));
   fs::remove_all(dir);
 }
 

@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
+#include "diffbench/io/gzip.hpp"
 #include "diffbench/io/image.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/prompts.hpp"
@@ -45,21 +47,12 @@ std::string input_error(F f) {
 
 #define EXPECT_CONTAINS(text, part) EXPECT_NE((text).find(part), std::string::npos) << (text)
 
-uint32_t crc32(const std::string& bytes) {
-  uint32_t c = 0xffffffffu;
-  for (unsigned char b : bytes) {
-    c ^= b;
-    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
-  }
-  return c ^ 0xffffffffu;
-}
-
 std::string be32(uint32_t v) {
   return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
 std::string png_chunk(const std::string& type, const std::string& data) {
-  return be32(static_cast<uint32_t>(data.size())) + type + data + be32(crc32(type + data));
+  return be32(static_cast<uint32_t>(data.size())) + type + data + be32(test::crc32(type + data));
 }
 
 // A PNG of a few dozen bytes whose header claims width × height RGB pixels.
@@ -145,6 +138,30 @@ TEST(UntrustedSafetensors, HeaderLiesAreRejected) {
                       R"({"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "e": {"dtype": "F32", "shape": [0, 3], "data_offsets": [8, 8]}, "f": {"dtype": "F32", "shape": [0], "data_offsets": [8, 8]}})",
                       f8));
   EXPECT_EQ(SafetensorsFile::open(ok)->tensors().size(), 3u);
+  fs::remove_all(dir);
+}
+
+TEST(UntrustedFiles, GzipStreamsAreCheckedAndBounded) {
+  const fs::path dir = test::temp_dir("untrusted-gzip");
+  const fs::path gz = dir / "merges.txt.gz";
+  write_bytes(gz, test::gzip_stored("#version\ni n\n"));
+  EXPECT_EQ(read_gzip_file(gz), "#version\ni n\n");
+  write_bytes(gz, test::gzip_stored("one ") + test::gzip_stored("two"));  // members concatenated, as `cat a.gz b.gz`
+  EXPECT_EQ(read_gzip_file(gz), "one two");
+  // open_clip's merges list: 1,356,917 bytes that inflate to 3,194,984 (Python's gzip module)
+  const fs::path merges = assets_dir() / "clip-tokenizer" / "bpe_simple_vocab_16e6.txt.gz";
+  EXPECT_EQ(read_gzip_file(merges).size(), 3194984u);
+  EXPECT_CONTAINS(input_error([&] { read_gzip_file(merges, 2000000); }), "more than 2000000 bytes");
+  const std::string whole = test::gzip_stored("0123456789");
+  write_bytes(gz, whole.substr(0, whole.size() - 6));
+  EXPECT_CONTAINS(input_error([&] { read_gzip_file(gz); }), "truncated");
+  std::string bad_crc = whole;
+  bad_crc[bad_crc.size() - 8] ^= 1;
+  write_bytes(gz, bad_crc);
+  EXPECT_CONTAINS(input_error([&] { read_gzip_file(gz); }), gz.string());
+  write_bytes(gz, "plain text, not gzip");
+  EXPECT_CONTAINS(input_error([&] { read_gzip_file(gz); }), "not a valid gzip stream");
+  EXPECT_CONTAINS(input_error([&] { read_gzip_file(dir); }), "folder");
   fs::remove_all(dir);
 }
 

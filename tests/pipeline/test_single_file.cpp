@@ -161,7 +161,7 @@ TEST(SingleFile, InfersTheConfigFromTheTensors) {
     EXPECT_EQ(ck.text_config[k], text[k]) << "text " << k;
   EXPECT_EQ(ck.scheduler_config["_class_name"], "PNDMScheduler");
   EXPECT_EQ(ck.tokenizer_dir.filename(), "clip-tokenizer");  // the bundled CLIP vocabulary
-  EXPECT_TRUE(fs::exists(ck.tokenizer_dir / "vocab.json"));
+  EXPECT_TRUE(fs::exists(ck.tokenizer_dir / "bpe_simple_vocab_16e6.txt.gz"));  // open_clip's merges list
   EXPECT_TRUE(fs::exists(ck.tokenizer_dir / "LICENSE"));
 
   const auto sd2 = open_single_file(original_file(CheckpointFamily::SD2), {"v_prediction", {}});

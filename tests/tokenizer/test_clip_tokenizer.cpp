@@ -6,6 +6,9 @@
 #include <thread>
 
 #include "diffbench/error.hpp"
+#include "diffbench/io/assets.hpp"
+#include "diffbench/io/gzip.hpp"
+#include "diffbench/io/read_file.hpp"
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
@@ -77,6 +80,40 @@ TEST(ClipTokenizer, GoldenFromVocabAndMerges) {
   EXPECT_EQ(tok.max_length(), 77);
   EXPECT_EQ(tok.vocab_size(), 49408);
   expect_golden(tok);
+}
+
+// assets/clip-tokenizer holds only open_clip's merges list (bpe_simple_vocab_16e6.txt.gz): the
+// vocabulary derived from it gives transformers' ids, and open_clip's on its own reference.
+TEST(ClipTokenizer, GoldenFromOpenClipMergesList) {
+  const auto dir = assets_dir() / "clip-tokenizer";
+  ASSERT_TRUE(fs::exists(dir / "bpe_simple_vocab_16e6.txt.gz"));
+  ASSERT_FALSE(fs::exists(dir / "vocab.json"));
+  const auto tok = ClipTokenizer::from_dir(dir);
+  EXPECT_EQ(tok.vocab_size(), 49408);
+  EXPECT_EQ(tok.bos_id(), 49406);
+  EXPECT_EQ(tok.pad_id(), 49407);
+  expect_golden(tok);
+
+  const auto ref = test::fixture("tiny-openclip-reference.safetensors");
+  DIFFBENCH_REQUIRE_FIXTURE(ref);
+  const at::Tensor expected = SafetensorsFile::open(ref)->get("input_ids").to(at::kLong);
+  const at::Tensor got = ClipTokenizer::open_clip(dir).encode_batch(json_strings(test::fixture("tiny-openclip-reference.json"), "texts"));
+  EXPECT_TRUE(at::equal(got, expected)) << "got\n" << got << "\nexpected\n" << expected;
+}
+
+// What init-random writes for a merges-list-only folder: the Hugging Face files, byte for byte as
+// the reference tokenizer folder (made by transformers' layout from the same merges).
+TEST(ClipTokenizer, WritesHuggingFaceFilesFromTheMergesList) {
+  const auto ref = test::fixture("clip-tokenizer");
+  DIFFBENCH_REQUIRE_FIXTURE(ref / "vocab.json");
+  const auto out = test::temp_dir("tok-written");
+  write_clip_vocab_files(assets_dir() / "clip-tokenizer", out);
+  EXPECT_TRUE(read_regular_file(out / "vocab.json") == read_regular_file(ref / "vocab.json"));
+  EXPECT_TRUE(read_regular_file(out / "merges.txt") == read_regular_file(ref / "merges.txt"));
+  // and back: the written folder reads as the same tokenizer
+  EXPECT_EQ(ClipTokenizer::from_dir(out).encode("a photo of a cat"),
+            ClipTokenizer::from_dir(assets_dir() / "clip-tokenizer").encode("a photo of a cat"));
+  fs::remove_all(out);
 }
 
 TEST(ClipTokenizer, GoldenFromTokenizerJsonAlone) {
@@ -270,6 +307,24 @@ TEST(ClipTokenizer, MissingOrCorruptFilesNameTheFile) {
   write_file(dir / "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
   expect_input_error([&] { ClipTokenizer::from_tokenizer_json(dir / "tokenizer.json"); }, "tokenizer.json");
   fs::remove_all(dir);
+
+  // open_clip's merges list: not gzip, truncated, or too few merges
+  const auto gz_dir = test::temp_dir("tok-bad-gz");
+  const auto gz = gz_dir / "bpe_simple_vocab_16e6.txt.gz";
+  write_file(gz, "#version: 0.2\ni n\n");
+  expect_input_error([&] { ClipTokenizer::from_dir(gz_dir); }, "bpe_simple_vocab_16e6.txt.gz");
+  expect_input_error([&] { ClipTokenizer::open_clip(gz_dir); }, "bpe_simple_vocab_16e6.txt.gz");
+  const std::string real = read_regular_file(assets_dir() / "clip-tokenizer" / "bpe_simple_vocab_16e6.txt.gz");
+  write_file(gz, real.substr(0, real.size() / 2));
+  expect_input_error([&] { ClipTokenizer::from_dir(gz_dir); }, "bpe_simple_vocab_16e6.txt.gz");
+  write_file(gz, test::gzip_stored("\"bpe_simple_vocab_16e6.txt#version: 0.2\ni n\nt h\n"));  // 2 of 48,894 merges
+  try {
+    ClipTokenizer::from_dir(gz_dir);
+    ADD_FAILURE() << "a two-merge list was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("has 2 merges"), std::string::npos) << e.what();
+  }
+  fs::remove_all(gz_dir);
 }
 
 TEST(ClipTokenizer, ThreadSafeCopiesAndFast) {

@@ -25,13 +25,15 @@ struct TokenizerOptions {
 
 class ClipTokenizer {
  public:
-  // vocab.json + merges.txt when present (with tokenizer_config.json / special_tokens_map.json
-  // when present), else tokenizer.json. Throws InputError naming the missing or corrupt file.
+  // vocab.json + merges.txt when present, else tokenizer.json, else open_clip's
+  // bpe_simple_vocab_16e6.txt.gz (the vocabulary derived as CLIP does); with tokenizer_config.json /
+  // special_tokens_map.json when present. Throws InputError naming the missing or corrupt file.
   static ClipTokenizer from_dir(const std::filesystem::path& dir, const TokenizerOptions& options = {});
   // A Hugging Face tokenizer.json alone: model.vocab, model.merges ("a b" or ["a", "b"]),
   // added_tokens, padding.pad_token.
   static ClipTokenizer from_tokenizer_json(const std::filesystem::path& file, const TokenizerOptions& options = {});
-  // open_clip's SimpleTokenizer over the vocab.json + merges.txt in `dir`; pads with 0.
+  // open_clip's SimpleTokenizer over the vocab.json + merges.txt (or bpe_simple_vocab_16e6.txt.gz)
+  // in `dir`; pads with 0.
   // ftfy.fix_text is approximated by NFC, quote uncurling, Latin ligatures and full-width forms;
   // its mojibake repair is not done.
   static ClipTokenizer open_clip(const std::filesystem::path& dir, const TokenizerOptions& options = {});
@@ -65,5 +67,10 @@ class ClipTokenizer {
   explicit ClipTokenizer(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
 };
+
+// Writes the vocabulary and merges of the tokenizer folder `dir` (any layout from_dir reads) as
+// Hugging Face's vocab.json (one line, as Python's json.dumps(vocab, ensure_ascii=False) writes it)
+// and merges.txt into `out_dir`, so that transformers' CLIPTokenizer can read that folder.
+void write_clip_vocab_files(const std::filesystem::path& dir, const std::filesystem::path& out_dir);
 
 }  // namespace diffbench

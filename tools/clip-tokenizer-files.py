@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
-"""Writes assets/clip-tokenizer/{vocab.json,merges.txt} (Hugging Face CLIPTokenizer layout) from OpenAI
-CLIP's BPE merges list, bpe_simple_vocab_16e6.txt.gz (MIT licence, OpenAI; LICENSE.openai-clip beside).
-
-The merges file ships in PyPI's open_clip_torch wheel (open_clip/bpe_simple_vocab_16e6.txt.gz):
-    pip install --no-deps --target DEPS open_clip_torch
-    python tools/refs/make_clip_tokenizer_assets.py DEPS/open_clip/bpe_simple_vocab_16e6.txt.gz assets/clip-tokenizer
+"""Writes a Hugging Face CLIPTokenizer folder's vocab.json + merges.txt from OpenAI CLIP's BPE merges list,
+bpe_simple_vocab_16e6.txt.gz (MIT licence, OpenAI), as diffbench derives them in memory
+(ClipTokenizer::from_dir) and `diffbench init-random` writes them:
+    python3 tools/clip-tokenizer-files.py assets/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz OUT_DIR
 
 The vocabulary is CLIP's: the 256 byte symbols, the same with "</w>", one token per merge, then
-<|startoftext|> and <|endoftext|> (49,408 ids); the first 48,894 merges are used.
+<|startoftext|> and <|endoftext|> (49,408 ids); the first 48,894 merges are used. Used by the GPU scripts
+whose Python side (transformers' CLIPTokenizer) needs the files.
 """
 import gzip
 import json
