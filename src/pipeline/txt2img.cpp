@@ -28,6 +28,7 @@
 #include "diffbench/pipeline/noise.hpp"
 #include "diffbench/schedulers/scheduler.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"
+#include "graphed_call.hpp"
 #include "load_component.hpp"
 #include "sdxl_text.hpp"
 #include "unet_runner.hpp"
@@ -123,6 +124,9 @@ struct Txt2ImgPipeline::Impl {
   std::unique_ptr<SdxlText> sdxl;  // StableDiffusionXLPipeline: the second text encoder; null otherwise
   UNet2DConditionModel unet{nullptr};
   std::unique_ptr<UNetRunner> unet_runner;
+  // The text encoder's calls from CUDA graphs: off unless DIFFBENCH_TEXT_GRAPHS=1 until it has been run
+  // on a GPU without the other components' first calls around its capture (docs/performance.md).
+  std::unique_ptr<GraphedCall> text_graphs;
   CompositeHooks::VariantCounts variant_counts;  // per graph variant of hooked UNet calls
   AutoencoderKL vae{nullptr};
   VaeConfig vae_config;
@@ -139,8 +143,9 @@ struct Txt2ImgPipeline::Impl {
   bool generated = false;  // a batch has run (the first one warms the components up together)
 
   Impl(ModelOptions o, std::shared_ptr<const ClipTokenizer> t) : options(std::move(o)), tokenizer(std::move(t)) {}
-  // The text encoder's last hidden states [B,77,D] of `prompts`, on the calling thread.
-  at::Tensor encode_prompts(const std::vector<std::string>& prompts);
+  // The text encoder's last hidden states [B,77,D] of `prompts`, on the calling thread. A graph is
+  // captured only with `may_capture` (not while the other components run their first calls).
+  at::Tensor encode_prompts(const std::vector<std::string>& prompts, bool may_capture = true);
 };
 
 Txt2ImgPipeline::Txt2ImgPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -251,6 +256,8 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(options.cudnn_benchmark);
   impl->unet_runner = std::make_unique<UNetRunner>(impl->unet, options.device,
                                                    UNetRunnerOptions{options.cuda_graphs, options.channels_last});
+  impl->text_graphs =
+      std::make_unique<GraphedCall>(options.device, options.cuda_graphs && opt_in_switch_on("DIFFBENCH_TEXT_GRAPHS"));
 
   t0 = Clock::now();
   const ComponentSource& vae = source.component("vae");
@@ -314,13 +321,13 @@ at::Tensor Txt2ImgPipeline::encode_prompts(const std::vector<std::string>& promp
   return on_thread(impl_->text_worker.get(), impl_->options.device, [&] { return impl_->encode_prompts(prompts); });
 }
 
-at::Tensor Txt2ImgPipeline::Impl::encode_prompts(const std::vector<std::string>& prompts) {
+at::Tensor Txt2ImgPipeline::Impl::encode_prompts(const std::vector<std::string>& prompts, bool may_capture) {
   if (sdxl)
     return sdxl->encode(*tokenizer, text_encoder, text_config_source, prompts, options.device).embeds;  // [B,77,D1+D2]
   auto host_ids = tokenizer->encode_batch(prompts);  // [B,77]
   check_token_ids(host_ids, text_encoder->config().vocab_size, text_config_source);
-  auto ids = host_ids.to(options.device);
-  return text_encoder->forward(ids).last_hidden_state;  // [B,77,D]
+  return text_graphs->run(
+      host_ids, [this](const at::Tensor& ids) { return text_encoder->forward(ids).last_hidden_state; }, may_capture);
 }
 
 namespace {
@@ -377,7 +384,7 @@ struct Txt2ImgPipeline::Generation::State {
   enum class Branch { Both, Prompt, Negative };
   // On the text encoder's thread (encode_text_here on the calling one).
   PromptEmbeddings encode_text(const std::vector<std::string>& batch, StageTimes& times);
-  PromptEmbeddings encode_text_here(const std::vector<std::string>& batch, StageTimes& times);
+  PromptEmbeddings encode_text_here(const std::vector<std::string>& batch, StageTimes& times, bool may_capture = true);
   // A pipeline's first batch on CUDA: encode_text while the other components' first calls run at once
   // (see the definition).
   PromptEmbeddings first_calls(const std::vector<std::string>& batch, StageTimes& times);
@@ -545,7 +552,7 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
   const auto count = static_cast<int64_t>(batch.size());
   const at::TensorOptions blank = at::TensorOptions().dtype(m.options.dtype).device(dev);
   const int64_t latent_c = m.unet->config().in_channels;
-  const auto encode = [&] { return encode_text_here(batch, times); };
+  const auto encode = [&] { return encode_text_here(batch, times, /*may_capture=*/false); };
   const auto blank_decode = [&] {  // one image: little memory beside the UNet's blank call
     StageTimes unused;
     at::Tensor finite;
@@ -574,7 +581,7 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
 }
 
 Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation::State::encode_text_here(
-    const std::vector<std::string>& batch, StageTimes& times) {
+    const std::vector<std::string>& batch, StageTimes& times, bool may_capture) {
   const auto t0 = Clock::now();
   PromptEmbeddings text;
   const auto count = static_cast<int64_t>(batch.size());
@@ -595,9 +602,9 @@ Txt2ImgPipeline::Generation::State::PromptEmbeddings Txt2ImgPipeline::Generation
       text.added_negative = UNetAddedCond{negative_pooled, time_ids};
     }
   } else {
-    text.cond = m.encode_prompts(batch);  // [B,77,D]
+    text.cond = m.encode_prompts(batch, may_capture);  // [B,77,D]
     if (opt.guidance > 1.0 && (!negative.defined() || negative.size(0) != count))
-      negative = m.encode_prompts(std::vector<std::string>(batch.size(), ""));
+      negative = m.encode_prompts(std::vector<std::string>(batch.size(), ""), may_capture);
   }
   text.context = text.cond;
   if (opt.guidance > 1.0) {

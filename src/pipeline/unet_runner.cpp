@@ -1,11 +1,9 @@
 #include "unet_runner.hpp"
 
-#if __has_include(<ATen/cuda/CUDAGraph.h>)
-#include <ATen/cuda/CUDAEvent.h>
+#include "graphed_call.hpp"
+
+#ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#define DIFFBENCH_HAVE_CUDA_GRAPHS 1
 #endif
 
 #include <chrono>
@@ -28,18 +26,9 @@ struct UNetRunner::Side {
   c10::cuda::CUDAStream stream;
   // Runs f on the side stream, ordered after and before the current stream's work.
   template <class F>
-  auto on_side(int device, F&& f) {
-    auto current = c10::cuda::getCurrentCUDAStream(device);
-    at::cuda::CUDAEvent before;
-    before.record(current);
-    before.block(stream);
-    auto out = [&] {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      return f();
-    }();
-    at::cuda::CUDAEvent after;
-    after.record(stream);
-    after.block(current);
+  auto on_side(F&& f) {
+    decltype(f()) out;
+    on_side_stream(stream, [&] { out = f(); });
     return out;
   }
 #endif
@@ -113,7 +102,7 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
   if (it == graphs_.end()) {  // first call of this shape and variant: eagerly, on the side stream
     graphs_.emplace(key, nullptr);
     at::Tensor out =
-        side_->on_side(device_.index(), [&] { return unet_->forward(sample, timestep, context, hooks, added); });
+        side_->on_side([&] { return unet_->forward(sample, timestep, context, hooks, added); });
     one_time_.first_calls_s += since();
     return out;
   }
@@ -124,7 +113,7 @@ at::Tensor UNetRunner::run(const at::Tensor& sample_in, const at::Tensor& timest
     g->timestep = timestep.to(device_, at::kFloat).clone();
     g->context = context.clone();
     if (added.defined()) g->added = UNetAddedCond{added.text_embeds.clone(), added.time_ids.clone()};
-    side_->on_side(device_.index(), [&] {
+    side_->on_side([&] {
       // Thread-local: other threads (eval's CLIP scorer warming up) may allocate and synchronise
       // meanwhile; only this thread must not.
       g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
