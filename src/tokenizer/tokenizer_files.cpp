@@ -23,13 +23,15 @@ namespace {
 // GPT-2's bytes_to_unicode(): which bytes keep their own code point.
 bool printable_byte(int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); }
 
-// One merge "a b": two non-empty symbols, one space.
-std::pair<std::string, std::string> parse_merge(std::string_view line, const std::string& what,
-                                                const std::string& source) {
+// One merge "a b": two non-empty symbols, one space. `line_no` names the line in errors (0: a
+// tokenizer.json model.merges entry).
+std::pair<std::string, std::string> parse_merge(std::string_view line, size_t line_no, const std::string& source) {
   const size_t space = line.find(' ');
   if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
       line.find(' ', space + 1) != std::string_view::npos)
-    throw InputError(what + " is not a merge 'a b': '" + std::string(line) + "'", source);
+    throw InputError((line_no ? "line " + std::to_string(line_no) : std::string("model.merges entry")) +
+                         " is not a merge 'a b': '" + std::string(line) + "'",
+                     source);
   return {std::string(line.substr(0, space)), std::string(line.substr(space + 1))};
 }
 
@@ -97,6 +99,7 @@ void read_vocab_json(const fs::path& file, TokenizerFiles& out) {
 
 void read_merges_txt(const fs::path& file, TokenizerFiles& out) {
   std::istringstream in(read_regular_file(file));  // a FIFO or device is refused before it can block
+  const std::string source = file.string();
   out.merges.clear();
   std::string line;
   size_t line_no = 0;
@@ -104,9 +107,9 @@ void read_merges_txt(const fs::path& file, TokenizerFiles& out) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
-    out.merges.push_back(parse_merge(line, "line " + std::to_string(line_no), file.string()));
+    out.merges.push_back(parse_merge(line, line_no, source));
   }
-  out.merges_source = file.string();
+  out.merges_source = source;
 }
 
 std::array<std::string, 256> byte_symbols() {
@@ -128,7 +131,7 @@ void read_bpe_simple_vocab(const fs::path& file, TokenizerFiles& out) {
     pos = text.find('\n', begin);
     const std::string_view line(text.data() + begin, (pos == std::string::npos ? text.size() : pos) - begin);
     if (line.empty() && pos == std::string::npos) break;  // the final newline
-    out.merges.push_back(parse_merge(line, "line " + std::to_string(line_no), source));
+    out.merges.push_back(parse_merge(line, line_no, source));
   }
   if (out.merges.size() < kMerges)
     throw InputError("has " + std::to_string(out.merges.size()) + " merges; CLIP's vocabulary needs " +
@@ -181,7 +184,7 @@ void read_tokenizer_json(const fs::path& file, TokenizerFiles& out) {
   out.merges.reserve(model["merges"].size());
   for (const auto& m : model["merges"]) {
     if (m.is_string()) {  // "a b"
-      out.merges.push_back(parse_merge(m.get<std::string>(), "model.merges entry", source));
+      out.merges.push_back(parse_merge(m.get<std::string>(), 0, source));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["a", "b"]
       out.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
     } else {
