@@ -3,7 +3,9 @@
 //                        vocab.json + merges.txt; tools/fuzz.sh passes the full CLIP vocabulary when
 //                        ../shared has it, else the demo model's) in both flavours, Hugging Face and open_clip;
 //   'L' (1): vocab.json NUL merges.txt NUL prompt: the files loaded from a folder, then the prompt encoded;
-//   'J' (2): tokenizer.json NUL prompt: the same through tokenizer.json.
+//   'J' (2): tokenizer.json NUL prompt: the same through tokenizer.json;
+//   'G' (exactly): the bytes of an open_clip bpe_simple_vocab_16e6.txt.gz, loaded from a folder holding only
+//                  it (gzip inflation, the merges list, the derived vocabulary), then a prompt encoded.
 // Any exception but InputError is a bug, and so is an encoding that is not BOS, the first tokens of
 // tokenize(), EOS and padding, max_length ids in all, each a vocabulary id.
 #include <algorithm>
@@ -70,7 +72,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::optional<ClipTokenizer> loaded, loaded_open_clip;
   std::string text;
   try {
-    switch (data[0] % 3) {
+    if (data[0] == 'G') {
+      for (const char* f : {"vocab.json", "merges.txt", "tokenizer.json"}) std::filesystem::remove(dir / f);
+      diffbench::fuzz::write_scratch("bpe_simple_vocab_16e6.txt.gz", rest.data(), rest.size());
+      text = "a photo of a cat";
+      loaded = ClipTokenizer::from_dir(dir);
+      loaded_open_clip = ClipTokenizer::open_clip(dir);
+    } else switch (data[0] % 3) {
       case 0:
         for (const auto& tok : fixed) check_encoding(tok, rest);
         return 0;
@@ -78,6 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const auto [vocab, after] = split(rest);
         const auto [merges, prompt] = split(after);
         std::filesystem::remove(dir / "tokenizer.json");
+        std::filesystem::remove(dir / "bpe_simple_vocab_16e6.txt.gz");
         diffbench::fuzz::write_scratch("vocab.json", vocab.data(), vocab.size());
         diffbench::fuzz::write_scratch("merges.txt", merges.data(), merges.size());
         text = prompt;

@@ -5,7 +5,8 @@
 #   tools/fuzz.sh [SECONDS [TARGET...]]      `make fuzz FUZZ_SECONDS=N` calls it for every target
 # Targets: fuzz_json (parse_json, JsonConfig's bounded look-ups), fuzz_prompts (.txt/.jsonl/coco:/parti:),
 # fuzz_safetensors (the header parser, get, save and reopen), fuzz_spec (the TOML spec reader),
-# fuzz_tokenizer (vocab.json/merges.txt/tokenizer.json loading and encoding), fuzz_png (read_png).
+# fuzz_tokenizer (vocab.json/merges.txt/tokenizer.json/bpe_simple_vocab_16e6.txt.gz loading and encoding),
+# fuzz_png (read_png).
 # The last four link LibTorch (only ATen's CPU parts are used): FUZZ_TORCH is its CMake prefix path
 # (`python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'`) or the folder holding
 # include/ATen; the Makefile passes its virtualenv's. Only diffbench's own sources, the targets and

@@ -7,6 +7,7 @@ tools/fuzz.sh adds the test data it finds at run time (tests/*/data/*.safetensor
 assets/demo's prompts and configs) to these. Each seed is small (a few kB at most) so that a 30 s run mutates
 rather than parses.
 """
+import gzip
 import json
 import os
 import struct
@@ -130,6 +131,10 @@ def make_tokenizer():
     write("tokenizer", "load-tokenizer-json", "J" + json.dumps(tj, ensure_ascii=False) + "\0" + texts[1])
     tj["model"]["merges"] = pairs  # tokenizers >= 0.20 write [left, right] pairs
     write("tokenizer", "load-tokenizer-json-pairs", "J" + json.dumps(tj, ensure_ascii=False) + "\0" + texts[2])
+    # open_clip's gzipped merges list: a short one in two gzip members (too few merges for CLIP's vocabulary)
+    lines = ['"bpe_simple_vocab_16e6.txt#version: 0.2'] + [" ".join(p) for p in pairs[:40]]
+    first, second = "\n".join(lines[:21]) + "\n", "\n".join(lines[21:]) + "\n"
+    write("tokenizer", "load-bpe-gz", b"G" + gzip.compress(first.encode(), mtime=0) + gzip.compress(second.encode(), mtime=0))
 
 
 # --- spec: TOML beyond examples/ (inline tables, LoRAs, several methods, multi-line strings) ---
