@@ -44,7 +44,7 @@ at::Tensor GraphedCall::run(const at::Tensor& input, const Forward& forward, boo
 #ifdef DIFFBENCH_HAVE_CUDA_GRAPHS
   const std::vector<int64_t> key = input.sizes().vec();
   auto it = graphs_.find(key);
-  if (it == graphs_.end() || (!it->second && !may_capture)) {  // first call of this shape: eagerly
+  if (it == graphs_.end() || (!it->second && !may_capture)) {  // a first call, or one that may not capture: eagerly
     graphs_.emplace(key, nullptr);
     return forward(input.to(device_));
   }
