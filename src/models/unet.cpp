@@ -1,6 +1,7 @@
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/blocks/layers.hpp"
 
+#include <algorithm>
 #include <atomic>
 
 #include "diffbench/error.hpp"
@@ -236,6 +237,45 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
     r->set_projection_column(column);
     column += r->out_channels();
   }
+  // One GEMM for every cross-attention's keys and values, where the layers allow it (all or none with
+  // biases, one context width).
+  const auto kv_layers = cross_kv_layers();
+  const bool fusable = !kv_layers.empty() && std::all_of(kv_layers.begin(), kv_layers.end(), [&](const auto& l) {
+    return l->bias.defined() == kv_layers[0]->bias.defined() && l->weight.size(1) == kv_layers[0]->weight.size(1);
+  });
+  if (ab_switch_on("DIFFBENCH_FUSED_CROSS_KV") && fusable) {
+    cross_kv_ = RowFusedLinears(kv_layers);
+    column = 0;
+    for (auto a : cross_attentions()) {
+      a->set_kv_column(column);
+      column += 2 * a->options().heads * a->options().dim_head;
+    }
+  }
+}
+
+std::vector<Attention> UNet2DConditionModelImpl::cross_attentions() const {
+  std::vector<Attention> all;
+  const auto add = [&](const std::vector<Transformer2DModel>& ts) {
+    for (const auto& t : ts)
+      for (const auto& b : t->blocks()) all.push_back(b->cross_attention());
+  };
+  for (const auto& b : down_blocks_) add(b->transformers());
+  if (mid_block) add(mid_block->transformers());
+  for (const auto& b : up_blocks_) add(b->transformers());
+  return all;
+}
+
+std::vector<torch::nn::Linear> UNet2DConditionModelImpl::cross_kv_layers() const {
+  std::vector<torch::nn::Linear> layers;
+  for (const auto& a : cross_attentions())
+    for (const auto& l : a->key_value_layers()) layers.push_back(l);
+  return layers;
+}
+
+CrossAttentionContext UNet2DConditionModelImpl::project_context(const at::Tensor& encoder_hidden_states) {
+  CrossAttentionContext c(encoder_hidden_states);
+  if (cross_kv_.intact(cross_kv_layers())) c.kv = cross_kv_.forward(encoder_hidden_states);  // [B, M, Σ 2·inner]
+  return c;
 }
 
 std::vector<ResnetBlock2D> UNet2DConditionModelImpl::resnet_blocks() const {
@@ -314,7 +354,7 @@ ModuleId block_id(UNetSection section, size_t i, size_t num_blocks, size_t num_l
 }  // namespace
 
 DownBlockOutput UNet2DConditionModelImpl::forward_down_block(size_t i, const at::Tensor& h, const TimeEmbedding& temb,
-                                                             const at::Tensor& context, UNetHooks* hooks) {
+                                                             const CrossAttentionContext& context, UNetHooks* hooks) {
   UNetDownBlock& block = down_blocks_.at(i);
   if (!hooks) return block(h, temb, context);
   const BlockHooks bh{hooks, block_id(UNetSection::Down, i, down_blocks_.size(), block->num_layers())};
@@ -325,7 +365,7 @@ DownBlockOutput UNet2DConditionModelImpl::forward_down_block(size_t i, const at:
 }
 
 at::Tensor UNet2DConditionModelImpl::forward_mid_block(const at::Tensor& h, const TimeEmbedding& temb,
-                                                       const at::Tensor& context, UNetHooks* hooks) {
+                                                       const CrossAttentionContext& context, UNetHooks* hooks) {
   if (!mid_block) return h;
   if (!hooks) return mid_block(h, temb, context);
   const BlockHooks bh{hooks, block_id(UNetSection::Mid, 0, 1, mid_block->num_resnets())};
@@ -337,7 +377,7 @@ at::Tensor UNet2DConditionModelImpl::forward_mid_block(const at::Tensor& h, cons
 
 at::Tensor UNet2DConditionModelImpl::forward_up_block(size_t i, const at::Tensor& h,
                                                       const std::vector<at::Tensor>& skips, const TimeEmbedding& temb,
-                                                      const at::Tensor& context,
+                                                      const CrossAttentionContext& context,
                                                       const std::optional<std::vector<int64_t>>& upsample_size,
                                                       UNetHooks* hooks) {
   UNetUpBlock& block = up_blocks_.at(i);
@@ -359,16 +399,17 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at:
   const bool pass_sizes = needs_upsample_size(sample);
   const at::Tensor x = config_.center_input_sample ? sample * 2.0 - 1.0 : sample;  // [B, Cin, H, W]
   const TimeEmbedding temb = project_time_embedding(forward_time_embedding(timestep, x, added));  // [B, T]
-  at::Tensor h = forward_conv_in(x);                                                // [B, C0, H, W]
+  const CrossAttentionContext context = project_context(encoder_hidden_states);
+  at::Tensor h = forward_conv_in(x);  // [B, C0, H, W]
 
   std::vector<at::Tensor> skips{h};
   for (size_t i = 0; i < down_blocks_.size(); ++i) {
-    DownBlockOutput out = forward_down_block(i, h, temb, encoder_hidden_states, hooks);
+    DownBlockOutput out = forward_down_block(i, h, temb, context, hooks);
     h = out.hidden;  // [B, Ci, H/2^i', W/2^i']
     skips.insert(skips.end(), out.residuals.begin(), out.residuals.end());
   }
 
-  h = forward_mid_block(h, temb, encoder_hidden_states, hooks);  // [B, Clast, h, w]
+  h = forward_mid_block(h, temb, context, hooks);  // [B, Clast, h, w]
 
   for (size_t i = 0; i < up_blocks_.size(); ++i) {
     const size_t take = up_blocks_[i]->num_layers();
@@ -376,7 +417,7 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at:
     skips.resize(skips.size() - take);
     std::optional<std::vector<int64_t>> upsample_size;
     if (pass_sizes && i + 1 < up_blocks_.size()) upsample_size = skips.back().sizes().slice(2).vec();
-    h = forward_up_block(i, h, block_skips, temb, encoder_hidden_states, upsample_size, hooks);
+    h = forward_up_block(i, h, block_skips, temb, context, upsample_size, hooks);
   }
   return forward_conv_out(h);  // [B, Cout, H, W]
 }

@@ -80,8 +80,8 @@ UNetDownBlockImpl::UNetDownBlockImpl(const UNetBlockOptions& o) {
   }
 }
 
-at::Tensor UNetDownBlockImpl::layer(size_t i, const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
-                                    const BlockHooks* bh) {
+at::Tensor UNetDownBlockImpl::layer(size_t i, const at::Tensor& h, const TimeEmbedding& temb,
+                                    const CrossAttentionContext& context, const BlockHooks* bh) {
   at::Tensor out = hooked(bh, ModuleKind::Resnet, i, "resnets",
                           [&](const ModuleId*) { return resnets_.at(i)(h, temb); });  // [B, Cout, H, W]
   if (!attentions_.empty())
@@ -96,8 +96,8 @@ at::Tensor UNetDownBlockImpl::downsample(const at::Tensor& h, const BlockHooks* 
                 [&](const ModuleId*) { return downsamplers_[0](h); });  // [B, Cout, ceil(H/2), ceil(W/2)]
 }
 
-DownBlockOutput UNetDownBlockImpl::forward(const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
-                                           const BlockHooks* bh) {
+DownBlockOutput UNetDownBlockImpl::forward(const at::Tensor& h, const TimeEmbedding& temb,
+                                           const CrossAttentionContext& context, const BlockHooks* bh) {
   DownBlockOutput out{h, {}};
   for (size_t i = 0; i < num_layers(); ++i) {
     out.hidden = layer(i, out.hidden, temb, context, bh);
@@ -126,8 +126,8 @@ UNetMidBlockImpl::UNetMidBlockImpl(const UNetBlockOptions& o) {
   }
 }
 
-at::Tensor UNetMidBlockImpl::forward(const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
-                                     const BlockHooks* bh) {
+at::Tensor UNetMidBlockImpl::forward(const at::Tensor& h, const TimeEmbedding& temb,
+                                     const CrossAttentionContext& context, const BlockHooks* bh) {
   at::Tensor x = hooked(bh, ModuleKind::Resnet, 0, "resnets",
                         [&](const ModuleId*) { return resnets_[0](h, temb); });  // [B, C, H, W]
   for (size_t i = 0; i < attentions_.size(); ++i) {
@@ -161,7 +161,7 @@ UNetUpBlockImpl::UNetUpBlockImpl(const UNetBlockOptions& o) {
 }
 
 at::Tensor UNetUpBlockImpl::layer(size_t i, const at::Tensor& h, const at::Tensor& skip, const TimeEmbedding& temb,
-                                  const at::Tensor& context, const BlockHooks* bh) {
+                                  const CrossAttentionContext& context, const BlockHooks* bh) {
   at::Tensor x = hooked(bh, ModuleKind::Resnet, i, "resnets", [&](const ModuleId*) {
     return resnets_.at(i)(cat_channels(h, skip), temb);  // [B, C + Cskip, H, W] -> [B, Cout, H, W]
   });
@@ -178,7 +178,7 @@ at::Tensor UNetUpBlockImpl::upsample(const at::Tensor& h, const std::optional<st
 }
 
 at::Tensor UNetUpBlockImpl::forward(const at::Tensor& h, const std::vector<at::Tensor>& skips,
-                                    const TimeEmbedding& temb, const at::Tensor& context,
+                                    const TimeEmbedding& temb, const CrossAttentionContext& context,
                                     const std::optional<std::vector<int64_t>>& upsample_size,
                                     const BlockHooks* bh) {
   if (skips.size() != num_layers())

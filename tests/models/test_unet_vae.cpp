@@ -169,6 +169,49 @@ TEST(UNet, TimeProjectionsOfAllBlocksAreOneGemm) {
   }
 }
 
+// Every cross-attention layer's keys and values come from one GEMM over the text context: each layer's
+// columns equal its own to_k / to_v projections, for a loaded UNet and one made with LibTorch's
+// initialisation; the output is the same with the fusion off (DIFFBENCH_FUSED_CROSS_KV=0 when the UNet is
+// made); a layer that has left the fused tensor makes every layer project for itself again.
+TEST(UNet, CrossAttentionKeysAndValuesOfAllLayersAreOneGemm) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  DIFFBENCH_REQUIRE_FIXTURE(reference());
+  c10::InferenceMode guard;
+  auto ref = load_safetensors(reference());
+  const at::Tensor noise = ref.at("init_noise.seed42.shape_4x4x16x16"), context = ref.at("prompt.embeds");
+  const at::Tensor t = torch::tensor(981, torch::kLong), expected = ref.at("unet.call.t981.out");
+  const auto config = UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json"));
+  for (bool loaded : {true, false}) {
+    SCOPED_TRACE(loaded ? "loaded" : "initialised by LibTorch");
+    auto unet = loaded ? load_unet(unet_dir()) : UNet2DConditionModel(config);
+    const CrossAttentionContext projected = unet->project_context(context);
+    ASSERT_TRUE(projected.kv.defined());
+    int64_t column = 0;
+    for (const auto& a : unet->cross_attentions()) {
+      for (const auto& layer : a->key_value_layers()) {
+        const int64_t n = layer->weight.size(0);
+        EXPECT_TENSOR_NEAR(projected.kv.narrow(-1, column, n), at::linear(context, layer->weight), 1e-6);
+        column += n;
+      }
+    }
+    EXPECT_EQ(column, projected.kv.size(-1));
+    EXPECT_EQ(unet->cross_attentions().size(), 16u);  // tiny-sd: 3 cross-attention down blocks of 2, mid 1, 3 up of 3
+    if (!loaded) continue;
+    const at::Tensor fused = unet(noise, t, context);
+    EXPECT_TENSOR_NEAR(fused, expected, 1e-4);
+    {
+      test::ScopedEnv off("DIFFBENCH_FUSED_CROSS_KV", "0");
+      auto own = load_unet(unet_dir());
+      EXPECT_FALSE(own->project_context(context).kv.defined());
+      EXPECT_TENSOR_NEAR(own(noise, t, context), fused, 1e-5);
+    }
+    auto layer = unet->cross_attentions().back()->key_value_layers()[1];
+    layer->weight.set_data(layer->weight.clone());
+    EXPECT_FALSE(unet->project_context(context).kv.defined());
+    EXPECT_TENSOR_NEAR(unet(noise, t, context), expected, 1e-4);
+  }
+}
+
 TEST(Vae, DecodeMatchesDiffusersOnTinySd) {
   DIFFBENCH_REQUIRE_FIXTURE(vae_dir());
   DIFFBENCH_REQUIRE_FIXTURE(reference());

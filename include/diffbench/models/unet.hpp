@@ -95,14 +95,19 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // that tensor or DIFFBENCH_FUSED_TEMB=0: then each block projects it itself.
   TimeEmbedding project_time_embedding(const at::Tensor& emb);
   at::Tensor forward_conv_in(const at::Tensor& sample);  // [B, block_out_channels[0], H, W]
+  // The text conditioning the blocks read: with it, every cross-attention layer's keys and values
+  // from one GEMM (the layers' to_k/to_v weights are the row blocks of one tensor, made so when the
+  // UNet is made), unless a layer has left that tensor; DIFFBENCH_FUSED_CROSS_KV=0 when the UNet is
+  // made keeps each layer's own.
+  CrossAttentionContext project_context(const at::Tensor& encoder_hidden_states);
   // Each block behind before_module / after_module when hooks are given (ids "down_blocks.<i>",
   // "mid_block", "up_blocks.<i>", numbered as diffusers numbers them).
   DownBlockOutput forward_down_block(size_t i, const at::Tensor& h, const TimeEmbedding& temb,
-                                     const at::Tensor& context, UNetHooks* hooks = nullptr);
-  at::Tensor forward_mid_block(const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
+                                     const CrossAttentionContext& context, UNetHooks* hooks = nullptr);
+  at::Tensor forward_mid_block(const at::Tensor& h, const TimeEmbedding& temb, const CrossAttentionContext& context,
                                UNetHooks* hooks = nullptr);
   at::Tensor forward_up_block(size_t i, const at::Tensor& h, const std::vector<at::Tensor>& skips,
-                              const TimeEmbedding& temb, const at::Tensor& context,
+                              const TimeEmbedding& temb, const CrossAttentionContext& context,
                               const std::optional<std::vector<int64_t>>& upsample_size, UNetHooks* hooks = nullptr);
   at::Tensor forward_conv_out(const at::Tensor& h);  // norm, SiLU, conv: [B, out_channels, H, W]
 
@@ -119,6 +124,8 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   bool has_mid_block() const { return !mid_block.is_empty(); }
   // Every ResNet block, down path to up path.
   std::vector<ResnetBlock2D> resnet_blocks() const;
+  // Every transformer block's cross-attention (attn2), down path to up path.
+  std::vector<Attention> cross_attentions() const;
 
  private:
   UNetConfig config_;
@@ -135,6 +142,9 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // Their time_emb_proj layers, whose weights are the rows of one tensor in that order.
   std::vector<torch::nn::Linear> time_projection_layers() const;
   RowFusedLinears time_projections_;
+  // The cross-attentions' to_k, to_v layers (keys then values, layer by layer), rows of one tensor.
+  std::vector<torch::nn::Linear> cross_kv_layers() const;
+  RowFusedLinears cross_kv_;
 };
 TORCH_MODULE(UNet2DConditionModel);
 

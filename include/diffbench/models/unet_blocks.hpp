@@ -56,10 +56,10 @@ class UNetDownBlockImpl : public torch::nn::Module {
  public:
   explicit UNetDownBlockImpl(const UNetBlockOptions& options);
   // h: [B, Cin, H, W]; temb: [B, T] (resnet.hpp); context: [B, M, D].
-  DownBlockOutput forward(const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
+  DownBlockOutput forward(const at::Tensor& h, const TimeEmbedding& temb, const CrossAttentionContext& context,
                           const BlockHooks* hooks = nullptr);
   // resnets.i, then attentions.i when present.
-  at::Tensor layer(size_t i, const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
+  at::Tensor layer(size_t i, const at::Tensor& h, const TimeEmbedding& temb, const CrossAttentionContext& context,
                    const BlockHooks* hooks = nullptr);
   at::Tensor downsample(const at::Tensor& h, const BlockHooks* hooks = nullptr);  // identity without one
 
@@ -67,6 +67,7 @@ class UNetDownBlockImpl : public torch::nn::Module {
   bool has_cross_attention() const { return !attentions_.empty(); }
   bool has_downsampler() const { return !downsamplers_.empty(); }
   const std::vector<ResnetBlock2D>& resnet_blocks() const { return resnets_; }
+  const std::vector<Transformer2DModel>& transformers() const { return attentions_; }
 
  private:
   torch::nn::ModuleList resnets{nullptr}, attentions{nullptr}, downsamplers{nullptr};
@@ -79,10 +80,11 @@ TORCH_MODULE(UNetDownBlock);
 class UNetMidBlockImpl : public torch::nn::Module {
  public:
   explicit UNetMidBlockImpl(const UNetBlockOptions& options);  // num_layers = attention layers
-  at::Tensor forward(const at::Tensor& h, const TimeEmbedding& temb, const at::Tensor& context,
+  at::Tensor forward(const at::Tensor& h, const TimeEmbedding& temb, const CrossAttentionContext& context,
                      const BlockHooks* hooks = nullptr);
   size_t num_resnets() const { return resnets_.size(); }
   const std::vector<ResnetBlock2D>& resnet_blocks() const { return resnets_; }
+  const std::vector<Transformer2DModel>& transformers() const { return attentions_; }
 
  private:
   torch::nn::ModuleList attentions{nullptr}, resnets{nullptr};
@@ -97,11 +99,11 @@ class UNetUpBlockImpl : public torch::nn::Module {
   // skips: the num_layers() residuals this block consumes, in the order the down path made them
   // (layer i takes skips[num_layers()-1-i]). upsample_size: the upsampler's output {H, W}.
   at::Tensor forward(const at::Tensor& h, const std::vector<at::Tensor>& skips, const TimeEmbedding& temb,
-                     const at::Tensor& context, const std::optional<std::vector<int64_t>>& upsample_size,
+                     const CrossAttentionContext& context, const std::optional<std::vector<int64_t>>& upsample_size,
                      const BlockHooks* hooks = nullptr);
   // cat([h, skip], channels) -> resnets.i, then attentions.i when present.
   at::Tensor layer(size_t i, const at::Tensor& h, const at::Tensor& skip, const TimeEmbedding& temb,
-                   const at::Tensor& context, const BlockHooks* hooks = nullptr);
+                   const CrossAttentionContext& context, const BlockHooks* hooks = nullptr);
   at::Tensor upsample(const at::Tensor& h, const std::optional<std::vector<int64_t>>& size,
                       const BlockHooks* hooks = nullptr);
 
@@ -109,6 +111,7 @@ class UNetUpBlockImpl : public torch::nn::Module {
   bool has_cross_attention() const { return !attentions_.empty(); }
   bool has_upsampler() const { return !upsamplers_.empty(); }
   const std::vector<ResnetBlock2D>& resnet_blocks() const { return resnets_; }
+  const std::vector<Transformer2DModel>& transformers() const { return attentions_; }
 
  private:
   torch::nn::ModuleList resnets{nullptr}, attentions{nullptr}, upsamplers{nullptr};

@@ -30,12 +30,18 @@ AttentionImpl::AttentionImpl(const AttentionOptions& options) : options_(options
   if (ab_switch_on("DIFFBENCH_FUSED_QKV")) fused_ = RowFusedLinears(fused_modules());
 }
 
+void AttentionImpl::set_kv_column(int64_t column) {
+  kv_column_ = column;
+  if (options_.cross_attention_dim > 0) fused_ = RowFusedLinears();  // its to_k/to_v now live in the owner's tensor
+}
+
 std::vector<torch::nn::Linear> AttentionImpl::fused_modules() const {
   if (options_.cross_attention_dim <= 0) return {to_q, to_k, to_v};
   return {to_k, to_v};
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& context) {
+at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const CrossAttentionContext& cross) {
+  const at::Tensor& context = cross.states;
   const bool spatial = hidden.dim() == 4;
   const int64_t B = hidden.size(0);
   at::Tensor x = hidden;
@@ -48,18 +54,22 @@ at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const at::Tensor& co
   const at::Tensor& kv = context.defined() ? context : x;
 
   const int64_t heads = options_.heads, dh = options_.dim_head;
-  at::Tensor q, k, v;
-  if (fused_.intact(fused_modules())) {
+  at::Tensor q, k, v, kv2;  // kv2: [B, M, 2, heads, dh], keys then values
+  if (context.defined() && cross.kv.defined() && kv_column_ >= 0) {  // projected by the owner for all layers
+    kv2 = cross.kv.narrow(-1, kv_column_, 2 * heads * dh).view({B, -1, 2, heads, dh});
+  } else if (fused_.intact(fused_modules())) {
     if (!context.defined() && options_.cross_attention_dim <= 0) {  // [B, N, 3, heads, dh]
       const auto qkv = fused_.forward(x).view({B, -1, 3, heads, dh});
       q = qkv.select(2, 0).transpose(1, 2);
       k = qkv.select(2, 1).transpose(1, 2);
       v = qkv.select(2, 2).transpose(1, 2);
-    } else if (context.defined() && options_.cross_attention_dim > 0) {  // [B, M, 2, heads, dh]
-      const auto kv2 = fused_.forward(kv).view({B, -1, 2, heads, dh});
-      k = kv2.select(2, 0).transpose(1, 2);
-      v = kv2.select(2, 1).transpose(1, 2);
+    } else if (context.defined() && options_.cross_attention_dim > 0) {
+      kv2 = fused_.forward(kv).view({B, -1, 2, heads, dh});
     }
+  }
+  if (kv2.defined()) {
+    k = kv2.select(2, 0).transpose(1, 2);
+    v = kv2.select(2, 1).transpose(1, 2);
   }
   if (!q.defined()) q = linear(to_q, x).view({B, -1, heads, dh}).transpose(1, 2);    // [B, heads, N, dh]
   if (!k.defined()) {

@@ -73,8 +73,8 @@ at::Tensor hooked_attention(UNetHooks& hooks, const TransformerId& id, Transform
 
 }  // namespace
 
-at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
-                                              const TransformerId* id, int64_t h, int64_t w) {
+at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const CrossAttentionContext& context,
+                                              UNetHooks* hooks, const TransformerId* id, int64_t h, int64_t w) {
   // Each residual add and the LayerNorm after it are one pass (add_layer_norm: a kernel on CUDA,
   // LibTorch's add and norm elsewhere): y is the running activation, n the next sublayer's input.
   if (!hooks || !id) {
@@ -135,7 +135,7 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
     proj_out_conv = register_module("proj_out", make_conv2d(nn::Conv2dOptions(inner, C, 1)));
 }
 
-at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
+at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const CrossAttentionContext& context, UNetHooks* hooks,
                                            const ModuleId* id) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   at::Tensor h = group_norm_act(x, norm, /*silu=*/false);

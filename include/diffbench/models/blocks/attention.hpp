@@ -15,6 +15,14 @@
 
 namespace diffbench {
 
+// What a cross-attention layer reads: the encoder hidden states [B, M, D] and, when the layers' owner
+// projected them for every layer in one GEMM, all layers' keys and values [B, M, Σ 2·inner] (each layer
+// reads the columns set_kv_column gave it: its keys, then its values). Made implicitly from the states.
+struct CrossAttentionContext {
+  CrossAttentionContext(at::Tensor states = {}) : states(std::move(states)) {}  // NOLINT(google-explicit-constructor)
+  at::Tensor states, kv;
+};
+
 struct AttentionOptions {
   int64_t query_dim = 0;
   int64_t cross_attention_dim = 0;  // 0: self-attention (keys/values from query_dim)
@@ -31,11 +39,17 @@ struct AttentionOptions {
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const AttentionOptions& options);
-  // hidden: [B, N, query_dim] or [B, C, H, W]; context: [B, M, cross_attention_dim] or undefined
-  // for self-attention. Returns the same shape as `hidden`.
-  at::Tensor forward(const at::Tensor& hidden, const at::Tensor& context = {});
+  // hidden: [B, N, query_dim] or [B, C, H, W]; context.states: [B, M, cross_attention_dim], or
+  // undefined for self-attention. Returns the same shape as `hidden`.
+  at::Tensor forward(const at::Tensor& hidden, const CrossAttentionContext& context = {});
 
   const AttentionOptions& options() const { return options_; }
+
+  // For an owner that projects the keys and values of several cross-attention layers in one GEMM
+  // (RowFusedLinears over each layer's key_value_layers()): the layer's own fusion of to_k and to_v
+  // is given up, and its keys and values are read from context.kv at `column` when it is defined.
+  std::vector<torch::nn::Linear> key_value_layers() const { return {to_k, to_v}; }
+  void set_kv_column(int64_t column);
 
  private:
   AttentionOptions options_;
@@ -48,6 +62,7 @@ class AttentionImpl : public torch::nn::Module {
   // The environment variable DIFFBENCH_FUSED_QKV=0 turns this off (for timing both).
   RowFusedLinears fused_;
   std::vector<torch::nn::Linear> fused_modules() const;
+  int64_t kv_column_ = -1;  // where context.kv holds this layer's keys and values; -1: nowhere
 };
 TORCH_MODULE(Attention);
 

@@ -57,10 +57,12 @@ struct TransformerBlockOptions {
 class BasicTransformerBlockImpl : public torch::nn::Module {
  public:
   explicit BasicTransformerBlockImpl(const TransformerBlockOptions& options);
-  // x: [B, N, dim]; context: [B, M, cross_attention_dim]. With hooks: `id` names this block and
-  // h, w are its level's spatial size (N = h·w); see unet_hooks.hpp for the order of the hooks.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks = nullptr,
+  // x: [B, N, dim]; context: [B, M, cross_attention_dim] (attention.hpp). With hooks: `id` names this
+  // block and h, w are its level's spatial size (N = h·w); see unet_hooks.hpp for the order of the hooks.
+  at::Tensor forward(const at::Tensor& x, const CrossAttentionContext& context, UNetHooks* hooks = nullptr,
                      const TransformerId* id = nullptr, int64_t h = 0, int64_t w = 0);
+
+  Attention cross_attention() const { return attn2; }
 
  private:
   // y + a, then + ff(norm3(y + a)), with the feed-forward's tokens merged by `tokens` when given.
@@ -88,7 +90,7 @@ class Transformer2DModelImpl : public torch::nn::Module {
   // x: [B, C, H, W]; context: [B, M, cross_attention_dim]. Returns [B, C, H, W]. With hooks, `id`
   // is this model's id (e.g. down_blocks.1.attentions.0) and its blocks report as
   // <name>.transformer_blocks.<i>.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks = nullptr,
+  at::Tensor forward(const at::Tensor& x, const CrossAttentionContext& context, UNetHooks* hooks = nullptr,
                      const ModuleId* id = nullptr);
 
   const std::vector<BasicTransformerBlock>& blocks() const { return blocks_; }
