@@ -253,15 +253,25 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
   }
 }
 
+namespace {
+
+// f(block) for every down block, the mid block when there is one, and every up block, in that order.
+template <class F>
+void for_each_block(const std::vector<UNetDownBlock>& down, const UNetMidBlock& mid, const std::vector<UNetUpBlock>& up,
+                    F&& f) {
+  for (const auto& b : down) f(*b);
+  if (mid) f(*mid);
+  for (const auto& b : up) f(*b);
+}
+
+}  // namespace
+
 std::vector<Attention> UNet2DConditionModelImpl::cross_attentions() const {
   std::vector<Attention> all;
-  const auto add = [&](const std::vector<Transformer2DModel>& ts) {
-    for (const auto& t : ts)
+  for_each_block(down_blocks_, mid_block, up_blocks_, [&](const auto& block) {
+    for (const auto& t : block.transformers())
       for (const auto& b : t->blocks()) all.push_back(b->cross_attention());
-  };
-  for (const auto& b : down_blocks_) add(b->transformers());
-  if (mid_block) add(mid_block->transformers());
-  for (const auto& b : up_blocks_) add(b->transformers());
+  });
   return all;
 }
 
@@ -280,10 +290,9 @@ CrossAttentionContext UNet2DConditionModelImpl::project_context(const at::Tensor
 
 std::vector<ResnetBlock2D> UNet2DConditionModelImpl::resnet_blocks() const {
   std::vector<ResnetBlock2D> all;
-  const auto add = [&](const std::vector<ResnetBlock2D>& rs) { all.insert(all.end(), rs.begin(), rs.end()); };
-  for (const auto& b : down_blocks_) add(b->resnet_blocks());
-  if (mid_block) add(mid_block->resnet_blocks());
-  for (const auto& b : up_blocks_) add(b->resnet_blocks());
+  for_each_block(down_blocks_, mid_block, up_blocks_, [&](const auto& block) {
+    all.insert(all.end(), block.resnet_blocks().begin(), block.resnet_blocks().end());
+  });
   return all;
 }
 

@@ -68,6 +68,16 @@ UNet2DConditionModel load_unet(const fs::path& dir) {
   return unet;
 }
 
+// The reference UNet call of tiny-sd-reference: the initial noise and the prompt's embeddings at t = 981.
+struct ReferenceCall {
+  at::Tensor noise, context, t, expected;
+};
+ReferenceCall reference_call() {
+  auto ref = load_safetensors(reference());
+  return {ref.at("init_noise.seed42.shape_4x4x16x16"), ref.at("prompt.embeds"), torch::tensor(981, torch::kLong),
+          ref.at("unet.call.t981.out")};
+}
+
 AutoencoderKL load_vae(const fs::path& dir) {
   const auto config = VaeConfig::from_json(JsonConfig::load(dir / "config.json"));
   AutoencoderKL vae = [&] {
@@ -134,9 +144,7 @@ TEST(UNet, TimeProjectionsOfAllBlocksAreOneGemm) {
   DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
   DIFFBENCH_REQUIRE_FIXTURE(reference());
   c10::InferenceMode guard;
-  auto ref = load_safetensors(reference());
-  const at::Tensor noise = ref.at("init_noise.seed42.shape_4x4x16x16"), context = ref.at("prompt.embeds");
-  const at::Tensor t = torch::tensor(981, torch::kLong), expected = ref.at("unet.call.t981.out");
+  const auto [noise, context, t, expected] = reference_call();
   for (bool loaded : {true, false}) {
     SCOPED_TRACE(loaded ? "loaded" : "initialised by LibTorch");
     auto unet = loaded ? load_unet(unet_dir())
@@ -177,9 +185,7 @@ TEST(UNet, CrossAttentionKeysAndValuesOfAllLayersAreOneGemm) {
   DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
   DIFFBENCH_REQUIRE_FIXTURE(reference());
   c10::InferenceMode guard;
-  auto ref = load_safetensors(reference());
-  const at::Tensor noise = ref.at("init_noise.seed42.shape_4x4x16x16"), context = ref.at("prompt.embeds");
-  const at::Tensor t = torch::tensor(981, torch::kLong), expected = ref.at("unet.call.t981.out");
+  const auto [noise, context, t, expected] = reference_call();
   const auto config = UNetConfig::from_json(JsonConfig::load(unet_dir() / "config.json"));
   for (bool loaded : {true, false}) {
     SCOPED_TRACE(loaded ? "loaded" : "initialised by LibTorch");
