@@ -1,7 +1,6 @@
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/blocks/layers.hpp"
 
-#include <algorithm>
 #include <atomic>
 
 #include "diffbench/error.hpp"
@@ -237,13 +236,9 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
     r->set_projection_column(column);
     column += r->out_channels();
   }
-  // One GEMM for every cross-attention's keys and values, where the layers allow it (all or none with
-  // biases, one context width).
+  // One GEMM for every cross-attention's keys and values, where the layers allow it.
   const auto kv_layers = cross_kv_layers();
-  const bool fusable = !kv_layers.empty() && std::all_of(kv_layers.begin(), kv_layers.end(), [&](const auto& l) {
-    return l->bias.defined() == kv_layers[0]->bias.defined() && l->weight.size(1) == kv_layers[0]->weight.size(1);
-  });
-  if (ab_switch_on("DIFFBENCH_FUSED_CROSS_KV") && fusable) {
+  if (ab_switch_on("DIFFBENCH_FUSED_CROSS_KV") && RowFusedLinears::fusable(kv_layers)) {
     cross_kv_ = RowFusedLinears(kv_layers);
     column = 0;
     for (auto a : cross_attentions()) {

@@ -1,5 +1,6 @@
 #include "diffbench/models/blocks/linear.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
@@ -49,14 +50,19 @@ bool still_rows_of(const at::Tensor& fused, const std::vector<const at::Tensor*>
 
 }  // namespace
 
+bool RowFusedLinears::fusable(const std::vector<torch::nn::Linear>& layers) {
+  return !layers.empty() && std::all_of(layers.begin(), layers.end(), [&](const torch::nn::Linear& m) {
+    return m->bias.defined() == layers[0]->bias.defined() && m->weight.size(1) == layers[0]->weight.size(1);
+  });
+}
+
 RowFusedLinears::RowFusedLinears(const std::vector<torch::nn::Linear>& layers) {
   if (layers.empty()) return;
+  if (!fusable(layers))
+    throw std::invalid_argument("RowFusedLinears: the layers must all have a bias or none and read inputs of one width");
   const bool bias = layers[0]->bias.defined();
   std::vector<at::Tensor*> weights, biases;
   for (auto m : layers) {  // a copy of the holder: the parameters are changed
-    if (m->bias.defined() != bias) throw std::invalid_argument("RowFusedLinears: the layers must all have a bias or none");
-    if (m->weight.size(1) != layers[0]->weight.size(1))
-      throw std::invalid_argument("RowFusedLinears: the layers must read inputs of the same width");
     weights.push_back(&m->weight);
     if (bias) biases.push_back(&m->bias);
   }

@@ -22,6 +22,8 @@ class RowFusedLinears {
   // Moves the layers' weights (and biases: all or none have one) into one tensor each, every layer's
   // parameters becoming views of its row block. Under a ParameterTarget nothing is copied.
   explicit RowFusedLinears(const std::vector<torch::nn::Linear>& layers);
+  // Whether the layers can be fused: all or none with a bias, all reading inputs of one width.
+  static bool fusable(const std::vector<torch::nn::Linear>& layers);
 
   // False when a layer has left its block (moved to another device or dtype, or given other tensors)
   // or a gradient is wanted (training needs each layer's own): then run the layers one by one.
