@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Whether the text encoder's CUDA graphs (DIFFBENCH_TEXT_GRAPHS=1, off by default) are safe to turn on, in one
-# device call: builds diffbench (tools/gpu-build.sh), makes random SD 1.5-topology fp16 weights with the bundled
-# tokenizer, then runs RUNS fresh `bench` processes of DeepCache (3, 0) at batch 1 (the case that once failed
-# when the capture overlapped the other components' first calls) and of the baseline at batch 1 and 4 with the
-# graphs on and off, printing each failure's whole error; `generate` both ways, comparing the PNGs; and the
-# evaluation protocol (32 COCO prompts, batch 4, DeepCache against its baseline, the bundled demo CLIP scorer
-# on its own thread) with the graphs on.
+# Whether the text encoder's CUDA graphs (on by default since this script passed; DIFFBENCH_TEXT_GRAPHS=0
+# turns them off) are safe and pay, in one device call: builds diffbench (tools/gpu-build.sh), makes random
+# SD 1.5-topology fp16 weights with the bundled tokenizer, then runs RUNS fresh `bench` processes of
+# DeepCache (3, 0) at batch 1 (the case that once failed when the capture overlapped the other components'
+# first calls) and of the baseline at batch 1 and 4 with the graphs on and off, printing each failure's
+# whole error; `generate` both ways, comparing the PNGs; and the evaluation protocol (32 COCO prompts, batch
+# 4, DeepCache against its baseline, the bundled demo CLIP scorer on its own thread) with the graphs on.
 #   tools/gpu-text-graphs.sh [RUNS] [WORK_DIR]   (summary lines start with "==")
 set -uo pipefail
 runs=${1:-6}

@@ -2,7 +2,7 @@
 // eagerly (kernel selection, lazy initialisation), the second is captured on a side stream and
 // replayed, later ones are replayed. A captured call reads a fixed input buffer, so each call copies
 // its input in (from the host too) and clones the output. For the text encoder, whose few hundred small
-// kernels cost more to launch than to run (DIFFBENCH_TEXT_GRAPHS=1). Off the GPU, or when disabled,
+// kernels cost more to launch than to run (DIFFBENCH_TEXT_GRAPHS=0 turns it off). Off the GPU, or when disabled,
 // every call is the function itself.
 #pragma once
 

@@ -124,8 +124,7 @@ struct Txt2ImgPipeline::Impl {
   std::unique_ptr<SdxlText> sdxl;  // StableDiffusionXLPipeline: the second text encoder; null otherwise
   UNet2DConditionModel unet{nullptr};
   std::unique_ptr<UNetRunner> unet_runner;
-  // The text encoder's calls from CUDA graphs: off unless DIFFBENCH_TEXT_GRAPHS=1 until it has been run
-  // on a GPU without the other components' first calls around its capture (docs/performance.md).
+  // The text encoder's calls from CUDA graphs (DIFFBENCH_TEXT_GRAPHS=0 keeps them eager).
   std::unique_ptr<GraphedCall> text_graphs;
   CompositeHooks::VariantCounts variant_counts;  // per graph variant of hooked UNet calls
   AutoencoderKL vae{nullptr};
@@ -257,7 +256,7 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   impl->unet_runner = std::make_unique<UNetRunner>(impl->unet, options.device,
                                                    UNetRunnerOptions{options.cuda_graphs, options.channels_last});
   impl->text_graphs =
-      std::make_unique<GraphedCall>(options.device, options.cuda_graphs && opt_in_switch_on("DIFFBENCH_TEXT_GRAPHS"));
+      std::make_unique<GraphedCall>(options.device, options.cuda_graphs && ab_switch_on("DIFFBENCH_TEXT_GRAPHS"));
 
   t0 = Clock::now();
   const ComponentSource& vae = source.component("vae");
