@@ -2,13 +2,17 @@
 // time embedding's projection and a convolution's bias, which the resnet would otherwise add in passes
 // of their own).
 // Three kernels:
-//  1. partial sums: block (chunk of pixels, sample); a thread owns 8 adjacent channels (one 16-byte
-//     load per pixel) and accumulates sum and sum of squares over its share of the chunk's pixels,
-//     puts them in shared memory, and one thread per group adds its channels' sums over the rows in
-//     a fixed order; one (sum, sumsq) per group is written. No atomics: the float sums, and with them
-//     the images, are the same in every run and every process;
-//  2. finalise: per (sample, group) one warp adds the chunks' partials in double -> mean, 1/std;
-//  3. apply: elementwise (x - mean) * rstd * w + b, then SiLU, 8 values per thread when C % 8 == 0.
+//  1. partial sums: block (chunk of pixels, sample) of rows of C/8 threads; a thread owns 8 adjacent
+//     channels (one 16-byte load per pixel) and accumulates sum and sum of squares over its row's share
+//     of the chunk's pixels; the rows' sums meet in shared memory, are added per channel in row order,
+//     then per group in channel order; one (sum, sumsq) per group is written. No atomics: the float
+//     sums, and with them the images, are the same in every run and every process;
+//  2. finalise: per (sample, group) one warp adds the chunks' partials in double -> mean, 1/std, and
+//     writes each of the group's channels' scale and offset (weight, bias and the shifts folded in);
+//  3. apply: the partial sums' thread layout again, each thread holding its 8 channels' scale and
+//     offset in registers: y = x * scale + offset, then SiLU.
+// The chunks are as long as leaves about two blocks per SM, so that the small levels fill the GPU and
+// the large ones do not launch thousands of blocks; loads are unrolled four deep.
 // A small group (at most kOnePassElements values: the UNet's 8x8 and 16x16 levels) is normalised by one
 // kernel instead, a block per (group, sample): it adds the group's values in a fixed order, then reads
 // them again (from L1/L2) to write the output. Those levels launch tens of thousands of the three kernels
@@ -29,10 +33,11 @@ namespace diffbench::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxThreads = 1024;  // the statistics kernel's block: max(256, C/8 rounded up to a warp)
+constexpr int kMaxThreads = 1024;  // the statistics and apply kernels' block: at least one row of C/8 threads
 constexpr size_t kMaxShared = 48 * 1024;  // the statistics kernel's shared memory without an opt-in
-constexpr int kPixelsPerChunk = 32;
+constexpr int kMaxPixelsPerChunk = 64;
 constexpr int kOnePassElements = 16384;  // values of one (sample, group) normalised by the one-pass kernel
+constexpr int kOnePassMaxChannels = 256;  // channels per group of the one-pass kernel (a thread per VEC of them)
 constexpr int kOnePassThreads = 256;
 
 // What is added to x before the normalisation, in float: a per-sample shift ([N, C] with rows `stride`
@@ -55,9 +60,18 @@ struct Shift {
   }
 };
 
-// Thread t owns the 8 channels 8·(t mod C/8) .. +7 and reads them as one 16-byte load per pixel;
-// the block's C/8-thread rows take the chunk's pixels in turn (C ≤ 8192, C % 8 == 0; above 2048
-// channels the block has one row of C/8 threads).
+template <typename T, bool Silu>
+__device__ __forceinline__ T normalised(float x, float scale, float offset) {
+  float r = x * scale + offset;
+  if (Silu) r = r / (1.f + __expf(-r));
+  return from_float<T>(r);
+}
+
+// The thread layout of the partial sums and the apply: rows of C/8 threads, as many rows as fit in
+// kThreads (one row above 2048 channels). Thread t owns the 8 channels 8·(t mod C/8) .. +7.
+int row_count(int C) { return std::max(1, kThreads / (C / 8)); }
+
+// Rows of C/8 threads take the chunk's pixels in turn (C ≤ 8192, C % 8 == 0).
 template <typename T>
 __global__ void partial_sums(const T* __restrict__ x, const Shift<T> shift, float2* __restrict__ partial,
                              int HW, int C, int G, int chunks, int ppc) {
@@ -67,53 +81,62 @@ __global__ void partial_sums(const T* __restrict__ x, const Shift<T> shift, floa
   const int lane = threadIdx.x % c8, r = threadIdx.x / c8;
   const int c0 = lane * 8;
   float s[8] = {0}, q[8] = {0}, sh[8] = {0};
-  if (r < rows) {
-    if (shift.any()) {
+  if (shift.any()) {
 #pragma unroll
-      for (int k = 0; k < 8; ++k) sh[k] = shift.at(n, c0 + k);
-    }
-    const T* base = x + static_cast<size_t>(n) * HW * C + c0;
-    for (int p = p0 + r; p < p1; p += rows) {
-      const uint4 in = *reinterpret_cast<const uint4*>(base + static_cast<size_t>(p) * C);
-      const T* v = reinterpret_cast<const T*>(&in);
+    for (int k = 0; k < 8; ++k) sh[k] = shift.at(n, c0 + k);
+  }
+  const T* base = x + static_cast<size_t>(n) * HW * C + c0;
+#pragma unroll 4
+  for (int p = p0 + r; p < p1; p += rows) {
+    const uint4 in = *reinterpret_cast<const uint4*>(base + static_cast<size_t>(p) * C);
+    const T* v = reinterpret_cast<const T*>(&in);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const float f = to_float(v[k]) + sh[k];
-        s[k] += f;
-        q[k] += f * f;
-      }
+    for (int k = 0; k < 8; ++k) {
+      const float f = to_float(v[k]) + sh[k];
+      s[k] += f;
+      q[k] += f * f;
     }
   }
   extern __shared__ float shared[];  // [rows][2][C]: each row's per-channel sums, then sums of squares
-  if (r < rows) {
-    float* row = shared + static_cast<size_t>(r) * 2 * C;
+  float* row = shared + static_cast<size_t>(r) * 2 * C;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      row[c0 + k] = s[k];
-      row[C + c0 + k] = q[k];
+  for (int k = 0; k < 8; ++k) {
+    row[c0 + k] = s[k];
+    row[C + c0 + k] = q[k];
+  }
+  __syncthreads();
+  // Per channel over the rows, in row order (into row 0: only the thread of channel c touches its slots).
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float cs = 0.f, cq = 0.f;
+    for (int rr = 0; rr < rows; ++rr) {
+      cs += shared[static_cast<size_t>(rr) * 2 * C + c];
+      cq += shared[static_cast<size_t>(rr) * 2 * C + C + c];
     }
+    shared[c] = cs;
+    shared[C + c] = cq;
   }
   __syncthreads();
   const int cg = C / G;
   for (int g = threadIdx.x; g < G; g += blockDim.x) {
     float gs = 0.f, gq = 0.f;
-    for (int rr = 0; rr < rows; ++rr) {
-      const float* row = shared + static_cast<size_t>(rr) * 2 * C;
-      for (int c = g * cg; c < (g + 1) * cg; ++c) {
-        gs += row[c];
-        gq += row[C + c];
-      }
+    for (int c = g * cg; c < (g + 1) * cg; ++c) {
+      gs += shared[c];
+      gq += shared[C + c];
     }
     partial[(static_cast<size_t>(n) * chunks + chunk) * G + g] = make_float2(gs, gq);
   }
 }
 
-// One warp per (sample, group): lanes add strided chunks in double, then a shuffle reduction.
-__global__ void finalise(const float2* __restrict__ partial, float2* __restrict__ stats, int chunks, int G,
-                         double count, double eps, int total) {
+// One warp per (sample, group): lanes add strided chunks in double, a shuffle reduction gives mean and
+// 1/std, then the lanes write the group's channels' scale (1/std · weight) and offset (bias + (shift −
+// mean) · scale) to coef[n][0][c] and coef[n][1][c].
+template <typename T>
+__global__ void finalise(const float2* __restrict__ partial, const Shift<T> shift, const T* __restrict__ w,
+                         const T* __restrict__ b, float* __restrict__ coef, int chunks, int C, int G, double count,
+                         double eps, int total) {
   const int i = (blockIdx.x * blockDim.x + threadIdx.x) / 32;  // n * G + g
   const int lane = threadIdx.x % 32;
-  if (i >= total) return;
+  if (i >= total) return;  // a whole warp: total groups fill warps, not blocks
   const int n = i / G, g = i % G;
   double s = 0, q = 0;
   for (int k = lane; k < chunks; k += 32) {
@@ -126,66 +149,76 @@ __global__ void finalise(const float2* __restrict__ partial, float2* __restrict_
     s += __shfl_down_sync(0xffffffffu, s, off);
     q += __shfl_down_sync(0xffffffffu, q, off);
   }
-  if (lane != 0) return;
+  s = __shfl_sync(0xffffffffu, s, 0);
+  q = __shfl_sync(0xffffffffu, q, 0);
   const double mean = s / count;
   const double var = fmax(q / count - mean * mean, 0.0);
-  stats[i] = make_float2(static_cast<float>(mean), static_cast<float>(rsqrt(var + eps)));
-}
-
-template <typename T, bool Silu>
-__global__ void apply(const T* __restrict__ x, const Shift<T> shift, T* __restrict__ y,
-                      const float2* __restrict__ stats, const T* __restrict__ w, const T* __restrict__ b, size_t total,
-                      int HW, int C, int G) {
+  const float m = static_cast<float>(mean), rstd = static_cast<float>(rsqrt(var + eps));
   const int cg = C / G;
-  const size_t per_sample = static_cast<size_t>(HW) * C;
-  for (size_t i = (static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8; i < total;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x * 8) {
-    const int n = static_cast<int>(i / per_sample);
-    const int c0 = static_cast<int>(i % C);
-    uint4 in = *reinterpret_cast<const uint4*>(x + i);
-    const T* v = reinterpret_cast<const T*>(&in);
-    uint4 out;
-    T* o = reinterpret_cast<T*>(&out);
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int c = c0 + k;
-      const float2 st = stats[n * G + c / cg];
-      const float xv = to_float(v[k]) + (shift.any() ? shift.at(n, c) : 0.f);
-      float r = (xv - st.x) * st.y * to_float(w[c]) + to_float(b[c]);
-      if (Silu) r = r / (1.f + __expf(-r));
-      o[k] = from_float<T>(r);
-    }
-    *reinterpret_cast<uint4*>(y + i) = out;
+  float* scale = coef + static_cast<size_t>(n) * 2 * C;
+  for (int c = g * cg + lane; c < (g + 1) * cg; c += 32) {
+    const float a = rstd * to_float(w[c]);
+    scale[c] = a;
+    scale[C + c] = to_float(b[c]) + ((shift.any() ? shift.at(n, c) : 0.f) - m) * a;
   }
 }
 
-// One block per (group, sample): thread t adds the values t, t + blockDim, ... of the group (VEC adjacent
-// channels of one pixel at a time) in float, the warps' sums meet in shared memory and are added in
-// double in a fixed order; then the same values are read again and written normalised.
+template <typename T, bool Silu>
+__global__ void apply(const T* __restrict__ x, const float* __restrict__ coef, T* __restrict__ y, int HW, int C,
+                      int ppc) {
+  const int chunk = blockIdx.x, n = blockIdx.y;
+  const int p0 = chunk * ppc, p1 = min(p0 + ppc, HW);
+  const int c8 = C / 8, rows = blockDim.x / c8;
+  const int lane = threadIdx.x % c8, r = threadIdx.x / c8;
+  const int c0 = lane * 8;
+  const float* ca = coef + static_cast<size_t>(n) * 2 * C + c0;
+  float a[8], o[8];
+  *reinterpret_cast<float4*>(a) = *reinterpret_cast<const float4*>(ca);
+  *reinterpret_cast<float4*>(a + 4) = *reinterpret_cast<const float4*>(ca + 4);
+  *reinterpret_cast<float4*>(o) = *reinterpret_cast<const float4*>(ca + C);
+  *reinterpret_cast<float4*>(o + 4) = *reinterpret_cast<const float4*>(ca + C + 4);
+  const size_t base = static_cast<size_t>(n) * HW * C + c0;
+#pragma unroll 4
+  for (int p = p0 + r; p < p1; p += rows) {
+    const uint4 in = *reinterpret_cast<const uint4*>(x + base + static_cast<size_t>(p) * C);
+    const T* v = reinterpret_cast<const T*>(&in);
+    uint4 out;
+    T* t = reinterpret_cast<T*>(&out);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) t[k] = normalised<T, Silu>(to_float(v[k]), a[k], o[k]);
+    *reinterpret_cast<uint4*>(y + base + static_cast<size_t>(p) * C) = out;
+  }
+}
+
+// One block per (group, sample). The group's channels are split into slots of VEC adjacent ones; thread t
+// takes slot t mod slots of the pixels t / slots, + rows, ... (rows = blockDim / slots; the threads past
+// rows · slots idle), so that a thread's channels, and with them its shifts, scale and offset, stay in
+// registers. It adds its values in float, the warps' sums meet in shared memory and are added in double
+// in a fixed order; then the same values are read again and written normalised.
 template <typename T, int VEC, bool Silu>
 __global__ void one_pass(const T* __restrict__ x, const Shift<T> shift, T* __restrict__ y,
                          const T* __restrict__ w, const T* __restrict__ b, int HW, int C, int G, float eps) {
   const int g = blockIdx.x, n = blockIdx.y;
-  const int cg = C / G, per_pixel = cg / VEC, count = HW * per_pixel;
-  const size_t base = static_cast<size_t>(n) * HW * C + static_cast<size_t>(g) * cg;
-  const bool shifted = shift.any();
+  const int cg = C / G, slots = cg / VEC, rows = blockDim.x / slots;
+  const int r = threadIdx.x / slots;
+  const int c0 = g * cg + (threadIdx.x % slots) * VEC;  // this thread's first channel
+  const size_t base = static_cast<size_t>(n) * HW * C + c0;
+  const int p_end = r < rows ? HW : 0;  // the threads past rows · slots take no pixels
   using Vec = typename std::conditional<VEC == 8, uint4, typename std::conditional<VEC == 4, uint2,
               typename std::conditional<VEC == 2, unsigned int, unsigned short>::type>::type>::type;
-  auto load = [&](int e, float* f) {
-    const int p = e / per_pixel, v = (e % per_pixel) * VEC;
-    const Vec in = *reinterpret_cast<const Vec*>(x + base + static_cast<size_t>(p) * C + v);
+  float sh[VEC];
+#pragma unroll
+  for (int k = 0; k < VEC; ++k) sh[k] = shift.any() ? shift.at(n, c0 + k) : 0.f;
+  float s = 0.f, q = 0.f;
+#pragma unroll 4
+  for (int p = r; p < p_end; p += rows) {
+    const Vec in = *reinterpret_cast<const Vec*>(x + base + static_cast<size_t>(p) * C);
     const T* t = reinterpret_cast<const T*>(&in);
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) f[k] = to_float(t[k]) + (shifted ? shift.at(n, g * cg + v + k) : 0.f);
-  };
-  float s = 0.f, q = 0.f;
-  for (int e = threadIdx.x; e < count; e += blockDim.x) {
-    float f[VEC];
-    load(e, f);
-#pragma unroll
     for (int k = 0; k < VEC; ++k) {
-      s += f[k];
-      q += f[k] * f[k];
+      const float f = to_float(t[k]) + sh[k];
+      s += f;
+      q += f * f;
     }
   }
 #pragma unroll
@@ -211,20 +244,21 @@ __global__ void one_pass(const T* __restrict__ x, const Shift<T> shift, T* __res
   }
   __syncthreads();
   const float2 st = stats;
-  for (int e = threadIdx.x; e < count; e += blockDim.x) {
-    float f[VEC];
-    load(e, f);
-    const int p = e / per_pixel, v = (e % per_pixel) * VEC;
-    Vec out;
-    T* o = reinterpret_cast<T*>(&out);
+  float a[VEC], o[VEC];
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) {
-      const int c = g * cg + v + k;
-      float r = (f[k] - st.x) * st.y * to_float(w[c]) + to_float(b[c]);
-      if (Silu) r = r / (1.f + __expf(-r));
-      o[k] = from_float<T>(r);
-    }
-    *reinterpret_cast<Vec*>(y + base + static_cast<size_t>(p) * C + v) = out;
+  for (int k = 0; k < VEC; ++k) {
+    a[k] = st.y * to_float(w[c0 + k]);
+    o[k] = to_float(b[c0 + k]) + (sh[k] - st.x) * a[k];
+  }
+#pragma unroll 4
+  for (int p = r; p < p_end; p += rows) {
+    const Vec in = *reinterpret_cast<const Vec*>(x + base + static_cast<size_t>(p) * C);
+    const T* t = reinterpret_cast<const T*>(&in);
+    Vec out;
+    T* u = reinterpret_cast<T*>(&out);
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) u[k] = normalised<T, Silu>(to_float(t[k]), a[k], o[k]);
+    *reinterpret_cast<Vec*>(y + base + static_cast<size_t>(p) * C) = out;
   }
 }
 
@@ -241,13 +275,20 @@ void launch_one_pass(const T* x, const Shift<T>& shift, T* y, const T* w, const 
 
 // Whether a (sample, group) of this shape goes to the one-pass kernel.
 bool use_one_pass(int64_t HW, int64_t C, int64_t G) {
-  return HW * (C / G) <= kOnePassElements && ab_switch_on("DIFFBENCH_GN_ONE_PASS");
+  return HW * (C / G) <= kOnePassElements && C / G <= kOnePassMaxChannels && ab_switch_on("DIFFBENCH_GN_ONE_PASS");
 }
 
-// The statistics kernel's shared memory: a row of C/8 threads per (block / (C/8)) rows, 2 floats a channel.
+// The statistics kernel's shared memory: 2 floats a channel for each row.
 size_t stats_shared_bytes(int64_t C) {
-  const int64_t threads = std::max<int64_t>(kThreads, (C / 8 + 31) / 32 * 32);
-  return static_cast<size_t>(threads / (C / 8)) * 2 * static_cast<size_t>(C) * sizeof(float);
+  return static_cast<size_t>(row_count(static_cast<int>(C))) * 2 * static_cast<size_t>(C) * sizeof(float);
+}
+
+// Pixels per block of the statistics and apply kernels: about two blocks per SM over the whole batch,
+// at least a pixel per row, at most kMaxPixelsPerChunk.
+int pixels_per_chunk(int N, int HW, int rows) {
+  const int64_t blocks = 2 * static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  const int64_t ppc = (static_cast<int64_t>(N) * HW + blocks - 1) / blocks;
+  return static_cast<int>(std::clamp<int64_t>(ppc, std::min(rows, kMaxPixelsPerChunk), kMaxPixelsPerChunk));
 }
 
 template <typename T>
@@ -255,13 +296,13 @@ void launch(const at::Tensor& x, const Shift<T>& shift, at::Tensor& y, const at:
             double eps, bool silu) {
   const int N = static_cast<int>(x.size(0)), C = static_cast<int>(x.size(1));
   const int HW = static_cast<int>(x.size(2) * x.size(3));
+  const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+  auto* yp = reinterpret_cast<T*>(y.data_ptr());
+  auto* wp = reinterpret_cast<const T*>(w.data_ptr());
+  auto* bp = reinterpret_cast<const T*>(b.data_ptr());
+  auto stream = at::cuda::getCurrentCUDAStream();
   if (use_one_pass(HW, C, G)) {
     const int cg = C / G;
-    const T* xp = reinterpret_cast<const T*>(x.data_ptr());
-    auto* yp = reinterpret_cast<T*>(y.data_ptr());
-    auto* wp = reinterpret_cast<const T*>(w.data_ptr());
-    auto* bp = reinterpret_cast<const T*>(b.data_ptr());
-    auto stream = at::cuda::getCurrentCUDAStream();
     // Vector loads as wide as the group's channels allow (C % 8 == 0, so every group starts 16-byte
     // aligned when cg % 8 == 0, 8-byte aligned when cg % 4 == 0, ...).
     if (cg % 8 == 0)
@@ -275,32 +316,22 @@ void launch(const at::Tensor& x, const Shift<T>& shift, at::Tensor& y, const at:
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
-  // Pixels per block: each of its 256 / (C/8) thread rows takes a few; small levels get shorter
-  // chunks, so that enough blocks run.
-  const int ppc = HW >= 1024 ? kPixelsPerChunk : 4;
+  const int rows = row_count(C), threads = rows * (C / 8);
+  const int ppc = pixels_per_chunk(N, HW, rows);
   const int chunks = (HW + ppc - 1) / ppc;
-  auto stream = at::cuda::getCurrentCUDAStream();
   auto opts = x.options().dtype(at::kFloat);
   at::Tensor partial = at::empty({N, chunks, G, 2}, opts);
-  at::Tensor stats = at::empty({N, G, 2}, opts);
-  const T* xp = reinterpret_cast<const T*>(x.data_ptr());
-  const int stat_threads = std::max(kThreads, (C / 8 + 31) / 32 * 32);
-  partial_sums<T><<<dim3(chunks, N), stat_threads, stats_shared_bytes(C), stream>>>(
-      xp, shift, reinterpret_cast<float2*>(partial.data_ptr()), HW, C, G, chunks, ppc);
+  at::Tensor coef = at::empty({N, 2, C}, opts);
+  auto* pp = reinterpret_cast<float2*>(partial.data_ptr());
+  partial_sums<T><<<dim3(chunks, N), threads, stats_shared_bytes(C), stream>>>(xp, shift, pp, HW, C, G, chunks, ppc);
   const int total_groups = N * G;
-  finalise<<<(total_groups * 32 + 255) / 256, 256, 0, stream>>>(reinterpret_cast<const float2*>(partial.data_ptr()),
-                                                           reinterpret_cast<float2*>(stats.data_ptr()), chunks, G,
-                                                           static_cast<double>(HW) * (C / G), eps, total_groups);
-  const size_t total = static_cast<size_t>(x.numel());
-  const int blocks = static_cast<int>(std::min<size_t>((total / 8 + kThreads - 1) / kThreads, 65535));
-  auto* yp = reinterpret_cast<T*>(y.data_ptr());
-  auto* wp = reinterpret_cast<const T*>(w.data_ptr());
-  auto* bp = reinterpret_cast<const T*>(b.data_ptr());
-  auto* sp = reinterpret_cast<const float2*>(stats.data_ptr());
+  finalise<T><<<(total_groups * 32 + 255) / 256, 256, 0, stream>>>(pp, shift, wp, bp, coef.data_ptr<float>(), chunks,
+                                                                  C, G, static_cast<double>(HW) * (C / G), eps,
+                                                                  total_groups);
   if (silu)
-    apply<T, true><<<blocks, kThreads, 0, stream>>>(xp, shift, yp, sp, wp, bp, total, HW, C, G);
+    apply<T, true><<<dim3(chunks, N), threads, 0, stream>>>(xp, coef.data_ptr<float>(), yp, HW, C, ppc);
   else
-    apply<T, false><<<blocks, kThreads, 0, stream>>>(xp, shift, yp, sp, wp, bp, total, HW, C, G);
+    apply<T, false><<<dim3(chunks, N), threads, 0, stream>>>(xp, coef.data_ptr<float>(), yp, HW, C, ppc);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
