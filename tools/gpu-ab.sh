@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Times the working tree against the base revision that tools/ab-before.sh put into .ab-before/, in one
+# device call and one build folder: swaps the base's files in, builds (tools/gpu-build.sh), keeps that
+# libdiffbench.so, swaps the working tree's files back and builds again (only what changed recompiles);
+# the "before" runs load the kept library through LD_LIBRARY_PATH (the binaries' RUNPATH yields to it).
+# Then, on random SD 1.5-topology fp16 weights (512², 50 PNDM steps, guidance 7.5): TEST_FILTER's tests of
+# test_models if set (TESTS=ON), `generate --prompts demo` both ways with PSNR/SSIM of after against
+# before, and ROUNDS rounds of `bench` (median of 5 at batch 1, 3 at batch 4, seconds per batch) of the
+# baseline at batch 1 and 4 and DeepCache (3, 0) at batch 1, before and after in turn.
+#   tools/ab-before.sh BASE_REV                       (here)
+#   TEST_FILTER='GroupNormKernel.*' tools/gpu-ab.sh [ROUNDS] [WORK_DIR]
+#                                                    (device: carry [".deps", ".ab-before"]; lines start "==")
+set -uo pipefail
+rounds=${1:-2}
+work=${2:-/tmp/diffbench-ab}
+cd "$(dirname "$0")/.."
+[ -f .ab-before/BASE ] || { echo "gpu-ab: no .ab-before/ (run tools/ab-before.sh BASE_REV first)" >&2; exit 2; }
+rm -rf "$work" && mkdir -p "$work/before" "$work/after"
+echo "== device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(nproc) cores;" \
+  "before = $(cat .ab-before/BASE), after = the working tree"
+swap_in_before() {
+  (cd .ab-before/files && find . -type f) | while read -r f; do
+    if [ -e "$f" ]; then mkdir -p "$work/after/$(dirname "$f")" && mv "$f" "$work/after/$f"; fi
+    cp .ab-before/files/"$f" "$f"
+  done
+  while read -r f; do
+    if [ -n "$f" ]; then mkdir -p "$work/after/$(dirname "$f")" && mv "$f" "$work/after/$f"; fi
+  done <.ab-before/ADDED
+}
+restore_after() {
+  (cd .ab-before/files && find . -type f) | while read -r f; do rm -f "$f"; done
+  (cd "$work/after" && find . -type f) | while read -r f; do mv "$work/after/$f" "$f"; done
+}
+targets="diffbench_cli"
+[ -n "${TEST_FILTER:-}" ] && targets="diffbench_cli test_models"
+tests=OFF; [ -n "${TEST_FILTER:-}" ] && tests=ON
+t0=$(date +%s)
+swap_in_before
+TESTS=$tests TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build-before.log" 2>&1
+ok=$?
+cp build-gpu/lib/libdiffbench.so "$work/before/" 2>/dev/null
+restore_after
+[ $ok = 0 ] || { echo "== the before build failed:"; tail -30 "$work/build-before.log"; exit 1; }
+TESTS=$tests TARGETS="$targets" tools/gpu-build.sh build-gpu >"$work/build-after.log" 2>&1 ||
+  { echo "== the after build failed:"; tail -30 "$work/build-after.log"; exit 1; }
+echo "== builds $(( $(date +%s) - t0 )) s"
+if [ -n "${TEST_FILTER:-}" ]; then
+  build-gpu/bin/test_models --gtest_filter="$TEST_FILTER" 2>&1 |
+    grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|Expected|Which is" | head -30 | sed 's/^/== test /'
+fi
+B=$PWD/build-gpu/bin/diffbench
+run() { local v=$1; shift; if [ "$v" = before ]; then LD_LIBRARY_PATH="$work/before" "$@"; else "$@"; fi; }
+$B init-random --arch sd15 --tokenizer assets/clip-tokenizer --weights-dtype fp16 --out "$work/sd15" >/dev/null ||
+  exit 1
+printf '[pipeline]\nmodel = "%s"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = "fp16"\n' \
+  "$work/sd15" >"$work/baseline.toml"
+echo 'device = "cuda"' >>"$work/baseline.toml"
+{ cat "$work/baseline.toml"; printf '[[accelerate]]\nmethod = "deepcache"\n'
+  printf 'cache_interval = 3\ncache_branch_id = 0\n'; } >"$work/deepcache.toml"
+for v in before after; do
+  run $v $B generate --spec "$work/baseline.toml" --prompts demo --batch-size 4 --out "$work/img-$v" --quiet ||
+    echo "== generate ($v) failed"
+done
+n=0 same=0
+for f in "$work"/img-after/*.png; do
+  n=$((n + 1))
+  cmp -s "$f" "$work/img-before/$(basename "$f")" && same=$((same + 1))
+done
+echo "== images: $same of $n byte-identical"
+$B score --images "$work/img-after" --against "$work/img-before" --metrics psnr,ssim --json >"$work/score.json" \
+  2>&1 && python3 - "$work/score.json" <<'PY' || echo "== score failed"
+import json, sys
+j = json.load(open(sys.argv[1]))
+for m in ("psnr", "ssim"):
+    v = [x for x in j[m]["per_image"] if x is not None]
+    print("== after against before, %s: mean %s, worst %s" % (m, j[m].get("mean"), min(v) if v else None))
+PY
+bench() {  # VARIANT SPEC BATCH RUNS
+  run "$1" $B bench "$work/$2.toml" --batch-size "$3" --runs "$4" --warmup 1 --json >"$work/b.json" 2>"$work/err.txt" ||
+    { echo "== $1 $2 batch $3 failed: $(tail -3 "$work/err.txt")"; return; }
+  python3 - "$work/b.json" "$1" "$2" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); s = j["stages_mean_s"]
+print("== %-6s %-9s batch %d: %.4f s/batch median (text %.4f, denoise %.4f, vae %.4f)" % (
+    sys.argv[2], sys.argv[3], j["batch_size"], j["seconds_per_batch_median"], s["text_encoder_s"], s["denoise_s"],
+    s["vae_decode_s"]))
+PY
+}
+for r in $(seq "$rounds"); do
+  for v in before after; do
+    bench $v baseline 1 5
+    bench $v deepcache 1 5
+    [ "$r" = 1 ] && bench $v baseline 4 3
+  done
+done
