@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# Issue 21's denoiser table on a GPU machine, run after tools/gpu-loading.sh (which builds build-gpu and
-# makes the random SD 1.5-topology fp16 weights and baseline.toml / deepcache.toml in WORK_DIR):
-# `diffbench bench` for baseline, DeepCache (3, 0), ToMe 0.5 and T-GATE (gate step 10) at batch 1 and 4,
-# the baseline at 1024², the baseline with the fused attention projections off (DIFFBENCH_FUSED_QKV=0),
-# and an eager batch-1 profile summed by kernel (PROFILE_OUT gets the summaries).
+# Issue 21's denoiser table on a GPU machine: `diffbench bench` for baseline, DeepCache (3, 0), ToMe 0.5 and
+# T-GATE (gate step 10) at batch 1 and 4, the baseline and ToMe 0.5 at 1024², the baseline with the fused
+# attention projections off (DIFFBENCH_FUSED_QKV=0), and an eager batch-1 profile summed by kernel
+# (PROFILE_OUT gets the summaries). Random SD 1.5-topology fp16 weights, 50 PNDM steps, guidance 7.5. When
+# WORK_DIR has no baseline.toml yet (tools/gpu-loading.sh leaves one), it builds diffbench
+# (tools/gpu-build.sh) and makes the weights and the specs itself, so one device call gives the table.
 #   tools/gpu-denoiser.sh WORK_DIR [PROFILE_OUT]   (summary lines start with "==")
 set -uo pipefail
 work=${1:?usage: $0 WORK_DIR [PROFILE_OUT]}
 prof=${2:-$work}
 cd "$(dirname "$0")/.."
 B=$PWD/build-gpu/bin/diffbench
+if [ ! -f "$work/baseline.toml" ]; then
+  mkdir -p "$work"
+  t0=$(date +%s)
+  TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build.log" 2>&1 ||
+    { tail -30 "$work/build.log"; exit 1; }
+  echo "== build $(( $(date +%s) - t0 )) s"
+  $B init-random --arch sd15 --tokenizer assets/clip-tokenizer --weights-dtype fp16 --out "$work/sd15" >/dev/null ||
+    exit 1
+  printf '[pipeline]\nmodel = "%s"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = "fp16"\n' \
+    "$work/sd15" >"$work/baseline.toml"
+  echo 'device = "cuda"' >>"$work/baseline.toml"
+  { cat "$work/baseline.toml"; printf '[[accelerate]]\nmethod = "deepcache"\n'
+    printf 'cache_interval = 3\ncache_branch_id = 0\n'; } >"$work/deepcache.toml"
+fi
 echo "== device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
 printf '[[accelerate]]\nmethod = "tome"\nratio = 0.5\n' | cat "$work/baseline.toml" - >"$work/tome.toml"
 printf '[[accelerate]]\nmethod = "tgate"\ngate_step = 10\n' | cat "$work/baseline.toml" - >"$work/tgate.toml"
