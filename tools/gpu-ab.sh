@@ -50,13 +50,7 @@ if [ -n "${TEST_FILTER:-}" ]; then
 fi
 B=$PWD/build-gpu/bin/diffbench
 run() { local v=$1; shift; if [ "$v" = before ]; then LD_LIBRARY_PATH="$work/before" "$@"; else "$@"; fi; }
-$B init-random --arch sd15 --tokenizer assets/clip-tokenizer --weights-dtype fp16 --out "$work/sd15" >/dev/null ||
-  exit 1
-printf '[pipeline]\nmodel = "%s"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = "fp16"\n' \
-  "$work/sd15" >"$work/baseline.toml"
-echo 'device = "cuda"' >>"$work/baseline.toml"
-{ cat "$work/baseline.toml"; printf '[[accelerate]]\nmethod = "deepcache"\n'
-  printf 'cache_interval = 3\ncache_branch_id = 0\n'; } >"$work/deepcache.toml"
+tools/gpu-sd15-specs.sh "$B" "$work" || exit 1
 for v in before after; do
   run $v $B generate --spec "$work/baseline.toml" --prompts demo --batch-size 4 --out "$work/img-$v" --quiet ||
     echo "== generate ($v) failed"

@@ -18,13 +18,7 @@ if [ -n "${DIFFBENCH_SHARED:-}" ]; then
   build-gpu/bin/test_pipeline --gtest_filter='FastPath*' 2>&1 | grep -E "PSNR|OK \]|FAILED|Failure"
 fi
 mkdir -p "$work"
-rm -rf "$work/sd15"
-$B init-random --arch sd15 --tokenizer "$tok" --weights-dtype fp16 --out "$work/sd15" >/dev/null || exit 1
-base="[pipeline]\nmodel = \"$work/sd15\"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = \"fp16\"\ndevice = \"cuda\"\n"
-printf "$base" >"$work/baseline.toml"
-printf "$base[[accelerate]]\nmethod = \"deepcache\"\ncache_interval = 3\ncache_branch_id = 0\n" >"$work/deepcache.toml"
-printf "$base[[accelerate]]\nmethod = \"tome\"\nratio = 0.5\n" >"$work/tome.toml"
-printf "$base[[accelerate]]\nmethod = \"tgate\"\ngate_step = 10\n" >"$work/tgate.toml"
+tools/gpu-sd15-specs.sh "$B" "$work" "$tok" || exit 1
 for s in baseline deepcache tome tgate; do
   for bs in 1 4; do
     runs=5; [ "$bs" = 4 ] && runs=3

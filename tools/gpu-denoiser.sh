@@ -4,7 +4,8 @@
 # attention projections off (DIFFBENCH_FUSED_QKV=0), and an eager batch-1 profile summed by kernel
 # (PROFILE_OUT gets the summaries). Random SD 1.5-topology fp16 weights, 50 PNDM steps, guidance 7.5. When
 # WORK_DIR has no baseline.toml yet (tools/gpu-loading.sh leaves one), it builds diffbench
-# (tools/gpu-build.sh) and makes the weights and the specs itself, so one device call gives the table.
+# (tools/gpu-build.sh) and makes the weights and the specs itself (tools/gpu-sd15-specs.sh), so one device
+# call gives the table.
 #   tools/gpu-denoiser.sh WORK_DIR [PROFILE_OUT]   (summary lines start with "==")
 set -uo pipefail
 work=${1:?usage: $0 WORK_DIR [PROFILE_OUT]}
@@ -17,18 +18,9 @@ if [ ! -f "$work/baseline.toml" ]; then
   TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build.log" 2>&1 ||
     { tail -30 "$work/build.log"; exit 1; }
   echo "== build $(( $(date +%s) - t0 )) s"
-  $B init-random --arch sd15 --tokenizer assets/clip-tokenizer --weights-dtype fp16 --out "$work/sd15" >/dev/null ||
-    exit 1
-  printf '[pipeline]\nmodel = "%s"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = "fp16"\n' \
-    "$work/sd15" >"$work/baseline.toml"
-  echo 'device = "cuda"' >>"$work/baseline.toml"
-  { cat "$work/baseline.toml"; printf '[[accelerate]]\nmethod = "deepcache"\n'
-    printf 'cache_interval = 3\ncache_branch_id = 0\n'; } >"$work/deepcache.toml"
+  tools/gpu-sd15-specs.sh "$B" "$work" || exit 1
 fi
 echo "== device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
-printf '[[accelerate]]\nmethod = "tome"\nratio = 0.5\n' | cat "$work/baseline.toml" - >"$work/tome.toml"
-printf '[[accelerate]]\nmethod = "tgate"\ngate_step = 10\n' | cat "$work/baseline.toml" - >"$work/tgate.toml"
-sed 's/^height = 512/height = 1024/; s/^width = 512/width = 1024/' "$work/baseline.toml" >"$work/baseline1024.toml"
 bench() {  # bench LABEL SPEC BATCH RUNS [ENV=VALUE...]
   local label=$1 spec=$2 bs=$3 runs=$4; shift 4
   env "$@" $B bench "$work/$spec.toml" --batch-size "$bs" --runs "$runs" --warmup 1 --json >"$work/b.json" 2>"$work/err.txt" ||
@@ -45,7 +37,6 @@ for bs in 1 4; do
 done
 bench "baseline 1024" baseline1024 1 3
 bench "baseline 1024 unfused" baseline1024 1 3 DIFFBENCH_FUSED_QKV=0
-sed 's/^height = 512/height = 1024/; s/^width = 512/width = 1024/' "$work/tome.toml" >"$work/tome1024.toml"
 bench "tome 0.5 1024" tome1024 1 3
 # Eager batch-1 profile (graphs off so kernels are traced one by one): GPU time by kernel name.
 for f in on off; do

@@ -21,15 +21,10 @@ vitg=$!
 TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
 echo "== build $(( $(date +%s) - t0 )) s"
 B=$PWD/build-gpu/bin/diffbench
-rm -rf "$work/sd15"
-$B init-random --arch sd15 --tokenizer "$tok" --weights-dtype fp16 --out "$work/sd15" >/dev/null || exit 1
+tools/gpu-sd15-specs.sh "$B" "$work" "$tok" || exit 1
 wait $vitg || { tail -5 "$work/make-vitg.log"; exit 1; }
 ls -la "$work/sd15/unet" "$work/vitg" | grep safetensors
 cat "$work"/sd15/*/*.safetensors "$work"/vitg/*.safetensors >/dev/null  # page cache warm, as the targets say
-printf '[pipeline]\nmodel = "%s"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = "fp16"\ndevice = "cuda"\n' \
-  "$work/sd15" >"$work/baseline.toml"
-{ cat "$work/baseline.toml"; printf '[[accelerate]]\nmethod = "deepcache"\ncache_interval = 3\ncache_branch_id = 0\n'; } \
-  >"$work/deepcache.toml"
 
 now() { date +%s.%N; }
 dt() { python3 -c "print(round($2 - $1, 2))"; }

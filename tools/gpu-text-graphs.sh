@@ -17,12 +17,7 @@ t0=$(date +%s)
 TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
 echo "== build $(( $(date +%s) - t0 )) s"
 B=$PWD/build-gpu/bin/diffbench
-rm -rf "$work/sd15"
-$B init-random --arch sd15 --tokenizer assets/clip-tokenizer --weights-dtype fp16 --out "$work/sd15" >/dev/null || exit 1
-printf '[pipeline]\nmodel = "%s"\nsteps = 50\nguidance = 7.5\nheight = 512\nwidth = 512\ndtype = "fp16"\ndevice = "cuda"\n' \
-  "$work/sd15" >"$work/baseline.toml"
-{ cat "$work/baseline.toml"; printf '[[accelerate]]\nmethod = "deepcache"\ncache_interval = 3\ncache_branch_id = 0\n'; } \
-  >"$work/deepcache.toml"
+tools/gpu-sd15-specs.sh "$B" "$work" || exit 1
 for v in 1 0; do
   rm -rf "$work/img$v"
   DIFFBENCH_TEXT_GRAPHS=$v $B generate --spec "$work/baseline.toml" --prompts demo --batch-size 4 --steps 20 \
