@@ -6,18 +6,27 @@
 # Then, on random SD 1.5-topology fp16 weights (512², 50 PNDM steps, guidance 7.5): TEST_FILTER's tests of
 # test_models if set (TESTS=ON), `generate --prompts demo` both ways with PSNR/SSIM of after against
 # before, and ROUNDS rounds of `bench` (median of 5 at batch 1, 3 at batch 4, seconds per batch) of the
-# baseline at batch 1 and 4 and DeepCache (3, 0) at batch 1, before and after in turn.
+# baseline at batch 1 and 4 and DeepCache (3, 0) at batch 1, before and after in turn; with AB_1024=1 also
+# the baseline at 1024² once each.
+# With AB_ENV=NAME instead, a fast path behind its switch: one build of the working tree, "before" run with
+# NAME=0 and "after" with NAME=1 (no .ab-before needed).
 #   tools/ab-before.sh BASE_REV                       (here)
 #   TEST_FILTER='GroupNormKernel.*' tools/gpu-ab.sh [ROUNDS] [WORK_DIR]
 #                                                    (device: carry [".deps", ".ab-before"]; lines start "==")
+#   AB_ENV=DIFFBENCH_SUBPIXEL_UPSAMPLE AB_1024=1 tools/gpu-ab.sh   (device: carry [".deps"])
 set -uo pipefail
 rounds=${1:-2}
 work=${2:-/tmp/diffbench-ab}
 cd "$(dirname "$0")/.."
-[ -f .ab-before/BASE ] || { echo "gpu-ab: no .ab-before/ (run tools/ab-before.sh BASE_REV first)" >&2; exit 2; }
+ab_env=${AB_ENV:-}
+if [ -z "$ab_env" ] && [ ! -f .ab-before/BASE ]; then
+  echo "gpu-ab: no .ab-before/ (run tools/ab-before.sh BASE_REV first) and no AB_ENV" >&2
+  exit 2
+fi
 rm -rf "$work" && mkdir -p "$work/before" "$work/after"
-echo "== device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(nproc) cores;" \
-  "before = $(cat .ab-before/BASE), after = the working tree"
+if [ -n "$ab_env" ]; then what="before = $ab_env=0, after = $ab_env=1"
+else what="before = $(cat .ab-before/BASE), after = the working tree"; fi
+echo "== device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(nproc) cores; $what"
 swap_in_before() {
   (cd .ab-before/files && find . -type f) | while read -r f; do
     if [ -e "$f" ]; then mkdir -p "$work/after/$(dirname "$f")" && mv "$f" "$work/after/$f"; fi
@@ -35,12 +44,14 @@ targets="diffbench_cli"
 [ -n "${TEST_FILTER:-}" ] && targets="diffbench_cli test_models"
 tests=OFF; [ -n "${TEST_FILTER:-}" ] && tests=ON
 t0=$(date +%s)
-swap_in_before
-TESTS=$tests TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build-before.log" 2>&1
-ok=$?
-cp build-gpu/lib/libdiffbench.so "$work/before/" 2>/dev/null
-restore_after
-[ $ok = 0 ] || { echo "== the before build failed:"; tail -30 "$work/build-before.log"; exit 1; }
+if [ -z "$ab_env" ]; then
+  swap_in_before
+  TESTS=$tests TARGETS="diffbench_cli" tools/gpu-build.sh build-gpu >"$work/build-before.log" 2>&1
+  ok=$?
+  cp build-gpu/lib/libdiffbench.so "$work/before/" 2>/dev/null
+  restore_after
+  [ $ok = 0 ] || { echo "== the before build failed:"; tail -30 "$work/build-before.log"; exit 1; }
+fi
 TESTS=$tests TARGETS="$targets" tools/gpu-build.sh build-gpu >"$work/build-after.log" 2>&1 ||
   { echo "== the after build failed:"; tail -30 "$work/build-after.log"; exit 1; }
 echo "== builds $(( $(date +%s) - t0 )) s"
@@ -49,13 +60,20 @@ if [ -n "${TEST_FILTER:-}" ]; then
     grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|Expected|Which is" | head -30 | sed 's/^/== test /'
 fi
 B=$PWD/build-gpu/bin/diffbench
-run() { local v=$1; shift; if [ "$v" = before ]; then LD_LIBRARY_PATH="$work/before" "$@"; else "$@"; fi; }
+run() {  # run before|after CMD...: the base's library, or the switch off; the working tree, or the switch on
+  local v=$1; shift
+  if [ -n "$ab_env" ]; then
+    if [ "$v" = before ]; then env "$ab_env=0" "$@"; else env "$ab_env=1" "$@"; fi
+  elif [ "$v" = before ]; then LD_LIBRARY_PATH="$work/before" "$@"
+  else "$@"; fi
+}
 tools/gpu-sd15-specs.sh "$B" "$work" || exit 1
 for v in before after; do
   run $v $B generate --spec "$work/baseline.toml" --prompts demo --batch-size 4 --out "$work/img-$v" --quiet ||
     echo "== generate ($v) failed"
 done
 n=0 same=0
+shopt -s nullglob
 for f in "$work"/img-after/*.png; do
   n=$((n + 1))
   cmp -s "$f" "$work/img-before/$(basename "$f")" && same=$((same + 1))
@@ -87,3 +105,4 @@ for r in $(seq "$rounds"); do
     [ "$r" = 1 ] && bench $v baseline 4 3
   done
 done
+if [ "${AB_1024:-0}" = 1 ]; then for v in before after; do bench $v baseline1024 1 3; done; fi

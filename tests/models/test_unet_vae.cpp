@@ -10,6 +10,7 @@
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
 #include "diffbench/models/blocks/layers.hpp"
+#include "diffbench/models/blocks/sampling.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
 #include "test_support.hpp"
@@ -216,6 +217,97 @@ TEST(UNet, CrossAttentionKeysAndValuesOfAllLayersAreOneGemm) {
     EXPECT_FALSE(unet->project_context(context).kv.defined());
     EXPECT_TENSOR_NEAR(unet(noise, t, context), expected, 1e-4);
   }
+}
+
+// The sub-pixel upsampler (DIFFBENCH_SUBPIXEL_UPSAMPLE=1 when made) against the plain one (nearest
+// doubling, then the 3x3 conv) with the same weights: in double to rounding, in float within 1e-5, in
+// bfloat16 (and CUDA half, channels-last, where there is a GPU) as close to float32 as the plain path; for
+// contiguous and channels-last inputs, odd non-square sizes, an explicit doubled output size, and after the
+// weights change (in place, and as another tensor).
+// A size other than twice the input goes the plain way. The UNet and the VAE with it match diffusers.
+TEST(Upsample2D, SubpixelConvolutionEqualsNearestThenConv) {
+  torch::manual_seed(0);
+  Upsample2D plain(6, 5);
+  Upsample2D subpixel = [] {
+    test::ScopedEnv on("DIFFBENCH_SUBPIXEL_UPSAMPLE", "1");
+    return Upsample2D(6, 5);
+  }();
+  ASSERT_FALSE(plain->subpixel());
+  ASSERT_TRUE(subpixel->subpixel());
+  torch::NoGradGuard no_grad;
+  const auto copy_weights = [&] {
+    subpixel->named_parameters()["conv.weight"].copy_(plain->named_parameters()["conv.weight"]);
+    subpixel->named_parameters()["conv.bias"].copy_(plain->named_parameters()["conv.bias"]);
+  };
+  copy_weights();
+  for (const auto dtype : {torch::kDouble, torch::kFloat}) {
+    plain->to(dtype);
+    subpixel->to(dtype);
+    const double tolerance = dtype == torch::kDouble ? 1e-12 : 1e-5;
+    for (const auto& shape : {std::vector<int64_t>{2, 6, 5, 7}, std::vector<int64_t>{1, 6, 1, 1},
+                              std::vector<int64_t>{3, 6, 8, 8}}) {
+      for (bool channels_last : {false, true}) {
+        SCOPED_TRACE(std::string(c10::toString(dtype)) + " " + c10::str(at::IntArrayRef(shape)) +
+                     (channels_last ? " channels-last" : " contiguous"));
+        at::Tensor x = torch::randn(shape, torch::TensorOptions().dtype(dtype));
+        if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor expected = plain(x);
+        const at::Tensor out = subpixel(x);
+        ASSERT_EQ(out.sizes(), expected.sizes());
+        EXPECT_TENSOR_NEAR(out, expected, tolerance);
+        EXPECT_EQ(out.is_contiguous(at::MemoryFormat::ChannelsLast) && !out.is_contiguous(), channels_last &&
+                  shape[1] > 1 && shape[2] * shape[3] > 1);
+        EXPECT_TENSOR_NEAR(subpixel(x, std::vector<int64_t>{2 * shape[2], 2 * shape[3]}), expected, tolerance);
+        // Not a doubling: nearest to that size, then the conv, as diffusers does.
+        const std::vector<int64_t> odd{2 * shape[2] + 1, 2 * shape[3] - 1};
+        EXPECT_TENSOR_NEAR(subpixel(x, odd), plain(x, odd), 0.0);
+      }
+    }
+  }
+  // New weights, in place (a fused LoRA) and as other tensors (a dtype or device move), are picked up.
+  const at::Tensor x = torch::randn({2, 6, 4, 3});
+  plain->named_parameters()["conv.weight"].mul_(-0.5);
+  subpixel->named_parameters()["conv.weight"].mul_(-0.5);
+  EXPECT_TENSOR_NEAR(subpixel(x), plain(x), 1e-5);
+  plain->named_parameters()["conv.bias"].add_(1.0);
+  subpixel->named_parameters()["conv.bias"].set_data(subpixel->named_parameters()["conv.bias"] + 1.0);
+  EXPECT_TENSOR_NEAR(subpixel(x), plain(x), 1e-5);
+  // bfloat16: the four kernels' taps are summed exactly, then rounded once; as close to float32 as
+  // the plain path is.
+  const at::Tensor reference = plain(x);
+  plain->to(torch::kBFloat16);
+  subpixel->to(torch::kBFloat16);
+  const double plain_error = test::max_abs_diff(plain(x.to(torch::kBFloat16)), reference);
+  const double subpixel_error = test::max_abs_diff(subpixel(x.to(torch::kBFloat16)), reference);
+  EXPECT_LT(subpixel_error, 2 * plain_error + 1e-2);
+  // CUDA, half, channels-last (the fast path's layout): the same closeness to float32.
+  if (!torch::cuda::is_available()) return;
+  plain->to(torch::kCUDA, torch::kHalf);
+  subpixel->to(torch::kCUDA, torch::kHalf);
+  for (auto* m : {&plain, &subpixel})
+    for (auto& p : (*m)->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  const at::Tensor xh = x.to(torch::kCUDA, torch::kHalf).contiguous(at::MemoryFormat::ChannelsLast);
+  const double plain_half = test::max_abs_diff(plain(xh).cpu().to(torch::kFloat), reference);
+  const double subpixel_half = test::max_abs_diff(subpixel(xh).cpu().to(torch::kFloat), reference);
+  EXPECT_LT(subpixel_half, 2 * plain_half + 2e-3);
+}
+
+TEST(Upsample2D, SubpixelUNetAndVaeMatchDiffusers) {
+  DIFFBENCH_REQUIRE_FIXTURE(unet_dir());
+  DIFFBENCH_REQUIRE_FIXTURE(reference());
+  c10::InferenceMode guard;
+  const auto [noise, context, t, expected] = reference_call();
+  test::ScopedEnv on("DIFFBENCH_SUBPIXEL_UPSAMPLE", "1");
+  auto unet = load_unet(unet_dir());
+  auto vae = load_vae(vae_dir());
+  int upsamplers = 0;
+  for (const auto& m : unet->modules())
+    if (auto* u = dynamic_cast<Upsample2DImpl*>(m.get())) upsamplers += u->subpixel() ? 1 : -100;
+  EXPECT_EQ(upsamplers, 3);  // tiny-sd: the three upper up blocks'
+  EXPECT_TENSOR_NEAR(unet(noise, t, context), expected, 1e-4);
+  auto ref = load_safetensors(reference());
+  EXPECT_TENSOR_NEAR(vae->decode(noise / vae->config().scaling_factor), ref.at("vae.decode.out"), 1e-4);
 }
 
 TEST(Vae, DecodeMatchesDiffusersOnTinySd) {

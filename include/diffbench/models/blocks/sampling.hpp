@@ -1,4 +1,9 @@
 // diffusers' Downsample2D (strided 3x3 conv) and Upsample2D (nearest x2, then 3x3 conv).
+// Upsample2D can do its doubling as a sub-pixel convolution (DIFFBENCH_SUBPIXEL_UPSAMPLE=1 when it is
+// made; not yet on by default): a 3x3 conv of a nearest-doubled image gives each of an output pixel's four
+// positions (row and column parity) a 2x2 conv of the input, whose taps are sums of the 3x3 taps. One conv
+// with those four 2x2 kernels as output channel blocks, then one copy interleaving them, does 16 instead
+// of 36 multiply-adds per input pixel and channel pair and never writes the doubled input.
 #pragma once
 
 #include <optional>
@@ -27,9 +32,19 @@ class Upsample2DImpl : public torch::nn::Module {
   Upsample2DImpl(int64_t channels, int64_t out_channels);
   // Nearest-neighbour to `output_size` ({H, W}) when given, else to twice the size; then conv.
   at::Tensor forward(const at::Tensor& x, const std::optional<std::vector<int64_t>>& output_size = std::nullopt);
+  // Whether forward doubles by the sub-pixel convolution (without gradients; with them, as diffusers does).
+  bool subpixel() const { return subpixel_; }
 
  private:
+  at::Tensor forward_subpixel(const at::Tensor& x);
+  // The four 2x2 kernels [4·Cout, Cin, 2, 2] and their bias, made from conv's again when its weight or
+  // bias has changed (another tensor, or an in-place update): written into the same tensors, which CUDA
+  // graphs captured earlier read.
+  void refresh_subpixel_weights();
   torch::nn::Conv2d conv{nullptr};
+  bool subpixel_ = false;
+  at::Tensor subpixel_weight_, subpixel_bias_;
+  std::vector<int64_t> subpixel_of_;  // what they were made from: data pointers, versions, dtype
 };
 TORCH_MODULE(Upsample2D);
 
