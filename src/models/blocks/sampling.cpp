@@ -50,7 +50,7 @@ at::Tensor parity_taps(const at::TensorOptions& options) {
 void Upsample2DImpl::refresh_subpixel_weights() {
   const at::Tensor& w = conv->weight;
   const at::Tensor& b = conv->bias;
-  std::vector<int64_t> of{reinterpret_cast<int64_t>(w.data_ptr()), version_of(w),
+  const std::array<int64_t, 8> of{reinterpret_cast<int64_t>(w.data_ptr()), version_of(w),
                           b.defined() ? reinterpret_cast<int64_t>(b.data_ptr()) : 0, version_of(b),
                           static_cast<int64_t>(w.scalar_type()), static_cast<int64_t>(w.device().type()),
                           w.device().index(), w.is_contiguous(at::MemoryFormat::ChannelsLast) ? 1 : 0};
@@ -74,7 +74,7 @@ void Upsample2DImpl::refresh_subpixel_weights() {
     subpixel_weight_ = k;
     subpixel_bias_ = bias;
   }
-  subpixel_of_ = std::move(of);
+  subpixel_of_ = of;
 }
 
 at::Tensor Upsample2DImpl::forward_subpixel(const at::Tensor& x) {

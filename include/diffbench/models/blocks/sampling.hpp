@@ -6,6 +6,7 @@
 // of 36 multiply-adds per input pixel and channel pair and never writes the doubled input.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <vector>
 
@@ -44,7 +45,7 @@ class Upsample2DImpl : public torch::nn::Module {
   torch::nn::Conv2d conv{nullptr};
   bool subpixel_ = false;
   at::Tensor subpixel_weight_, subpixel_bias_;
-  std::vector<int64_t> subpixel_of_;  // what they were made from: data pointers, versions, dtype
+  std::array<int64_t, 8> subpixel_of_{};  // what they were made from: data pointers, versions, type, place
 };
 TORCH_MODULE(Upsample2D);
 
