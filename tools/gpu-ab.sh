@@ -90,13 +90,7 @@ PY
 bench() {  # VARIANT SPEC BATCH RUNS
   run "$1" $B bench "$work/$2.toml" --batch-size "$3" --runs "$4" --warmup 1 --json >"$work/b.json" 2>"$work/err.txt" ||
     { echo "== $1 $2 batch $3 failed: $(tail -3 "$work/err.txt")"; return; }
-  python3 - "$work/b.json" "$1" "$2" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1])); s = j["stages_mean_s"]
-print("== %-6s %-9s batch %d: %.4f s/batch median (text %.4f, denoise %.4f, vae %.4f)" % (
-    sys.argv[2], sys.argv[3], j["batch_size"], j["seconds_per_batch_median"], s["text_encoder_s"], s["denoise_s"],
-    s["vae_decode_s"]))
-PY
+  tools/bench-line.py "$work/b.json" "$1 $2"
 }
 for r in $(seq "$rounds"); do
   for v in before after; do

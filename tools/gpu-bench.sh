@@ -24,6 +24,6 @@ for s in baseline deepcache tome tgate; do
     runs=5; [ "$bs" = 4 ] && runs=3
     $B bench "$work/$s.toml" --batch-size "$bs" --runs "$runs" --warmup 1 --json >"$work/$s-bs$bs.json" 2>"$work/err.txt" ||
       { echo "$s batch $bs failed: $(tail -3 "$work/err.txt")"; continue; }
-    python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('%-10s batch %d: %.4f s/batch (p90 %.4f s/image), first generation %.2f s, skipped modules %.0f %%' % (sys.argv[2], j['batch_size'], j['seconds_per_batch_median'], j['seconds_per_image']['p90'], j['first_generation_s'], 100*j['skipped_module_fraction']))" "$work/$s-bs$bs.json" "$s"
+    tools/bench-line.py "$work/$s-bs$bs.json" "$s"
   done
 done

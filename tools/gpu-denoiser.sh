@@ -25,7 +25,7 @@ bench() {  # bench LABEL SPEC BATCH RUNS [ENV=VALUE...]
   local label=$1 spec=$2 bs=$3 runs=$4; shift 4
   env "$@" $B bench "$work/$spec.toml" --batch-size "$bs" --runs "$runs" --warmup 1 --json >"$work/b.json" 2>"$work/err.txt" ||
     { echo "== $label batch $bs failed: $(tail -3 "$work/err.txt")"; return; }
-  python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('== %-22s batch %d: %.4f s/batch median, first generation %.2f s, skipped modules %.0f %%' % (sys.argv[2], j['batch_size'], j['seconds_per_batch_median'], j['first_generation_s'], 100*j['skipped_module_fraction']))" "$work/b.json" "$label"
+  tools/bench-line.py "$work/b.json" "$label"
 }
 for bs in 1 4; do
   runs=5; [ "$bs" = 4 ] && runs=3

@@ -29,13 +29,7 @@ echo "== images: $same of $n byte-identical (text graphs on vs off)"
 bench() {  # bench SPEC BATCH GRAPHS
   DIFFBENCH_TEXT_GRAPHS=$3 $B bench "$work/$1.toml" --batch-size "$2" --runs 5 --warmup 1 --json >"$work/b.json" 2>"$work/err.txt" ||
     { echo "== $1 b$2 text graphs $3 FAILED:"; grep -v '^\s*$' "$work/err.txt" | head -20; return; }
-  python3 - "$work/b.json" "$1" "$3" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1])); s = j["stages_mean_s"]
-print("== %-9s b%d text graphs %s: %.4f s/batch median; text %.4f, denoise %.4f, vae %.4f" % (
-    sys.argv[2], j["batch_size"], sys.argv[3], j["seconds_per_batch_median"], s["text_encoder_s"], s["denoise_s"],
-    s["vae_decode_s"]))
-PY
+  tools/bench-line.py "$work/b.json" "$1, text graphs $3"
 }
 for i in $(seq "$runs"); do
   bench deepcache 1 1
