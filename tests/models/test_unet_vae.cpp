@@ -219,7 +219,7 @@ TEST(UNet, CrossAttentionKeysAndValuesOfAllLayersAreOneGemm) {
   }
 }
 
-// The sub-pixel upsampler (DIFFBENCH_SUBPIXEL_UPSAMPLE=1 when made) against the plain one (nearest
+// The sub-pixel upsampler (the default) against the plain one (DIFFBENCH_SUBPIXEL_UPSAMPLE=0 when made: nearest
 // doubling, then the 3x3 conv) with the same weights: in double to rounding, in float within 1e-5, in
 // bfloat16 (and CUDA half, channels-last, where there is a GPU) as close to float32 as the plain path; for
 // contiguous and channels-last inputs, odd non-square sizes, an explicit doubled output size, and after the
@@ -227,7 +227,10 @@ TEST(UNet, CrossAttentionKeysAndValuesOfAllLayersAreOneGemm) {
 // A size other than twice the input goes the plain way. The UNet and the VAE with it match diffusers.
 TEST(Upsample2D, SubpixelConvolutionEqualsNearestThenConv) {
   torch::manual_seed(0);
-  Upsample2D plain(6, 5);
+  Upsample2D plain = [] {
+    test::ScopedEnv off("DIFFBENCH_SUBPIXEL_UPSAMPLE", "0");
+    return Upsample2D(6, 5);
+  }();
   Upsample2D subpixel = [] {
     test::ScopedEnv on("DIFFBENCH_SUBPIXEL_UPSAMPLE", "1");
     return Upsample2D(6, 5);
@@ -298,16 +301,20 @@ TEST(Upsample2D, SubpixelUNetAndVaeMatchDiffusers) {
   DIFFBENCH_REQUIRE_FIXTURE(reference());
   c10::InferenceMode guard;
   const auto [noise, context, t, expected] = reference_call();
-  test::ScopedEnv on("DIFFBENCH_SUBPIXEL_UPSAMPLE", "1");
-  auto unet = load_unet(unet_dir());
-  auto vae = load_vae(vae_dir());
-  int upsamplers = 0;
-  for (const auto& m : unet->modules())
-    if (auto* u = dynamic_cast<Upsample2DImpl*>(m.get())) upsamplers += u->subpixel() ? 1 : -100;
-  EXPECT_EQ(upsamplers, 3);  // tiny-sd: the three upper up blocks'
-  EXPECT_TENSOR_NEAR(unet(noise, t, context), expected, 1e-4);
   auto ref = load_safetensors(reference());
-  EXPECT_TENSOR_NEAR(vae->decode(noise / vae->config().scaling_factor), ref.at("vae.decode.out"), 1e-4);
+  for (const char* setting : {"1", "0"}) {  // the default, and the plain path
+    SCOPED_TRACE(std::string("DIFFBENCH_SUBPIXEL_UPSAMPLE=") + setting);
+    test::ScopedEnv env("DIFFBENCH_SUBPIXEL_UPSAMPLE", setting);
+    auto unet = load_unet(unet_dir());
+    auto vae = load_vae(vae_dir());
+    int subpixel = 0, upsamplers = 0;
+    for (const auto& m : unet->modules())
+      if (auto* u = dynamic_cast<Upsample2DImpl*>(m.get())) ++upsamplers, subpixel += u->subpixel();
+    EXPECT_EQ(upsamplers, 3);  // tiny-sd: the three upper up blocks'
+    EXPECT_EQ(subpixel, setting[0] == '1' ? 3 : 0);
+    EXPECT_TENSOR_NEAR(unet(noise, t, context), expected, 1e-4);
+    EXPECT_TENSOR_NEAR(vae->decode(noise / vae->config().scaling_factor), ref.at("vae.decode.out"), 1e-4);
+  }
 }
 
 TEST(Vae, DecodeMatchesDiffusersOnTinySd) {

@@ -23,7 +23,7 @@ at::Tensor Downsample2DImpl::forward(const at::Tensor& x) {
 }
 
 Upsample2DImpl::Upsample2DImpl(int64_t channels, int64_t out_channels)
-    : subpixel_(opt_in_switch_on("DIFFBENCH_SUBPIXEL_UPSAMPLE")) {
+    : subpixel_(ab_switch_on("DIFFBENCH_SUBPIXEL_UPSAMPLE")) {
   conv = register_module("conv", make_conv2d(nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
 }
 

@@ -1,6 +1,6 @@
 // diffusers' Downsample2D (strided 3x3 conv) and Upsample2D (nearest x2, then 3x3 conv).
-// Upsample2D can do its doubling as a sub-pixel convolution (DIFFBENCH_SUBPIXEL_UPSAMPLE=1 when it is
-// made; not yet on by default): a 3x3 conv of a nearest-doubled image gives each of an output pixel's four
+// Upsample2D does its doubling as a sub-pixel convolution (DIFFBENCH_SUBPIXEL_UPSAMPLE=0 when it is made
+// turns that off): a 3x3 conv of a nearest-doubled image gives each of an output pixel's four
 // positions (row and column parity) a 2x2 conv of the input, whose taps are sums of the 3x3 taps. One conv
 // with those four 2x2 kernels as output channel blocks, then one copy interleaving them, does 16 instead
 // of 36 multiply-adds per input pixel and channel pair and never writes the doubled input.
