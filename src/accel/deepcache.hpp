@@ -37,6 +37,7 @@ class DeepCacheMethod : public Method {
   void begin_call(const UNetCallInfo& info) override;
   std::optional<ModuleOutput> before_module(const ModuleId& id) override;
   void after_module(const ModuleId& id, const ModuleOutput& output) override;
+  bool hooks_transformer_blocks() const override { return false; }  // whole modules only
   // "full" or "partial" once a partial call has shown which outputs it reads (those are then kept
   // in fixed buffers, written in place by full calls); before that, none (eager).
   std::optional<std::string> graph_variant() override;

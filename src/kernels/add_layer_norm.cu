@@ -1,5 +1,7 @@
 // Residual add + LayerNorm, fused, for the transformer block's
 //   x = attn(norm_i(x)) + x;  next input = norm_{i+1}(x)
+// (with the attention's to_out bias added here when its GEMM left it out: cuBLASLt's bias epilogue
+// makes it pick slower kernels for the 320-wide outputs).
 // LibTorch does the add (read a and r, write y) and then the LayerNorm (read y, write n); here one warp
 // per row reads a and r once, keeps the row in registers and writes y and n. The row's sums are a
 // per-lane loop in a fixed order and an xor-butterfly over the warp's lanes, so every lane holds the
@@ -36,7 +38,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 // types, 4 for float); Iters ≥ ceil(C / V / 32) of them.
 template <typename T, int Iters>
 __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restrict__ r, const T* __restrict__ w,
-                                      const T* __restrict__ b, const T* __restrict__ extra, T* __restrict__ y,
+                                      const T* __restrict__ b, const T* __restrict__ extra,
+                                      const T* __restrict__ a_bias, T* __restrict__ y,
                                       T* __restrict__ n, int64_t rows, int C, float eps) {
   constexpr int V = 16 / sizeof(T);
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -55,12 +58,16 @@ __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restri
       const T* rp = reinterpret_cast<const T*>(&rv);
       uint4 yv;
       T* yp = reinterpret_cast<T*>(&yv);
-      uint4 ev = make_uint4(0, 0, 0, 0);
+      uint4 ev = make_uint4(0, 0, 0, 0), abv = make_uint4(0, 0, 0, 0);
       const T* ep = reinterpret_cast<const T*>(&ev);
+      const T* abp = reinterpret_cast<const T*>(&abv);
       if (extra) ev = *reinterpret_cast<const uint4*>(extra + c);
+      if (a_bias) abv = *reinterpret_cast<const uint4*>(a_bias + c);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const T s = round_to<T>(as_float(ap[k]) + as_float(rp[k]));  // LibTorch's add: in float, rounded
+        // a's bias first, rounded as LibTorch's broadcast add rounds it; then the residual.
+        const float ak = a_bias ? as_float(round_to<T>(as_float(ap[k]) + as_float(abp[k]))) : as_float(ap[k]);
+        const T s = round_to<T>(ak + as_float(rp[k]));  // LibTorch's add: in float, rounded
         v[it][k] = as_float(s);
         sum += v[it][k];
         yp[k] = extra ? round_to<T>(v[it][k] + as_float(ep[k])) : s;
@@ -100,13 +107,15 @@ __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restri
 
 template <typename T, int Iters>
 void launch_rows(const at::Tensor& a, const at::Tensor& r, const at::Tensor& w, const at::Tensor& b,
-                 const at::Tensor& extra, at::Tensor& y, at::Tensor& n, int64_t rows, int C, double eps) {
+                 const at::Tensor& extra, const at::Tensor& a_bias, at::Tensor& y, at::Tensor& n, int64_t rows, int C,
+                 double eps) {
   const int64_t blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   auto stream = at::cuda::getCurrentCUDAStream();
   const auto* ep = extra.defined() ? reinterpret_cast<const T*>(extra.data_ptr()) : nullptr;
+  const auto* abp = a_bias.defined() ? reinterpret_cast<const T*>(a_bias.data_ptr()) : nullptr;
   add_layer_norm_kernel<T, Iters><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(
       reinterpret_cast<const T*>(a.data_ptr()), reinterpret_cast<const T*>(r.data_ptr()),
-      reinterpret_cast<const T*>(w.data_ptr()), reinterpret_cast<const T*>(b.data_ptr()), ep,
+      reinterpret_cast<const T*>(w.data_ptr()), reinterpret_cast<const T*>(b.data_ptr()), ep, abp,
       reinterpret_cast<T*>(y.data_ptr()), reinterpret_cast<T*>(n.data_ptr()), rows, C, static_cast<float>(eps));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -114,17 +123,18 @@ void launch_rows(const at::Tensor& a, const at::Tensor& r, const at::Tensor& w, 
 // Registers for as few 16-byte vectors per lane as the row needs (C = 320, 640, 1280 in SD's UNets).
 template <typename T>
 void launch(const at::Tensor& a, const at::Tensor& r, const at::Tensor& w, const at::Tensor& b,
-            const at::Tensor& extra, at::Tensor& y, at::Tensor& n, int64_t rows, int C, double eps) {
+            const at::Tensor& extra, const at::Tensor& a_bias, at::Tensor& y, at::Tensor& n, int64_t rows, int C,
+            double eps) {
   constexpr int V = 16 / sizeof(T);
   const int iters = (C / V + 31) / 32;
   if (iters <= 2)
-    launch_rows<T, 2>(a, r, w, b, extra, y, n, rows, C, eps);
+    launch_rows<T, 2>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
   else if (iters <= 4)
-    launch_rows<T, 4>(a, r, w, b, extra, y, n, rows, C, eps);
+    launch_rows<T, 4>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
   else if (iters <= 8)
-    launch_rows<T, 8>(a, r, w, b, extra, y, n, rows, C, eps);
+    launch_rows<T, 8>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
   else
-    launch_rows<T, 16>(a, r, w, b, extra, y, n, rows, C, eps);
+    launch_rows<T, 16>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
 }
 
 bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
@@ -132,15 +142,17 @@ bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::Tensor& r, const at::Tensor& weight,
-                                                 const at::Tensor& bias, double eps, const at::Tensor& extra) {
+                                                 const at::Tensor& bias, double eps, const at::Tensor& extra,
+                                                 const at::Tensor& a_bias) {
   const int64_t C = a.size(-1);
   const auto type = a.scalar_type();
   const bool fits = a.is_cuda() && a.sizes() == r.sizes() && type == r.scalar_type() &&
                     (type == at::kHalf || type == at::kBFloat16 || type == at::kFloat) && C % 8 == 0 && C <= kMaxC &&
                     a.is_contiguous() && r.is_contiguous() && aligned16(a) && aligned16(r) && weight.defined() &&
-                    bias.defined() && weight.numel() == C && bias.numel() == C && (!extra.defined() || extra.numel() == C);
+                    bias.defined() && weight.numel() == C && bias.numel() == C &&
+                    (!extra.defined() || extra.numel() == C) && (!a_bias.defined() || a_bias.numel() == C);
   if (!fits) {
-    at::Tensor y = a + r;
+    at::Tensor y = (a_bias.defined() ? a + a_bias.to(type) : a) + r;
     at::Tensor n = at::layer_norm(y, {C}, weight, bias, eps);
     if (extra.defined()) y = y + extra.to(type);
     return {y, n};
@@ -149,21 +161,22 @@ std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::
   // Fresh contiguous tensors are 16-byte aligned; a parameter of another dtype is converted once per call.
   const at::Tensor w = weight.to(type).contiguous(), b = bias.to(type).contiguous();
   const at::Tensor e = extra.defined() ? extra.to(type).contiguous() : at::Tensor();
+  const at::Tensor ab = a_bias.defined() ? a_bias.to(type).contiguous() : at::Tensor();
   at::Tensor y = at::empty_like(a, at::MemoryFormat::Contiguous);
   at::Tensor n = at::empty_like(a, at::MemoryFormat::Contiguous);
-  if (!aligned16(w) || !aligned16(b) || (e.defined() && !aligned16(e))) {
-    at::Tensor s = a + r;
+  if (!aligned16(w) || !aligned16(b) || (e.defined() && !aligned16(e)) || (ab.defined() && !aligned16(ab))) {
+    at::Tensor s = (ab.defined() ? a + ab : a) + r;
     return {e.defined() ? s + e : s, at::layer_norm(s, {C}, weight, bias, eps)};
   }
   const int64_t rows = a.numel() / C;
   if (rows == 0) return {y, n};
   const int c = static_cast<int>(C);
   if (type == at::kHalf)
-    launch<__half>(a, r, w, b, e, y, n, rows, c, eps);
+    launch<__half>(a, r, w, b, e, ab, y, n, rows, c, eps);
   else if (type == at::kBFloat16)
-    launch<__nv_bfloat16>(a, r, w, b, e, y, n, rows, c, eps);
+    launch<__nv_bfloat16>(a, r, w, b, e, ab, y, n, rows, c, eps);
   else
-    launch<float>(a, r, w, b, e, y, n, rows, c, eps);
+    launch<float>(a, r, w, b, e, ab, y, n, rows, c, eps);
   return {y, n};
 }
 

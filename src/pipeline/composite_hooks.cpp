@@ -141,4 +141,10 @@ void CompositeHooks::after_attention(const TransformerId& id, TransformerPart pa
   for (auto* m : methods_) m->after_attention(id, part, output);
 }
 
+bool CompositeHooks::hooks_transformer_blocks() const {
+  for (const auto* m : methods_)
+    if (m->hooks_transformer_blocks()) return true;
+  return false;
+}
+
 }  // namespace diffbench

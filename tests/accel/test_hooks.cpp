@@ -1,6 +1,7 @@
 // The hook wiring of the UNet, its transformer blocks and the txt2img pipeline, on tiny-sd.
 // Tolerances: 0 where a hook must reproduce the unhooked call exactly; 1e-5 where only the order of
 // float32 additions differs.
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
@@ -250,6 +251,39 @@ TEST_F(UNetHooksTest, TokenTransformsWrapEveryPartAndAttentionsCanBeReplaced) {
   third.replace_attention["down_blocks.0.attentions.0.transformer_blocks.0.attn2"] =
       at::zeros_like(first.attention_out.at("down_blocks.0.attentions.0.transformer_blocks.0.attn2"));
   EXPECT_GT(test::max_abs_diff(tiny_unet()->forward(in.sample, in.t, in.context, &third), plain), 1e-5);
+}
+
+// A method that promises not to hook the transformer blocks (DeepCache) still gets its module hooks,
+// but no token or attention hook is asked, and the output is the plain one; a composite hooks the blocks
+// when any of its methods does.
+TEST_F(UNetHooksTest, TransformerBlocksRunUnhookedWhenNoMethodHooksThem) {
+  struct ModulesOnly : Recorder {
+    bool hooks_transformer_blocks() const override { return false; }
+  };
+  c10::InferenceMode guard;
+  const auto in = inputs();
+  const at::Tensor plain = tiny_unet()->forward(in.sample, in.t, in.context);
+  ModulesOnly modules_only;
+  Recorder all;
+  EXPECT_TRUE(all.hooks_transformer_blocks());
+  EXPECT_TRUE(at::equal(tiny_unet()->forward(in.sample, in.t, in.context, &modules_only), plain));
+  tiny_unet()->forward(in.sample, in.t, in.context, &all);
+  const auto count = [](const Recorder& r, const std::string& prefix) {
+    const auto starts = [&](const std::string& e) { return e.rfind(prefix, 0) == 0; };
+    return std::count_if(r.events.begin(), r.events.end(), starts);
+  };
+  EXPECT_GT(count(modules_only, "before "), 0);
+  EXPECT_EQ(count(modules_only, "before "), count(all, "before "));
+  EXPECT_EQ(count(modules_only, "tokens "), 0);
+  EXPECT_EQ(count(modules_only, "attn "), 0);
+  EXPECT_GT(count(all, "tokens "), 0);
+  EXPECT_GT(count(all, "attn "), 0);
+
+  DeepCacheMethod dc(DeepCacheOptions{});
+  EXPECT_FALSE(dc.hooks_transformer_blocks());
+  EXPECT_FALSE(CompositeHooks({&dc}).hooks_transformer_blocks());
+  EXPECT_FALSE(CompositeHooks({&dc, &modules_only}).hooks_transformer_blocks());
+  EXPECT_TRUE(CompositeHooks({&dc, &all}).hooks_transformer_blocks());
 }
 
 TEST(CompositeHooksTest, FirstSkipWinsTransformsNestAndCountsAdd) {

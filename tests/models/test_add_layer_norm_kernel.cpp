@@ -62,6 +62,8 @@ TEST(AddLayerNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
         const auto [y1, n1] = add_layer_norm(a, r, norm);
         const auto [y2, n2] = add_layer_norm(a, r, norm);
         const auto [ye, ne] = add_layer_norm(a, r, norm, extra);
+        const at::Tensor a_bias = torch::randn({s.c}, cuda).to(type);  // a's GEMM left its bias to the kernel
+        const auto [yb, nb] = add_layer_norm(a, r, norm, extra, a_bias);
         ASSERT_EQ(n1.scalar_type(), type);
         EXPECT_TRUE(at::equal(y1, y2) && at::equal(n1, n2)) << "two calls on the same input differ";
         EXPECT_TRUE(at::equal(ne, n1)) << "`extra` changed the norm";
@@ -70,6 +72,11 @@ TEST(AddLayerNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
         EXPECT_TRUE(at::equal(y1, y_ref)) << "y differs from a + r by " << (y1 - y_ref).abs().max().item<double>();
         const at::Tensor ye_ref = y_ref + extra;
         EXPECT_TRUE(at::equal(ye, ye_ref)) << "y + extra differs by " << (ye - ye_ref).abs().max().item<double>();
+        // a_bias: LibTorch's two adds, each rounded; the norm is of that sum.
+        const at::Tensor yb_ref = (a + a_bias) + r;
+        EXPECT_TRUE(at::equal(yb, yb_ref + extra)) << "(a + a_bias) + r + extra differs by "
+                                                     << (yb - yb_ref - extra).abs().max().item<double>();
+        EXPECT_TRUE(at::equal(nb, add_layer_norm(a + a_bias, r, norm).second)) << "a_bias's norm differs";
 
         // The norm against LibTorch in float32 on the same (rounded) sum: the kernel's float statistics
         // differ from LibTorch's Welford ones in the last float bits (1e-5 for C ≤ 1280 at these
@@ -117,7 +124,8 @@ TEST(AddLayerNormKernel, OddRowCountsAndWidths) {
 }
 
 // A whole SD 1.5 transformer block (64² level at 512², batch 2 with guidance): the fused block (two
-// fused adds + LayerNorms, the feed-forward's GEMM accumulating onto the residual) against the same
+// fused adds + LayerNorms taking the attentions' to_out biases, the feed-forward's GEMM accumulating
+// onto the residual) against the same
 // block with LibTorch's adds and LayerNorms, in float (the kernel's float statistics against LibTorch's,
 // the bias added in another order: last-bit differences through attention and GEMMs) and half (a norm
 // output one half-ulp apart now and then, carried through attention and the feed-forward, and the last
@@ -144,13 +152,18 @@ TEST(AddLayerNormKernel, TransformerBlockFusedMatchesUnfused) {
     const auto cuda = torch::TensorOptions().device(torch::kCUDA);
     const at::Tensor x = (torch::randn({2, 4096, 320}, cuda) * 2).to(type);
     const at::Tensor context = torch::randn({2, 77, 768}, cuda).to(type);
-    ASSERT_TRUE(fused_add_layer_norm(x));
+    ASSERT_TRUE(fused_add_layer_norm(x) && block->fold_out_biases(x));
     const at::Tensor fused = block(x, context), again = block(x, context);
-    // Hooks that change nothing (the path DeepCache and T-GATE blocks take) give the same bits.
+    at::Tensor unfolded;  // the to_out biases in their GEMMs' epilogues
+    {
+      ScopedEnv off("DIFFBENCH_FOLD_OUT_BIAS", "0");
+      unfolded = block(x, context);
+    }
+    // Hooks that change nothing (the path T-GATE's and ToMe's blocks take) give the unfolded bits.
     UNetHooks no_op;
     TransformerId id;
     id.name = "down_blocks.0.attentions.0.transformer_blocks.0";
-    EXPECT_TRUE(at::equal(block(x, context, &no_op, &id, 64, 64), fused)) << "the hooked path differs";
+    EXPECT_TRUE(at::equal(block(x, context, &no_op, &id, 64, 64), unfolded)) << "the hooked path differs";
     at::Tensor plain;
     {
       ScopedEnv off("DIFFBENCH_FUSED_ADDLN", "0");
@@ -159,14 +172,17 @@ TEST(AddLayerNormKernel, TransformerBlockFusedMatchesUnfused) {
     }
     EXPECT_TRUE(at::equal(fused, again)) << "two calls on the same input differ";
     const double scale = plain.abs().max().item<double>();
-    const double max_err = (fused.to(torch::kFloat) - plain.to(torch::kFloat)).abs().max().item<double>();
-    const double mean_err = (fused.to(torch::kFloat) - plain.to(torch::kFloat)).abs().mean().item<double>();
-    // float: relative 1e-5 of the output's range; half: 4 ulps of the largest value at most, half an ulp
-    // of it on average.
-    const double max_bound = type == torch::kFloat ? 1e-5 * scale : 4 * 0x1p-10 * scale;
-    const double mean_bound = type == torch::kFloat ? 1e-6 * scale : 0x1p-11 * scale;
-    EXPECT_LT(max_err, max_bound) << "largest difference, output range " << scale;
-    EXPECT_LT(mean_err, mean_bound) << "mean difference, output range " << scale;
+    for (const auto& [name, out] : {std::pair{"folded", fused}, std::pair{"unfolded", unfolded}}) {
+      SCOPED_TRACE(name);
+      const double max_err = (out.to(torch::kFloat) - plain.to(torch::kFloat)).abs().max().item<double>();
+      const double mean_err = (out.to(torch::kFloat) - plain.to(torch::kFloat)).abs().mean().item<double>();
+      // float: relative 1e-5 of the output's range; half: 4 ulps of the largest value at most, half an
+      // ulp of it on average.
+      const double max_bound = type == torch::kFloat ? 1e-5 * scale : 4 * 0x1p-10 * scale;
+      const double mean_bound = type == torch::kFloat ? 1e-6 * scale : 0x1p-11 * scale;
+      EXPECT_LT(max_err, max_bound) << "largest difference, output range " << scale;
+      EXPECT_LT(mean_err, mean_bound) << "mean difference, output range " << scale;
+    }
     EXPECT_GT(scale, 1.0);  // the block did compute something
   }
 }

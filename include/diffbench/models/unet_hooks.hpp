@@ -115,6 +115,10 @@ class UNetHooks {
     return std::nullopt;
   }
   virtual void after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) {}
+  // False promises that tokens(), before_attention() and after_attention() do nothing for every
+  // block of this call: the transformer blocks then run as without hooks, free to fuse across the
+  // attention's output (asked once per Transformer2DModel call). The default, true, is always safe.
+  virtual bool hooks_transformer_blocks() const { return true; }
 
   // ---- CUDA graphs (optional) ----
   // Asked once per UNet call, after begin_call. A key promises that every call given this key (at

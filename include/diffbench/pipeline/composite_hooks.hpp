@@ -4,7 +4,8 @@
 //   begin_generation, before_step, after_step, end_generation, begin_call,
 //   after_module, after_attention   every method, in order
 //   drop_unconditional,
-//   restart_caches                  every method is asked; true when any says true
+//   restart_caches,
+//   hooks_transformer_blocks        every method is asked; true when any says true
 //   single_branch                   Negative when a method that dropped the unconditional half
 //                                   says so
 //   before_module, before_attention the first method that returns an output wins; later methods
@@ -48,6 +49,7 @@ class CompositeHooks : public PipelineHooks {
   std::shared_ptr<TokenTransform> tokens(const TransformerId& id, const at::Tensor& x, int64_t h, int64_t w) override;
   std::optional<at::Tensor> before_attention(const TransformerId& id, TransformerPart part, const at::Tensor& x) override;
   void after_attention(const TransformerId& id, TransformerPart part, const at::Tensor& output) override;
+  bool hooks_transformer_blocks() const override;  // true when any method's is
   // "ID:KEY" of every method (instance_id() in hex) joined with "+"; std::nullopt when any method
   // has no key.
   std::optional<std::string> graph_variant() override;

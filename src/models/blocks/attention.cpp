@@ -41,6 +41,16 @@ std::vector<torch::nn::Linear> AttentionImpl::fused_modules() const {
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const CrossAttentionContext& cross) {
+  return run(hidden, cross, /*with_out_bias=*/true);
+}
+
+at::Tensor AttentionImpl::forward_without_out_bias(const at::Tensor& hidden, const CrossAttentionContext& cross) {
+  TORCH_CHECK(hidden.dim() == 3 && !options_.residual_connection && options_.rescale_output_factor == 1.0,
+              "Attention::forward_without_out_bias: tokens in, no residual connection or rescaling");
+  return run(hidden, cross, /*with_out_bias=*/false);
+}
+
+at::Tensor AttentionImpl::run(const at::Tensor& hidden, const CrossAttentionContext& cross, bool with_out_bias) {
   const at::Tensor& context = cross.states;
   const bool spatial = hidden.dim() == 4;
   const int64_t B = hidden.size(0);
@@ -78,7 +88,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& hidden, const CrossAttention
   }
   at::Tensor o = at::scaled_dot_product_attention(q, k, v);                  // [B, heads, N, dh]
   o = o.transpose(1, 2).reshape({B, -1, heads * dh});                        // [B, N, inner]
-  o = linear(to_out_proj, o);  // [B, N, query_dim]; to_out.1 is dropout
+  o = with_out_bias ? linear(to_out_proj, o) : at::linear(o, to_out_proj->weight);  // [B, N, query_dim]
 
   if (spatial) o = o.transpose(-1, -2).reshape({B, C, H, W});  // [B, C, H, W]
   if (options_.residual_connection) o = o + hidden;

@@ -60,13 +60,13 @@ bool fused_add_layer_norm(const at::Tensor& x) {
 }
 
 std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::Tensor& r, torch::nn::LayerNorm& norm,
-                                                 const at::Tensor& extra) {
+                                                 const at::Tensor& extra, const at::Tensor& a_bias) {
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
   const auto& o = norm->options;
   if (fused_add_layer_norm(a) && o.elementwise_affine() && o.normalized_shape().size() == 1)
-    return kernels::add_layer_norm(a, r, norm->weight, norm->bias, o.eps(), extra);
+    return kernels::add_layer_norm(a, r, norm->weight, norm->bias, o.eps(), extra, a_bias);
 #endif
-  at::Tensor y = a + r;
+  at::Tensor y = (a_bias.defined() ? a + a_bias : a) + r;
   at::Tensor n = norm(y);
   if (extra.defined()) y = y + extra;
   return {y, n};

@@ -9,6 +9,8 @@
 
 #include <torch/nn/modules/dropout.h>
 
+#include "util/ab_switch.hpp"
+
 namespace diffbench {
 
 namespace nn = torch::nn;
@@ -78,6 +80,10 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const CrossAt
   // Each residual add and the LayerNorm after it are one pass (add_layer_norm: a kernel on CUDA,
   // LibTorch's add and norm elsewhere): y is the running activation, n the next sublayer's input.
   if (!hooks || !id) {
+    if (fold_out_biases(x)) {  // each attention's to_out bias added inside the add + LayerNorm kernel
+      auto [y, n] = add_layer_norm(attn1->forward_without_out_bias(norm1(x)), x, norm2, {}, attn1->out_bias());
+      return add_feed_forward(attn2->forward_without_out_bias(n, context), y, nullptr, attn2->out_bias());
+    }
     auto [y, n] = add_layer_norm(attn1(norm1(x)), x, norm2);  // [B, N, dim] self-attention, norm2
     return add_feed_forward(attn2(n, context), y, nullptr);   // cross-attention to the text, norm3, GEGLU
   }
@@ -95,15 +101,20 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const CrossAt
   return add_feed_forward(unmerge(P::CrossAttention, a), y, tokens.get());
 }
 
+bool BasicTransformerBlockImpl::fold_out_biases(const at::Tensor& x) const {
+  return fused_add_layer_norm(x) && attn1->out_bias().defined() && attn2->out_bias().defined() &&
+         ab_switch_on("DIFFBENCH_FOLD_OUT_BIAS");
+}
+
 at::Tensor BasicTransformerBlockImpl::add_feed_forward(const at::Tensor& a, const at::Tensor& y,
-                                                       TokenTransform* tokens) {
+                                                       TokenTransform* tokens, const at::Tensor& a_bias) {
   if (!tokens && fused_add_layer_norm(y) && ff->out_bias().defined()) {
     // The feed-forward's residual add is its last GEMM accumulating onto the sum, which the fused
     // add wrote with that GEMM's bias added (norm3 is of the sum itself).
-    auto [acc, n] = add_layer_norm(a, y, norm3, ff->out_bias());  // [B, N, dim] each
+    auto [acc, n] = add_layer_norm(a, y, norm3, ff->out_bias(), a_bias);  // [B, N, dim] each
     return ff->forward_onto(n, acc);
   }
-  auto [sum, n] = add_layer_norm(a, y, norm3);
+  auto [sum, n] = add_layer_norm(a, y, norm3, {}, a_bias);
   if (!tokens) return ff(n) + sum;
   using P = TransformerPart;
   return tokens->unmerge(P::FeedForward, ff(tokens->merge(P::FeedForward, n))) + sum;
@@ -153,7 +164,7 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const CrossAtten
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, C});            // [B, HW, C]
     h = linear(proj_in_linear, h);                                 // [B, HW, inner]
   }
-  if (hooks && id) {
+  if (hooks && id && hooks->hooks_transformer_blocks()) {
     TransformerId tid;
     tid.attention = *id;
     for (size_t i = 0; i < blocks_.size(); ++i) {

@@ -42,6 +42,11 @@ class AttentionImpl : public torch::nn::Module {
   // hidden: [B, N, query_dim] or [B, C, H, W]; context.states: [B, M, cross_attention_dim], or
   // undefined for self-attention. Returns the same shape as `hidden`.
   at::Tensor forward(const at::Tensor& hidden, const CrossAttentionContext& context = {});
+  // As forward for tokens ([B, N, query_dim]; no residual connection, no rescaling), less to_out's bias,
+  // which the caller adds itself (out_bias(); undefined when there is none): the transformer block
+  // adds it inside its residual add + LayerNorm.
+  at::Tensor forward_without_out_bias(const at::Tensor& hidden, const CrossAttentionContext& context = {});
+  const at::Tensor& out_bias() const { return to_out_proj->bias; }
 
   const AttentionOptions& options() const { return options_; }
 
@@ -63,6 +68,7 @@ class AttentionImpl : public torch::nn::Module {
   RowFusedLinears fused_;
   std::vector<torch::nn::Linear> fused_modules() const;
   int64_t kv_column_ = -1;  // where context.kv holds this layer's keys and values; -1: nowhere
+  at::Tensor run(const at::Tensor& hidden, const CrossAttentionContext& context, bool with_out_bias);
 };
 TORCH_MODULE(Attention);
 

@@ -22,9 +22,10 @@ at::Tensor bias_residual(const at::Tensor& x, const at::Tensor& bias, const at::
 // kernel reads a and r once and writes both on CUDA without gradients (unless DIFFBENCH_FUSED_ADDLN=0,
 // read at every call, for A/B timing); elsewhere LibTorch's `a + r` and `norm(y)`, the same ops as
 // unfused. With `extra` ([C]): y + extra is returned in place of y (n is still norm(y)), for a GEMM
-// that accumulates onto it in place of adding its own bias.
+// that accumulates onto it in place of adding its own bias. With `a_bias` ([C]): y = (a + a_bias) + r, for
+// an attention whose output projection left its bias out.
 std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::Tensor& r, torch::nn::LayerNorm& norm,
-                                                 const at::Tensor& extra = {});
+                                                 const at::Tensor& extra = {}, const at::Tensor& a_bias = {});
 
 // True where add_layer_norm runs its kernel on tensors like x (CUDA, half/bfloat16/float, built with
 // the kernels, no gradient needed, not switched off). The other residual paths of the same round

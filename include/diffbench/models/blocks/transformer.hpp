@@ -63,10 +63,15 @@ class BasicTransformerBlockImpl : public torch::nn::Module {
                      const TransformerId* id = nullptr, int64_t h = 0, int64_t w = 0);
 
   Attention cross_attention() const { return attn2; }
+  // Whether the attentions leave their to_out bias to the add + LayerNorm kernel (no hooks; the fused
+  // kernel runs on x; DIFFBENCH_FOLD_OUT_BIAS=0, read at every call, turns it off for A/B timing).
+  bool fold_out_biases(const at::Tensor& x) const;
 
  private:
-  // y + a, then + ff(norm3(y + a)), with the feed-forward's tokens merged by `tokens` when given.
-  at::Tensor add_feed_forward(const at::Tensor& a, const at::Tensor& y, TokenTransform* tokens);
+  // y + a, then + ff(norm3(y + a)), with the feed-forward's tokens merged by `tokens` when given; a_bias
+  // ([dim]): a's to_out bias, when its attention left it out.
+  at::Tensor add_feed_forward(const at::Tensor& a, const at::Tensor& y, TokenTransform* tokens,
+                              const at::Tensor& a_bias = {});
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
   Attention attn1{nullptr}, attn2{nullptr};
