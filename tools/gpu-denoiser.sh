@@ -43,19 +43,7 @@ for f in on off; do
   v=1; [ $f = off ] && v=0
   DIFFBENCH_FUSED_QKV=$v $B bench "$work/baseline.toml" --batch-size 1 --runs 1 --warmup 1 --no-cuda-graphs \
     --profile "$work/trace-$f.json" --json >/dev/null 2>&1 || { echo "== profile $f failed"; continue; }
-  python3 - "$work/trace-$f.json" "$f" >"$prof/kernels-b1-$f.txt" <<'PY'
-import collections, json, sys
-ev = json.load(open(sys.argv[1]))
-ev = ev.get("traceEvents", ev)
-k = collections.Counter(); n = collections.Counter()
-for e in ev:
-    if e.get("cat") == "kernel" and "dur" in e:
-        k[e["name"][:110]] += e["dur"]; n[e["name"][:110]] += 1
-total = sum(k.values())
-print("fused qkv %s: %.1f ms of GPU kernels, %d launches" % (sys.argv[2], total / 1e3, sum(n.values())))
-for name, us in k.most_common(45):
-    print("%8.2f ms %5.1f %% %6d  %s" % (us / 1e3, 100 * us / total, n[name], name))
-PY
+  tools/trace-kernels.py "$work/trace-$f.json" "fused qkv $f" >"$prof/kernels-b1-$f.txt"
   head -1 "$prof/kernels-b1-$f.txt" | sed 's/^/== profile /'
   python3 tools/trace-ops.py "$work/trace-$f.json" "" 30 >"$prof/ops-b1-$f.txt" 2>&1 || true
   rm -f "$work/trace-$f.json"

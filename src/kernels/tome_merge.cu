@@ -1,8 +1,9 @@
 // ToMe's bipartite soft matching (tomesd's merge.py, as accel/tome_merge.cpp does it with LibTorch)
 // in a few kernels, all without atomics, host synchronisation or allocations outside the caching
 // allocator, so they are the same in every run and can be captured in a CUDA graph:
-//  partition   one block: which token of each sy×sx cell is its destination, a block-wide scan
-//              turns that into the raster-order dst and src lists;
+//  partition   one block per token row: which token of each sy×sx cell is its destination; the
+//              destinations above the row counted from the cells, a block-wide scan of the row's
+//              own turns that into the raster-order dst and src lists;
 //  normalise   metric / ‖metric‖ (LibTorch's norm, then the same float division rounded to the
 //              metric's type as LibTorch's), written split into sources and destinations, so the
 //              GEMM (at::matmul, as the LibTorch path) sees the same matrices;
@@ -21,6 +22,7 @@
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
 #include "convert.cuh"
@@ -49,38 +51,47 @@ struct alignas(sizeof(T) * V) Pack {
 
 // ---- partition --------------------------------------------------------------------------------
 
-constexpr int kPartitionThreads = 1024;
+constexpr int kPartitionThreads = 256;
 constexpr int kPartitionItems = 4;  // tokens per thread and round, consecutive
 
+// One block per token row y. Every whole sy×sx cell has exactly one destination, so the destinations
+// before row y are wsx for every whole cell row above y's, plus, within y's own cell row, one for each
+// cell whose chosen row lies above y; a block-wide scan of the row's own flags places the rest.
 __global__ void partition_kernel(const int64_t* __restrict__ choice, int64_t h, int64_t w, int64_t sx, int64_t sy,
                                  int64_t* __restrict__ dst, int64_t* __restrict__ src) {
   using Scan = cub::BlockScan<int, kPartitionThreads>;
+  using Reduce = cub::BlockReduce<int, kPartitionThreads>;
   __shared__ typename Scan::TempStorage scan;
-  __shared__ int carry;
-  const int64_t n = h * w, hsy = h / sy, wsx = w / sx;
-  if (threadIdx.x == 0) carry = 0;
+  __shared__ typename Reduce::TempStorage reduce;
+  __shared__ int64_t carry;
+  const int64_t y = blockIdx.x, hsy = h / sy, wsx = w / sx;
+  const int64_t cell_row = y / sy;
+  const bool whole = cell_row < hsy;  // y's cells are whole (rows below the last whole cell row are sources)
+  int above = 0;  // cells of y's cell row whose destination is in a row above y
+  if (whole)  // without choices every cell's destination is its first token (offset 0)
+    for (int64_t cx = threadIdx.x; cx < wsx; cx += kPartitionThreads)
+      above += (choice ? choice[cell_row * wsx + cx] : 0) / sx < y % sy;
+  const int above_total = Reduce(reduce).Sum(above);
+  if (threadIdx.x == 0) carry = whole ? cell_row * wsx + above_total : hsy * wsx;
   __syncthreads();
-  for (int64_t base = 0; base < n; base += kPartitionThreads * kPartitionItems) {
+  for (int64_t base = 0; base < w; base += kPartitionThreads * kPartitionItems) {
     int is_dst[kPartitionItems], before[kPartitionItems];
 #pragma unroll
     for (int k = 0; k < kPartitionItems; ++k) {
-      const int64_t t = base + threadIdx.x * kPartitionItems + k;
+      const int64_t x = base + threadIdx.x * kPartitionItems + k;
       is_dst[k] = 0;
-      if (t < n) {
-        const int64_t y = t / w, x = t % w;
-        if (y < hsy * sy && x < wsx * sx) {
-          const int64_t c = choice ? choice[(y / sy) * wsx + x / sx] : 0;  // offset within the cell, row-major
-          is_dst[k] = (y % sy == c / sx) && (x % sx == c % sx);
-        }
+      if (whole && x < wsx * sx) {
+        const int64_t c = choice ? choice[cell_row * wsx + x / sx] : 0;  // offset within the cell, row-major
+        is_dst[k] = (y % sy == c / sx) && (x % sx == c % sx);
       }
     }
     int total = 0;
     Scan(scan).ExclusiveSum(is_dst, before, total);
 #pragma unroll
     for (int k = 0; k < kPartitionItems; ++k) {
-      const int64_t t = base + threadIdx.x * kPartitionItems + k;
-      if (t >= n) continue;
-      const int64_t d = carry + before[k];
+      const int64_t x = base + threadIdx.x * kPartitionItems + k;
+      if (x >= w) continue;
+      const int64_t t = y * w + x, d = carry + before[k];
       if (is_dst[k])
         dst[d] = t;
       else
@@ -409,7 +420,8 @@ std::pair<at::Tensor, at::Tensor> tome_partition(int64_t h, int64_t w, int64_t s
   TORCH_CHECK(!choice.defined() || choice.numel() == num_dst, "tome_partition: cell_choice has ", choice.numel(),
               " values for ", num_dst, " cells");
   at::Tensor dst = at::empty({num_dst}, opt), src = at::empty({n - num_dst}, opt);
-  partition_kernel<<<1, kPartitionThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+  if (n == 0) return {dst, src};
+  partition_kernel<<<static_cast<unsigned>(h), kPartitionThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
       choice.defined() ? choice.data_ptr<int64_t>() : nullptr, h, w, sx, sy, dst.data_ptr<int64_t>(),
       src.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();

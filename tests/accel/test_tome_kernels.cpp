@@ -44,7 +44,7 @@ TEST(TomeKernels, PartitionMatchesLibTorch) {
   };
   at::manual_seed(1);
   for (const Grid& g : {Grid{64, 64, 2, 2}, Grid{128, 128, 2, 2}, Grid{8, 8, 2, 2}, Grid{7, 9, 2, 3}, Grid{33, 40, 3, 2},
-                        Grid{5, 5, 4, 4}}) {
+                        Grid{5, 5, 4, 4}, Grid{5, 2600, 2, 2}, Grid{3, 1030, 3, 2}}) {
     for (bool rand : {false, true}) {
       SCOPED_TRACE(std::to_string(g.h) + "x" + std::to_string(g.w) + " sx=" + std::to_string(g.sx) +
                    " sy=" + std::to_string(g.sy) + (rand ? " rand" : ""));
