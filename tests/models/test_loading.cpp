@@ -41,6 +41,16 @@ JsonConfig sd15_unet_config() {
   return JsonConfig(j, "sd15 unet config");
 }
 
+// A small attention layer: self-attention (cross = 0) or cross-attention to a context of `cross` channels.
+Attention small_attention(int64_t cross) {
+  AttentionOptions o;
+  o.query_dim = 32;
+  o.cross_attention_dim = cross;
+  o.heads = 2;
+  o.dim_head = 16;
+  return Attention(o);
+}
+
 int64_t parameter_count(torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
@@ -83,12 +93,7 @@ TEST(Loading, FusedAttentionProjectionsEqualSeparateOnes) {
   torch::manual_seed(0);
   torch::NoGradGuard no_grad;  // with gradients the projections run one by one
   for (int64_t cross : {int64_t{0}, int64_t{24}}) {
-    AttentionOptions o;
-    o.query_dim = 32;
-    o.cross_attention_dim = cross;
-    o.heads = 2;
-    o.dim_head = 16;
-    Attention attn(o);
+    Attention attn = small_attention(cross);
     const auto params = attn->named_parameters();
     ASSERT_TRUE(params["to_k.weight"].is_alias_of(params["to_v.weight"]));
     EXPECT_EQ(params["to_q.weight"].is_alias_of(params["to_k.weight"]), cross == 0);
@@ -100,6 +105,27 @@ TEST(Loading, FusedAttentionProjectionsEqualSeparateOnes) {
     ASSERT_FALSE(attn->named_parameters()["to_k.weight"].is_alias_of(attn->named_parameters()["to_v.weight"]));
     const at::Tensor separate = attn(x, context);
     EXPECT_TRUE(at::allclose(fused, separate, 1e-5, 1e-6)) << "cross_attention_dim " << cross;
+  }
+}
+
+// The transformer block's attentions can leave to_out's bias to the add + LayerNorm that follows
+// (Attention::forward_without_out_bias): adding out_bias() gives forward's output, for self- and
+// cross-attention; an input it does not take is refused.
+TEST(Attention, WithoutOutBiasPlusOutBiasIsForward) {
+  torch::manual_seed(0);
+  torch::NoGradGuard no_grad;
+  for (int64_t cross : {int64_t{0}, int64_t{24}}) {
+    Attention attn = small_attention(cross);
+    ASSERT_TRUE(attn->out_bias().defined());
+    attn->out_bias().uniform_(-1.0, 1.0);
+    const at::Tensor x = at::randn({2, 10, 32});
+    CrossAttentionContext context;
+    if (cross) context.states = at::randn({2, 7, cross});
+    const at::Tensor full = attn(x, context);
+    const at::Tensor without = attn->forward_without_out_bias(x, context);
+    EXPECT_GT(test::max_abs_diff(without, full), 0.1) << "cross_attention_dim " << cross;
+    EXPECT_TENSOR_NEAR(without + attn->out_bias(), full, 1e-6);
+    EXPECT_THROW(attn->forward_without_out_bias(x.view({2, 32, 10, 1}), context), c10::Error);
   }
 }
 

@@ -9,7 +9,6 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
-#include "diffbench/models/blocks/attention.hpp"
 #include "diffbench/models/blocks/layers.hpp"
 #include "diffbench/models/blocks/sampling.hpp"
 #include "diffbench/models/unet.hpp"
@@ -217,32 +216,6 @@ TEST(UNet, CrossAttentionKeysAndValuesOfAllLayersAreOneGemm) {
     layer->weight.set_data(layer->weight.clone());
     EXPECT_FALSE(unet->project_context(context).kv.defined());
     EXPECT_TENSOR_NEAR(unet(noise, t, context), expected, 1e-4);
-  }
-}
-
-// The transformer block's attentions can leave to_out's bias to the add + LayerNorm that follows
-// (Attention::forward_without_out_bias): adding out_bias() gives forward's output, for self- and
-// cross-attention; an input it does not take is refused.
-TEST(Attention, WithoutOutBiasPlusOutBiasIsForward) {
-  torch::manual_seed(0);
-  torch::NoGradGuard no_grad;
-  for (int64_t cross : {int64_t{0}, int64_t{24}}) {
-    AttentionOptions o;
-    o.query_dim = 32;
-    o.cross_attention_dim = cross;
-    o.heads = 2;
-    o.dim_head = 16;
-    Attention attn(o);
-    ASSERT_TRUE(attn->out_bias().defined());
-    attn->out_bias().uniform_(-1.0, 1.0);
-    const at::Tensor x = at::randn({2, 10, 32});
-    CrossAttentionContext context;
-    if (cross) context.states = at::randn({2, 7, cross});
-    const at::Tensor full = attn(x, context);
-    const at::Tensor without = attn->forward_without_out_bias(x, context);
-    EXPECT_GT(test::max_abs_diff(without, full), 0.1) << "cross_attention_dim " << cross;
-    EXPECT_TENSOR_NEAR(without + attn->out_bias(), full, 1e-6);
-    EXPECT_THROW(attn->forward_without_out_bias(x.view({2, 32, 10, 1}), context), c10::Error);
   }
 }
 
