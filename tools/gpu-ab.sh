@@ -9,7 +9,9 @@
 # baseline at batch 1 and 4 and DeepCache (3, 0) at batch 1, before and after in turn; with AB_1024=1 also
 # the baseline at 1024² once each.
 # With AB_ENV=NAME instead, a fast path behind its switch: one build of the working tree, "before" run with
-# NAME=0 and "after" with NAME=1 (no .ab-before needed).
+# NAME=0 and "after" with NAME=1 (no .ab-before needed). AB_ENV="NAME1 NAME2 ..." times them cumulatively:
+# all at 0 ("before"), then NAME1=1 ("+NAME1"), then NAME1=1 NAME2=1 ("+NAME2"), ...; images and PSNR of
+# each against the one before it.
 #   tools/ab-before.sh BASE_REV                       (here)
 #   TEST_FILTER='GroupNormKernel.*' tools/gpu-ab.sh [ROUNDS] [WORK_DIR]
 #                                                    (device: carry [".deps", ".ab-before"]; lines start "==")
@@ -24,7 +26,12 @@ if [ -z "$ab_env" ] && [ ! -f .ab-before/BASE ]; then
   exit 2
 fi
 rm -rf "$work" && mkdir -p "$work/before" "$work/after"
-if [ -n "$ab_env" ]; then what="before = $ab_env=0, after = $ab_env=1"
+read -r -a switches <<<"$ab_env"
+variants=(before after)
+if [ ${#switches[@]} -gt 1 ]; then
+  variants=(before); for n in "${switches[@]}"; do variants+=("+$n"); done
+fi
+if [ -n "$ab_env" ]; then what="before = every one of $ab_env at 0, then each at 1 in turn, cumulatively"
 else what="before = $(cat .ab-before/BASE), after = the working tree"; fi
 echo "== device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(nproc) cores; $what"
 swap_in_before() {
@@ -60,43 +67,54 @@ if [ -n "${TEST_FILTER:-}" ]; then
     grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|Expected|Which is" | head -30 | sed 's/^/== test /'
 fi
 B=$PWD/build-gpu/bin/diffbench
-run() {  # run before|after CMD...: the base's library, or the switch off; the working tree, or the switch on
+run() {  # run VARIANT CMD...: the base's library, or the switches off; the working tree, or switches on
   local v=$1; shift
   if [ -n "$ab_env" ]; then
-    if [ "$v" = before ]; then env "$ab_env=0" "$@"; else env "$ab_env=1" "$@"; fi
+    local settings=() on=1
+    [ "$v" = before ] && on=0
+    for n in "${switches[@]}"; do
+      settings+=("$n=$on")
+      [ "$v" = "+$n" ] && on=0
+    done
+    env "${settings[@]}" "$@"
   elif [ "$v" = before ]; then LD_LIBRARY_PATH="$work/before" "$@"
   else "$@"; fi
 }
 tools/gpu-sd15-specs.sh "$B" "$work" || exit 1
-for v in before after; do
-  run $v $B generate --spec "$work/baseline.toml" --prompts demo --batch-size 4 --out "$work/img-$v" --quiet ||
+for v in "${variants[@]}"; do
+  run "$v" $B generate --spec "$work/baseline.toml" --prompts demo --batch-size 4 --out "$work/img-$v" --quiet ||
     echo "== generate ($v) failed"
 done
-n=0 same=0
 shopt -s nullglob
-for f in "$work"/img-after/*.png; do
-  n=$((n + 1))
-  cmp -s "$f" "$work/img-before/$(basename "$f")" && same=$((same + 1))
-done
-echo "== images: $same of $n byte-identical"
-$B score --images "$work/img-after" --against "$work/img-before" --metrics psnr,ssim --json >"$work/score.json" \
-  2>&1 && python3 - "$work/score.json" <<'PY' || echo "== score failed"
+prev=""
+for v in "${variants[@]}"; do
+  [ -n "$prev" ] || { prev=$v; continue; }
+  n=0 same=0
+  for f in "$work/img-$v"/*.png; do
+    n=$((n + 1))
+    cmp -s "$f" "$work/img-$prev/$(basename "$f")" && same=$((same + 1))
+  done
+  echo "== images $v against $prev: $same of $n byte-identical"
+  $B score --images "$work/img-$v" --against "$work/img-$prev" --metrics psnr,ssim --json >"$work/score.json" \
+    2>&1 && python3 - "$work/score.json" <<'PY' || echo "== score failed"
 import json, sys
 j = json.load(open(sys.argv[1]))
 for m in ("psnr", "ssim"):
     v = [x for x in j[m]["per_image"] if x is not None]
-    print("== after against before, %s: mean %s, worst %s" % (m, j[m].get("mean"), min(v) if v else None))
+    print("==   %s: mean %s, worst %s" % (m, j[m].get("mean"), min(v) if v else None))
 PY
+  prev=$v
+done
 bench() {  # VARIANT SPEC BATCH RUNS
   run "$1" $B bench "$work/$2.toml" --batch-size "$3" --runs "$4" --warmup 1 --json >"$work/b.json" 2>"$work/err.txt" ||
     { echo "== $1 $2 batch $3 failed: $(tail -3 "$work/err.txt")"; return; }
   tools/bench-line.py "$work/b.json" "$1 $2"
 }
 for r in $(seq "$rounds"); do
-  for v in before after; do
-    bench $v baseline 1 5
-    bench $v deepcache 1 5
-    [ "$r" = 1 ] && bench $v baseline 4 3
+  for v in "${variants[@]}"; do
+    bench "$v" baseline 1 5
+    bench "$v" deepcache 1 5
+    [ "$r" = 1 ] && bench "$v" baseline 4 3
   done
 done
-if [ "${AB_1024:-0}" = 1 ]; then for v in before after; do bench $v baseline1024 1 3; done; fi
+if [ "${AB_1024:-0}" = 1 ]; then for v in "${variants[@]}"; do bench "$v" baseline1024 1 3; done; fi

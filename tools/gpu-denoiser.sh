@@ -5,7 +5,10 @@
 # (PROFILE_OUT gets the summaries). Random SD 1.5-topology fp16 weights, 50 PNDM steps, guidance 7.5. When
 # WORK_DIR has no baseline.toml yet (tools/gpu-loading.sh leaves one), it builds diffbench
 # (tools/gpu-build.sh) and makes the weights and the specs itself (tools/gpu-sd15-specs.sh), so one device
-# call gives the table.
+# call gives the table. Diffusers beside it, in the same call (tools/py-denoiser-bench.py: eager diffusers,
+# DeepCache, tomesd on the same weights), when python3 can import diffusers or PY_WHEELS (default .whl/)
+# holds the wheels it lacks (diffusers, DeepCache, tomesd, importlib_metadata: carry the folder); PY=0
+# skips that.
 #   tools/gpu-denoiser.sh WORK_DIR [PROFILE_OUT]   (summary lines start with "==")
 set -uo pipefail
 work=${1:?usage: $0 WORK_DIR [PROFILE_OUT]}
@@ -48,3 +51,19 @@ for f in on off; do
   python3 tools/trace-ops.py "$work/trace-$f.json" "" 30 >"$prof/ops-b1-$f.txt" 2>&1 || true
   rm -f "$work/trace-$f.json"
 done
+# The Python stack on the same weights, eager diffusers (0 = skip).
+if [ "${PY:-1}" != 0 ]; then
+  wheels=${PY_WHEELS:-.whl}
+  if ! python3 -c 'import diffusers' 2>/dev/null && ls "$wheels"/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$work/site" \
+      "$wheels"/*.whl >"$work/pip.log" 2>&1 && export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  if python3 -c 'import diffusers' 2>/dev/null; then
+    echo "== python: diffusers $(python3 -c 'import diffusers; print(diffusers.__version__)'), torch $(python3 -c \
+      'import torch; print(torch.__version__)')"
+    python3 tools/py-denoiser-bench.py "$work/sd15" 2>"$work/py.err" | sed 's/^/== /' ||
+      echo "== python bench failed: $(tail -3 "$work/py.err")"
+  else
+    echo "== python: no diffusers (and no wheels in $wheels), skipped"
+  fi
+fi
