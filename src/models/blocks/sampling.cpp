@@ -49,9 +49,7 @@ at::Tensor parity_taps(const at::TensorOptions& options) {
 
 void Upsample2DImpl::refresh_subpixel_weights() {
   const at::Tensor& w = conv->weight;
-  const at::Tensor& b = conv->bias;
-  const std::array<int64_t, 8> of{reinterpret_cast<int64_t>(w.data_ptr()), version_of(w),
-                          b.defined() ? reinterpret_cast<int64_t>(b.data_ptr()) : 0, version_of(b),
+  const std::array<int64_t, 6> of{reinterpret_cast<int64_t>(w.data_ptr()), version_of(w),
                           static_cast<int64_t>(w.scalar_type()), static_cast<int64_t>(w.device().type()),
                           w.device().index(), w.is_contiguous(at::MemoryFormat::ChannelsLast) ? 1 : 0};
   if (of == subpixel_of_) return;
@@ -63,17 +61,13 @@ void Upsample2DImpl::refresh_subpixel_weights() {
   // K[a, b, o, i, u, v] = Σ_{r,s} R[a, u, r] · R[b, v, s] · W[o, i, r, s], the sums exact in double.
   at::Tensor k = at::einsum("aur,bvs,oirs->aboiuv", {r, r, w.to(at::kDouble)}).reshape({4 * out, in, 2, 2});
   k = k.to(w.scalar_type()).contiguous(w.suggest_memory_format());
-  at::Tensor bias = b.defined() ? b.repeat({4}) : at::Tensor();
   const bool same_shape = subpixel_weight_.defined() && subpixel_weight_.sizes() == k.sizes() &&
                           subpixel_weight_.options().type_equal(k.options()) &&
-                          subpixel_weight_.strides() == k.strides() && bias.defined() == subpixel_bias_.defined();
-  if (same_shape) {
+                          subpixel_weight_.strides() == k.strides();
+  if (same_shape)
     subpixel_weight_.copy_(k);
-    if (bias.defined()) subpixel_bias_.copy_(bias);
-  } else {
+  else
     subpixel_weight_ = k;
-    subpixel_bias_ = bias;
-  }
   subpixel_of_ = of;
 }
 
@@ -81,15 +75,20 @@ at::Tensor Upsample2DImpl::forward_subpixel(const at::Tensor& x) {
   refresh_subpixel_weights();
   const int64_t n = x.size(0), c = conv->weight.size(0), h = x.size(2), w = x.size(3);
   // y[:, (2a + b)·C + c, o, p]: parity (a, b)'s output at input-grid position (o, p), o = i + a, p = j + b.
-  const at::Tensor y = at::conv2d(x, subpixel_weight_, subpixel_bias_, 1, 1);  // [N, 4C, H+1, W+1]
-  // out[n, c, 2i + a, 2j + b] = y[n, (2a + b)·C + c, i + a, j + b]: affine in (n, c, i, a, j, b), so one
-  // strided view of y, copied once into the output's layout.
+  const at::Tensor y = at::conv2d(x, subpixel_weight_, {}, 1, 1);  // [N, 4C, H+1, W+1], no bias
+  // out[n, c, 2i + a, 2j + b] = y[n, (2a + b)·C + c, i + a, j + b] + bias[c]: affine in (n, c, i, a, j, b),
+  // so one strided view of y, written once into the output's layout with the conv's bias added on the way
+  // (on CUDA LibTorch adds a convolution's bias in a pass of its own, with the same rounding).
   const auto s = y.strides();
   const at::Tensor parities = y.as_strided({n, c, h, 2, w, 2},
                                            {s[0], s[1], s[2], 2 * c * s[1] + s[2], s[3], c * s[1] + s[3]},
                                            y.storage_offset());
   at::Tensor result = at::empty({n, c, 2 * h, 2 * w}, y.options().memory_format(x.suggest_memory_format()));
-  result.view({n, c, h, 2, w, 2}).copy_(parities);
+  at::Tensor out = result.view({n, c, h, 2, w, 2});
+  if (conv->bias.defined())
+    at::add_out(out, parities, conv->bias.view({1, c, 1, 1, 1, 1}));
+  else
+    out.copy_(parities);
   return result;
 }
 

@@ -38,14 +38,14 @@ class Upsample2DImpl : public torch::nn::Module {
 
  private:
   at::Tensor forward_subpixel(const at::Tensor& x);
-  // The four 2x2 kernels [4·Cout, Cin, 2, 2] and their bias, made from conv's again when its weight or
-  // bias has changed (another tensor, or an in-place update): written into the same tensors, which CUDA
-  // graphs captured earlier read.
+  // The four 2x2 kernels [4·Cout, Cin, 2, 2], made from conv's weight again when it has changed (another
+  // tensor, or an in-place update): written into the same tensor, which CUDA graphs captured earlier read.
+  // The conv's bias is added as the parities are interleaved, read from the conv at every call.
   void refresh_subpixel_weights();
   torch::nn::Conv2d conv{nullptr};
   bool subpixel_ = false;
-  at::Tensor subpixel_weight_, subpixel_bias_;
-  std::array<int64_t, 8> subpixel_of_{};  // what they were made from: data pointers, versions, type, place
+  at::Tensor subpixel_weight_;
+  std::array<int64_t, 6> subpixel_of_{};  // what it was made from: data pointer, version, type, place
 };
 TORCH_MODULE(Upsample2D);
 
