@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 21's denoiser table on a GPU machine: `diffbench bench` for baseline, DeepCache (3, 0), ToMe 0.5 and
 # T-GATE (gate step 10) at batch 1 and 4, the baseline and ToMe 0.5 at 1024², the baseline with the fused
-# attention projections off (DIFFBENCH_FUSED_QKV=0), and an eager batch-1 profile summed by kernel
-# (PROFILE_OUT gets the summaries). Random SD 1.5-topology fp16 weights, 50 PNDM steps, guidance 7.5. When
-# WORK_DIR has no baseline.toml yet (tools/gpu-loading.sh leaves one), it builds diffbench
+# attention projections off (DIFFBENCH_FUSED_QKV=0), an eager batch-1 profile summed by kernel and one of
+# ToMe 0.5 at 1024² (PROFILE_OUT gets the summaries). Random SD 1.5-topology fp16 weights, 50 PNDM steps,
+# guidance 7.5. When WORK_DIR has no baseline.toml yet (tools/gpu-loading.sh leaves one), it builds diffbench
 # (tools/gpu-build.sh) and makes the weights and the specs itself (tools/gpu-sd15-specs.sh), so one device
 # call gives the table. Diffusers beside it, in the same call (tools/py-denoiser-bench.py: eager diffusers,
 # DeepCache, tomesd on the same weights), when python3 can import diffusers or PY_WHEELS (default .whl/)
@@ -51,6 +51,15 @@ for f in on off; do
   python3 tools/trace-ops.py "$work/trace-$f.json" "" 30 >"$prof/ops-b1-$f.txt" 2>&1 || true
   rm -f "$work/trace-$f.json"
 done
+# ToMe 0.5 at 1024², eager, by kernel: where the merge's own kernels stand against the attention's.
+if $B bench "$work/tome1024.toml" --batch-size 1 --runs 1 --warmup 1 --no-cuda-graphs \
+  --profile "$work/trace-tome.json" --json >/dev/null 2>&1; then
+  tools/trace-kernels.py "$work/trace-tome.json" "tome 0.5 1024" 60 >"$prof/kernels-tome1024.txt"
+  head -1 "$prof/kernels-tome1024.txt" | sed 's/^/== profile /'
+else
+  echo "== profile tome 1024 failed"
+fi
+rm -f "$work/trace-tome.json"
 # The Python stack on the same weights, eager diffusers (0 = skip).
 if [ "${PY:-1}" != 0 ]; then
   wheels=${PY_WHEELS:-.whl}
