@@ -4,10 +4,12 @@
 # libdiffbench.so, swaps the working tree's files back and builds again (only what changed recompiles);
 # the "before" runs load the kept library through LD_LIBRARY_PATH (the binaries' RUNPATH yields to it).
 # Then, on random SD 1.5-topology fp16 weights (512², 50 PNDM steps, guidance 7.5): TEST_FILTER's tests of
-# test_models if set (TESTS=ON), `generate --prompts demo` both ways with PSNR/SSIM of after against
-# before, and ROUNDS rounds of `bench` (median of 5 at batch 1, 3 at batch 4, seconds per batch) of the
-# baseline at batch 1 and 4 and DeepCache (3, 0) at batch 1, before and after in turn; with AB_1024=1 also
-# the baseline at 1024² once each.
+# TEST_BIN (default test_models; several: "test_models test_accel") if set (TESTS=ON), `generate
+# --prompts demo` of the spec AB_GENERATE (default baseline) both ways with PSNR/SSIM of after against
+# before, and ROUNDS rounds of `bench` (median of RUNS, seconds per batch) of AB_CASES (default
+# "baseline:1:5 deepcache:1:5": SPEC:BATCH:RUNS, the specs of tools/gpu-sd15-specs.sh) and, in the first
+# round, AB_CASES_ONCE (default "baseline:4:3"), before and after in turn; with AB_1024=1 also the
+# baseline at 1024² once each.
 # With AB_ENV=NAME instead, a fast path behind its switch: one build of the working tree, "before" run with
 # NAME=0 and "after" with NAME=1 (no .ab-before needed). AB_ENV="NAME1 NAME2 ..." times them cumulatively:
 # all at 0 ("before"), then NAME1=1 ("+NAME1"), then NAME1=1 NAME2=1 ("+NAME2"), ...; images and PSNR of
@@ -45,10 +47,12 @@ swap_in_before() {
 }
 restore_after() {
   (cd .ab-before/files && find . -type f) | while read -r f; do rm -f "$f"; done
-  (cd "$work/after" && find . -type f) | while read -r f; do mv "$work/after/$f" "$f"; done
+  # touch: mv keeps the old mtime, older than the base's objects just built, and ninja would keep those
+  (cd "$work/after" && find . -type f) | while read -r f; do mv "$work/after/$f" "$f" && touch "$f"; done
 }
+test_bins=${TEST_BIN:-test_models}
 targets="diffbench_cli"
-[ -n "${TEST_FILTER:-}" ] && targets="diffbench_cli test_models"
+[ -n "${TEST_FILTER:-}" ] && targets="diffbench_cli $test_bins"
 tests=OFF; [ -n "${TEST_FILTER:-}" ] && tests=ON
 t0=$(date +%s)
 if [ -z "$ab_env" ]; then
@@ -63,8 +67,10 @@ TESTS=$tests TARGETS="$targets" tools/gpu-build.sh build-gpu >"$work/build-after
   { echo "== the after build failed:"; tail -30 "$work/build-after.log"; exit 1; }
 echo "== builds $(( $(date +%s) - t0 )) s"
 if [ -n "${TEST_FILTER:-}" ]; then
-  build-gpu/bin/test_models --gtest_filter="$TEST_FILTER" 2>&1 |
-    grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|Expected|Which is" | head -30 | sed 's/^/== test /'
+  for t in $test_bins; do
+    build-gpu/bin/"$t" --gtest_filter="$TEST_FILTER" 2>&1 |
+      grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|Expected|Which is" | head -30 | sed "s/^/== test $t /"
+  done
 fi
 B=$PWD/build-gpu/bin/diffbench
 run() {  # run VARIANT CMD...: the base's library, or the switches off; the working tree, or switches on
@@ -82,7 +88,8 @@ run() {  # run VARIANT CMD...: the base's library, or the switches off; the work
 }
 tools/gpu-sd15-specs.sh "$B" "$work" || exit 1
 for v in "${variants[@]}"; do
-  run "$v" $B generate --spec "$work/baseline.toml" --prompts demo --batch-size 4 --out "$work/img-$v" --quiet ||
+  run "$v" $B generate --spec "$work/${AB_GENERATE:-baseline}.toml" --prompts demo --batch-size 4 \
+    --out "$work/img-$v" --quiet ||
     echo "== generate ($v) failed"
 done
 shopt -s nullglob
@@ -110,11 +117,14 @@ bench() {  # VARIANT SPEC BATCH RUNS
     { echo "== $1 $2 batch $3 failed: $(tail -3 "$work/err.txt")"; return; }
   tools/bench-line.py "$work/b.json" "$1 $2"
 }
+read -r -a cases <<<"${AB_CASES:-baseline:1:5 deepcache:1:5}"
+read -r -a cases_once <<<"${AB_CASES_ONCE:-baseline:4:3}"
 for r in $(seq "$rounds"); do
   for v in "${variants[@]}"; do
-    bench "$v" baseline 1 5
-    bench "$v" deepcache 1 5
-    [ "$r" = 1 ] && bench "$v" baseline 4 3
+    for c in "${cases[@]}"; do IFS=: read -r spec bs n <<<"$c"; bench "$v" "$spec" "$bs" "$n"; done
+    if [ "$r" = 1 ]; then
+      for c in "${cases_once[@]}"; do IFS=: read -r spec bs n <<<"$c"; bench "$v" "$spec" "$bs" "$n"; done
+    fi
   done
 done
 if [ "${AB_1024:-0}" = 1 ]; then for v in "${variants[@]}"; do bench "$v" baseline1024 1 3; done; fi

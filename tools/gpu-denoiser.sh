@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Issue 21's denoiser table on a GPU machine: `diffbench bench` for baseline, DeepCache (3, 0), ToMe 0.5 and
-# T-GATE (gate step 10) at batch 1 and 4, the baseline and ToMe 0.5 at 1024², the baseline with the fused
-# attention projections off (DIFFBENCH_FUSED_QKV=0), an eager batch-1 profile summed by kernel and one of
-# ToMe 0.5 at 1024² (PROFILE_OUT gets the summaries). Random SD 1.5-topology fp16 weights, 50 PNDM steps,
-# guidance 7.5. When WORK_DIR has no baseline.toml yet (tools/gpu-loading.sh leaves one), it builds diffbench
-# (tools/gpu-build.sh) and makes the weights and the specs itself (tools/gpu-sd15-specs.sh), so one device
-# call gives the table. Diffusers beside it, in the same call (tools/py-denoiser-bench.py: eager diffusers,
-# DeepCache, tomesd on the same weights), when python3 can import diffusers or PY_WHEELS (default .whl/)
-# holds the wheels it lacks (diffusers, DeepCache, tomesd, importlib_metadata: carry the folder); PY=0
-# skips that.
+# T-GATE (gate step 10) at batch 1 and 4, the baseline and ToMe 0.5 at 1024², with UNFUSED=1 the baseline
+# with the fused attention projections off (DIFFBENCH_FUSED_QKV=0), an eager batch-1 profile summed by
+# kernel and one of ToMe 0.5 at 1024² (PROFILE_OUT gets the summaries). Random SD 1.5-topology fp16
+# weights, 50 PNDM steps, guidance 7.5. When WORK_DIR has no baseline.toml yet (tools/gpu-loading.sh
+# leaves one), it builds diffbench (tools/gpu-build.sh) and makes the weights and the specs itself
+# (tools/gpu-sd15-specs.sh), so one device call gives the table. Diffusers beside it, in the same call
+# (tools/py-denoiser-bench.py: eager diffusers, DeepCache, tomesd on the same weights), when python3 can
+# import diffusers or PY_WHEELS (default .whl/) holds the wheels it lacks (diffusers, DeepCache, tomesd,
+# importlib_metadata: carry the folder); PY=0 skips that.
 #   tools/gpu-denoiser.sh WORK_DIR [PROFILE_OUT]   (summary lines start with "==")
 set -uo pipefail
 work=${1:?usage: $0 WORK_DIR [PROFILE_OUT]}
@@ -33,16 +33,17 @@ bench() {  # bench LABEL SPEC BATCH RUNS [ENV=VALUE...]
 for bs in 1 4; do
   runs=5; [ "$bs" = 4 ] && runs=3
   bench baseline baseline "$bs" "$runs"
-  bench "baseline unfused-qkv" baseline "$bs" "$runs" DIFFBENCH_FUSED_QKV=0
+  [ "${UNFUSED:-0}" = 1 ] && bench "baseline unfused-qkv" baseline "$bs" "$runs" DIFFBENCH_FUSED_QKV=0
   bench "deepcache 3,0" deepcache "$bs" "$runs"
   bench "tome 0.5" tome "$bs" "$runs"
   bench "tgate 10" tgate "$bs" "$runs"
 done
 bench "baseline 1024" baseline1024 1 3
-bench "baseline 1024 unfused" baseline1024 1 3 DIFFBENCH_FUSED_QKV=0
+[ "${UNFUSED:-0}" = 1 ] && bench "baseline 1024 unfused" baseline1024 1 3 DIFFBENCH_FUSED_QKV=0
 bench "tome 0.5 1024" tome1024 1 3
 # Eager batch-1 profile (graphs off so kernels are traced one by one): GPU time by kernel name.
-for f in on off; do
+profiles=on; [ "${UNFUSED:-0}" = 1 ] && profiles="on off"
+for f in $profiles; do
   v=1; [ $f = off ] && v=0
   DIFFBENCH_FUSED_QKV=$v $B bench "$work/baseline.toml" --batch-size 1 --runs 1 --warmup 1 --no-cuda-graphs \
     --profile "$work/trace-$f.json" --json >/dev/null 2>&1 || { echo "== profile $f failed"; continue; }
