@@ -35,7 +35,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 // Lane l of the row's warp owns the 16-byte vectors l, l + 32, ... (V values each, V = 8 for 16-bit
-// types, 4 for float); Iters ≥ ceil(C / V / 32) of them.
+// types, 4 for float); Iters ≥ ceil(C / V / 32) of them. Without a (and y) it is r's LayerNorm alone.
 template <typename T, int Iters>
 __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restrict__ r, const T* __restrict__ w,
                                       const T* __restrict__ b, const T* __restrict__ extra,
@@ -52,7 +52,7 @@ __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restri
   for (int it = 0; it < Iters; ++it) {
     const int c = (lane + it * 32) * V;
     if (c < C) {
-      const uint4 av = *reinterpret_cast<const uint4*>(a + base + c);
+      const uint4 av = a ? *reinterpret_cast<const uint4*>(a + base + c) : make_uint4(0, 0, 0, 0);
       const uint4 rv = *reinterpret_cast<const uint4*>(r + base + c);
       const T* ap = reinterpret_cast<const T*>(&av);
       const T* rp = reinterpret_cast<const T*>(&rv);
@@ -67,12 +67,12 @@ __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restri
       for (int k = 0; k < V; ++k) {
         // a's bias first, rounded as LibTorch's broadcast add rounds it; then the residual.
         const float ak = a_bias ? as_float(round_to<T>(as_float(ap[k]) + as_float(abp[k]))) : as_float(ap[k]);
-        const T s = round_to<T>(ak + as_float(rp[k]));  // LibTorch's add: in float, rounded
+        const T s = a ? round_to<T>(ak + as_float(rp[k])) : rp[k];  // LibTorch's add: in float, rounded
         v[it][k] = as_float(s);
         sum += v[it][k];
         yp[k] = extra ? round_to<T>(v[it][k] + as_float(ep[k])) : s;
       }
-      *reinterpret_cast<uint4*>(y + base + c) = yv;
+      if (y) *reinterpret_cast<uint4*>(y + base + c) = yv;
     }
   }
   const float mean = warp_sum(sum) / C;
@@ -114,9 +114,10 @@ void launch_rows(const at::Tensor& a, const at::Tensor& r, const at::Tensor& w, 
   const auto* ep = extra.defined() ? reinterpret_cast<const T*>(extra.data_ptr()) : nullptr;
   const auto* abp = a_bias.defined() ? reinterpret_cast<const T*>(a_bias.data_ptr()) : nullptr;
   add_layer_norm_kernel<T, Iters><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(
-      reinterpret_cast<const T*>(a.data_ptr()), reinterpret_cast<const T*>(r.data_ptr()),
+      a.defined() ? reinterpret_cast<const T*>(a.data_ptr()) : nullptr, reinterpret_cast<const T*>(r.data_ptr()),
       reinterpret_cast<const T*>(w.data_ptr()), reinterpret_cast<const T*>(b.data_ptr()), ep, abp,
-      reinterpret_cast<T*>(y.data_ptr()), reinterpret_cast<T*>(n.data_ptr()), rows, C, static_cast<float>(eps));
+      y.defined() ? reinterpret_cast<T*>(y.data_ptr()) : nullptr, reinterpret_cast<T*>(n.data_ptr()), rows, C,
+      static_cast<float>(eps));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -135,6 +136,18 @@ void launch(const at::Tensor& a, const at::Tensor& r, const at::Tensor& w, const
     launch_rows<T, 8>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
   else
     launch_rows<T, 16>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
+}
+
+// launch<T> for the tensors' dtype (half, bfloat16 or float).
+void launch_typed(const at::Tensor& a, const at::Tensor& r, const at::Tensor& w, const at::Tensor& b,
+                  const at::Tensor& extra, const at::Tensor& a_bias, at::Tensor& y, at::Tensor& n, int64_t rows, int C,
+                  double eps) {
+  if (r.scalar_type() == at::kHalf)
+    launch<__half>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
+  else if (r.scalar_type() == at::kBFloat16)
+    launch<__nv_bfloat16>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
+  else
+    launch<float>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
 }
 
 bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
@@ -170,14 +183,27 @@ std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::
   }
   const int64_t rows = a.numel() / C;
   if (rows == 0) return {y, n};
-  const int c = static_cast<int>(C);
-  if (type == at::kHalf)
-    launch<__half>(a, r, w, b, e, ab, y, n, rows, c, eps);
-  else if (type == at::kBFloat16)
-    launch<__nv_bfloat16>(a, r, w, b, e, ab, y, n, rows, c, eps);
-  else
-    launch<float>(a, r, w, b, e, ab, y, n, rows, c, eps);
+  launch_typed(a, r, w, b, e, ab, y, n, rows, static_cast<int>(C), eps);
   return {y, n};
+}
+
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  const int64_t C = x.size(-1);
+  const auto type = x.scalar_type();
+  const bool fits = x.is_cuda() && (type == at::kHalf || type == at::kBFloat16 || type == at::kFloat) && C % 8 == 0 &&
+                    C <= kMaxC && x.is_contiguous() && aligned16(x) && weight.defined() && bias.defined() &&
+                    weight.numel() == C && bias.numel() == C;
+  if (!fits) return at::layer_norm(x, {C}, weight, bias, eps);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor w = weight.to(type).contiguous(), b = bias.to(type).contiguous();
+  if (!aligned16(w) || !aligned16(b)) return at::layer_norm(x, {C}, weight, bias, eps);
+  at::Tensor n = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const int64_t rows = x.numel() / C;
+  if (rows == 0) return n;
+  const at::Tensor none;
+  at::Tensor no_y;
+  launch_typed(none, x, w, b, none, none, no_y, n, rows, static_cast<int>(C), eps);
+  return n;
 }
 
 }  // namespace diffbench::kernels

@@ -19,4 +19,8 @@ std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::
                                                  const at::Tensor& bias, double eps, const at::Tensor& extra = {},
                                                  const at::Tensor& a_bias = {});
 
+// The same kernel's LayerNorm of x alone ([..., C], the same conditions; LibTorch's otherwise): one
+// read and one write, where LibTorch's own kernel reaches about half the bandwidth at SD's shapes.
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
+
 }  // namespace diffbench::kernels

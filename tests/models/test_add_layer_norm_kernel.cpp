@@ -1,6 +1,6 @@
 // The fused residual add + LayerNorm of the CUDA build (add_layer_norm) against LibTorch on the
 // transformer blocks' shapes of SD 1.5 at 512² and 1024² (batch 2 and 8), in half, bfloat16 and float,
-// bit-identical from one call to the next (fixed-order sums, no atomics); and a whole
+// bit-identical from one call to the next (fixed-order sums, no atomics); its LayerNorm alone; and a whole
 // BasicTransformerBlock and a ResNet block with a 1×1 shortcut with the fusions on and off
 // (DIFFBENCH_FUSED_ADDLN=0). Skipped without CUDA or without the kernels.
 #include <gtest/gtest.h>
@@ -120,6 +120,48 @@ TEST(AddLayerNormKernel, OddRowCountsAndWidths) {
       const at::Tensor err = (n.to(torch::kFloat) - ref).abs();
       EXPECT_TRUE((err <= ref.abs() * half_ulp(type) * 1.01 + 1e-5).all().item<bool>())
           << "largest difference from LibTorch float32: " << err.max().item<double>();
+    }
+}
+
+// The LayerNorm alone (the transformer blocks' norm1) by the same kernel: the bits of add_layer_norm's
+// norm of 0 + x (the same statistics in the same order), within rounding of LibTorch's float32 norm,
+// at most an ulp from LibTorch's own in the dtype; LibTorch's own when switched off, or for a width
+// the kernel does not take.
+TEST(AddLayerNormKernel, LayerNormAloneIsTheKernelsNorm) {
+  std::string why;
+  if (skip_reason(why)) GTEST_SKIP() << why;
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(4);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  struct Case {
+    int64_t rows, c;
+  };
+  for (const Case& k : {Case{2 * 4096, 320}, Case{2 * 1024, 640}, Case{8 * 256, 1280}, Case{77, 72}, Case{5, 2056}})
+    for (torch::Dtype type : {torch::kHalf, torch::kBFloat16, torch::kFloat}) {
+      SCOPED_TRACE(std::string(c10::toString(type)) + " " + std::to_string(k.rows) + "x" + std::to_string(k.c));
+      const at::Tensor x = (torch::randn({k.rows, k.c}, cuda) * 3 + 1).to(type);
+      torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({k.c}).eps(1e-5));
+      norm->to(torch::kCUDA, type);
+      norm->weight.uniform_(0.5, 1.5);
+      norm->bias.uniform_(-0.5, 0.5);
+      const at::Tensor n = layer_norm(norm, x);
+      const at::Tensor own = norm(x);
+      if (k.c > 2048) {
+        EXPECT_TRUE(at::equal(n, own)) << "a width the kernel does not take is LibTorch's";
+        continue;
+      }
+      EXPECT_TRUE(at::equal(n, add_layer_norm(at::zeros_like(x), x, norm).second)) << "not the kernel's norm";
+      EXPECT_TRUE(at::equal(n, layer_norm(norm, x))) << "two calls differ";
+      const at::Tensor ref = at::layer_norm(x.to(torch::kFloat), {k.c}, norm->weight.to(torch::kFloat),
+                                            norm->bias.to(torch::kFloat), 1e-5);
+      const at::Tensor err = (n.to(torch::kFloat) - ref).abs();
+      EXPECT_TRUE((err <= ref.abs() * half_ulp(type) * 1.01 + 1e-5).all().item<bool>())
+          << "largest difference from LibTorch float32: " << err.max().item<double>();
+      const at::Tensor err_own = (n.to(torch::kFloat) - own.to(torch::kFloat)).abs();
+      EXPECT_TRUE((err_own <= ref.abs() * 2 * half_ulp(type) * 1.01 + 2e-5).all().item<bool>())
+          << "largest difference from LibTorch's LayerNorm in the same dtype: " << err_own.max().item<double>();
+      ScopedEnv off("DIFFBENCH_FAST_LAYER_NORM", "0");
+      EXPECT_TRUE(at::equal(layer_norm(norm, x), own)) << "switched off, not LibTorch's";
     }
 }
 

@@ -10,6 +10,7 @@
 #include "diffbench/io/safetensors.hpp"
 #include "diffbench/io/state_dict.hpp"
 #include "diffbench/models/blocks/layers.hpp"
+#include "diffbench/models/blocks/norm.hpp"
 #include "diffbench/models/blocks/sampling.hpp"
 #include "diffbench/models/unet.hpp"
 #include "diffbench/models/vae.hpp"
@@ -294,6 +295,41 @@ TEST(Upsample2D, SubpixelConvolutionEqualsNearestThenConv) {
   const double plain_half = test::max_abs_diff(plain(xh).cpu().to(torch::kFloat), reference);
   const double subpixel_half = test::max_abs_diff(subpixel(xh).cpu().to(torch::kFloat), reference);
   EXPECT_LT(subpixel_half, 2 * plain_half + 2e-3);
+}
+
+// The interleaving pass as one kernel (CUDA, channels-last, the fast path's layout) against LibTorch's
+// strided add of the bias (DIFFBENCH_SUBPIXEL_KERNEL=0): the same bits, in half, bfloat16 and float, for
+// even, odd and one-pixel-high inputs.
+TEST(Upsample2D, InterleaveKernelGivesLibTorchsBits) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!have_fused_group_norm()) GTEST_SKIP() << "built without the CUDA kernels";
+  torch::manual_seed(5);
+  torch::NoGradGuard no_grad;
+  test::ScopedEnv on("DIFFBENCH_SUBPIXEL_UPSAMPLE", "1");
+  for (const auto dtype : {torch::kHalf, torch::kBFloat16, torch::kFloat}) {
+    Upsample2D up(64, 64);
+    ASSERT_TRUE(up->subpixel());
+    up->named_parameters()["conv.bias"].uniform_(-1.0, 1.0);
+    up->to(torch::kCUDA, dtype);
+    for (auto& p : up->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+    for (const auto& shape : {std::vector<int64_t>{2, 64, 8, 8}, std::vector<int64_t>{1, 64, 5, 7},
+                              std::vector<int64_t>{3, 64, 1, 4}}) {
+      SCOPED_TRACE(std::string(c10::toString(dtype)) + " " + c10::str(at::IntArrayRef(shape)));
+      const at::Tensor x =
+          (torch::randn(shape) * 4).to(torch::kCUDA, dtype).contiguous(at::MemoryFormat::ChannelsLast);
+      const at::Tensor fast = up(x);
+      at::Tensor plain;
+      {
+        test::ScopedEnv off("DIFFBENCH_SUBPIXEL_KERNEL", "0");
+        plain = up(x);
+      }
+      ASSERT_EQ(fast.sizes(), plain.sizes());
+      EXPECT_TRUE(fast.is_contiguous(at::MemoryFormat::ChannelsLast));
+      EXPECT_TRUE(at::equal(fast, plain)) << "largest difference " << test::max_abs_diff(fast, plain);
+      EXPECT_GT(fast.abs().max().item<double>(), 0.1);  // it did compute something
+    }
+  }
 }
 
 TEST(Upsample2D, SubpixelUNetAndVaeMatchDiffusers) {

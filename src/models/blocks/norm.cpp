@@ -72,4 +72,14 @@ std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::
   return {y, n};
 }
 
+at::Tensor layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  const auto& o = norm->options;
+  if (fused_add_layer_norm(x) && o.elementwise_affine() && o.normalized_shape().size() == 1 &&
+      ab_switch_on("DIFFBENCH_FAST_LAYER_NORM"))
+    return kernels::layer_norm(x, norm->weight, norm->bias, o.eps());
+#endif
+  return norm(x);
+}
+
 }  // namespace diffbench

@@ -6,6 +6,9 @@
 #include <torch/nn/functional/upsampling.h>
 #include <c10/core/InferenceMode.h>
 
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+#include "kernels/subpixel.hpp"
+#endif
 #include "util/ab_switch.hpp"
 
 namespace diffbench {
@@ -76,6 +79,12 @@ at::Tensor Upsample2DImpl::forward_subpixel(const at::Tensor& x) {
   const int64_t n = x.size(0), c = conv->weight.size(0), h = x.size(2), w = x.size(3);
   // y[:, (2a + b)·C + c, o, p]: parity (a, b)'s output at input-grid position (o, p), o = i + a, p = j + b.
   const at::Tensor y = at::conv2d(x, subpixel_weight_, {}, 1, 1);  // [N, 4C, H+1, W+1], no bias
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  // The same values in one pass of 16-byte copies (DIFFBENCH_SUBPIXEL_KERNEL=0: LibTorch's strided add below).
+  if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast &&
+      kernels::subpixel_interleave_supported(y, conv->bias) && ab_switch_on("DIFFBENCH_SUBPIXEL_KERNEL"))
+    return kernels::subpixel_interleave(y, conv->bias);
+#endif
   // out[n, c, 2i + a, 2j + b] = y[n, (2a + b)·C + c, i + a, j + b] + bias[c]: affine in (n, c, i, a, j, b),
   // so one strided view of y, written once into the output's layout with the conv's bias added on the way
   // (on CUDA LibTorch adds a convolution's bias in a pass of its own, with the same rounding).

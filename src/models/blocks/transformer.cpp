@@ -81,10 +81,11 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const CrossAt
   // LibTorch's add and norm elsewhere): y is the running activation, n the next sublayer's input.
   if (!hooks || !id) {
     if (fold_out_biases(x)) {  // each attention's to_out bias added inside the add + LayerNorm kernel
-      auto [y, n] = add_layer_norm(attn1->forward_without_out_bias(norm1(x)), x, norm2, {}, attn1->out_bias());
+      const at::Tensor a = attn1->forward_without_out_bias(layer_norm(norm1, x));
+      auto [y, n] = add_layer_norm(a, x, norm2, {}, attn1->out_bias());
       return add_feed_forward(attn2->forward_without_out_bias(n, context), y, nullptr, attn2->out_bias());
     }
-    auto [y, n] = add_layer_norm(attn1(norm1(x)), x, norm2);  // [B, N, dim] self-attention, norm2
+    auto [y, n] = add_layer_norm(attn1(layer_norm(norm1, x)), x, norm2);  // [B, N, dim] self-attention, norm2
     return add_feed_forward(attn2(n, context), y, nullptr);   // cross-attention to the text, norm3, GEGLU
   }
   // As tomesd's ToMeBlock: x = u(f(m(norm(x)))) + x for each part, m/u from the block's input.
@@ -93,7 +94,7 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const CrossAt
   auto unmerge = [&](TransformerPart p, const at::Tensor& t) { return tokens ? tokens->unmerge(p, t) : t; };
   using P = TransformerPart;
 
-  at::Tensor a = hooked_attention(*hooks, *id, P::SelfAttention, merge(P::SelfAttention, norm1(x)),
+  at::Tensor a = hooked_attention(*hooks, *id, P::SelfAttention, merge(P::SelfAttention, layer_norm(norm1, x)),
                                   [&](const at::Tensor& t) { return attn1(t); });  // [B, N', dim]
   auto [y, n] = add_layer_norm(unmerge(P::SelfAttention, a), x, norm2);            // [B, N, dim] each
   a = hooked_attention(*hooks, *id, P::CrossAttention, merge(P::CrossAttention, n),

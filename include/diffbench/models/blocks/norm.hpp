@@ -27,6 +27,10 @@ at::Tensor bias_residual(const at::Tensor& x, const at::Tensor& bias, const at::
 std::pair<at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& a, const at::Tensor& r, torch::nn::LayerNorm& norm,
                                                  const at::Tensor& extra = {}, const at::Tensor& a_bias = {});
 
+// norm(x), by add_layer_norm's kernel wherever that runs (and DIFFBENCH_FAST_LAYER_NORM is not 0): the
+// transformer blocks' first LayerNorm, which follows no add of its own.
+at::Tensor layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x);
+
 // True where add_layer_norm runs its kernel on tensors like x (CUDA, half/bfloat16/float, built with
 // the kernels, no gradient needed, not switched off). The other residual paths of the same round
 // follow it: the feed-forward's GEMM accumulating onto the residual, the ResNet's 1×1 shortcut as a

@@ -3,7 +3,8 @@
 // turns that off): a 3x3 conv of a nearest-doubled image gives each of an output pixel's four
 // positions (row and column parity) a 2x2 conv of the input, whose taps are sums of the 3x3 taps. One conv
 // with those four 2x2 kernels as output channel blocks, then one copy interleaving them, does 16 instead
-// of 36 multiply-adds per input pixel and channel pair and never writes the doubled input.
+// of 36 multiply-adds per input pixel and channel pair and never writes the doubled input. On CUDA in
+// channels-last the interleave is one kernel (DIFFBENCH_SUBPIXEL_KERNEL=0: LibTorch's strided add).
 #pragma once
 
 #include <array>
