@@ -36,6 +36,16 @@ double half_ulp(torch::Dtype t) { return t == torch::kHalf ? 0x1p-11 : t == torc
 
 using test::ScopedEnv;
 
+// A CUDA LayerNorm over c channels in `type` with weights in [0.5, 1.5] and biases in [-0.5, 0.5], not the
+// unit weights and zero biases it starts with.
+torch::nn::LayerNorm random_norm(int64_t c, torch::Dtype type, double eps) {
+  torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({c}).eps(eps));
+  norm->to(torch::kCUDA, type);
+  norm->weight.uniform_(0.5, 1.5);
+  norm->bias.uniform_(-0.5, 0.5);
+  return norm;
+}
+
 }  // namespace
 
 TEST(AddLayerNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
@@ -52,10 +62,7 @@ TEST(AddLayerNormKernel, MatchesLibTorchAndRepeatsBitForBit) {
         // a: an attention output, r: the running activation (larger, with an offset per token as the UNet's).
         const at::Tensor a = torch::randn({batch, s.hw, s.c}, cuda).to(type);
         const at::Tensor r = (torch::randn({batch, s.hw, s.c}, cuda) * 4 + torch::randn({batch, s.hw, 1}, cuda)).to(type);
-        torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({s.c}).eps(1e-5));
-        norm->to(torch::kCUDA, type);
-        norm->weight.uniform_(0.5, 1.5);
-        norm->bias.uniform_(-0.5, 0.5);
+        torch::nn::LayerNorm norm = random_norm(s.c, type, 1e-5);
         const at::Tensor extra = torch::randn({s.c}, cuda).to(type);
         ASSERT_TRUE(fused_add_layer_norm(a));
 
@@ -108,10 +115,7 @@ TEST(AddLayerNormKernel, OddRowCountsAndWidths) {
     for (torch::Dtype type : {torch::kHalf, torch::kFloat}) {
       SCOPED_TRACE(std::string(c10::toString(type)) + " C=" + std::to_string(c));
       const at::Tensor a = torch::randn({77, c}, cuda).to(type), r = torch::randn({77, c}, cuda).to(type);
-      torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({c}).eps(1e-6));
-      norm->to(torch::kCUDA, type);
-      norm->weight.uniform_(0.5, 1.5);
-      norm->bias.uniform_(-0.5, 0.5);
+      torch::nn::LayerNorm norm = random_norm(c, type, 1e-6);
       const auto [y, n] = add_layer_norm(a, r, norm);
       const at::Tensor y_ref = a + r;
       EXPECT_TRUE(at::equal(y, y_ref));
@@ -140,10 +144,7 @@ TEST(AddLayerNormKernel, LayerNormAloneIsTheKernelsNorm) {
     for (torch::Dtype type : {torch::kHalf, torch::kBFloat16, torch::kFloat}) {
       SCOPED_TRACE(std::string(c10::toString(type)) + " " + std::to_string(k.rows) + "x" + std::to_string(k.c));
       const at::Tensor x = (torch::randn({k.rows, k.c}, cuda) * 3 + 1).to(type);
-      torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({k.c}).eps(1e-5));
-      norm->to(torch::kCUDA, type);
-      norm->weight.uniform_(0.5, 1.5);
-      norm->bias.uniform_(-0.5, 0.5);
+      torch::nn::LayerNorm norm = random_norm(k.c, type, 1e-5);
       const at::Tensor n = layer_norm(norm, x);
       const at::Tensor own = norm(x);
       if (k.c > 2048) {
