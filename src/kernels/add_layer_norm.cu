@@ -22,12 +22,6 @@ namespace {
 constexpr int kWarpsPerBlock = 8;
 constexpr int64_t kMaxC = 2048;
 
-__device__ __forceinline__ float as_float(float v) { return v; }
-__device__ __forceinline__ float as_float(__half v) { return to_float(v); }
-__device__ __forceinline__ float as_float(__nv_bfloat16 v) { return to_float(v); }
-template <typename T> __device__ __forceinline__ T round_to(float v) { return from_float<T>(v); }
-template <> __device__ __forceinline__ float round_to<float>(float v) { return v; }
-
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -66,11 +60,11 @@ __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restri
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         // a's bias first, rounded as LibTorch's broadcast add rounds it; then the residual.
-        const float ak = a_bias ? as_float(round_to<T>(as_float(ap[k]) + as_float(abp[k]))) : as_float(ap[k]);
-        const T s = a ? round_to<T>(ak + as_float(rp[k])) : rp[k];  // LibTorch's add: in float, rounded
-        v[it][k] = as_float(s);
+        const float ak = a_bias ? to_float(from_float<T>(to_float(ap[k]) + to_float(abp[k]))) : to_float(ap[k]);
+        const T s = a ? from_float<T>(ak + to_float(rp[k])) : rp[k];  // LibTorch's add: in float, rounded
+        v[it][k] = to_float(s);
         sum += v[it][k];
-        yp[k] = extra ? round_to<T>(v[it][k] + as_float(ep[k])) : s;
+        yp[k] = extra ? from_float<T>(v[it][k] + to_float(ep[k])) : s;
       }
       if (y) *reinterpret_cast<uint4*>(y + base + c) = yv;
     }
@@ -99,7 +93,7 @@ __global__ void add_layer_norm_kernel(const T* __restrict__ a, const T* __restri
       uint4 nv;
       T* np = reinterpret_cast<T*>(&nv);
 #pragma unroll
-      for (int k = 0; k < V; ++k) np[k] = round_to<T>((v[it][k] - mean) * rstd * as_float(wp[k]) + as_float(bp[k]));
+      for (int k = 0; k < V; ++k) np[k] = from_float<T>((v[it][k] - mean) * rstd * to_float(wp[k]) + to_float(bp[k]));
       *reinterpret_cast<uint4*>(n + base + c) = nv;
     }
   }
@@ -149,8 +143,6 @@ void launch_typed(const at::Tensor& a, const at::Tensor& r, const at::Tensor& w,
   else
     launch<float>(a, r, w, b, extra, a_bias, y, n, rows, C, eps);
 }
-
-bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 }  // namespace
 

@@ -13,12 +13,6 @@ namespace diffbench::kernels {
 
 namespace {
 
-__device__ __forceinline__ float as_float(float v) { return v; }
-__device__ __forceinline__ float as_float(__half v) { return to_float(v); }
-__device__ __forceinline__ float as_float(__nv_bfloat16 v) { return to_float(v); }
-template <typename T> __device__ __forceinline__ T round_to(float v) { return from_float<T>(v); }
-template <> __device__ __forceinline__ float round_to<float>(float v) { return v; }
-
 constexpr int kThreads = 256;
 
 // One thread per 16-byte vector of the output [N, 2H, 2W, C] (channels-last memory).
@@ -41,12 +35,10 @@ __global__ void interleave_kernel(const T* __restrict__ y, const T* __restrict__
     T* e = reinterpret_cast<T*>(&q);
     const T* be = reinterpret_cast<const T*>(&bq);
 #pragma unroll
-    for (int k = 0; k < V; ++k) e[k] = round_to<T>(as_float(e[k]) + as_float(be[k]));
+    for (int k = 0; k < V; ++k) e[k] = from_float<T>(to_float(e[k]) + to_float(be[k]));
   }
   *reinterpret_cast<uint4*>(out + idx * V) = q;
 }
-
-bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 }  // namespace
 

@@ -37,12 +37,6 @@ constexpr int kCountWarps = 8;     // count kernels: the warps split the keys of
 constexpr int kCountPerLane = 2;   // count kernels: each lane counts for 2 sources
 constexpr int kCountTile = 32 * kCountPerLane;  // sources per block
 
-__device__ __forceinline__ float load_float(float v) { return v; }
-__device__ __forceinline__ float load_float(__half v) { return to_float(v); }
-__device__ __forceinline__ float load_float(__nv_bfloat16 v) { return to_float(v); }
-template <typename T> __device__ __forceinline__ T store_float(float v) { return from_float<T>(v); }
-template <> __device__ __forceinline__ float store_float<float>(float v) { return v; }
-
 // V values of T in one aligned load (V = 16 / sizeof(T) where the rows allow it, else 1).
 template <typename T, int V>
 struct alignas(sizeof(T) * V) Pack {
@@ -117,13 +111,13 @@ __global__ void normalize_split_kernel(const T* __restrict__ metric, const T* __
   const int64_t b = row / (na + nb), q = row % (na + nb);
   const int64_t tok = q < na ? src[q] : dst[q - na];
   T* out = q < na ? m_src + (b * na + q) * c : m_dst + (b * nb + q - na) * c;
-  const float len = load_float(norm[b * n + tok]);
+  const float len = to_float(norm[b * n + tok]);
   const auto* in = reinterpret_cast<const Pack<T, V>*>(metric + (b * n + tok) * c);
   auto* o = reinterpret_cast<Pack<T, V>*>(out);
   for (int64_t p = lane; p < c / V; p += 32) {
     Pack<T, V> v = in[p];
 #pragma unroll
-    for (int e = 0; e < V; ++e) v.v[e] = store_float<T>(load_float(v.v[e]) / len);  // LibTorch's div
+    for (int e = 0; e < V; ++e) v.v[e] = from_float<T>(to_float(v.v[e]) / len);  // LibTorch's div
     o[p] = v;
   }
   if (q >= na && lane == 0) row_of[b * n + tok] = unm_len + (q - na);
@@ -167,7 +161,7 @@ __device__ __forceinline__ K rank_key(T best, int64_t i) {
   if constexpr (sizeof(K) == 4)
     return (ordered_bits16(best) << 16) | (0xFFFFu - static_cast<uint32_t>(i));
   else
-    return (static_cast<uint64_t>(ordered_bits(load_float(best))) << 32) | (0xFFFFFFFFull - static_cast<uint64_t>(i));
+    return (static_cast<uint64_t>(ordered_bits(to_float(best))) << 32) | (0xFFFFFFFFull - static_cast<uint64_t>(i));
 }
 
 // One warp per source i of a batch row (padded rows get key 0).
@@ -189,7 +183,7 @@ __global__ void best_match_kernel(const T* __restrict__ scores, int64_t rows, in
     const Pack<T, V> v = s[p];
 #pragma unroll
     for (int e = 0; e < V; ++e) {
-      const float f = load_float(v.v[e]);
+      const float f = to_float(v.v[e]);
       const int j = static_cast<int>(p * V + e);
       if (better(f, j, best, best_j)) {
         best = f;
@@ -208,7 +202,7 @@ __global__ void best_match_kernel(const T* __restrict__ scores, int64_t rows, in
   }
   if (lane == 0) {
     node_idx[b * na + i] = best_j;
-    keys[row] = rank_key<K>(store_float<T>(best), i);  // exact: best is one of the T scores
+    keys[row] = rank_key<K>(from_float<T>(best), i);  // exact: best is one of the T scores
   }
 }
 
@@ -357,14 +351,14 @@ __global__ void merge_kernel(const T* __restrict__ x, const int64_t* __restrict_
     if (last > first) {
       float acc[V];
 #pragma unroll
-      for (int e = 0; e < V; ++e) acc[e] = load_float(v.v[e]);
+      for (int e = 0; e < V; ++e) acc[e] = to_float(v.v[e]);
       for (int64_t s = first; s < last; ++s) {
         const P u = reinterpret_cast<const P*>(xb + static_cast<int64_t>(csr_tok[b * r + s]) * c)[p];
 #pragma unroll
-        for (int e = 0; e < V; ++e) acc[e] += load_float(u.v[e]);
+        for (int e = 0; e < V; ++e) acc[e] += to_float(u.v[e]);
       }
 #pragma unroll
-      for (int e = 0; e < V; ++e) v.v[e] = store_float<T>(acc[e] / count);
+      for (int e = 0; e < V; ++e) v.v[e] = from_float<T>(acc[e] / count);
     }
     o[p] = v;
   }
