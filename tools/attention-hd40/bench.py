@@ -21,7 +21,8 @@ MMA = {0: "mma1x4", 1: "mma2x4", 2: "mma1x8", 3: "mma2x8", 4: "mma1x4k128", 5: "
 WG = {0: "wg1", 1: "wg2", 2: "wg2k128", 13: "wg2s3", 14: "wg2s4", 15: "wg2k128s3", 18: "wg1s4", 19: "wg3s3",
       20: "wg2s3packed", 21: "wg4s3packed", 25: "wg2s4packed", 26: "wg3s3packed", 28: "wg2s3tilepacked",
       29: "wg2s4tilepacked",
-      31: "lean-f32exp", 32: "lean-f16exp", 33: "tilepacked-f16exp"}
+      31: "lean-f32exp", 32: "lean-f16exp", 33: "tilepacked-f16exp", 36: "lean-f16exp-3blocks",
+      37: "lean-f16exp-s4"}
 WG_TIMING = {8: "wg2-nosoftmax", 9: "wg2-noPV", 10: "wg2-QKonly", 11: "wg2k128-QKonly", 12: "wg2-loadsonly",
              16: "wg2s4-loadsonly", 17: "wg2s3-noloads", 22: "wg2s3packed-loadsonly", 23: "wg4s3packed-loadsonly",
              27: "tilepack-alone", 30: "wg2s3tilepacked-loadsonly", 34: "lean-f16exp-noPV", 35: "lean-nosoftmax"}

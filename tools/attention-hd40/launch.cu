@@ -41,9 +41,10 @@ int run_mma(const Params& p, int batch, cudaStream_t s) {
   return static_cast<int>(cudaGetLastError());
 }
 
-template <int WG, int KEYS, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false, bool HALF_EXP = false>
+template <int WG, int KEYS, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false, bool HALF_EXP = false,
+          int MINB = 1>
 int run_wgmma(const WgParams& wp, int batch, cudaStream_t s) {
-  auto kern = wgmma_attention_kernel<WG, KEYS, HALF_EXP, MODE, STAGES, PACKED, LEAN>;
+  auto kern = wgmma_attention_kernel<WG, KEYS, HALF_EXP, MODE, STAGES, PACKED, LEAN, MINB>;
   const int bytes = wgmma_smem_bytes<WG, KEYS, STAGES>();
   cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   const dim3 grid((wp.p.lq + 64 * WG - 1) / (64 * WG), batch * wp.p.heads);
@@ -106,7 +107,7 @@ extern "C" int hd40_wgmma_keys(int variant) {
 // packed a tile a block (pack_kv_tile_kernel): 27 the packing alone, 28, 29 2 warpgroups 3 or 4 stages, 30
 // 28's loads alone; 31-35 28 lean (descriptors made once, half exponentials summed in half): 31 float
 // exponentials, 32 half, 33 half exponentials not lean, 34 32 without P·V, 35 31 without the softmax
-// (34, 35 timing only).
+// (34, 35 timing only), 36 32 in at most 85 registers (three blocks an SM), 37 32 with 4 stages.
 extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, const void* v, void* o, void* vt,
                           const long long* qs, const long long* ks, const long long* vs, const long long* os, int batch,
                           int heads, int lq, int lk, float scale_log2, void* stream) {
@@ -186,6 +187,10 @@ extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, c
       return run_wgmma<2, 64, 2, 3, true, true, true>(wp, batch, s);
     case 35:
       return run_wgmma<2, 64, 1, 3, true, true, false>(wp, batch, s);
+    case 36:
+      return run_wgmma<2, 64, 0, 3, true, true, true, 3>(wp, batch, s);
+    case 37:
+      return run_wgmma<2, 64, 0, 4, true, true, true>(wp, batch, s);
     default:
       return -1;
   }

@@ -187,9 +187,11 @@ __global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
 // results), a bit set: 1 no softmax, 2 no P·V; 4 the loads alone; 5 no loads after the first tiles and
 // (its lowest bit) no softmax: the products alone.
 // LEAN: the descriptors made once and stepped by adding offsets, half exponentials summed in half (8 a
-// lane and tile) instead of each converted back to float.
-template <int WG, int KEYS, bool HALF_EXP, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false>
-__global__ void __launch_bounds__(128 * WG) wgmma_attention_kernel(const WgParams wp) {
+// lane and tile) instead of each converted back to float, O rescaled only where a row's maximum grew.
+// MINB: blocks an SM the registers must allow.
+template <int WG, int KEYS, bool HALF_EXP, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false,
+          int MINB = 1>
+__global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const WgParams wp) {
   const Params& p = wp.p;
   constexpr int kRows = 64 * WG, kThreads = 128 * WG, kN = KEYS / 8;
   constexpr int kKBytes = KEYS * 6 * 16;  // K tile: KEYS/8 row groups × 6 chunks × 128 B (chunk 5 zero)
@@ -358,8 +360,11 @@ __global__ void __launch_bounds__(128 * WG) wgmma_attention_kernel(const WgParam
       add0 = f0.x + f0.y, add1 = f1.x + f1.y;
     }
     sum0 = sum0 * corr0 + add0, sum1 = sum1 * corr1 + add1;
+    if (!LEAN || __any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
 #pragma unroll
-    for (int i = 0; i < 5; ++i) o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
+      for (int i = 0; i < 5; ++i)
+        o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
+    }
 
     if constexpr (!(MODE & 2)) {
       wgmma_fence();
