@@ -77,6 +77,14 @@ def err(out, ref):
     return f"{e.max().item():.1e}/{e.mean().item():.1e}"
 
 
+def attempt(fn):
+    """fn()'s result, or "failed" where the variant does not launch (a launch error is not sticky)."""
+    try:
+        return fn()
+    except RuntimeError as ex:
+        return f"failed ({ex})"
+
+
 CASES = [("odd 1000x333", 1, 3, 1000, 333, False), ("ToMe 512² 2048", 2, 8, 2048, 2048, True),
          ("cross 4096x77", 2, 8, 4096, 77, False), ("512² b1 4096", 2, 8, 4096, 4096, True),
          ("512² b4 4096", 8, 8, 4096, 4096, True), ("1024² b1 16384", 2, 8, 16384, 16384, True),
@@ -93,8 +101,8 @@ if not timing_only:
             ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                 line = [f"cudnn {err(F.scaled_dot_product_attention(q, k, v), ref)}"]
-            line += [f"{n} {err(run('mma', i, q, k, v), ref)}" for i, n in MMA.items()]
-            line += [f"{n} {err(run('wgmma', i, q, k, v), ref)}" for i, n in WG.items()]
+            line += [f"{n} {attempt(lambda: err(run('mma', i, q, k, v), ref))}" for i, n in MMA.items()]
+            line += [f"{n} {attempt(lambda: err(run('wgmma', i, q, k, v), ref))}" for i, n in WG.items()]
             print(f"== error {name} spread {spread}: " + " ".join(line), flush=True)
 for name, b, h, lq, lk, fused in CASES:
     q, k, v = make(b, h, lq, lk, fused)
@@ -103,9 +111,10 @@ for name, b, h, lq, lk, fused in CASES:
         with sdpa_kernel(backend):
             t[label] = micros(lambda: F.scaled_dot_product_attention(q, k, v))
     for i, n in MMA.items():
-        t[n] = micros(lambda: run("mma", i, q, k, v))
+        t[n] = attempt(lambda: micros(lambda: run("mma", i, q, k, v)))
     for i, n in {**WG, **WG_TIMING}.items():
-        t[n] = micros(lambda: run("wgmma", i, q, k, v))
+        t[n] = attempt(lambda: micros(lambda: run("wgmma", i, q, k, v)))
     flops = 4 * b * h * lq * lk * 40
-    print(f"== time {name} (us): " + " ".join(f"{n} {x:.1f}" for n, x in t.items()) +
+    print(f"== time {name} (us): " + " ".join(f"{n} {x:.1f}" if isinstance(x, float) else f"{n} {x}"
+                                               for n, x in t.items()) +
           f"; cudnn {flops / t['cudnn'] / 1e6:.0f} TFLOP/s", flush=True)
