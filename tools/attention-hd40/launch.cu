@@ -42,9 +42,9 @@ int run_mma(const Params& p, int batch, cudaStream_t s) {
 }
 
 template <int WG, int KEYS, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false, bool HALF_EXP = false,
-          int MINB = 1>
+          int MINB = 1, bool PINGPONG = false>
 int run_wgmma(const WgParams& wp, int batch, cudaStream_t s) {
-  auto kern = wgmma_attention_kernel<WG, KEYS, HALF_EXP, MODE, STAGES, PACKED, LEAN, MINB>;
+  auto kern = wgmma_attention_kernel<WG, KEYS, HALF_EXP, MODE, STAGES, PACKED, LEAN, MINB, PINGPONG>;
   const int bytes = wgmma_smem_bytes<WG, KEYS, STAGES>();
   cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   const dim3 grid((wp.p.lq + 64 * WG - 1) / (64 * WG), batch * wp.p.heads);
@@ -107,7 +107,8 @@ extern "C" int hd40_wgmma_keys(int variant) {
 // packed a tile a block (pack_kv_tile_kernel): 27 the packing alone, 28, 29 2 warpgroups 3 or 4 stages, 30
 // 28's loads alone; 31-35 28 lean (descriptors made once, half exponentials summed in half): 31 float
 // exponentials, 32 half, 33 half exponentials not lean, 34 32 without P·V, 35 31 without the softmax
-// (34, 35 timing only), 36 32 in at most 85 registers (three blocks an SM), 37 32 with 4 stages.
+// (34, 35 timing only), 36 32 in at most 85 registers (three blocks an SM), 37 32 with 4 stages; 38, 39
+// 32 and 31 with the two warpgroups' S = Q·Kᵀ issued in turn (ping-pong).
 extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, const void* v, void* o, void* vt,
                           const long long* qs, const long long* ks, const long long* vs, const long long* os, int batch,
                           int heads, int lq, int lk, float scale_log2, void* stream) {
@@ -191,6 +192,10 @@ extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, c
       return run_wgmma<2, 64, 0, 3, true, true, true, 3>(wp, batch, s);
     case 37:
       return run_wgmma<2, 64, 0, 4, true, true, true>(wp, batch, s);
+    case 38:
+      return run_wgmma<2, 64, 0, 3, true, true, true, 1, true>(wp, batch, s);
+    case 39:
+      return run_wgmma<2, 64, 0, 3, true, true, false, 1, true>(wp, batch, s);
     default:
       return -1;
   }

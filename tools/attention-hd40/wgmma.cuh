@@ -73,6 +73,29 @@ __device__ __forceinline__ void reg_fence(float (&d)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
+// Named barrier `id` of `count` threads: wait for it, or only count this warp in.
+// (The ids are immediates: a register id makes ptxas reserve all 16 of a block's barriers.)
+template <int ID>
+__device__ __forceinline__ void named_barrier_sync(int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"n"(ID), "r"(count) : "memory");
+}
+template <int ID>
+__device__ __forceinline__ void named_barrier_arrive(int count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"n"(ID), "r"(count) : "memory");
+}
+// Warpgroup 0 waits on barrier 1 and signals 2, warpgroup 1 the other way round.
+__device__ __forceinline__ void pingpong_wait(int warpgroup) {
+  if (warpgroup == 0)
+    named_barrier_sync<1>(256);
+  else
+    named_barrier_sync<2>(256);
+}
+__device__ __forceinline__ void pingpong_signal(int warpgroup) {
+  if (warpgroup == 0)
+    named_barrier_arrive<2>(256);
+  else
+    named_barrier_arrive<1>(256);
+}
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // no-swizzle K-major descriptor: lbo = bytes between core matrices along K, sbo = along M/N
@@ -188,9 +211,10 @@ __global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
 // (its lowest bit) no softmax: the products alone.
 // LEAN: the descriptors made once and stepped by adding offsets, half exponentials summed in half (8 a
 // lane and tile) instead of each converted back to float, O rescaled only where a row's maximum grew.
-// MINB: blocks an SM the registers must allow.
+// MINB: blocks an SM the registers must allow. PINGPONG (two warpgroups, MODE 0): their S = Q·Kᵀ issued
+// in turn (named barriers 1 and 2), so that one's softmax runs while the other's product does.
 template <int WG, int KEYS, bool HALF_EXP, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false,
-          int MINB = 1>
+          int MINB = 1, bool PINGPONG = false>
 __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const WgParams wp) {
   const Params& p = wp.p;
   constexpr int kRows = 64 * WG, kThreads = 128 * WG, kN = KEYS / 8;
@@ -261,6 +285,11 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
 #pragma unroll
   for (int i = 0; i < 20; ++i) o[i] = 0.f;
   float max0 = -INFINITY, max1 = -INFINITY, sum0 = 0.f, sum1 = 0.f;
+  const int warpgroup = warp / 4;
+  static_assert(!PINGPONG || (WG == 2 && MODE == 0), "ping-pong: two warpgroups, the whole kernel");
+  if constexpr (PINGPONG) {
+    if (warpgroup == 1) named_barrier_arrive<1>(256);  // warpgroup 0 goes first
+  }
 
   for (int t = 0; t < tiles; ++t) {
     if (t > 0) {  // tile t has landed, and every warp is done with tile t - 1, whose slot is loaded next
@@ -277,6 +306,7 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
       continue;
     }
     float s[KEYS / 2];
+    if constexpr (PINGPONG) pingpong_wait(warpgroup);  // the other's S is issued
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 3; ++kk)
@@ -284,6 +314,7 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
                     LEAN ? k_desc0 + (stage * kKBytes + kk * 256) / 16 : smem_desc(k_s(stage) + kk * 256, k_lbo, k_sbo),
                     kk > 0);
     wgmma_commit();
+    if constexpr (PINGPONG) pingpong_signal(warpgroup);  // the other's turn
     wgmma_wait();
     reg_fence(s);
 
@@ -382,6 +413,9 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
     }
   }
 
+  if constexpr (PINGPONG) {
+    if (warpgroup == 0) named_barrier_sync<1>(256);  // the other's last arrival
+  }
   __half* out = p.o + b * p.o_batch + h * p.o_head;
 #pragma unroll
   for (int off = 1; off <= 2; off <<= 1) {
