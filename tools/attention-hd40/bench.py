@@ -18,16 +18,12 @@ lib = ctypes.CDLL(sys.argv[1])
 timing_only = "--timing-only" in sys.argv
 probe = int(sys.argv[sys.argv.index("--probe") + 1]) if "--probe" in sys.argv else None
 L3 = ctypes.c_longlong * 3
-MMA = {0: "mma1x4", 1: "mma2x4", 2: "mma1x8", 3: "mma2x8", 4: "mma1x4k128", 5: "mma2x4k128", 6: "mma1x8k128",
-       7: "mma2x4f32", 8: "mma1x4f32"}
-WG = {0: "wg1", 1: "wg2", 2: "wg2k128", 13: "wg2s3", 14: "wg2s4", 15: "wg2k128s3", 18: "wg1s4", 19: "wg3s3",
-      20: "wg2s3packed", 21: "wg4s3packed", 25: "wg2s4packed", 26: "wg3s3packed", 28: "wg2s3tilepacked",
-      29: "wg2s4tilepacked",
-      31: "lean-f32exp", 32: "lean-f16exp", 33: "tilepacked-f16exp", 36: "lean-f16exp-3blocks",
-      37: "lean-f16exp-s4", 38: "lean-f16exp-pingpong", 39: "lean-f32exp-pingpong"}
-WG_TIMING = {8: "wg2-nosoftmax", 9: "wg2-noPV", 10: "wg2-QKonly", 11: "wg2k128-QKonly", 12: "wg2-loadsonly",
-             16: "wg2s4-loadsonly", 17: "wg2s3-noloads", 22: "wg2s3packed-loadsonly", 23: "wg4s3packed-loadsonly",
-             27: "tilepack-alone", 30: "wg2s3tilepacked-loadsonly", 34: "lean-f16exp-noPV", 35: "lean-nosoftmax"}
+MMA = {1: "mma2x4", 7: "mma2x4f32"}
+WG = {1: "wg2", 28: "wg2s3tilepacked", 29: "wg2s4tilepacked", 31: "lean-f32exp", 32: "lean-f16exp",
+      33: "tilepacked-f16exp", 36: "lean-f16exp-3blocks", 37: "lean-f16exp-s4", 38: "lean-f16exp-pingpong",
+      39: "lean-f32exp-pingpong"}
+WG_TIMING = {12: "wg2-loadsonly", 17: "wg2-productsonly", 27: "tilepack-alone", 30: "wg2s3tilepacked-loadsonly",
+             34: "lean-f16exp-noPV", 35: "lean-nosoftmax"}
 
 
 def run(kind, variant, q, k, v, swap=0):
@@ -42,9 +38,8 @@ def run(kind, variant, q, k, v, swap=0):
     if kind == "mma":
         rc = lib.hd40_mma(variant, *ptrs, *strides, *tail)
     else:
-        keys = lib.hd40_wgmma_keys(variant)
-        # the transposed V, or (variants 20-) K and Vᵀ packed: 11 · 128 bytes a 8 keys
-        vt = torch.empty(b * h * 88 * ((lk + keys - 1) // keys * keys), device=q.device, dtype=q.dtype)
+        # the transposed V, or (variants 27-) K and Vᵀ packed: 11 · 128 bytes a 8 keys, 64 keys a tile
+        vt = torch.empty(b * h * 88 * ((lk + 63) // 64 * 64), device=q.device, dtype=q.dtype)
         rc = lib.hd40_wgmma(variant, swap, *ptrs, ctypes.c_void_p(vt.data_ptr()), *strides, *tail)
     if rc != 0:
         raise RuntimeError(f"{kind} {variant}: error {rc}")

@@ -104,6 +104,28 @@ __device__ __forceinline__ uint32_t add_half2(uint32_t a, uint32_t b) {
   return *reinterpret_cast<const uint32_t*>(&s);
 }
 
+// The maximum and the sum of a value over the four lanes that hold one row's fragments.
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// One n8 tile of a 16-row output fragment (values 0, 1: row r0; 2, 3: row r0 + 8; dims d, d + 1), each row
+// divided by its sum, stored where the row exists.
+__device__ __forceinline__ void store_row_pair(__half* out, int64_t seq_stride, int lq, int r0, int d, const float* c,
+                                               float inv0, float inv1) {
+  if (r0 < lq)
+    *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0) * seq_stride + d) =
+        __floats2half2_rn(c[0] * inv0, c[1] * inv0);
+  if (r0 + 8 < lq)
+    *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0 + 8) * seq_stride + d) =
+        __floats2half2_rn(c[2] * inv1, c[3] * inv1);
+}
+
 // Grid: (ceil(lq / (16·MT·WARPS)), batch · heads). Each warp owns MT tiles of 16 query rows; KEYS keys a
 // tile (a multiple of 32); HALF_EXP: the exponentials two at a time in half, else one at a time in float.
 template <int MT, int WARPS, int KEYS = 64, bool HALF_EXP = true>
@@ -211,11 +233,7 @@ __global__ void __launch_bounds__(32 * WARPS) attention_kernel(const Params p) {
         cur0 = fmaxf(cur0, fmaxf(s[m][n][0], s[m][n][1]));
         cur1 = fmaxf(cur1, fmaxf(s[m][n][2], s[m][n][3]));
       }
-#pragma unroll
-      for (int off = 1; off <= 2; off <<= 1) {
-        cur0 = fmaxf(cur0, __shfl_xor_sync(0xffffffffu, cur0, off));
-        cur1 = fmaxf(cur1, __shfl_xor_sync(0xffffffffu, cur1, off));
-      }
+      cur0 = quad_max(cur0), cur1 = quad_max(cur1);
       const float new0 = fmaxf(mx0, cur0 * p.scale_log2), new1 = fmaxf(mx1, cur1 * p.scale_log2);
       const float corr0 = exp2_approx(mx0 - new0), corr1 = exp2_approx(mx1 - new1);
       row_max[m][0] = new0;
@@ -277,21 +295,11 @@ __global__ void __launch_bounds__(32 * WARPS) attention_kernel(const Params p) {
 #pragma unroll
   for (int m = 0; m < MT; ++m) {
     float l0 = row_sum[m][0], l1 = row_sum[m][1];
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-      l0 += __shfl_xor_sync(0xffffffffu, l0, off);
-      l1 += __shfl_xor_sync(0xffffffffu, l1, off);
-    }
+    l0 = quad_sum(l0), l1 = quad_sum(l1);
     const float inv0 = 1.f / l0, inv1 = 1.f / l1;
-    const int r0 = row0 + (warp * MT + m) * 16 + (lane >> 2), r1 = r0 + 8;
+    const int r0 = row0 + (warp * MT + m) * 16 + (lane >> 2);
 #pragma unroll
-    for (int n = 0; n < 5; ++n) {
-      const int d = n * 8 + (lane & 3) * 2;
-      if (r0 < p.lq)
-        *reinterpret_cast<__half2*>(out + r0 * p.o_seq + d) = __floats2half2_rn(o[m][n][0] * inv0, o[m][n][1] * inv0);
-      if (r1 < p.lq)
-        *reinterpret_cast<__half2*>(out + r1 * p.o_seq + d) = __floats2half2_rn(o[m][n][2] * inv1, o[m][n][3] * inv1);
-    }
+    for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, o[m][n], inv0, inv1);
   }
 }
 

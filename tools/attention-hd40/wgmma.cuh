@@ -43,28 +43,6 @@ __device__ __forceinline__ void wgmma_n64(float (&d)[32], const uint32_t (&a)[4]
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 
-// D[64×128] (+)= A[64×16] (registers) · B[16×128] (shared memory, K-major, descriptor b); D = A·B when
-// accumulate is 0.
-__device__ __forceinline__ void wgmma_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
-      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
-      "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
-      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
-      "}, {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
-        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),
-        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
-        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
-        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
-        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
-
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
@@ -104,13 +82,7 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
   return ((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) | (static_cast<uint64_t>(sbo >> 4) << 32);
 }
 
-template <int KEYS>
-__device__ __forceinline__ void wgmma_s(float (&d)[KEYS / 2], const uint32_t (&a)[4], uint64_t b, int acc) {
-  if constexpr (KEYS == 64)
-    wgmma_n64(d, a, b, acc);
-  else
-    wgmma_n128(d, a, b, acc);
-}
+constexpr int kWgKeys = 64;  // keys a tile (128 measured slower: docs/performance.md)
 
 struct WgParams {
   Params p;
@@ -119,34 +91,6 @@ struct WgParams {
   int swap;             // 1: the descriptors' two offsets swapped (the probe that the layout is read right)
   const uint4* packed;  // PACKED kernels: per batch·head and key tile, K then Vᵀ in shared memory's layout
 };
-
-// K and Vᵀ tile by tile in exactly the shared-memory layout of the wgmma kernels (K: KEYS/8 row groups ×
-// 6 chunks, the sixth zero; Vᵀ: 5 dim groups × KEYS/8 key chunks; 8 rows of 16 bytes each), so that a
-// tile is one contiguous run the kernel copies 16 bytes a thread. Keys past lk are zeros.
-template <int KEYS>
-__global__ void pack_kv_kernel(const Params p, uint4* packed, int tiles) {
-  constexpr int kK = KEYS / 8 * 6 * 8, kV = 5 * KEYS / 8 * 8;  // 16-byte rows a tile
-  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= static_cast<int64_t>(tiles) * (kK + kV)) return;
-  const int tile = static_cast<int>(i / (kK + kV)), j = static_cast<int>(i % (kK + kV));
-  __align__(16) __half e[8];
-  if (j < kK) {  // row r of core matrix (rg, c): key tile·KEYS + rg·8 + r, dims 8c..8c+7
-    const int core = j / 8, r = j % 8, rg = core / 6, c = core % 6, key = tile * KEYS + rg * 8 + r;
-    const __half* k = p.k + b * p.k_batch + h * p.k_head + static_cast<int64_t>(key) * p.k_seq + c * 8;
-    const bool valid = c < 5 && key < p.lk;
-    *reinterpret_cast<uint4*>(e) = valid ? *reinterpret_cast<const uint4*>(k) : make_uint4(0, 0, 0, 0);
-  } else {  // row d%8 of core matrix (d/8, kc): dim d, keys tile·KEYS + 8kc .. + 7
-    const int jj = j - kK, core = jj / 8, dg = core / (KEYS / 8), kc = core % (KEYS / 8), d = dg * 8 + jj % 8;
-    const __half* v = p.v + b * p.v_batch + h * p.v_head + d;
-#pragma unroll
-    for (int n = 0; n < 8; ++n) {
-      const int key = tile * KEYS + kc * 8 + n;
-      e[n] = key < p.lk ? v[static_cast<int64_t>(key) * p.v_seq] : __float2half(0.f);
-    }
-  }
-  packed[(static_cast<int64_t>(bh) * tiles) * (kK + kV) + i] = *reinterpret_cast<const uint4*>(e);
-}
 
 // vt[bh][d][key] = v[b, h, key, d], zero for key >= lk (key < lk_pad). Block: 64 keys of one bh.
 __global__ void transpose_v_kernel(const Params p, __half* vt, int lk_pad) {
@@ -164,22 +108,23 @@ __global__ void transpose_v_kernel(const Params p, __half* vt, int lk_pad) {
   }
 }
 
-template <int WG, int KEYS, int STAGES = 2>
+template <int WG, int STAGES = 2>
 constexpr int wgmma_smem_bytes() {
-  return STAGES * (KEYS * 6 * 16 + 5 * KEYS * 16) + 64 * WG * kStride * 2;
+  return STAGES * (kWgKeys * 6 * 16 + 5 * kWgKeys * 16) + 64 * WG * kStride * 2;
 }
 
-// pack_kv_kernel's output, one block a key tile: the tile's K and V rows read 16 bytes a thread into
-// shared memory, then written out in order.
-template <int KEYS>
+// K and Vᵀ tile by tile in exactly the wgmma kernel's shared-memory layout (K: 8 row groups × 6 chunks,
+// the sixth zero; Vᵀ: 5 dim groups × 8 key chunks; 8 rows of 16 bytes each), so that a tile is one
+// contiguous run the kernel copies 16 bytes a thread; keys past lk are zeros. One block a key tile: its
+// K and V rows read 16 bytes a thread into shared memory, then written out in order.
 __global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
-  constexpr int kK = KEYS / 8 * 6 * 8, kV = 5 * KEYS / 8 * 8;
-  __shared__ __align__(16) __half ks[KEYS][kHead], vs[KEYS][kHead + 2];
+  constexpr int kK = kWgKeys / 8 * 6 * 8, kV = 5 * kWgKeys / 8 * 8;
+  __shared__ __align__(16) __half ks[kWgKeys][kHead], vs[kWgKeys][kHead + 2];
   const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, tile = blockIdx.x;
   const __half* k = p.k + b * p.k_batch + h * p.k_head;
   const __half* v = p.v + b * p.v_batch + h * p.v_head;
-  for (int i = threadIdx.x; i < KEYS * kChunks; i += blockDim.x) {
-    const int r = i / kChunks, c = i % kChunks, key = tile * KEYS + r;
+  for (int i = threadIdx.x; i < kWgKeys * kChunks; i += blockDim.x) {
+    const int r = i / kChunks, c = i % kChunks, key = tile * kWgKeys + r;
     const bool valid = key < p.lk;
     const uint4 kq = valid ? *reinterpret_cast<const uint4*>(k + static_cast<int64_t>(key) * p.k_seq + c * 8)
                            : make_uint4(0, 0, 0, 0);
@@ -198,7 +143,7 @@ __global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
       const int core = j / 8, r = (core / 6) * 8 + j % 8, c = core % 6;
       *reinterpret_cast<uint4*>(e) = c < 5 ? *reinterpret_cast<const uint4*>(&ks[r][c * 8]) : make_uint4(0, 0, 0, 0);
     } else {
-      const int jj = j - kK, core = jj / 8, d = core / (KEYS / 8) * 8 + jj % 8, kc = core % (KEYS / 8);
+      const int jj = j - kK, core = jj / 8, d = core / (kWgKeys / 8) * 8 + jj % 8, kc = core % (kWgKeys / 8);
 #pragma unroll
       for (int n = 0; n < 8; ++n) e[n] = vs[kc * 8 + n][d];
     }
@@ -213,13 +158,13 @@ __global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
 // lane and tile) instead of each converted back to float, O rescaled only where a row's maximum grew.
 // MINB: blocks an SM the registers must allow. PINGPONG (two warpgroups, MODE 0): their S = Q·Kᵀ issued
 // in turn (named barriers 1 and 2), so that one's softmax runs while the other's product does.
-template <int WG, int KEYS, bool HALF_EXP, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false,
-          int MINB = 1, bool PINGPONG = false>
+template <int WG, bool HALF_EXP, int MODE = 0, int STAGES = 2, bool PACKED = false, bool LEAN = false, int MINB = 1,
+          bool PINGPONG = false>
 __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const WgParams wp) {
   const Params& p = wp.p;
-  constexpr int kRows = 64 * WG, kThreads = 128 * WG, kN = KEYS / 8;
-  constexpr int kKBytes = KEYS * 6 * 16;  // K tile: KEYS/8 row groups × 6 chunks × 128 B (chunk 5 zero)
-  constexpr int kVBytes = 5 * KEYS * 16;  // Vᵀ tile: 5 dim groups × KEYS/8 key chunks × 128 B
+  constexpr int kRows = 64 * WG, kThreads = 128 * WG, kN = kWgKeys / 8;
+  constexpr int kKBytes = kWgKeys * 6 * 16;  // K tile: kWgKeys/8 row groups × 6 chunks × 128 B (chunk 5 zero)
+  constexpr int kVBytes = 5 * kWgKeys * 16;  // Vᵀ tile: 5 dim groups × kWgKeys/8 key chunks × 128 B
   extern __shared__ __align__(128) unsigned char smem[];
   auto k_s = [&](int st) { return smem + st * kKBytes; };
   auto v_s = [&](int st) { return smem + STAGES * kKBytes + st * kVBytes; };
@@ -231,32 +176,34 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
   const __half* q = p.q + b * p.q_batch + h * p.q_head;
   const __half* k = p.k + b * p.k_batch + h * p.k_head;
   const __half* vt = wp.vt + static_cast<int64_t>(bh) * kHead * wp.lk_pad;
-  const int tiles = (p.lk + KEYS - 1) / KEYS;
+  const int tiles = (p.lk + kWgKeys - 1) / kWgKeys;
 
-  for (int i = tid; i < STAGES * KEYS; i += kThreads) {  // the K tiles' sixth chunk (dims 40-47): zeros
-    const int st = i / KEYS, r = i % KEYS;
-    *reinterpret_cast<uint4*>(k_s(st) + ((r / 8) * 6 + 5) * 128 + (r % 8) * 16) = make_uint4(0, 0, 0, 0);
+  if constexpr (!PACKED) {  // the K tiles' sixth chunk (dims 40-47): zeros (packed tiles bring their own)
+    for (int i = tid; i < STAGES * kWgKeys; i += kThreads) {
+      const int st = i / kWgKeys, r = i % kWgKeys;
+      *reinterpret_cast<uint4*>(k_s(st) + ((r / 8) * 6 + 5) * 128 + (r % 8) * 16) = make_uint4(0, 0, 0, 0);
+    }
   }
   for (int i = tid; i < kRows * kChunks; i += kThreads) {
     const int r = i / kChunks, c = i % kChunks, row = row0 + r;
     cp_async16(q_s + r * kStride + c * 8, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
   }
   auto load_kv = [&](int tile, int stage) {
-    if constexpr (PACKED) {  // K then Vᵀ, one contiguous run (pack_kv_kernel)
+    if constexpr (PACKED) {  // K then Vᵀ, one contiguous run (pack_kv_tile_kernel)
       const uint4* src = wp.packed + (static_cast<int64_t>(bh) * tiles + tile) * ((kKBytes + kVBytes) / 16);
       for (int i = tid; i < (kKBytes + kVBytes) / 16; i += kThreads)
         cp_async16(i < kKBytes / 16 ? k_s(stage) + i * 16 : v_s(stage) + (i - kKBytes / 16) * 16, src + i, true);
     } else {  // K's rows from the projection, Vᵀ's (transpose_v_kernel)
-      for (int i = tid; i < KEYS * kChunks; i += kThreads) {
-        const int r = i / kChunks, c = i % kChunks, key = tile * KEYS + r;
+      for (int i = tid; i < kWgKeys * kChunks; i += kThreads) {
+        const int r = i / kChunks, c = i % kChunks, key = tile * kWgKeys + r;
         const bool valid = key < p.lk;
         cp_async16(k_s(stage) + ((r / 8) * 6 + c) * 128 + (r % 8) * 16,
                    k + static_cast<int64_t>(valid ? key : 0) * p.k_seq + c * 8, valid);
       }
-      for (int i = tid; i < kHead * (KEYS / 8); i += kThreads) {
-        const int d = i / (KEYS / 8), kc = i % (KEYS / 8);
-        cp_async16(v_s(stage) + ((d / 8) * (KEYS / 8) + kc) * 128 + (d % 8) * 16,
-                   vt + static_cast<int64_t>(d) * wp.lk_pad + tile * KEYS + kc * 8, true);
+      for (int i = tid; i < kHead * (kWgKeys / 8); i += kThreads) {
+        const int d = i / (kWgKeys / 8), kc = i % (kWgKeys / 8);
+        cp_async16(v_s(stage) + ((d / 8) * (kWgKeys / 8) + kc) * 128 + (d % 8) * 16,
+                   vt + static_cast<int64_t>(d) * wp.lk_pad + tile * kWgKeys + kc * 8, true);
       }
     }
   };
@@ -278,7 +225,7 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
     qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
   }
   const uint32_t k_lbo = wp.swap ? 768 : 128, k_sbo = wp.swap ? 128 : 768;
-  const uint32_t v_lbo = wp.swap ? KEYS * 16 : 128, v_sbo = wp.swap ? 128 : KEYS * 16;
+  const uint32_t v_lbo = wp.swap ? kWgKeys * 16 : 128, v_sbo = wp.swap ? 128 : kWgKeys * 16;
   const uint64_t k_desc0 = smem_desc(k_s(0), k_lbo, k_sbo), v_desc0 = smem_desc(v_s(0), v_lbo, v_sbo);
 
   float o[20];
@@ -305,23 +252,23 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
       o[t % 20] += __half2float(reinterpret_cast<const __half*>(k_s(stage))[lane]);
       continue;
     }
-    float s[KEYS / 2];
+    float s[kWgKeys / 2];
     if constexpr (PINGPONG) pingpong_wait(warpgroup);  // the other's S is issued
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 3; ++kk)
-      wgmma_s<KEYS>(s, qa[kk],
-                    LEAN ? k_desc0 + (stage * kKBytes + kk * 256) / 16 : smem_desc(k_s(stage) + kk * 256, k_lbo, k_sbo),
-                    kk > 0);
+      wgmma_n64(s, qa[kk],
+                LEAN ? k_desc0 + (stage * kKBytes + kk * 256) / 16 : smem_desc(k_s(stage) + kk * 256, k_lbo, k_sbo),
+                kk > 0);
     wgmma_commit();
     if constexpr (PINGPONG) pingpong_signal(warpgroup);  // the other's turn
     wgmma_wait();
     reg_fence(s);
 
-    if ((t + 1) * KEYS > p.lk) {
+    if ((t + 1) * kWgKeys > p.lk) {
 #pragma unroll
       for (int n = 0; n < kN; ++n) {
-        const int key = t * KEYS + n * 8 + (lane & 3) * 2;
+        const int key = t * kWgKeys + n * 8 + (lane & 3) * 2;
         if (key >= p.lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
         if (key + 1 >= p.lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
       }
@@ -352,11 +299,7 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
       cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
       cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
     }
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-      cur0 = fmaxf(cur0, __shfl_xor_sync(0xffffffffu, cur0, off));
-      cur1 = fmaxf(cur1, __shfl_xor_sync(0xffffffffu, cur1, off));
-    }
+    cur0 = quad_max(cur0), cur1 = quad_max(cur1);
     const float new0 = fmaxf(max0, cur0 * p.scale_log2), new1 = fmaxf(max1, cur1 * p.scale_log2);
     const float corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
     max0 = new0, max1 = new1;
@@ -417,23 +360,11 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
     if (warpgroup == 0) named_barrier_sync<1>(256);  // the other's last arrival
   }
   __half* out = p.o + b * p.o_batch + h * p.o_head;
-#pragma unroll
-  for (int off = 1; off <= 2; off <<= 1) {
-    sum0 += __shfl_xor_sync(0xffffffffu, sum0, off);
-    sum1 += __shfl_xor_sync(0xffffffffu, sum1, off);
-  }
+  sum0 = quad_sum(sum0), sum1 = quad_sum(sum1);
   const float inv0 = 1.f / sum0, inv1 = 1.f / sum1;
-  const int r0 = row0 + warp * 16 + (lane >> 2), r1 = r0 + 8;
+  const int r0 = row0 + warp * 16 + (lane >> 2);
 #pragma unroll
-  for (int n = 0; n < 5; ++n) {
-    const int d = n * 8 + (lane & 3) * 2;
-    if (r0 < p.lq)
-      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0) * p.o_seq + d) =
-          __floats2half2_rn(o[4 * n] * inv0, o[4 * n + 1] * inv0);
-    if (r1 < p.lq)
-      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r1) * p.o_seq + d) =
-          __floats2half2_rn(o[4 * n + 2] * inv1, o[4 * n + 3] * inv1);
-  }
+  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
 }
 
 }  // namespace hd40
