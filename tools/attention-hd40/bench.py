@@ -21,7 +21,9 @@ L3 = ctypes.c_longlong * 3
 MMA = {1: "mma2x4", 7: "mma2x4f32"}
 WG = {1: "wg2", 28: "wg2s3tilepacked", 29: "wg2s4tilepacked", 31: "lean-f32exp", 32: "lean-f16exp",
       33: "tilepacked-f16exp", 36: "lean-f16exp-3blocks", 37: "lean-f16exp-s4", 38: "lean-f16exp-pingpong",
-      39: "lean-f32exp-pingpong"}
+      39: "lean-f32exp-pingpong", 40: "tma-s3", 41: "tma-s3-summma", 42: "tma-s4-summma", 43: "tma-s2-summma",
+      44: "tma-summma-poly4", 45: "tma-summma-poly8", 46: "pipe-2blocks", 47: "pipe-1block", 48: "pipe-s4",
+      49: "pipe-3wg", 50: "pipe-3wg-s4"}
 WG_TIMING = {12: "wg2-loadsonly", 17: "wg2-productsonly", 27: "tilepack-alone", 30: "wg2s3tilepacked-loadsonly",
              34: "lean-f16exp-noPV", 35: "lean-nosoftmax"}
 
@@ -38,8 +40,8 @@ def run(kind, variant, q, k, v, swap=0):
     if kind == "mma":
         rc = lib.hd40_mma(variant, *ptrs, *strides, *tail)
     else:
-        # the transposed V, or (variants 27-) K and Vᵀ packed: 11 · 128 bytes a 8 keys, 64 keys a tile
-        vt = torch.empty(b * h * 88 * ((lk + 63) // 64 * 64), device=q.device, dtype=q.dtype)
+        # the transposed V, or (variants 27-) K and Vᵀ packed: 11 (12 with the ones row) · 128 bytes a 8 keys
+        vt = torch.empty(b * h * 96 * ((lk + 63) // 64 * 64), device=q.device, dtype=q.dtype)
         rc = lib.hd40_wgmma(variant, swap, *ptrs, ctypes.c_void_p(vt.data_ptr()), *strides, *tail)
     if rc != 0:
         raise RuntimeError(f"{kind} {variant}: error {rc}")
@@ -94,7 +96,7 @@ if probe is not None:  # one small call of a variant, in a process of its own (s
 print(f"== {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
 # Variants that synchronise warpgroups with named barriers could hang the GPU: each first runs once in a
 # child process with a time limit, and is left out if that does not end well.
-RISKY = (38, 39)
+RISKY = (38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50)
 for i in RISKY:
     try:
         ok = subprocess.run([sys.executable, __file__, sys.argv[1], "--probe", str(i)], timeout=60).returncode == 0

@@ -3,7 +3,7 @@
 // -shared -Xcompiler -fPIC -o libhd40.so launch.cu (tools/gpu-attention-hd40.sh does).
 #include <cuda_runtime.h>
 
-#include "wgmma.cuh"
+#include "tma.cuh"
 
 using namespace hd40;
 
@@ -52,6 +52,27 @@ int run_wgmma(const WgParams& wp, int batch, cudaStream_t s) {
   return static_cast<int>(cudaGetLastError());
 }
 
+template <int STAGES, bool SUM_MMA, int POLY = 0>
+int run_tma(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
+  pack_kv_ones_kernel<SUM_MMA ? 6 : 5>
+      <<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
+  auto kern = tma_attention_kernel<STAGES, SUM_MMA, POLY>;
+  const int bytes = tma_smem_bytes<STAGES, SUM_MMA>();
+  cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  kern<<<dim3((wp.p.lq + 127) / 128, batch * wp.p.heads), kTmaThreads, bytes, s>>>(wp);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <int STAGES, int MINB, int CWG = 2>
+int run_pipelined(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
+  pack_kv_ones_kernel<6><<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
+  auto kern = tma_pipelined_kernel<STAGES, MINB, CWG>;
+  const int bytes = tma_smem_bytes<STAGES, true>(64 * CWG);
+  cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  kern<<<dim3((wp.p.lq + 64 * CWG - 1) / (64 * CWG), batch * wp.p.heads), 128 * CWG + 32, bytes, s>>>(wp);
+  return static_cast<int>(cudaGetLastError());
+}
+
 }  // namespace
 
 // mma.sync variants: 1 32 query rows a warp, 4 warps, 64 keys a tile, exponentials two at a time in half
@@ -80,14 +101,44 @@ extern "C" int hd40_mma(int variant, const void* q, const void* k, const void* v
 // (descriptors made once, half exponentials summed in half, O rescaled only where a row's maximum grew):
 // 31 float exponentials, 32 half, 33 half exponentials not lean, 34 32 without P·V, 35 31 without the
 // softmax; 36 32 in at most 85 registers (three blocks an SM), 37 32 with 4 tiles; 38, 39 32 and 31 with
-// the two warpgroups' S = Q·Kᵀ issued in turn (ping-pong). 12, 17, 27, 30, 34, 35: timing only, wrong
-// results.
+// the two warpgroups' S = Q·Kᵀ issued in turn (ping-pong). 40-43 tma.cuh (bulk copies, a producer warp,
+// mbarriers): 40 3 slots, the row sums in float; 41 3 slots, the row sums by P·V (a ones row in Vᵀ), 42 4
+// slots, 43 2 slots; 44, 45 41 with 4 or 8 of a lane's 32 exponentials a tile by a polynomial; 46-50
+// tma_pipelined_kernel (the next tile's Q·Kᵀ and this tile's P·V issued together, the softmax between):
+// 46 in two blocks an SM (spills), 47 in one, 48 one with 4 slots; 49, 50 three consumer warpgroups, 3 or 4
+// slots. 12, 17, 27, 30, 34, 35:
+// timing only, wrong results.
 extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, const void* v, void* o, void* vt,
                           const long long* qs, const long long* ks, const long long* vs, const long long* os, int batch,
                           int heads, int lq, int lk, float scale_log2, void* stream) {
   const Params p = make_params(q, k, v, o, qs, ks, vs, os, heads, lq, lk, scale_log2);
   const auto s = static_cast<cudaStream_t>(stream);
   const int tiles = (lk + kWgKeys - 1) / kWgKeys, lk_pad = tiles * kWgKeys;
+  const WgParams tp{p, nullptr, lk_pad, swap, static_cast<const uint4*>(vt)};
+  switch (variant) {  // tma.cuh: the packing (its own) and the kernel
+    case 40:
+      return run_tma<3, false>(tp, batch, tiles, s);
+    case 41:
+      return run_tma<3, true>(tp, batch, tiles, s);
+    case 42:
+      return run_tma<4, true>(tp, batch, tiles, s);
+    case 43:
+      return run_tma<2, true>(tp, batch, tiles, s);
+    case 44:
+      return run_tma<3, true, 1>(tp, batch, tiles, s);
+    case 45:
+      return run_tma<3, true, 2>(tp, batch, tiles, s);
+    case 46:
+      return run_pipelined<3, 2>(tp, batch, tiles, s);
+    case 47:
+      return run_pipelined<3, 1>(tp, batch, tiles, s);
+    case 48:
+      return run_pipelined<4, 1>(tp, batch, tiles, s);
+    case 49:
+      return run_pipelined<3, 1, 3>(tp, batch, tiles, s);
+    case 50:
+      return run_pipelined<4, 1, 3>(tp, batch, tiles, s);
+  }
   const bool packed = variant >= 27;  // vt has room for them (bench.py sizes it)
   if (packed)
     pack_kv_tile_kernel<<<dim3(tiles, batch * heads), 128, 0, s>>>(p, static_cast<uint4*>(vt), tiles);

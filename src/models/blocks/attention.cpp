@@ -9,6 +9,9 @@
 #include <torch/utils.h>
 
 #include "util/ab_switch.hpp"
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+#include "kernels/attention.hpp"
+#endif
 
 namespace diffbench {
 
@@ -50,6 +53,29 @@ at::Tensor AttentionImpl::forward_without_out_bias(const at::Tensor& hidden, con
   return run(hidden, cross, /*with_out_bias=*/false);
 }
 
+bool have_hd40_attention_kernel(const at::Device& device) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  return device.is_cuda() && kernels::attention_hd40_device(device.has_index() ? device.index() : 0);
+#else
+  (void)device;
+  return false;
+#endif
+}
+
+at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  // Head dim 40 (SD 1.x's first level) by the own Hopper kernel, which does not pad the head to 64, where it
+  // measured faster: 3,072 keys and more (SD 1.5's 64² self-attention and larger; with fewer, as the 77 of
+  // cross-attention, LibTorch's was as fast or faster: docs/performance.md, round 12).
+  // DIFFBENCH_HD40_ATTENTION=0: LibTorch's SDPA throughout.
+  if (q.size(-1) == 40 && k.size(2) >= 3072 && kernels::attention_hd40_supported(q, k, v) &&
+      ab_switch_on("DIFFBENCH_HD40_ATTENTION"))
+    return kernels::attention_hd40(q, k, v);
+#endif
+  const at::Tensor o = at::scaled_dot_product_attention(q, k, v);  // [B, heads, N, dh]
+  return o.transpose(1, 2).reshape({q.size(0), q.size(2), q.size(1) * q.size(3)});
+}
+
 at::Tensor AttentionImpl::run(const at::Tensor& hidden, const CrossAttentionContext& cross, bool with_out_bias) {
   const at::Tensor& context = cross.states;
   const bool spatial = hidden.dim() == 4;
@@ -86,8 +112,7 @@ at::Tensor AttentionImpl::run(const at::Tensor& hidden, const CrossAttentionCont
     k = linear(to_k, kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
     v = linear(to_v, kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
   }
-  at::Tensor o = at::scaled_dot_product_attention(q, k, v);                  // [B, heads, N, dh]
-  o = o.transpose(1, 2).reshape({B, -1, heads * dh});                        // [B, N, inner]
+  at::Tensor o = attend(q, k, v);                                            // [B, N, inner]
   o = with_out_bias ? linear(to_out_proj, o) : at::linear(o, to_out_proj->weight);  // [B, N, query_dim]
 
   if (spatial) o = o.transpose(-1, -2).reshape({B, C, H, W});  // [B, C, H, W]

@@ -69,7 +69,13 @@ class AttentionImpl : public torch::nn::Module {
   std::vector<torch::nn::Linear> fused_modules() const;
   int64_t kv_column_ = -1;  // where context.kv holds this layer's keys and values; -1: nowhere
   at::Tensor run(const at::Tensor& hidden, const CrossAttentionContext& context, bool with_out_bias);
+  // softmax(q·kᵀ/√dh)·v of q [B, heads, N, dh], k, v [B, heads, M, dh] as [B, N, heads·dh].
+  static at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 };
 TORCH_MODULE(Attention);
+
+// True when this build has the own head-dim-40 attention kernel and `device` can run it (a CUDA device of
+// compute capability 9.0: the kernel is built for sm_90a).
+bool have_hd40_attention_kernel(const at::Device& device);
 
 }  // namespace diffbench

@@ -1,0 +1,317 @@
+// Softmax attention at head dim 40 (SD 1.x's first level) on Hopper (sm_90a), where LibTorch's fused kernels
+// compute a head of 40 as one of 64. Two kernels (docs/performance.md, issue 21's rounds 11 and 12):
+//   pack_kv_tiles: K and V of each batch·head, 64 keys a tile, in exactly the layout the products read from
+//     shared memory (8 × 16-byte core matrices, no swizzle): K as 8 row groups × 6 chunks of 8 dims (the sixth
+//     zero: the head padded to 48, the products' K step being 16), then Vᵀ as 6 dim groups × 8 key chunks, the
+//     sixth group's first row 1 for every key (so P·V also sums each row's probabilities, in its column 40).
+//   attention: 128 query rows a block, two consumer warpgroups of 64 rows and one producer warp. The producer
+//     brings tile after tile by the bulk copy engine (one instruction a tile) into kStages slots, each with a
+//     "full" and an "empty" mbarrier; the consumers never wait for each other. A consumer warpgroup: S = Q·Kᵀ
+//     (wgmma m64n64k16 ×3, Q from registers), the online softmax in float (running maximum; O rescaled only
+//     where a row's maximum grew), P in half as the register operand of O += P·[V | 1] (wgmma m64n48k16 ×4).
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace diffbench::kernels::hd40 {
+
+constexpr int kHead = 40;                      // head dimension
+constexpr int kChunks = 5;                     // 16-byte chunks a row of q, k, v
+constexpr int kKeys = 64;                      // keys a tile
+constexpr int kKBytes = kKeys * 6 * 16;        // a tile's K: 8 row groups × 6 chunks × 128 bytes
+constexpr int kVBytes = 6 * kKeys * 16;        // a tile's Vᵀ and ones row: 6 dim groups × 8 key chunks
+constexpr int kTileBytes = kKBytes + kVBytes;  // one packed tile
+constexpr int kRows = 128;                     // query rows a block
+constexpr int kQStride = 40;                   // Q's row stride in shared memory, halves (ldmatrix)
+constexpr int kThreads = 288;                  // two consumer warpgroups and the producer warp
+constexpr int kStages = 3;                     // tiles in shared memory
+constexpr int kSmemBytes = kStages * kTileBytes + 2 * kStages * 8 + kRows * kQStride * 2;
+
+struct Params {
+  const __half* q;
+  const __half* k;
+  const __half* v;
+  __half* o;
+  const uint4* packed;             // [batch·heads][tiles][kTileBytes / 16]
+  int64_t q_batch, q_head, q_seq;  // strides in elements; the head dimension is contiguous
+  int64_t k_batch, k_head, k_seq;
+  int64_t v_batch, v_head, v_seq;
+  int64_t o_batch, o_head, o_seq;
+  int heads;
+  int lq, lk, tiles;
+  float scale_log2;  // softmax scale · log2(e)
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Block: one key tile of one batch·head (grid: tiles, batch·heads), 128 threads.
+__global__ void pack_kv_tiles(const Params p, uint4* packed) {
+  constexpr int kK = kKBytes / 16, kV = kVBytes / 16;
+  __shared__ __align__(16) __half ks[kKeys][kHead], vs[kKeys][kHead + 2];
+  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, tile = blockIdx.x;
+  const __half* k = p.k + b * p.k_batch + h * p.k_head;
+  const __half* v = p.v + b * p.v_batch + h * p.v_head;
+  for (int i = threadIdx.x; i < kKeys * kChunks; i += blockDim.x) {
+    const int r = i / kChunks, c = i % kChunks, key = tile * kKeys + r;
+    const bool valid = key < p.lk;
+    const uint4 kq = valid ? *reinterpret_cast<const uint4*>(k + static_cast<int64_t>(key) * p.k_seq + c * 8)
+                           : make_uint4(0, 0, 0, 0);
+    const uint4 vq = valid ? *reinterpret_cast<const uint4*>(v + static_cast<int64_t>(key) * p.v_seq + c * 8)
+                           : make_uint4(0, 0, 0, 0);
+    *reinterpret_cast<uint4*>(&ks[r][c * 8]) = kq;
+    const __half* ve = reinterpret_cast<const __half*>(&vq);
+#pragma unroll
+    for (int n = 0; n < 8; ++n) vs[r][c * 8 + n] = ve[n];
+  }
+  __syncthreads();
+  uint4* out = packed + (static_cast<int64_t>(bh) * p.tiles + tile) * (kK + kV);
+  for (int j = threadIdx.x; j < kK + kV; j += blockDim.x) {
+    __align__(16) __half e[8];
+    if (j < kK) {  // core matrix (row group, chunk): 8 keys' 16 bytes
+      const int core = j / 8, r = (core / 6) * 8 + j % 8, c = core % 6;
+      *reinterpret_cast<uint4*>(e) = c < 5 ? *reinterpret_cast<const uint4*>(&ks[r][c * 8]) : make_uint4(0, 0, 0, 0);
+    } else {  // core matrix (dim group, key chunk): 8 dims' 8 keys
+      const int jj = j - kK, core = jj / 8, d = core / (kKeys / 8) * 8 + jj % 8, kc = core % (kKeys / 8);
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+        e[n] = d < kHead ? vs[kc * 8 + n][d] : __float2half(d == kHead && tile * kKeys + kc * 8 + n < p.lk ? 1.f : 0.f);
+    }
+    out[j] = *reinterpret_cast<const uint4*>(e);
+  }
+}
+
+// The rest is Hopper's architecture-specific instructions (wgmma, bulk copies): sm_90a only.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
+  const __half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+// The maximum over the four lanes that hold one row's fragments.
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Until the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// `bytes` (a multiple of 16) global -> shared by the copy engine, completed on `bar`.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// A no-swizzle K-major shared-memory descriptor: lbo = bytes between core matrices along K, sbo = along M/N.
+__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
+  return ((smem_addr(p) & 0x3FFFF) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) |
+         (static_cast<uint64_t>(sbo >> 4) << 32);
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+template <int R>
+__device__ __forceinline__ void reg_fence(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// D[64×64] (+)= A[64×16] (registers) · B[16×64] (shared memory, descriptor b); D = A·B when accumulate is 0.
+__device__ __forceinline__ void wgmma_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+      "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+// D[64×48] += A[64×16] (registers) · B[16×48] (shared memory, descriptor b).
+__device__ __forceinline__ void wgmma_n48(float (&d)[24], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %29, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23"
+      "}, {%24,%25,%26,%27}, %28, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+// Grid: (ceil(lq / kRows), batch·heads), kThreads threads, kSmemBytes of dynamic shared memory; p.packed
+// from pack_kv_tiles.
+__global__ void __launch_bounds__(kThreads, 2) attention(const Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kN = kKeys / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTileBytes);
+  uint64_t* empty = full + kStages;
+  __half* q_s = reinterpret_cast<__half*>(smem + kStages * kTileBytes + 2 * kStages * 8);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int row0 = blockIdx.x * kRows;
+  const __half* q = p.q + b * p.q_batch + h * p.q_head;
+
+  if (tid == 0) {
+    for (int st = 0; st < kStages; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 8);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  for (int i = tid; i < kRows * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = i % kChunks, row = row0 + r;
+    cp_async16(q_s + r * kQStride + c * 8, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8,
+               row < p.lq);
+  }
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+  __syncthreads();
+
+  if (warp == 8) {  // the producer: a tile into a slot once all eight consumer warps have let go of it
+    if (lane == 0) {
+      const unsigned char* src =
+          reinterpret_cast<const unsigned char*>(p.packed) + static_cast<int64_t>(bh) * p.tiles * kTileBytes;
+      for (int t = 0; t < p.tiles; ++t) {
+        const int st = t % kStages;
+        if (t >= kStages) mbar_wait(&empty[st], (t / kStages - 1) & 1);
+        mbar_expect_tx(&full[st], kTileBytes);
+        bulk_copy(smem + st * kTileBytes, src + static_cast<int64_t>(t) * kTileBytes, kTileBytes, &full[st]);
+      }
+    }
+    return;
+  }
+
+  uint32_t qa[3][4];  // Q's 48 dims (40 and zeros) as three k16 register operands
+  {
+    const int r = warp * 16 + (lane & 15);
+    ldmatrix_x4(qa[0], q_s + r * kQStride + (lane >> 4) * 8);
+    ldmatrix_x4(qa[1], q_s + r * kQStride + 16 + (lane >> 4) * 8);
+    uint32_t a8[2];
+    ldmatrix_x2(a8, q_s + r * kQStride + 32);
+    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
+  }
+  const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kKeys * 16);
+
+  float o[24];  // O's 40 columns and the row sums (column 40) of this lane's two rows
+#pragma unroll
+  for (int i = 0; i < 24; ++i) o[i] = 0.f;
+  float max0 = -INFINITY, max1 = -INFINITY;
+
+  for (int t = 0; t < p.tiles; ++t) {
+    const int st = t % kStages;
+    mbar_wait(&full[st], (t / kStages) & 1);
+    float s[kKeys / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * kTileBytes + kk * 256) / 16, kk > 0);
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(s);
+
+    if ((t + 1) * kKeys > p.lk) {  // the last tile's keys past lk
+#pragma unroll
+      for (int n = 0; n < kN; ++n) {
+        const int key = t * kKeys + n * 8 + (lane & 3) * 2;
+        if (key >= p.lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
+        if (key + 1 >= p.lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
+      }
+    }
+    float cur0 = -INFINITY, cur1 = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
+      cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+    }
+    cur0 = quad_max(cur0), cur1 = quad_max(cur1);
+    const float new0 = fmaxf(max0, cur0 * p.scale_log2), new1 = fmaxf(max1, cur1 * p.scale_log2);
+    const float corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
+    max0 = new0, max1 = new1;
+    uint32_t pa[kN / 2][4];
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      const float e0 = exp2_approx(s[4 * n] * p.scale_log2 - new0),
+                  e1 = exp2_approx(s[4 * n + 1] * p.scale_log2 - new0);
+      const float e2 = exp2_approx(s[4 * n + 2] * p.scale_log2 - new1),
+                  e3 = exp2_approx(s[4 * n + 3] * p.scale_log2 - new1);
+      pa[n >> 1][(n & 1) * 2 + 0] = pack_half2(e0, e1);
+      pa[n >> 1][(n & 1) * 2 + 1] = pack_half2(e2, e3);
+    }
+    if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < 6; ++i)
+        o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48(o, pa[kk], v_desc0 + (st * kTileBytes + kk * 256) / 16);
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(o);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[st]);  // this warp is done with the slot
+  }
+
+  // column 40 (lane 4j's values 20: row r, 22: row r + 8) holds the row sums
+  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
+  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
+  __half* out = p.o + b * p.o_batch + h * p.o_head;
+  const int r0 = row0 + warp * 16 + (lane >> 2);
+#pragma unroll
+  for (int n = 0; n < 5; ++n) {
+    const int d = n * 8 + (lane & 3) * 2;
+    if (r0 < p.lq)
+      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0) * p.o_seq + d) =
+          __floats2half2_rn(o[4 * n] * inv0, o[4 * n + 1] * inv0);
+    if (r0 + 8 < p.lq)
+      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0 + 8) * p.o_seq + d) =
+          __floats2half2_rn(o[4 * n + 2] * inv1, o[4 * n + 3] * inv1);
+  }
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+}  // namespace diffbench::kernels::hd40

@@ -1,0 +1,396 @@
+// The head-dim-40 attention of wgmma.cuh with fewer instructions a score (issue 21, round 12;
+// docs/performance.md): K and Vᵀ, packed tile by tile (pack_kv_ones_kernel), arrive by the bulk copy engine
+// (cp.async.bulk, one instruction a tile, issued by a producer warp of its own) into STAGES slots, each with
+// a "full" and an "empty" mbarrier, so that the two consumer warpgroups never wait for each other (no
+// __syncthreads in the loop). SUM_MMA: Vᵀ carries a sixth dim group whose first row is 1 for every key,
+// so P·V (N = 48) also sums each row's probabilities in its column 40, and the softmax loses its additions.
+// Needs sm_90a.
+#pragma once
+
+#include "wgmma.cuh"
+
+namespace hd40 {
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Until the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// `bytes` (a multiple of 16) global -> shared by the copy engine; completes its bytes on `bar`.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// D[64×48] (+)= A[64×16] (registers) · B[16×48] (shared memory, K-major, descriptor b).
+__device__ __forceinline__ void wgmma_n48(float (&d)[24], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %29, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23"
+      "}, {%24,%25,%26,%27}, %28, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+
+// 2^x (x <= 0, -inf included) on the FMA units: x rounded to an integer j by the 1.5·2^23 trick, 2^(x - j)
+// by a degree-3 polynomial (relative error 7.5e-5 on [-0.5, 0.5], below half's rounding), j added to its
+// exponent. Some of a tile's exponentials taken this way leave the MUFU units (16 a clock and SM) fewer.
+__device__ __forceinline__ float exp2_poly(float x) {
+  x = fmaxf(x, -126.f);  // (-127 would make 2^-127·p of a p just below 1 a NaN)
+  const float r = x + 12582912.f;
+  const float f = x - (r - 12582912.f);
+  const float p = fmaf(fmaf(fmaf(0.0551714076f, f, 0.242610746f), f, 0.69326099f), f, 0.999928097f);
+  return __int_as_float(__float_as_int(p) + (__float_as_int(r) << 23));
+}
+
+// A packed tile: K (kWgKeys/8 row groups × 6 chunks × 128 B, chunk 5 zero) then Vᵀ (GROUPS dim groups ×
+// kWgKeys/8 key chunks × 128 B; group 5, where there is one, holds dim 40 = 1 for every key < lk).
+template <int GROUPS>
+__host__ __device__ constexpr int packed_tile_bytes() {
+  return kWgKeys * 6 * 16 + GROUPS * kWgKeys * 16;
+}
+
+// pack_kv_tile_kernel's layout with GROUPS dim groups of Vᵀ (5, or 6 with the ones row). Block: a key tile.
+template <int GROUPS>
+__global__ void pack_kv_ones_kernel(const Params p, uint4* packed, int tiles) {
+  constexpr int kK = kWgKeys / 8 * 6 * 8, kV = GROUPS * kWgKeys / 8 * 8;  // in 16-byte units
+  __shared__ __align__(16) __half ks[kWgKeys][kHead], vs[kWgKeys][kHead + 2];
+  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, tile = blockIdx.x;
+  const __half* k = p.k + b * p.k_batch + h * p.k_head;
+  const __half* v = p.v + b * p.v_batch + h * p.v_head;
+  for (int i = threadIdx.x; i < kWgKeys * kChunks; i += blockDim.x) {
+    const int r = i / kChunks, c = i % kChunks, key = tile * kWgKeys + r;
+    const bool valid = key < p.lk;
+    const uint4 kq = valid ? *reinterpret_cast<const uint4*>(k + static_cast<int64_t>(key) * p.k_seq + c * 8)
+                           : make_uint4(0, 0, 0, 0);
+    const uint4 vq = valid ? *reinterpret_cast<const uint4*>(v + static_cast<int64_t>(key) * p.v_seq + c * 8)
+                           : make_uint4(0, 0, 0, 0);
+    *reinterpret_cast<uint4*>(&ks[r][c * 8]) = kq;
+    const __half* ve = reinterpret_cast<const __half*>(&vq);
+#pragma unroll
+    for (int n = 0; n < 8; ++n) vs[r][c * 8 + n] = ve[n];
+  }
+  __syncthreads();
+  uint4* out = packed + (static_cast<int64_t>(bh) * tiles + tile) * (kK + kV);
+  for (int j = threadIdx.x; j < kK + kV; j += blockDim.x) {
+    __align__(16) __half e[8];
+    if (j < kK) {
+      const int core = j / 8, r = (core / 6) * 8 + j % 8, c = core % 6;
+      *reinterpret_cast<uint4*>(e) = c < 5 ? *reinterpret_cast<const uint4*>(&ks[r][c * 8]) : make_uint4(0, 0, 0, 0);
+    } else {
+      const int jj = j - kK, core = jj / 8, d = core / (kWgKeys / 8) * 8 + jj % 8, kc = core % (kWgKeys / 8);
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+        e[n] =
+            d < kHead ? vs[kc * 8 + n][d] : __float2half(d == kHead && tile * kWgKeys + kc * 8 + n < p.lk ? 1.f : 0.f);
+    }
+    out[j] = *reinterpret_cast<const uint4*>(e);
+  }
+}
+
+constexpr int kTmaThreads = 288;  // two consumer warpgroups and the producer warp
+
+template <int STAGES, bool SUM_MMA>
+__host__ __device__ constexpr int tma_smem_bytes(int rows = 128) {
+  constexpr int kGroups = SUM_MMA ? 6 : 5;
+  return STAGES * packed_tile_bytes<kGroups>() + 2 * STAGES * 8 + rows * kStride * 2;
+}
+
+// Grid: (ceil(lq / 128), batch · heads), kTmaThreads threads. wp.packed: pack_kv_ones_kernel<SUM_MMA ? 6 : 5>.
+// POLY: that many of a lane's eight 4-score groups a tile take their exponentials by exp2_poly.
+template <int STAGES, bool SUM_MMA, int POLY = 0>
+__global__ void __launch_bounds__(kTmaThreads, 2) tma_attention_kernel(const WgParams wp) {
+  const Params& p = wp.p;
+  constexpr int kGroups = SUM_MMA ? 6 : 5, kTile = packed_tile_bytes<kGroups>(), kKBytes = kWgKeys * 6 * 16;
+  constexpr int kN = kWgKeys / 8, kO = 4 * kGroups;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
+  uint64_t* empty = full + STAGES;
+  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int row0 = blockIdx.x * 128;
+  const __half* q = p.q + b * p.q_batch + h * p.q_head;
+  const int tiles = (p.lk + kWgKeys - 1) / kWgKeys;
+
+  if (tid == 0) {
+    for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 8);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  for (int i = tid; i < 128 * kChunks; i += kTmaThreads) {
+    const int r = i / kChunks, c = i % kChunks, row = row0 + r;
+    cp_async16(q_s + r * kStride + c * 8, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
+  }
+  cp_async_commit();
+  cp_async_wait_all();
+  __syncthreads();
+
+  if (warp == 8) {  // the producer: a tile into a slot once every consumer warp has let go of it
+    if (lane == 0) {
+      const unsigned char* src =
+          reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * kTile;
+      for (int t = 0; t < tiles; ++t) {
+        const int st = t % STAGES;
+        if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
+        mbar_expect_tx(&full[st], kTile);
+        bulk_copy(smem + st * kTile, src + static_cast<int64_t>(t) * kTile, kTile, &full[st]);
+      }
+    }
+    return;
+  }
+
+  uint32_t qa[3][4];
+  {
+    const int r = warp * 16 + (lane & 15);
+    ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
+    ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
+    uint32_t a8[2];
+    ldmatrix_x2(a8, q_s + r * kStride + 32);
+    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
+  }
+  const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
+
+  float o[kO];
+#pragma unroll
+  for (int i = 0; i < kO; ++i) o[i] = 0.f;
+  float max0 = -INFINITY, max1 = -INFINITY, sum0 = 0.f, sum1 = 0.f;
+
+  for (int t = 0; t < tiles; ++t) {
+    const int st = t % STAGES;
+    mbar_wait(&full[st], (t / STAGES) & 1);
+    float s[kWgKeys / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * kTile + kk * 256) / 16, kk > 0);
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(s);
+
+    if ((t + 1) * kWgKeys > p.lk) {
+#pragma unroll
+      for (int n = 0; n < kN; ++n) {
+        const int key = t * kWgKeys + n * 8 + (lane & 3) * 2;
+        if (key >= p.lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
+        if (key + 1 >= p.lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
+      }
+    }
+    float cur0 = -INFINITY, cur1 = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
+      cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+    }
+    cur0 = quad_max(cur0), cur1 = quad_max(cur1);
+    const float new0 = fmaxf(max0, cur0 * p.scale_log2), new1 = fmaxf(max1, cur1 * p.scale_log2);
+    const float corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
+    max0 = new0, max1 = new1;
+    uint32_t pa[kN / 2][4];
+    float add0 = 0.f, add1 = 0.f;
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      auto ex = [&](float x) { return n < POLY ? exp2_poly(x) : exp2_approx(x); };
+      const float e0 = ex(s[4 * n] * p.scale_log2 - new0), e1 = ex(s[4 * n + 1] * p.scale_log2 - new0);
+      const float e2 = ex(s[4 * n + 2] * p.scale_log2 - new1), e3 = ex(s[4 * n + 3] * p.scale_log2 - new1);
+      if constexpr (!SUM_MMA) add0 += e0 + e1, add1 += e2 + e3;
+      pa[n >> 1][(n & 1) * 2 + 0] = pack_half2(e0, e1);
+      pa[n >> 1][(n & 1) * 2 + 1] = pack_half2(e2, e3);
+    }
+    if constexpr (!SUM_MMA) sum0 = sum0 * corr0 + add0, sum1 = sum1 * corr1 + add1;
+    if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < kGroups; ++i)
+        o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kN / 2; ++kk) {
+      const uint64_t desc = v_desc0 + (st * kTile + kk * 256) / 16;
+      if constexpr (SUM_MMA)
+        wgmma_n48(o, pa[kk], desc);
+      else
+        wgmma_n40(o, pa[kk], desc, 1);
+    }
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(o);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[st]);  // this warp is done with the slot
+  }
+
+  if constexpr (SUM_MMA) {  // column 40: lane 4j's values 20 (row r) and 22 (row r + 8)
+    sum0 = __shfl_sync(0xffffffffu, o[20], lane & ~3), sum1 = __shfl_sync(0xffffffffu, o[22], lane & ~3);
+  } else {
+    sum0 = quad_sum(sum0), sum1 = quad_sum(sum1);
+  }
+  __half* out = p.o + b * p.o_batch + h * p.o_head;
+  const float inv0 = 1.f / sum0, inv1 = 1.f / sum1;
+  const int r0 = row0 + warp * 16 + (lane >> 2);
+#pragma unroll
+  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+}
+
+// One tile's softmax for tma_pipelined_kernel: the keys past lk masked, the rows' running maxima advanced,
+// P in half as P·V's register operand, and the factors O must be rescaled by (corr).
+__device__ __forceinline__ void tile_softmax(float (&s)[kWgKeys / 2], int t, const Params& p, int lane, float& max0,
+                                             float& max1, float& corr0, float& corr1, uint32_t (&pa)[kWgKeys / 16][4]) {
+  constexpr int kN = kWgKeys / 8;
+  if ((t + 1) * kWgKeys > p.lk) {
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      const int key = t * kWgKeys + n * 8 + (lane & 3) * 2;
+      if (key >= p.lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
+      if (key + 1 >= p.lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
+    }
+  }
+  float cur0 = -INFINITY, cur1 = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
+    cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+  }
+  cur0 = quad_max(cur0), cur1 = quad_max(cur1);
+  const float new0 = fmaxf(max0, cur0 * p.scale_log2), new1 = fmaxf(max1, cur1 * p.scale_log2);
+  corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
+  max0 = new0, max1 = new1;
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    pa[n >> 1][(n & 1) * 2 + 0] =
+        pack_half2(exp2_approx(s[4 * n] * p.scale_log2 - new0), exp2_approx(s[4 * n + 1] * p.scale_log2 - new0));
+    pa[n >> 1][(n & 1) * 2 + 1] =
+        pack_half2(exp2_approx(s[4 * n + 2] * p.scale_log2 - new1), exp2_approx(s[4 * n + 3] * p.scale_log2 - new1));
+  }
+}
+
+// tma_attention_kernel<STAGES, true> with FlashAttention-3's overlap inside a warpgroup: tile t + 1's
+// S = Q·Kᵀ and tile t's P·V are issued together, t + 1's softmax runs while P·V is in flight (two P
+// buffers), and O is rescaled once P·V is done. MINB: blocks an SM the registers must allow; CWG consumer
+// warpgroups (64 query rows each) and the producer warp a block.
+template <int STAGES, int MINB, int CWG = 2>
+__global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(const WgParams wp) {
+  const Params& p = wp.p;
+  constexpr int kThreadsHere = 128 * CWG + 32, kRowsHere = 64 * CWG;
+  constexpr int kTile = packed_tile_bytes<6>(), kKBytes = kWgKeys * 6 * 16;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
+  uint64_t* empty = full + STAGES;
+  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int row0 = blockIdx.x * kRowsHere;
+  const __half* q = p.q + b * p.q_batch + h * p.q_head;
+  const int tiles = (p.lk + kWgKeys - 1) / kWgKeys;
+
+  if (tid == 0) {
+    for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 4 * CWG);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  for (int i = tid; i < kRowsHere * kChunks; i += kThreadsHere) {
+    const int r = i / kChunks, c = i % kChunks, row = row0 + r;
+    cp_async16(q_s + r * kStride + c * 8, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
+  }
+  cp_async_commit();
+  cp_async_wait_all();
+  __syncthreads();
+
+  if (warp == 4 * CWG) {
+    if (lane == 0) {
+      const unsigned char* src =
+          reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * kTile;
+      for (int t = 0; t < tiles; ++t) {
+        const int st = t % STAGES;
+        if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
+        mbar_expect_tx(&full[st], kTile);
+        bulk_copy(smem + st * kTile, src + static_cast<int64_t>(t) * kTile, kTile, &full[st]);
+      }
+    }
+    return;
+  }
+
+  uint32_t qa[3][4];
+  {
+    const int r = warp * 16 + (lane & 15);
+    ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
+    ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
+    uint32_t a8[2];
+    ldmatrix_x2(a8, q_s + r * kStride + 32);
+    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
+  }
+  const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
+  auto issue_s = [&](float(&s)[kWgKeys / 2], int t) {
+    const int st = t % STAGES;
+    mbar_wait(&full[st], (t / STAGES) & 1);
+#pragma unroll
+    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * kTile + kk * 256) / 16, kk > 0);
+  };
+
+  float o[24];
+#pragma unroll
+  for (int i = 0; i < 24; ++i) o[i] = 0.f;
+  float max0 = -INFINITY, max1 = -INFINITY, corr0, corr1;
+  float s[kWgKeys / 2];
+  uint32_t pa0[kWgKeys / 16][4], pa1[kWgKeys / 16][4];  // P of tiles t and t + 1, in turn
+  wgmma_fence();
+  issue_s(s, 0);
+  wgmma_commit();
+  wgmma_wait();
+  reg_fence(s);
+  tile_softmax(s, 0, p, lane, max0, max1, corr0, corr1, pa0);
+
+  auto step = [&](int t, const uint32_t(&cur)[kWgKeys / 16][4], uint32_t(&next)[kWgKeys / 16][4]) {
+    const bool more = t + 1 < tiles;
+    wgmma_fence();
+    if (more) issue_s(s, t + 1);
+    wgmma_commit();
+#pragma unroll
+    for (int kk = 0; kk < kWgKeys / 16; ++kk) wgmma_n48(o, cur[kk], v_desc0 + ((t % STAGES) * kTile + kk * 256) / 16);
+    wgmma_commit();
+    float c0 = 1.f, c1 = 1.f;
+    if (more) {
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      reg_fence(s);
+      tile_softmax(s, t + 1, p, lane, max0, max1, c0, c1, next);
+    }
+    wgmma_wait();
+    reg_fence(o);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[t % STAGES]);
+    if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < 6; ++i) o[4 * i] *= c0, o[4 * i + 1] *= c0, o[4 * i + 2] *= c1, o[4 * i + 3] *= c1;
+    }
+  };
+  for (int t = 0; t < tiles; t += 2) {
+    step(t, pa0, pa1);
+    if (t + 1 < tiles) step(t + 1, pa1, pa0);
+  }
+
+  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
+  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
+  __half* out = p.o + b * p.o_batch + h * p.o_head;
+  const int r0 = row0 + warp * 16 + (lane >> 2);
+#pragma unroll
+  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+}
+
+}  // namespace hd40
