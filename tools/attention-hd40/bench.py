@@ -23,7 +23,8 @@ WG = {1: "wg2", 28: "wg2s3tilepacked", 29: "wg2s4tilepacked", 31: "lean-f32exp",
       33: "tilepacked-f16exp", 36: "lean-f16exp-3blocks", 37: "lean-f16exp-s4", 38: "lean-f16exp-pingpong",
       39: "lean-f32exp-pingpong", 40: "tma-s3", 41: "tma-s3-summma", 42: "tma-s4-summma", 43: "tma-s2-summma",
       44: "tma-summma-poly4", 45: "tma-summma-poly8", 46: "pipe-2blocks", 47: "pipe-1block", 48: "pipe-s4",
-      49: "pipe-3wg", 50: "pipe-3wg-s4"}
+      49: "pipe-3wg", 50: "pipe-3wg-s4", 51: "halfpipe-s3", 52: "halfpipe-s4",
+      53: "halfpipe-qsmem"}
 WG_TIMING = {12: "wg2-loadsonly", 17: "wg2-productsonly", 27: "tilepack-alone", 30: "wg2s3tilepacked-loadsonly",
              34: "lean-f16exp-noPV", 35: "lean-nosoftmax"}
 
@@ -96,7 +97,7 @@ if probe is not None:  # one small call of a variant, in a process of its own (s
 print(f"== {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
 # Variants that synchronise warpgroups with named barriers could hang the GPU: each first runs once in a
 # child process with a time limit, and is left out if that does not end well.
-RISKY = (38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50)
+RISKY = (38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53)
 for i in RISKY:
     try:
         ok = subprocess.run([sys.executable, __file__, sys.argv[1], "--probe", str(i)], timeout=60).returncode == 0

@@ -73,6 +73,16 @@ int run_pipelined(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
   return static_cast<int>(cudaGetLastError());
 }
 
+template <int STAGES, bool Q_SMEM = false>
+int run_half_pipelined(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
+  pack_kv_ones_kernel<6><<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
+  auto kern = tma_half_pipelined_kernel<STAGES, Q_SMEM>;
+  const int bytes = tma_smem_bytes<STAGES, true>();
+  cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  kern<<<dim3((wp.p.lq + 127) / 128, batch * wp.p.heads), kTmaThreads, bytes, s>>>(wp);
+  return static_cast<int>(cudaGetLastError());
+}
+
 }  // namespace
 
 // mma.sync variants: 1 32 query rows a warp, 4 warps, 64 keys a tile, exponentials two at a time in half
@@ -102,12 +112,13 @@ extern "C" int hd40_mma(int variant, const void* q, const void* k, const void* v
 // 31 float exponentials, 32 half, 33 half exponentials not lean, 34 32 without P·V, 35 31 without the
 // softmax; 36 32 in at most 85 registers (three blocks an SM), 37 32 with 4 tiles; 38, 39 32 and 31 with
 // the two warpgroups' S = Q·Kᵀ issued in turn (ping-pong). 40-43 tma.cuh (bulk copies, a producer warp,
-// mbarriers): 40 3 slots, the row sums in float; 41 3 slots, the row sums by P·V (a ones row in Vᵀ), 42 4
-// slots, 43 2 slots; 44, 45 41 with 4 or 8 of a lane's 32 exponentials a tile by a polynomial; 46-50
-// tma_pipelined_kernel (the next tile's Q·Kᵀ and this tile's P·V issued together, the softmax between):
-// 46 in two blocks an SM (spills), 47 in one, 48 one with 4 slots; 49, 50 three consumer warpgroups, 3 or 4
-// slots. 12, 17, 27, 30, 34, 35:
-// timing only, wrong results.
+// mbarriers): 40 3 slots, the row sums in float; 41 3 slots, the row sums by P·V (a ones row in Vᵀ; the
+// library's kernel, src/kernels/attention_hd40.cuh), 42 4 slots, 43 2 slots; 44, 45 41 with 4 or 8 of a
+// lane's 32 exponentials a tile by a polynomial; 46-50 tma_pipelined_kernel (the next tile's Q·Kᵀ and this
+// tile's P·V issued together, the softmax between): 46 in two blocks an SM (spills), 47 in one, 48 one with
+// 4 slots; 49, 50 three consumer warpgroups, 3 or 4 slots; 51, 52 tma_half_pipelined_kernel (the same by
+// half tiles, two blocks an SM), 3 or 4 slots; 53 51 with Q read by descriptor from shared memory. 12, 17,
+// 27, 30, 34, 35: timing only, wrong results.
 extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, const void* v, void* o, void* vt,
                           const long long* qs, const long long* ks, const long long* vs, const long long* os, int batch,
                           int heads, int lq, int lk, float scale_log2, void* stream) {
@@ -138,6 +149,12 @@ extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, c
       return run_pipelined<3, 1, 3>(tp, batch, tiles, s);
     case 50:
       return run_pipelined<4, 1, 3>(tp, batch, tiles, s);
+    case 51:
+      return run_half_pipelined<3>(tp, batch, tiles, s);
+    case 52:
+      return run_half_pipelined<4>(tp, batch, tiles, s);
+    case 53:
+      return run_half_pipelined<3, true>(tp, batch, tiles, s);
   }
   const bool packed = variant >= 27;  // vt has room for them (bench.py sizes it)
   if (packed)

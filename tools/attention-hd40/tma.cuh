@@ -111,8 +111,8 @@ constexpr int kTmaThreads = 288;  // two consumer warpgroups and the producer wa
 
 template <int STAGES, bool SUM_MMA>
 __host__ __device__ constexpr int tma_smem_bytes(int rows = 128) {
-  constexpr int kGroups = SUM_MMA ? 6 : 5;
-  return STAGES * packed_tile_bytes<kGroups>() + 2 * STAGES * 8 + rows * kStride * 2;
+  constexpr int kGroups = SUM_MMA ? 6 : 5;  // (Q: 48 halves a row, the core-matrix layout's room)
+  return STAGES * packed_tile_bytes<kGroups>() + 2 * STAGES * 8 + rows * 48 * 2;
 }
 
 // Grid: (ceil(lq / 128), batch · heads), kTmaThreads threads. wp.packed: pack_kv_ones_kernel<SUM_MMA ? 6 : 5>.
@@ -383,6 +383,196 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(con
   for (int t = 0; t < tiles; t += 2) {
     step(t, pa0, pa1);
     if (t + 1 < tiles) step(t + 1, pa1, pa0);
+  }
+
+  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
+  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
+  __half* out = p.o + b * p.o_batch + h * p.o_head;
+  const int r0 = row0 + warp * 16 + (lane >> 2);
+#pragma unroll
+  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+}
+
+// D[64×32] (+)= A[64×16] (registers) · B[16×32] (shared memory, descriptor b); D = A·B when accumulate is 0.
+__device__ __forceinline__ void wgmma_n32(float (&d)[16], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+      "}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+// D[64×32] (+)= A[64×16] (shared memory, descriptor a) · B[16×32] (shared memory, descriptor b).
+__device__ __forceinline__ void wgmma_n32_ss(float (&d)[16], uint64_t a, uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+      "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
+// A half tile's (32 keys') softmax for tma_half_pipelined_kernel: tile_softmax's, and the factors O must
+// be rescaled by taken only in a warp where a row's maximum grew (1 otherwise: fewer exponentials).
+__device__ __forceinline__ void half_softmax(float (&s)[16], int h, const Params& p, int lane, float& max0, float& max1,
+                                             float& corr0, float& corr1, uint32_t (&pa)[2][4]) {
+  if ((h + 1) * 32 > p.lk) {
+#pragma unroll
+    for (int n = 0; n < 4; ++n) {
+      const int key = h * 32 + n * 8 + (lane & 3) * 2;
+      if (key >= p.lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
+      if (key + 1 >= p.lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
+    }
+  }
+  float cur0 = -INFINITY, cur1 = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < 4; ++n) {
+    cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
+    cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+  }
+  cur0 = quad_max(cur0), cur1 = quad_max(cur1);
+  const float new0 = fmaxf(max0, cur0 * p.scale_log2), new1 = fmaxf(max1, cur1 * p.scale_log2);
+  corr0 = corr1 = 1.f;
+  if (__any_sync(0xffffffffu, new0 != max0 || new1 != max1))
+    corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
+  max0 = new0, max1 = new1;
+#pragma unroll
+  for (int n = 0; n < 4; ++n) {
+    pa[n >> 1][(n & 1) * 2 + 0] =
+        pack_half2(exp2_approx(s[4 * n] * p.scale_log2 - new0), exp2_approx(s[4 * n + 1] * p.scale_log2 - new0));
+    pa[n >> 1][(n & 1) * 2 + 1] =
+        pack_half2(exp2_approx(s[4 * n + 2] * p.scale_log2 - new1), exp2_approx(s[4 * n + 3] * p.scale_log2 - new1));
+  }
+}
+
+// tma_attention_kernel<STAGES, true>'s slots and producer, the consumers pipelined by half tiles (32 keys)
+// in the registers one whole tile took: half h + 1's S = Q·Kᵀ (N = 32) and half h's P·V (two k16 steps) are
+// issued together, h + 1's softmax runs while P·V is in flight, O is rescaled once it is done; two S and
+// two P buffers of half the size, so two blocks still fit an SM. Q_SMEM: Q stays in shared memory in the
+// K-major core-matrix layout (K's), the product's A operand by descriptor, which frees its 12 registers.
+template <int STAGES, bool Q_SMEM = false>
+__global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(const WgParams wp) {
+  const Params& p = wp.p;
+  constexpr int kTile = packed_tile_bytes<6>(), kKBytes = kWgKeys * 6 * 16;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
+  uint64_t* empty = full + STAGES;
+  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int row0 = blockIdx.x * 128;
+  const __half* q = p.q + b * p.q_batch + h * p.q_head;
+  const int tiles = (p.lk + kWgKeys - 1) / kWgKeys, halves = (p.lk + 31) / 32;
+
+  if (tid == 0) {
+    for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 8);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  for (int i = tid; i < 128 * kChunks; i += kTmaThreads) {
+    const int r = i / kChunks, c = i % kChunks, row = row0 + r;
+    void* dst = Q_SMEM
+                    ? static_cast<void*>(reinterpret_cast<unsigned char*>(q_s) + ((r / 8) * 6 + c) * 128 + (r % 8) * 16)
+                    : static_cast<void*>(q_s + r * kStride + c * 8);
+    cp_async16(dst, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
+  }
+  if constexpr (Q_SMEM) {  // dims 40-47: zeros
+    for (int r = tid; r < 128; r += kTmaThreads)
+      *reinterpret_cast<uint4*>(reinterpret_cast<unsigned char*>(q_s) + ((r / 8) * 6 + 5) * 128 + (r % 8) * 16) =
+          make_uint4(0, 0, 0, 0);
+  }
+  cp_async_commit();
+  cp_async_wait_all();
+  fence_async_shared();
+  __syncthreads();
+
+  if (warp == 8) {
+    if (lane == 0) {
+      const unsigned char* src =
+          reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * kTile;
+      for (int t = 0; t < tiles; ++t) {
+        const int st = t % STAGES;
+        if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
+        mbar_expect_tx(&full[st], kTile);
+        bulk_copy(smem + st * kTile, src + static_cast<int64_t>(t) * kTile, kTile, &full[st]);
+      }
+    }
+    return;
+  }
+
+  uint32_t qa[Q_SMEM ? 1 : 3][4];
+  if constexpr (!Q_SMEM) {
+    const int r = warp * 16 + (lane & 15);
+    ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
+    ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
+    uint32_t a8[2];
+    ldmatrix_x2(a8, q_s + r * kStride + 32);
+    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
+  }
+  const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
+  const uint64_t q_desc0 = smem_desc(reinterpret_cast<unsigned char*>(q_s) + (warp / 4) * 8 * 768, 128, 768);
+  // half hh: tile hh / 2 in slot (hh / 2) % STAGES; its K rows are row groups 4·(hh & 1)..+3 (768 bytes
+  // each), its keys Vᵀ's key chunks 4·(hh & 1)..+3 (128 bytes each)
+  auto issue_s = [&](float(&s)[16], int hh) {
+    const int t = hh >> 1, st = t % STAGES;
+    if ((hh & 1) == 0) mbar_wait(&full[st], (t / STAGES) & 1);
+#pragma unroll
+    for (int kk = 0; kk < 3; ++kk) {
+      const uint64_t kd = k_desc0 + (st * kTile + (hh & 1) * 3072 + kk * 256) / 16;
+      if constexpr (Q_SMEM)
+        wgmma_n32_ss(s, q_desc0 + kk * 256 / 16, kd, kk > 0);
+      else
+        wgmma_n32(s, qa[Q_SMEM ? 0 : kk], kd, kk > 0);
+    }
+  };
+
+  float o[24];
+#pragma unroll
+  for (int i = 0; i < 24; ++i) o[i] = 0.f;
+  float max0 = -INFINITY, max1 = -INFINITY, c0, c1;
+  float s_a[16], s_b[16];
+  uint32_t pa_a[2][4], pa_b[2][4];
+  wgmma_fence();
+  issue_s(s_a, 0);
+  wgmma_commit();
+  wgmma_wait();
+  reg_fence(s_a);
+  half_softmax(s_a, 0, p, lane, max0, max1, c0, c1, pa_a);
+
+  auto step = [&](int hh, float(&s_next)[16], const uint32_t(&cur)[2][4], uint32_t(&next)[2][4]) {
+    const bool more = hh + 1 < halves;
+    const int st = (hh >> 1) % STAGES;
+    wgmma_fence();
+    if (more) issue_s(s_next, hh + 1);
+    wgmma_commit();
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) wgmma_n48(o, cur[kk], v_desc0 + (st * kTile + (hh & 1) * 512 + kk * 256) / 16);
+    wgmma_commit();
+    float d0 = 1.f, d1 = 1.f;
+    if (more) {
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      reg_fence(s_next);
+      half_softmax(s_next, hh + 1, p, lane, max0, max1, d0, d1, next);
+    }
+    wgmma_wait();
+    reg_fence(o);
+    if ((hh & 1) || !more) {  // the tile's second half (or the last) is done with its slot
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[st]);
+    }
+    if (__any_sync(0xffffffffu, d0 != 1.f || d1 != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < 6; ++i) o[4 * i] *= d0, o[4 * i + 1] *= d0, o[4 * i + 2] *= d1, o[4 * i + 3] *= d1;
+    }
+  };
+  for (int hh = 0; hh < halves; hh += 2) {
+    step(hh, s_b, pa_a, pa_b);
+    if (hh + 1 < halves) step(hh + 1, s_a, pa_b, pa_a);
   }
 
   const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
