@@ -4,7 +4,8 @@ first each variant's error against SDPA in float (and cuDNN's, for scale), then 
 (median-free: the mean of 30 calls after 3 warm-up calls, CUDA events) beside cuDNN's and FlashAttention's.
 Shapes: SD 1.5's first level (8 heads, 2 = batch 1 with guidance): 512², 512² batch 4, 1024², ToMe 0.5's
 merged counts, cross-attention to 77 tokens, odd lengths.
-Usage: bench.py LIBHD40_SO [--timing-only]   (tools/gpu-attention-hd40.sh runs it on the device)"""
+Usage: bench.py LIBHD40_SO [--timing-only] [--only 41,54,...]   (tools/gpu-attention-hd40.sh runs it on the device;
+--only: those wgmma variants alone, beside cuDNN and FlashAttention)"""
 import ctypes
 import math
 import subprocess
@@ -24,7 +25,8 @@ WG = {1: "wg2", 28: "wg2s3tilepacked", 29: "wg2s4tilepacked", 31: "lean-f32exp",
       39: "lean-f32exp-pingpong", 40: "tma-s3", 41: "tma-s3-summma", 42: "tma-s4-summma", 43: "tma-s2-summma",
       44: "tma-summma-poly4", 45: "tma-summma-poly8", 46: "pipe-2blocks", 47: "pipe-1block", 48: "pipe-s4",
       49: "pipe-3wg", 50: "pipe-3wg-s4", 51: "halfpipe-s3", 52: "halfpipe-s4",
-      53: "halfpipe-qsmem"}
+      53: "halfpipe-qsmem", 54: "qsmem-2blocks", 55: "qsmem-3blocks", 56: "qsmem-1wg-4blocks",
+      57: "qsmem-1wg-5blocks"}
 WG_TIMING = {12: "wg2-loadsonly", 17: "wg2-productsonly", 27: "tilepack-alone", 30: "wg2s3tilepacked-loadsonly",
              34: "lean-f16exp-noPV", 35: "lean-nosoftmax"}
 
@@ -97,7 +99,13 @@ if probe is not None:  # one small call of a variant, in a process of its own (s
 print(f"== {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
 # Variants that synchronise warpgroups with named barriers could hang the GPU: each first runs once in a
 # child process with a time limit, and is left out if that does not end well.
-RISKY = (38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53)
+RISKY = (38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57)
+if "--only" in sys.argv:
+    only = {int(x) for x in sys.argv[sys.argv.index("--only") + 1].split(",")}
+    MMA = {}
+    WG = {i: n for i, n in WG.items() if i in only}
+    WG_TIMING = {i: n for i, n in WG_TIMING.items() if i in only}
+    RISKY = tuple(i for i in RISKY if i in only)
 for i in RISKY:
     try:
         ok = subprocess.run([sys.executable, __file__, sys.argv[1], "--probe", str(i)], timeout=60).returncode == 0

@@ -52,14 +52,14 @@ int run_wgmma(const WgParams& wp, int batch, cudaStream_t s) {
   return static_cast<int>(cudaGetLastError());
 }
 
-template <int STAGES, bool SUM_MMA, int POLY = 0>
+template <int STAGES, bool SUM_MMA, int POLY = 0, int CWG = 2, int MINB = 2, bool Q_SMEM = false>
 int run_tma(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
   pack_kv_ones_kernel<SUM_MMA ? 6 : 5>
       <<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
-  auto kern = tma_attention_kernel<STAGES, SUM_MMA, POLY>;
-  const int bytes = tma_smem_bytes<STAGES, SUM_MMA>();
+  auto kern = tma_attention_kernel<STAGES, SUM_MMA, POLY, CWG, MINB, Q_SMEM>;
+  const int bytes = tma_smem_bytes<STAGES, SUM_MMA>(64 * CWG);
   cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  kern<<<dim3((wp.p.lq + 127) / 128, batch * wp.p.heads), kTmaThreads, bytes, s>>>(wp);
+  kern<<<dim3((wp.p.lq + 64 * CWG - 1) / (64 * CWG), batch * wp.p.heads), 128 * CWG + 32, bytes, s>>>(wp);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -118,7 +118,9 @@ extern "C" int hd40_mma(int variant, const void* q, const void* k, const void* v
 // tile's P·V issued together, the softmax between): 46 in two blocks an SM (spills), 47 in one, 48 one with
 // 4 slots; 49, 50 three consumer warpgroups, 3 or 4 slots; 51, 52 tma_half_pipelined_kernel (the same by
 // half tiles, two blocks an SM), 3 or 4 slots; 53 51 with Q read by descriptor from shared memory. 12, 17,
-// 27, 30, 34, 35: timing only, wrong results.
+// 27, 30, 34, 35: timing only, wrong results. 54-57 41 with Q read by descriptor from shared memory (12
+// registers fewer, for more blocks an SM): 54 two blocks, 55 three; 56, 57 one consumer warpgroup a block
+// (with its producer warp), four or five blocks.
 extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, const void* v, void* o, void* vt,
                           const long long* qs, const long long* ks, const long long* vs, const long long* os, int batch,
                           int heads, int lq, int lk, float scale_log2, void* stream) {
@@ -155,6 +157,14 @@ extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, c
       return run_half_pipelined<4>(tp, batch, tiles, s);
     case 53:
       return run_half_pipelined<3, true>(tp, batch, tiles, s);
+    case 54:
+      return run_tma<3, true, 0, 2, 2, true>(tp, batch, tiles, s);
+    case 55:
+      return run_tma<3, true, 0, 2, 3, true>(tp, batch, tiles, s);
+    case 56:
+      return run_tma<3, true, 0, 1, 4, true>(tp, batch, tiles, s);
+    case 57:
+      return run_tma<3, true, 0, 1, 5, true>(tp, batch, tiles, s);
   }
   const bool packed = variant >= 27;  // vt has room for them (bench.py sizes it)
   if (packed)

@@ -62,6 +62,21 @@ __device__ __forceinline__ float exp2_poly(float x) {
   return __int_as_float(__float_as_int(p) + (__float_as_int(r) << 23));
 }
 
+// D[64×64] (+)= A[64×16] (shared memory, descriptor a) · B[16×64] (shared memory, descriptor b).
+__device__ __forceinline__ void wgmma_n64_ss(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
 // A packed tile: K (kWgKeys/8 row groups × 6 chunks × 128 B, chunk 5 zero) then Vᵀ (GROUPS dim groups ×
 // kWgKeys/8 key chunks × 128 B; group 5, where there is one, holds dim 40 = 1 for every key < lk).
 template <int GROUPS>
@@ -115,11 +130,15 @@ __host__ __device__ constexpr int tma_smem_bytes(int rows = 128) {
   return STAGES * packed_tile_bytes<kGroups>() + 2 * STAGES * 8 + rows * 48 * 2;
 }
 
-// Grid: (ceil(lq / 128), batch · heads), kTmaThreads threads. wp.packed: pack_kv_ones_kernel<SUM_MMA ? 6 : 5>.
-// POLY: that many of a lane's eight 4-score groups a tile take their exponentials by exp2_poly.
-template <int STAGES, bool SUM_MMA, int POLY = 0>
-__global__ void __launch_bounds__(kTmaThreads, 2) tma_attention_kernel(const WgParams wp) {
+// Grid: (ceil(lq / (64 · CWG)), batch · heads), 128 · CWG + 32 threads (CWG consumer warpgroups of 64 query
+// rows and the producer warp). wp.packed: pack_kv_ones_kernel<SUM_MMA ? 6 : 5>. POLY: that many of a lane's
+// eight 4-score groups a tile take their exponentials by exp2_poly. MINB: blocks an SM the registers must
+// allow. Q_SMEM: Q stays in shared memory in K's core-matrix layout, Q·Kᵀ's A operand by descriptor (12
+// registers fewer).
+template <int STAGES, bool SUM_MMA, int POLY = 0, int CWG = 2, int MINB = 2, bool Q_SMEM = false>
+__global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(const WgParams wp) {
   const Params& p = wp.p;
+  constexpr int kThreadsHere = 128 * CWG + 32, kRowsHere = 64 * CWG;
   constexpr int kGroups = SUM_MMA ? 6 : 5, kTile = packed_tile_bytes<kGroups>(), kKBytes = kWgKeys * 6 * 16;
   constexpr int kN = kWgKeys / 8, kO = 4 * kGroups;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -129,23 +148,31 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_attention_kernel(const WgP
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int row0 = blockIdx.x * 128;
+  const int row0 = blockIdx.x * kRowsHere;
   const __half* q = p.q + b * p.q_batch + h * p.q_head;
   const int tiles = (p.lk + kWgKeys - 1) / kWgKeys;
 
   if (tid == 0) {
-    for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 8);
+    for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 4 * CWG);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  for (int i = tid; i < 128 * kChunks; i += kTmaThreads) {
+  unsigned char* q_bytes = reinterpret_cast<unsigned char*>(q_s);
+  for (int i = tid; i < kRowsHere * kChunks; i += kThreadsHere) {
     const int r = i / kChunks, c = i % kChunks, row = row0 + r;
-    cp_async16(q_s + r * kStride + c * 8, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
+    void* dst = Q_SMEM ? static_cast<void*>(q_bytes + ((r / 8) * 6 + c) * 128 + (r % 8) * 16)
+                       : static_cast<void*>(q_s + r * kStride + c * 8);
+    cp_async16(dst, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
+  }
+  if constexpr (Q_SMEM) {  // dims 40-47: zeros
+    for (int r = tid; r < kRowsHere; r += kThreadsHere)
+      *reinterpret_cast<uint4*>(q_bytes + ((r / 8) * 6 + 5) * 128 + (r % 8) * 16) = make_uint4(0, 0, 0, 0);
   }
   cp_async_commit();
   cp_async_wait_all();
+  fence_async_shared();
   __syncthreads();
 
-  if (warp == 8) {  // the producer: a tile into a slot once every consumer warp has let go of it
+  if (warp == 4 * CWG) {  // the producer: a tile into a slot once every consumer warp has let go of it
     if (lane == 0) {
       const unsigned char* src =
           reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * kTile;
@@ -159,8 +186,8 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_attention_kernel(const WgP
     return;
   }
 
-  uint32_t qa[3][4];
-  {
+  uint32_t qa[Q_SMEM ? 1 : 3][4];
+  if constexpr (!Q_SMEM) {
     const int r = warp * 16 + (lane & 15);
     ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
     ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
@@ -169,6 +196,7 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_attention_kernel(const WgP
     qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
   }
   const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
+  const uint64_t q_desc0 = smem_desc(q_bytes + (warp / 4) * 8 * 768, 128, 768);
 
   float o[kO];
 #pragma unroll
@@ -181,7 +209,13 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_attention_kernel(const WgP
     float s[kWgKeys / 2];
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * kTile + kk * 256) / 16, kk > 0);
+    for (int kk = 0; kk < 3; ++kk) {
+      const uint64_t kd = k_desc0 + (st * kTile + kk * 256) / 16;
+      if constexpr (Q_SMEM)
+        wgmma_n64_ss(s, q_desc0 + kk * 256 / 16, kd, kk > 0);
+      else
+        wgmma_n64(s, qa[Q_SMEM ? 0 : kk], kd, kk > 0);
+    }
     wgmma_commit();
     wgmma_wait();
     reg_fence(s);
