@@ -1,5 +1,5 @@
 // The head-dim-40 attention of wgmma.cuh with fewer instructions a score (issue 21, round 12;
-// docs/performance.md): K and Vᵀ, packed tile by tile (pack_kv_ones_kernel), arrive by the bulk copy engine
+// docs/performance.md): K and Vᵀ, packed tile by tile (pack_kv_tile_kernel), arrive by the bulk copy engine
 // (cp.async.bulk, one instruction a tile, issued by a producer warp of its own) into STAGES slots, each with
 // a "full" and an "empty" mbarrier, so that the two consumer warpgroups never wait for each other (no
 // __syncthreads in the loop). SUM_MMA: Vᵀ carries a sixth dim group whose first row is 1 for every key,
@@ -10,46 +10,6 @@
 #include "wgmma.cuh"
 
 namespace hd40 {
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
-}
-// Until the phase of parity `parity` has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\n"
-      "WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
-// `bytes` (a multiple of 16) global -> shared by the copy engine; completes its bytes on `bar`.
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar))
-      : "memory");
-}
-
-// D[64×48] (+)= A[64×16] (registers) · B[16×48] (shared memory, K-major, descriptor b).
-__device__ __forceinline__ void wgmma_n48(float (&d)[24], const uint32_t (&a)[4], uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %29, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {"
-      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23"
-      "}, {%24,%25,%26,%27}, %28, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-}
 
 // 2^x (x <= 0, -inf included) on the FMA units: x rounded to an integer j by the 1.5·2^23 trick, 2^(x - j)
 // by a degree-3 polynomial (relative error 7.5e-5 on [-0.5, 0.5], below half's rounding), j added to its
@@ -77,51 +37,6 @@ __device__ __forceinline__ void wgmma_n64_ss(float (&d)[32], uint64_t a, uint64_
       : "l"(a), "l"(b), "r"(accumulate));
 }
 
-// A packed tile: K (kWgKeys/8 row groups × 6 chunks × 128 B, chunk 5 zero) then Vᵀ (GROUPS dim groups ×
-// kWgKeys/8 key chunks × 128 B; group 5, where there is one, holds dim 40 = 1 for every key < lk).
-template <int GROUPS>
-__host__ __device__ constexpr int packed_tile_bytes() {
-  return kWgKeys * 6 * 16 + GROUPS * kWgKeys * 16;
-}
-
-// pack_kv_tile_kernel's layout with GROUPS dim groups of Vᵀ (5, or 6 with the ones row). Block: a key tile.
-template <int GROUPS>
-__global__ void pack_kv_ones_kernel(const Params p, uint4* packed, int tiles) {
-  constexpr int kK = kWgKeys / 8 * 6 * 8, kV = GROUPS * kWgKeys / 8 * 8;  // in 16-byte units
-  __shared__ __align__(16) __half ks[kWgKeys][kHead], vs[kWgKeys][kHead + 2];
-  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, tile = blockIdx.x;
-  const __half* k = p.k + b * p.k_batch + h * p.k_head;
-  const __half* v = p.v + b * p.v_batch + h * p.v_head;
-  for (int i = threadIdx.x; i < kWgKeys * kChunks; i += blockDim.x) {
-    const int r = i / kChunks, c = i % kChunks, key = tile * kWgKeys + r;
-    const bool valid = key < p.lk;
-    const uint4 kq = valid ? *reinterpret_cast<const uint4*>(k + static_cast<int64_t>(key) * p.k_seq + c * 8)
-                           : make_uint4(0, 0, 0, 0);
-    const uint4 vq = valid ? *reinterpret_cast<const uint4*>(v + static_cast<int64_t>(key) * p.v_seq + c * 8)
-                           : make_uint4(0, 0, 0, 0);
-    *reinterpret_cast<uint4*>(&ks[r][c * 8]) = kq;
-    const __half* ve = reinterpret_cast<const __half*>(&vq);
-#pragma unroll
-    for (int n = 0; n < 8; ++n) vs[r][c * 8 + n] = ve[n];
-  }
-  __syncthreads();
-  uint4* out = packed + (static_cast<int64_t>(bh) * tiles + tile) * (kK + kV);
-  for (int j = threadIdx.x; j < kK + kV; j += blockDim.x) {
-    __align__(16) __half e[8];
-    if (j < kK) {
-      const int core = j / 8, r = (core / 6) * 8 + j % 8, c = core % 6;
-      *reinterpret_cast<uint4*>(e) = c < 5 ? *reinterpret_cast<const uint4*>(&ks[r][c * 8]) : make_uint4(0, 0, 0, 0);
-    } else {
-      const int jj = j - kK, core = jj / 8, d = core / (kWgKeys / 8) * 8 + jj % 8, kc = core % (kWgKeys / 8);
-#pragma unroll
-      for (int n = 0; n < 8; ++n)
-        e[n] =
-            d < kHead ? vs[kc * 8 + n][d] : __float2half(d == kHead && tile * kWgKeys + kc * 8 + n < p.lk ? 1.f : 0.f);
-    }
-    out[j] = *reinterpret_cast<const uint4*>(e);
-  }
-}
-
 constexpr int kTmaThreads = 288;  // two consumer warpgroups and the producer warp
 
 template <int STAGES, bool SUM_MMA>
@@ -130,28 +45,18 @@ __host__ __device__ constexpr int tma_smem_bytes(int rows = 128) {
   return STAGES * packed_tile_bytes<kGroups>() + 2 * STAGES * 8 + rows * 48 * 2;
 }
 
-// Grid: (ceil(lq / (64 · CWG)), batch · heads), 128 · CWG + 32 threads (CWG consumer warpgroups of 64 query
-// rows and the producer warp). wp.packed: pack_kv_ones_kernel<SUM_MMA ? 6 : 5>. POLY: that many of a lane's
-// eight 4-score groups a tile take their exponentials by exp2_poly. MINB: blocks an SM the registers must
-// allow. Q_SMEM: Q stays in shared memory in K's core-matrix layout, Q·Kᵀ's A operand by descriptor (12
-// registers fewer).
-template <int STAGES, bool SUM_MMA, int POLY = 0, int CWG = 2, int MINB = 2, bool Q_SMEM = false>
-__global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(const WgParams wp) {
+// Every tma kernel's start, in a block of CWG consumer warpgroups (64 query rows each) and one producer
+// warp: the slots' mbarriers (full: the copy's bytes; empty: the 4·CWG consumer warps), the block's Q rows in
+// q_s (row-major for ldmatrix, or with Q_SMEM in K's core-matrix layout, dims 40-47 zero), and the
+// producer's loop: a packed tile of TILE bytes into a slot once every consumer warp has let go of it.
+// False in the producer warp, which is then done.
+template <int STAGES, int CWG, bool Q_SMEM, int TILE>
+__device__ __forceinline__ bool tma_start(const WgParams& wp, unsigned char* smem, uint64_t* full, uint64_t* empty,
+                                          __half* q_s, int row0, int tiles) {
   const Params& p = wp.p;
   constexpr int kThreadsHere = 128 * CWG + 32, kRowsHere = 64 * CWG;
-  constexpr int kGroups = SUM_MMA ? 6 : 5, kTile = packed_tile_bytes<kGroups>(), kKBytes = kWgKeys * 6 * 16;
-  constexpr int kN = kWgKeys / 8, kO = 4 * kGroups;
-  extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
-  uint64_t* empty = full + STAGES;
-  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
-
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int row0 = blockIdx.x * kRowsHere;
+  const int tid = threadIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const __half* q = p.q + b * p.q_batch + h * p.q_head;
-  const int tiles = (p.lk + kWgKeys - 1) / kWgKeys;
-
   if (tid == 0) {
     for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 4 * CWG);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -163,7 +68,7 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(con
                        : static_cast<void*>(q_s + r * kStride + c * 8);
     cp_async16(dst, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
   }
-  if constexpr (Q_SMEM) {  // dims 40-47: zeros
+  if constexpr (Q_SMEM) {
     for (int r = tid; r < kRowsHere; r += kThreadsHere)
       *reinterpret_cast<uint4*>(q_bytes + ((r / 8) * 6 + 5) * 128 + (r % 8) * 16) = make_uint4(0, 0, 0, 0);
   }
@@ -171,32 +76,70 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(con
   cp_async_wait_all();
   fence_async_shared();
   __syncthreads();
-
-  if (warp == 4 * CWG) {  // the producer: a tile into a slot once every consumer warp has let go of it
-    if (lane == 0) {
-      const unsigned char* src =
-          reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * kTile;
-      for (int t = 0; t < tiles; ++t) {
-        const int st = t % STAGES;
-        if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
-        mbar_expect_tx(&full[st], kTile);
-        bulk_copy(smem + st * kTile, src + static_cast<int64_t>(t) * kTile, kTile, &full[st]);
-      }
+  if (tid >> 5 != 4 * CWG) return true;
+  if ((tid & 31) == 0) {
+    const unsigned char* src =
+        reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * TILE;
+    for (int t = 0; t < tiles; ++t) {
+      const int st = t % STAGES;
+      if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
+      mbar_expect_tx(&full[st], TILE);
+      bulk_copy(smem + st * TILE, src + static_cast<int64_t>(t) * TILE, TILE, &full[st]);
     }
-    return;
   }
+  return false;
+}
 
-  uint32_t qa[Q_SMEM ? 1 : 3][4];
-  if constexpr (!Q_SMEM) {
-    const int r = warp * 16 + (lane & 15);
-    ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
-    ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
-    uint32_t a8[2];
-    ldmatrix_x2(a8, q_s + r * kStride + 32);
-    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
-  }
+// Q's 48 dims (40 and zeros) of this warp's 16 rows as three k16 register operands, from the row-major q_s.
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[3][4], const __half* q_s, int warp, int lane) {
+  const int r = warp * 16 + (lane & 15);
+  ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
+  ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
+  uint32_t a8[2];
+  ldmatrix_x2(a8, q_s + r * kStride + 32);
+  qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
+}
+
+// O's 40 columns divided by the row sums that P·[V | 1] left in its column 40 (lane 4j's values 20: row r,
+// 22: row r + 8), stored where the rows exist.
+__device__ __forceinline__ void store_o_by_sum_column(const float (&o)[24], const Params& p, int row0, int warp,
+                                                      int lane) {
+  const int b = blockIdx.y / p.heads, h = blockIdx.y % p.heads;
+  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
+  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
+  __half* out = p.o + b * p.o_batch + h * p.o_head;
+  const int r0 = row0 + warp * 16 + (lane >> 2);
+#pragma unroll
+  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+}
+
+// Grid: (ceil(lq / (64 · CWG)), batch · heads), 128 · CWG + 32 threads (CWG consumer warpgroups of 64 query
+// rows and the producer warp). wp.packed: pack_kv_tile_kernel<SUM_MMA ? 6 : 5>. POLY: that many of a lane's
+// eight 4-score groups a tile take their exponentials by exp2_poly. MINB: blocks an SM the registers must
+// allow. Q_SMEM: Q stays in shared memory in K's core-matrix layout, Q·Kᵀ's A operand by descriptor (12
+// registers fewer).
+template <int STAGES, bool SUM_MMA, int POLY = 0, int CWG = 2, int MINB = 2, bool Q_SMEM = false>
+__global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(const WgParams wp) {
+  const Params& p = wp.p;
+  constexpr int kRowsHere = 64 * CWG;
+  constexpr int kGroups = SUM_MMA ? 6 : 5, kTile = packed_tile_bytes<kGroups>(), kKBytes = kWgKeys * 6 * 16;
+  constexpr int kN = kWgKeys / 8, kO = 4 * kGroups;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
+  uint64_t* empty = full + STAGES;
+  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int row0 = blockIdx.x * kRowsHere;
+  const int tiles = (p.lk + kWgKeys - 1) / kWgKeys;
+
+  if (!tma_start<STAGES, CWG, Q_SMEM, kTile>(wp, smem, full, empty, q_s, row0, tiles)) return;
+
+  uint32_t qa[3][4];
+  if constexpr (!Q_SMEM) load_q_fragments(qa, q_s, warp, lane);
   const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
-  const uint64_t q_desc0 = smem_desc(q_bytes + (warp / 4) * 8 * 768, 128, 768);
+  const uint64_t q_desc0 = smem_desc(reinterpret_cast<unsigned char*>(q_s) + (warp / 4) * 8 * 768, 128, 768);
 
   float o[kO];
 #pragma unroll
@@ -214,7 +157,7 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(con
       if constexpr (Q_SMEM)
         wgmma_n64_ss(s, q_desc0 + kk * 256 / 16, kd, kk > 0);
       else
-        wgmma_n64(s, qa[Q_SMEM ? 0 : kk], kd, kk > 0);
+        wgmma_n64(s, qa[kk], kd, kk > 0);
     }
     wgmma_commit();
     wgmma_wait();
@@ -271,16 +214,16 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(con
     if (lane == 0) mbar_arrive(&empty[st]);  // this warp is done with the slot
   }
 
-  if constexpr (SUM_MMA) {  // column 40: lane 4j's values 20 (row r) and 22 (row r + 8)
-    sum0 = __shfl_sync(0xffffffffu, o[20], lane & ~3), sum1 = __shfl_sync(0xffffffffu, o[22], lane & ~3);
+  if constexpr (SUM_MMA) {
+    store_o_by_sum_column(o, p, row0, warp, lane);
   } else {
     sum0 = quad_sum(sum0), sum1 = quad_sum(sum1);
-  }
-  __half* out = p.o + b * p.o_batch + h * p.o_head;
-  const float inv0 = 1.f / sum0, inv1 = 1.f / sum1;
-  const int r0 = row0 + warp * 16 + (lane >> 2);
+    __half* out = p.o + b * p.o_batch + h * p.o_head;
+    const float inv0 = 1.f / sum0, inv1 = 1.f / sum1;
+    const int r0 = row0 + warp * 16 + (lane >> 2);
 #pragma unroll
-  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+    for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+  }
 }
 
 // One tile's softmax for tma_pipelined_kernel: the keys past lk masked, the rows' running maxima advanced,
@@ -322,7 +265,7 @@ __device__ __forceinline__ void tile_softmax(float (&s)[kWgKeys / 2], int t, con
 template <int STAGES, int MINB, int CWG = 2>
 __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(const WgParams wp) {
   const Params& p = wp.p;
-  constexpr int kThreadsHere = 128 * CWG + 32, kRowsHere = 64 * CWG;
+  constexpr int kRowsHere = 64 * CWG;
   constexpr int kTile = packed_tile_bytes<6>(), kKBytes = kWgKeys * 6 * 16;
   extern __shared__ __align__(128) unsigned char smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
@@ -330,46 +273,13 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(con
   __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int row0 = blockIdx.x * kRowsHere;
-  const __half* q = p.q + b * p.q_batch + h * p.q_head;
   const int tiles = (p.lk + kWgKeys - 1) / kWgKeys;
 
-  if (tid == 0) {
-    for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 4 * CWG);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  for (int i = tid; i < kRowsHere * kChunks; i += kThreadsHere) {
-    const int r = i / kChunks, c = i % kChunks, row = row0 + r;
-    cp_async16(q_s + r * kStride + c * 8, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
-  }
-  cp_async_commit();
-  cp_async_wait_all();
-  __syncthreads();
-
-  if (warp == 4 * CWG) {
-    if (lane == 0) {
-      const unsigned char* src =
-          reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * kTile;
-      for (int t = 0; t < tiles; ++t) {
-        const int st = t % STAGES;
-        if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
-        mbar_expect_tx(&full[st], kTile);
-        bulk_copy(smem + st * kTile, src + static_cast<int64_t>(t) * kTile, kTile, &full[st]);
-      }
-    }
-    return;
-  }
+  if (!tma_start<STAGES, CWG, false, kTile>(wp, smem, full, empty, q_s, row0, tiles)) return;
 
   uint32_t qa[3][4];
-  {
-    const int r = warp * 16 + (lane & 15);
-    ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
-    ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
-    uint32_t a8[2];
-    ldmatrix_x2(a8, q_s + r * kStride + 32);
-    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
-  }
+  load_q_fragments(qa, q_s, warp, lane);
   const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
   auto issue_s = [&](float(&s)[kWgKeys / 2], int t) {
     const int st = t % STAGES;
@@ -419,12 +329,7 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(con
     if (t + 1 < tiles) step(t + 1, pa1, pa0);
   }
 
-  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
-  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
-  __half* out = p.o + b * p.o_batch + h * p.o_head;
-  const int r0 = row0 + warp * 16 + (lane >> 2);
-#pragma unroll
-  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+  store_o_by_sum_column(o, p, row0, warp, lane);
 }
 
 // D[64×32] (+)= A[64×16] (registers) · B[16×32] (shared memory, descriptor b); D = A·B when accumulate is 0.
@@ -499,55 +404,13 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(cons
   __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int row0 = blockIdx.x * 128;
-  const __half* q = p.q + b * p.q_batch + h * p.q_head;
   const int tiles = (p.lk + kWgKeys - 1) / kWgKeys, halves = (p.lk + 31) / 32;
 
-  if (tid == 0) {
-    for (int st = 0; st < STAGES; ++st) mbar_init(&full[st], 1), mbar_init(&empty[st], 8);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  for (int i = tid; i < 128 * kChunks; i += kTmaThreads) {
-    const int r = i / kChunks, c = i % kChunks, row = row0 + r;
-    void* dst = Q_SMEM
-                    ? static_cast<void*>(reinterpret_cast<unsigned char*>(q_s) + ((r / 8) * 6 + c) * 128 + (r % 8) * 16)
-                    : static_cast<void*>(q_s + r * kStride + c * 8);
-    cp_async16(dst, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
-  }
-  if constexpr (Q_SMEM) {  // dims 40-47: zeros
-    for (int r = tid; r < 128; r += kTmaThreads)
-      *reinterpret_cast<uint4*>(reinterpret_cast<unsigned char*>(q_s) + ((r / 8) * 6 + 5) * 128 + (r % 8) * 16) =
-          make_uint4(0, 0, 0, 0);
-  }
-  cp_async_commit();
-  cp_async_wait_all();
-  fence_async_shared();
-  __syncthreads();
+  if (!tma_start<STAGES, 2, Q_SMEM, kTile>(wp, smem, full, empty, q_s, row0, tiles)) return;
 
-  if (warp == 8) {
-    if (lane == 0) {
-      const unsigned char* src =
-          reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * kTile;
-      for (int t = 0; t < tiles; ++t) {
-        const int st = t % STAGES;
-        if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
-        mbar_expect_tx(&full[st], kTile);
-        bulk_copy(smem + st * kTile, src + static_cast<int64_t>(t) * kTile, kTile, &full[st]);
-      }
-    }
-    return;
-  }
-
-  uint32_t qa[Q_SMEM ? 1 : 3][4];
-  if constexpr (!Q_SMEM) {
-    const int r = warp * 16 + (lane & 15);
-    ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
-    ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
-    uint32_t a8[2];
-    ldmatrix_x2(a8, q_s + r * kStride + 32);
-    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
-  }
+  uint32_t qa[3][4];
+  if constexpr (!Q_SMEM) load_q_fragments(qa, q_s, warp, lane);
   const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
   const uint64_t q_desc0 = smem_desc(reinterpret_cast<unsigned char*>(q_s) + (warp / 4) * 8 * 768, 128, 768);
   // half hh: tile hh / 2 in slot (hh / 2) % STAGES; its K rows are row groups 4·(hh & 1)..+3 (768 bytes
@@ -561,7 +424,7 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(cons
       if constexpr (Q_SMEM)
         wgmma_n32_ss(s, q_desc0 + kk * 256 / 16, kd, kk > 0);
       else
-        wgmma_n32(s, qa[Q_SMEM ? 0 : kk], kd, kk > 0);
+        wgmma_n32(s, qa[kk], kd, kk > 0);
     }
   };
 
@@ -609,12 +472,7 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(cons
     if (hh + 1 < halves) step(hh + 1, s_a, pa_b, pa_a);
   }
 
-  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
-  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
-  __half* out = p.o + b * p.o_batch + h * p.o_head;
-  const int r0 = row0 + warp * 16 + (lane >> 2);
-#pragma unroll
-  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+  store_o_by_sum_column(o, p, row0, warp, lane);
 }
 
 }  // namespace hd40

@@ -27,30 +27,6 @@ __device__ __forceinline__ void wgmma_n40(float (&d)[20], const uint32_t (&a)[4]
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 
-// D[64×64] (+)= A[64×16] (registers) · B[16×64] (shared memory, K-major, descriptor b); D = A·B when
-// accumulate is 0.
-__device__ __forceinline__ void wgmma_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-      "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
-        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-template <int R>
-__device__ __forceinline__ void reg_fence(float (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
 // Named barrier `id` of `count` threads: wait for it, or only count this warp in.
 // (The ids are immediates: a register id makes ptxas reserve all 16 of a block's barriers.)
 template <int ID>
@@ -73,13 +49,6 @@ __device__ __forceinline__ void pingpong_signal(int warpgroup) {
     named_barrier_arrive<2>(256);
   else
     named_barrier_arrive<1>(256);
-}
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
-// no-swizzle K-major descriptor: lbo = bytes between core matrices along K, sbo = along M/N
-__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-  const uint64_t a = smem_addr(p);
-  return ((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) | (static_cast<uint64_t>(sbo >> 4) << 32);
 }
 
 constexpr int kWgKeys = 64;  // keys a tile (128 measured slower: docs/performance.md)
@@ -113,12 +82,20 @@ constexpr int wgmma_smem_bytes() {
   return STAGES * (kWgKeys * 6 * 16 + 5 * kWgKeys * 16) + 64 * WG * kStride * 2;
 }
 
-// K and Vᵀ tile by tile in exactly the wgmma kernel's shared-memory layout (K: 8 row groups × 6 chunks,
-// the sixth zero; Vᵀ: 5 dim groups × 8 key chunks; 8 rows of 16 bytes each), so that a tile is one
-// contiguous run the kernel copies 16 bytes a thread; keys past lk are zeros. One block a key tile: its
-// K and V rows read 16 bytes a thread into shared memory, then written out in order.
+// A packed tile: K (kWgKeys/8 row groups × 6 chunks × 128 B, chunk 5 zero) then Vᵀ (GROUPS dim groups ×
+// kWgKeys/8 key chunks × 128 B; group 5, where there is one, holds dim 40 = 1 for every key < lk).
+template <int GROUPS>
+__host__ __device__ constexpr int packed_tile_bytes() {
+  return kWgKeys * 6 * 16 + GROUPS * kWgKeys * 16;
+}
+
+// K and Vᵀ tile by tile in exactly the wgmma kernels' shared-memory layout (packed_tile_bytes; 8 rows of 16
+// bytes each a core matrix), so that a tile is one contiguous run a kernel copies in one piece; keys past lk
+// are zeros. GROUPS: Vᵀ's dim groups, 5, or 6 with the ones row (tma.cuh). One block a key tile: its K and V
+// rows read 16 bytes a thread into shared memory, then written out in order.
+template <int GROUPS = 5>
 __global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
-  constexpr int kK = kWgKeys / 8 * 6 * 8, kV = 5 * kWgKeys / 8 * 8;
+  constexpr int kK = kWgKeys / 8 * 6 * 8, kV = GROUPS * kWgKeys / 8 * 8;  // in 16-byte units
   __shared__ __align__(16) __half ks[kWgKeys][kHead], vs[kWgKeys][kHead + 2];
   const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, tile = blockIdx.x;
   const __half* k = p.k + b * p.k_batch + h * p.k_head;
@@ -145,7 +122,9 @@ __global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
     } else {
       const int jj = j - kK, core = jj / 8, d = core / (kWgKeys / 8) * 8 + jj % 8, kc = core % (kWgKeys / 8);
 #pragma unroll
-      for (int n = 0; n < 8; ++n) e[n] = vs[kc * 8 + n][d];
+      for (int n = 0; n < 8; ++n)
+        e[n] =
+            d < kHead ? vs[kc * 8 + n][d] : __float2half(d == kHead && tile * kWgKeys + kc * 8 + n < p.lk ? 1.f : 0.f);
     }
     out[j] = *reinterpret_cast<const uint4*>(e);
   }
