@@ -64,7 +64,7 @@ at::Tensor attention_hd40(const at::Tensor& q, const at::Tensor& k, const at::Te
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const unsigned bh = static_cast<unsigned>(batch * heads);
   hd40::pack_kv_tiles<<<dim3(static_cast<unsigned>(tiles), bh), 128, 0, stream>>>(
-      p, reinterpret_cast<uint4*>(packed.data_ptr()));
+      p, reinterpret_cast<uint4*>(packed.data_ptr()), p.tiles);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   C10_CUDA_CHECK(cudaFuncSetAttribute(hd40::attention, cudaFuncAttributeMaxDynamicSharedMemorySize, hd40::kSmemBytes));
   const dim3 grid(static_cast<unsigned>((lq + hd40::kRows - 1) / hd40::kRows), bh);

@@ -48,9 +48,12 @@ struct Params {
   float scale_log2;  // softmax scale · log2(e)
 };
 
-// Block: one key tile of one batch·head (grid: tiles, batch·heads), 128 threads.
-__global__ void pack_kv_tiles(const Params p, uint4* packed) {
-  constexpr int kK = kKBytes / 16, kV = kVBytes / 16;
+// Block: one key tile of one batch·head (grid: tiles, batch·heads), 128 threads. GROUPS: Vᵀ's dim groups, 6
+// with the ones row (the attention kernel's), 5 without (tools/attention-hd40's older variants, which also
+// bring their own P: any type with Params' k, v, their strides, heads and lk).
+template <int GROUPS = 6, typename P>
+__global__ void pack_kv_tiles(const P p, uint4* packed, int tiles) {
+  constexpr int kK = kKBytes / 16, kV = GROUPS * kKeys / 8 * 8;
   __shared__ __align__(16) __half ks[kKeys][kHead], vs[kKeys][kHead + 2];
   const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, tile = blockIdx.x;
   const __half* k = p.k + b * p.k_batch + h * p.k_head;
@@ -68,7 +71,7 @@ __global__ void pack_kv_tiles(const Params p, uint4* packed) {
     for (int n = 0; n < 8; ++n) vs[r][c * 8 + n] = ve[n];
   }
   __syncthreads();
-  uint4* out = packed + (static_cast<int64_t>(bh) * p.tiles + tile) * (kK + kV);
+  uint4* out = packed + (static_cast<int64_t>(bh) * tiles + tile) * (kK + kV);
   for (int j = threadIdx.x; j < kK + kV; j += blockDim.x) {
     __align__(16) __half e[8];
     if (j < kK) {  // core matrix (row group, chunk): 8 keys' 16 bytes
@@ -81,6 +84,40 @@ __global__ void pack_kv_tiles(const Params p, uint4* packed) {
         e[n] = d < kHead ? vs[kc * 8 + n][d] : __float2half(d == kHead && tile * kKeys + kc * 8 + n < p.lk ? 1.f : 0.f);
     }
     out[j] = *reinterpret_cast<const uint4*>(e);
+  }
+}
+
+// One 64-key tile's softmax on S = Q·Kᵀ (this lane's 32 scores of two rows, wgmma's accumulator layout): the
+// keys past lk masked, the rows' running maxima (scaled by scale_log2) advanced, P in half as P·V's register
+// operand, and the factors O must be rescaled by (corr).
+__device__ __forceinline__ void tile_softmax(float (&s)[kKeys / 2], int t, int lk, float scale_log2, int lane,
+                                             float& max0, float& max1, float& corr0, float& corr1,
+                                             uint32_t (&pa)[kKeys / 16][4]) {
+  constexpr int kN = kKeys / 8;
+  if ((t + 1) * kKeys > lk) {  // the last tile's keys past lk
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      const int key = t * kKeys + n * 8 + (lane & 3) * 2;
+      if (key >= lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
+      if (key + 1 >= lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
+    }
+  }
+  float cur0 = -INFINITY, cur1 = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
+    cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+  }
+  cur0 = quad_max(cur0), cur1 = quad_max(cur1);
+  const float new0 = fmaxf(max0, cur0 * scale_log2), new1 = fmaxf(max1, cur1 * scale_log2);
+  corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
+  max0 = new0, max1 = new1;
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    const float e0 = exp2_approx(s[4 * n] * scale_log2 - new0), e1 = exp2_approx(s[4 * n + 1] * scale_log2 - new0);
+    const float e2 = exp2_approx(s[4 * n + 2] * scale_log2 - new1), e3 = exp2_approx(s[4 * n + 3] * scale_log2 - new1);
+    pa[n >> 1][(n & 1) * 2 + 0] = pack_half2(e0, e1);
+    pa[n >> 1][(n & 1) * 2 + 1] = pack_half2(e2, e3);
   }
 }
 
@@ -153,34 +190,9 @@ __global__ void __launch_bounds__(kThreads, 2) attention(const Params p) {
     wgmma_wait();
     reg_fence(s);
 
-    if ((t + 1) * kKeys > p.lk) {  // the last tile's keys past lk
-#pragma unroll
-      for (int n = 0; n < kN; ++n) {
-        const int key = t * kKeys + n * 8 + (lane & 3) * 2;
-        if (key >= p.lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
-        if (key + 1 >= p.lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
-      }
-    }
-    float cur0 = -INFINITY, cur1 = -INFINITY;
-#pragma unroll
-    for (int n = 0; n < kN; ++n) {
-      cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
-      cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
-    }
-    cur0 = quad_max(cur0), cur1 = quad_max(cur1);
-    const float new0 = fmaxf(max0, cur0 * p.scale_log2), new1 = fmaxf(max1, cur1 * p.scale_log2);
-    const float corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
-    max0 = new0, max1 = new1;
+    float corr0, corr1;
     uint32_t pa[kN / 2][4];
-#pragma unroll
-    for (int n = 0; n < kN; ++n) {
-      const float e0 = exp2_approx(s[4 * n] * p.scale_log2 - new0),
-                  e1 = exp2_approx(s[4 * n + 1] * p.scale_log2 - new0);
-      const float e2 = exp2_approx(s[4 * n + 2] * p.scale_log2 - new1),
-                  e3 = exp2_approx(s[4 * n + 3] * p.scale_log2 - new1);
-      pa[n >> 1][(n & 1) * 2 + 0] = pack_half2(e0, e1);
-      pa[n >> 1][(n & 1) * 2 + 1] = pack_half2(e2, e3);
-    }
+    tile_softmax(s, t, p.lk, p.scale_log2, lane, max0, max1, corr0, corr1, pa);
     if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
 #pragma unroll
       for (int i = 0; i < 6; ++i)

@@ -54,7 +54,7 @@ int run_wgmma(const WgParams& wp, int batch, cudaStream_t s) {
 
 template <int STAGES, bool SUM_MMA, int POLY = 0, int CWG = 2, int MINB = 2, bool Q_SMEM = false>
 int run_tma(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
-  pack_kv_tile_kernel<SUM_MMA ? 6 : 5>
+  diffbench::kernels::hd40::pack_kv_tiles<SUM_MMA ? 6 : 5>
       <<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
   auto kern = tma_attention_kernel<STAGES, SUM_MMA, POLY, CWG, MINB, Q_SMEM>;
   const int bytes = tma_smem_bytes<STAGES, SUM_MMA>(64 * CWG);
@@ -65,7 +65,8 @@ int run_tma(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
 
 template <int STAGES, int MINB, int CWG = 2>
 int run_pipelined(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
-  pack_kv_tile_kernel<6><<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
+  diffbench::kernels::hd40::pack_kv_tiles<6>
+      <<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
   auto kern = tma_pipelined_kernel<STAGES, MINB, CWG>;
   const int bytes = tma_smem_bytes<STAGES, true>(64 * CWG);
   cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
@@ -75,7 +76,8 @@ int run_pipelined(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
 
 template <int STAGES, bool Q_SMEM = false>
 int run_half_pipelined(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
-  pack_kv_tile_kernel<6><<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
+  diffbench::kernels::hd40::pack_kv_tiles<6>
+      <<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
   auto kern = tma_half_pipelined_kernel<STAGES, Q_SMEM>;
   const int bytes = tma_smem_bytes<STAGES, true>();
   cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
@@ -106,7 +108,7 @@ extern "C" int hd40_mma(int variant, const void* q, const void* k, const void* v
 // wgmma variants (64 keys a tile, float exponentials unless said; numbers as in session 17's runs, the
 // ones measured slower and dropped are gaps): 1 two warpgroups, K and V read from the projection (V
 // transposed first), 2 tiles in shared memory; 12 its loads alone; 17 its products alone (no softmax, no
-// loads after the first tiles; 3 tiles); 27-30 K and Vᵀ packed a tile a block first (pack_kv_tile_kernel):
+// loads after the first tiles; 3 tiles); 27-30 K and Vᵀ packed a tile a block first (pack_kv_tiles):
 // 27 the packing alone, 28, 29 3 or 4 tiles in shared memory, 30 28's loads alone; 31-35 28 lean
 // (descriptors made once, half exponentials summed in half, O rescaled only where a row's maximum grew):
 // 31 float exponentials, 32 half, 33 half exponentials not lean, 34 32 without P·V, 35 31 without the
@@ -168,7 +170,8 @@ extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, c
   }
   const bool packed = variant >= 27;  // vt has room for them (bench.py sizes it)
   if (packed)
-    pack_kv_tile_kernel<5><<<dim3(tiles, batch * heads), 128, 0, s>>>(p, static_cast<uint4*>(vt), tiles);
+    diffbench::kernels::hd40::pack_kv_tiles<5>
+        <<<dim3(tiles, batch * heads), 128, 0, s>>>(p, static_cast<uint4*>(vt), tiles);
   else
     transpose_v_kernel<<<dim3(lk_pad / 64, batch * heads), 256, 0, s>>>(p, static_cast<__half*>(vt), lk_pad);
   const WgParams wp{p, static_cast<const __half*>(vt), lk_pad, swap, static_cast<const uint4*>(vt)};

@@ -1,5 +1,5 @@
 // The head-dim-40 attention of wgmma.cuh with fewer instructions a score (issue 21, round 12;
-// docs/performance.md): K and Vᵀ, packed tile by tile (pack_kv_tile_kernel), arrive by the bulk copy engine
+// docs/performance.md): K and Vᵀ, packed tile by tile (pack_kv_tiles), arrive by the bulk copy engine
 // (cp.async.bulk, one instruction a tile, issued by a producer warp of its own) into STAGES slots, each with
 // a "full" and an "empty" mbarrier, so that the two consumer warpgroups never wait for each other (no
 // __syncthreads in the loop). SUM_MMA: Vᵀ carries a sixth dim group whose first row is 1 for every key,
@@ -114,7 +114,7 @@ __device__ __forceinline__ void store_o_by_sum_column(const float (&o)[24], cons
 }
 
 // Grid: (ceil(lq / (64 · CWG)), batch · heads), 128 · CWG + 32 threads (CWG consumer warpgroups of 64 query
-// rows and the producer warp). wp.packed: pack_kv_tile_kernel<SUM_MMA ? 6 : 5>. POLY: that many of a lane's
+// rows and the producer warp). wp.packed: pack_kv_tiles<SUM_MMA ? 6 : 5>. POLY: that many of a lane's
 // eight 4-score groups a tile take their exponentials by exp2_poly. MINB: blocks an SM the registers must
 // allow. Q_SMEM: Q stays in shared memory in K's core-matrix layout, Q·Kᵀ's A operand by descriptor (12
 // registers fewer).
@@ -226,38 +226,6 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(con
   }
 }
 
-// One tile's softmax for tma_pipelined_kernel: the keys past lk masked, the rows' running maxima advanced,
-// P in half as P·V's register operand, and the factors O must be rescaled by (corr).
-__device__ __forceinline__ void tile_softmax(float (&s)[kWgKeys / 2], int t, const Params& p, int lane, float& max0,
-                                             float& max1, float& corr0, float& corr1, uint32_t (&pa)[kWgKeys / 16][4]) {
-  constexpr int kN = kWgKeys / 8;
-  if ((t + 1) * kWgKeys > p.lk) {
-#pragma unroll
-    for (int n = 0; n < kN; ++n) {
-      const int key = t * kWgKeys + n * 8 + (lane & 3) * 2;
-      if (key >= p.lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
-      if (key + 1 >= p.lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
-    }
-  }
-  float cur0 = -INFINITY, cur1 = -INFINITY;
-#pragma unroll
-  for (int n = 0; n < kN; ++n) {
-    cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
-    cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
-  }
-  cur0 = quad_max(cur0), cur1 = quad_max(cur1);
-  const float new0 = fmaxf(max0, cur0 * p.scale_log2), new1 = fmaxf(max1, cur1 * p.scale_log2);
-  corr0 = exp2_approx(max0 - new0), corr1 = exp2_approx(max1 - new1);
-  max0 = new0, max1 = new1;
-#pragma unroll
-  for (int n = 0; n < kN; ++n) {
-    pa[n >> 1][(n & 1) * 2 + 0] =
-        pack_half2(exp2_approx(s[4 * n] * p.scale_log2 - new0), exp2_approx(s[4 * n + 1] * p.scale_log2 - new0));
-    pa[n >> 1][(n & 1) * 2 + 1] =
-        pack_half2(exp2_approx(s[4 * n + 2] * p.scale_log2 - new1), exp2_approx(s[4 * n + 3] * p.scale_log2 - new1));
-  }
-}
-
 // tma_attention_kernel<STAGES, true> with FlashAttention-3's overlap inside a warpgroup: tile t + 1's
 // S = Q·Kᵀ and tile t's P·V are issued together, t + 1's softmax runs while P·V is in flight (two P
 // buffers), and O is rescaled once P·V is done. MINB: blocks an SM the registers must allow; CWG consumer
@@ -299,7 +267,7 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(con
   wgmma_commit();
   wgmma_wait();
   reg_fence(s);
-  tile_softmax(s, 0, p, lane, max0, max1, corr0, corr1, pa0);
+  diffbench::kernels::hd40::tile_softmax(s, 0, p.lk, p.scale_log2, lane, max0, max1, corr0, corr1, pa0);
 
   auto step = [&](int t, const uint32_t(&cur)[kWgKeys / 16][4], uint32_t(&next)[kWgKeys / 16][4]) {
     const bool more = t + 1 < tiles;
@@ -313,7 +281,7 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(con
     if (more) {
       asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
       reg_fence(s);
-      tile_softmax(s, t + 1, p, lane, max0, max1, c0, c1, next);
+      diffbench::kernels::hd40::tile_softmax(s, t + 1, p.lk, p.scale_log2, lane, max0, max1, c0, c1, next);
     }
     wgmma_wait();
     reg_fence(o);
@@ -356,8 +324,8 @@ __device__ __forceinline__ void wgmma_n32_ss(float (&d)[16], uint64_t a, uint64_
       : "l"(a), "l"(b), "r"(accumulate));
 }
 
-// A half tile's (32 keys') softmax for tma_half_pipelined_kernel: tile_softmax's, and the factors O must
-// be rescaled by taken only in a warp where a row's maximum grew (1 otherwise: fewer exponentials).
+// A half tile's (32 keys') softmax for tma_half_pipelined_kernel: the library's tile_softmax's, and the factors O
+// must be rescaled by taken only in a warp where a row's maximum grew (1 otherwise: fewer exponentials).
 __device__ __forceinline__ void half_softmax(float (&s)[16], int h, const Params& p, int lane, float& max0, float& max1,
                                              float& corr0, float& corr1, uint32_t (&pa)[2][4]) {
   if ((h + 1) * 32 > p.lk) {

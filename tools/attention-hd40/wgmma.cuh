@@ -8,6 +8,7 @@
 // softmax, measured slower and was not kept: docs/performance.md.) Needs sm_90a.
 #pragma once
 
+#include "../../src/kernels/attention_hd40.cuh"
 #include "mma_sync.cuh"
 
 namespace hd40 {
@@ -89,46 +90,8 @@ __host__ __device__ constexpr int packed_tile_bytes() {
   return kWgKeys * 6 * 16 + GROUPS * kWgKeys * 16;
 }
 
-// K and Vᵀ tile by tile in exactly the wgmma kernels' shared-memory layout (packed_tile_bytes; 8 rows of 16
-// bytes each a core matrix), so that a tile is one contiguous run a kernel copies in one piece; keys past lk
-// are zeros. GROUPS: Vᵀ's dim groups, 5, or 6 with the ones row (tma.cuh). One block a key tile: its K and V
-// rows read 16 bytes a thread into shared memory, then written out in order.
-template <int GROUPS = 5>
-__global__ void pack_kv_tile_kernel(const Params p, uint4* packed, int tiles) {
-  constexpr int kK = kWgKeys / 8 * 6 * 8, kV = GROUPS * kWgKeys / 8 * 8;  // in 16-byte units
-  __shared__ __align__(16) __half ks[kWgKeys][kHead], vs[kWgKeys][kHead + 2];
-  const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, tile = blockIdx.x;
-  const __half* k = p.k + b * p.k_batch + h * p.k_head;
-  const __half* v = p.v + b * p.v_batch + h * p.v_head;
-  for (int i = threadIdx.x; i < kWgKeys * kChunks; i += blockDim.x) {
-    const int r = i / kChunks, c = i % kChunks, key = tile * kWgKeys + r;
-    const bool valid = key < p.lk;
-    const uint4 kq = valid ? *reinterpret_cast<const uint4*>(k + static_cast<int64_t>(key) * p.k_seq + c * 8)
-                           : make_uint4(0, 0, 0, 0);
-    const uint4 vq = valid ? *reinterpret_cast<const uint4*>(v + static_cast<int64_t>(key) * p.v_seq + c * 8)
-                           : make_uint4(0, 0, 0, 0);
-    *reinterpret_cast<uint4*>(&ks[r][c * 8]) = kq;
-    const __half* ve = reinterpret_cast<const __half*>(&vq);
-#pragma unroll
-    for (int n = 0; n < 8; ++n) vs[r][c * 8 + n] = ve[n];
-  }
-  __syncthreads();
-  uint4* out = packed + (static_cast<int64_t>(bh) * tiles + tile) * (kK + kV);
-  for (int j = threadIdx.x; j < kK + kV; j += blockDim.x) {
-    __align__(16) __half e[8];
-    if (j < kK) {
-      const int core = j / 8, r = (core / 6) * 8 + j % 8, c = core % 6;
-      *reinterpret_cast<uint4*>(e) = c < 5 ? *reinterpret_cast<const uint4*>(&ks[r][c * 8]) : make_uint4(0, 0, 0, 0);
-    } else {
-      const int jj = j - kK, core = jj / 8, d = core / (kWgKeys / 8) * 8 + jj % 8, kc = core % (kWgKeys / 8);
-#pragma unroll
-      for (int n = 0; n < 8; ++n)
-        e[n] =
-            d < kHead ? vs[kc * 8 + n][d] : __float2half(d == kHead && tile * kWgKeys + kc * 8 + n < p.lk ? 1.f : 0.f);
-    }
-    out[j] = *reinterpret_cast<const uint4*>(e);
-  }
-}
+// K and Vᵀ are packed tile by tile in that layout by the library's pack_kv_tiles<GROUPS>
+// (src/kernels/attention_hd40.cuh: 5 dim groups for these kernels, 6 with the ones row for tma.cuh's).
 
 // STAGES key tiles in shared memory, STAGES - 1 of them loading while one is used. MODE (timing only, wrong
 // results), a bit set: 1 no softmax, 2 no P·V; 4 the loads alone; 5 no loads after the first tiles and
@@ -168,7 +131,7 @@ __global__ void __launch_bounds__(128 * WG, MINB) wgmma_attention_kernel(const W
     cp_async16(q_s + r * kStride + c * 8, q + static_cast<int64_t>(row < p.lq ? row : 0) * p.q_seq + c * 8, row < p.lq);
   }
   auto load_kv = [&](int tile, int stage) {
-    if constexpr (PACKED) {  // K then Vᵀ, one contiguous run (pack_kv_tile_kernel)
+    if constexpr (PACKED) {  // K then Vᵀ, one contiguous run (pack_kv_tiles)
       const uint4* src = wp.packed + (static_cast<int64_t>(bh) * tiles + tile) * ((kKBytes + kVBytes) / 16);
       for (int i = tid; i < (kKBytes + kVBytes) / 16; i += kThreads)
         cp_async16(i < kKBytes / 16 ? k_s(stage) + i * 16 : v_s(stage) + (i - kKBytes / 16) * 16, src + i, true);
