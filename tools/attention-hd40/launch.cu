@@ -1,6 +1,7 @@
 // C entry points of the head-dim-40 attention experiments for bench.py (ctypes): one variant number
 // names a kernel and its tiling (the tables below). Build: nvcc -O3 -gencode arch=compute_90a,code=sm_90a
 // -shared -Xcompiler -fPIC -o libhd40.so launch.cu (tools/gpu-attention-hd40.sh does).
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include "tma.cuh"
@@ -85,6 +86,42 @@ int run_half_pipelined(const WgParams& wp, int batch, int tiles, cudaStream_t s)
   return static_cast<int>(cudaGetLastError());
 }
 
+// A 4-d tensor map of k or v ([dim 40][head][key][batch], strides in elements) whose box is 16 bytes of one
+// key row's dims × 64 keys: tma_tensor_kernel's copies. False where the driver refuses it.
+bool tensor_map(CUtensorMap* map, const __half* base, int64_t head, int64_t seq, int64_t batch_stride, int heads,
+                int lk, int batch) {
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+  if (!encode) {
+    cudaDriverEntryPointQueryResult found;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", reinterpret_cast<void**>(&encode), 12000,
+                                         cudaEnableDefault, &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      return false;
+  }
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(kHead), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(lk), static_cast<cuuint64_t>(batch)};
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(head) * 2, static_cast<cuuint64_t>(seq) * 2,
+                                 static_cast<cuuint64_t>(batch_stride) * 2};
+  const cuuint32_t box[4] = {8, 1, static_cast<cuuint32_t>(kWgKeys), 1}, steps[4] = {1, 1, 1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<__half*>(base), dims, strides, box, steps,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <bool SWAP_V>
+int run_tensor(const WgParams& wp, int batch, cudaStream_t s) {
+  const Params& p = wp.p;
+  CUtensorMap k_map, v_map;
+  if (!tensor_map(&k_map, p.k, p.k_head, p.k_seq, p.k_batch, p.heads, p.lk, batch) ||
+      !tensor_map(&v_map, p.v, p.v_head, p.v_seq, p.v_batch, p.heads, p.lk, batch))
+    return -2;
+  auto kern = tma_tensor_kernel<SWAP_V>;
+  const int bytes = tma_smem_bytes<3, true>();
+  cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  kern<<<dim3((p.lq + 127) / 128, batch * p.heads), kTmaThreads, bytes, s>>>(wp, k_map, v_map);
+  return static_cast<int>(cudaGetLastError());
+}
+
 }  // namespace
 
 // mma.sync variants: 1 32 query rows a warp, 4 warps, 64 keys a tile, exponentials two at a time in half
@@ -122,7 +159,8 @@ extern "C" int hd40_mma(int variant, const void* q, const void* k, const void* v
 // half tiles, two blocks an SM), 3 or 4 slots; 53 51 with Q read by descriptor from shared memory. 12, 17,
 // 27, 30, 34, 35: timing only, wrong results. 54-57 41 with Q read by descriptor from shared memory (12
 // registers fewer, for more blocks an SM): 54 two blocks, 55 three; 56, 57 one consumer warpgroup a block
-// (with its producer warp), four or five blocks.
+// (with its producer warp), four or five blocks. 58, 59 tma_tensor_kernel (41 without the packing: box copies
+// of tensor maps straight from the projection), V's descriptor offsets one way or the other (the probe).
 extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, const void* v, void* o, void* vt,
                           const long long* qs, const long long* ks, const long long* vs, const long long* os, int batch,
                           int heads, int lq, int lk, float scale_log2, void* stream) {
@@ -167,6 +205,10 @@ extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, c
       return run_tma<3, true, 0, 1, 4, true>(tp, batch, tiles, s);
     case 57:
       return run_tma<3, true, 0, 1, 5, true>(tp, batch, tiles, s);
+    case 58:
+      return run_tensor<false>(tp, batch, s);
+    case 59:
+      return run_tensor<true>(tp, batch, s);
   }
   const bool packed = variant >= 27;  // vt has room for them (bench.py sizes it)
   if (packed)

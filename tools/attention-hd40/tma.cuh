@@ -7,9 +7,35 @@
 // Needs sm_90a.
 #pragma once
 
+#include <cuda.h>  // CUtensorMap
+
 #include "wgmma.cuh"
 
 namespace hd40 {
+
+// A box of a 4-d tensor (its map's box) global -> shared by the copy engine at coordinates c0..c3 (innermost
+// first), completed on `bar`; elements outside the tensor are zeros.
+__device__ __forceinline__ void tensor_copy_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int c3,
+                                               uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// D[64×48] += A[64×16] (registers) · B[16×48] (shared memory, MN-major: N contiguous, descriptor b).
+__device__ __forceinline__ void wgmma_n48_mn(float (&d)[24], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %29, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23"
+      "}, {%24,%25,%26,%27}, %28, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
 
 // 2^x (x <= 0, -inf included) on the FMA units: x rounded to an integer j by the 1.5·2^23 trick, 2^(x - j)
 // by a degree-3 polynomial (relative error 7.5e-5 on [-0.5, 0.5], below half's rounding), j added to its
@@ -50,9 +76,13 @@ __host__ __device__ constexpr int tma_smem_bytes(int rows = 128) {
 // q_s (row-major for ldmatrix, or with Q_SMEM in K's core-matrix layout, dims 40-47 zero), and the
 // producer's loop: a packed tile of TILE bytes into a slot once every consumer warp has let go of it.
 // False in the producer warp, which is then done.
+// With k_map and v_map (tma_tensor_kernel): no packed tiles; each slot's K chunk 5 (dims 40-47) zeros and
+// Vᵀ's dim group 5 the ones row, written once, and a tile's five 16-byte chunks of K and of V each one box
+// copy (64 keys × 16 bytes) straight from the projection's rows.
 template <int STAGES, int CWG, bool Q_SMEM, int TILE>
 __device__ __forceinline__ bool tma_start(const WgParams& wp, unsigned char* smem, uint64_t* full, uint64_t* empty,
-                                          __half* q_s, int row0, int tiles) {
+                                          __half* q_s, int row0, int tiles, const CUtensorMap* k_map = nullptr,
+                                          const CUtensorMap* v_map = nullptr) {
   const Params& p = wp.p;
   constexpr int kThreadsHere = 128 * CWG + 32, kRowsHere = 64 * CWG;
   const int tid = threadIdx.x, bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -72,12 +102,32 @@ __device__ __forceinline__ bool tma_start(const WgParams& wp, unsigned char* sme
     for (int r = tid; r < kRowsHere; r += kThreadsHere)
       *reinterpret_cast<uint4*>(q_bytes + ((r / 8) * 6 + 5) * 128 + (r % 8) * 16) = make_uint4(0, 0, 0, 0);
   }
+  if (k_map) {
+    constexpr int kHalfTile = TILE / 2;
+    for (int i = tid; i < STAGES * kWgKeys; i += kThreadsHere) {
+      unsigned char* slot = smem + (i / kWgKeys) * TILE;
+      const int r = i % kWgKeys;
+      *reinterpret_cast<uint4*>(slot + 5 * kWgKeys * 16 + r * 16) = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(slot + kHalfTile + 5 * kWgKeys * 16 + r * 16) = make_uint4(0x3C00u, 0, 0, 0);
+    }
+  }
   cp_async_commit();
   cp_async_wait_all();
   fence_async_shared();
   __syncthreads();
   if (tid >> 5 != 4 * CWG) return true;
-  if ((tid & 31) == 0) {
+  if (k_map && (tid & 31) == 0) {
+    constexpr int kHalfTile = TILE / 2;
+    for (int t = 0; t < tiles; ++t) {
+      const int st = t % STAGES;
+      if (t >= STAGES) mbar_wait(&empty[st], (t / STAGES - 1) & 1);
+      mbar_expect_tx(&full[st], 10 * kWgKeys * 16);
+      for (int c = 0; c < kChunks; ++c) {
+        tensor_copy_4d(smem + st * TILE + c * kWgKeys * 16, k_map, 8 * c, h, t * kWgKeys, b, &full[st]);
+        tensor_copy_4d(smem + st * TILE + kHalfTile + c * kWgKeys * 16, v_map, 8 * c, h, t * kWgKeys, b, &full[st]);
+      }
+    }
+  } else if ((tid & 31) == 0) {
     const unsigned char* src =
         reinterpret_cast<const unsigned char*>(wp.packed) + static_cast<int64_t>(bh) * tiles * TILE;
     for (int t = 0; t < tiles; ++t) {
@@ -440,6 +490,63 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(cons
     if (hh + 1 < halves) step(hh + 1, s_a, pa_b, pa_a);
   }
 
+  store_o_by_sum_column(o, p, row0, warp, lane);
+}
+
+// tma_attention_kernel<3, true> without the packing kernel: K and V come by box copies of the tensor maps
+// k_map, v_map ([b][key][head][dim], tma_start) into a slot as 6 chunks × 64 keys × 16 bytes each: K's a
+// K-major operand (leading offset 1024 bytes between dim chunks, stride offset 128 between key groups), V's
+// an MN-major one (dims contiguous: wgmma's transposed B), whose two offsets SWAP_V orders (the probe of
+// which is right: the wrong one gives a large error).
+template <bool SWAP_V>
+__global__ void __launch_bounds__(kTmaThreads, 2)
+    tma_tensor_kernel(const WgParams wp, const __grid_constant__ CUtensorMap k_map,
+                      const __grid_constant__ CUtensorMap v_map) {
+  const Params& p = wp.p;
+  constexpr int kStages = 3, kTile = packed_tile_bytes<6>(), kN = kWgKeys / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTile);
+  uint64_t* empty = full + kStages;
+  __half* q_s = reinterpret_cast<__half*>(smem + kStages * kTile + 2 * kStages * 8);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int row0 = blockIdx.x * 128, tiles = (p.lk + kWgKeys - 1) / kWgKeys;
+  if (!tma_start<kStages, 2, false, kTile>(wp, smem, full, empty, q_s, row0, tiles, &k_map, &v_map)) return;
+
+  uint32_t qa[3][4];
+  load_q_fragments(qa, q_s, warp, lane);
+  const uint64_t k_desc0 = smem_desc(smem, 1024, 128);
+  const uint64_t v_desc0 = smem_desc(smem + kTile / 2, SWAP_V ? 128 : 1024, SWAP_V ? 1024 : 128);
+  float o[24];
+#pragma unroll
+  for (int i = 0; i < 24; ++i) o[i] = 0.f;
+  float max0 = -INFINITY, max1 = -INFINITY;
+  for (int t = 0; t < tiles; ++t) {
+    const int st = t % kStages;
+    mbar_wait(&full[st], (t / kStages) & 1);
+    float s[kWgKeys / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * kTile + kk * 2048) / 16, kk > 0);
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(s);
+    float corr0, corr1;
+    uint32_t pa[kN / 2][4];
+    diffbench::kernels::hd40::tile_softmax(s, t, p.lk, p.scale_log2, lane, max0, max1, corr0, corr1, pa);
+    if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < 6; ++i)
+        o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48_mn(o, pa[kk], v_desc0 + (st * kTile + kk * 256) / 16);
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(o);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[st]);
+  }
   store_o_by_sum_column(o, p, row0, warp, lane);
 }
 
