@@ -121,11 +121,89 @@ __device__ __forceinline__ void tile_softmax(float (&s)[kKeys / 2], int t, int l
   }
 }
 
+// O (N accumulators of this lane's two rows, wgmma's layout) rescaled by corr0, corr1, in a warp where some row
+// needs it (its maximum grew).
+template <int N>
+__device__ __forceinline__ void rescale_rows(float (&o)[N], float corr0, float corr1) {
+  if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i)
+      o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
+  }
+}
+
+// Q's 48 dims (40 and zeros) of this warp's 16 rows as three k16 register operands, from q_s (row-major, a
+// row every kQStride halves).
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[3][4], const __half* q_s, int warp, int lane) {
+  const int r = warp * 16 + (lane & 15);
+  ldmatrix_x4(qa[0], q_s + r * kQStride + (lane >> 4) * 8);
+  ldmatrix_x4(qa[1], q_s + r * kQStride + 16 + (lane >> 4) * 8);
+  uint32_t a8[2];
+  ldmatrix_x2(a8, q_s + r * kQStride + 32);
+  qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
+}
+
+// A consumer warp's loop over the ring of STAGES slots of TILE bytes (one 64-key tile each, filled by the
+// producer on `full`, given back on `empty`): S = Q·Kᵀ (K's k16 steps K_STEP bytes apart from k_desc0), the
+// softmax, O += P·[V | 1] (V's k16 steps 256 bytes apart from v_desc0; V_MN: V as the MN-major operand).
+// O ends with the unnormalised output in its first 40 columns and the row sums in column 40.
+template <int STAGES, int TILE, int K_STEP, bool V_MN>
+__device__ __forceinline__ void consume_tiles(float (&o)[24], const uint32_t (&qa)[3][4], uint64_t k_desc0,
+                                              uint64_t v_desc0, uint64_t* full, uint64_t* empty, int tiles, int lk,
+                                              float scale_log2, int lane) {
+  constexpr int kN = kKeys / 8;
+#pragma unroll
+  for (int i = 0; i < 24; ++i) o[i] = 0.f;
+  float max0 = -INFINITY, max1 = -INFINITY;
+  for (int t = 0; t < tiles; ++t) {
+    const int st = t % STAGES;
+    mbar_wait(&full[st], (t / STAGES) & 1);
+    float s[kKeys / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * TILE + kk * K_STEP) / 16, kk > 0);
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(s);
+
+    float corr0, corr1;
+    uint32_t pa[kN / 2][4];
+    tile_softmax(s, t, lk, scale_log2, lane, max0, max1, corr0, corr1, pa);
+    rescale_rows(o, corr0, corr1);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48<V_MN>(o, pa[kk], v_desc0 + (st * TILE + kk * 256) / 16);
+    wgmma_commit();
+    wgmma_wait();
+    reg_fence(o);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[st]);  // this warp is done with the slot
+  }
+}
+
+// O's 40 columns divided by the row sums in its column 40 (lane 4j's values 20: row r, 22: row r + 8), stored
+// to out (a row every o_seq halves) where the rows exist (below lq).
+__device__ __forceinline__ void store_o_by_sum_column(const float (&o)[24], __half* out, int64_t o_seq, int lq,
+                                                      int row0, int warp, int lane) {
+  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
+  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
+  const int r0 = row0 + warp * 16 + (lane >> 2);
+#pragma unroll
+  for (int n = 0; n < 5; ++n) {
+    const int d = n * 8 + (lane & 3) * 2;
+    if (r0 < lq)
+      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0) * o_seq + d) =
+          __floats2half2_rn(o[4 * n] * inv0, o[4 * n + 1] * inv0);
+    if (r0 + 8 < lq)
+      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0 + 8) * o_seq + d) =
+          __floats2half2_rn(o[4 * n + 2] * inv1, o[4 * n + 3] * inv1);
+  }
+}
+
 // Grid: (ceil(lq / kRows), batch·heads), kThreads threads, kSmemBytes of dynamic shared memory; p.packed
 // from pack_kv_tiles.
 __global__ void __launch_bounds__(kThreads, 2) attention(const Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int kN = kKeys / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTileBytes);
   uint64_t* empty = full + kStages;
@@ -163,66 +241,13 @@ __global__ void __launch_bounds__(kThreads, 2) attention(const Params p) {
     return;
   }
 
-  uint32_t qa[3][4];  // Q's 48 dims (40 and zeros) as three k16 register operands
-  {
-    const int r = warp * 16 + (lane & 15);
-    ldmatrix_x4(qa[0], q_s + r * kQStride + (lane >> 4) * 8);
-    ldmatrix_x4(qa[1], q_s + r * kQStride + 16 + (lane >> 4) * 8);
-    uint32_t a8[2];
-    ldmatrix_x2(a8, q_s + r * kQStride + 32);
-    qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
-  }
+  uint32_t qa[3][4];
+  load_q_fragments(qa, q_s, warp, lane);
   const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kKeys * 16);
-
   float o[24];  // O's 40 columns and the row sums (column 40) of this lane's two rows
-#pragma unroll
-  for (int i = 0; i < 24; ++i) o[i] = 0.f;
-  float max0 = -INFINITY, max1 = -INFINITY;
-
-  for (int t = 0; t < p.tiles; ++t) {
-    const int st = t % kStages;
-    mbar_wait(&full[st], (t / kStages) & 1);
-    float s[kKeys / 2];
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * kTileBytes + kk * 256) / 16, kk > 0);
-    wgmma_commit();
-    wgmma_wait();
-    reg_fence(s);
-
-    float corr0, corr1;
-    uint32_t pa[kN / 2][4];
-    tile_softmax(s, t, p.lk, p.scale_log2, lane, max0, max1, corr0, corr1, pa);
-    if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
-#pragma unroll
-      for (int i = 0; i < 6; ++i)
-        o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
-    }
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48(o, pa[kk], v_desc0 + (st * kTileBytes + kk * 256) / 16);
-    wgmma_commit();
-    wgmma_wait();
-    reg_fence(o);
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[st]);  // this warp is done with the slot
-  }
-
-  // column 40 (lane 4j's values 20: row r, 22: row r + 8) holds the row sums
-  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
-  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
-  __half* out = p.o + b * p.o_batch + h * p.o_head;
-  const int r0 = row0 + warp * 16 + (lane >> 2);
-#pragma unroll
-  for (int n = 0; n < 5; ++n) {
-    const int d = n * 8 + (lane & 3) * 2;
-    if (r0 < p.lq)
-      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0) * p.o_seq + d) =
-          __floats2half2_rn(o[4 * n] * inv0, o[4 * n + 1] * inv0);
-    if (r0 + 8 < p.lq)
-      *reinterpret_cast<__half2*>(out + static_cast<int64_t>(r0 + 8) * p.o_seq + d) =
-          __floats2half2_rn(o[4 * n + 2] * inv1, o[4 * n + 3] * inv1);
-  }
+  consume_tiles<kStages, kTileBytes, 256, false>(o, qa, k_desc0, v_desc0, full, empty, p.tiles, p.lk, p.scale_log2,
+                                                 lane);
+  store_o_by_sum_column(o, p.o + b * p.o_batch + h * p.o_head, p.o_seq, p.lq, row0, warp, lane);
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 

@@ -13,6 +13,9 @@
 
 namespace hd40 {
 
+using diffbench::kernels::hd40::load_q_fragments;
+using diffbench::kernels::hd40::rescale_rows;
+
 // A box of a 4-d tensor (its map's box) global -> shared by the copy engine at coordinates c0..c3 (innermost
 // first), completed on `bar`; elements outside the tensor are zeros.
 __device__ __forceinline__ void tensor_copy_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int c3,
@@ -22,19 +25,6 @@ __device__ __forceinline__ void tensor_copy_4d(void* dst, const CUtensorMap* map
       "[%6];\n" ::"r"(smem_addr(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
       : "memory");
-}
-
-// D[64×48] += A[64×16] (registers) · B[16×48] (shared memory, MN-major: N contiguous, descriptor b).
-__device__ __forceinline__ void wgmma_n48_mn(float (&d)[24], const uint32_t (&a)[4], uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %29, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {"
-      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23"
-      "}, {%24,%25,%26,%27}, %28, p, 1, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
 
 // 2^x (x <= 0, -inf included) on the FMA units: x rounded to an integer j by the 1.5·2^23 trick, 2^(x - j)
@@ -140,27 +130,12 @@ __device__ __forceinline__ bool tma_start(const WgParams& wp, unsigned char* sme
   return false;
 }
 
-// Q's 48 dims (40 and zeros) of this warp's 16 rows as three k16 register operands, from the row-major q_s.
-__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[3][4], const __half* q_s, int warp, int lane) {
-  const int r = warp * 16 + (lane & 15);
-  ldmatrix_x4(qa[0], q_s + r * kStride + (lane >> 4) * 8);
-  ldmatrix_x4(qa[1], q_s + r * kStride + 16 + (lane >> 4) * 8);
-  uint32_t a8[2];
-  ldmatrix_x2(a8, q_s + r * kStride + 32);
-  qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
-}
-
-// O's 40 columns divided by the row sums that P·[V | 1] left in its column 40 (lane 4j's values 20: row r,
-// 22: row r + 8), stored where the rows exist.
+// The library's store_o_by_sum_column for this block's batch·head.
 __device__ __forceinline__ void store_o_by_sum_column(const float (&o)[24], const Params& p, int row0, int warp,
                                                       int lane) {
   const int b = blockIdx.y / p.heads, h = blockIdx.y % p.heads;
-  const float inv0 = 1.f / __shfl_sync(0xffffffffu, o[20], lane & ~3);
-  const float inv1 = 1.f / __shfl_sync(0xffffffffu, o[22], lane & ~3);
-  __half* out = p.o + b * p.o_batch + h * p.o_head;
-  const int r0 = row0 + warp * 16 + (lane >> 2);
-#pragma unroll
-  for (int n = 0; n < 5; ++n) store_row_pair(out, p.o_seq, p.lq, r0, n * 8 + (lane & 3) * 2, &o[4 * n], inv0, inv1);
+  diffbench::kernels::hd40::store_o_by_sum_column(o, p.o + b * p.o_batch + h * p.o_head, p.o_seq, p.lq, row0, warp,
+                                                  lane);
 }
 
 // Grid: (ceil(lq / (64 · CWG)), batch · heads), 128 · CWG + 32 threads (CWG consumer warpgroups of 64 query
@@ -243,11 +218,7 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(con
       pa[n >> 1][(n & 1) * 2 + 1] = pack_half2(e2, e3);
     }
     if constexpr (!SUM_MMA) sum0 = sum0 * corr0 + add0, sum1 = sum1 * corr1 + add1;
-    if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
-#pragma unroll
-      for (int i = 0; i < kGroups; ++i)
-        o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
-    }
+    rescale_rows(o, corr0, corr1);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kN / 2; ++kk) {
@@ -337,10 +308,7 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(con
     reg_fence(o);
     __syncwarp();
     if (lane == 0) mbar_arrive(&empty[t % STAGES]);
-    if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
-#pragma unroll
-      for (int i = 0; i < 6; ++i) o[4 * i] *= c0, o[4 * i + 1] *= c0, o[4 * i + 2] *= c1, o[4 * i + 3] *= c1;
-    }
+    rescale_rows(o, c0, c1);
   };
   for (int t = 0; t < tiles; t += 2) {
     step(t, pa0, pa1);
@@ -480,10 +448,7 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(cons
       __syncwarp();
       if (lane == 0) mbar_arrive(&empty[st]);
     }
-    if (__any_sync(0xffffffffu, d0 != 1.f || d1 != 1.f)) {
-#pragma unroll
-      for (int i = 0; i < 6; ++i) o[4 * i] *= d0, o[4 * i + 1] *= d0, o[4 * i + 2] *= d1, o[4 * i + 3] *= d1;
-    }
+    rescale_rows(o, d0, d1);
   };
   for (int hh = 0; hh < halves; hh += 2) {
     step(hh, s_b, pa_a, pa_b);
@@ -503,7 +468,7 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
     tma_tensor_kernel(const WgParams wp, const __grid_constant__ CUtensorMap k_map,
                       const __grid_constant__ CUtensorMap v_map) {
   const Params& p = wp.p;
-  constexpr int kStages = 3, kTile = packed_tile_bytes<6>(), kN = kWgKeys / 8;
+  constexpr int kStages = 3, kTile = packed_tile_bytes<6>();
   extern __shared__ __align__(128) unsigned char smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTile);
   uint64_t* empty = full + kStages;
@@ -517,36 +482,8 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
   const uint64_t k_desc0 = smem_desc(smem, 1024, 128);
   const uint64_t v_desc0 = smem_desc(smem + kTile / 2, SWAP_V ? 128 : 1024, SWAP_V ? 1024 : 128);
   float o[24];
-#pragma unroll
-  for (int i = 0; i < 24; ++i) o[i] = 0.f;
-  float max0 = -INFINITY, max1 = -INFINITY;
-  for (int t = 0; t < tiles; ++t) {
-    const int st = t % kStages;
-    mbar_wait(&full[st], (t / kStages) & 1);
-    float s[kWgKeys / 2];
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * kTile + kk * 2048) / 16, kk > 0);
-    wgmma_commit();
-    wgmma_wait();
-    reg_fence(s);
-    float corr0, corr1;
-    uint32_t pa[kN / 2][4];
-    diffbench::kernels::hd40::tile_softmax(s, t, p.lk, p.scale_log2, lane, max0, max1, corr0, corr1, pa);
-    if (__any_sync(0xffffffffu, corr0 != 1.f || corr1 != 1.f)) {
-#pragma unroll
-      for (int i = 0; i < 6; ++i)
-        o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
-    }
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48_mn(o, pa[kk], v_desc0 + (st * kTile + kk * 256) / 16);
-    wgmma_commit();
-    wgmma_wait();
-    reg_fence(o);
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[st]);
-  }
+  diffbench::kernels::hd40::consume_tiles<kStages, kTile, 2048, true>(o, qa, k_desc0, v_desc0, full, empty, tiles, p.lk,
+                                                                      p.scale_log2, lane);
   store_o_by_sum_column(o, p, row0, warp, lane);
 }
 
