@@ -26,7 +26,8 @@ WG = {1: "wg2", 28: "wg2s3tilepacked", 29: "wg2s4tilepacked", 31: "lean-f32exp",
       44: "tma-summma-poly4", 45: "tma-summma-poly8", 46: "pipe-2blocks", 47: "pipe-1block", 48: "pipe-s4",
       49: "pipe-3wg", 50: "pipe-3wg-s4", 51: "halfpipe-s3", 52: "halfpipe-s4",
       53: "halfpipe-qsmem", 54: "qsmem-2blocks", 55: "qsmem-3blocks", 56: "qsmem-1wg-4blocks",
-      57: "qsmem-1wg-5blocks", 58: "tensor-maps", 59: "tensor-maps-swapv"}
+      57: "qsmem-1wg-5blocks", 58: "tensor-maps", 59: "tensor-maps-swapv", 60: "lean", 61: "lean-lazy",
+      62: "lean-lazy-s4", 63: "tensor-maps-lean-lazy", 64: "tensor-maps-swapv-lean-lazy"}
 WG_TIMING = {12: "wg2-loadsonly", 17: "wg2-productsonly", 27: "tilepack-alone", 30: "wg2s3tilepacked-loadsonly",
              34: "lean-f16exp-noPV", 35: "lean-nosoftmax"}
 
@@ -99,7 +100,7 @@ if probe is not None:  # one small call of a variant, in a process of its own (s
 print(f"== {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
 # Variants that synchronise warpgroups with named barriers could hang the GPU: each first runs once in a
 # child process with a time limit, and is left out if that does not end well.
-RISKY = (38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59)
+RISKY = tuple(range(38, 65))
 if "--only" in sys.argv:
     only = {int(x) for x in sys.argv[sys.argv.index("--only") + 1].split(",")}
     MMA = {}

@@ -108,14 +108,25 @@ bool tensor_map(CUtensorMap* map, const __half* base, int64_t head, int64_t seq,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <bool SWAP_V>
+template <int STAGES, bool LAZY>
+int run_lean(const WgParams& wp, int batch, int tiles, cudaStream_t s) {
+  diffbench::kernels::hd40::pack_kv_tiles<6>
+      <<<dim3(tiles, batch * wp.p.heads), 128, 0, s>>>(wp.p, const_cast<uint4*>(wp.packed), tiles);
+  auto kern = tma_lean_kernel<STAGES, LAZY>;
+  const int bytes = tma_smem_bytes<STAGES, true>();
+  cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  kern<<<dim3((wp.p.lq + 127) / 128, batch * wp.p.heads), kTmaThreads, bytes, s>>>(wp);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <bool SWAP_V, bool LEAN = false>
 int run_tensor(const WgParams& wp, int batch, cudaStream_t s) {
   const Params& p = wp.p;
   CUtensorMap k_map, v_map;
   if (!tensor_map(&k_map, p.k, p.k_head, p.k_seq, p.k_batch, p.heads, p.lk, batch) ||
       !tensor_map(&v_map, p.v, p.v_head, p.v_seq, p.v_batch, p.heads, p.lk, batch))
     return -2;
-  auto kern = tma_tensor_kernel<SWAP_V>;
+  auto kern = tma_tensor_kernel<SWAP_V, LEAN>;
   const int bytes = tma_smem_bytes<3, true>();
   cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   kern<<<dim3((p.lq + 127) / 128, batch * p.heads), kTmaThreads, bytes, s>>>(wp, k_map, v_map);
@@ -161,6 +172,8 @@ extern "C" int hd40_mma(int variant, const void* q, const void* k, const void* v
 // registers fewer, for more blocks an SM): 54 two blocks, 55 three; 56, 57 one consumer warpgroup a block
 // (with its producer warp), four or five blocks. 58, 59 tma_tensor_kernel (41 without the packing: box copies
 // of tensor maps straight from the projection), V's descriptor offsets one way or the other (the probe).
+// 60-62 41 with consume_tiles_lean (unrolled by the slot, O's factors only where a maximum moved): 60 3 slots,
+// 61 with the lazy maximum, 62 61 with 4 slots; 63, 64 58 and 59 with 61's loop.
 extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, const void* v, void* o, void* vt,
                           const long long* qs, const long long* ks, const long long* vs, const long long* os, int batch,
                           int heads, int lq, int lk, float scale_log2, void* stream) {
@@ -209,6 +222,16 @@ extern "C" int hd40_wgmma(int variant, int swap, const void* q, const void* k, c
       return run_tensor<false>(tp, batch, s);
     case 59:
       return run_tensor<true>(tp, batch, s);
+    case 60:
+      return run_lean<3, false>(tp, batch, tiles, s);
+    case 61:
+      return run_lean<3, true>(tp, batch, tiles, s);
+    case 62:
+      return run_lean<4, true>(tp, batch, tiles, s);
+    case 63:
+      return run_tensor<false, true>(tp, batch, s);
+    case 64:
+      return run_tensor<true, true>(tp, batch, s);
   }
   const bool packed = variant >= 27;  // vt has room for them (bench.py sizes it)
   if (packed)

@@ -458,12 +458,121 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(cons
   store_o_by_sum_column(o, p, row0, warp, lane);
 }
 
+// The library's consume_tiles with fewer instructions a tile (variants 60-64; round 13, not kept: no faster):
+// unrolled by the slot, so each slot's descriptors are constants added to the loop's start values (no modulo,
+// no descriptor arithmetic a tile); a tile's maximum started from its own scores; O's factors computed (two
+// exponentials) and applied only in a warp where some row's maximum moved. LAZY: a row's running maximum moves
+// only when a tile's exceeds it by more than kLazySlack (log2 units), so P is at most 2^kLazySlack in half
+// (FlashAttention-4's way): the factors are then rare.
+constexpr float kLazySlack = 8.f;
+
+template <bool LAZY>
+__device__ __forceinline__ bool lean_softmax(float (&s)[kWgKeys / 2], bool last, int t, int lk, float scale_log2,
+                                             int lane, float& max0, float& max1, float& corr0, float& corr1,
+                                             uint32_t (&pa)[kWgKeys / 16][4]) {
+  constexpr int kN = kWgKeys / 8;
+  if (last) {  // the keys past lk
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      const int key = t * kWgKeys + n * 8 + (lane & 3) * 2;
+      if (key >= lk) s[4 * n] = s[4 * n + 2] = -INFINITY;
+      if (key + 1 >= lk) s[4 * n + 1] = s[4 * n + 3] = -INFINITY;
+    }
+  }
+  float cur0 = fmaxf(s[0], s[1]), cur1 = fmaxf(s[2], s[3]);
+#pragma unroll
+  for (int n = 1; n < kN; ++n) {
+    cur0 = fmaxf(cur0, fmaxf(s[4 * n], s[4 * n + 1]));
+    cur1 = fmaxf(cur1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+  }
+  cur0 = quad_max(cur0) * scale_log2, cur1 = quad_max(cur1) * scale_log2;
+  const bool up0 = LAZY ? cur0 > max0 + kLazySlack : cur0 > max0;
+  const bool up1 = LAZY ? cur1 > max1 + kLazySlack : cur1 > max1;
+  const float new0 = up0 ? cur0 : max0, new1 = up1 ? cur1 : max1;
+  const bool moved = __any_sync(0xffffffffu, up0 || up1);
+  if (moved) {
+    corr0 = up0 ? exp2_approx(max0 - new0) : 1.f;
+    corr1 = up1 ? exp2_approx(max1 - new1) : 1.f;
+  }
+  max0 = new0, max1 = new1;
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    const float e0 = exp2_approx(s[4 * n] * scale_log2 - new0), e1 = exp2_approx(s[4 * n + 1] * scale_log2 - new0);
+    const float e2 = exp2_approx(s[4 * n + 2] * scale_log2 - new1), e3 = exp2_approx(s[4 * n + 3] * scale_log2 - new1);
+    pa[n >> 1][(n & 1) * 2 + 0] = pack_half2(e0, e1);
+    pa[n >> 1][(n & 1) * 2 + 1] = pack_half2(e2, e3);
+  }
+  return moved;
+}
+
+template <int STAGES, int TILE, int K_STEP, bool V_MN, bool LAZY>
+__device__ __forceinline__ void consume_tiles_lean(float (&o)[24], const uint32_t (&qa)[3][4], uint64_t k_desc0,
+                                                   uint64_t v_desc0, uint64_t* full, uint64_t* empty, int tiles,
+                                                   int lk, float scale_log2, int lane) {
+  constexpr int kN = kWgKeys / 8;
+#pragma unroll
+  for (int i = 0; i < 24; ++i) o[i] = 0.f;
+  float max0 = -INFINITY, max1 = -INFINITY;
+  uint32_t parity = 0;
+  for (int t0 = 0; t0 < tiles; t0 += STAGES, parity ^= 1) {
+#pragma unroll
+    for (int st = 0; st < STAGES; ++st) {
+      const int t = t0 + st;
+      if (t >= tiles) break;
+      mbar_wait(&full[st], parity);
+      float s[kWgKeys / 2];
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * TILE + kk * K_STEP) / 16, kk > 0);
+      wgmma_commit();
+      wgmma_wait();
+      reg_fence(s);
+      float corr0, corr1;
+      uint32_t pa[kN / 2][4];
+      if (lean_softmax<LAZY>(s, (t + 1) * kWgKeys > lk, t, lk, scale_log2, lane, max0, max1, corr0, corr1, pa)) {
+#pragma unroll
+        for (int i = 0; i < 6; ++i)
+          o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48<V_MN>(o, pa[kk], v_desc0 + (st * TILE + kk * 256) / 16);
+      wgmma_commit();
+      wgmma_wait();
+      reg_fence(o);
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[st]);
+    }
+  }
+}
+
+// Variant 41 (packed tiles) with consume_tiles_lean: 60 (STAGES 3), 61 (LAZY), 62 (LAZY, 4 slots).
+template <int STAGES, bool LAZY>
+__global__ void __launch_bounds__(kTmaThreads, 2) tma_lean_kernel(const WgParams wp) {
+  const Params& p = wp.p;
+  constexpr int kTile = packed_tile_bytes<6>(), kKBytes = kWgKeys * 6 * 16;
+  extern __shared__ __align__(128) unsigned char smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
+  uint64_t* empty = full + STAGES;
+  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int row0 = blockIdx.x * 128, tiles = (p.lk + kWgKeys - 1) / kWgKeys;
+  if (!tma_start<STAGES, 2, false, kTile>(wp, smem, full, empty, q_s, row0, tiles)) return;
+  uint32_t qa[3][4];
+  load_q_fragments(qa, q_s, warp, lane);
+  const uint64_t k_desc0 = smem_desc(smem, 128, 768), v_desc0 = smem_desc(smem + kKBytes, 128, kWgKeys * 16);
+  float o[24];
+  consume_tiles_lean<STAGES, kTile, 256, false, LAZY>(o, qa, k_desc0, v_desc0, full, empty, tiles, p.lk,
+                                                      p.scale_log2, lane);
+  store_o_by_sum_column(o, p, row0, warp, lane);
+}
+
 // tma_attention_kernel<3, true> without the packing kernel: K and V come by box copies of the tensor maps
 // k_map, v_map ([b][key][head][dim], tma_start) into a slot as 6 chunks × 64 keys × 16 bytes each: K's a
 // K-major operand (leading offset 1024 bytes between dim chunks, stride offset 128 between key groups), V's
 // an MN-major one (dims contiguous: wgmma's transposed B), whose two offsets SWAP_V orders (the probe of
-// which is right: the wrong one gives a large error).
-template <bool SWAP_V>
+// which is right: the wrong one gives a large error). LEAN: consume_tiles_lean<..., LAZY> (63, 64).
+template <bool SWAP_V, bool LEAN = false>
 __global__ void __launch_bounds__(kTmaThreads, 2)
     tma_tensor_kernel(const WgParams wp, const __grid_constant__ CUtensorMap k_map,
                       const __grid_constant__ CUtensorMap v_map) {
@@ -482,8 +591,12 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
   const uint64_t k_desc0 = smem_desc(smem, 1024, 128);
   const uint64_t v_desc0 = smem_desc(smem + kTile / 2, SWAP_V ? 128 : 1024, SWAP_V ? 1024 : 128);
   float o[24];
-  diffbench::kernels::hd40::consume_tiles<kStages, kTile, 2048, true>(o, qa, k_desc0, v_desc0, full, empty, tiles, p.lk,
-                                                                      p.scale_log2, lane);
+  if constexpr (LEAN)
+    consume_tiles_lean<kStages, kTile, 2048, true, true>(o, qa, k_desc0, v_desc0, full, empty, tiles, p.lk,
+                                                         p.scale_log2, lane);
+  else
+    diffbench::kernels::hd40::consume_tiles<kStages, kTile, 2048, true>(o, qa, k_desc0, v_desc0, full, empty, tiles,
+                                                                        p.lk, p.scale_log2, lane);
   store_o_by_sum_column(o, p, row0, warp, lane);
 }
 
