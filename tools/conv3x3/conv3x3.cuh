@@ -16,7 +16,19 @@
 
 #include <cstdint>
 
+#include "../../src/kernels/sm90.cuh"
+
 namespace diffbench::kernels::conv3x3 {
+
+using sm90::cp_async16;
+using sm90::cp_async_commit;
+using sm90::cp_async_wait_all;
+using sm90::fence_async_shared;
+using sm90::ldmatrix_x4;
+using sm90::smem_addr;
+using sm90::wgmma_commit;
+using sm90::wgmma_fence;
+using sm90::wgmma_wait;
 
 constexpr int kBM = 128;      // pixels a block
 constexpr int kBN = 128;      // output channels a block
@@ -36,20 +48,9 @@ struct Params {
   int kblocks, per_split;  // K / kBK; steps a slice
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void copy16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 16 : 0));
-}
 // Row `row`'s 16-byte chunk `chunk` (of 8) in a slot's A or B part.
 __device__ __forceinline__ int swizzle(int row, int chunk) { return row * 8 + (chunk ^ (row & 7)); }
 
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -105,10 +106,10 @@ struct SliceLoader {
     for (int i = 0; i < kBM / 32; ++i) {
       const int iy = pix_y[i] + r, ix = pix_x[i] + s;
       const bool valid = iy >= 0 && iy < p.height && ix >= 0 && ix < p.width;
-      copy16(a + swizzle(lrow + 32 * i, lchunk), valid ? pix[i] + iy * p.xh + ix * p.xw + c0 : p.x, valid);
+      cp_async16(a + swizzle(lrow + 32 * i, lchunk), valid ? pix[i] + iy * p.xh + ix * p.xw + c0 : p.x, valid);
     }
 #pragma unroll
-    for (int i = 0; i < kBN / 32; ++i) copy16(bm + swizzle(lrow + 32 * i, lchunk), wrow + 32 * i * krow + k0, true);
+    for (int i = 0; i < kBN / 32; ++i) cp_async16(bm + swizzle(lrow + 32 * i, lchunk), wrow + 32 * i * krow + k0, true);
   }
 };
 
@@ -133,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 1) conv3x3_split_k(const Params p) {
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < steps) loader.load(smem + s * kSlotChunks, loader.step_kb(s));
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
   }
   const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
   for (int it = 0; it < steps; ++it) {
@@ -141,24 +142,24 @@ __global__ void __launch_bounds__(kThreads, 1) conv3x3_split_k(const Params p) {
     __syncthreads();
     if (it + kStages - 1 < steps)
       loader.load(smem + (it + kStages - 1) % kStages * kSlotChunks, loader.step_kb(it + kStages - 1));
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
     const uint4* a = smem + (it % kStages) * kSlotChunks;
     const uint4* bm = a + kBM * 8;
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk) {
       uint32_t af[4][4], bf[2][4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) ldsm_x4(af[i], a + swizzle(wm + i * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+      for (int i = 0; i < 4; ++i) ldmatrix_x4(af[i], a + swizzle(wm + i * 16 + (lane & 15), kk * 2 + (lane >> 4)));
 #pragma unroll
       for (int j = 0; j < 2; ++j)
-        ldsm_x4(bf[j], bm + swizzle(wn + j * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
+        ldmatrix_x4(bf[j], bm + swizzle(wn + j * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) mma16816(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
     }
   }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  cp_async_wait_all();
 
   // This slice's sums into its own part of the workspace (sum_slices adds them up in a fixed order: the same
   // bits every call).
@@ -179,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, 1) conv3x3_split_k(const Params p) {
 // A 128-byte-swizzle K-major shared-memory descriptor (the slots' layout): rows of 128 bytes, 8-row groups 1024
 // bytes apart; p 1024-byte aligned but for the K offset within a row.
 __device__ __forceinline__ uint64_t sw128_desc(const void* p) {
-  return ((smem_u32(p) & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+  return ((smem_addr(p) & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
 
 // D[64×128] += A[64×16] · B[16×128], both K-major in shared memory with the 128-byte swizzle (descriptors a,
@@ -210,7 +211,7 @@ template <bool PREFETCH, bool ROTATE>
 __global__ void __launch_bounds__(kThreads, 1) conv3x3_split_k_wgmma(const Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char raw[];
-  uint4* smem = reinterpret_cast<uint4*>(raw + ((1024 - (smem_u32(raw) & 1023)) & 1023));
+  uint4* smem = reinterpret_cast<uint4*>(raw + ((1024 - (smem_addr(raw) & 1023)) & 1023));
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2;
   const int n0 = blockIdx.x * kBN, m0 = blockIdx.y * kBM;
   const int kb0 = blockIdx.z * p.per_split, steps = max(0, min(p.kblocks, kb0 + p.per_split) - kb0);
@@ -221,24 +222,24 @@ __global__ void __launch_bounds__(kThreads, 1) conv3x3_split_k_wgmma(const Param
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < steps) loader.load(smem + s * kSlotChunks, loader.step_kb(s));
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
   }
   for (int it = 0; it < steps; ++it) {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2) : "memory");
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // the copies, seen by wgmma
+    fence_async_shared();  // the copies, seen by wgmma
     __syncthreads();
     if (it + kStages - 1 < steps)
       loader.load(smem + (it + kStages - 1) % kStages * kSlotChunks, loader.step_kb(it + kStages - 1));
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
     const unsigned char* slot = reinterpret_cast<const unsigned char*>(smem + (it % kStages) * kSlotChunks);
     const uint64_t da = sw128_desc(slot + wg * 64 * 128), db = sw128_desc(slot + kBM * 128);
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk) wgmma_m64n128_ss(acc, da + kk * 2, db + kk * 2, 1);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    wgmma_commit();
+    wgmma_wait();
   }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  cp_async_wait_all();
   float* out = p.partial + static_cast<int64_t>(blockIdx.z) * p.m * p.n;
   const int row = m0 + wg * 64 + (warp & 3) * 16 + (lane >> 2);
 #pragma unroll
