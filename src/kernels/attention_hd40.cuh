@@ -143,15 +143,40 @@ __device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[3][4], const __h
   qa[2][0] = a8[0], qa[2][1] = a8[1], qa[2][2] = 0, qa[2][3] = 0;
 }
 
+// S = Q·Kᵀ of the tile in slot st of TILE bytes (K's k16 steps K_STEP bytes apart from k_desc0), waited for.
+template <int TILE, int K_STEP>
+__device__ __forceinline__ void tile_scores(float (&s)[kKeys / 2], const uint32_t (&qa)[3][4], uint64_t k_desc0,
+                                            int st) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * TILE + kk * K_STEP) / 16, kk > 0);
+  wgmma_commit();
+  wgmma_wait();
+  reg_fence(s);
+}
+
+// O += P·[V | 1] of the tile in slot st of TILE bytes (V's k16 steps 256 bytes apart from v_desc0; V_MN: V as
+// the MN-major operand), waited for; then this warp gives the slot back (`empty`).
+template <int TILE, bool V_MN>
+__device__ __forceinline__ void tile_values(float (&o)[24], const uint32_t (&pa)[kKeys / 16][4], uint64_t v_desc0,
+                                            int st, uint64_t* empty, int lane) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) wgmma_n48<V_MN>(o, pa[kk], v_desc0 + (st * TILE + kk * 256) / 16);
+  wgmma_commit();
+  wgmma_wait();
+  reg_fence(o);
+  __syncwarp();
+  if (lane == 0) mbar_arrive(&empty[st]);  // this warp is done with the slot
+}
+
 // A consumer warp's loop over the ring of STAGES slots of TILE bytes (one 64-key tile each, filled by the
-// producer on `full`, given back on `empty`): S = Q·Kᵀ (K's k16 steps K_STEP bytes apart from k_desc0), the
-// softmax, O += P·[V | 1] (V's k16 steps 256 bytes apart from v_desc0; V_MN: V as the MN-major operand).
-// O ends with the unnormalised output in its first 40 columns and the row sums in column 40.
+// producer on `full`, given back on `empty`): S = Q·Kᵀ (tile_scores), the softmax, O += P·[V | 1]
+// (tile_values). O ends with the unnormalised output in its first 40 columns and the row sums in column 40.
 template <int STAGES, int TILE, int K_STEP, bool V_MN>
 __device__ __forceinline__ void consume_tiles(float (&o)[24], const uint32_t (&qa)[3][4], uint64_t k_desc0,
                                               uint64_t v_desc0, uint64_t* full, uint64_t* empty, int tiles, int lk,
                                               float scale_log2, int lane) {
-  constexpr int kN = kKeys / 8;
 #pragma unroll
   for (int i = 0; i < 24; ++i) o[i] = 0.f;
   float max0 = -INFINITY, max1 = -INFINITY;
@@ -159,27 +184,26 @@ __device__ __forceinline__ void consume_tiles(float (&o)[24], const uint32_t (&q
     const int st = t % STAGES;
     mbar_wait(&full[st], (t / STAGES) & 1);
     float s[kKeys / 2];
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * TILE + kk * K_STEP) / 16, kk > 0);
-    wgmma_commit();
-    wgmma_wait();
-    reg_fence(s);
-
+    tile_scores<TILE, K_STEP>(s, qa, k_desc0, st);
     float corr0, corr1;
-    uint32_t pa[kN / 2][4];
+    uint32_t pa[kKeys / 16][4];
     tile_softmax(s, t, lk, scale_log2, lane, max0, max1, corr0, corr1, pa);
     rescale_rows(o, corr0, corr1);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48<V_MN>(o, pa[kk], v_desc0 + (st * TILE + kk * 256) / 16);
-    wgmma_commit();
-    wgmma_wait();
-    reg_fence(o);
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[st]);  // this warp is done with the slot
+    tile_values<TILE, V_MN>(o, pa, v_desc0, st, empty, lane);
   }
 }
+
+// A block's shared memory: STAGES slots of TILE bytes, their "full" and "empty" mbarriers, then Q's rows.
+template <int STAGES, int TILE>
+struct SlotLayout {
+  uint64_t* full;
+  uint64_t* empty;
+  __half* q_s;
+  __device__ explicit SlotLayout(unsigned char* smem)
+      : full(reinterpret_cast<uint64_t*>(smem + STAGES * TILE)),
+        empty(full + STAGES),
+        q_s(reinterpret_cast<__half*>(smem + STAGES * TILE + 2 * STAGES * 8)) {}
+};
 
 // O's 40 columns divided by the row sums in its column 40 (lane 4j's values 20: row r, 22: row r + 8), stored
 // to out (a row every o_seq halves) where the rows exist (below lq).
@@ -205,9 +229,9 @@ __device__ __forceinline__ void store_o_by_sum_column(const float (&o)[24], __ha
 __global__ void __launch_bounds__(kThreads, 2) attention(const Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTileBytes);
-  uint64_t* empty = full + kStages;
-  __half* q_s = reinterpret_cast<__half*>(smem + kStages * kTileBytes + 2 * kStages * 8);
+  const SlotLayout<kStages, kTileBytes> slots(smem);
+  uint64_t *full = slots.full, *empty = slots.empty;
+  __half* q_s = slots.q_s;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;

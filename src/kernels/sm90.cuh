@@ -1,6 +1,7 @@
-// Device primitives for Hopper's tensor-core kernels (sm_90a: wgmma, the bulk copy engine, mbarriers), shared
-// by the head-dim-40 attention (attention_hd40.cuh) and its benchmark (tools/attention-hd40/). Inline PTX, one
-// instruction or a short sequence each; the wgmma and bulk-copy ones assemble for sm_90a alone.
+// Device primitives for Hopper's tensor-core kernels (sm_90a: wgmma, the bulk copy engine, mbarriers; and the
+// sm_80 ones they use: cp.async, ldmatrix, mma.sync), shared by the head-dim-40 attention (attention_hd40.cuh)
+// and the experiments in tools/attention-hd40/ and tools/conv3x3/. Inline PTX, one instruction or a short
+// sequence each; the wgmma and bulk-copy ones assemble for sm_90a alone.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -42,6 +43,15 @@ __device__ __forceinline__ uint32_t pack_half2(float a, float b) {
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+// C[16×8] += A[16×16] · B[16×8] (mma.sync, half in, float accumulators; registers in the PTX fragment layouts).
+__device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {

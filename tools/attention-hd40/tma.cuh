@@ -14,6 +14,9 @@
 namespace hd40 {
 
 using diffbench::kernels::hd40::load_q_fragments;
+using diffbench::kernels::hd40::SlotLayout;
+using diffbench::kernels::hd40::tile_scores;
+using diffbench::kernels::hd40::tile_values;
 using diffbench::kernels::hd40::rescale_rows;
 
 // A box of a 4-d tensor (its map's box) global -> shared by the copy engine at coordinates c0..c3 (innermost
@@ -150,9 +153,9 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_attention_kernel(con
   constexpr int kGroups = SUM_MMA ? 6 : 5, kTile = packed_tile_bytes<kGroups>(), kKBytes = kWgKeys * 6 * 16;
   constexpr int kN = kWgKeys / 8, kO = 4 * kGroups;
   extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
-  uint64_t* empty = full + STAGES;
-  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+  const SlotLayout<STAGES, kTile> slots(smem);
+  uint64_t *full = slots.full, *empty = slots.empty;
+  __half* q_s = slots.q_s;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -257,9 +260,9 @@ __global__ void __launch_bounds__(128 * CWG + 32, MINB) tma_pipelined_kernel(con
   constexpr int kRowsHere = 64 * CWG;
   constexpr int kTile = packed_tile_bytes<6>(), kKBytes = kWgKeys * 6 * 16;
   extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
-  uint64_t* empty = full + STAGES;
-  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+  const SlotLayout<STAGES, kTile> slots(smem);
+  uint64_t *full = slots.full, *empty = slots.empty;
+  __half* q_s = slots.q_s;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int row0 = blockIdx.x * kRowsHere;
@@ -385,9 +388,9 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_half_pipelined_kernel(cons
   const Params& p = wp.p;
   constexpr int kTile = packed_tile_bytes<6>(), kKBytes = kWgKeys * 6 * 16;
   extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
-  uint64_t* empty = full + STAGES;
-  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+  const SlotLayout<STAGES, kTile> slots(smem);
+  uint64_t *full = slots.full, *empty = slots.empty;
+  __half* q_s = slots.q_s;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int row0 = blockIdx.x * 128;
@@ -521,12 +524,7 @@ __device__ __forceinline__ void consume_tiles_lean(float (&o)[24], const uint32_
       if (t >= tiles) break;
       mbar_wait(&full[st], parity);
       float s[kWgKeys / 2];
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < 3; ++kk) wgmma_n64(s, qa[kk], k_desc0 + (st * TILE + kk * K_STEP) / 16, kk > 0);
-      wgmma_commit();
-      wgmma_wait();
-      reg_fence(s);
+      tile_scores<TILE, K_STEP>(s, qa, k_desc0, st);
       float corr0, corr1;
       uint32_t pa[kN / 2][4];
       if (lean_softmax<LAZY>(s, (t + 1) * kWgKeys > lk, t, lk, scale_log2, lane, max0, max1, corr0, corr1, pa)) {
@@ -534,14 +532,7 @@ __device__ __forceinline__ void consume_tiles_lean(float (&o)[24], const uint32_
         for (int i = 0; i < 6; ++i)
           o[4 * i] *= corr0, o[4 * i + 1] *= corr0, o[4 * i + 2] *= corr1, o[4 * i + 3] *= corr1;
       }
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kN / 2; ++kk) wgmma_n48<V_MN>(o, pa[kk], v_desc0 + (st * TILE + kk * 256) / 16);
-      wgmma_commit();
-      wgmma_wait();
-      reg_fence(o);
-      __syncwarp();
-      if (lane == 0) mbar_arrive(&empty[st]);
+      tile_values<TILE, V_MN>(o, pa, v_desc0, st, empty, lane);
     }
   }
 }
@@ -552,9 +543,9 @@ __global__ void __launch_bounds__(kTmaThreads, 2) tma_lean_kernel(const WgParams
   const Params& p = wp.p;
   constexpr int kTile = packed_tile_bytes<6>(), kKBytes = kWgKeys * 6 * 16;
   extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * kTile);
-  uint64_t* empty = full + STAGES;
-  __half* q_s = reinterpret_cast<__half*>(smem + STAGES * kTile + 2 * STAGES * 8);
+  const SlotLayout<STAGES, kTile> slots(smem);
+  uint64_t *full = slots.full, *empty = slots.empty;
+  __half* q_s = slots.q_s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int row0 = blockIdx.x * 128, tiles = (p.lk + kWgKeys - 1) / kWgKeys;
   if (!tma_start<STAGES, 2, false, kTile>(wp, smem, full, empty, q_s, row0, tiles)) return;
@@ -579,9 +570,9 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
   const Params& p = wp.p;
   constexpr int kStages = 3, kTile = packed_tile_bytes<6>();
   extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTile);
-  uint64_t* empty = full + kStages;
-  __half* q_s = reinterpret_cast<__half*>(smem + kStages * kTile + 2 * kStages * 8);
+  const SlotLayout<kStages, kTile> slots(smem);
+  uint64_t *full = slots.full, *empty = slots.empty;
+  __half* q_s = slots.q_s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int row0 = blockIdx.x * 128, tiles = (p.lk + kWgKeys - 1) / kWgKeys;
   if (!tma_start<kStages, 2, false, kTile>(wp, smem, full, empty, q_s, row0, tiles, &k_map, &v_map)) return;

@@ -25,6 +25,7 @@ using sm90::cp_async_commit;
 using sm90::cp_async_wait_all;
 using sm90::fence_async_shared;
 using sm90::ldmatrix_x4;
+using sm90::mma_k16;
 using sm90::smem_addr;
 using sm90::wgmma_commit;
 using sm90::wgmma_fence;
@@ -50,14 +51,6 @@ struct Params {
 
 // Row `row`'s 16-byte chunk `chunk` (of 8) in a slot's A or B part.
 __device__ __forceinline__ int swizzle(int row, int chunk) { return row * 8 + (chunk ^ (row & 7)); }
-
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // One block's copies of its slice: this thread's rows lrow + 32·i of A (pixels, im2col on the fly) and of B
 // (output channels' weights), 16-byte chunk lchunk, into a slot (A's kBM rows, then B's kBN, 128 bytes each,
@@ -156,7 +149,7 @@ __global__ void __launch_bounds__(kThreads, 1) conv3x3_split_k(const Params p) {
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma16816(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
+        for (int j = 0; j < 4; ++j) mma_k16(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
     }
   }
   cp_async_wait_all();
