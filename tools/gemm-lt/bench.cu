@@ -2,7 +2,8 @@
 // linear takes) for SD 1.5's GEMMs at batch 1 with guidance (issue 21, round 13; docs/performance.md): for each
 // shape, y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias in the epilogue), half in, float accumulation, half out, the
 // heuristic's first 16 algorithms each timed (CUDA events, the mean of 200 calls after 20) in two rounds, the
-// first against the fastest; and whether each algorithm's result has the first's bits. Build and run (tools/gpu-gemm-lt.sh): nvcc -O2 -o gemm-lt bench.cu -lcublasLt
+// first against the fastest; whether each algorithm's result has the first's bits; and the fastest one's
+// configuration ("== plan" lines: what a table of chosen algorithms would hold). Build and run (tools/gpu-gemm-lt.sh): nvcc -O2 -o gemm-lt bench.cu -lcublasLt
 #include <cublasLt.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -130,6 +131,30 @@ int main() {
                 "%d of %d others' bits differ from the first's\n",
                 s.name, s.m, s.n, s.k, s.bias ? " +bias" : "      ", found, first, best[0], best_i[0], best_i[1],
                 best[1], differ, ran);
+    // The fastest algorithm's configuration, enough to rebuild it (cublasLtMatmulAlgoInit and
+    // ConfigSetAttribute) without a heuristic or timing: one line a shape, for a table.
+    if (best_i[0] >= 0) {
+      const cublasLtMatmulAlgo_t& a = res[best_i[0]].algo;
+      int32_t id = 0, splitk = 0;
+      uint32_t tile = 0, reduction = 0, swizzle = 0, custom = 0, stages = 0;
+      uint16_t inner = 0, cluster = 0;
+      size_t got = 0;
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof splitk, &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &reduction, sizeof reduction,
+                                           &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &swizzle, sizeof swizzle, &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &custom, sizeof custom, &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, &inner, sizeof inner, &got);
+      cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &cluster, sizeof cluster, &got);
+      std::printf("== plan {\"m\": %d, \"n\": %d, \"k\": %d, \"bias\": %s, \"algo\": %d, \"tile\": %u, "
+                  "\"splitk\": %d, \"reduction\": %u, \"swizzle\": %u, \"custom\": %u, \"stages\": %u, "
+                  "\"inner\": %u, \"cluster\": %u, \"us\": %.2f, \"first_us\": %.2f}\n",
+                  s.m, s.n, s.k, s.bias ? "true" : "false", id, tile, splitk, reduction, swizzle, custom, stages,
+                  unsigned(inner), unsigned(cluster), best[0], first);
+    }
     cudaFree(y0);
     total_first += first * s.per_call;
     total_best += best[0] * s.per_call;
