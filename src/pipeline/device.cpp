@@ -1,5 +1,7 @@
 #include "diffbench/pipeline/device.hpp"
 
+#include "diffbench/models/blocks/linear.hpp"
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -146,6 +148,7 @@ int64_t free_memory(const at::Device& device) {
 nlohmann::json environment_info(const at::Device& device) {
   nlohmann::json env = {{"diffbench", DIFFBENCH_VERSION}, {"libtorch", TORCH_VERSION}, {"device", device.str()}};
   env["threads"] = at::get_num_threads();
+  if (device.is_cuda()) env["gemm_plans"] = gemm_plan_rows(device);  // planned GEMM shapes that apply here
 #ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
   if (device.is_cuda()) {
     cudaDeviceProp prop{};

@@ -113,7 +113,7 @@ at::Tensor AttentionImpl::run(const at::Tensor& hidden, const CrossAttentionCont
     v = linear(to_v, kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
   }
   at::Tensor o = attend(q, k, v);                                            // [B, N, inner]
-  o = with_out_bias ? linear(to_out_proj, o) : at::linear(o, to_out_proj->weight);  // [B, N, query_dim]
+  o = with_out_bias ? linear(to_out_proj, o) : gemm(o, to_out_proj->weight);        // [B, N, query_dim]
 
   if (spatial) o = o.transpose(-1, -2).reshape({B, C, H, W});  // [B, C, H, W]
   if (options_.residual_connection) o = o + hidden;

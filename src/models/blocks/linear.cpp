@@ -7,10 +7,30 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "diffbench/models/blocks/layers.hpp"
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+#include "kernels/planned_gemm.hpp"
+#endif
+#include "util/ab_switch.hpp"
 
 namespace diffbench {
 
 namespace {
+
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+// The table's plan for x [..., K]·w[N, K]ᵀ, or nullptr: half CUDA operands, contiguous rows, no gradient.
+const kernels::GemmPlan* plan_for(const at::Tensor& x, const at::Tensor& w, kernels::GemmEpilogue epilogue) {
+  if (!x.is_cuda() || x.scalar_type() != at::kHalf || w.scalar_type() != at::kHalf || w.dim() != 2 ||
+      x.dim() < 1 || x.size(-1) != w.size(1) || !w.is_contiguous() || x.numel() == 0 || at::GradMode::is_enabled() ||
+      !ab_switch_on("DIFFBENCH_PLANNED_GEMM"))
+    return nullptr;
+  return kernels::find_gemm_plan(x, x.numel() / w.size(1), w.size(0), w.size(1), epilogue);
+}
+
+bool plannable_bias(const at::Tensor& b, const at::Tensor& w) {
+  return b.dim() == 1 && b.size(0) == w.size(0) && b.scalar_type() == at::kHalf && b.is_contiguous() &&
+         b.device() == w.device();
+}
+#endif
 
 // Replaces each tensor by its row block of one new tensor (a concatenation of them, or uninitialised
 // under a ParameterTarget, where the loader fills the blocks) and returns that tensor.
@@ -49,6 +69,55 @@ bool still_rows_of(const at::Tensor& fused, const std::vector<const at::Tensor*>
 }
 
 }  // namespace
+
+at::Tensor gemm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  const auto epilogue = b.defined() ? kernels::GemmEpilogue::kBias : kernels::GemmEpilogue::kNone;
+  if (const kernels::GemmPlan* plan = plan_for(x, w, epilogue); plan && (!b.defined() || plannable_bias(b, w))) {
+    const at::Tensor x2d = x.reshape({-1, w.size(1)});  // a view for the layouts the UNet passes
+    if (x2d.is_contiguous()) {
+      std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
+      sizes.back() = w.size(0);
+      const at::Tensor out = at::empty(sizes, x.options());
+      at::Tensor out2d = out.view({-1, w.size(0)});
+      if (kernels::run_gemm_plan(*plan, x2d, w, b, out2d)) return out;
+    }
+  }
+#endif
+  return at::linear(x, w, b);
+}
+
+void gemm_onto(const at::Tensor& acc, const at::Tensor& x, const at::Tensor& w) {
+  at::Tensor acc2d = acc.view({-1, acc.size(-1)});
+  const at::Tensor x2d = x.reshape({-1, x.size(-1)});
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (const kernels::GemmPlan* plan = plan_for(x, w, kernels::GemmEpilogue::kAccumulate);
+      plan && x2d.is_contiguous() && acc2d.is_contiguous() && acc.scalar_type() == at::kHalf &&
+      acc2d.size(0) == x2d.size(0) && acc2d.size(1) == w.size(0) &&
+      kernels::run_gemm_plan(*plan, x2d, w, {}, acc2d))
+    return;
+#endif
+  acc2d.addmm_(x2d, w.t());  // beta = 1
+}
+
+bool has_gemm_plan(const at::Tensor& x, const at::Tensor& w, bool bias, bool onto) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  using E = kernels::GemmEpilogue;
+  return plan_for(x, w, onto ? E::kAccumulate : bias ? E::kBias : E::kNone) != nullptr;
+#else
+  (void)x, (void)w, (void)bias, (void)onto;
+  return false;
+#endif
+}
+
+int gemm_plan_rows(const at::Device& device) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  if (device.is_cuda() && ab_switch_on("DIFFBENCH_PLANNED_GEMM"))
+    return kernels::gemm_plan_rows(device.has_index() ? device.index() : -1);
+#endif
+  (void)device;
+  return 0;
+}
 
 bool RowFusedLinears::fusable(const std::vector<torch::nn::Linear>& layers) {
   return !layers.empty() && std::all_of(layers.begin(), layers.end(), [&](const torch::nn::Linear& m) {

@@ -53,8 +53,8 @@ at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const TimeEmbedding& 
       // bias in the GEMM's epilogue: LibTorch's cuDNN convolution adds a bias in a pass of its own.
       const int64_t B = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
       const at::Tensor& w = conv_shortcut->weight;  // [Cout, Cin, 1, 1]
-      shortcut = at::linear(x.permute({0, 2, 3, 1}).reshape({B * H * W, Cin}), w.reshape({w.size(0), Cin}),
-                            conv_shortcut->bias)                    // [B·H·W, Cout]
+      shortcut = gemm(x.permute({0, 2, 3, 1}).reshape({B * H * W, Cin}), w.reshape({w.size(0), Cin}),
+                       conv_shortcut->bias)                         // [B·H·W, Cout]
                      .view({B, H, W, w.size(0)})
                      .permute({0, 3, 1, 2});                        // [B, Cout, H, W], channels-last
     } else if (conv_shortcut) {

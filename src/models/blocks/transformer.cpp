@@ -38,8 +38,8 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return linear(out, act(x)); }
 
 at::Tensor FeedForwardImpl::forward_onto(const at::Tensor& x, at::Tensor acc) {
-  const at::Tensor h = act(x);                                                    // [B, N, inner]
-  acc.view({-1, acc.size(-1)}).addmm_(h.reshape({-1, h.size(-1)}), out->weight.t());  // [B·N, dim], beta = 1
+  const at::Tensor h = act(x);     // [B, N, inner]
+  gemm_onto(acc, h, out->weight);  // [B, N, dim] += h·Wᵀ (beta = 1)
   return acc;
 }
 
@@ -156,8 +156,8 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const CrossAtten
   const bool nhwc = proj_in_conv && fused_nhwc(h) && fused_nhwc(x);
   const auto as_matrix = [](const at::Tensor& w) { return w.reshape({w.size(0), w.size(1)}); };  // [out, in, 1, 1]
   if (nhwc) {
-    h = at::linear(h.permute({0, 2, 3, 1}).reshape({B, H * W, C}), as_matrix(proj_in_conv->weight),
-                   proj_in_conv->bias);                            // [B, HW, inner]
+    h = gemm(h.permute({0, 2, 3, 1}).reshape({B, H * W, C}), as_matrix(proj_in_conv->weight),
+             proj_in_conv->bias);                                  // [B, HW, inner]
   } else if (proj_in_conv) {
     h = proj_in_conv(h);                                           // [B, inner, H, W]
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, h.size(1)});    // [B, HW, inner]
@@ -177,7 +177,7 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const CrossAtten
     for (auto& block : blocks_) h = block(h, context);            // [B, HW, inner]
   }
   if (nhwc) {  // proj_out's bias and the residual add in one pass
-    h = at::linear(h, as_matrix(proj_out_conv->weight));              // [B, HW, C]
+    h = gemm(h, as_matrix(proj_out_conv->weight));                    // [B, HW, C]
     return bias_residual(h.reshape({B, H, W, C}).permute({0, 3, 1, 2}), proj_out_conv->bias, x);
   }
   if (proj_out_conv) {

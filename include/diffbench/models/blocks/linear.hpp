@@ -6,11 +6,25 @@
 
 namespace diffbench {
 
-// y = x·Wᵀ + b through at::linear, which hands an input of any rank to one GEMM with the bias added
+// gemm: y = x·wᵀ + b (b optional) for x [..., K], w [N, K]: one GEMM for an input of any rank, the bias added
 // in the GEMM's epilogue. torch::nn::Linear's own C++ forward multiplies first and adds the bias in a
 // second, broadcasting pass over the output whenever the input has more than two dimensions (on the
-// H100 that pass was 11 % of the UNet's GPU time at batch 1).
-inline at::Tensor linear(const torch::nn::Linear& m, const at::Tensor& x) { return at::linear(x, m->weight, m->bias); }
+// H100 that pass was 11 % of the UNet's GPU time at batch 1). In the CUDA build, half inputs whose shape
+// the table of planned GEMMs has for this GPU model and cuBLASLt version run that table's cuBLASLt
+// algorithm (chosen ahead of time, the same in every process: src/kernels/gemm_plans.inc); everything
+// else, and everything with DIFFBENCH_PLANNED_GEMM=0, runs at::linear.
+at::Tensor gemm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+inline at::Tensor linear(const torch::nn::Linear& m, const at::Tensor& x) { return gemm(x, m->weight, m->bias); }
+
+// acc += x·wᵀ in place (acc [..., N] contiguous, as many rows as x [..., K]): the GEMM accumulating onto
+// its output, planned as gemm() is.
+void gemm_onto(const at::Tensor& acc, const at::Tensor& x, const at::Tensor& w);
+
+// Whether gemm (with a bias or not) or gemm_onto would run a planned algorithm for these operands.
+bool has_gemm_plan(const at::Tensor& x, const at::Tensor& w, bool bias, bool onto = false);
+// How many planned GEMM shapes apply on this device (its GPU model, the loaded cuBLASLt): 0 on the CPU,
+// in a build without the CUDA kernels, on a GPU the table lacks, or with DIFFBENCH_PLANNED_GEMM=0.
+int gemm_plan_rows(const at::Device& device);
 
 // Linear layers that read the same input, their weights (and biases) the row blocks of one tensor:
 // one GEMM computes every layer's output, layer i's in the columns after layers 0..i-1's. The owner
@@ -29,7 +43,7 @@ class RowFusedLinears {
   // or a gradient is wanted (training needs each layer's own): then run the layers one by one.
   bool intact(const std::vector<torch::nn::Linear>& layers) const;
   // [..., Σ out_features]
-  at::Tensor forward(const at::Tensor& x) const { return at::linear(x, weight_, bias_); }
+  at::Tensor forward(const at::Tensor& x) const { return gemm(x, weight_, bias_); }
   const at::Tensor& weight() const { return weight_; }
 
  private:
