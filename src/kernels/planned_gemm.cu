@@ -1,7 +1,7 @@
-// The UNet's GEMMs by cuBLASLt algorithms chosen ahead of time (issue 21, round 14; docs/performance.md):
-// LibTorch takes cuBLAS's or cuBLASLt's heuristic first pick, which for SD's shapes on an H200 is up to
-// a third slower than the fastest algorithm cuBLASLt offers. The choice is a committed table, not a timing
-// at run time, so that images do not depend on which algorithm won a race in this process.
+// The UNet's GEMMs by cuBLASLt algorithms chosen ahead of time (issue 21, round 14; docs/performance.md has
+// the measurements): LibTorch takes cuBLAS's or cuBLASLt's heuristic first pick, often not the fastest of the
+// algorithms cuBLASLt offers for SD's shapes. The choice is a committed table, not a timing at run time, so
+// that images do not depend on which algorithm won a race in this process.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cublasLt.h>

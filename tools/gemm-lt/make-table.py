@@ -38,8 +38,7 @@ def main():
         rows.append(
             f'    {{"{device["name"]}", {device["cublaslt"]}, {p["m"]}, {p["n"]}, {p["k"]}, {EPILOGUE[p["epilogue"]]}, '
             f'{p["algo"]}, {p["tile"]}, {p["splitk"]}, {p["reduction"]}, {p["swizzle"]}, {p["custom"]}, '
-            f'{p["stages"]}, {p["inner"]}, {p["cluster"]}, {p["workspace"]}}},  '
-            f'// {p["torch_us"]:.2f} -> {p["us"]:.2f} us')
+            f'{p["stages"]}, {p["inner"]}, {p["cluster"]}, {p["workspace"]}}},')
     kept = []
     if table.exists():
         marker = f'"{device["name"]}", {device["cublaslt"]},'
