@@ -19,9 +19,9 @@ namespace {
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
 // The table's plan for x [..., K]·w[N, K]ᵀ, or nullptr: half CUDA operands, contiguous rows, no gradient.
 const kernels::GemmPlan* plan_for(const at::Tensor& x, const at::Tensor& w, kernels::GemmEpilogue epilogue) {
-  if (!x.is_cuda() || x.scalar_type() != at::kHalf || w.scalar_type() != at::kHalf || w.dim() != 2 ||
-      x.dim() < 1 || x.size(-1) != w.size(1) || !w.is_contiguous() || x.numel() == 0 || at::GradMode::is_enabled() ||
-      !ab_switch_on("DIFFBENCH_PLANNED_GEMM"))
+  if (!x.is_cuda() || w.device() != x.device() || x.scalar_type() != at::kHalf || w.scalar_type() != at::kHalf ||
+      w.dim() != 2 || x.dim() < 1 || x.size(-1) != w.size(1) || !w.is_contiguous() || x.numel() == 0 ||
+      at::GradMode::is_enabled() || !ab_switch_on("DIFFBENCH_PLANNED_GEMM"))
     return nullptr;
   return kernels::find_gemm_plan(x, x.numel() / w.size(1), w.size(0), w.size(1), epilogue);
 }
