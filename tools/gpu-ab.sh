@@ -5,8 +5,8 @@
 # the "before" runs load the kept library through LD_LIBRARY_PATH (the binaries' RUNPATH yields to it).
 # Then, on random SD 1.5-topology fp16 weights (512², 50 PNDM steps, guidance 7.5): TEST_FILTER's tests of
 # TEST_BIN (default test_models; several: "test_models test_accel") if set (TESTS=ON), `generate
-# --prompts demo` of the spec AB_GENERATE (default baseline) both ways with PSNR/SSIM of after against
-# before, and ROUNDS rounds of `bench` (median of RUNS, seconds per batch) of AB_CASES (default
+# --prompts demo` of the spec AB_GENERATE (default baseline; batch AB_GENERATE_BATCH, default 4) both ways
+# with PSNR/SSIM of after against before, and ROUNDS rounds of `bench` (median of RUNS, seconds per batch) of AB_CASES (default
 # "baseline:1:5 deepcache:1:5": SPEC:BATCH:RUNS, the specs of tools/gpu-sd15-specs.sh) and, in the first
 # round, AB_CASES_ONCE (default "baseline:4:3"), before and after in turn; with AB_1024=1 also the
 # baseline at 1024² once each.
@@ -88,8 +88,8 @@ run() {  # run VARIANT CMD...: the base's library, or the switches off; the work
 }
 tools/gpu-sd15-specs.sh "$B" "$work" || exit 1
 for v in "${variants[@]}"; do
-  run "$v" $B generate --spec "$work/${AB_GENERATE:-baseline}.toml" --prompts demo --batch-size 4 \
-    --out "$work/img-$v" --quiet ||
+  run "$v" $B generate --spec "$work/${AB_GENERATE:-baseline}.toml" --prompts demo \
+    --batch-size "${AB_GENERATE_BATCH:-4}" --out "$work/img-$v" --quiet ||
     echo "== generate ($v) failed"
 done
 shopt -s nullglob
