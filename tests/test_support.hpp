@@ -21,6 +21,14 @@ inline std::filesystem::path shared_dir() {
 inline std::filesystem::path fixture(const std::string& rel) { return shared_dir() / "fixtures" / rel; }
 inline std::filesystem::path shared_data(const std::string& rel) { return shared_dir() / "data" / rel; }
 
+// Why a test of the CUDA build's own kernels cannot run here, "" when it can: no CUDA device, or a build
+// without the kernels (`built`: the library's own answer, e.g. have_fused_group_norm()).
+inline std::string cuda_kernels_unavailable(bool built) {
+  if (!torch::cuda::is_available()) return "no CUDA device";
+  if (!built) return "built without the CUDA kernels";
+  return "";
+}
+
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }

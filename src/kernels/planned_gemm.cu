@@ -7,7 +7,6 @@
 #include <cublasLt.h>
 
 #include <cstring>
-#include <iterator>
 
 #include "planned_gemm.hpp"
 
@@ -33,31 +32,26 @@ struct Owned {
 
 bool aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % 256 == 0; }
 
+// Whether the row was written on this GPU model with the cuBLASLt loaded now.
+bool for_here(const GemmPlan& p, const cudaDeviceProp& props) {
+  return p.cublaslt == cublasLtGetVersion() && std::strcmp(p.device, props.name) == 0;
+}
+
 }  // namespace
 
 const GemmPlan* find_gemm_plan(const at::Tensor& x, int64_t m, int64_t n, int64_t k, GemmEpilogue epilogue) {
-  const GemmPlan* row = nullptr;
   for (const GemmPlan& p : kPlans)
-    if (p.m == m && p.n == n && p.k == k && p.epilogue == epilogue) {
-      row = &p;
-      break;
-    }
-  if (!row) return nullptr;
-  const cudaDeviceProp* props = at::cuda::getDeviceProperties(x.get_device());
-  const std::size_t version = cublasLtGetVersion();
-  for (const GemmPlan* p = row; p != std::end(kPlans); ++p)
-    if (p->m == m && p->n == n && p->k == k && p->epilogue == epilogue && p->cublaslt == version &&
-        std::strcmp(p->device, props->name) == 0)
-      return p;
+    if (p.m == m && p.n == n && p.k == k && p.epilogue == epilogue &&
+        for_here(p, *at::cuda::getDeviceProperties(x.get_device())))
+      return &p;
   return nullptr;
 }
 
 int gemm_plan_rows(int device_index) {
   if (device_index < 0) device_index = c10::cuda::current_device();
-  const cudaDeviceProp* props = at::cuda::getDeviceProperties(device_index);
-  const std::size_t version = cublasLtGetVersion();
+  const cudaDeviceProp& props = *at::cuda::getDeviceProperties(device_index);
   int rows = 0;
-  for (const GemmPlan& p : kPlans) rows += p.cublaslt == version && std::strcmp(p.device, props->name) == 0;
+  for (const GemmPlan& p : kPlans) rows += for_here(p, props);
   return rows;
 }
 

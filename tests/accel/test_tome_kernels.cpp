@@ -11,14 +11,14 @@
 #include <torch/torch.h>
 
 #include "diffbench/accel/tome.hpp"
+#include "test_support.hpp"
 
 using namespace diffbench;
 
 namespace {
 
 bool skip_reason(std::string& why) {
-  if (!torch::cuda::is_available()) why = "no CUDA device";
-  else if (!tome_kernels_built()) why = "built without the CUDA kernels";
+  why = test::cuda_kernels_unavailable(tome_kernels_built());
   return !why.empty();
 }
 

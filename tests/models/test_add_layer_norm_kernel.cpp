@@ -26,8 +26,7 @@ const Shape kSd15[] = {{4096, 320}, {1024, 640}, {256, 1280}, {64, 1280},
                        {16384, 320}, {4096, 640}, {1024, 1280}, {256, 1280}};
 
 bool skip_reason(std::string& why) {
-  if (!torch::cuda::is_available()) why = "no CUDA device";
-  else if (!have_fused_group_norm()) why = "built without the CUDA kernels";
+  why = test::cuda_kernels_unavailable(have_fused_group_norm());
   return !why.empty();
 }
 

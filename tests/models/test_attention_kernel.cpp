@@ -25,11 +25,8 @@ struct Case {
 };
 
 bool skip_reason(std::string& why) {
-  if (!torch::cuda::is_available())
-    why = "no CUDA device";
-  else if (!have_fused_group_norm())
-    why = "built without the CUDA kernels";
-  else if (!have_hd40_attention_kernel(torch::kCUDA))
+  why = test::cuda_kernels_unavailable(have_fused_group_norm());
+  if (why.empty() && !have_hd40_attention_kernel(torch::kCUDA))
     why = "the kernel runs on compute capability 9.0 alone";
   return !why.empty();
 }

@@ -50,8 +50,7 @@ std::vector<Gemm> sd15_gemms() {
 }
 
 bool skip_reason(std::string& why) {
-  if (!torch::cuda::is_available()) why = "no CUDA device";
-  else if (!have_fused_group_norm()) why = "built without the CUDA kernels";
+  why = test::cuda_kernels_unavailable(have_fused_group_norm());
   return !why.empty();
 }
 
