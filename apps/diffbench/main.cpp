@@ -36,6 +36,7 @@
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/log.hpp"
+#include "diffbench/pipeline/environment.hpp"
 #include "diffbench/pipeline/init_random.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/pipeline/txt2img.hpp"

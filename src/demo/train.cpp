@@ -14,6 +14,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/staging_dir.hpp"
 #include "diffbench/metrics/clip_score.hpp"
+#include "diffbench/pipeline/environment.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
 #include "diffbench/tokenizer/clip_tokenizer.hpp"

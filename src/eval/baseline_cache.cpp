@@ -22,6 +22,7 @@
 #include "diffbench/io/json_config.hpp"
 #include "diffbench/io/prompts.hpp"
 #include "diffbench/pipeline/device.hpp"
+#include "diffbench/pipeline/environment.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 
 namespace diffbench {

@@ -19,6 +19,7 @@
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/progress.hpp"
 #include "diffbench/pipeline/device.hpp"
+#include "diffbench/pipeline/environment.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/pipeline/txt2img.hpp"
 

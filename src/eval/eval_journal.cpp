@@ -14,6 +14,7 @@
 #include "diffbench/eval/baseline_cache.hpp"
 #include "diffbench/io/assets.hpp"
 #include "diffbench/pipeline/device.hpp"
+#include "diffbench/pipeline/environment.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 
 namespace diffbench {

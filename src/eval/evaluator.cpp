@@ -18,6 +18,7 @@
 #include "diffbench/metrics/psnr.hpp"
 #include "diffbench/metrics/stats.hpp"
 #include "diffbench/pipeline/device.hpp"
+#include "diffbench/pipeline/environment.hpp"
 #include "diffbench/pipeline/outputs.hpp"
 #include "diffbench/report/html_report.hpp"
 #include "diffbench/report/report.hpp"

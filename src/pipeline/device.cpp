@@ -1,7 +1,5 @@
 #include "diffbench/pipeline/device.hpp"
 
-#include "diffbench/models/blocks/linear.hpp"
-
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -9,9 +7,7 @@
 #include <sstream>
 
 #include <ATen/Context.h>
-#include <ATen/Parallel.h>
 #include <torch/cuda.h>
-#include <torch/version.h>
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -143,19 +139,6 @@ int64_t free_memory(const at::Device& device) {
     if (fields >> key >> kib && key == "MemAvailable:") return kib * 1024;
   }
   return -1;
-}
-
-nlohmann::json environment_info(const at::Device& device) {
-  nlohmann::json env = {{"diffbench", DIFFBENCH_VERSION}, {"libtorch", TORCH_VERSION}, {"device", device.str()}};
-  env["threads"] = at::get_num_threads();
-  if (device.is_cuda()) env["gemm_plans"] = gemm_plan_rows(device);  // planned GEMM shapes that apply here
-#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
-  if (device.is_cuda()) {
-    cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, device.index() < 0 ? 0 : device.index()) == cudaSuccess) env["gpu"] = prop.name;
-  }
-#endif
-  return env;
 }
 
 bool is_out_of_memory(const c10::Error& e) {

@@ -13,6 +13,7 @@
 #include "diffbench/models/blocks/linear.hpp"
 #include "diffbench/models/blocks/norm.hpp"
 #include "diffbench/pipeline/device.hpp"
+#include "diffbench/pipeline/environment.hpp"
 #include "test_support.hpp"
 
 using namespace diffbench;

@@ -7,7 +7,6 @@
 #include <utility>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 namespace diffbench {
 
@@ -37,9 +36,6 @@ std::pair<int64_t, std::string> peak_memory(const at::Device& device);
 // Memory free for new allocations now: on CUDA the driver's free memory plus what the caching
 // allocator holds unused; on the CPU the kernel's MemAvailable (/proc/meminfo). -1 if unknown.
 int64_t free_memory(const at::Device& device);
-
-// Versions and device description for reports (GPU name when on CUDA).
-nlohmann::json environment_info(const at::Device& device);
 
 // True for LibTorch's allocation failures: c10::OutOfMemoryError (CUDA) and the CPU allocator's
 // c10::Error "can't allocate memory: you tried to allocate N bytes", which the command reports
