@@ -2,7 +2,8 @@
 # The weights and pipeline specs the tools/gpu-*.sh measurements share: random SD 1.5-topology fp16 weights
 # (`diffbench init-random`, the tokenizer folder TOKENIZER_DIR, the bundled one by default) in WORK_DIR/sd15,
 # and in WORK_DIR the specs baseline.toml (512², 50 PNDM steps, guidance 7.5, fp16, CUDA), deepcache.toml
-# (3, 0), tome.toml (0.5), tgate.toml (gate step 10), and baseline1024.toml / tome1024.toml at 1024².
+# (3, 0), tome.toml (0.5), tgate.toml (gate step 10), baseline1024.toml / tome1024.toml at 1024², and fp8.toml /
+# fp8-1024.toml (the baselines with dtype fp8: the UNet's token GEMMs in e4m3).
 #   tools/gpu-sd15-specs.sh DIFFBENCH_BIN WORK_DIR [TOKENIZER_DIR]
 set -euo pipefail
 bin=${1:?usage: $0 DIFFBENCH_BIN WORK_DIR [TOKENIZER_DIR]}
@@ -26,3 +27,5 @@ spec tome 512 'method = "tome"' 'ratio = 0.5'
 spec tgate 512 'method = "tgate"' 'gate_step = 10'
 spec baseline1024 1024
 spec tome1024 1024 'method = "tome"' 'ratio = 0.5'
+sed 's/^dtype = "fp16"$/dtype = "fp8"/' "$work/baseline.toml" >"$work/fp8.toml"
+sed 's/^dtype = "fp16"$/dtype = "fp8"/' "$work/baseline1024.toml" >"$work/fp8-1024.toml"

@@ -387,7 +387,10 @@ void add_generate(CLI::App& app, GenerateArgs& a) {
   c->add_option("--batch-size", a.batch_size, "prompts per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   c->add_option("--noise", a.noise, "per-prompt (seed+i per prompt) or diffusers (one generator per run)")
       ->capture_default_str()->check(CLI::IsMember({"per-prompt", "diffusers"}));
-  c->add_option("--dtype", a.dtype, "fp32|fp16|bf16")->capture_default_str()->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  c->add_option("--dtype", a.dtype, "fp32|fp16|bf16|fp8 (fp8: the UNet's token GEMMs in float8 e4m3, the rest in fp16 on "
+                "CUDA, fp32 on the CPU)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16", "fp8"}));
   c->add_option("--device", a.device, "cpu|cuda|cuda:N")->capture_default_str();
   c->add_option("--accel", a.accel,
                 "acceleration method METHOD[:key=value,...] (repeatable, applied in order; replaces the spec's "

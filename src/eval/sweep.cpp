@@ -9,6 +9,7 @@
 
 #include "diffbench/accel/method.hpp"
 #include "diffbench/error.hpp"
+#include "diffbench/pipeline/device.hpp"
 
 namespace diffbench {
 
@@ -146,7 +147,7 @@ void apply_grid_value(PipelineSpec& spec, const std::string& key, const std::str
   } else if (key == "scheduler") {
     spec.scheduler = v;
   } else if (key == "dtype") {
-    if (v != "fp32" && v != "fp16" && v != "bf16") throw UsageError("'dtype=" + v + "': expected fp32, fp16 or bf16", kGrid);
+    if (!is_dtype_name(v)) throw UsageError("'dtype=" + v + "': expected " + kDtypeNames, kGrid);
     spec.dtype = v;
   } else if (key.find('.') != std::string::npos) {
     auto [entry, param] = method_param(spec, key);

@@ -270,6 +270,12 @@ std::vector<Attention> UNet2DConditionModelImpl::cross_attentions() const {
   return all;
 }
 
+void UNet2DConditionModelImpl::use_fp8() {
+  for_each_block(down_blocks_, mid_block, up_blocks_, [&](const auto& block) {
+    for (auto t : block.transformers()) t->use_fp8();  // a copy of the holder: t is changed
+  });
+}
+
 std::vector<torch::nn::Linear> UNet2DConditionModelImpl::cross_kv_layers() const {
   std::vector<torch::nn::Linear> layers;
   for (const auto& a : cross_attentions())

@@ -50,6 +50,21 @@ at::ScalarType parse_dtype(const std::string& name, const at::Device& device) {
   return t;
 }
 
+bool is_dtype_name(const std::string& name) {
+  return name == "fp32" || name == "fp16" || name == "bf16" || name == "fp8";
+}
+
+bool has_fp8_gemms(const at::Device& device) {
+  if (!device.is_cuda()) return true;
+#ifdef DIFFBENCH_HAVE_CUDA_ALLOCATOR
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, device.index() < 0 ? 0 : device.index()) != cudaSuccess) return false;
+  return prop.major * 10 + prop.minor >= 89;
+#else
+  return false;
+#endif
+}
+
 std::string dtype_name(at::ScalarType t) {
   switch (t) {
     case at::kFloat: return "fp32";

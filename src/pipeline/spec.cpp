@@ -81,8 +81,9 @@ void parse_pipeline(const toml::table& t, const fs::path& file, PipelineSpec& sp
                          at_line(file, node));
     } else if (key == "dtype") {
       spec.dtype = expect<std::string>(node, file, key, "a string");
-      if (spec.dtype != "fp32" && spec.dtype != "fp16" && spec.dtype != "bf16")
-        throw InputError("key 'dtype' must be fp32, fp16 or bf16 (got '" + spec.dtype + "')", at_line(file, node));
+      if (!is_dtype_name(spec.dtype))
+        throw InputError("key 'dtype' must be " + std::string(kDtypeNames) + " (got '" + spec.dtype + "')",
+                         at_line(file, node));
     } else if (key == "device") {
       spec.device = expect<std::string>(node, file, key, "a string");
     } else if (key == "prediction_type") {
@@ -303,8 +304,14 @@ void resolve_spec_model(PipelineSpec& spec) {
 PipelineSpec PipelineSpec::baseline() const {
   PipelineSpec b = *this;
   b.accelerate.clear();
+  b.dtype = precision_dtype();
   b.name = name + "-baseline";
   return b;
+}
+
+std::string PipelineSpec::precision_dtype() const {
+  if (dtype != "fp8") return dtype;
+  return device.rfind("cuda", 0) == 0 ? "fp16" : "fp32";
 }
 
 nlohmann::json PipelineSpec::to_json() const {
@@ -340,7 +347,12 @@ ModelOptions PipelineSpec::model_options(const CudaTuning& tuning) const {
   mo.config_dir = model_config;
   mo.loras = loras;
   mo.device = parse_device(device);
-  mo.dtype = parse_dtype(dtype, mo.device);
+  mo.dtype = parse_dtype(precision_dtype(), mo.device);
+  mo.fp8 = dtype == "fp8";
+  if (mo.fp8 && !has_fp8_gemms(mo.device))
+    throw UsageError("dtype fp8 needs a GPU with fp8 tensor cores (compute capability 8.9 or later: Ada, Hopper "
+                     "and newer), or the CPU; use fp16 on this one",
+                     "--dtype");
   mo.cuda_graphs = tuning.cuda_graphs;
   mo.channels_last = tuning.channels_last;
   mo.cudnn_benchmark = tuning.cudnn_benchmark;

@@ -153,6 +153,7 @@ Txt2ImgPipeline::~Txt2ImgPipeline() = default;
 struct Txt2ImgPipeline::SharedComponents {
   at::ScalarType dtype;
   at::Device device;
+  bool fp8;            // the UNet's (use_fp8)
   bool channels_last;  // the UNet's convolution weights' layout (UNetRunner sets it)
   ComponentIdentity text_identity, unet_identity, vae_identity;
   ClipTextModel text_encoder{nullptr};
@@ -232,7 +233,8 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
   const UNetConfig unet_config = UNetConfig::from_json(JsonConfig(unet.config, unet.config_source));
   impl->unet_identity = {unet.weights, unet.config, options.loras};
   const bool reused_unet =
-      same_place && reuse->channels_last == options.channels_last && reuse->unet_identity.same(impl->unet_identity);
+      same_place && reuse->channels_last == options.channels_last && reuse->fp8 == options.fp8 &&
+      reuse->unet_identity.same(impl->unet_identity);
   if (reused_unet) {
     impl->unet = reuse->unet;
     impl->load_report["reused"].push_back("unet");
@@ -251,6 +253,11 @@ std::unique_ptr<Txt2ImgPipeline> Txt2ImgPipeline::load(const ModelOptions& optio
     if (impl->sdxl) targets.push_back({"text_encoder_2", impl->sdxl->text_encoder_2.ptr().get(), {}});
     impl->load_report["lora"] = fuse_loras(options.loras, targets);
     impl->load_report["lora_s"] = seconds_since(t0);
+  }
+  if (options.fp8 && !reused_unet) {  // from the final weights, LoRAs fused
+    t0 = Clock::now();
+    impl->unet->use_fp8();
+    impl->load_report["fp8_s"] = seconds_since(t0);
   }
   if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(options.cudnn_benchmark);
   impl->unet_runner = std::make_unique<UNetRunner>(impl->unet, options.device,
@@ -309,7 +316,8 @@ Txt2ImgPipeline::GraphSetUp Txt2ImgPipeline::graph_set_up() const {
 
 std::shared_ptr<const Txt2ImgPipeline::SharedComponents> Txt2ImgPipeline::shared_components() const {
   auto s = std::make_shared<SharedComponents>(SharedComponents{
-      impl_->options.dtype, impl_->options.device, impl_->options.channels_last, impl_->text_identity,
+      impl_->options.dtype, impl_->options.device, impl_->options.fp8, impl_->options.channels_last,
+      impl_->text_identity,
       impl_->unet_identity, impl_->vae_identity, impl_->text_encoder, impl_->unet, impl_->vae, impl_->vae_config,
       impl_->text_worker, impl_->vae_worker, impl_->tokenizer, impl_->tokenizer_dir, impl_->pad_token});
   return s;

@@ -1,5 +1,6 @@
 #include "diffbench/error.hpp"
 #include "diffbench/io/assets.hpp"
+#include "diffbench/io/read_file.hpp"
 #include "diffbench/pipeline/spec.hpp"
 #include "test_support.hpp"
 
@@ -57,7 +58,7 @@ TEST(Spec, ErrorsNameFileLineAndKey) {
   const Case cases[] = {
       {"[pipeline]\nmodel = 'm'\nstepz = 3\n", "/s/x.toml:3", "stepz"},
       {"[pipeline]\nmodel = 'm'\nsteps = 'many'\n", "/s/x.toml:3", "steps"},
-      {"[pipeline]\nmodel = 'm'\ndtype = 'fp8'\n", "/s/x.toml:3", "dtype"},
+      {"[pipeline]\nmodel = 'm'\ndtype = 'fp4'\n", "/s/x.toml:3", "dtype"},
       {"[pipeline]\nsteps = 3\n", "/s/x.toml:1", "model"},
       {"[pipeline]\nmodel = 'm'\n[extra]\nx = 1\n", "/s/x.toml:3", "extra"},
       {"[pipeline]\nmodel = 'm'\n[[accelerate]]\ncache_interval = 3\n", "/s/x.toml:3", "method"},
@@ -162,6 +163,35 @@ width = 320
 
   s.dtype = "fp16";  // half precision is CUDA-only: refused where the options are made
   EXPECT_THROW(s.model_options(), UsageError);
+}
+
+// dtype fp8: the UNet's token GEMMs in e4m3 around the dtype the device computes in otherwise (fp32 on the
+// CPU, fp16 on CUDA), which is also the baseline's: fp8 changes the images, so it is measured against it.
+TEST(Spec, Fp8IsMeasuredAgainstItsPrecisionDtype) {
+  auto s = parse_spec("[pipeline]\nmodel = 'm'\ndtype = 'fp8'\n", "/specs/f.toml");
+  EXPECT_EQ(s.dtype, "fp8");
+  EXPECT_EQ(s.precision_dtype(), "fp32");
+  const ModelOptions mo = s.model_options();
+  EXPECT_TRUE(mo.fp8);
+  EXPECT_EQ(mo.dtype, at::kFloat);
+  const PipelineSpec b = s.baseline();
+  EXPECT_EQ(b.dtype, "fp32");
+  EXPECT_FALSE(b.model_options().fp8);
+  EXPECT_EQ(spec_differences(b, s), std::vector<std::string>({"dtype: fp32 vs fp8"}));
+  s.device = "cuda:0";
+  EXPECT_EQ(s.precision_dtype(), "fp16");
+  EXPECT_EQ(s.baseline().dtype, "fp16");
+  s.dtype = "fp16";
+  EXPECT_EQ(s.baseline().dtype, "fp16");  // other dtypes are the baseline's too
+
+  // the example says its baseline is examples/sd15-baseline.toml
+  const std::filesystem::path examples = std::filesystem::path(DIFFBENCH_SOURCE_DIR) / "examples";
+  const PipelineSpec fp8 = parse_spec(read_regular_file(examples / "sd15-fp8.toml"), examples / "sd15-fp8.toml");
+  const PipelineSpec base =
+      parse_spec(read_regular_file(examples / "sd15-baseline.toml"), examples / "sd15-baseline.toml");
+  EXPECT_EQ(fp8.dtype, "fp8");
+  EXPECT_EQ(fp8.baseline().model_ref, base.model_ref);
+  EXPECT_TRUE(spec_differences(fp8.baseline(), base).empty());
 }
 
 // "demo" is resolved where the spec is read: the spec's folder is not prepended and the model

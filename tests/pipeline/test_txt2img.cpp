@@ -182,6 +182,11 @@ TEST_F(Txt2Img, ReusesTextEncoderUNetAndVaeOnlyWhenTheirFilesMatch) {
   GenerateOptions opt;
   opt.steps = 2;
   EXPECT_TRUE(at::equal(again->generate({"a cat"}, opt).images, tiny_sd().generate({"a cat"}, opt).images));
+  mo.fp8 = true;  // dtype fp8: a UNet of its own (the text encoder and the VAE compute as before)
+  auto fp8 = Txt2ImgPipeline::load(mo, Logger::silent(), shared);
+  EXPECT_EQ(fp8->load_report()["reused"], nlohmann::json({"text_encoder", "vae"}));
+  EXPECT_FALSE(at::equal(fp8->generate({"a cat"}, opt).images, tiny_sd().generate({"a cat"}, opt).images));
+  mo.fp8 = false;
 
   auto dir = test::temp_dir("reuse");
   RandomPipelineOptions ro;

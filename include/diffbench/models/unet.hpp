@@ -126,6 +126,10 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   std::vector<ResnetBlock2D> resnet_blocks() const;
   // Every transformer block's cross-attention (attn2), down path to up path.
   std::vector<Attention> cross_attentions() const;
+  // dtype "fp8": the transformers' GEMMs over the image's tokens multiply in float8 e4m3 from now on
+  // (Transformer2DModel::use_fp8, models/blocks/linear.hpp); the convolutions, the time embedding and the
+  // text's keys and values stay in the weights' dtype. Call after loading (and fusing LoRAs).
+  void use_fp8();
 
  private:
   UNetConfig config_;

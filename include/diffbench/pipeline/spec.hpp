@@ -85,11 +85,15 @@ struct PipelineSpec {
   // {"python": FILE, "pipeline_class": ..., "statements": [...], "ignored": [...]}; null otherwise.
   nlohmann::json origin;
 
-  // The unaccelerated pipeline: every [[accelerate]] entry dropped.
+  // The unaccelerated pipeline: every [[accelerate]] entry dropped, and dtype fp8 replaced by the dtype
+  // it computes in otherwise (precision_dtype()): fp8 changes the images, so it is measured like a method.
   PipelineSpec baseline() const;
+  // dtype, except for fp8: fp16 on CUDA, fp32 on the CPU (the dtype of the weights and the activations).
+  std::string precision_dtype() const;
   nlohmann::json to_json() const;
 
-  // What Txt2ImgPipeline::load takes for this spec (folder, variant, device, dtype).
+  // What Txt2ImgPipeline::load takes for this spec (folder, variant, device, dtype; fp8: ModelOptions::fp8
+  // with precision_dtype(), a UsageError on a GPU without fp8 GEMMs).
   ModelOptions model_options(const CudaTuning& tuning = {}) const;
   // What Txt2ImgPipeline::generate takes for this spec under `protocol`, without hooks (the spec's
   // methods are attached by accel/spec_run.hpp).

@@ -30,6 +30,7 @@ struct ModelOptions {
   std::filesystem::path config_dir;    // single files: the diffusers folder whose configs are used ("" = inferred)
   std::vector<LoraSpec> loras;         // fused into the text encoder and UNet at load (pipeline/lora.hpp)
   at::ScalarType dtype = at::kFloat;   // weights and activations
+  bool fp8 = false;                    // dtype "fp8": the UNet's token GEMMs in float8 e4m3 (UNet::use_fp8)
   at::Device device = at::kCPU;
   std::string variant;                 // weights variant to prefer, e.g. "fp16"
   bool cuda_graphs = true;             // CUDA: replay the UNet call from a captured CUDA graph

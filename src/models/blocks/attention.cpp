@@ -38,6 +38,16 @@ void AttentionImpl::set_kv_column(int64_t column) {
   if (options_.cross_attention_dim > 0) fused_ = RowFusedLinears();  // its to_k/to_v now live in the owner's tensor
 }
 
+void AttentionImpl::use_fp8() {
+  fp8_q_ = Fp8Matrix::of(to_q->weight);
+  fp8_out_ = Fp8Matrix::of(to_out_proj->weight);
+  if (options_.cross_attention_dim <= 0) {
+    fp8_k_ = Fp8Matrix::of(to_k->weight);
+    fp8_v_ = Fp8Matrix::of(to_v->weight);
+    fused_.use_fp8();
+  }
+}
+
 std::vector<torch::nn::Linear> AttentionImpl::fused_modules() const {
   if (options_.cross_attention_dim <= 0) return {to_q, to_k, to_v};
   return {to_k, to_v};
@@ -107,13 +117,13 @@ at::Tensor AttentionImpl::run(const at::Tensor& hidden, const CrossAttentionCont
     k = kv2.select(2, 0).transpose(1, 2);
     v = kv2.select(2, 1).transpose(1, 2);
   }
-  if (!q.defined()) q = linear(to_q, x).view({B, -1, heads, dh}).transpose(1, 2);    // [B, heads, N, dh]
+  if (!q.defined()) q = linear(to_q, x, fp8_q_).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, N, dh]
   if (!k.defined()) {
-    k = linear(to_k, kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
-    v = linear(to_v, kv).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
+    k = linear(to_k, kv, fp8_k_).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
+    v = linear(to_v, kv, fp8_v_).view({B, -1, heads, dh}).transpose(1, 2);  // [B, heads, M, dh]
   }
-  at::Tensor o = attend(q, k, v);                                            // [B, N, inner]
-  o = with_out_bias ? linear(to_out_proj, o) : gemm(o, to_out_proj->weight);        // [B, N, query_dim]
+  at::Tensor o = attend(q, k, v);                                                    // [B, N, inner]
+  o = gemm(o, to_out_proj->weight, with_out_bias ? to_out_proj->bias : at::Tensor(), fp8_out_);  // [B, N, query_dim]
 
   if (spatial) o = o.transpose(-1, -2).reshape({B, C, H, W});  // [B, C, H, W]
   if (options_.residual_connection) o = o + hidden;

@@ -1,6 +1,9 @@
 #include "diffbench/models/blocks/linear.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
+#include <utility>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
@@ -98,6 +101,60 @@ void gemm_onto(const at::Tensor& acc, const at::Tensor& x, const at::Tensor& w) 
     return;
 #endif
   acc2d.addmm_(x2d, w.t());  // beta = 1
+}
+
+namespace {
+
+constexpr double kE4m3Max = 448.0;  // float8_e4m3fn's largest finite value; beyond it a conversion gives NaN
+
+// x in e4m3, its largest magnitude mapped to ±448, and the scale that undoes that (a float32 scalar): the
+// scale is rounded to x's dtype first (at least its smallest normal number), so that x is divided by
+// exactly the value the GEMM multiplies back by.
+std::pair<at::Tensor, at::Tensor> to_e4m3(const at::Tensor& x) {
+  const double smallest = x.scalar_type() == at::kHalf ? 6.103515625e-05 : 1e-30;
+  const at::Tensor scale = at::linalg_vector_norm(x, INFINITY)  // max |x|
+                               .to(at::kFloat)
+                               .div(kE4m3Max)
+                               .clamp_min(smallest)
+                               .to(x.scalar_type());
+  const at::Tensor q = x.div(scale).clamp(-kE4m3Max, kE4m3Max).to(at::kFloat8_e4m3fn);
+  return {q, scale.to(at::kFloat)};
+}
+
+}  // namespace
+
+Fp8Matrix Fp8Matrix::of(const at::Tensor& w) {
+  if (!w.defined() || w.dim() != 2 || w.size(0) % 16 != 0 || w.size(1) % 16 != 0 || w.numel() == 0) return {};
+  torch::NoGradGuard no_grad;
+  auto [w8, scale] = to_e4m3(w.to(at::kFloat));  // the scale from the float32 weight, not a rounded one
+  return {w8.contiguous(), scale};
+}
+
+at::Tensor gemm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const Fp8Matrix& w8) {
+  if (!w8.defined() || x.numel() == 0 || x.size(-1) != w8.w8.size(1) || x.device() != w8.w8.device())
+    return gemm(x, w, b);
+  const int64_t K = w8.w8.size(1), N = w8.w8.size(0);
+  const auto dt = x.scalar_type();
+  auto [x8, x_scale] = to_e4m3(x.reshape({-1, K}));
+  at::Tensor y;
+  if (x.is_cuda()) {
+    std::optional<at::Tensor> bias;
+    if (b.defined()) bias = b.to(dt);
+    // w8ᵀ is column-major, as the fp8 GEMMs want their second operand
+    y = at::_scaled_mm(x8.contiguous(), w8.w8.t(), x_scale, w8.scale, bias, {}, dt);
+  } else {
+    // The same e4m3 operands multiplied in x's dtype (exact products, float accumulation) as the GPU's
+    // fp8 GEMM does: LibTorch's _scaled_mm on the CPU is a far slower reference kernel.
+    y = at::linear(x8.to(dt).mul_(x_scale.to(dt)), w8.w8.to(dt).mul_(w8.scale.to(dt)), b);
+  }
+  std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
+  sizes.back() = N;
+  return y.view(sizes);
+}
+
+void gemm_onto(const at::Tensor& acc, const at::Tensor& x, const at::Tensor& w, const Fp8Matrix& w8) {
+  if (!w8.defined()) return gemm_onto(acc, x, w);
+  acc.add_(gemm(x, w, {}, w8));  // the fp8 GEMM does not accumulate onto its output
 }
 
 bool has_gemm_plan(const at::Tensor& x, const at::Tensor& w, bool bias, bool onto) {

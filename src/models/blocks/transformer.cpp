@@ -20,7 +20,7 @@ GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
 }
 
 at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
-  at::Tensor y = linear(proj, x);  // [.., 2·dim_out]: value, gate
+  at::Tensor y = linear(proj, x, fp8_);  // [.., 2·dim_out]: value, gate
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
   if (y.is_cuda()) return kernels::geglu(y);  // fused; falls back itself for unsupported inputs
 #endif
@@ -35,12 +35,17 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
   net = register_module("net", nn::ModuleList(act, nn::Dropout(0.0), out));
 }
 
-at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return linear(out, act(x)); }
+at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return linear(out, act(x), fp8_out_); }
 
 at::Tensor FeedForwardImpl::forward_onto(const at::Tensor& x, at::Tensor acc) {
-  const at::Tensor h = act(x);     // [B, N, inner]
-  gemm_onto(acc, h, out->weight);  // [B, N, dim] += h·Wᵀ (beta = 1)
+  const at::Tensor h = act(x);               // [B, N, inner]
+  gemm_onto(acc, h, out->weight, fp8_out_);  // [B, N, dim] += h·Wᵀ (beta = 1)
   return acc;
+}
+
+void FeedForwardImpl::use_fp8() {
+  act->use_fp8();
+  fp8_out_ = Fp8Matrix::of(out->weight);
 }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(const TransformerBlockOptions& o) {
@@ -102,6 +107,12 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const CrossAt
   return add_feed_forward(unmerge(P::CrossAttention, a), y, tokens.get());
 }
 
+void BasicTransformerBlockImpl::use_fp8() {
+  attn1->use_fp8();
+  attn2->use_fp8();
+  ff->use_fp8();
+}
+
 bool BasicTransformerBlockImpl::fold_out_biases(const at::Tensor& x) const {
   return fused_add_layer_norm(x) && attn1->out_bias().defined() && attn2->out_bias().defined() &&
          ab_switch_on("DIFFBENCH_FOLD_OUT_BIAS");
@@ -147,23 +158,35 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DOptions& optio
     proj_out_conv = register_module("proj_out", make_conv2d(nn::Conv2dOptions(inner, C, 1)));
 }
 
+namespace {
+
+at::Tensor as_matrix(const at::Tensor& w) { return w.reshape({w.size(0), w.size(1)}); }  // [out, in, 1, 1]
+
+}  // namespace
+
+void Transformer2DModelImpl::use_fp8() {
+  fp8_proj_in_ = Fp8Matrix::of(proj_in_conv ? as_matrix(proj_in_conv->weight) : proj_in_linear->weight);
+  fp8_proj_out_ = Fp8Matrix::of(proj_out_conv ? as_matrix(proj_out_conv->weight) : proj_out_linear->weight);
+  for (auto& block : blocks_) block->use_fp8();
+}
+
 at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const CrossAttentionContext& context, UNetHooks* hooks,
                                            const ModuleId* id) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   at::Tensor h = group_norm_act(x, norm, /*silu=*/false);
   // Channels-last activations: the 1×1 projections are matrix products over the pixels' channel
   // vectors (views, no copies), with proj_in's bias added by the GEMM itself.
+  // With fp8 GEMMs (use_fp8) they are GEMMs in any layout.
   const bool nhwc = proj_in_conv && fused_nhwc(h) && fused_nhwc(x);
-  const auto as_matrix = [](const at::Tensor& w) { return w.reshape({w.size(0), w.size(1)}); };  // [out, in, 1, 1]
-  if (nhwc) {
-    h = gemm(h.permute({0, 2, 3, 1}).reshape({B, H * W, C}), as_matrix(proj_in_conv->weight),
-             proj_in_conv->bias);                                  // [B, HW, inner]
+  if (nhwc || (proj_in_conv && fp8_proj_in_.defined())) {
+    h = gemm(h.permute({0, 2, 3, 1}).reshape({B, H * W, C}), as_matrix(proj_in_conv->weight), proj_in_conv->bias,
+             fp8_proj_in_);                                        // [B, HW, inner]
   } else if (proj_in_conv) {
     h = proj_in_conv(h);                                           // [B, inner, H, W]
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, h.size(1)});    // [B, HW, inner]
   } else {
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, C});            // [B, HW, C]
-    h = linear(proj_in_linear, h);                                 // [B, HW, inner]
+    h = linear(proj_in_linear, h, fp8_proj_in_);                   // [B, HW, inner]
   }
   if (hooks && id && hooks->hooks_transformer_blocks()) {
     TransformerId tid;
@@ -177,14 +200,17 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const CrossAtten
     for (auto& block : blocks_) h = block(h, context);            // [B, HW, inner]
   }
   if (nhwc) {  // proj_out's bias and the residual add in one pass
-    h = gemm(h, as_matrix(proj_out_conv->weight));                    // [B, HW, C]
+    h = gemm(h, as_matrix(proj_out_conv->weight), {}, fp8_proj_out_);  // [B, HW, C]
     return bias_residual(h.reshape({B, H, W, C}).permute({0, 3, 1, 2}), proj_out_conv->bias, x);
   }
-  if (proj_out_conv) {
+  if (proj_out_conv && fp8_proj_out_.defined()) {
+    h = gemm(h, as_matrix(proj_out_conv->weight), proj_out_conv->bias, fp8_proj_out_);  // [B, HW, C]
+    h = h.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, C, H, W]
+  } else if (proj_out_conv) {
     h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, inner, H, W]
     h = proj_out_conv(h);                                              // [B, C, H, W]
   } else {
-    h = linear(proj_out_linear, h);                                    // [B, HW, C]
+    h = linear(proj_out_linear, h, fp8_proj_out_);                     // [B, HW, C]
     h = h.reshape({B, H, W, C}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());  // [B, C, H, W]
   }
   return h + x;

@@ -56,6 +56,11 @@ class AttentionImpl : public torch::nn::Module {
   std::vector<torch::nn::Linear> key_value_layers() const { return {to_k, to_v}; }
   void set_kv_column(int64_t column);
 
+  // dtype "fp8": the projections of the image's tokens (to_q, to_out and self-attention's to_k, to_v, or
+  // their fused weight) multiply in fp8 from now on (Fp8Matrix); cross-attention's keys and values, from
+  // the 77 text tokens, stay in the activations' dtype.
+  void use_fp8();
+
  private:
   AttentionOptions options_;
   torch::nn::GroupNorm group_norm{nullptr};
@@ -67,6 +72,7 @@ class AttentionImpl : public torch::nn::Module {
   // The environment variable DIFFBENCH_FUSED_QKV=0 turns this off (for timing both).
   RowFusedLinears fused_;
   std::vector<torch::nn::Linear> fused_modules() const;
+  Fp8Matrix fp8_q_, fp8_k_, fp8_v_, fp8_out_;  // defined after use_fp8()
   int64_t kv_column_ = -1;  // where context.kv holds this layer's keys and values; -1: nowhere
   at::Tensor run(const at::Tensor& hidden, const CrossAttentionContext& context, bool with_out_bias);
   // softmax(q·kᵀ/√dh)·v of q [B, heads, N, dh], k, v [B, heads, M, dh] as [B, N, heads·dh].

@@ -22,9 +22,11 @@ class GEGLUImpl : public torch::nn::Module {
  public:
   GEGLUImpl(int64_t dim_in, int64_t dim_out);
   at::Tensor forward(const at::Tensor& x);  // [.., dim_in] -> [.., dim_out]
+  void use_fp8() { fp8_ = Fp8Matrix::of(proj->weight); }  // dtype "fp8" (linear.hpp)
 
  private:
   torch::nn::Linear proj{nullptr};
+  Fp8Matrix fp8_;
 };
 TORCH_MODULE(GEGLU);
 
@@ -38,11 +40,13 @@ class FeedForwardImpl : public torch::nn::Module {
   // added the bias (out_bias()) to acc. Without gradients only.
   at::Tensor forward_onto(const at::Tensor& x, at::Tensor acc);
   const at::Tensor& out_bias() const { return out->bias; }
+  void use_fp8();  // dtype "fp8": both GEMMs (linear.hpp)
 
  private:
   torch::nn::ModuleList net{nullptr};
   GEGLU act{nullptr};
   torch::nn::Linear out{nullptr};
+  Fp8Matrix fp8_out_;
 };
 TORCH_MODULE(FeedForward);
 
@@ -66,6 +70,8 @@ class BasicTransformerBlockImpl : public torch::nn::Module {
   // Whether the attentions leave their to_out bias to the add + LayerNorm kernel (no hooks; the fused
   // kernel runs on x; DIFFBENCH_FOLD_OUT_BIAS=0, read at every call, turns it off for A/B timing).
   bool fold_out_biases(const at::Tensor& x) const;
+  // dtype "fp8": the GEMMs over the image's tokens (Attention::use_fp8, the feed-forward's).
+  void use_fp8();
 
  private:
   // y + a, then + ff(norm3(y + a)), with the feed-forward's tokens merged by `tokens` when given; a_bias
@@ -99,6 +105,9 @@ class Transformer2DModelImpl : public torch::nn::Module {
                      const ModuleId* id = nullptr);
 
   const std::vector<BasicTransformerBlock>& blocks() const { return blocks_; }
+  // dtype "fp8": proj_in, proj_out (the 1×1 convolutions as GEMMs, on every device) and the blocks'
+  // GEMMs over the image's tokens multiply in fp8 from now on (linear.hpp).
+  void use_fp8();
 
  private:
   Transformer2DOptions options_;
@@ -107,6 +116,7 @@ class Transformer2DModelImpl : public torch::nn::Module {
   torch::nn::Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};
   torch::nn::ModuleList transformer_blocks{nullptr};
   std::vector<BasicTransformerBlock> blocks_;
+  Fp8Matrix fp8_proj_in_, fp8_proj_out_;
 };
 TORCH_MODULE(Transformer2DModel);
 
