@@ -105,20 +105,19 @@ void gemm_onto(const at::Tensor& acc, const at::Tensor& x, const at::Tensor& w) 
 
 namespace {
 
-constexpr double kE4m3Max = 448.0;  // float8_e4m3fn's largest finite value; beyond it a conversion gives NaN
+constexpr double kE4m3Max = 448.0;  // float8_e4m3fn's largest finite value; from 464 on a conversion gives NaN
 
-// x in e4m3, its largest magnitude mapped to ±448, and the scale that undoes that (a float32 scalar): the
-// scale is rounded to x's dtype first (at least its smallest normal number), so that x is divided by
-// exactly the value the GEMM multiplies back by.
+// x in e4m3, its largest magnitude mapped to 448, and the float32 scale that undoes that: four kernels (the
+// largest magnitude, two on the scale, the division written as e4m3). The division runs in x's dtype, the
+// scale rounded to it (at least its smallest normal number, so never a division by zero), so a quotient can
+// exceed 448 by that rounding: e4m3's conversion rounds anything below 464 to 448.
 std::pair<at::Tensor, at::Tensor> to_e4m3(const at::Tensor& x) {
   const double smallest = x.scalar_type() == at::kHalf ? 6.103515625e-05 : 1e-30;
-  const at::Tensor scale = at::linalg_vector_norm(x, INFINITY)  // max |x|
-                               .to(at::kFloat)
-                               .div(kE4m3Max)
-                               .clamp_min(smallest)
-                               .to(x.scalar_type());
-  const at::Tensor q = x.div(scale).clamp(-kE4m3Max, kE4m3Max).to(at::kFloat8_e4m3fn);
-  return {q, scale.to(at::kFloat)};
+  at::Tensor scale = at::linalg_vector_norm(x, INFINITY, std::nullopt, false, at::kFloat);  // max |x|
+  scale.mul_(1.0 / kE4m3Max).add_(smallest);
+  at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kFloat8_e4m3fn));
+  at::div_out(q, x, scale);
+  return {q, scale};
 }
 
 }  // namespace
