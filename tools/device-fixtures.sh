@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes room for the tiny-sd fixtures in one device call, whose copy of the tree (tracked files plus what
 # `carry` names) is limited to 64 MiB: the tracked tree alone is about 56 MB, of which the demo model
-# (assets/demo) is 36, and tiny-sd with its reference run is about 37. For one call the demo model leaves the
-# index (git rm --cached, the files stay here) and is ignored through .git/info/exclude, and the fixtures
+# (assets/demo/sd and its CLIP scorer assets/demo/clip) is 36, and tiny-sd with its reference run is about 37.
+# For one call the demo model leaves the index (git rm --cached, the files stay here; the demo prompts stay)
+# and is ignored through .git/info/exclude, and the fixtures
 # are copied into .device/shared/fixtures (git-ignored), so that the fast-path tests (test_pipeline,
 # FastPath.*: the CUDA images against the CPU float32 reference) can run there.
 #   tools/device-fixtures.sh prepare     (here; prints the carry list and DIFFBENCH_SHARED to use)
@@ -10,13 +11,14 @@
 #        DIFFBENCH_SHARED=$PWD/.device/shared TEST_BIN=test_pipeline TEST_FILTER='FastPath.*' AB_ENV=NAME
 #        tools/gpu-ab.sh 1 /tmp/ab      (or TESTS=ON tools/gpu-build.sh, then the test binary)
 #   tools/device-fixtures.sh restore     (here, right after the call: the index as it was; never commit between)
-# Tests that need the demo model (the demo, the end-to-end command tests) cannot run in such a call.
+# Tests that need the demo model (the demo, the end-to-end command tests) cannot run in such a call; the demo
+# prompts (--prompts demo, what tools/gpu-ab.sh compares images on) can.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${DIFFBENCH_SHARED:-../shared}
 copy=.device/shared/fixtures
 exclude=.git/info/exclude
-line=/assets/demo/
+lines=(/assets/demo/sd/ /assets/demo/clip/)
 fixtures=(tiny-sd tiny-sd-reference.json tiny-sd-reference.safetensors tiny-sd-tgate-reference.json
           tiny-sd-tgate-reference.safetensors)
 
@@ -29,8 +31,8 @@ case "${1:-}" in
     for f in "${fixtures[@]}"; do
       [ -e "$shared/fixtures/$f" ] || { echo "device-fixtures: $shared/fixtures/$f is missing" >&2; exit 2; }
     done
-    git rm -r -q --cached assets/demo
-    grep -qxF "$line" "$exclude" 2>/dev/null || echo "$line" >>"$exclude"
+    git rm -r -q --cached assets/demo/sd assets/demo/clip
+    for line in "${lines[@]}"; do grep -qxF "$line" "$exclude" 2>/dev/null || echo "$line" >>"$exclude"; done
     rm -rf "$copy" && mkdir -p "$copy"
     for f in "${fixtures[@]}"; do cp -r "$shared/fixtures/$f" "$copy/"; done
     tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
@@ -42,8 +44,10 @@ case "${1:-}" in
   restore)
     git reset -q -- assets/demo
     if [ -f "$exclude" ]; then
-      grep -vxF "$line" "$exclude" >"$exclude.tmp" || true
-      mv "$exclude.tmp" "$exclude"
+      for line in "${lines[@]}"; do
+        grep -vxF "$line" "$exclude" >"$exclude.tmp" || true
+        mv "$exclude.tmp" "$exclude"
+      done
     fi
     rm -rf .device/shared
     git status --short -- assets/demo
