@@ -1,12 +1,15 @@
 // dtype "fp8" (models/blocks/linear.hpp): a weight's e4m3 form and the GEMMs by it. The reference is the
-// product, in float64, of the operands as e4m3 can hold them: each operand divided by its own scale
-// (largest magnitude / 448), rounded to e4m3 by LibTorch's conversion and multiplied back; the fp8 GEMM
-// must equal it to float accumulation, so a scale applied wrongly or not at all shows. Against the
+// product, in float64, of the operands as the documented quantization gives them: each operand divided by
+// its own scale (largest magnitude / 448, rounded to the operand's dtype), the quotient rounded to that dtype
+// and then to e4m3 by LibTorch's conversions, multiplied back by the scale. The fp8 GEMM must equal it to
+// its accumulation and output rounding, so a scale applied wrongly or not at all shows. Against the
 // unquantized product the error must be that of 3-bit mantissas: not zero, and a few per cent at most.
-// On the CPU (LibTorch's reference kernel); on CUDA too when a GPU with fp8 tensor cores is present.
+// On the CPU (float32 and half around the e4m3 operands); on CUDA too (half) when a GPU with fp8 tensor cores
+// is present.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <string>
 #include <vector>
 
 #include "diffbench/models/blocks/linear.hpp"
@@ -16,21 +19,28 @@ using namespace diffbench;
 
 namespace {
 
-// t as e4m3 holds it with one scale, in float64.
+// t (on the CPU, in its dtype) as e4m3 holds it with one scale, in float64.
 at::Tensor e4m3_rounded(const at::Tensor& t) {
-  const at::Tensor s = t.abs().max().to(at::kDouble) / 448.0;
-  return (t.to(at::kDouble) / s).to(at::kFloat8_e4m3fn).to(at::kDouble) * s;
+  const double smallest = t.scalar_type() == at::kHalf ? 6.103515625e-05 : 1e-30;  // half's smallest normal
+  const at::Tensor s = (t.abs().max().to(at::kFloat) / 448.0).clamp_min(smallest).to(t.scalar_type()).to(at::kDouble);
+  const at::Tensor q = (t.to(at::kDouble) / s).to(t.scalar_type()).to(at::kFloat8_e4m3fn);
+  return q.to(at::kDouble) * s;
 }
 
 double relative_error(const at::Tensor& a, const at::Tensor& b) {
   return ((a.to(at::kDouble) - b.to(at::kDouble)).norm() / b.to(at::kDouble).norm()).item<double>();
 }
 
-std::vector<at::Device> devices() {
-  std::vector<at::Device> out = {at::kCPU};
-  if (torch::cuda::is_available() && has_fp8_gemms(at::Device(at::kCUDA, 0))) out.emplace_back(at::kCUDA, 0);
+// Where and in which dtype the activations are quantized: float32 and half on the CPU (half: the division
+// in half, as on the GPU), half on CUDA.
+std::vector<at::TensorOptions> cases() {
+  std::vector<at::TensorOptions> out = {at::TensorOptions(at::kFloat), at::TensorOptions(at::kHalf)};
+  if (torch::cuda::is_available() && has_fp8_gemms(at::Device(at::kCUDA, 0)))
+    out.push_back(at::TensorOptions().dtype(at::kHalf).device(at::kCUDA, 0));
   return out;
 }
+
+std::string name(const at::TensorOptions& o) { return o.device().str() + " " + c10::toString(o.dtype()); }
 
 }  // namespace
 
@@ -63,10 +73,9 @@ TEST(Fp8Gemm, ShapesFp8GemmsCannotTakeKeepTheirDtype) {
 }
 
 TEST(Fp8Gemm, ProductEqualsTheE4m3RoundedOperandsProduct) {
-  for (const at::Device& device : devices()) {
-    SCOPED_TRACE(device.str());
-    const auto dtype = device.is_cuda() ? at::kHalf : at::kFloat;
-    const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  for (const at::TensorOptions& opts : cases()) {
+    SCOPED_TRACE(name(opts));
+    const auto dtype = opts.dtype().toScalarType();
     torch::manual_seed(2);
     // activations of a transformer block's size order: a few hundred tokens, 320 channels
     const at::Tensor x = (torch::randn({2, 200, 320}) * 3).to(opts);
@@ -78,8 +87,9 @@ TEST(Fp8Gemm, ProductEqualsTheE4m3RoundedOperandsProduct) {
     const at::Tensor y = gemm(x, w, b, q);
     ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 200, 640}));
     EXPECT_EQ(y.scalar_type(), dtype);
-    const at::Tensor reference = at::matmul(e4m3_rounded(x.cpu().to(at::kFloat)), e4m3_rounded(w.cpu().to(at::kFloat)).t()) +
-                                 b.cpu().to(at::kDouble);
+    // the weight's e4m3 form is made from its float32 values
+    const at::Tensor reference =
+        at::matmul(e4m3_rounded(x.cpu()), e4m3_rounded(w.cpu().to(at::kFloat)).t()) + b.cpu().to(at::kDouble);
     const double output_rounding = dtype == at::kHalf ? 2e-3 : 1e-5;
     EXPECT_LE(relative_error(y.cpu(), reference), output_rounding);
 
@@ -98,9 +108,8 @@ TEST(Fp8Gemm, ProductEqualsTheE4m3RoundedOperandsProduct) {
 }
 
 TEST(Fp8Gemm, ZeroActivationsGiveTheBiasNotNaN) {
-  for (const at::Device& device : devices()) {
-    SCOPED_TRACE(device.str());
-    const auto opts = at::TensorOptions().dtype(device.is_cuda() ? at::kHalf : at::kFloat).device(device);
+  for (const at::TensorOptions& opts : cases()) {
+    SCOPED_TRACE(name(opts));
     const at::Tensor w = torch::randn({32, 64}).to(opts), b = torch::randn({32}).to(opts);
     const at::Tensor y = gemm(at::zeros({3, 64}, opts), w, b, Fp8Matrix::of(w));
     EXPECT_TRUE(torch::equal(y, b.expand({3, 32})));

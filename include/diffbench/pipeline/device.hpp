@@ -19,8 +19,8 @@ std::string dtype_name(at::ScalarType t);
 // tokens in float8 e4m3, everything else in fp16 on CUDA and fp32 on the CPU: PipelineSpec::model_options).
 bool is_dtype_name(const std::string& name);
 inline constexpr const char* kDtypeNames = "fp32, fp16, bf16 or fp8";
-// Whether fp8 GEMMs run on `device`: the CPU (LibTorch's reference kernel, for checking images), or a GPU
-// of compute capability 8.9 or later (fp8 tensor cores: Ada, Hopper and newer).
+// Whether fp8 GEMMs run on `device`: the CPU (the e4m3 operands multiplied in float32: for checking images,
+// not speed), or a GPU of compute capability 8.9 or later (fp8 tensor cores: Ada, Hopper and newer).
 bool has_fp8_gemms(const at::Device& device);
 
 // Starts CUDA on `device` on a thread of its own: the context, the cuBLAS handle and cuDNN (a tiny

@@ -107,17 +107,19 @@ namespace {
 
 constexpr double kE4m3Max = 448.0;  // float8_e4m3fn's largest finite value; from 464 on a conversion gives NaN
 
-// x in e4m3, its largest magnitude mapped to 448, and the float32 scale that undoes that: four kernels (the
-// largest magnitude, two on the scale, the division written as e4m3). The division runs in x's dtype, the
-// scale rounded to it (at least its smallest normal number, so never a division by zero), so a quotient can
-// exceed 448 by that rounding: e4m3's conversion rounds anything below 464 to 448.
+// x in e4m3, its largest magnitude mapped to 448, and the float32 scale that undoes that. The scale is
+// rounded to x's dtype (at least its smallest normal number, so never a division by zero) and x is divided
+// by that value in its own dtype, the result written as e4m3; the GEMM multiplies back by the same value.
+// A quotient can exceed 448 by the scale's rounding: e4m3's conversion rounds anything below 464 to 448.
+// Four kernels in float32 (the largest magnitude, two on the scale, the division), six in half.
 std::pair<at::Tensor, at::Tensor> to_e4m3(const at::Tensor& x) {
   const double smallest = x.scalar_type() == at::kHalf ? 6.103515625e-05 : 1e-30;
   at::Tensor scale = at::linalg_vector_norm(x, INFINITY, std::nullopt, false, at::kFloat);  // max |x|
-  scale.mul_(1.0 / kE4m3Max).add_(smallest);
+  scale.mul_(1.0 / kE4m3Max).clamp_min_(smallest);
+  const at::Tensor divisor = scale.to(x.scalar_type());
   at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kFloat8_e4m3fn));
-  at::div_out(q, x, scale);
-  return {q, scale};
+  at::div_out(q, x, divisor);
+  return {q, divisor.to(at::kFloat)};
 }
 
 }  // namespace
