@@ -39,8 +39,8 @@ struct Fp8Matrix {
 
 // gemm / gemm_onto with the weight's fp8 form when w8 is defined: x quantized to e4m3 with one scale from
 // its largest magnitude (per call), multiplied by w8 with float accumulation, the result in x's dtype
-// (LibTorch's _scaled_mm: cuBLASLt's fp8 GEMM on the GPU, a reference kernel on the CPU). Undefined w8:
-// the plain forms above, with w.
+// (on the GPU LibTorch's _scaled_mm, cuBLASLt's fp8 GEMM; on the CPU the same e4m3 operands multiplied in
+// x's dtype). Undefined w8: the plain forms above, with w.
 at::Tensor gemm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const Fp8Matrix& w8);
 void gemm_onto(const at::Tensor& acc, const at::Tensor& x, const at::Tensor& w, const Fp8Matrix& w8);
 // A layer's output by its fp8 form (undefined: its own weight).
