@@ -39,12 +39,16 @@ void AttentionImpl::set_kv_column(int64_t column) {
 }
 
 void AttentionImpl::use_fp8() {
-  fp8_q_ = Fp8Matrix::of(to_q->weight);
+  torch::NoGradGuard no_grad;  // intact() asks for the inference the forms are for
   fp8_out_ = Fp8Matrix::of(to_out_proj->weight);
-  if (options_.cross_attention_dim <= 0) {
+  if (options_.cross_attention_dim > 0) {  // the keys and values are the text's
+    fp8_q_ = Fp8Matrix::of(to_q->weight);
+  } else if (fused_.intact(fused_modules())) {  // q, k, v by their one weight: one e4m3 copy
+    fused_.use_fp8();
+  } else {
+    fp8_q_ = Fp8Matrix::of(to_q->weight);
     fp8_k_ = Fp8Matrix::of(to_k->weight);
     fp8_v_ = Fp8Matrix::of(to_v->weight);
-    fused_.use_fp8();
   }
 }
 

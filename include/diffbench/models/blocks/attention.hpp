@@ -56,9 +56,9 @@ class AttentionImpl : public torch::nn::Module {
   std::vector<torch::nn::Linear> key_value_layers() const { return {to_k, to_v}; }
   void set_kv_column(int64_t column);
 
-  // dtype "fp8": the projections of the image's tokens (to_q, to_out and self-attention's to_k, to_v, or
-  // their fused weight) multiply in fp8 from now on (Fp8Matrix); cross-attention's keys and values, from
-  // the 77 text tokens, stay in the activations' dtype.
+  // dtype "fp8": the projections of the image's tokens (to_q, to_out and self-attention's to_k, to_v, by
+  // their fused weight when they are fused) multiply in fp8 from now on (Fp8Matrix); cross-attention's keys
+  // and values, from the 77 text tokens, stay in the activations' dtype.
   void use_fp8();
 
  private:
