@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include <toml++/toml.h>
 
@@ -142,40 +144,164 @@ AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
   return e;
 }
 
-// toml++ 3.3 (Debian's) has two kinds of undefined behaviour that text can reach; both are refused
-// here, before toml++ reads the text, with the file and line (both found by fuzz_spec):
+// toml++ 3.3 (Debian's) has undefined behaviour that text can reach (all found by fuzz_spec):
+//  - its test for non-ASCII whitespace reaches __builtin_unreachable for the code points of
+//    kTomlppBrokenRanges (a fault of its generated tables, mended in 3.4), and it asks that test of
+//    characters outside strings and comments, after a backslash in a """ string, and after a
+//    line-ending backslash. So toml++ never sees those code points: shield() swaps each for its own
+//    stand-in from Supplementary Private Use Area-A, which toml++ treats alike (a non-ASCII
+//    character that is not whitespace), and unshield() swaps them back in every key, string and
+//    message. A text that holds a stand-in itself is refused.
 //  - it assumes (TOML_ASSERT_ASSUME) that a table header's key starts with a key character or a
 //    quote; a header such as "[=" breaks that. Headers are the lines that start with '[' outside
 //    strings, comments and the brackets of values.
-//  - its test for non-ASCII whitespace reaches __builtin_unreachable for U+00A1..U+0499 and
-//    U+FC06..U+FEFE, and it asks that test of every character outside strings and comments, of the
-//    character after a backslash in a """ string, and of the first one after a line-ending backslash.
-//    Outside strings and comments TOML allows ASCII only, and a backslash escape is ASCII too, so
-//    those are refused whatever they are; after a line-ending backslash only the broken ranges are.
 //  - it assumes (TOML_ASSERT_ASSUME in parse_value) that an array element does not start with '}';
 //    "[1, }" breaks that. A '}' whose innermost open bracket is an array's '[' is never valid TOML.
-bool breaks_tomlpp_whitespace_test(char32_t c) { return (c >= 0xA1 && c <= 0x499) || (c >= 0xFC06 && c <= 0xFEFE); }
+//  - it assumes that a date-like value followed by a space and one digit goes on
+//    (refuse_date_with_one_digit_time).
+//    refuse_what_tomlpp_misreads() refuses these three before toml++ reads the text.
+constexpr std::pair<char32_t, char32_t> kTomlppBrokenRanges[] = {{0xA1, 0x499}, {0x2C5E, 0x2FFF}, {0x3001, 0x3057}, {0xFB26, 0xFEFE}};
+constexpr char32_t kStandInBase = 0xF0000;
 
-// The code point of the UTF-8 sequence at text[i] (0xFFFD when malformed: toml++ reports that itself).
-char32_t code_point_at(const std::string& text, size_t i) {
+constexpr char32_t stand_in_count() {
+  char32_t n = 0;
+  for (const auto& [lo, hi] : kTomlppBrokenRanges) n += hi - lo + 1;
+  return n;
+}
+static_assert(stand_in_count() == 0xBCB, "the refusal message names U+F0000..U+F0BCA");
+
+// The code point of the well-formed UTF-8 sequence at text[i] and its length (0 when malformed,
+// overlong or a surrogate: those bytes are left for toml++ to report).
+std::pair<char32_t, size_t> utf8_at(const std::string& text, size_t i) {
   const auto b = [&](size_t k) { return k < text.size() ? static_cast<unsigned char>(text[k]) : 0u; };
   const unsigned c = b(i);
-  if (c < 0x80) return c;
-  const int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : -1;
-  if (extra < 0) return 0xFFFD;
-  char32_t cp = c & (0x3F >> extra);
-  for (int k = 1; k <= extra; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0xFFFD;
+  if (c < 0x80) return {c, 1};
+  const size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+  if (len == 0) return {0, 0};
+  char32_t cp = c & (0x7F >> len);
+  for (size_t k = 1; k < len; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return {0, 0};
     cp = (cp << 6) | (b(i + k) & 0x3F);
   }
-  return cp;
+  const char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0, 0};
+  return {cp, len};
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// Rewrites every well-formed UTF-8 sequence of text through swap (code point -> code point).
+template <typename Swap>
+std::string swap_code_points(const std::string& text, Swap swap) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const auto [cp, len] = utf8_at(text, i);
+    if (len <= 1) {
+      out += text[i++];
+      continue;
+    }
+    append_utf8(out, swap(cp, i));
+    i += len;
+  }
+  return out;
+}
+
+std::string shield(const std::string& text, const fs::path& file) {
+  return swap_code_points(text, [&](char32_t cp, size_t at) -> char32_t {
+    if (cp >= kStandInBase && cp < kStandInBase + stand_in_count())
+      throw InputError("private-use characters U+F0000..U+F0BCA are not accepted in a spec",
+                       file.string() + ":" + std::to_string(1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n')));
+    char32_t offset = 0;
+    for (const auto& [lo, hi] : kTomlppBrokenRanges) {
+      if (cp >= lo && cp <= hi) return kStandInBase + offset + (cp - lo);
+      offset += hi - lo + 1;
+    }
+    return cp;
+  });
+}
+
+std::string unshield(const std::string& text) {
+  if (text.find('\xF3') == std::string::npos) return text;  // every stand-in starts with byte F3
+  return swap_code_points(text, [](char32_t cp, size_t) -> char32_t {
+    if (cp < kStandInBase || cp >= kStandInBase + stand_in_count()) return cp;
+    char32_t offset = cp - kStandInBase;
+    for (const auto& [lo, hi] : kTomlppBrokenRanges) {
+      if (offset <= hi - lo) return lo + offset;
+      offset -= hi - lo + 1;
+    }
+    return cp;
+  });
+}
+
+// unshield() over every key and string below node, in place.
+void unshield(toml::node& node) {
+  if (auto* s = node.as_string()) {
+    s->get() = unshield(s->get());
+  } else if (auto* a = node.as_array()) {
+    for (auto& item : *a) unshield(item);
+  } else if (auto* t = node.as_table()) {
+    std::vector<std::string> shielded_keys;
+    for (auto&& [k, v] : *t) {
+      unshield(v);
+      if (unshield(std::string(k.str())) != k.str()) shielded_keys.emplace_back(k.str());
+    }
+    for (const auto& k : shielded_keys) {
+      auto it = t->find(k);
+      const toml::key restored(unshield(k), it->first.source());
+      it->second.visit([&](auto& v) { t->insert_or_assign(restored, std::move(v)); });
+      t->erase(k);
+    }
+  }
+}
+
+// toml++'s whitespace: ASCII and the non-ASCII code points its tables list.
+bool tomlpp_whitespace(char32_t c) {
+  return c == ' ' || c == '\t' || (c >= '\n' && c <= '\r') || c == 0x85 || c == 0xA0 || c == 0x1680 || c == 0x180E ||
+         (c >= 0x2000 && c <= 0x200B) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x2060 ||
+         c == 0x3000 || c == 0xFEFF;
+}
+
+// The value that starts at text[i] (a digit), read as toml++ reads one: when it looks like a date
+// (ten characters besides '_', the 5th and 8th '-') and a space and one digit follow it, toml++ reads
+// on for a time and then assumes (TOML_ASSERT_ASSUME in parse_value's scan) that the character after
+// that digit does not end the value. A time's hour has two digits, so "2024-01-01 1 " is never TOML.
+template <typename Refuse>
+void refuse_date_with_one_digit_time(const std::string& text, size_t i, const Refuse& refuse) {
+  std::u32string chars;
+  size_t j = i;
+  while (j < text.size() && chars.size() <= 10) {
+    const auto [cp, len] = utf8_at(text, j);
+    if (len == 0 || tomlpp_whitespace(cp) || cp == ',' || cp == ']' || cp == '}' || cp == '#') break;
+    if (cp != '_') chars += cp;
+    j += len;
+  }
+  const auto digit = [&](size_t k) { return k < text.size() && std::isdigit(static_cast<unsigned char>(text[k])); };
+  if (chars.size() == 10 && chars[4] == '-' && chars[7] == '-' && j < text.size() && text[j] == ' ' && digit(j + 1) &&
+      j + 2 < text.size() && !digit(j + 2))
+    refuse("a date's time needs a two-digit hour (YYYY-MM-DD HH:MM:SS)");
 }
 
 void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) {
   const auto key_start = [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '"' || c == '\'' || c == ']';
   };
-  const auto non_ascii = [](char c) { return static_cast<unsigned char>(c) >= 0x80; };
   const size_t n = text.size();
   size_t line = 1;
   const auto refuse = [&](const std::string& what) {
@@ -183,17 +309,17 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
   };
   std::string open;            // the open '[' and '{' of values, innermost last
   bool line_start = true;      // nothing but whitespace so far on this line
-  char last = 0;               // the last character on this line that is not whitespace (0: none)
+  char last = '\n';            // the last character on this line that is not whitespace ('\n': none)
   // A quote opens a string where TOML has a key or a value: first on a line, or after = [ , { or the
   // '.' of a dotted key. Anywhere else (inside a bare value such as 1~2"x") toml++ reads it as part of
   // that bad value, so it is scanned as such.
-  const auto opens_string = [&] { return last == 0 || std::strchr("=[,{.", last) != nullptr; };
-  for (size_t i = 0; i < n; ++i) {
+  const auto opens_string = [&] { return last == '\n' || (last != '\0' && std::strchr("=[,{.", last) != nullptr); };
+  for (size_t i = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0; i < n; ++i) {  // toml++ skips a leading BOM
     const char c = text[i];
     if (c == '\n') {
       ++line;
       line_start = true;
-      last = 0;
+      last = '\n';
     } else if (c == ' ' || c == '\t' || c == '\r') {
     } else if (c == '#') {
       while (i + 1 < n && text[i + 1] != '\n') ++i;
@@ -203,17 +329,6 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
       for (; i < n; ++i) {
         if (text[i] == '\n') ++line;
         if (c == '"' && text[i] == '\\') {
-          if (triple && i + 1 < n && non_ascii(text[i + 1]))
-            refuse("a backslash escape is an ASCII letter or character, not the one after this backslash");
-          if (triple) {  // a line-ending backslash: toml++ skips whitespace up to the next character
-            size_t j = i + 1;
-            while (j < n && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' || text[j] == '\n')) ++j;
-            if (j > i + 1 && j < n && non_ascii(text[j]) && breaks_tomlpp_whitespace_test(code_point_at(text, j))) {
-              line += static_cast<size_t>(std::count(text.begin() + static_cast<std::ptrdiff_t>(i), text.begin() + static_cast<std::ptrdiff_t>(j), '\n'));
-              refuse("the character after a line-ending backslash is not ASCII, which toml++ 3.3 misreads; "
-                     "put it on the backslash's line or write it as a \\u escape");
-            }
-          }
           if (i + 1 < n && text[i + 1] == '\n') ++line;
           ++i;
         } else if (text[i] == c && (!triple || (i + 2 < n && text[i + 1] == c && text[i + 2] == c))) {
@@ -225,8 +340,6 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
       }
       line_start = false;
       last = c;
-    } else if (non_ascii(c)) {
-      refuse("a character outside a string or comment is not ASCII");
     } else if (c == '[' && open.empty() && line_start) {
       size_t j = i + 1;
       if (j < n && text[j] == '[') ++j;
@@ -236,6 +349,8 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
       line_start = false;
       last = '[';
     } else {
+      if (std::isdigit(static_cast<unsigned char>(c)) && (line_start || std::strchr("=[,{", last) != nullptr))
+        refuse_date_with_one_digit_time(text, i, refuse);
       line_start = false;
       last = c;
       if (c == '}' && !open.empty() && open.back() == '[') refuse("a '}' inside an array (its '[' is not closed)");
@@ -251,11 +366,12 @@ PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
   refuse_what_tomlpp_misreads(text, file);
   toml::table root;
   try {
-    root = toml::parse(text, file.string());
+    root = toml::parse(shield(text, file), file.string());
   } catch (const toml::parse_error& e) {
-    throw InputError("invalid TOML: " + std::string(e.description()),
+    throw InputError("invalid TOML: " + unshield(std::string(e.description())),
                      file.string() + ":" + std::to_string(e.source().begin.line));
   }
+  unshield(root);
   PipelineSpec spec;
   spec.file = file;
   spec.name = file.stem().string();
