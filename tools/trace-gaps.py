@@ -2,7 +2,8 @@
 """Where the GPU waits, from a Kineto trace written by `diffbench bench --profile TRACE.json` (with CUDA graphs
 or without): GPU activity (kernels, memcpys, memsets), busy time against the trace's span, the idle gaps by
 length and by the pair of activities around them, the host's CUDA runtime calls (syncs, graph launches),
-and 7 ms of the GPU timeline from the middle of the run.
+and 7 ms of the GPU timeline from the middle of the run; in an eager trace (--no-cuda-graphs), which op made each
+memset and which kernel followed it.
 
     tools/trace-gaps.py TRACE.json[.gz]"""
 import collections
@@ -59,6 +60,7 @@ def main(path):
     print("CUDA runtime calls on the host:")
     for k, us in rt.most_common(14):
         print("  %8.2f ms %6d  %s" % (us / 1e3, rtn[k], k))
+    memset_sources(ev)
     mid = gpu[0]["ts"] + span * 0.5
     print("timeline, 7 ms from the middle (offset us, duration us, gap before us, kind, name; kernels after a gap < 3 us left out):")
     last = None
@@ -67,6 +69,34 @@ def main(path):
         if e["dur"] > 0 and (gap >= 3 or e["cat"] != "kernel"):
             print("  %7.1f %6.1f %6.1f %s %s" % (e["ts"] - mid, e["dur"], gap, e["cat"][:6], e["name"][:70]))
         last = max(last or 0, e["ts"] + e["dur"])
+
+
+def memset_sources(ev):
+    """Eager traces: each host memset call by the innermost CPU op around it and the next kernel launched
+    after it on that thread (in a graph's replay the memsets are nodes, with no host call to attribute)."""
+    calls = sorted([e for e in ev if e.get("cat") == "cuda_runtime" and "dur" in e], key=lambda e: e["ts"])
+    memsets = [e for e in calls if e["name"].startswith(("cudaMemset", "cuMemset"))]
+    if not memsets:
+        return
+    ops = collections.defaultdict(list)
+    for e in ev:
+        if e.get("cat") == "cpu_op" and "dur" in e:
+            ops[e.get("tid")].append(e)
+    kernel_of = {e.get("args", {}).get("correlation"): e["name"] for e in ev if e.get("cat") == "kernel"}
+    launches = collections.defaultdict(list)
+    for e in calls:
+        if "Launch" in e["name"]:
+            launches[e.get("tid")].append(e)
+    by_source = collections.Counter()
+    for m in memsets:
+        around = [o for o in ops[m.get("tid")] if o["ts"] <= m["ts"] < o["ts"] + o["dur"]]
+        op = min(around, key=lambda o: o["dur"])["name"] if around else "(no op)"
+        nxt = next((l for l in launches[m.get("tid")] if l["ts"] > m["ts"]), None)
+        kernel = kernel_of.get(nxt.get("args", {}).get("correlation"), "?") if nxt else "-"
+        by_source[(op[:45], kernel[:60])] += 1
+    print("host memset calls (%d) by the op around them and the next kernel launched:" % len(memsets))
+    for (op, kernel), n in by_source.most_common(15):
+        print("  %6d  %s  ->  %s" % (n, op, kernel))
 
 
 if __name__ == "__main__":
