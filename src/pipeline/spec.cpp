@@ -145,13 +145,14 @@ AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
 }
 
 // toml++ 3.3 (Debian's) has undefined behaviour that text can reach (all found by fuzz_spec):
-//  - its test for non-ASCII whitespace reaches __builtin_unreachable for the code points of
-//    kTomlppBrokenRanges (a fault of its generated tables, mended in 3.4), and it asks that test of
-//    characters outside strings and comments, after a backslash in a """ string, and after a
-//    line-ending backslash. So toml++ never sees those code points: shield() swaps each for its own
-//    stand-in from Supplementary Private Use Area-A, which toml++ treats alike (a non-ASCII
-//    character that is not whitespace), and unshield() swaps them back in every key, string and
-//    message. A text that holds a stand-in itself is refused.
+//  - its test for non-ASCII whitespace reaches __builtin_unreachable for U+00A1..U+0499,
+//    U+2C5E..U+2FFF, U+3001..U+3057 and U+FB26..U+FEFE (a fault of its generated tables, mended in
+//    3.4), and its parser assumes in places that a character it takes for whitespace (it counts
+//    U+0085, U+00A0, U+2028, U+3000, U+FEFF and others as such) cannot be there. So toml++ sees
+//    neither kind: shield() swaps each for its own stand-in from Supplementary Private Use Area-A,
+//    which toml++ treats as any other non-ASCII character (allowed in strings and comments, an error
+//    elsewhere, as TOML says), and unshield() swaps them back in every key, string and message.
+//    A leading byte order mark stays (toml++ skips it); a text that holds a stand-in is refused.
 //  - it assumes (TOML_ASSERT_ASSUME) that a table header's key starts with a key character or a
 //    quote; a header such as "[=" breaks that. Headers are the lines that start with '[' outside
 //    strings, comments and the brackets of values.
@@ -159,16 +160,18 @@ AccelEntry parse_accel(const toml::table& t, const fs::path& file) {
 //    "[1, }" breaks that. A '}' whose innermost open bracket is an array's '[' is never valid TOML.
 //  - it assumes that a date-like value followed by a space and one digit goes on
 //    (refuse_date_with_one_digit_time).
-//    refuse_what_tomlpp_misreads() refuses these three before toml++ reads the text.
-constexpr std::pair<char32_t, char32_t> kTomlppBrokenRanges[] = {{0xA1, 0x499}, {0x2C5E, 0x2FFF}, {0x3001, 0x3057}, {0xFB26, 0xFEFE}};
+//    refuse_what_tomlpp_misreads() refuses these three in the shielded text, before toml++ reads it.
+constexpr std::pair<char32_t, char32_t> kShieldedRanges[] = {
+    {0x85, 0x85},     {0xA0, 0x499},    {0x1680, 0x1680}, {0x180E, 0x180E}, {0x2000, 0x200B}, {0x2028, 0x2029},
+    {0x202F, 0x202F}, {0x205F, 0x2060}, {0x2C5E, 0x2FFF}, {0x3000, 0x3057}, {0xFB26, 0xFEFF}};
 constexpr char32_t kStandInBase = 0xF0000;
 
 constexpr char32_t stand_in_count() {
   char32_t n = 0;
-  for (const auto& [lo, hi] : kTomlppBrokenRanges) n += hi - lo + 1;
+  for (const auto& [lo, hi] : kShieldedRanges) n += hi - lo + 1;
   return n;
 }
-static_assert(stand_in_count() == 0xBCB, "the refusal message names U+F0000..U+F0BCA");
+static_assert(stand_in_count() == 0xBE2, "the refusal message names U+F0000..U+F0BE1");
 
 // The code point of the well-formed UTF-8 sequence at text[i] and its length (0 when malformed,
 // overlong or a surrogate: those bytes are left for toml++ to report).
@@ -224,12 +227,14 @@ std::string swap_code_points(const std::string& text, Swap swap) {
 }
 
 std::string shield(const std::string& text, const fs::path& file) {
+  const bool bom = text.rfind("\xEF\xBB\xBF", 0) == 0;
   return swap_code_points(text, [&](char32_t cp, size_t at) -> char32_t {
+    if (bom && at == 0) return cp;
     if (cp >= kStandInBase && cp < kStandInBase + stand_in_count())
-      throw InputError("private-use characters U+F0000..U+F0BCA are not accepted in a spec",
+      throw InputError("private-use characters U+F0000..U+F0BE1 are not accepted in a spec",
                        file.string() + ":" + std::to_string(1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n')));
     char32_t offset = 0;
-    for (const auto& [lo, hi] : kTomlppBrokenRanges) {
+    for (const auto& [lo, hi] : kShieldedRanges) {
       if (cp >= lo && cp <= hi) return kStandInBase + offset + (cp - lo);
       offset += hi - lo + 1;
     }
@@ -242,7 +247,7 @@ std::string unshield(const std::string& text) {
   return swap_code_points(text, [](char32_t cp, size_t) -> char32_t {
     if (cp < kStandInBase || cp >= kStandInBase + stand_in_count()) return cp;
     char32_t offset = cp - kStandInBase;
-    for (const auto& [lo, hi] : kTomlppBrokenRanges) {
+    for (const auto& [lo, hi] : kShieldedRanges) {
       if (offset <= hi - lo) return lo + offset;
       offset -= hi - lo + 1;
     }
@@ -271,13 +276,6 @@ void unshield(toml::node& node) {
   }
 }
 
-// toml++'s whitespace: ASCII and the non-ASCII code points its tables list.
-bool tomlpp_whitespace(char32_t c) {
-  return c == ' ' || c == '\t' || (c >= '\n' && c <= '\r') || c == 0x85 || c == 0xA0 || c == 0x1680 || c == 0x180E ||
-         (c >= 0x2000 && c <= 0x200B) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x2060 ||
-         c == 0x3000 || c == 0xFEFF;
-}
-
 // The value that starts at text[i] (a digit), read as toml++ reads one: when it looks like a date
 // (ten characters besides '_', the 5th and 8th '-') and a space and one digit follow it, toml++ reads
 // on for a time and then assumes (TOML_ASSERT_ASSUME in parse_value's scan) that the character after
@@ -288,7 +286,7 @@ void refuse_date_with_one_digit_time(const std::string& text, size_t i, const Re
   size_t j = i;
   while (j < text.size() && chars.size() <= 10) {
     const auto [cp, len] = utf8_at(text, j);
-    if (len == 0 || tomlpp_whitespace(cp) || cp == ',' || cp == ']' || cp == '}' || cp == '#') break;
+    if (len == 0 || cp == ' ' || cp == '\t' || (cp >= '\n' && cp <= '\r') || cp == ',' || cp == ']' || cp == '}' || cp == '#') break;
     if (cp != '_') chars += cp;
     j += len;
   }
@@ -363,10 +361,11 @@ void refuse_what_tomlpp_misreads(const std::string& text, const fs::path& file) 
 }  // namespace
 
 PipelineSpec parse_spec(const std::string& text, const fs::path& file) {
-  refuse_what_tomlpp_misreads(text, file);
+  const std::string shielded = shield(text, file);
+  refuse_what_tomlpp_misreads(shielded, file);
   toml::table root;
   try {
-    root = toml::parse(shield(text, file), file.string());
+    root = toml::parse(shielded, file.string());
   } catch (const toml::parse_error& e) {
     throw InputError("invalid TOML: " + unshield(std::string(e.description())),
                      file.string() + ":" + std::to_string(e.source().begin.line));

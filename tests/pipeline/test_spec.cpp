@@ -72,9 +72,10 @@ TEST(Spec, ErrorsNameFileLineAndKey) {
       {"[pipeline]\nmodel = 'm'\n[[ {x}]]\n", "/s/x.toml:3", "table header"},
       {"\xEF\xBB\xBF[#e\n[pipeline]\n", "/s/x.toml:1", "table header"},  // after a byte order mark
       // toml++ 3.3's non-ASCII whitespace test reaches __builtin_unreachable for U+00A1..U+0499,
-      // U+2C5E..U+2FFF, U+3001..U+3057 and U+FB26..U+FEFE (undefined behaviour): toml++ never sees
-      // those (they are swapped for private-use stand-ins), so it reports these texts itself, naming
-      // the character as written (found by fuzz_spec)
+      // U+2C5E..U+2FFF, U+3001..U+3057 and U+FB26..U+FEFE, and its parser trips over what it takes
+      // for non-ASCII whitespace (undefined behaviour): toml++ sees neither (they are swapped for
+      // private-use stand-ins), so it reports these texts itself, naming the character as written
+      // (found by fuzz_spec)
       {"\xC9\xAD\x01", "/s/x.toml:1", "\xC9\xAD"},  // the finding: U+026D, then U+0001
       {"[pipeline]\nmodel = 'm'\nsteps = 2 \xC3\xA9\n", "/s/x.toml:3", "\xC3\xA9"},
       {"[pipeline] \xEF\xB9\xB0\nmodel = 'm'\n", "/s/x.toml:1", "\xEF\xB9\xB0"},  // U+FE70 after a header
@@ -83,6 +84,8 @@ TEST(Spec, ErrorsNameFileLineAndKey) {
       // a NUL is not "no character yet" to the header guard; U+FCFF inside toml++'s bad value
       {"# T\"\nheight = 512e\0vdth'''\0\0'\xEF\xB3\xBF''''%#''a]]\nfile1="sv, "/s/x.toml:2", "TOML"},
       {"[pipeline]\nmodel = 'm'\nsteps = 2\xE3\x80\x81\n", "/s/x.toml:3", "\xE3\x80\x81"},  // U+3001
+      {"0d=[[\xC2\x85[S", "/s/x.toml:1", "TOML"},  // U+0085 where an array's value starts
+      {"[pipeline]\nmodel = 'm'\xC2\xA0\n", "/s/x.toml:2", "\xC2\xA0"},  // U+00A0 after a value
       // the stand-ins themselves are refused
       {"[pipeline]\nmodel = 'm\xF3\xB0\x80\x80'\n", "/s/x.toml:2", "private-use"},
       // ... and assumes an array element does not start with '}' (fuzz_spec)
@@ -127,16 +130,19 @@ TEST(Spec, NonAsciiInStringsAndCommentsIsRead) {
   const auto s = parse_spec("# r\xC3\xA9sum\xC3\xA9\n[pipeline] # \xC3\xBC\nmodel = \"caf\xC3\xA9\"\n"
                             "scheduler = \"\"\"a \\\n  \xE6\x97\xA5\"\"\"\n"
                             "variant = \"\"\"b \\\n  \xC3\xBC\xE3\x80\x82\xEF\xB3\xBF\xE2\xB1\xA0\"\"\"\n"
+                            "device = '\xC2\xA0\xE2\x80\xA8\xE3\x80\x80\xEF\xBB\xBF\xC2\x85'\n"
                             "[[accelerate]]\nmethod = 'x'\n\"\xE3\x80\x81k\xC3\xA9\" = '\xEF\xBB\xBE'\n",
                             "/s/x.toml");
   EXPECT_EQ(s.model_ref, "caf\xC3\xA9");
   EXPECT_EQ(s.scheduler, "a \xE6\x97\xA5");  // U+65E5 after the line-ending backslash
   EXPECT_EQ(s.variant, "b \xC3\xBC\xE3\x80\x82\xEF\xB3\xBF\xE2\xB1\xA0");  // U+00FC U+3002 U+FCFF U+2C60
+  EXPECT_EQ(s.device, "\xC2\xA0\xE2\x80\xA8\xE3\x80\x80\xEF\xBB\xBF\xC2\x85");  // what toml++ 3.3 calls whitespace
   ASSERT_EQ(s.accelerate.size(), 1u);
   ASSERT_EQ(s.accelerate[0].params.size(), 1u);
   // U+3001 and U+00E9 in a key, U+FEFE in its value
   EXPECT_EQ(s.accelerate[0].params.value("\xE3\x80\x81k\xC3\xA9", ""), "\xEF\xBB\xBE") << s.accelerate[0].params.dump();
-  EXPECT_EQ(s.accelerate[0].lines.at("\xE3\x80\x81k\xC3\xA9"), 10);
+  EXPECT_EQ(s.accelerate[0].lines.at("\xE3\x80\x81k\xC3\xA9"), 11);
+  EXPECT_EQ(parse_spec("\xEF\xBB\xBF[pipeline]\nmodel = 'm'\n", "/s/x.toml").model_ref, "m");  // a leading BOM
 }
 
 // What every command runs a spec with: the spec's fields, the protocol's seed, batch and noise, the
