@@ -71,7 +71,7 @@ srcs[fuzz_tokenizer]="${json_srcs[*]} src/tokenizer/text.cpp src/tokenizer/html_
 srcs[fuzz_png]="src/util/error.cpp src/io/read_file.cpp src/io/image.cpp"
 torch_libs="-L$torch/lib -Wl,-rpath,$torch/lib -ltorch_cpu -lc10"
 libs[fuzz_safetensors]="$torch_libs"
-libs[fuzz_spec]="$torch_libs"  # spec.cpp converts devices through pipeline/device.cpp, which asks CUDA
+libs[fuzz_spec]="$torch_libs -lutf8proc"  # utf8proc for its UTF-8; spec.cpp converts devices through pipeline/device.cpp, which asks CUDA
 if [ -n "$torch" ] && [ -f "$torch/include/c10/cuda/CUDAFunctions.h" ]; then
   cudart=$(find "$torch/lib" "$torch/../nvidia" -name 'libcudart.so*' 2>/dev/null | head -1)
   libs[fuzz_spec]+=" -lc10_cuda ${cudart:+$cudart -Wl,-rpath,$(dirname "$cudart")}"

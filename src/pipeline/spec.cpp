@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <toml++/toml.h>
+#include <utf8proc.h>
 
 #include "diffbench/error.hpp"
 #include "diffbench/io/assets.hpp"
@@ -174,39 +175,13 @@ constexpr char32_t stand_in_count() {
 static_assert(stand_in_count() == 0xBE2, "the refusal message names U+F0000..U+F0BE1");
 
 // The code point of the well-formed UTF-8 sequence at text[i] and its length (0 when malformed,
-// overlong or a surrogate: those bytes are left for toml++ to report).
+// overlong or a surrogate: utf8proc refuses those, and their bytes are left for toml++ to report).
 std::pair<char32_t, size_t> utf8_at(const std::string& text, size_t i) {
-  const auto b = [&](size_t k) { return k < text.size() ? static_cast<unsigned char>(text[k]) : 0u; };
-  const unsigned c = b(i);
-  if (c < 0x80) return {c, 1};
-  const size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-  if (len == 0) return {0, 0};
-  char32_t cp = c & (0x7F >> len);
-  for (size_t k = 1; k < len; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return {0, 0};
-    cp = (cp << 6) | (b(i + k) & 0x3F);
-  }
-  const char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0, 0};
-  return {cp, len};
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  utf8proc_int32_t cp = -1;
+  const utf8proc_ssize_t len = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(text.data()) + i,
+                                                static_cast<utf8proc_ssize_t>(text.size() - i), &cp);
+  if (len <= 0 || cp < 0) return {0, 0};
+  return {static_cast<char32_t>(cp), static_cast<size_t>(len)};
 }
 
 // Rewrites every well-formed UTF-8 sequence of text through swap (code point -> code point).
@@ -220,7 +195,9 @@ std::string swap_code_points(const std::string& text, Swap swap) {
       out += text[i++];
       continue;
     }
-    append_utf8(out, swap(cp, i));
+    utf8proc_uint8_t bytes[4];
+    out.append(reinterpret_cast<const char*>(bytes),
+               static_cast<size_t>(utf8proc_encode_char(static_cast<utf8proc_int32_t>(swap(cp, i)), bytes)));
     i += len;
   }
   return out;
