@@ -47,11 +47,11 @@ const GemmPlan* find_gemm_plan(const at::Tensor& x, int64_t m, int64_t n, int64_
   return nullptr;
 }
 
-int gemm_plan_rows(int device_index, bool with_workspace) {
+int gemm_plan_rows(int device_index) {
   if (device_index < 0) device_index = c10::cuda::current_device();
   const cudaDeviceProp& props = *at::cuda::getDeviceProperties(device_index);
   int rows = 0;
-  for (const GemmPlan& p : kPlans) rows += for_here(p, props) && (with_workspace || p.workspace == 0);
+  for (const GemmPlan& p : kPlans) rows += for_here(p, props);
   return rows;
 }
 

@@ -31,8 +31,8 @@ struct GemmPlan {
 const GemmPlan* find_gemm_plan(const at::Tensor& x, int64_t m, int64_t n, int64_t k, GemmEpilogue epilogue);
 
 // How many of the table's rows are for this CUDA device's GPU model (-1: the current device) and the loaded
-// cuBLASLt; with_workspace = false leaves out the rows whose algorithm needs workspace.
-int gemm_plan_rows(int device_index, bool with_workspace = true);
+// cuBLASLt.
+int gemm_plan_rows(int device_index);
 
 // out2d = x2d·wᵀ (+ bias | + out2d) by the plan on the current stream: x2d [M, K], w [N, K], out2d [M, N]
 // contiguous half CUDA tensors, bias [N] (kBias). False, with nothing written, where cuBLASLt refuses it

@@ -1,7 +1,8 @@
 // Device primitives for Hopper's tensor-core kernels (sm_90a: wgmma, the bulk copy engine, mbarriers; and the
-// sm_80 ones they use: cp.async, ldmatrix, mma.sync), shared by the head-dim-40 attention (attention_hd40.cuh)
-// and the experiments in tools/attention-hd40/ and tools/conv3x3/. Inline PTX, one instruction or a short
-// sequence each; the wgmma and bulk-copy ones assemble for sm_90a alone.
+// sm_80 ones they use: cp.async, ldmatrix, mma.sync), shared by the head-dim-40 attention (attention_hd40.cuh),
+// the few-key attention (short_attention.cu, which uses sm_80's alone) and the experiments in
+// tools/attention-hd40/ and tools/conv3x3/. Inline PTX, one instruction or a short sequence each; the wgmma
+// and bulk-copy ones assemble for sm_90a alone.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -27,6 +28,17 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
 }
 __device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(smem_addr(p)));
+}
+// The transposed forms: each lane gets two elements of a column (the B operand from a row-major [k][n] tile).
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
                : "=r"(r[0]), "=r"(r[1])
                : "r"(smem_addr(p)));
 }

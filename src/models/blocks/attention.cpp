@@ -11,6 +11,7 @@
 #include "util/ab_switch.hpp"
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
 #include "kernels/attention.hpp"
+#include "kernels/short_attention.hpp"
 #endif
 
 namespace diffbench {
@@ -76,6 +77,15 @@ bool have_hd40_attention_kernel(const at::Device& device) {
 #endif
 }
 
+bool have_short_attention_kernel(const at::Device& device) {
+#ifdef DIFFBENCH_WITH_CUDA_KERNELS
+  return device.is_cuda() && kernels::attention_short_device(device.has_index() ? device.index() : 0);
+#else
+  (void)device;
+  return false;
+#endif
+}
+
 at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
   // Head dim 40 (SD 1.x's first level) by the own Hopper kernel, which does not pad the head to 64, where it
@@ -85,6 +95,12 @@ at::Tensor AttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const
   if (q.size(-1) == 40 && k.size(2) >= 3072 && kernels::attention_hd40_supported(q, k, v) &&
       ab_switch_on("DIFFBENCH_HD40_ATTENTION"))
     return kernels::attention_hd40(q, k, v);
+  // At most 80 keys (cross-attention to the text, SD 1.x's 8² self-attention) by the own kernel: cuDNN's SDPA
+  // zeroes a buffer before each call, and in a CUDA graph the GPU idles after that memset (round 16).
+  // DIFFBENCH_SHORT_ATTENTION=0: LibTorch's SDPA there.
+  if (k.size(2) <= kernels::kShortAttentionMaxKeys && kernels::attention_short_supported(q, k, v) &&
+      ab_switch_on("DIFFBENCH_SHORT_ATTENTION"))
+    return kernels::attention_short(q, k, v);
 #endif
   const at::Tensor o = at::scaled_dot_product_attention(q, k, v);  // [B, heads, N, dh]
   return o.transpose(1, 2).reshape({q.size(0), q.size(2), q.size(1) * q.size(3)});

@@ -21,19 +21,12 @@ namespace {
 
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
 // The table's plan for x [..., K]·w[N, K]ᵀ, or nullptr: half CUDA operands, contiguous rows, no gradient.
-// DIFFBENCH_PLANNED_GEMM_WORKSPACE=0: not the table's rows whose algorithm needs cuBLASLt's workspace, which
-// cuBLASLt zeroes with a memset before each call; in a CUDA graph the GPU then idles ~5 us before the GEMM
-// (docs/performance.md, round 16).
-bool planned_gemm_workspace_on() { return ab_switch_on("DIFFBENCH_PLANNED_GEMM_WORKSPACE"); }
-
 const kernels::GemmPlan* plan_for(const at::Tensor& x, const at::Tensor& w, kernels::GemmEpilogue epilogue) {
   if (!x.is_cuda() || w.device() != x.device() || x.scalar_type() != at::kHalf || w.scalar_type() != at::kHalf ||
       w.dim() != 2 || x.dim() < 1 || x.size(-1) != w.size(1) || !w.is_contiguous() || x.numel() == 0 ||
       at::GradMode::is_enabled() || !ab_switch_on("DIFFBENCH_PLANNED_GEMM"))
     return nullptr;
-  const kernels::GemmPlan* plan = kernels::find_gemm_plan(x, x.numel() / w.size(1), w.size(0), w.size(1), epilogue);
-  if (plan && plan->workspace > 0 && !planned_gemm_workspace_on()) return nullptr;
-  return plan;
+  return kernels::find_gemm_plan(x, x.numel() / w.size(1), w.size(0), w.size(1), epilogue);
 }
 
 bool plannable_bias(const at::Tensor& b, const at::Tensor& w) {
@@ -178,7 +171,7 @@ bool has_gemm_plan(const at::Tensor& x, const at::Tensor& w, bool bias, bool ont
 int gemm_plan_rows(const at::Device& device) {
 #ifdef DIFFBENCH_WITH_CUDA_KERNELS
   if (device.is_cuda() && ab_switch_on("DIFFBENCH_PLANNED_GEMM"))
-    return kernels::gemm_plan_rows(device.has_index() ? device.index() : -1, planned_gemm_workspace_on());
+    return kernels::gemm_plan_rows(device.has_index() ? device.index() : -1);
 #endif
   (void)device;
   return 0;

@@ -83,5 +83,8 @@ TORCH_MODULE(Attention);
 // True when this build has the own head-dim-40 attention kernel and `device` can run it (a CUDA device of
 // compute capability 9.0: the kernel is built for sm_90a).
 bool have_hd40_attention_kernel(const at::Device& device);
+// True when this build has the own few-key attention kernel (at most 80 keys: cross-attention to a text's
+// tokens) and `device` can run it (a CUDA device of compute capability 8.0 or later).
+bool have_short_attention_kernel(const at::Device& device);
 
 }  // namespace diffbench
