@@ -2,7 +2,8 @@
 # Issue 21's GEMM probe (tools/gemm-lt/bench.cu) on the device: what LibTorch runs against the fastest of
 # cuBLASLt's first 16 algorithms for SD 1.5's GEMMs (1, 2, 8 images a call), with the cuBLAS(Lt) LibTorch loads
 # (the PyPI wheel's, found beside torch). Needs nvcc and python3 with torch.
-# Usage: tools/gpu-gemm-lt.sh [--after-producer]   (the probe's output: stdout; make-table.py reads it)
+# Usage: tools/gpu-gemm-lt.sh [--after-producer] [--in-graph]   (the probe's output: stdout; make-table.py
+# reads it)
 set -euo pipefail
 cd "$(dirname "$0")/gemm-lt"
 out=${TMPDIR:-/tmp}/gemm-lt

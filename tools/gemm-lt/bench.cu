@@ -11,6 +11,9 @@
 // call as in the UNet, not from L2); whether each algorithm's result has
 // the first pick's bits; and the fastest one's configuration ("== plan" lines). With --after-producer each
 // timed GEMM follows a kernel that writes its input (see produce), closer to the UNet than calls back to back.
+// With --in-graph the 100 timed calls are captured into a CUDA graph and replayed, as the UNet's fast path
+// runs them: an algorithm that needs workspace has cuBLASLt zero it with a memset first, and in a graph the
+// GPU idles ~5 us after a memset node (docs/performance.md, round 16), which calls on a stream hide.
 // Build and run: tools/gpu-gemm-lt.sh (nvcc -O2 -o gemm-lt bench.cu -lcublasLt -lcublas).
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -82,12 +85,23 @@ std::vector<Shape> unet_shapes() {
 }
 
 int main(int argc, char** argv) {
-  const bool after_producer = argc > 1 && std::string(argv[1]) == "--after-producer";
+  bool after_producer = false, in_graph = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--after-producer") {
+      after_producer = true;
+    } else if (a == "--in-graph") {
+      in_graph = true;
+    } else {
+      std::printf("usage: %s [--after-producer] [--in-graph]\n", argv[0]);
+      return 2;
+    }
+  }
   cudaDeviceProp prop;
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("== %s, cuBLASLt %zu\n", prop.name, cublasLtGetVersion());
-  std::printf("== device {\"name\": \"%s\", \"cublaslt\": %zu, \"after_producer\": %s}\n", prop.name,
-              cublasLtGetVersion(), after_producer ? "true" : "false");
+  std::printf("== device {\"name\": \"%s\", \"cublaslt\": %zu, \"after_producer\": %s, \"in_graph\": %s}\n",
+              prop.name, cublasLtGetVersion(), after_producer ? "true" : "false", in_graph ? "true" : "false");
   cublasLtHandle_t lt;
   CHECK(cublasLtCreate(&lt));
   cublasHandle_t blas;
@@ -161,10 +175,28 @@ int main(int argc, char** argv) {
         if (gemm) run(wc[r % copies]);
       };
       for (int r = 0; r < 10; ++r) step(r);
+      cudaGraphExec_t exec = nullptr;
+      if (in_graph) {  // the 100 calls as one graph, replayed once before the timed replay
+        cudaGraph_t graph = nullptr;
+        if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return 1e30;
+        for (int r = 0; r < 100; ++r) step(r);
+        const cudaError_t captured = cudaStreamEndCapture(stream, &graph);
+        const bool made = captured == cudaSuccess && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+        if (graph) cudaGraphDestroy(graph);
+        if (!made) {  // an algorithm that cannot be captured is never the plan
+          cudaGetLastError();
+          return 1e30;
+        }
+        cudaGraphLaunch(exec, stream);
+      }
       cudaEventRecord(e0, stream);
-      for (int r = 0; r < 100; ++r) step(r);
+      if (in_graph)
+        cudaGraphLaunch(exec, stream);
+      else
+        for (int r = 0; r < 100; ++r) step(r);
       cudaEventRecord(e1, stream);
       cudaEventSynchronize(e1);
+      if (exec) cudaGraphExecDestroy(exec);
       float ms = 0;
       cudaEventElapsedTime(&ms, e0, e1);
       return ms * 1000.0 / 100;

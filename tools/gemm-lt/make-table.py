@@ -43,8 +43,11 @@ def main():
     if table.exists():
         marker = f'"{device["name"]}", {device["cublaslt"]},'
         kept = [l for l in table.read_text().splitlines() if l.startswith("    {") and marker not in l]
-    how = "\n// Each GEMM was timed after a kernel that writes its input (the probe's --after-producer)." \
-        if device.get("after_producer") else ""
+    how = ""
+    if device.get("after_producer"):
+        how += "\n// Each GEMM was timed after a kernel that writes its input (the probe's --after-producer)."
+    if device.get("in_graph"):
+        how += "\n// The timed calls were replayed from a CUDA graph, as the UNet runs them (the probe's --in-graph)."
     table.write_text(HEADER.format(gain=MIN_GAIN * 100, how=how) + "\n".join(kept + rows) + "\n")
     print(f"{table}: {len(rows)} rows for {device['name']} (cuBLASLt {device['cublaslt']}), {len(kept)} others kept")
 
