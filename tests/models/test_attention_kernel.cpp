@@ -28,69 +28,65 @@ using namespace diffbench;
 namespace {
 
 struct Case {
-  int64_t batch, tokens, context;  // context: cross-attention's tokens (0: self-attention)
-  double spread;                   // the input's standard deviation: larger is a sharper softmax
-  bool own;                        // whether the module takes the own kernel for it
-};
-
-struct ShortCase {
   int64_t batch, tokens, context;  // context: cross-attention's tokens (0: self-attention over `tokens`)
   int64_t query_dim, heads, dim_head;
-  double spread;
-  bool own;
+  double spread;  // the inputs' standard deviation: larger is a sharper softmax
+  bool own;       // whether the module takes the own kernel for it
 };
 
-bool skip_reason(std::string& why) {
-  why = test::cuda_kernels_unavailable(have_fused_group_norm());
-  if (why.empty() && !have_hd40_attention_kernel(torch::kCUDA))
-    why = "the kernel runs on compute capability 9.0 alone";
-  return !why.empty();
+// The module for `c` in float (the reference), then in half twice with the kernel and once with `off_switch`
+// at "0": the same bits from call to call, the kernel taken where `c.own` says, and as close to the float
+// module as LibTorch's half attention.
+void expect_as_close_as_libtorch(const Case& c, const char* off_switch) {
+  SCOPED_TRACE("batch=" + std::to_string(c.batch) + " tokens=" + std::to_string(c.tokens) + " context=" +
+               std::to_string(c.context) + " head dim=" + std::to_string(c.dim_head) +
+               " spread=" + std::to_string(c.spread));
+  AttentionOptions options;
+  options.query_dim = c.query_dim, options.heads = c.heads, options.dim_head = c.dim_head;
+  options.cross_attention_dim = c.context > 0 ? 768 : 0;
+  Attention attention(options);
+  attention->to(torch::kCUDA);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const at::Tensor x = torch::randn({c.batch, c.tokens, c.query_dim}, cuda) * c.spread;
+  const at::Tensor context = c.context > 0 ? torch::randn({c.batch, c.context, 768}, cuda) * c.spread : at::Tensor();
+  const at::Tensor reference = attention(x, context);
+  attention->to(torch::kHalf);
+  const at::Tensor xh = x.to(torch::kHalf), ch = context.defined() ? context.to(torch::kHalf) : context;
+  const at::Tensor own = attention(xh, ch);
+  const at::Tensor again = attention(xh, ch);
+  at::Tensor libtorch;
+  {
+    test::ScopedEnv off(off_switch, "0");
+    libtorch = attention(xh, ch);
+  }
+  EXPECT_TRUE(torch::equal(own, again)) << "not the same bits from one call to the next";
+  if (c.own)
+    EXPECT_FALSE(torch::equal(own, libtorch)) << "the kernel was not used";
+  else
+    EXPECT_TRUE(torch::equal(own, libtorch)) << "the kernel was used for a shape it leaves to the others";
+  const double own_max = (own.to(torch::kFloat) - reference).abs().max().item<double>();
+  const double lib_max = (libtorch.to(torch::kFloat) - reference).abs().max().item<double>();
+  const double own_mean = (own.to(torch::kFloat) - reference).abs().mean().item<double>();
+  const double lib_mean = (libtorch.to(torch::kFloat) - reference).abs().mean().item<double>();
+  const double scale = reference.abs().max().item<double>();
+  EXPECT_LE(own_max, 2.0 * lib_max + 1e-3 * scale) << "LibTorch's half attention: " << lib_max;
+  EXPECT_LE(own_mean, 1.5 * lib_mean + 1e-5 * scale) << "LibTorch's half attention: " << lib_mean;
 }
 
 }  // namespace
 
 TEST(AttentionHd40Kernel, AsCloseToFloatAsLibTorchsHalfAttention) {
-  std::string why;
-  if (skip_reason(why)) GTEST_SKIP() << why;
+  std::string why = test::cuda_kernels_unavailable(have_fused_group_norm());
+  if (why.empty() && !have_hd40_attention_kernel(torch::kCUDA)) why = "the kernel runs on compute capability 9.0 alone";
+  if (!why.empty()) GTEST_SKIP() << why;
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
-  const Case cases[] = {{2, 4096, 0, 1.0, true},  {2, 4096, 0, 4.0, true},   {8, 4096, 0, 1.0, true},
-                        {1, 3333, 0, 2.0, true},  {2, 16384, 0, 1.0, true},  {2, 8192, 0, 3.0, true},
-                        {2, 2048, 0, 1.0, false}, {2, 4096, 77, 1.0, false}, {1, 65, 77, 3.0, false}};
-  for (const Case& c : cases) {
-    SCOPED_TRACE("batch=" + std::to_string(c.batch) + " tokens=" + std::to_string(c.tokens) +
-                 " context=" + std::to_string(c.context) + " spread=" + std::to_string(c.spread));
-    AttentionOptions options;
-    options.query_dim = 320, options.heads = 8, options.dim_head = 40;
-    options.cross_attention_dim = c.context > 0 ? 768 : 0;
-    Attention attention(options);
-    attention->to(torch::kCUDA);
-    const auto cuda = torch::TensorOptions().device(torch::kCUDA);
-    const at::Tensor x = torch::randn({c.batch, c.tokens, 320}, cuda) * c.spread;
-    const at::Tensor context = c.context > 0 ? torch::randn({c.batch, c.context, 768}, cuda) : at::Tensor();
-    const at::Tensor reference = attention(x, context);
-    attention->to(torch::kHalf);
-    const at::Tensor xh = x.to(torch::kHalf), ch = context.defined() ? context.to(torch::kHalf) : context;
-    const at::Tensor own = attention(xh, ch);
-    const at::Tensor again = attention(xh, ch);
-    at::Tensor libtorch;
-    {
-      test::ScopedEnv off("DIFFBENCH_HD40_ATTENTION", "0");
-      libtorch = attention(xh, ch);
-    }
-    EXPECT_TRUE(torch::equal(own, again)) << "not the same bits from one call to the next";
-    if (c.own)
-      EXPECT_FALSE(torch::equal(own, libtorch)) << "the kernel was not used";
-    else
-      EXPECT_TRUE(torch::equal(own, libtorch)) << "the kernel was used where LibTorch's is as fast";
-    const double own_max = (own.to(torch::kFloat) - reference).abs().max().item<double>();
-    const double lib_max = (libtorch.to(torch::kFloat) - reference).abs().max().item<double>();
-    const double own_mean = (own.to(torch::kFloat) - reference).abs().mean().item<double>();
-    const double lib_mean = (libtorch.to(torch::kFloat) - reference).abs().mean().item<double>();
-    const double scale = reference.abs().max().item<double>();
-    EXPECT_LE(own_max, 2.0 * lib_max + 1e-3 * scale) << "LibTorch's half attention: " << lib_max;
-    EXPECT_LE(own_mean, 1.5 * lib_mean + 1e-5 * scale) << "LibTorch's half attention: " << lib_mean;
-  }
+  const Case cases[] = {{2, 4096, 0, 320, 8, 40, 1.0, true},   {2, 4096, 0, 320, 8, 40, 4.0, true},
+                        {8, 4096, 0, 320, 8, 40, 1.0, true},   {1, 3333, 0, 320, 8, 40, 2.0, true},
+                        {2, 16384, 0, 320, 8, 40, 1.0, true},  {2, 8192, 0, 320, 8, 40, 3.0, true},
+                        {2, 2048, 0, 320, 8, 40, 1.0, false},  {2, 4096, 77, 320, 8, 40, 1.0, false},
+                        {1, 65, 77, 320, 8, 40, 3.0, false}};
+  for (const Case& c : cases) expect_as_close_as_libtorch(c, "DIFFBENCH_HD40_ATTENTION");
 }
 
 TEST(ShortAttentionKernel, AsCloseToFloatAsLibTorchsHalfAttention) {
@@ -99,45 +95,11 @@ TEST(ShortAttentionKernel, AsCloseToFloatAsLibTorchsHalfAttention) {
   if (!why.empty()) GTEST_SKIP() << why;
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
-  const ShortCase cases[] = {{2, 4096, 77, 320, 8, 40, 1.0, true},   {8, 4096, 77, 320, 8, 40, 1.0, true},
-                             {2, 1024, 77, 640, 8, 80, 1.0, true},   {2, 256, 77, 1280, 8, 160, 1.0, true},
-                             {2, 64, 0, 1280, 8, 160, 1.0, true},    {2, 4096, 77, 320, 5, 64, 1.0, true},
-                             {2, 1000, 77, 640, 8, 80, 4.0, true},   {1, 65, 77, 320, 8, 40, 3.0, true},
-                             {2, 333, 2, 1280, 8, 160, 1.0, true},   {2, 200, 80, 640, 10, 64, 2.0, true},
-                             {2, 200, 81, 640, 8, 80, 1.0, false},   {2, 4096, 77, 1280, 8, 160, 2.0, true}};
-  for (const ShortCase& c : cases) {
-    SCOPED_TRACE("batch=" + std::to_string(c.batch) + " tokens=" + std::to_string(c.tokens) + " context=" +
-                 std::to_string(c.context) + " head dim=" + std::to_string(c.dim_head) +
-                 " spread=" + std::to_string(c.spread));
-    AttentionOptions options;
-    options.query_dim = c.query_dim, options.heads = c.heads, options.dim_head = c.dim_head;
-    options.cross_attention_dim = c.context > 0 ? 768 : 0;
-    Attention attention(options);
-    attention->to(torch::kCUDA);
-    const auto cuda = torch::TensorOptions().device(torch::kCUDA);
-    const at::Tensor x = torch::randn({c.batch, c.tokens, c.query_dim}, cuda) * c.spread;
-    const at::Tensor context = c.context > 0 ? torch::randn({c.batch, c.context, 768}, cuda) * c.spread : at::Tensor();
-    const at::Tensor reference = attention(x, context);
-    attention->to(torch::kHalf);
-    const at::Tensor xh = x.to(torch::kHalf), ch = context.defined() ? context.to(torch::kHalf) : context;
-    const at::Tensor own = attention(xh, ch);
-    const at::Tensor again = attention(xh, ch);
-    at::Tensor libtorch;
-    {
-      test::ScopedEnv off("DIFFBENCH_SHORT_ATTENTION", "0");
-      libtorch = attention(xh, ch);
-    }
-    EXPECT_TRUE(torch::equal(own, again)) << "not the same bits from one call to the next";
-    if (c.own)
-      EXPECT_FALSE(torch::equal(own, libtorch)) << "the kernel was not used";
-    else
-      EXPECT_TRUE(torch::equal(own, libtorch)) << "the kernel was used past its 80 keys";
-    const double own_max = (own.to(torch::kFloat) - reference).abs().max().item<double>();
-    const double lib_max = (libtorch.to(torch::kFloat) - reference).abs().max().item<double>();
-    const double own_mean = (own.to(torch::kFloat) - reference).abs().mean().item<double>();
-    const double lib_mean = (libtorch.to(torch::kFloat) - reference).abs().mean().item<double>();
-    const double scale = reference.abs().max().item<double>();
-    EXPECT_LE(own_max, 2.0 * lib_max + 1e-3 * scale) << "LibTorch's half attention: " << lib_max;
-    EXPECT_LE(own_mean, 1.5 * lib_mean + 1e-5 * scale) << "LibTorch's half attention: " << lib_mean;
-  }
+  const Case cases[] = {{2, 4096, 77, 320, 8, 40, 1.0, true},   {8, 4096, 77, 320, 8, 40, 1.0, true},
+                        {2, 1024, 77, 640, 8, 80, 1.0, true},   {2, 256, 77, 1280, 8, 160, 1.0, true},
+                        {2, 64, 0, 1280, 8, 160, 1.0, true},    {2, 4096, 77, 320, 5, 64, 1.0, true},
+                        {2, 1000, 77, 640, 8, 80, 4.0, true},   {1, 65, 77, 320, 8, 40, 3.0, true},
+                        {2, 333, 2, 1280, 8, 160, 1.0, true},   {2, 200, 80, 640, 10, 64, 2.0, true},
+                        {2, 200, 81, 640, 8, 80, 1.0, false},   {2, 4096, 77, 1280, 8, 160, 2.0, true}};
+  for (const Case& c : cases) expect_as_close_as_libtorch(c, "DIFFBENCH_SHORT_ATTENTION");
 }
