@@ -270,7 +270,9 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
         ModelSource::open(s->model, ModelSourceOptions{s->variant, s->prediction_type, s->model_config});
       stage = "config_mismatch";
       const nlohmann::json consistency = check_consistency(baseline, spec, common.allow_model_mismatch);
-      check_comparable(baseline, spec, consistency, common);
+      EvalOptions e = common;
+      e.allow_identical = common.allow_identical || c.allow_identical;
+      check_comparable(baseline, spec, consistency, e);
       stage = "load_error";
       const nlohmann::json material = baseline_key_material(baseline, common, prompts.prompts);
       const std::string key = baseline_key(material);
@@ -283,7 +285,6 @@ SuiteResult run_suite(const SuiteOptions& so, const std::vector<SuiteCandidate>&
         groups.push_back(std::move(g));
         group = groups.end() - 1;
       }
-      EvalOptions e = common;
       e.candidate = spec;
       e.baseline = baseline;
       e.out = dir / name;

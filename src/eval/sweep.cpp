@@ -191,6 +191,7 @@ std::vector<SuiteCandidate> sweep_candidates(const PipelineSpec& spec, const std
       c.error = e.message() + " (" + e.where() + ")";
     }
     c.spec = point;
+    c.allow_identical = true;
     out.push_back(std::move(c));
     size_t a = grid.size();
     while (a > 0 && ++at[a - 1] == grid[a - 1].values.size()) at[--a] = 0;

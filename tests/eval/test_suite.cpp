@@ -323,6 +323,31 @@ TEST_F(SuiteCli, SweepSixPoints) {
   EXPECT_TRUE(fs::exists(out / "suite.csv"));
 }
 
+// A sweep of steps over a spec without accelerations: the point equal to the baseline (steps=10) is measured
+// like the other, its report marked identical, not failed as config_mismatch; the same spec as a suite
+// candidate against itself still is (--allow-identical is the suite's way).
+TEST_F(SuiteCli, SweepPointEqualToTheBaselineIsMeasured) {
+  const fs::path sp = write_spec("plain", spec(10));
+  const fs::path out = dir_ / "sweep";
+  auto r = run_diffbench("sweep " + shell_quote(sp.string()) + " --grid steps=5,10" + common(out) +
+                         " --schedule sequential --no-baseline-cache");
+  ASSERT_LE(r.exit_code, 1) << r.output;
+  const auto s = read_json_file(out / "sweep.json");
+  ASSERT_EQ(s["points"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& p = s["points"][i];
+    EXPECT_NE(p["reason"], "config_mismatch") << p.dump();
+    ASSERT_TRUE(p["report"].is_string()) << p.dump();
+    const auto rep = read_json_file(out / p["report"].get<std::string>());
+    EXPECT_EQ(rep["consistency"]["comparison"]["identical"].get<bool>(), i == 1) << p.dump();
+    EXPECT_TRUE(p["speedup"].is_number()) << p.dump();
+  }
+  auto suite = run_diffbench("suite " + shell_quote(sp.string()) + " --baseline " + shell_quote(sp.string()) +
+                             common(dir_ / "suite") + " --no-baseline-cache");
+  EXPECT_EQ(suite.exit_code, 1) << suite.output;
+  EXPECT_EQ(read_json_file(dir_ / "suite" / "suite.json")["rows"][0]["reason"], "config_mismatch");
+}
+
 TEST_F(SuiteCli, SuiteLevelErrorsAreExit2) {
   const fs::path out = dir_ / "suite";
   auto none = run_diffbench("suite " + shell_quote((dir_ / "nothing-here").string()) + common(out));

@@ -41,6 +41,9 @@ struct SuiteCandidate {
   std::optional<PipelineSpec> spec;  // already built (a sweep point); else loaded from `file`
   nlohmann::json params;             // a sweep point's parameters (null otherwise)
   std::string error;                 // set when the point could not be built (an invalid_spec row)
+  // A sweep point equal to its baseline (steps=50 on a 50-step spec without accelerations) is measured as
+  // any other, the sweep's timing-noise floor, instead of failing as config_mismatch.
+  bool allow_identical = false;
 };
 
 struct SuiteOptions {

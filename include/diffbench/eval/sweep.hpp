@@ -32,7 +32,8 @@ GridAxis parse_grid(const std::string& text);
 void apply_grid_value(PipelineSpec& spec, const std::string& key, const std::string& value);
 
 // The grid's points in order (the last axis varies fastest), each a candidate named
-// "<spec>-key=value-..." with its parameters; every key is checked on the spec first.
+// "<spec>-key=value-..." with its parameters; every key is checked on the spec first. A point equal to
+// its baseline is allowed (SuiteCandidate::allow_identical).
 std::vector<SuiteCandidate> sweep_candidates(const PipelineSpec& spec, const std::vector<GridAxis>& grid);
 
 // Pareto-optimal points of (x = speedup, higher is better; y = a quality metric): a point is
