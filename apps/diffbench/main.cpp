@@ -224,7 +224,7 @@ void add_eval_options(CLI::App* c, EvalArgs& a) {
       ->check(finite_number(0));
   add_distribution_options(*c, a);
   c->add_flag("--allow-model-mismatch", a.allow_model_mismatch, "compare pipelines whose weights differ");
-  c->add_flag("--allow-identical", a.allow_identical, "compare a candidate with an identical baseline (measures timing noise)");
+  c->add_flag("--allow-identical", a.allow_identical, "compare a candidate with an identical baseline (measures timing noise; a sweep's points always may be)");
   c->add_flag("--allow-task-change", a.allow_task_change, "compare pipelines that differ in image size or guidance");
   c->add_flag("--allow-nonfinite", a.allow_nonfinite, "continue when latents or images become NaN or inf");
   c->add_option("--out", a.out, "report folder (default runs/<candidate>-<timestamp>; suite, sweep: runs/suite-<timestamp>)");
