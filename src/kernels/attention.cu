@@ -7,20 +7,9 @@
 
 #include "attention.hpp"
 #include "attention_hd40.cuh"
-#include "convert.cuh"
+#include "attention_operands.cuh"
 
 namespace diffbench::kernels {
-
-namespace {
-
-bool strides_fit(const at::Tensor& t) {
-  if (t.dim() != 4 || t.size(3) != hd40::kHead || t.stride(3) != 1) return false;
-  for (int d = 0; d < 3; ++d)
-    if (t.stride(d) % 8 != 0) return false;
-  return aligned16(t);
-}
-
-}  // namespace
 
 bool attention_hd40_device(int device_index) {
   const cudaDeviceProp* props = at::cuda::getDeviceProperties(device_index);
@@ -28,15 +17,7 @@ bool attention_hd40_device(int device_index) {
 }
 
 bool attention_hd40_supported(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (!q.is_cuda() || q.scalar_type() != at::kHalf || k.scalar_type() != at::kHalf || v.scalar_type() != at::kHalf)
-    return false;
-  if (k.device() != q.device() || v.device() != q.device()) return false;
-  if (!strides_fit(q) || !strides_fit(k) || !strides_fit(v)) return false;
-  if (k.size(0) != q.size(0) || k.size(1) != q.size(1) || !k.sizes().equals(v.sizes())) return false;
-  const int64_t limit = int64_t{1} << 30;
-  if (q.size(2) <= 0 || k.size(2) <= 0 || q.size(2) >= limit || k.size(2) >= limit) return false;
-  if (q.size(0) * q.size(1) >= 65536) return false;
-  return attention_hd40_device(q.device().index());
+  return attention_operands_fit(q, k, v, hd40::kHead) && attention_hd40_device(q.device().index());
 }
 
 at::Tensor attention_hd40(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {

@@ -10,7 +10,7 @@
 
 #include <cmath>
 
-#include "convert.cuh"
+#include "attention_operands.cuh"
 #include "short_attention.hpp"
 #include "sm90.cuh"
 
@@ -175,13 +175,6 @@ __global__ void __launch_bounds__(128) attention_short_kernel(Params p) {
 #endif
 }
 
-bool strides_fit(const at::Tensor& t, int64_t d) {
-  if (t.dim() != 4 || t.size(3) != d || t.stride(3) != 1) return false;
-  for (int i = 0; i < 3; ++i)
-    if (t.stride(i) % 8 != 0) return false;
-  return aligned16(t);
-}
-
 template <int D>
 void launch(const Params& p, int64_t lq, int64_t bh, cudaStream_t stream) {
   // Four warps (64 rows) a block where there are rows enough to fill the GPU that way, else two.
@@ -201,15 +194,9 @@ bool attention_short_device(int device_index) {
 }
 
 bool attention_short_supported(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (!q.is_cuda() || q.scalar_type() != at::kHalf || k.scalar_type() != at::kHalf || v.scalar_type() != at::kHalf)
-    return false;
-  if (k.device() != q.device() || v.device() != q.device() || q.dim() != 4) return false;
-  const int64_t d = q.size(3);
+  const int64_t d = q.dim() == 4 ? q.size(3) : 0;
   if (d != 40 && d != 64 && d != 80 && d != 160) return false;
-  if (!strides_fit(q, d) || !strides_fit(k, d) || !strides_fit(v, d)) return false;
-  if (k.size(0) != q.size(0) || k.size(1) != q.size(1) || !k.sizes().equals(v.sizes())) return false;
-  if (k.size(2) < 1 || k.size(2) > kShortAttentionMaxKeys) return false;
-  if (q.size(2) < 1 || q.size(2) >= (int64_t{1} << 30) || q.size(0) * q.size(1) >= 65536) return false;
+  if (!attention_operands_fit(q, k, v, d) || k.size(2) > kShortAttentionMaxKeys) return false;
   return attention_short_device(q.device().index());
 }
 
